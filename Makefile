@@ -1,0 +1,142 @@
+# opsn — one Makefile for the three programs, the tests, fuzzing and benchmarks.
+
+CC	?= cc
+PREFIX	?= /usr/local
+DESTDIR	?=
+PYTHON	?= /usr/bin/python3
+
+# `make check` builds the same code with sanitizers into a separate tree.
+SAN	?= 0
+ifeq ($(SAN),1)
+BUILD	?= build/san
+BIN	?= build/san/bin
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
+else
+BUILD	?= build/obj
+BIN	?= bin
+SANFLAGS =
+endif
+
+PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
+PKG_CONTROLLER	= $(PKG_COMMON) libh2o
+PKG_AGENT	= $(PKG_COMMON) libvirt
+PKG_CLI		= libcurl jansson openssl
+
+pc_cflags = $(shell pkg-config --cflags $(1))
+pc_libs = $(shell pkg-config --libs $(1))
+
+WARN	= -Wall -Wextra -Wno-unused-parameter -Wshadow -Wpointer-arith \
+	  -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS	?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
+	  -DH2O_USE_LIBUV=1 -Iinclude -I$(BUILD)/proto \
+	  $(call pc_cflags,$(PKG_CONTROLLER) libvirt libcurl)
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+PROTOS	= $(wildcard proto/*.proto)
+PROTO_C	= $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
+PROTO_H	= $(PROTO_C:.c=.h)
+
+LIB_SRC	= $(wildcard lib/*.c) $(wildcard proto/*.c)
+LIB_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
+CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard controller/*.c))
+AGT_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard node-agent/*.c))
+CLI_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
+LIBOPSN	= $(BUILD)/libopsn.a
+
+PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
+
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all test check unit e2e fuzz bench install run clean image
+.SECONDARY:
+
+all: $(PROGS)
+
+$(BUILD)/proto/%.pb-c.c $(BUILD)/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(@D)
+	protoc-c --proto_path=proto --c_out=$(BUILD)/proto $<
+
+$(BUILD)/%.o: %.c $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c
+	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(LIBOPSN): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN)/opsn-controller: $(CTL_OBJ) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CONTROLLER)) -lcrypt -lm
+
+$(BIN)/opsn-agent: $(AGT_OBJ) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_AGENT)) -lm
+
+$(BIN)/opsnctl: $(CLI_OBJ) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CLI) $(PKG_COMMON)) -lm
+
+# Unit tests link the shared library and, where they test a program's
+# subsystem, that program's objects except its main.
+CTL_LIBOBJ = $(filter-out $(BUILD)/controller/main.o,$(CTL_OBJ))
+AGT_LIBOBJ = $(filter-out $(BUILD)/node-agent/main.o,$(AGT_OBJ))
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIBOPSN) $(CTL_LIBOBJ) $(AGT_LIBOBJ) $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icontroller -Inode-agent \
+		-o $@ $< $(CTL_LIBOBJ) $(AGT_LIBOBJ) $(LIBOPSN) \
+		$(call pc_libs,$(PKG_CONTROLLER) libvirt cmocka) -lcrypt -lm
+
+unit-build: $(UNIT_BIN)
+
+test: all $(UNIT_BIN)
+	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) tests/run.sh
+
+check:
+	$(MAKE) SAN=1 test
+
+# Each fuzz target runs for a short bounded time.
+FUZZ_SECONDS ?= 30
+FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
+fuzz: $(PROTO_H)
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRC); do \
+		n=$$(basename $$f .c); \
+		echo "fuzz: building $$n"; \
+		clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+			-Iinclude -I$(BUILD)/proto $(call pc_cflags,$(PKG_COMMON)) \
+			-o build/fuzz/$$n $$f lib/*.c proto/*.c $(PROTO_C) \
+			$(call pc_libs,$(PKG_COMMON)) -lm || exit 1; \
+		mkdir -p build/fuzz/corpus-$$n; \
+		echo "fuzz: running $$n for $(FUZZ_SECONDS)s"; \
+		build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
+			build/fuzz/corpus-$$n tests/fuzz/corpus-$$n 2>&1 | tail -n 3 || exit 1; \
+	done
+
+bench: all
+	@BIN=$(BIN) PYTHON=$(PYTHON) tests/bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)/lib/systemd/system \
+		$(DESTDIR)/etc/opsn
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 docs/opsnctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 docs/opsn-controller.8 docs/opsn-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 ops/systemd/opsn-controller.service ops/systemd/opsn-agent.service \
+		$(DESTDIR)/lib/systemd/system/
+	install -m 640 ops/controller.conf.sample $(DESTDIR)/etc/opsn/controller.conf.sample
+	install -m 640 ops/agent.conf.sample $(DESTDIR)/etc/opsn/agent.conf.sample
+
+run:
+	@ops/run.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

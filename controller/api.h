@@ -1,0 +1,90 @@
+/*
+ * The controller's HTTPS API: h2o on the controller's libuv loop, a route
+ * table, bearer-token authentication and JSON errors
+ * {"error":{"code":"...","message":"..."}}.
+ */
+#ifndef OPSN_API_H
+#define OPSN_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <jansson.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+struct api_req;
+
+/* Who is calling: filled by the authenticate callback. */
+struct api_principal {
+	char	ap_name[128];	/* token name, or "node:NAME" */
+	char	ap_role[32];	/* admin, operator, finance, auditor, node */
+	int64_t	ap_tenant;	/* 0 = not scoped to a tenant */
+};
+
+typedef void (*api_handler)(struct api_req *);
+
+/* One row per route. The pattern may hold {param} segments. */
+struct api_route {
+	const char	*ar_method;	/* "GET", "POST", ... */
+	const char	*ar_pattern;	/* "/v1/nodes/{name}" */
+	const char	*ar_perm;	/* permission, NULL = no authentication */
+	api_handler	 ar_fn;
+	const char	*ar_summary;	/* one line, for /v1/openapi.json */
+};
+
+struct api_hooks {
+	/*
+	 * Check a bearer token; fill *p and return 0, or return -1 (the call
+	 * gets 401 "unauthenticated").
+	 */
+	int	(*authenticate)(const char *token, struct api_principal *p,
+		    void *arg);
+	/* May p use perm? 0 yes, -1 no (the call gets 403 naming perm). */
+	int	(*authorize)(const struct api_principal *p, const char *perm,
+		    void *arg);
+	void	*arg;
+};
+
+/*
+ * Listen on addr:port with TLS from ctx and serve the routes (the table is
+ * not copied and must outlive the server). GET /v1/openapi.json is always
+ * served, built from the table. -1 with *cause if the listen failed.
+ */
+int	api_start(uv_loop_t *, const char *addr, int port, SSL_CTX *ctx,
+	    const struct api_route *, size_t nroutes, const struct api_hooks *,
+	    char **cause);
+/* Stop listening and close client connections. */
+void	api_stop(void);
+
+/* A path parameter by name ("name" for {name}), or NULL. */
+const char	*api_param(struct api_req *, const char *);
+/* A query parameter, percent-decoded, or NULL (owned by the request). */
+const char	*api_query(struct api_req *, const char *);
+/* A request header, or NULL (owned by the request). */
+const char	*api_header(struct api_req *, const char *);
+const struct api_principal *api_principal(struct api_req *);
+/* The request id (also sent back as X-Request-Id). */
+const char	*api_request_id(struct api_req *);
+/* The verified client certificate of the TLS connection, or NULL. */
+X509		*api_client_cert(struct api_req *);
+/* Raw body. */
+const void	*api_body(struct api_req *, size_t *len);
+/*
+ * Parse the body as a JSON object; on failure reply 400 "bad_json" with
+ * jansson's line/column message and return NULL. Caller owns the result.
+ */
+json_t		*api_body_json(struct api_req *);
+
+/* Add a response header (copied). */
+void	api_set_header(struct api_req *, const char *name, const char *value);
+/* Reply with a JSON document (consumed) and status. */
+void	api_reply_json(struct api_req *, int status, json_t *);
+/* Reply with {"error":{"code":code,"message":...}}. */
+void	api_reply_error(struct api_req *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* Reply with raw bytes (copied) and a content type. */
+void	api_reply_raw(struct api_req *, int status, const char *ctype,
+	    const void *, size_t);
+
+#endif
