@@ -81,16 +81,23 @@ $(BIN)/opsnctl: $(CLI_OBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CLI) $(PKG_COMMON)) -lm
 
-# Unit tests link the shared library and, where they test a program's
-# subsystem, that program's objects except its main.
+# Unit tests link the shared library; test_ctl_*.c also link the
+# controller's objects (except main) and test_agt_*.c the agent's.
 CTL_LIBOBJ = $(filter-out $(BUILD)/controller/main.o,$(CTL_OBJ))
 AGT_LIBOBJ = $(filter-out $(BUILD)/node-agent/main.o,$(AGT_OBJ))
+TEST_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libvirt libcurl cmocka) -lcrypt -lm
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIBOPSN) $(CTL_LIBOBJ) $(AGT_LIBOBJ) $(PROTO_H)
+$(BUILD)/tests/test_ctl_%: tests/unit/test_ctl_%.c $(CTL_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icontroller -Inode-agent \
-		-o $@ $< $(CTL_LIBOBJ) $(AGT_LIBOBJ) $(LIBOPSN) \
-		$(call pc_libs,$(PKG_CONTROLLER) libvirt cmocka) -lcrypt -lm
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icontroller -o $@ $^ $(TEST_LIBS)
+
+$(BUILD)/tests/test_agt_%: tests/unit/test_agt_%.c $(AGT_LIBOBJ) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Inode-agent -o $@ $^ $(TEST_LIBS)
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
 
 unit-build: $(UNIT_BIN)
 
