@@ -39,7 +39,9 @@ PROTO_H	= $(PROTO_C:.c=.h)
 
 LIB_SRC	= $(wildcard lib/*.c) $(wildcard proto/*.c)
 LIB_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
-CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard controller/*.c))
+MIGRATIONS = $(sort $(wildcard controller/migrations/*.sql))
+CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard controller/*.c)) \
+	  $(BUILD)/gen/migrations.o
 AGT_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard node-agent/*.c))
 CLI_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))
 LIBOPSN	= $(BUILD)/libopsn.a
@@ -64,6 +66,13 @@ $(BUILD)/%.o: %.c $(PROTO_H)
 
 $(BUILD)/proto/%.pb-c.o: $(BUILD)/proto/%.pb-c.c
 	$(CC) $(ALL_CFLAGS) -Wno-missing-prototypes -c -o $@ $<
+
+$(BUILD)/gen/migrations.c: $(MIGRATIONS) ops/embed-sql.sh
+	@mkdir -p $(@D)
+	ops/embed-sql.sh $@ $(MIGRATIONS)
+
+$(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
+	$(CC) $(ALL_CFLAGS) -Icontroller -c -o $@ $<
 
 $(LIBOPSN): $(LIB_OBJ)
 	@rm -f $@

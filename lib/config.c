@@ -1,5 +1,6 @@
 /* Table-driven configuration over inih. */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -355,4 +356,80 @@ cfg_free(const struct cfg_table *t, void *conf)
 		free(*sp);
 		*sp = NULL;
 	}
+}
+
+/* Parse argv; table flags are collected, short options go to shortcb. */
+int
+cfg_getopt(const struct cfg_table *t, int argc, char **argv,
+    const char *shortopts, void (*shortcb)(int, const char *, void *),
+    void *arg, struct cfg_args *args)
+{
+	struct option	*lopts;
+	size_t		 i, n = 0;
+	int		 ch, idx;
+
+	memset(args, 0, sizeof(*args));
+	args->ca_idx = xcalloc((size_t)argc, sizeof(*args->ca_idx));
+	args->ca_val = xcalloc((size_t)argc, sizeof(*args->ca_val));
+	lopts = xcalloc(t->ct_nopts + 3, sizeof(*lopts));
+	for (i = 0; i < t->ct_nopts; i++) {
+		if (t->ct_opts[i].co_flag == NULL)
+			continue;
+		lopts[n].name = t->ct_opts[i].co_flag;
+		lopts[n].has_arg = required_argument;
+		lopts[n].val = 1000 + (int)i;
+		n++;
+	}
+	lopts[n++] = (struct option){ "help", no_argument, NULL, 'h' };
+	lopts[n++] = (struct option){ "version", no_argument, NULL, 'V' };
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, shortopts, lopts, &idx)) != -1) {
+		if (ch >= 1000) {
+			args->ca_idx[args->ca_n] = ch - 1000;
+			args->ca_val[args->ca_n] = optarg;
+			args->ca_n++;
+			continue;
+		}
+		if (ch == '?' || ch == ':') {
+			free(lopts);
+			return (-1);
+		}
+		shortcb(ch, optarg, arg);
+	}
+	free(lopts);
+	return (optind);
+}
+
+/* Apply collected flags over conf, then free them. */
+int
+cfg_apply_args(const struct cfg_table *t, void *conf, struct cfg_args *args,
+    char **cause)
+{
+	int	 i, rv = 0;
+	char	*origin;
+
+	for (i = 0; i < args->ca_n && rv == 0; i++) {
+		const struct cfg_option *o = &t->ct_opts[args->ca_idx[i]];
+
+		xasprintf(&origin, "--%s", o->co_flag);
+		rv = cfg_set(t, conf, o->co_name, args->ca_val[i], origin,
+		    cause);
+		free(origin);
+	}
+	free(args->ca_idx);
+	free(args->ca_val);
+	memset(args, 0, sizeof(*args));
+	return (rv);
+}
+
+/* Print the table's flags with their help. */
+void
+cfg_usage(const struct cfg_table *t, FILE *f)
+{
+	size_t	 i;
+
+	for (i = 0; i < t->ct_nopts; i++)
+		if (t->ct_opts[i].co_flag != NULL)
+			fprintf(f, "  --%-22s %s\n", t->ct_opts[i].co_flag,
+			    t->ct_opts[i].co_help);
 }

@@ -321,3 +321,16 @@ util_random(void *buf, size_t len)
 	if (RAND_bytes(buf, (int)len) != 1)
 		fatalx("RAND_bytes failed");
 }
+
+size_t
+strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t	 len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len < size - 1 ? len : size - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return (len);
+}

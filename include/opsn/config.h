@@ -49,6 +49,28 @@ int	cfg_set(const struct cfg_table *, void *conf, const char *name,
 	    const char *value, const char *origin, char **cause);
 /* Find the option a --flag sets, or NULL. */
 const struct cfg_option *cfg_find_flag(const struct cfg_table *, const char *);
+/* Command-line --flags collected by cfg_getopt, applied after the file. */
+struct cfg_args {
+	int	 ca_n;
+	int	*ca_idx;	/* option index in the table */
+	char	**ca_val;
+};
+
+/*
+ * Parse argv with getopt_long: the table's flags are collected into args,
+ * "help" and "version" map to 'h' and 'V', and other short options (from
+ * shortopts) go to shortcb. Returns the index of the first operand, or -1
+ * on an unknown option.
+ */
+int	cfg_getopt(const struct cfg_table *, int argc, char **argv,
+	    const char *shortopts, void (*shortcb)(int, const char *, void *),
+	    void *arg, struct cfg_args *args);
+/* Apply collected flags over conf, then free them. */
+int	cfg_apply_args(const struct cfg_table *, void *conf, struct cfg_args *,
+	    char **cause);
+/* Print the table's flags with their help, for usage(). */
+void	cfg_usage(const struct cfg_table *, FILE *);
+
 /* Print the effective configuration as INI; secrets are masked. */
 void	cfg_print(const struct cfg_table *, const void *conf, FILE *);
 /* Free the strings held by conf. */

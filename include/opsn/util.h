@@ -20,6 +20,9 @@ int	 xasprintf(char **, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 int	 xvasprintf(char **, const char *, va_list);
 
+/* Copy with truncation, always NUL-terminated (glibc 2.36 lacks it). */
+size_t	 strlcpy(char *, const char *, size_t);
+
 /* Milliseconds on a monotonic clock, for timeouts. */
 uint64_t	 util_mono_ms(void);
 /* Seconds since the epoch (UTC). */

@@ -1,0 +1,266 @@
+/* The /v1 routes: a table of handlers, bearer tokens, role permissions. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+
+#define LIST_LIMIT_DEFAULT	100
+#define LIST_LIMIT_MAX		1000
+
+static struct ctl	*ac;
+
+static void	apiv1_health(struct api_req *);
+static void	apiv1_nodes_list(struct api_req *);
+static void	apiv1_node_get(struct api_req *);
+static void	apiv1_node_tokens(struct api_req *);
+static void	apiv1_node_revoke(struct api_req *);
+
+static const struct api_route apiv1_routes[] = {
+	{ "GET", "/v1/health", NULL, apiv1_health,
+	  "Liveness, version and nodes by state" },
+	{ "GET", "/v1/nodes", "nodes.read", apiv1_nodes_list,
+	  "List nodes (limit, cursor)" },
+	{ "GET", "/v1/nodes/{name}", "nodes.read", apiv1_node_get,
+	  "Show one node" },
+	{ "POST", "/v1/node-tokens", "nodes.enrol", apiv1_node_tokens,
+	  "Create a one-time join token for an agent" },
+	{ "POST", "/v1/nodes/{name}/revoke", "nodes.revoke", apiv1_node_revoke,
+	  "Revoke a node's certificate and drop its connection" },
+};
+
+/*
+ * What each role may do: a permission matches an entry exactly, or a
+ * "prefix.*" entry, or "*.read" for any read.
+ */
+static const struct {
+	const char	*role;
+	const char	*perms[8];
+} apiv1_roles[] = {
+	{ "admin",	{ "*" } },
+	{ "operator",	{ "nodes.*", "tenants.*", "vms.*", "images.*",
+			  "services.*", "*.read" } },
+	{ "auditor",	{ "*.read" } },
+	{ "finance",	{ "tenants.read", "usage.read", "statements.read" } },
+};
+
+static int
+apiv1_perm_match(const char *pat, const char *perm)
+{
+	size_t	 len = strlen(pat);
+	const char *dot;
+
+	if (strcmp(pat, "*") == 0 || strcmp(pat, perm) == 0)
+		return (1);
+	if (len > 2 && strcmp(pat + len - 2, ".*") == 0)
+		return (strncmp(pat, perm, len - 1) == 0);
+	if (strncmp(pat, "*.", 2) == 0 && (dot = strrchr(perm, '.')) != NULL)
+		return (strcmp(dot + 1, pat + 2) == 0);
+	return (0);
+}
+
+static int
+apiv1_authorize(const struct api_principal *p, const char *perm, void *arg)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < nitems(apiv1_roles); i++) {
+		if (strcmp(apiv1_roles[i].role, p->ap_role) != 0)
+			continue;
+		for (j = 0; j < nitems(apiv1_roles[i].perms) &&
+		    apiv1_roles[i].perms[j] != NULL; j++)
+			if (apiv1_perm_match(apiv1_roles[i].perms[j], perm))
+				return (0);
+	}
+	return (-1);
+}
+
+static int
+apiv1_authenticate(const char *token, struct api_principal *p, void *arg)
+{
+	sqlite3_stmt	*st;
+	char		 hash[65];
+	int		 rv = -1;
+
+	if (strlen(token) > 256)
+		return (-1);
+	tokens_hash(token, hash);
+	st = store_prepare(ac->db, "SELECT name, role, coalesce(tenant_id, 0) "
+	    "FROM api_tokens WHERE hash = ? AND revoked_at IS NULL AND "
+	    "(expires_at IS NULL OR expires_at > ?)");
+	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, util_now());
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		strlcpy(p->ap_name, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(p->ap_name));
+		strlcpy(p->ap_role, (const char *)sqlite3_column_text(st, 1),
+		    sizeof(p->ap_role));
+		p->ap_tenant = sqlite3_column_int64(st, 2);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return (rv);
+}
+
+/* limit and cursor query parameters; -1 after replying 400. */
+static int
+apiv1_page(struct api_req *r, int *limit, const char **cursor)
+{
+	const char	*s = api_query(r, "limit");
+	char		*end;
+	long		 n;
+
+	*limit = LIST_LIMIT_DEFAULT;
+	*cursor = api_query(r, "cursor");
+	if (s == NULL)
+		return (0);
+	n = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || n < 1 || n > LIST_LIMIT_MAX) {
+		api_reply_error(r, 400, "bad_parameter", "limit must be a "
+		    "number from 1 to %d", LIST_LIMIT_MAX);
+		return (-1);
+	}
+	*limit = (int)n;
+	return (0);
+}
+
+static void
+apiv1_reply_page(struct api_req *r, json_t *items, char *next)
+{
+	json_t	*o = json_object();
+
+	json_object_set_new(o, "items", items);
+	json_object_set_new(o, "next_cursor", next ? json_string(next) :
+	    json_null());
+	free(next);
+	api_reply_json(r, 200, o);
+}
+
+static void
+apiv1_health(struct api_req *r)
+{
+	json_t	*o = json_object();
+
+	json_object_set_new(o, "status", json_string("ok"));
+	json_object_set_new(o, "version", json_string(OPSN_VERSION));
+	json_object_set_new(o, "nodes", nodes_state_counts());
+	api_reply_json(r, 200, o);
+}
+
+static void
+apiv1_nodes_list(struct api_req *r)
+{
+	const char	*cursor;
+	char		*next;
+	int		 limit;
+	json_t		*items;
+
+	if (apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	items = nodes_list_json(cursor, limit, &next);
+	apiv1_reply_page(r, items, next);
+}
+
+static void
+apiv1_node_get(struct api_req *r)
+{
+	json_t	*o;
+
+	if ((o = nodes_json(api_param(r, "name"))) == NULL) {
+		api_reply_error(r, 404, "not_found", "no node named '%s'",
+		    api_param(r, "name"));
+		return;
+	}
+	api_reply_json(r, 200, o);
+}
+
+static void
+apiv1_node_tokens(struct api_req *r)
+{
+	json_t		*body, *v, *o;
+	int64_t		 ttl = ac->conf.node_token_ttl_ms / 1000, expires;
+	char		*cause = NULL, *token, buf[32];
+	const char	*k;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	json_object_foreach(body, k, v) {
+		if (strcmp(k, "ttl") != 0) {
+			api_reply_error(r, 400, "unknown_field", "unknown field "
+			    "'%.64s' (known: ttl)", k);
+			goto out;
+		}
+	}
+	if ((v = json_object_get(body, "ttl")) != NULL) {
+		if (json_is_integer(v))
+			ttl = json_integer_value(v);
+		else if (!json_is_string(v) || util_parse_duration(
+		    json_string_value(v), &ttl, &cause) == -1) {
+			api_reply_error(r, 400, "bad_field", "ttl: %s", cause ?
+			    cause : "must be a duration such as \"1h\"");
+			goto out;
+		}
+		if (ttl < 60 || ttl > 30 * 86400) {
+			api_reply_error(r, 400, "bad_field", "ttl must be from "
+			    "1m to 30d");
+			goto out;
+		}
+	}
+	if (tokens_join_create(ac, ttl, &token, &expires, &cause) == -1) {
+		log_warnx("api: %s", cause);
+		api_reply_error(r, 500, "internal", "could not create a token");
+		goto out;
+	}
+	log_info("api: %s created a join token valid until %lld",
+	    api_principal(r)->ap_name, (long long)expires);
+	o = json_object();
+	json_object_set_new(o, "token", json_string(token));
+	util_time_fmt(expires, buf, sizeof(buf));
+	json_object_set_new(o, "expires_at", json_string(buf));
+	explicit_bzero(token, strlen(token));
+	free(token);
+	api_reply_json(r, 201, o);
+out:
+	free(cause);
+	json_decref(body);
+}
+
+static void
+apiv1_node_revoke(struct api_req *r)
+{
+	const char	*name = api_param(r, "name");
+	char		*cause = NULL;
+
+	if (nodes_revoke(name, &cause) == -1) {
+		api_reply_error(r, 404, "not_found", "%s", cause);
+		free(cause);
+		return;
+	}
+	log_notice("api: %s revoked node %s", api_principal(r)->ap_name, name);
+	api_reply_json(r, 200, nodes_json(name));
+}
+
+/* Serve the API on the configured address. */
+int
+apiv1_start(struct ctl *c, char **cause)
+{
+	static const struct api_hooks hooks = {
+		apiv1_authenticate, apiv1_authorize, NULL
+	};
+	char	*host = NULL;
+	int	 port, rv;
+
+	ac = c;
+	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
+		return (-1);
+	rv = api_start(c->loop, host, port, c->api_ctx, apiv1_routes,
+	    nitems(apiv1_routes), &hooks, cause);
+	free(host);
+	if (rv == 0)
+		log_info("api: listening on https://%s", c->conf.api_listen);
+	return (rv);
+}

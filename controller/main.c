@@ -1,0 +1,203 @@
+/* opsn-controller: tracks nodes, tenants and services; serves the API. */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "opsn/config.h"
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+
+struct ctl	*ctl;
+
+#define C(field) offsetof(struct ctl_conf, field)
+static const struct cfg_option ctl_opts[] = {
+	{ "controller", "data_dir", CFG_STRING, C(data_dir),
+	  "/var/lib/opsn/controller", 0, 0, NULL, 0, "data-dir",
+	  "folder for the database, CA and tokens" },
+	{ "controller", "api_listen", CFG_STRING, C(api_listen),
+	  "127.0.0.1:8443", 0, 0, NULL, 0, "api-listen",
+	  "HTTPS API address:port" },
+	{ "controller", "agent_listen", CFG_STRING, C(agent_listen),
+	  "0.0.0.0:8444", 0, 0, NULL, 0, "agent-listen",
+	  "agent protocol address:port" },
+	{ "controller", "server_names", CFG_STRING, C(server_names),
+	  "", 0, 0, NULL, 0, "server-names",
+	  "names in the server certificate (default: host name, localhost, "
+	  "127.0.0.1, ::1)" },
+	{ "controller", "unreachable_timeout", CFG_DURATION, C(unreachable_ms),
+	  "30s", 500, 3600000, NULL, 0, "unreachable-timeout",
+	  "silence after which a node is unreachable" },
+	{ "controller", "heartbeat_interval", CFG_DURATION, C(heartbeat_ms),
+	  "10s", 100, 600000, NULL, 0, "heartbeat-interval",
+	  "how often agents send heartbeats" },
+	{ "controller", "node_token_ttl", CFG_DURATION, C(node_token_ttl_ms),
+	  "1h", 60000, 2592000000LL, NULL, 0, NULL,
+	  "default lifetime of a join token" },
+	{ "controller", "max_agents", CFG_INT, C(max_agents),
+	  "10000", 1, 1000000, NULL, 0, NULL,
+	  "most agent connections at once" },
+	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
+	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
+	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,
+	  "log-file", "log to this file instead of stderr" },
+};
+#undef C
+static const struct cfg_table ctl_table = { ctl_opts, nitems(ctl_opts) };
+
+static uv_signal_t	sig_int, sig_term, sig_hup;
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: opsn-controller [-dnhV] [-c FILE] [--OPTION "
+	    "VALUE ...]\n  -c FILE  configuration file\n  -d       "
+	    "foreground, debug logging\n  -n       check the configuration "
+	    "and exit\n");
+	cfg_usage(&ctl_table, stderr);
+	exit(2);
+}
+
+static void
+ctl_signal_cb(uv_signal_t *h, int signum)
+{
+	if (signum == SIGHUP) {
+		log_reopen();
+		return;
+	}
+	log_notice("controller: stopping on signal %d", signum);
+	nodes_stop();
+	api_stop();
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_stop(h->loop);
+}
+
+/* The test suite narrows or widens the supported protocol range. */
+static void
+ctl_proto_range(struct ctl *c)
+{
+	const char	*s = getenv("OPSN_TEST_PROTO_RANGE");
+	unsigned	 lo, hi;
+
+	c->proto_min = OPSN_PROTO_MIN;
+	c->proto_max = OPSN_PROTO_MAX;
+	if (s != NULL && sscanf(s, "%u-%u", &lo, &hi) == 2 && lo <= hi) {
+		c->proto_min = lo;
+		c->proto_max = hi;
+		log_notice("controller: protocol range %u-%u (test)", lo, hi);
+	}
+}
+
+static void
+ctl_shortopt(int ch, const char *arg, void *data)
+{
+	struct { const char *conffile; int debug, check; } *o = data;
+
+	switch (ch) {
+	case 'c':
+		o->conffile = arg;
+		break;
+	case 'd':
+		o->debug = 1;
+		break;
+	case 'n':
+		o->check = 1;
+		break;
+	case 'V':
+		printf("opsn-controller %s\n", OPSN_VERSION);
+		exit(0);
+	default:
+		usage();
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct { const char *conffile; int debug, check; } o = { NULL, 0, 0 };
+	struct cfg_args	 args;
+	struct ctl	 c;
+	char		*cause = NULL, *dbpath, *host;
+	int		 port;
+	enum log_level	 lvl = LOG_LEVEL_INFO;
+
+	memset(&c, 0, sizeof(c));
+	ctl = &c;
+	if (cfg_getopt(&ctl_table, argc, argv, "c:dnhV", ctl_shortopt, &o,
+	    &args) != argc)
+		usage();
+	log_init("opsn-controller", o.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+	    NULL);
+
+	cfg_defaults(&ctl_table, &c.conf);
+	if (o.conffile != NULL && cfg_load(&ctl_table, &c.conf, o.conffile,
+	    &cause) == -1)
+		fatalx("%s", cause);
+	if (cfg_apply_args(&ctl_table, &c.conf, &args, &cause) == -1)
+		fatalx("%s", cause);
+	if (util_parse_hostport(c.conf.api_listen, &host, &port, &cause) == -1)
+		fatalx("api_listen: %s", cause);
+	free(host);
+	if (util_parse_hostport(c.conf.agent_listen, &host, &port,
+	    &cause) == -1)
+		fatalx("agent_listen: %s", cause);
+	free(host);
+	if (o.check) {
+		printf("configuration OK%s%s\n", o.conffile ? ": " : "",
+		    o.conffile ? o.conffile : "");
+		return (0);
+	}
+	if (!o.debug && log_level_parse(c.conf.log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (*c.conf.log_file != '\0' && log_init("opsn-controller", o.debug ?
+	    LOG_LEVEL_DEBUG : lvl, c.conf.log_file) == -1)
+		fatal("log file %s", c.conf.log_file);
+
+	signal(SIGPIPE, SIG_IGN);
+	umask(027);
+	if (util_mkdirs(c.conf.data_dir, 0750, &cause) == -1)
+		fatalx("data folder: %s", cause);
+	xasprintf(&dbpath, "%s/opsn.db", c.conf.data_dir);
+	if (store_open(dbpath, &c.db, &cause) == -1)
+		fatalx("store: %s", cause);
+	free(dbpath);
+	if (ca_init(&c, &cause) == -1)
+		fatalx("ca: %s", cause);
+	if (tokens_admin_init(&c, &cause) == -1)
+		fatalx("tokens: %s", cause);
+	ctl_proto_range(&c);
+
+	c.loop = uv_default_loop();
+	if (nodes_init(&c, &cause) == -1)
+		fatalx("nodes: %s", cause);
+	if (apiv1_start(&c, &cause) == -1)
+		fatalx("api: %s", cause);
+
+	uv_signal_init(c.loop, &sig_int);
+	uv_signal_init(c.loop, &sig_term);
+	uv_signal_init(c.loop, &sig_hup);
+	uv_signal_start(&sig_int, ctl_signal_cb, SIGINT);
+	uv_signal_start(&sig_term, ctl_signal_cb, SIGTERM);
+	uv_signal_start(&sig_hup, ctl_signal_cb, SIGHUP);
+	log_notice("controller: started (version %s, data in %s)",
+	    OPSN_VERSION, c.conf.data_dir);
+
+	uv_run(c.loop, UV_RUN_DEFAULT);
+	/* Let connections finish their close callbacks. */
+	uv_run(c.loop, UV_RUN_NOWAIT);
+	store_close(c.db);
+	ca_free(&c);
+	cfg_free(&ctl_table, &c.conf);
+	log_notice("controller: stopped");
+	return (0);
+}

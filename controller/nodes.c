@@ -1,0 +1,781 @@
+/*
+ * Nodes: the agent listener, enrolment, HELLO and heartbeats, and node
+ * state. Heartbeats only touch memory; a state change (ready, unreachable,
+ * revoked) is written to the database.
+ */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/x509.h>
+
+#include "opsn/conn.h"
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/pki.h"
+#include "opsn/util.h"
+#include "ctl.h"
+#include "opsn.pb-c.h"
+
+#define NODE_NAME_MAX	63
+#define CLIENT_DAYS	825
+#define PREAUTH_IDLE_MS	15000
+
+struct session;
+
+struct node {
+	TAILQ_ENTRY(node) n_entry;
+	int64_t		 n_id;
+	char		 n_name[NODE_NAME_MAX + 1];
+	char		 n_state[16];
+	char		 n_fpr[65];
+	int		 n_revoked;
+	struct session	*n_sess;
+	uint64_t	 n_seen_mono;	/* last frame, monotonic ms */
+	int64_t		 n_seen;	/* last frame, wall clock */
+};
+TAILQ_HEAD(node_list, node);
+
+struct session {
+	TAILQ_ENTRY(session) s_entry;
+	struct conn	*s_conn;
+	struct node	*s_node;	/* set by HELLO */
+	char		*s_cn;		/* certificate CN, NULL before enrolment */
+	char		 s_fpr[65];
+	uint32_t	 s_version;
+};
+TAILQ_HEAD(session_list, session);
+
+typedef void (*nodes_handler)(struct session *, const struct frame_hdr *,
+    const uint8_t *);
+
+struct nodes_msg {
+	uint16_t	 type;
+	int		 needs_cert;	/* only after mutual TLS */
+	int		 needs_hello;	/* only after HELLO */
+	nodes_handler	 fn;
+};
+
+static void	nodes_enrol(struct session *, const struct frame_hdr *,
+		    const uint8_t *);
+static void	nodes_hello(struct session *, const struct frame_hdr *,
+		    const uint8_t *);
+static void	nodes_heartbeat(struct session *, const struct frame_hdr *,
+		    const uint8_t *);
+static void	nodes_error_msg(struct session *, const struct frame_hdr *,
+		    const uint8_t *);
+
+static const struct nodes_msg nodes_msgs[] = {
+	{ MSG_ENROL,	 0, 0, nodes_enrol },
+	{ MSG_HELLO,	 1, 0, nodes_hello },
+	{ MSG_HEARTBEAT, 1, 1, nodes_heartbeat },
+	{ MSG_ERROR,	 0, 0, nodes_error_msg },
+};
+
+static struct ctl		*nc;
+static uv_tcp_t			 nodes_listener;
+static uv_timer_t		 nodes_timer;
+static struct node_list		 nodes = TAILQ_HEAD_INITIALIZER(nodes);
+static struct session_list	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static size_t			 nsessions;
+
+static struct node *
+nodes_find(const char *name)
+{
+	struct node	*n;
+
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (strcmp(n->n_name, name) == 0)
+			return (n);
+	return (NULL);
+}
+
+static int
+nodes_name_ok(const char *name)
+{
+	size_t	 i, len = strlen(name);
+
+	if (len == 0 || len > NODE_NAME_MAX || !isalnum((unsigned char)name[0]))
+		return (0);
+	for (i = 0; i < len; i++) {
+		unsigned char ch = name[i];
+		if (!(islower(ch) || isdigit(ch) || ch == '-' || ch == '.' ||
+		    ch == '_'))
+			return (0);
+	}
+	return (1);
+}
+
+/* Persist a state change (never called for heartbeats). */
+static void
+nodes_set_state(struct node *n, const char *state, const char *why)
+{
+	sqlite3_stmt	*st;
+
+	if (strcmp(n->n_state, state) == 0)
+		return;
+	log_info("nodes: %s is %s (was %s)%s%s", n->n_name, state, n->n_state,
+	    why ? ": " : "", why ? why : "");
+	strlcpy(n->n_state, state, sizeof(n->n_state));
+	st = store_prepare(nc->db, "UPDATE nodes SET state = ?, state_since = "
+	    "?, last_seen = coalesce(?, last_seen) WHERE id = ?");
+	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, util_now());
+	if (n->n_seen > 0)
+		sqlite3_bind_int64(st, 3, n->n_seen);
+	else
+		sqlite3_bind_null(st, 3);
+	sqlite3_bind_int64(st, 4, n->n_id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_warnx("nodes: saving the state of %s: %s", n->n_name,
+		    sqlite3_errmsg(nc->db));
+	sqlite3_finalize(st);
+}
+
+static void
+nodes_send_error(struct session *s, uint32_t reqid, uint32_t status,
+    const char *code, const char *msg)
+{
+	Opsn__Error	 e = OPSN__ERROR__INIT;
+
+	e.code = (char *)code;
+	e.message = (char *)msg;
+	conn_send_msg(s->s_conn, s->s_version ? s->s_version : OPSN_PROTO_MIN,
+	    MSG_ERROR, reqid, status, &e.base);
+}
+
+/* Refuse a session: tell the agent why, log it here, close. */
+static void
+nodes_refuse(struct session *s, uint32_t reqid, uint32_t status,
+    const char *code, const char *msg)
+{
+	log_warnx("nodes: refused %s%s%s: %s", conn_peer_addr(s->s_conn),
+	    s->s_cn ? " as " : "", s->s_cn ? s->s_cn : "", msg);
+	nodes_send_error(s, reqid, status, code, msg);
+	conn_close(s->s_conn, msg);
+}
+
+static void
+nodes_ready_cb(struct conn *c, void *arg)
+{
+	struct session	*s = arg;
+	X509		*peer;
+	struct node	*n;
+	char		*msg;
+
+	if ((peer = conn_peer_cert(c)) == NULL) {
+		/* Server-authenticated TLS only: enrolment is all it may do. */
+		log_debug("nodes: %s connected without a certificate",
+		    conn_peer_addr(c));
+		return;
+	}
+	s->s_cn = pki_cert_cn(peer);
+	pki_fingerprint(peer, s->s_fpr);
+	if (s->s_cn == NULL || (n = nodes_find(s->s_cn)) == NULL) {
+		xasprintf(&msg, "certificate for '%s' names no enrolled node",
+		    s->s_cn ? s->s_cn : "(no CN)");
+		nodes_refuse(s, 0, ST_DENIED, "unknown_node", msg);
+		free(msg);
+		return;
+	}
+	if (n->n_revoked) {
+		xasprintf(&msg, "node '%s' is revoked", n->n_name);
+		nodes_refuse(s, 0, ST_DENIED, "revoked", msg);
+		free(msg);
+		return;
+	}
+	if (strcmp(n->n_fpr, s->s_fpr) != 0) {
+		xasprintf(&msg, "certificate of node '%s' was replaced by a "
+		    "later enrolment", n->n_name);
+		nodes_refuse(s, 0, ST_DENIED, "superseded", msg);
+		free(msg);
+		return;
+	}
+	conn_set_max_frame(c, FRAME_MAX);
+	conn_set_idle_timeout(c, (uint32_t)nc->conf.unreachable_ms);
+}
+
+static void
+nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
+    void *arg)
+{
+	struct session	*s = arg;
+	size_t		 i;
+	char		*msg;
+
+	for (i = 0; i < nitems(nodes_msgs); i++) {
+		if (nodes_msgs[i].type != h->fh_type)
+			continue;
+		if (nodes_msgs[i].needs_cert && s->s_cn == NULL) {
+			nodes_refuse(s, h->fh_reqid, ST_DENIED, "not_enrolled",
+			    "this connection has no node certificate: enrol "
+			    "first");
+			return;
+		}
+		if (nodes_msgs[i].needs_hello && s->s_node == NULL) {
+			nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST,
+			    "no_hello", "HELLO must come first");
+			return;
+		}
+		nodes_msgs[i].fn(s, h, p);
+		return;
+	}
+	xasprintf(&msg, "unknown message type %u", h->fh_type);
+	log_debug("nodes: %s: %s", conn_peer_addr(c), msg);
+	nodes_send_error(s, h->fh_reqid, ST_UNKNOWN_TYPE, "unknown_type", msg);
+	free(msg);
+}
+
+static void
+nodes_close_cb(struct conn *c, const char *reason, void *arg)
+{
+	struct session	*s = arg;
+
+	if (s->s_node != NULL) {
+		log_info("nodes: %s disconnected: %s", s->s_node->n_name,
+		    reason);
+		if (s->s_node->n_sess == s)
+			s->s_node->n_sess = NULL;
+	} else
+		log_debug("nodes: %s closed: %s", conn_peer_addr(c), reason);
+	TAILQ_REMOVE(&sessions, s, s_entry);
+	nsessions--;
+	free(s->s_cn);
+	free(s);
+}
+
+static const struct conn_cbs nodes_cbs = {
+	nodes_ready_cb, nodes_frame_cb, NULL, nodes_close_cb
+};
+
+static void
+nodes_accept_cb(uv_stream_t *server, int status)
+{
+	struct conn_opts	 o = { 0 };
+	struct session		*s;
+	char			*cause = NULL;
+
+	if (status < 0) {
+		log_warnx("nodes: accept: %s", uv_strerror(status));
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	o.co_max_frame = FRAME_MAX_PREAUTH;
+	o.co_idle_timeout_ms = PREAUTH_IDLE_MS;
+	if ((s->s_conn = conn_accept(server, nc->agent_ctx, &o, &nodes_cbs, s,
+	    &cause)) == NULL) {
+		log_warnx("nodes: %s", cause);
+		free(cause);
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&sessions, s, s_entry);
+	nsessions++;
+	if ((int64_t)nsessions > nc->conf.max_agents)
+		nodes_refuse(s, 0, ST_DENIED, "busy", "too many connections");
+}
+
+static void
+nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
+{
+	Opsn__Enrol	*e;
+	Opsn__EnrolOk	 ok = OPSN__ENROL_OK__INIT;
+	X509		*cert = NULL;
+	sqlite3_stmt	*st;
+	char		*cause = NULL, *pem = NULL, *capem = NULL, *serial = NULL;
+	char		 fpr[65];
+	struct node	*n;
+	int64_t		 now = util_now();
+
+	if (s->s_cn != NULL) {
+		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "enrolled",
+		    "this connection is already authenticated");
+		return;
+	}
+	if ((e = opsn__enrol__unpack(NULL, h->fh_len, p)) == NULL) {
+		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "bad_request",
+		    "ENROL does not decode");
+		return;
+	}
+	if (!nodes_name_ok(e->name)) {
+		xasprintf(&cause, "node name '%.64s' is invalid (lower-case "
+		    "letters, digits, '-', '.', '_'; at most %d)", e->name,
+		    NODE_NAME_MAX);
+		goto refuse;
+	}
+	if ((n = nodes_find(e->name)) != NULL && !n->n_revoked) {
+		xasprintf(&cause, "a node named '%s' is already enrolled; "
+		    "revoke it first to enrol it again", e->name);
+		goto refuse;
+	}
+	if (store_begin(nc->db) == -1) {
+		xasprintf(&cause, "the controller's database is busy");
+		goto refuse;
+	}
+	if (tokens_join_consume(nc, e->token, e->name, &cause) == -1)
+		goto rollback;
+	if ((cert = pki_sign_csr(e->csr_pem, strlen(e->csr_pem), e->name,
+	    nc->ca, nc->ca_key, CLIENT_DAYS, &cause)) == NULL)
+		goto rollback;
+	pki_fingerprint(cert, fpr);
+	serial = pki_serial_hex(cert);
+	st = store_prepare(nc->db, "INSERT INTO nodes (name, state, cert_serial,"
+	    " cert_fpr, address, enrolled_at, state_since) VALUES "
+	    "(?1, 'enrolling', ?2, ?3, ?4, ?5, ?5) ON CONFLICT (name) DO UPDATE "
+	    "SET state = 'enrolling', cert_serial = ?2, cert_fpr = ?3, "
+	    "revoked = 0, address = ?4, enrolled_at = ?5, state_since = ?5 "
+	    "RETURNING id");
+	sqlite3_bind_text(st, 1, e->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, serial, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, fpr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, now);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		xasprintf(&cause, "storing the node: %s", sqlite3_errmsg(nc->db));
+		sqlite3_finalize(st);
+		goto rollback;
+	}
+	int64_t id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if ((pem = pki_cert_pem(cert, &cause)) == NULL ||
+	    (capem = pki_cert_pem(nc->ca, &cause)) == NULL)
+		goto rollback;
+	if (store_commit(nc->db) == -1) {
+		xasprintf(&cause, "the controller could not commit");
+		goto refuse;
+	}
+	if (n == NULL) {
+		n = xcalloc(1, sizeof(*n));
+		TAILQ_INSERT_TAIL(&nodes, n, n_entry);
+	}
+	n->n_id = id;
+	strlcpy(n->n_name, e->name, sizeof(n->n_name));
+	strlcpy(n->n_state, "enrolling", sizeof(n->n_state));
+	strlcpy(n->n_fpr, fpr, sizeof(n->n_fpr));
+	n->n_revoked = 0;
+	n->n_seen_mono = util_mono_ms();
+	log_notice("nodes: enrolled %s from %s", e->name,
+	    conn_peer_addr(s->s_conn));
+	ok.cert_pem = pem;
+	ok.ca_pem = capem;
+	conn_send_msg(s->s_conn, h->fh_version, MSG_ENROL_OK, h->fh_reqid,
+	    ST_OK, &ok.base);
+	goto out;
+rollback:
+	store_rollback(nc->db);
+refuse:
+	nodes_refuse(s, h->fh_reqid, ST_DENIED, "enrol_refused", cause);
+out:
+	free(cause);
+	free(pem);
+	free(capem);
+	free(serial);
+	X509_free(cert);
+	opsn__enrol__free_unpacked(e, NULL);
+}
+
+static void
+nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
+{
+	Opsn__Hello	*m;
+	Opsn__HelloOk	 ok = OPSN__HELLO_OK__INIT;
+	struct node	*n;
+	sqlite3_stmt	*st;
+	char		*msg = NULL, *roles = NULL;
+	uint32_t	 lo, hi;
+	size_t		 i;
+
+	if ((m = opsn__hello__unpack(NULL, h->fh_len, p)) == NULL) {
+		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "bad_request",
+		    "HELLO does not decode");
+		return;
+	}
+	if (strcmp(m->name, s->s_cn) != 0) {
+		xasprintf(&msg, "HELLO names '%.64s' but the certificate is "
+		    "for '%s'", m->name, s->s_cn);
+		nodes_refuse(s, h->fh_reqid, ST_DENIED, "name_mismatch", msg);
+		goto out;
+	}
+	lo = m->proto_min > nc->proto_min ? m->proto_min : nc->proto_min;
+	hi = m->proto_max < nc->proto_max ? m->proto_max : nc->proto_max;
+	if (m->proto_min > m->proto_max || lo > hi) {
+		xasprintf(&msg, "agent %s speaks protocol versions %u to %u, "
+		    "the controller supports %u to %u: upgrade the %s",
+		    m->name, m->proto_min, m->proto_max, nc->proto_min,
+		    nc->proto_max, m->proto_max < nc->proto_min ? "agent" :
+		    "controller");
+		nodes_refuse(s, h->fh_reqid, ST_VERSION, "version", msg);
+		goto out;
+	}
+	n = nodes_find(s->s_cn);
+	if (n->n_sess != NULL && n->n_sess != s) {
+		n->n_sess->s_node = NULL;
+		conn_close(n->n_sess->s_conn, "replaced by a new connection");
+	}
+	n->n_sess = s;
+	s->s_node = n;
+	s->s_version = hi;
+	n->n_seen_mono = util_mono_ms();
+	n->n_seen = util_now();
+
+	for (i = 0; i < m->n_roles; i++) {
+		char *prev = roles;
+		xasprintf(&roles, "%s%s%s", prev ? prev : "", prev ? "," : "",
+		    m->roles[i]);
+		free(prev);
+	}
+	st = store_prepare(nc->db, "UPDATE nodes SET roles = ?, address = ?, "
+	    "cpus = ?, memory_bytes = ?, disk_bytes = ?, libvirt_version = ?, "
+	    "qemu_version = ?, agent_version = ?, proto_version = ?, "
+	    "hostname = ?, last_seen = ? WHERE id = ?");
+	sqlite3_bind_text(st, 1, roles ? roles : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
+	if (m->inventory != NULL) {
+		sqlite3_bind_int64(st, 3, m->inventory->cpus);
+		sqlite3_bind_int64(st, 4, (int64_t)m->inventory->memory_bytes);
+		sqlite3_bind_int64(st, 5, (int64_t)m->inventory->disk_bytes);
+		sqlite3_bind_int64(st, 6, (int64_t)m->inventory->libvirt_version);
+		sqlite3_bind_int64(st, 7, (int64_t)m->inventory->qemu_version);
+		sqlite3_bind_text(st, 10, m->inventory->hostname, -1,
+		    SQLITE_STATIC);
+	} else {
+		for (i = 3; i <= 7; i++)
+			sqlite3_bind_int64(st, (int)i, 0);
+		sqlite3_bind_text(st, 10, "", -1, SQLITE_STATIC);
+	}
+	sqlite3_bind_text(st, 8, m->agent_version, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 9, hi);
+	sqlite3_bind_int64(st, 11, n->n_seen);
+	sqlite3_bind_int64(st, 12, n->n_id);
+	if (sqlite3_step(st) != SQLITE_DONE)
+		log_warnx("nodes: saving HELLO of %s: %s", n->n_name,
+		    sqlite3_errmsg(nc->db));
+	sqlite3_finalize(st);
+	nodes_set_state(n, "ready", NULL);
+
+	ok.proto_version = hi;
+	ok.heartbeat_interval_ms = (uint32_t)nc->conf.heartbeat_ms;
+	ok.controller_version = OPSN_VERSION;
+	conn_send_msg(s->s_conn, hi, MSG_HELLO_OK, h->fh_reqid, ST_OK,
+	    &ok.base);
+	log_info("nodes: %s says hello from %s (protocol %u, agent %s)",
+	    n->n_name, conn_peer_addr(s->s_conn), hi, m->agent_version);
+out:
+	free(msg);
+	free(roles);
+	opsn__hello__free_unpacked(m, NULL);
+}
+
+static void
+nodes_heartbeat(struct session *s, const struct frame_hdr *h,
+    const uint8_t *p)
+{
+	Opsn__Heartbeat	*m;
+	Opsn__Heartbeat	 ack = OPSN__HEARTBEAT__INIT;
+	struct node	*n = s->s_node;
+
+	if ((m = opsn__heartbeat__unpack(NULL, h->fh_len, p)) == NULL) {
+		nodes_send_error(s, h->fh_reqid, ST_BAD_REQUEST, "bad_request",
+		    "HEARTBEAT does not decode");
+		return;
+	}
+	n->n_seen_mono = util_mono_ms();
+	n->n_seen = util_now();
+	if (strcmp(n->n_state, "unreachable") == 0)
+		nodes_set_state(n, "ready", "heartbeats again");
+	ack.sent_ms = m->sent_ms;
+	conn_send_msg(s->s_conn, s->s_version, MSG_HEARTBEAT_ACK, h->fh_reqid,
+	    ST_OK, &ack.base);
+	opsn__heartbeat__free_unpacked(m, NULL);
+}
+
+static void
+nodes_error_msg(struct session *s, const struct frame_hdr *h,
+    const uint8_t *p)
+{
+	Opsn__Error	*e;
+
+	if ((e = opsn__error__unpack(NULL, h->fh_len, p)) == NULL)
+		return;
+	log_warnx("nodes: %s reports an error: %s (%s)",
+	    s->s_cn ? s->s_cn : conn_peer_addr(s->s_conn), e->message,
+	    e->code);
+	opsn__error__free_unpacked(e, NULL);
+}
+
+/* Mark silent nodes unreachable. */
+static void
+nodes_timer_cb(uv_timer_t *t)
+{
+	struct node	*n;
+	uint64_t	 now = util_mono_ms();
+	char		*why;
+
+	TAILQ_FOREACH(n, &nodes, n_entry) {
+		if (strcmp(n->n_state, "ready") != 0 &&
+		    strcmp(n->n_state, "enrolling") != 0)
+			continue;
+		if (now - n->n_seen_mono < (uint64_t)nc->conf.unreachable_ms)
+			continue;
+		xasprintf(&why, "silent for %llu ms",
+		    (unsigned long long)(now - n->n_seen_mono));
+		if (strcmp(n->n_state, "ready") == 0)
+			nodes_set_state(n, "unreachable", why);
+		if (n->n_sess != NULL)
+			conn_close(n->n_sess->s_conn, why);
+		free(why);
+	}
+}
+
+static int
+nodes_load(char **cause)
+{
+	sqlite3_stmt	*st;
+	struct node	*n;
+	uint64_t	 now = util_mono_ms();
+
+	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
+	    "last_seen FROM nodes");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		n = xcalloc(1, sizeof(*n));
+		n->n_id = sqlite3_column_int64(st, 0);
+		strlcpy(n->n_name, (const char *)sqlite3_column_text(st, 1),
+		    sizeof(n->n_name));
+		strlcpy(n->n_state, (const char *)sqlite3_column_text(st, 2),
+		    sizeof(n->n_state));
+		strlcpy(n->n_fpr, (const char *)sqlite3_column_text(st, 3),
+		    sizeof(n->n_fpr));
+		n->n_revoked = sqlite3_column_int(st, 4);
+		n->n_seen = sqlite3_column_int64(st, 5);
+		/* Give every node a full timeout to come back after a restart. */
+		n->n_seen_mono = now;
+		TAILQ_INSERT_TAIL(&nodes, n, n_entry);
+	}
+	sqlite3_finalize(st);
+	return (0);
+}
+
+/* Load the nodes and listen for agents. */
+int
+nodes_init(struct ctl *c, char **cause)
+{
+	struct sockaddr_storage	 ss;
+	char			*host = NULL;
+	int			 port, r;
+	uint64_t		 tick;
+
+	nc = c;
+	if (nodes_load(cause) == -1)
+		return (-1);
+	if (util_parse_hostport(c->conf.agent_listen, &host, &port,
+	    cause) == -1)
+		return (-1);
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+		xasprintf(cause, "agent_listen: '%s' is not an IP address",
+		    host);
+		free(host);
+		return (-1);
+	}
+	uv_tcp_init(c->loop, &nodes_listener);
+	if ((r = uv_tcp_bind(&nodes_listener, (struct sockaddr *)&ss, 0)) != 0 ||
+	    (r = uv_listen((uv_stream_t *)&nodes_listener, 511,
+	    nodes_accept_cb)) != 0) {
+		xasprintf(cause, "agent_listen %s: %s", c->conf.agent_listen,
+		    uv_strerror(r));
+		free(host);
+		return (-1);
+	}
+	free(host);
+	uv_timer_init(c->loop, &nodes_timer);
+	tick = (uint64_t)c->conf.unreachable_ms / 10;
+	if (tick < 100)
+		tick = 100;
+	if (tick > 1000)
+		tick = 1000;
+	uv_timer_start(&nodes_timer, nodes_timer_cb, tick, tick);
+	log_info("nodes: listening for agents on %s", c->conf.agent_listen);
+	return (0);
+}
+
+/* Stop listening and close every agent connection. */
+void
+nodes_stop(void)
+{
+	struct session	*s, *tmp;
+
+	if (!uv_is_closing((uv_handle_t *)&nodes_listener))
+		uv_close((uv_handle_t *)&nodes_listener, NULL);
+	uv_timer_stop(&nodes_timer);
+	uv_close((uv_handle_t *)&nodes_timer, NULL);
+	TAILQ_FOREACH_SAFE(s, &sessions, s_entry, tmp)
+		conn_close(s->s_conn, "controller shutting down");
+}
+
+/* Revoke a node: refused from now on, and dropped if connected. */
+int
+nodes_revoke(const char *name, char **cause)
+{
+	struct node	*n;
+	sqlite3_stmt	*st;
+
+	if ((n = nodes_find(name)) == NULL) {
+		xasprintf(cause, "no node named '%s'", name);
+		return (-1);
+	}
+	st = store_prepare(nc->db, "UPDATE nodes SET revoked = 1 WHERE id = ?");
+	sqlite3_bind_int64(st, 1, n->n_id);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		xasprintf(cause, "revoking %s: %s", name,
+		    sqlite3_errmsg(nc->db));
+		sqlite3_finalize(st);
+		return (-1);
+	}
+	sqlite3_finalize(st);
+	n->n_revoked = 1;
+	nodes_set_state(n, "revoked", "revoked by an operator");
+	if (n->n_sess != NULL) {
+		struct session *s = n->n_sess;
+
+		s->s_node = NULL;
+		n->n_sess = NULL;
+		nodes_refuse(s, 0, ST_DENIED, "revoked", "this node was revoked");
+	}
+	return (0);
+}
+
+static const char *
+nodes_version_str(int64_t v, char *buf, size_t len)
+{
+	if (v <= 0)
+		return (NULL);
+	snprintf(buf, len, "%lld.%lld.%lld", (long long)(v / 1000000),
+	    (long long)(v / 1000 % 1000), (long long)(v % 1000));
+	return (buf);
+}
+
+static json_t *
+json_str_or_null(const char *s)
+{
+	return (s != NULL ? json_string(s) : json_null());
+}
+
+static json_t *
+nodes_row_json(sqlite3_stmt *st)
+{
+	json_t		*o, *roles;
+	const char	*name = (const char *)sqlite3_column_text(st, 0);
+	const char	*r = (const char *)sqlite3_column_text(st, 2);
+	struct node	*n = nodes_find(name);
+	char		 buf[32], *copy, *tok, *save = NULL;
+	int64_t		 seen;
+
+	roles = json_array();
+	copy = xstrdup(r);
+	for (tok = strtok_r(copy, ",", &save); tok != NULL;
+	    tok = strtok_r(NULL, ",", &save))
+		json_array_append_new(roles, json_string(tok));
+	free(copy);
+	o = json_object();
+	json_object_set_new(o, "name", json_string(name));
+	json_object_set_new(o, "state", json_string(n ? n->n_state :
+	    (const char *)sqlite3_column_text(st, 1)));
+	json_object_set_new(o, "connected", json_boolean(n && n->n_sess));
+	json_object_set_new(o, "roles", roles);
+	json_object_set_new(o, "address",
+	    json_string((const char *)sqlite3_column_text(st, 3)));
+	json_object_set_new(o, "proto_version",
+	    json_integer(sqlite3_column_int64(st, 4)));
+	json_object_set_new(o, "agent_version",
+	    json_string((const char *)sqlite3_column_text(st, 5)));
+	json_object_set_new(o, "cpus", json_integer(sqlite3_column_int64(st, 6)));
+	json_object_set_new(o, "memory_bytes",
+	    json_integer(sqlite3_column_int64(st, 7)));
+	json_object_set_new(o, "disk_bytes",
+	    json_integer(sqlite3_column_int64(st, 8)));
+	json_object_set_new(o, "libvirt_version", json_str_or_null(
+	    nodes_version_str(sqlite3_column_int64(st, 9), buf, sizeof(buf))));
+	json_object_set_new(o, "qemu_version", json_str_or_null(
+	    nodes_version_str(sqlite3_column_int64(st, 10), buf, sizeof(buf))));
+	json_object_set_new(o, "hostname",
+	    json_string((const char *)sqlite3_column_text(st, 11)));
+	util_time_fmt(sqlite3_column_int64(st, 12), buf, sizeof(buf));
+	json_object_set_new(o, "enrolled_at", json_string(buf));
+	util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
+	json_object_set_new(o, "state_since", json_string(buf));
+	seen = n && n->n_seen ? n->n_seen : sqlite3_column_int64(st, 14);
+	if (seen > 0) {
+		util_time_fmt(seen, buf, sizeof(buf));
+		json_object_set_new(o, "last_seen", json_string(buf));
+	} else
+		json_object_set_new(o, "last_seen", json_null());
+	json_object_set_new(o, "revoked", json_boolean(sqlite3_column_int(st,
+	    15)));
+	json_object_set_new(o, "cert_fingerprint",
+	    json_string((const char *)sqlite3_column_text(st, 16)));
+	return (o);
+}
+
+#define NODES_COLS "name, state, roles, address, proto_version, " \
+	"agent_version, cpus, memory_bytes, disk_bytes, libvirt_version, " \
+	"qemu_version, hostname, enrolled_at, state_since, last_seen, revoked, " \
+	"cert_fpr"
+
+/* JSON of one node, NULL if there is none by that name. */
+json_t *
+nodes_json(const char *name)
+{
+	sqlite3_stmt	*st;
+	json_t		*o = NULL;
+
+	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
+	    "name = ?");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		o = nodes_row_json(st);
+	sqlite3_finalize(st);
+	return (o);
+}
+
+/* A page of nodes by name after cursor; *next is the next cursor or NULL. */
+json_t *
+nodes_list_json(const char *after, int limit, char **next)
+{
+	sqlite3_stmt	*st;
+	json_t		*a = json_array();
+	int		 n = 0;
+
+	*next = NULL;
+	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
+	    "name > ? ORDER BY name LIMIT ?");
+	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			*next = xstrdup((const char *)
+			    sqlite3_column_text(st, 0));
+			break;
+		}
+		json_array_append_new(a, nodes_row_json(st));
+	}
+	sqlite3_finalize(st);
+	return (a);
+}
+
+/* Count of nodes per state, for /v1/health. */
+json_t *
+nodes_state_counts(void)
+{
+	struct node	*n;
+	json_t		*o = json_object(), *v;
+
+	TAILQ_FOREACH(n, &nodes, n_entry) {
+		v = json_object_get(o, n->n_state);
+		json_object_set_new(o, n->n_state,
+		    json_integer(v ? json_integer_value(v) + 1 : 1));
+	}
+	return (o);
+}

@@ -1,0 +1,169 @@
+/*
+ * The controller's SQLite store: WAL mode, numbered migrations applied at
+ * start (PRAGMA user_version), prepared statements only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "ctl.h"
+#include "migrations.h"
+
+static int
+store_pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+	sqlite3_stmt	*st;
+	int		 rv = -1;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return (-1);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*out = sqlite3_column_int(st, 0);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return (rv);
+}
+
+static int
+store_migrate(sqlite3 *db, char **cause)
+{
+	int	 have, latest = 0;
+	size_t	 i;
+	char	*sql, *err = NULL;
+
+	if (store_pragma_int(db, "PRAGMA user_version", &have) == -1) {
+		xasprintf(cause, "reading the schema version: %s",
+		    sqlite3_errmsg(db));
+		return (-1);
+	}
+	for (i = 0; i < nmigrations; i++)
+		if (migrations[i].m_version > latest)
+			latest = migrations[i].m_version;
+	if (have > latest) {
+		xasprintf(cause, "the database has schema version %d, newer "
+		    "than this controller knows (%d): refusing to start", have,
+		    latest);
+		return (-1);
+	}
+	for (i = 0; i < nmigrations; i++) {
+		const struct migration *m = &migrations[i];
+
+		if (m->m_version <= have)
+			continue;
+		/* Each migration and its version bump commit together. */
+		xasprintf(&sql, "BEGIN IMMEDIATE;\n%s\nPRAGMA user_version = %d;"
+		    "\nCOMMIT;", m->m_sql, m->m_version);
+		if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+			xasprintf(cause, "migration %s: %s", m->m_name,
+			    err ? err : sqlite3_errmsg(db));
+			sqlite3_free(err);
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+			free(sql);
+			return (-1);
+		}
+		free(sql);
+		log_info("store: applied migration %s", m->m_name);
+	}
+	return (0);
+}
+
+/* Open (creating) the database, set WAL and apply pending migrations. */
+int
+store_open(const char *path, sqlite3 **dbp, char **cause)
+{
+	sqlite3	*db = NULL;
+	char	*err = NULL;
+
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		xasprintf(cause, "%s: %s", path, db ? sqlite3_errmsg(db) :
+		    "out of memory");
+		sqlite3_close(db);
+		return (-1);
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, "PRAGMA journal_mode = WAL;"
+	    "PRAGMA synchronous = FULL;"
+	    "PRAGMA foreign_keys = ON;", NULL, NULL, &err) != SQLITE_OK) {
+		xasprintf(cause, "%s: %s", path, err);
+		sqlite3_free(err);
+		sqlite3_close(db);
+		return (-1);
+	}
+	if (store_migrate(db, cause) == -1) {
+		char *why = *cause;
+
+		xasprintf(cause, "%s: %s", path, why);
+		free(why);
+		sqlite3_close(db);
+		return (-1);
+	}
+	*dbp = db;
+	return (0);
+}
+
+/* Close the database (NULL is fine). */
+void
+store_close(sqlite3 *db)
+{
+	if (db != NULL)
+		sqlite3_close(db);
+}
+
+/* Run SQL with no results. */
+int
+store_exec(sqlite3 *db, const char *sql, char **cause)
+{
+	char	*err = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		if (cause != NULL)
+			xasprintf(cause, "%s", err ? err : sqlite3_errmsg(db));
+		sqlite3_free(err);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Start a write transaction. */
+int
+store_begin(sqlite3 *db)
+{
+	return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+}
+
+/* Commit; on failure the transaction is rolled back. */
+int
+store_commit(sqlite3 *db)
+{
+	if (store_exec(db, "COMMIT", NULL) == -1) {
+		log_warnx("store: commit failed: %s", sqlite3_errmsg(db));
+		store_rollback(db);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Roll back the open transaction, if any. */
+void
+store_rollback(sqlite3 *db)
+{
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* Prepare a statement; failing here is a bug in our SQL, so it is fatal. */
+sqlite3_stmt *
+store_prepare(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt	*st;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		fatalx("store: preparing '%.60s': %s", sql, sqlite3_errmsg(db));
+	return (st);
+}
