@@ -1,0 +1,223 @@
+/* opsn-agent: runs on hypervisors and mail/web backends for the controller. */
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "opsn/config.h"
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "agent.h"
+
+struct agent	*agent;
+
+#define A(field) offsetof(struct agent_conf, field)
+static const struct cfg_option agent_opts[] = {
+	{ "agent", "data_dir", CFG_STRING, A(data_dir), "/var/lib/opsn/agent",
+	  0, 0, NULL, 0, "data-dir", "folder for the key, certificates and "
+	  "spool" },
+	{ "agent", "name", CFG_STRING, A(name), NULL, 0, 0, NULL, 0, "name",
+	  "node name (default: the host name)" },
+	{ "agent", "controller", CFG_STRING, A(controllers), NULL, 0, 0, NULL,
+	  0, "controller", "controller ADDR:PORT[,ADDR:PORT...]" },
+	{ "agent", "join_token", CFG_STRING, A(join_token), NULL, 0, 0, NULL,
+	  1, "join-token", "one-time token from 'opsnctl node token'" },
+	{ "agent", "ca", CFG_STRING, A(ca_file), NULL, 0, 0, NULL, 0, "ca",
+	  "the controller's CA certificate (else pinned by the token)" },
+	{ "agent", "role", CFG_ENUM, A(role), "hypervisor", 0, 0,
+	  "hypervisor|mail|web", 0, "role", "hypervisor, mail or web" },
+	{ "agent", "reconnect_min", CFG_DURATION, A(reconnect_min_ms), "500ms",
+	  10, 60000, NULL, 0, NULL, "first reconnect delay" },
+	{ "agent", "reconnect_max", CFG_DURATION, A(reconnect_max_ms), "30s",
+	  100, 3600000, NULL, 0, "reconnect-max", "longest reconnect delay" },
+	{ "hypervisor", "libvirt_uri", CFG_STRING, A(libvirt_uri),
+	  "qemu:///system", 0, 0, NULL, 0, "libvirt-uri", "libvirt URI" },
+	{ "hypervisor", "virt_type", CFG_ENUM, A(virt_type), "auto", 0, 0,
+	  "kvm|qemu|auto", 0, "virt-type", "domain type: kvm, qemu or auto" },
+	{ "log", "level", CFG_ENUM, A(log_level), "info", 0, 0,
+	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
+	{ "log", "file", CFG_STRING, A(log_file), "", 0, 0, NULL, 0,
+	  "log-file", "log to this file instead of stderr" },
+};
+#undef A
+static const struct cfg_table agent_table = { agent_opts, nitems(agent_opts) };
+
+struct agent_flags {
+	const char	*conffile;
+	int		 debug, check;
+};
+
+static uv_signal_t	sig_int, sig_term, sig_hup;
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: opsn-agent [-dnhV] [-c FILE] [--OPTION VALUE "
+	    "...]\n  -c FILE  configuration file\n  -d       foreground, debug "
+	    "logging\n  -n       check the configuration and exit\n");
+	cfg_usage(&agent_table, stderr);
+	exit(2);
+}
+
+static void
+agent_shortopt(int ch, const char *arg, void *data)
+{
+	struct agent_flags	*f = data;
+
+	switch (ch) {
+	case 'c':
+		f->conffile = arg;
+		break;
+	case 'd':
+		f->debug = 1;
+		break;
+	case 'n':
+		f->check = 1;
+		break;
+	case 'V':
+		printf("opsn-agent %s\n", OPSN_VERSION);
+		exit(0);
+	default:
+		usage();
+	}
+}
+
+static void
+agent_signal_cb(uv_signal_t *h, int signum)
+{
+	if (signum == SIGHUP) {
+		log_reopen();
+		return;
+	}
+	log_notice("agent: stopping on signal %d", signum);
+	link_stop();
+	uv_close((uv_handle_t *)&sig_int, NULL);
+	uv_close((uv_handle_t *)&sig_term, NULL);
+	uv_close((uv_handle_t *)&sig_hup, NULL);
+}
+
+static int
+agent_parse_addrs(struct agent *a, char **cause)
+{
+	char	*copy, *tok, *save = NULL;
+
+	if (a->conf.controllers == NULL || *a->conf.controllers == '\0') {
+		xasprintf(cause, "no controller address (--controller "
+		    "ADDR:PORT)");
+		return (-1);
+	}
+	copy = xstrdup(a->conf.controllers);
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+	    tok = strtok_r(NULL, ", ", &save)) {
+		a->addrs = xrealloc(a->addrs, (a->naddrs + 1) *
+		    sizeof(*a->addrs));
+		if (util_parse_hostport(tok, &a->addrs[a->naddrs].host,
+		    &a->addrs[a->naddrs].port, cause) == -1) {
+			free(copy);
+			return (-1);
+		}
+		a->naddrs++;
+	}
+	free(copy);
+	return (0);
+}
+
+static void
+agent_proto_range(struct agent *a)
+{
+	const char	*s = getenv("OPSN_TEST_PROTO_RANGE");
+	unsigned	 lo, hi;
+
+	a->proto_min = OPSN_PROTO_MIN;
+	a->proto_max = OPSN_PROTO_MAX;
+	if (s != NULL && sscanf(s, "%u-%u", &lo, &hi) == 2 && lo <= hi) {
+		a->proto_min = lo;
+		a->proto_max = hi;
+		log_notice("agent: protocol range %u-%u (test)", lo, hi);
+	}
+}
+
+static void
+agent_inventory_done(struct agent *a)
+{
+	link_start(a);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct agent_flags	 f = { NULL, 0, 0 };
+	struct cfg_args		 args;
+	struct agent		 a;
+	char			*cause = NULL, host[256];
+	enum log_level		 lvl = LOG_LEVEL_INFO;
+
+	memset(&a, 0, sizeof(a));
+	agent = &a;
+	if (cfg_getopt(&agent_table, argc, argv, "c:dnhV", agent_shortopt, &f,
+	    &args) != argc)
+		usage();
+	log_init("opsn-agent", f.debug ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+	    NULL);
+	cfg_defaults(&agent_table, &a.conf);
+	if (f.conffile != NULL && cfg_load(&agent_table, &a.conf, f.conffile,
+	    &cause) == -1)
+		fatalx("%s", cause);
+	if (cfg_apply_args(&agent_table, &a.conf, &args, &cause) == -1)
+		fatalx("%s", cause);
+	if (a.conf.name == NULL) {
+		if (gethostname(host, sizeof(host)) != 0)
+			fatal("gethostname");
+		a.conf.name = xstrdup(host);
+	}
+	if (agent_parse_addrs(&a, &cause) == -1)
+		fatalx("%s", cause);
+	if (f.check) {
+		printf("configuration OK%s%s\n", f.conffile ? ": " : "",
+		    f.conffile ? f.conffile : "");
+		return (0);
+	}
+	if (!f.debug && log_level_parse(a.conf.log_level, &lvl) == 0)
+		log_set_level(lvl);
+	if (*a.conf.log_file != '\0' && log_init("opsn-agent", f.debug ?
+	    LOG_LEVEL_DEBUG : lvl, a.conf.log_file) == -1)
+		fatal("log file %s", a.conf.log_file);
+
+	signal(SIGPIPE, SIG_IGN);
+	umask(077);
+	if (util_mkdirs(a.conf.data_dir, 0700, &cause) == -1)
+		fatalx("data folder: %s", cause);
+	agent_proto_range(&a);
+	a.loop = uv_default_loop();
+
+	if (!enrol_have_cert(&a)) {
+		if (a.conf.join_token == NULL)
+			fatalx("agent: not enrolled: start once with "
+			    "--join-token TOKEN (from 'opsnctl node token')");
+		if (enrol_run(&a, &cause) == -1)
+			fatalx("agent: %s", cause);
+	} else if (a.conf.join_token != NULL)
+		log_info("agent: already enrolled as %s; the join token is "
+		    "not needed", a.conf.name);
+	if (a.conf.join_token != NULL)
+		OPENSSL_cleanse(a.conf.join_token, strlen(a.conf.join_token));
+
+	uv_signal_init(a.loop, &sig_int);
+	uv_signal_init(a.loop, &sig_term);
+	uv_signal_init(a.loop, &sig_hup);
+	uv_signal_start(&sig_int, agent_signal_cb, SIGINT);
+	uv_signal_start(&sig_term, agent_signal_cb, SIGTERM);
+	uv_signal_start(&sig_hup, agent_signal_cb, SIGHUP);
+	log_notice("agent: %s started (role %s, version %s)", a.conf.name,
+	    a.conf.role, OPSN_VERSION);
+	inventory_collect(&a, agent_inventory_done);
+	uv_run(a.loop, UV_RUN_DEFAULT);
+	cfg_free(&agent_table, &a.conf);
+	log_notice("agent: stopped");
+	return (0);
+}
