@@ -1,0 +1,67 @@
+"""pytest fixtures: programs run in a temporary folder and always stop."""
+import os
+import sys
+import tempfile
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import opsn  # noqa: E402
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="opsn-e2e-")
+    os.chmod(d, 0o755)
+    yield d
+    opsn.rmtree(d)
+
+
+@pytest.fixture
+def procs():
+    """Every process registered here is stopped after the test."""
+    started = []
+    yield started
+    for p in reversed(started):
+        try:
+            p.stop()
+        except Exception:  # noqa: BLE001 - stop the others anyway
+            pass
+
+
+@pytest.fixture
+def controller(workdir, procs):
+    c = opsn.Controller(workdir)
+    procs.append(c)
+    c.start()
+    return c
+
+
+@pytest.fixture
+def make_agent(workdir, procs, controller):
+    """Enrol and start an agent against the controller fixture."""
+    def make(name, role="web", start=True, **kw):
+        kw.setdefault("token", controller.join_token())
+        a = opsn.Agent(workdir, name, [controller.agent_addr], role=role,
+                       **kw)
+        procs.append(a)
+        if start:
+            a.start()
+        return a
+    return make
+
+
+def pytest_runtest_makereport(item, call):
+    """On failure, show the tail of every log in the test's folder."""
+    if call.when != "call" or call.excinfo is None:
+        return
+    d = item.funcargs.get("workdir") if hasattr(item, "funcargs") else None
+    if not d or not os.path.isdir(d):
+        return
+    for root, _, files in os.walk(d):
+        for f in files:
+            if f.endswith(".log"):
+                p = os.path.join(root, f)
+                with open(p, errors="replace") as fh:
+                    tail = fh.read()[-3000:]
+                sys.stderr.write(f"\n----- {p} -----\n{tail}\n")
