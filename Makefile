@@ -20,7 +20,7 @@ endif
 PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
 PKG_CONTROLLER	= $(PKG_COMMON) libh2o
 PKG_AGENT	= $(PKG_COMMON) libvirt
-PKG_CLI		= libcurl jansson openssl
+PKG_CLI		= libcurl jansson inih openssl
 
 pc_cflags = $(shell pkg-config --cflags $(1))
 pc_libs = $(shell pkg-config --libs $(1))
@@ -51,7 +51,7 @@ PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit e2e fuzz bench install run clean image
+.PHONY: all test check unit-build fuzz bench install run stop clean
 .SECONDARY:
 
 all: $(PROGS)
@@ -104,6 +104,11 @@ $(BUILD)/tests/test_agt_%: tests/unit/test_agt_%.c $(AGT_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Inode-agent -o $@ $^ $(TEST_LIBS)
 
+CLI_LIBOBJ = $(filter-out $(BUILD)/cli/opsnctl.o,$(CLI_OBJ))
+$(BUILD)/tests/test_cli_%: tests/unit/test_cli_%.c $(CLI_LIBOBJ) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icli -o $@ $^ $(TEST_LIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
@@ -151,6 +156,9 @@ install: all
 
 run:
 	@ops/run.sh
+
+stop:
+	@ops/stop.sh
 
 clean:
 	rm -rf build bin

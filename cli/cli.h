@@ -1,0 +1,151 @@
+/*
+ * opsnctl: the operator's command line. It only calls the controller's REST
+ * API. A command is a row in the table in opsnctl.c plus a handler here.
+ */
+#ifndef OPSN_CLI_H
+#define OPSN_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#define CLI_EXIT_OK	0
+#define CLI_EXIT_ERROR	1
+#define CLI_EXIT_USAGE	2
+
+#define CLI_MAXWORDS	3	/* words in a command path ("node list") */
+#define CLI_MAXOPTS	4	/* options of one command */
+
+enum cli_output {
+	CLI_OUTPUT_TABLE,
+	CLI_OUTPUT_JSON,
+};
+
+/* Resolved settings: config file, then environment, then flags. */
+struct cli_conf {
+	char		*cc_url;	/* https://host:port, no trailing '/' */
+	char		*cc_token;	/* never printed */
+	char		*cc_ca;		/* CA file (CURLOPT_CAINFO), or NULL */
+	char		*cc_file;	/* config file path, for messages */
+	enum cli_output	 cc_output;
+	int		 cc_quiet;
+};
+
+extern struct cli_conf cli_conf;
+
+struct cli_call;
+struct format_col;
+
+/* One row per command. */
+struct cli_cmd {
+	const char	*c_path[CLI_MAXWORDS + 1];	/* {"node", "list"} */
+	const char	*c_args;	/* usage after the path, or "" */
+	const char	*c_summary;	/* one line for the help list */
+	/* Long options: "ttl=" takes a value, "force" is a flag. */
+	const char	*c_opts[CLI_MAXOPTS + 1];
+	int		 c_min;		/* positional arguments */
+	int		 c_max;
+	int		 c_flags;
+#define CLI_CMD_LOCAL	0x1		/* needs no settings or network */
+	int		(*c_fn)(struct cli_call *);	/* exit status */
+};
+
+/* A parsed command line, handed to the command's handler. */
+struct cli_call {
+	const struct cli_cmd	*ca_cmd;
+	int			 ca_argc;	/* positional arguments */
+	char			**ca_argv;
+	const char		*ca_optv[CLI_MAXOPTS];	/* NULL: not given */
+};
+
+/* Flag-level settings from the command line, before they are merged. */
+struct conf_src {
+	char	*cs_url;
+	char	*cs_token;
+	char	*cs_token_file;
+	char	*cs_ca;
+};
+
+/* conf.c */
+/* Merge config file, environment and flags into cli_conf; -1 with *cause. */
+int	 conf_load(const struct conf_src *flags, char **cause);
+/* Free the strings of cli_conf. */
+void	 conf_clear(void);
+/* Free the strings of a conf_src (not the struct). */
+void	 conf_src_clear(struct conf_src *);
+
+/* cli.c */
+/*
+ * Call the API: method on path ("/v1/nodes"), with body (consumed, may be
+ * NULL). On 2xx, *out (if out is not NULL) gets the parsed reply, or NULL for
+ * an empty one. Otherwise the reason is printed to stderr and -1 returned.
+ */
+int	 cli_request(const char *method, const char *path, json_t *body,
+	    json_t **out);
+/* GET every page of a list; *out is {"items":[...],"next_cursor":null}. */
+int	 cli_list(const char *path, json_t **out);
+/* Escape one path segment or query value; caller frees. */
+char	*cli_escape(const char *);
+/* GET a list and print it as a table of cols, or as JSON with -o json. */
+int	 cli_show_list(const char *path, const struct format_col *, size_t);
+/* Print obj (consumed) as "field: value" lines, or as JSON. Exit status. */
+int	 cli_show_object(json_t *obj, const struct format_col *, size_t);
+/* The value of a command option, "" for a flag, NULL if not given. */
+const char *cli_opt(const struct cli_call *, const char *name);
+/* Print "usage: opsnctl PATH ARGS" to f. */
+void	 cli_print_usage(FILE *, const struct cli_cmd *);
+/* Print the command's usage line to stderr and return CLI_EXIT_USAGE. */
+int	 cli_usage(const struct cli_call *);
+/* Release the HTTP handle. */
+void	 cli_close(void);
+
+/* format.c: human-readable output, independent of the network. */
+
+/* Turn a JSON value into a cell; caller frees. */
+typedef char	*(*format_fn)(json_t *);
+
+/* One column of a table or one line of a "field: value" listing. */
+struct format_col {
+	const char	*fc_header;	/* "MEMORY" or "memory" */
+	const char	*fc_key;	/* JSON key in each object */
+	format_fn	 fc_fmt;	/* NULL: format_value */
+};
+
+/* Print items (an array of objects) as aligned columns under headers. */
+void	 format_table(FILE *, const struct format_col *, size_t,
+	    json_t *items);
+/* Print obj as aligned "field: value" lines. */
+void	 format_fields(FILE *, const struct format_col *, size_t, json_t *obj);
+/* Print v as JSON indented by 2 spaces, with a final newline. */
+void	 format_json(FILE *, json_t *);
+/* Columns a UTF-8 string takes on a terminal (one per code point). */
+size_t	 format_width(const char *);
+/* Copy s with control characters replaced by '?'; caller frees. */
+char	*format_clean(const char *);
+/* Bytes as "512B", "1.5K", "15.6G", "512M" (powers of 1024) into buf. */
+void	 format_bytes(uint64_t, char *, size_t);
+/* "12s ago", "3m ago", "2h ago", "4d ago" for then, seen at now. */
+void	 format_ago(int64_t then, int64_t now, char *, size_t);
+/* Parse an RFC 3339 time ("2026-11-29T19:38:25Z"); -1 if it is not one. */
+int	 format_parse_time(const char *, int64_t *);
+
+/* Cell formatters (format_fn). */
+char	*format_value(json_t *);	/* strings, numbers, lists; null "-" */
+char	*format_size(json_t *);		/* bytes: "15.6G" */
+char	*format_size_exact(json_t *);	/* "15.6G (16777216000 bytes)" */
+char	*format_age(json_t *);		/* time: "12s ago"; null "never" */
+char	*format_time(json_t *);		/* time: "...Z (12s ago)" */
+char	*format_counts(json_t *);	/* {"ready":2} as "2 ready" */
+
+/* health.c */
+int	 health_show(struct cli_call *);
+
+/* node.c */
+int	 node_list(struct cli_call *);
+int	 node_show(struct cli_call *);
+int	 node_token(struct cli_call *);
+int	 node_revoke(struct cli_call *);
+
+#endif

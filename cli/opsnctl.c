@@ -1,0 +1,404 @@
+/*
+ * opsnctl: global flags, the command table and dispatch. Adding a command is
+ * one row below plus a handler in the file of its noun (node.c, ...).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+
+#include "cli.h"
+
+#define OPSNCTL_USAGE	"usage: opsnctl [-q] [-o table|json] [--url URL] " \
+			"[--token-file FILE] [--ca FILE]\n" \
+			"               COMMAND [ARGUMENT ...]\n"
+
+enum {
+	OPSNCTL_OPT_URL = 0x100,
+	OPSNCTL_OPT_TOKEN,
+	OPSNCTL_OPT_TOKEN_FILE,
+	OPSNCTL_OPT_CA,
+	OPSNCTL_OPT_VERSION,
+	OPSNCTL_OPT_CMD,	/* + index in the command's c_opts */
+};
+
+static int	 opsnctl_help(struct cli_call *);
+
+static const struct cli_cmd opsnctl_cmds[] = {
+	{ { "health" }, "",
+	  "show the controller's status and node counts",
+	  { NULL }, 0, 0, 0, health_show },
+	{ { "node", "list" }, "",
+	  "list the nodes",
+	  { NULL }, 0, 0, 0, node_list },
+	{ { "node", "show" }, "NAME",
+	  "show one node",
+	  { NULL }, 1, 1, 0, node_show },
+	{ { "node", "token" }, "[--ttl DURATION]",
+	  "create a one-time join token for a new node",
+	  { "ttl=" }, 0, 0, 0, node_token },
+	{ { "node", "revoke" }, "NAME",
+	  "revoke a node's certificate",
+	  { NULL }, 1, 1, 0, node_revoke },
+	{ { "help" }, "[COMMAND]",
+	  "list the commands, or show how to use one",
+	  { NULL }, 0, CLI_MAXWORDS, CLI_CMD_LOCAL, opsnctl_help },
+};
+
+static const struct {
+	const char	*name;
+	enum cli_output	 output;
+} opsnctl_outputs[] = {
+	{ "table",	CLI_OUTPUT_TABLE },
+	{ "json",	CLI_OUTPUT_JSON },
+};
+
+static const struct option opsnctl_globals[] = {
+	{ "url",	required_argument,	NULL,	OPSNCTL_OPT_URL },
+	{ "token",	required_argument,	NULL,	OPSNCTL_OPT_TOKEN },
+	{ "token-file",	required_argument,	NULL, OPSNCTL_OPT_TOKEN_FILE },
+	{ "ca",		required_argument,	NULL,	OPSNCTL_OPT_CA },
+	{ "output",	required_argument,	NULL,	'o' },
+	{ "quiet",	no_argument,		NULL,	'q' },
+	{ "help",	no_argument,		NULL,	'h' },
+	{ "version",	no_argument,		NULL,	OPSNCTL_OPT_VERSION },
+};
+
+#define OPSNCTL_SHORT	"o:qh"
+
+static size_t	 opsnctl_words(const struct cli_cmd *);
+static const struct cli_cmd *opsnctl_find(int, char **, int *);
+static int	 opsnctl_group(const char *);
+static void	 opsnctl_list(FILE *, const char *);
+static int	 opsnctl_unknown(int, char **);
+static int	 opsnctl_global(int, char *, struct conf_src *);
+static void	 opsnctl_set(char **, char *);
+
+static size_t
+opsnctl_words(const struct cli_cmd *cmd)
+{
+	size_t	 n;
+
+	for (n = 0; n < CLI_MAXWORDS && cmd->c_path[n] != NULL; n++)
+		;
+	return (n);
+}
+
+/* The command whose whole path starts argv (longest wins); *used = words. */
+static const struct cli_cmd *
+opsnctl_find(int argc, char **argv, int *used)
+{
+	const struct cli_cmd	*best = NULL;
+	size_t			 i, w, n;
+
+	*used = 0;
+	for (i = 0; i < nitems(opsnctl_cmds); i++) {
+		n = opsnctl_words(&opsnctl_cmds[i]);
+		if ((int)n > argc || (int)n <= *used)
+			continue;
+		for (w = 0; w < n; w++) {
+			if (strcmp(argv[w], opsnctl_cmds[i].c_path[w]) != 0)
+				break;
+		}
+		if (w == n) {
+			best = &opsnctl_cmds[i];
+			*used = (int)n;
+		}
+	}
+	return (best);
+}
+
+/* Is word the first word of a longer command ("node")? */
+static int
+opsnctl_group(const char *word)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(opsnctl_cmds); i++) {
+		if (opsnctl_words(&opsnctl_cmds[i]) > 1 &&
+		    strcmp(opsnctl_cmds[i].c_path[0], word) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+/* The commands (those starting with group, or all) with their summaries. */
+static void
+opsnctl_list(FILE *f, const char *group)
+{
+	const struct cli_cmd	*cmd;
+	char			*line, *tmp;
+	size_t			 i, w, width = 0, len;
+	int			 pass;
+
+	/* Pass 0 measures the first column, pass 1 prints. */
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < nitems(opsnctl_cmds); i++) {
+			cmd = &opsnctl_cmds[i];
+			if (group != NULL && strcmp(cmd->c_path[0], group) != 0)
+				continue;
+			line = xstrdup(cmd->c_path[0]);
+			for (w = 1; w < opsnctl_words(cmd); w++) {
+				xasprintf(&tmp, "%s %s", line, cmd->c_path[w]);
+				free(line);
+				line = tmp;
+			}
+			if (cmd->c_args[0] != '\0') {
+				xasprintf(&tmp, "%s %s", line, cmd->c_args);
+				free(line);
+				line = tmp;
+			}
+			len = strlen(line);
+			if (pass == 0 && len > width)
+				width = len;
+			if (pass == 1)
+				fprintf(f, "  %-*s  %s\n", (int)width, line,
+				    cmd->c_summary);
+			free(line);
+		}
+	}
+}
+
+static int
+opsnctl_help(struct cli_call *call)
+{
+	const struct cli_cmd	*cmd;
+	int			 used;
+
+	if (call->ca_argc == 0) {
+		printf(OPSNCTL_USAGE "\nCommands:\n");
+		opsnctl_list(stdout, NULL);
+		printf("\nSettings come from ~/.config/opsn/opsnctl.conf, then "
+		    "OPSN_URL, OPSN_TOKEN\n(or OPSN_TOKEN_FILE) and OPSN_CA, "
+		    "then the flags. See opsnctl(1).\n");
+		return (CLI_EXIT_OK);
+	}
+	cmd = opsnctl_find(call->ca_argc, call->ca_argv, &used);
+	if (cmd != NULL && used == call->ca_argc) {
+		cli_print_usage(stdout, cmd);
+		printf("%s\n", cmd->c_summary);
+		return (CLI_EXIT_OK);
+	}
+	if (call->ca_argc == 1 && opsnctl_group(call->ca_argv[0])) {
+		opsnctl_list(stdout, call->ca_argv[0]);
+		return (CLI_EXIT_OK);
+	}
+	return (opsnctl_unknown(call->ca_argc, call->ca_argv));
+}
+
+static int
+opsnctl_unknown(int argc, char **argv)
+{
+	char	*clean;
+
+	if (argc == 1 && opsnctl_group(argv[0])) {
+		fprintf(stderr, "opsnctl: '%s' needs a command:\n", argv[0]);
+		opsnctl_list(stderr, argv[0]);
+		return (CLI_EXIT_USAGE);
+	}
+	clean = format_clean(argv[argc > 1 && opsnctl_group(argv[0]) ? 1 : 0]);
+	fprintf(stderr, "opsnctl: unknown command '%s'\n", clean);
+	free(clean);
+	if (opsnctl_group(argv[0]))
+		opsnctl_list(stderr, argv[0]);
+	else
+		fprintf(stderr, "run 'opsnctl help' for the list\n");
+	return (CLI_EXIT_USAGE);
+}
+
+/* Take a flag's value, and wipe it from argv so ps(1) no longer shows it. */
+static void
+opsnctl_set(char **field, char *value)
+{
+	free(*field);
+	*field = xstrdup(value);
+	explicit_bzero(value, strlen(value));
+}
+
+/* A global flag, wherever it is; -1 to go on, else an exit status. */
+static int
+opsnctl_global(int ch, char *arg, struct conf_src *flags)
+{
+	size_t	 i;
+
+	switch (ch) {
+	case OPSNCTL_OPT_URL:
+		free(flags->cs_url);
+		flags->cs_url = xstrdup(arg);
+		return (-1);
+	case OPSNCTL_OPT_TOKEN:
+		opsnctl_set(&flags->cs_token, arg);
+		return (-1);
+	case OPSNCTL_OPT_TOKEN_FILE:
+		free(flags->cs_token_file);
+		flags->cs_token_file = xstrdup(arg);
+		return (-1);
+	case OPSNCTL_OPT_CA:
+		free(flags->cs_ca);
+		flags->cs_ca = xstrdup(arg);
+		return (-1);
+	case 'o':
+		for (i = 0; i < nitems(opsnctl_outputs); i++) {
+			if (strcmp(arg, opsnctl_outputs[i].name) == 0) {
+				cli_conf.cc_output = opsnctl_outputs[i].output;
+				return (-1);
+			}
+		}
+		fprintf(stderr, "opsnctl: -o: '%s' is not table or json\n",
+		    arg);
+		return (CLI_EXIT_USAGE);
+	case 'q':
+		cli_conf.cc_quiet = 1;
+		return (-1);
+	case OPSNCTL_OPT_VERSION:
+		printf("opsnctl %s\n", OPSN_VERSION);
+		return (CLI_EXIT_OK);
+	default:
+		return (CLI_EXIT_USAGE);
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	const struct cli_cmd	*cmd;
+	struct conf_src		 flags;
+	struct cli_call		 call;
+	struct option		 longopts[nitems(opsnctl_globals) +
+				    CLI_MAXOPTS + 1];
+	char			**avbase, **av, *cause, *name;
+	size_t			 i, n = 0;
+	int			 ac, ch, rc, used;
+
+	log_init("opsnctl", LOG_LEVEL_WARN, NULL);
+	memset(&flags, 0, sizeof(flags));
+	memset(&call, 0, sizeof(call));
+
+	/* getopt names the program in its messages: make it "opsnctl". */
+	av = avbase = xcalloc(argc + 1, sizeof(*av));
+	av[0] = "opsnctl";
+	for (ac = 1; ac < argc; ac++)
+		av[ac] = argv[ac];
+
+	/* Flags before the command. */
+	memset(longopts, 0, sizeof(longopts));
+	memcpy(longopts, opsnctl_globals, sizeof(opsnctl_globals));
+	while ((ch = getopt_long(ac, av, "+" OPSNCTL_SHORT, longopts,
+	    NULL)) != -1) {
+		if (ch == 'h') {
+			call.ca_argc = 0;
+			rc = opsnctl_help(&call);
+			goto out;
+		}
+		if ((rc = opsnctl_global(ch, optarg, &flags)) != -1) {
+			if (rc == CLI_EXIT_USAGE)
+				fprintf(stderr, OPSNCTL_USAGE);
+			goto out;
+		}
+	}
+	if (optind == ac) {
+		rc = opsnctl_help(&call);
+		goto out;
+	}
+	if ((cmd = opsnctl_find(ac - optind, av + optind, &used)) == NULL) {
+		rc = opsnctl_unknown(ac - optind, av + optind);
+		goto out;
+	}
+	call.ca_cmd = cmd;
+
+	/*
+	 * The command's own options and the global flags, anywhere after the
+	 * command's words; getopt sorts the operands to the end.
+	 */
+	n = nitems(opsnctl_globals);
+	for (i = 0; i < CLI_MAXOPTS && cmd->c_opts[i] != NULL; i++, n++) {
+		name = xstrdup(cmd->c_opts[i]);
+		longopts[n].has_arg = no_argument;
+		if (name[0] != '\0' && name[strlen(name) - 1] == '=') {
+			name[strlen(name) - 1] = '\0';
+			longopts[n].has_arg = required_argument;
+		}
+		longopts[n].name = name;
+		longopts[n].val = OPSNCTL_OPT_CMD + (int)i;
+	}
+	av[optind + used - 1] = "opsnctl";
+	av += optind + used - 1;
+	ac -= optind + used - 1;
+	optind = 0;
+	while ((ch = getopt_long(ac, av, OPSNCTL_SHORT, longopts,
+	    NULL)) != -1) {
+		if (ch >= OPSNCTL_OPT_CMD &&
+		    ch < OPSNCTL_OPT_CMD + CLI_MAXOPTS) {
+			call.ca_optv[ch - OPSNCTL_OPT_CMD] =
+			    optarg != NULL ? optarg : "";
+			continue;
+		}
+		if (ch == 'h') {
+			cli_print_usage(stdout, cmd);
+			printf("%s\n", cmd->c_summary);
+			rc = CLI_EXIT_OK;
+			goto out;
+		}
+		if ((rc = opsnctl_global(ch, optarg, &flags)) != -1) {
+			if (rc == CLI_EXIT_USAGE)
+				cli_usage(&call);
+			goto out;
+		}
+	}
+	call.ca_argc = ac - optind;
+	call.ca_argv = av + optind;
+	if (call.ca_argc < cmd->c_min || call.ca_argc > cmd->c_max) {
+		rc = cli_usage(&call);
+		goto out;
+	}
+	for (i = 0; i < (size_t)call.ca_argc; i++) {
+		if (call.ca_argv[i][0] == '\0') {
+			fprintf(stderr, "opsnctl: empty argument\n");
+			rc = cli_usage(&call);
+			goto out;
+		}
+	}
+	if (flags.cs_token != NULL && flags.cs_token_file != NULL) {
+		fprintf(stderr, "opsnctl: give only one of --token and "
+		    "--token-file\n");
+		rc = cli_usage(&call);
+		goto out;
+	}
+
+	if (!(cmd->c_flags & CLI_CMD_LOCAL)) {
+		if (conf_load(&flags, &cause) == -1) {
+			fprintf(stderr, "opsnctl: %s\n", cause);
+			free(cause);
+			rc = CLI_EXIT_ERROR;
+			goto out;
+		}
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			fprintf(stderr, "opsnctl: cannot start libcurl\n");
+			rc = CLI_EXIT_ERROR;
+			goto out;
+		}
+	}
+	rc = cmd->c_fn(&call);
+	cli_close();
+	if (!(cmd->c_flags & CLI_CMD_LOCAL))
+		curl_global_cleanup();
+
+out:
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "opsnctl: stdout: %s\n", strerror(errno));
+		rc = CLI_EXIT_ERROR;
+	}
+	conf_src_clear(&flags);
+	conf_clear();
+	for (i = nitems(opsnctl_globals); i < n; i++)
+		free((char *)longopts[i].name);
+	free(avbase);
+	return (rc);
+}

@@ -1,0 +1,182 @@
+/*
+ * opsnctl's human-readable output: sizes, ages, aligned tables. The CLI's
+ * objects are not in libopsn, so this test compiles format.c itself.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "opsn/util.h"
+#include "cli.h"
+
+static char *
+size_of(uint64_t n)
+{
+	static char	 buf[32];
+
+	format_bytes(n, buf, sizeof(buf));
+	return (buf);
+}
+
+static void
+format_bytes_prints_one_decimal_below_100(void **state)
+{
+	(void)state;
+	assert_string_equal(size_of(0), "0B");
+	assert_string_equal(size_of(1023), "1023B");
+	assert_string_equal(size_of(1024), "1K");
+	assert_string_equal(size_of(1536), "1.5K");
+	assert_string_equal(size_of(16777216000ULL), "15.6G");
+	assert_string_equal(size_of(512ULL << 20), "512M");
+	assert_string_equal(size_of(107374182400ULL), "100G");
+}
+
+static void
+format_bytes_never_prints_1024_of_a_unit(void **state)
+{
+	(void)state;
+	assert_string_equal(size_of((1ULL << 20) - 1), "1M");
+	assert_string_equal(size_of((1ULL << 30) - (1ULL << 19)), "1G");
+	assert_string_equal(size_of(UINT64_MAX), "16E");
+}
+
+static void
+format_ago_picks_the_largest_unit(void **state)
+{
+	char	 buf[32];
+
+	(void)state;
+	format_ago(1000, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "just now");
+	format_ago(1000, 1012, buf, sizeof(buf));
+	assert_string_equal(buf, "12s ago");
+	format_ago(1000, 1000 + 3 * 60 + 59, buf, sizeof(buf));
+	assert_string_equal(buf, "3m ago");
+	format_ago(1000, 1000 + 2 * 3600, buf, sizeof(buf));
+	assert_string_equal(buf, "2h ago");
+	format_ago(1000, 1000 + 4 * 86400, buf, sizeof(buf));
+	assert_string_equal(buf, "4d ago");
+}
+
+static void
+format_parse_time_reads_rfc3339_utc(void **state)
+{
+	int64_t	 t;
+
+	(void)state;
+	assert_int_equal(format_parse_time("2026-11-29T19:38:25Z", &t), 0);
+	assert_int_equal(t, 1795981105);
+	assert_int_equal(format_parse_time("2026-11-29T19:38:25.123Z", &t), 0);
+	assert_int_equal(t, 1795981105);
+	assert_int_equal(format_parse_time("2026-11-29T20:38:25+01:00", &t),
+	    0);
+	assert_int_equal(t, 1795981105);
+	assert_int_equal(format_parse_time("yesterday", &t), -1);
+	assert_int_equal(format_parse_time("2026-11-29T19:38:25", &t), -1);
+}
+
+static const struct format_col test_cols[] = {
+	{ "NAME",	"name",		NULL },
+	{ "ROLES",	"roles",	NULL },
+	{ "MEMORY",	"memory_bytes",	format_size },
+	{ "LAST-SEEN",	"last_seen",	format_age },
+};
+
+static char *
+table_of(const char *json)
+{
+	json_t	*items;
+	char	*out = NULL;
+	size_t	 len;
+	FILE	*f;
+
+	items = json_loads(json, 0, NULL);
+	assert_non_null(items);
+	f = open_memstream(&out, &len);
+	assert_non_null(f);
+	format_table(f, test_cols, nitems(test_cols), items);
+	fclose(f);
+	json_decref(items);
+	return (out);
+}
+
+static void
+format_table_aligns_columns_without_trailing_blanks(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = table_of("[{\"name\":\"hv1\",\"roles\":[\"mail\",\"web\"],"
+	    "\"memory_bytes\":16777216000,\"last_seen\":null},"
+	    "{\"name\":\"hypervisor-long\",\"roles\":[],"
+	    "\"memory_bytes\":1024}]");
+	assert_string_equal(out,
+	    "NAME             ROLES     MEMORY  LAST-SEEN\n"
+	    "hv1              mail,web  15.6G   never\n"
+	    "hypervisor-long  -         1K      -\n");
+	free(out);
+}
+
+static void
+format_table_counts_utf8_as_one_column(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = table_of("[{\"name\":\"\xc3\xa9t\xc3\xa9\",\"roles\":[\"web\"],"
+	    "\"memory_bytes\":0,\"last_seen\":null}]");
+	assert_string_equal(out,
+	    "NAME  ROLES  MEMORY  LAST-SEEN\n"
+	    "\xc3\xa9t\xc3\xa9   web    0B      never\n");
+	free(out);
+}
+
+static void
+format_table_neutralises_terminal_escapes(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = table_of("[{\"name\":\"a\\u001b[31mb\",\"roles\":[\"x\\u0007\"],"
+	    "\"memory_bytes\":0,\"last_seen\":null}]");
+	assert_null(strchr(out, '\033'));
+	assert_null(strchr(out, '\007'));
+	assert_non_null(strstr(out, "a?[31mb"));
+	free(out);
+}
+
+static void
+format_table_with_no_items_prints_the_header(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = table_of("[]");
+	assert_string_equal(out, "NAME  ROLES  MEMORY  LAST-SEEN\n");
+	free(out);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(format_bytes_prints_one_decimal_below_100),
+		cmocka_unit_test(format_bytes_never_prints_1024_of_a_unit),
+		cmocka_unit_test(format_ago_picks_the_largest_unit),
+		cmocka_unit_test(format_parse_time_reads_rfc3339_utc),
+		cmocka_unit_test(
+		    format_table_aligns_columns_without_trailing_blanks),
+		cmocka_unit_test(format_table_counts_utf8_as_one_column),
+		cmocka_unit_test(format_table_neutralises_terminal_escapes),
+		cmocka_unit_test(format_table_with_no_items_prints_the_header),
+	};
+
+	return (cmocka_run_group_tests(tests, NULL, NULL));
+}
