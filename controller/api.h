@@ -54,8 +54,24 @@ struct api_hooks {
 int	api_start(uv_loop_t *, const char *addr, int port, SSL_CTX *ctx,
 	    const struct api_route *, size_t nroutes, const struct api_hooks *,
 	    char **cause);
-/* Stop listening and close client connections. */
+/*
+ * Stop listening and close client connections; h2o is disposed of once the
+ * last one has closed, so the loop must keep running (a few iterations).
+ */
 void	api_stop(void);
+/* The TCP port the API listens on (useful after port 0), or -1. */
+int	api_port(void);
+/* Set the largest request body accepted (default 1 MiB). */
+void	api_set_max_body(size_t);
+/* The OpenAPI 3.0.3 document built from the route table (caller owns). */
+json_t	*api_openapi(void);
+/*
+ * Call cb for each non-zero counter: requests by route and status class
+ * (status is 100, 200, ... 500); calls that matched no route, and errors
+ * h2o answered itself, count as method "*", pattern "unmatched".
+ */
+void	api_foreach_stat(void (*cb)(const char *method, const char *pattern,
+	    int status, uint64_t count, void *), void *);
 
 /* A path parameter by name ("name" for {name}), or NULL. */
 const char	*api_param(struct api_req *, const char *);
@@ -63,10 +79,14 @@ const char	*api_param(struct api_req *, const char *);
 const char	*api_query(struct api_req *, const char *);
 /* A request header, or NULL (owned by the request). */
 const char	*api_header(struct api_req *, const char *);
+/* The authenticated caller, or NULL on a public route. */
 const struct api_principal *api_principal(struct api_req *);
 /* The request id (also sent back as X-Request-Id). */
 const char	*api_request_id(struct api_req *);
-/* The verified client certificate of the TLS connection, or NULL. */
+/*
+ * The verified client certificate of the TLS connection, or NULL (borrowed:
+ * valid until the reply).
+ */
 X509		*api_client_cert(struct api_req *);
 /* Raw body. */
 const void	*api_body(struct api_req *, size_t *len);

@@ -1,0 +1,1267 @@
+/*
+ * The controller's HTTPS API: h2o 2.2.5 (libuv build) on the controller's
+ * loop. One catch-all h2o handler routes by method and path from the
+ * caller's table, authenticates bearer tokens and answers JSON.
+ *
+ * h2o state (config, context, listener) is file-static: there is one API
+ * server per process, and the h2o context must outlive the uv_close() of
+ * its timers, which h2o_context_dispose() issues without a callback.
+ */
+#include <sys/types.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <h2o.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+
+#include "api.h"
+
+#define API_MAX_BODY_DEFAULT	(1024 * 1024)
+#define API_BACKLOG		128
+#define API_MAX_CONNS		1024	/* accepted and closed beyond this */
+#define API_MAX_PARAMS		8	/* {param} segments per pattern */
+#define API_MAX_QUERY		64	/* query pairs looked at */
+#define API_MAX_TOKEN		4096	/* bearer token bytes */
+#define API_MAX_ID		64	/* incoming X-Request-Id bytes */
+#define API_MAX_HDRNAME		128
+#define API_NCLASS		5	/* status classes 1xx .. 5xx */
+
+struct api_param {
+	const char	*p_name;	/* into the route's pattern */
+	size_t		 p_namelen;
+	char		*p_value;	/* decoded, in the request pool */
+};
+
+struct api_kv {
+	char		*kv_key;
+	char		*kv_value;
+};
+
+struct api_req {
+	h2o_req_t		*r_req;
+	const struct api_route	*r_route;	/* NULL until routed */
+	size_t			 r_stat;	/* row in api.stats */
+	int			 r_replied;
+	int			 r_authed;
+	struct api_principal	 r_principal;
+	char			 r_id[API_MAX_ID + 1];
+	struct api_param	 r_params[API_MAX_PARAMS];
+	size_t			 r_nparams;
+	int			 r_qparsed;
+	struct api_kv		*r_query;
+	size_t			 r_nquery;
+};
+
+struct api_conn {
+	uv_tcp_t		 c_tcp;	/* first: the close callback casts back */
+	LIST_ENTRY(api_conn)	 c_entry;
+};
+
+enum api_lstate {
+	API_LISTENER_NONE,
+	API_LISTENER_OPEN,
+	API_LISTENER_CLOSING,
+};
+
+static struct {
+	int			 running;	/* started, not yet disposed */
+	int			 stopping;
+	enum api_lstate		 lstate;
+	size_t			 max_body;
+	h2o_globalconf_t	 config;
+	h2o_context_t		 ctx;
+	h2o_accept_ctx_t	 accept_ctx;
+	uv_tcp_t		 listener;
+	SSL_CTX			*ssl_ctx;
+	const struct api_route	*routes;
+	size_t			 nroutes;
+	struct api_hooks	 hooks;
+	LIST_HEAD(, api_conn)	 conns;
+	size_t			 nconns;
+	/* nroutes table rows, then the built-in openapi row, then unmatched */
+	uint64_t		(*stats)[API_NCLASS];
+	size_t			 nstats;
+} api = { .max_body = API_MAX_BODY_DEFAULT };
+
+static void	api_openapi_cb(struct api_req *);
+
+static const struct api_route api_builtin = {
+	"GET", "/v1/openapi.json", NULL, api_openapi_cb,
+	"This OpenAPI 3.0.3 document"
+};
+
+static const struct {
+	int		 status;
+	const char	*reason;
+} api_reasons[] = {
+	{ 200, "OK" },
+	{ 201, "Created" },
+	{ 202, "Accepted" },
+	{ 204, "No Content" },
+	{ 304, "Not Modified" },
+	{ 400, "Bad Request" },
+	{ 401, "Unauthorized" },
+	{ 403, "Forbidden" },
+	{ 404, "Not Found" },
+	{ 405, "Method Not Allowed" },
+	{ 409, "Conflict" },
+	{ 410, "Gone" },
+	{ 412, "Precondition Failed" },
+	{ 413, "Payload Too Large" },
+	{ 415, "Unsupported Media Type" },
+	{ 422, "Unprocessable Entity" },
+	{ 429, "Too Many Requests" },
+	{ 500, "Internal Server Error" },
+	{ 501, "Not Implemented" },
+	{ 503, "Service Unavailable" },
+	{ 504, "Gateway Timeout" },
+};
+
+static const char *
+api_reason(int status)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(api_reasons); i++) {
+		if (api_reasons[i].status == status)
+			return (api_reasons[i].reason);
+	}
+	return (status < 400 ? "OK" : "Error");
+}
+
+/* The route behind stats row i. */
+static const struct api_route *
+api_route_at(size_t i)
+{
+	if (i < api.nroutes)
+		return (&api.routes[i]);
+	if (i == api.nroutes)
+		return (&api_builtin);
+	return (NULL);
+}
+
+static void
+api_count(size_t row, int status)
+{
+	int	 c;
+
+	if (api.stats == NULL || row >= api.nstats)
+		return;
+	c = status / 100 - 1;
+	if (c < 0)
+		c = 0;
+	if (c >= API_NCLASS)
+		c = API_NCLASS - 1;
+	api.stats[row][c]++;
+}
+
+/*
+ * A JSON string for text that may hold bytes from the peer: jansson refuses
+ * invalid UTF-8, so such bytes become '?'.
+ */
+static json_t *
+api_json_str(const char *s)
+{
+	json_t	*j;
+	char	*copy, *p;
+
+	if ((j = json_string(s)) != NULL)
+		return (j);
+	copy = xstrdup(s);
+	for (p = copy; *p != '\0'; p++) {
+		if ((unsigned char)*p >= 0x80 || (unsigned char)*p < 0x20)
+			*p = '?';
+	}
+	j = json_string(copy);
+	free(copy);
+	if (j == NULL)
+		fatalx("api: json_string");
+	return (j);
+}
+
+/*
+ * Percent-decode len bytes of in into out (room for len + 1 bytes), '+' as
+ * space if plus. -1 if an escape is malformed or decodes to NUL.
+ */
+static int
+api_pct_decode(const char *in, size_t len, int plus, char *out,
+    size_t *outlen)
+{
+	size_t	 i, o = 0;
+	int	 hi, lo;
+
+	for (i = 0; i < len; i++) {
+		if (in[i] == '%') {
+			if (len - i < 3)
+				return (-1);
+			if (!isxdigit((unsigned char)in[i + 1]) ||
+			    !isxdigit((unsigned char)in[i + 2]))
+				return (-1);
+			hi = isdigit((unsigned char)in[i + 1]) ? in[i + 1] - '0' :
+			    tolower((unsigned char)in[i + 1]) - 'a' + 10;
+			lo = isdigit((unsigned char)in[i + 2]) ? in[i + 2] - '0' :
+			    tolower((unsigned char)in[i + 2]) - 'a' + 10;
+			if (hi == 0 && lo == 0)
+				return (-1);
+			out[o++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else if (in[i] == '+' && plus)
+			out[o++] = ' ';
+		else if (in[i] == '\0')
+			return (-1);
+		else
+			out[o++] = in[i];
+	}
+	out[o] = '\0';
+	*outlen = o;
+	return (0);
+}
+
+/* A copy of len bytes in the request pool, NUL-terminated. */
+static char *
+api_pool_strndup(struct api_req *ar, const char *s, size_t len)
+{
+	return (h2o_strdup(&ar->r_req->pool, s, len).base);
+}
+
+/*
+ * Does the path (plen bytes, no query) match the pattern? Both are split on
+ * '/'; a {param} segment matches any non-empty segment.
+ */
+static int
+api_match(const char *pattern, const char *path, size_t plen)
+{
+	const char	*pe, *end = path + plen;
+	size_t		 slen, pslen;
+
+	if (*pattern != '/' || plen == 0 || *path != '/')
+		return (-1);
+	for (;;) {
+		pattern++;
+		path++;
+		pslen = strcspn(pattern, "/");
+		pe = memchr(path, '/', end - path);
+		slen = (pe != NULL ? pe : end) - path;
+		if (pattern[0] == '{') {
+			if (slen == 0)
+				return (-1);
+		} else if (pslen != slen || memcmp(pattern, path, slen) != 0)
+			return (-1);
+		pattern += pslen;
+		path += slen;
+		if (*pattern == '\0' && path == end)
+			return (0);
+		if (*pattern == '\0' || path == end)
+			return (-1);
+	}
+}
+
+/*
+ * Capture and decode the {param} segments of the routed path; replies 400
+ * and returns -1 for a malformed or unsafe value.
+ */
+static int
+api_capture(struct api_req *ar, const char *path, size_t plen)
+{
+	const char	*pattern = ar->r_route->ar_pattern, *pe;
+	const char	*end = path + plen;
+	size_t		 slen, pslen, dlen, i;
+	char		*value;
+
+	for (;;) {
+		pattern++;
+		path++;
+		pslen = strcspn(pattern, "/");
+		pe = memchr(path, '/', end - path);
+		slen = (pe != NULL ? pe : end) - path;
+		if (pattern[0] == '{' && ar->r_nparams < API_MAX_PARAMS) {
+			value = h2o_mem_alloc_pool(&ar->r_req->pool, slen + 1);
+			if (api_pct_decode(path, slen, 0, value, &dlen) == -1) {
+				api_reply_error(ar, 400, "bad_request",
+				    "malformed percent-encoding in path "
+				    "parameter '%.*s'", (int)pslen - 2,
+				    pattern + 1);
+				return (-1);
+			}
+			for (i = 0; i < dlen; i++) {
+				if (value[i] == '/' ||
+				    (unsigned char)value[i] < 0x20 ||
+				    value[i] == 0x7f) {
+					api_reply_error(ar, 400, "bad_request",
+					    "path parameter '%.*s' holds '/' or "
+					    "a control character",
+					    (int)pslen - 2, pattern + 1);
+					return (-1);
+				}
+			}
+			ar->r_params[ar->r_nparams].p_name = pattern + 1;
+			ar->r_params[ar->r_nparams].p_namelen = pslen - 2;
+			ar->r_params[ar->r_nparams].p_value = value;
+			ar->r_nparams++;
+		}
+		pattern += pslen;
+		path += slen;
+		if (*pattern == '\0')
+			return (0);
+	}
+}
+
+/* Take a sane incoming X-Request-Id into id, or make one up. */
+static void
+api_make_id(h2o_req_t *req, char id[API_MAX_ID + 1])
+{
+	h2o_iovec_t	*v;
+	ssize_t		 i;
+	size_t		 j;
+	unsigned char	 rnd[8];
+
+	i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("x-request-id"),
+	    -1);
+	if (i != -1) {
+		v = &req->headers.entries[i].value;
+		for (j = 0; j < v->len; j++) {
+			if (!isalnum((unsigned char)v->base[j]) &&
+			    strchr("-_.", v->base[j]) == NULL)
+				break;
+		}
+		if (v->len > 0 && v->len <= API_MAX_ID && j == v->len) {
+			memcpy(id, v->base, v->len);
+			id[v->len] = '\0';
+			return;
+		}
+	}
+	util_random(rnd, sizeof(rnd));
+	util_hex(rnd, sizeof(rnd), id);
+}
+
+/* Check the bearer token and the route's permission; replies on failure. */
+static int
+api_auth(struct api_req *ar)
+{
+	const struct api_hooks	*hk = &api.hooks;
+	struct api_principal	*p = &ar->r_principal;
+	const char		*h, *tok;
+	const char		*perm = ar->r_route->ar_perm;
+
+	h = api_header(ar, "authorization");
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
+		api_set_header(ar, "WWW-Authenticate", "Bearer");
+		api_reply_error(ar, 401, "unauthenticated",
+		    "this call needs an Authorization: Bearer token");
+		return (-1);
+	}
+	for (tok = h + 7; *tok == ' '; tok++)
+		continue;
+	if (*tok == '\0' || strlen(tok) > API_MAX_TOKEN ||
+	    hk->authenticate == NULL ||
+	    hk->authenticate(tok, p, hk->arg) == -1) {
+		api_set_header(ar, "WWW-Authenticate",
+		    "Bearer error=\"invalid_token\"");
+		api_reply_error(ar, 401, "unauthenticated",
+		    "the bearer token is not valid");
+		return (-1);
+	}
+	p->ap_name[sizeof(p->ap_name) - 1] = '\0';
+	p->ap_role[sizeof(p->ap_role) - 1] = '\0';
+	ar->r_authed = 1;
+
+	/* No authorize hook: fail closed. */
+	if (hk->authorize == NULL || hk->authorize(p, perm, hk->arg) == -1) {
+		api_reply_error(ar, 403, "forbidden",
+		    "token '%s' (role %s) lacks permission '%s'",
+		    p->ap_name, p->ap_role, perm);
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+api_method_is(h2o_req_t *req, const char *method)
+{
+	size_t	 len = strlen(method);
+
+	return (req->method.len == len &&
+	    memcmp(req->method.base, method, len) == 0);
+}
+
+static void
+api_not_allowed(struct api_req *ar, const char *path, size_t plen)
+{
+	const struct api_route	*r;
+	char			*allow = NULL, *tmp;
+	size_t			 i, j;
+
+	for (i = 0; i <= api.nroutes; i++) {
+		r = api_route_at(i);
+		if (api_match(r->ar_pattern, path, plen) == -1)
+			continue;
+		for (j = 0; j < i; j++) {
+			if (strcmp(api_route_at(j)->ar_method,
+			    r->ar_method) == 0 &&
+			    api_match(api_route_at(j)->ar_pattern, path,
+			    plen) == 0)
+				break;
+		}
+		if (j < i)
+			continue;	/* already listed */
+		if (allow == NULL)
+			allow = xstrdup(r->ar_method);
+		else {
+			xasprintf(&tmp, "%s, %s", allow, r->ar_method);
+			free(allow);
+			allow = tmp;
+		}
+	}
+	api_set_header(ar, "Allow", allow);
+	api_reply_error(ar, 405, "method_not_allowed",
+	    "%.*s is not allowed here; use %s", (int)ar->r_req->method.len,
+	    ar->r_req->method.base, allow);
+	free(allow);
+}
+
+static void
+api_dispatch(struct api_req *ar)
+{
+	h2o_req_t		*req = ar->r_req;
+	const struct api_route	*r;
+	const char		*path = req->path.base;
+	size_t			 plen, i;
+	int			 pathmatch = 0;
+
+	plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+	ar->r_stat = api.nroutes + 1;
+	for (i = 0; i <= api.nroutes; i++) {
+		r = api_route_at(i);
+		if (api_match(r->ar_pattern, path, plen) == -1)
+			continue;
+		pathmatch = 1;
+		if (api_method_is(req, r->ar_method)) {
+			ar->r_route = r;
+			ar->r_stat = i;
+			break;
+		}
+	}
+	if (ar->r_route == NULL) {
+		if (pathmatch)
+			api_not_allowed(ar, path, plen);
+		else
+			api_reply_error(ar, 404, "not_found",
+			    "no such path: %.*s",
+			    (int)(plen > 256 ? 256 : plen), path);
+		return;
+	}
+	if (api_capture(ar, path, plen) == -1)
+		return;
+	if (ar->r_route->ar_perm != NULL && api_auth(ar) == -1)
+		return;
+	ar->r_route->ar_fn(ar);
+}
+
+static int
+api_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+	struct api_req	*ar;
+
+	(void)self;
+	ar = h2o_mem_alloc_pool(&req->pool, sizeof(*ar));
+	memset(ar, 0, sizeof(*ar));
+	ar->r_req = req;
+	api_make_id(req, ar->r_id);
+
+	if (req->entity.base != NULL && req->entity.len > api.max_body)
+		api_reply_error(ar, 413, "too_large",
+		    "the body is over %zu bytes", api.max_body);
+	else
+		api_dispatch(ar);
+
+	if (!ar->r_replied) {
+		log_warnx("api: %.*s %s (request %s): handler did not reply",
+		    (int)req->method.len, req->method.base,
+		    ar->r_route != NULL ? ar->r_route->ar_pattern : "?",
+		    ar->r_id);
+		api_reply_error(ar, 500, "internal",
+		    "the server failed to answer (request %s)", ar->r_id);
+	}
+	return (0);
+}
+
+/*
+ * h2o answers some requests itself before any handler runs, with a
+ * text/plain body: a body over max_request_entity_size (413), a malformed
+ * request (400), a path outside "/" (404). It does so through the host's
+ * fallback path (h2o_send_error_generic), where this filter rewrites the
+ * answer into our JSON error with the usual headers.
+ */
+struct api_errostr {
+	h2o_ostream_t	 super;
+	h2o_iovec_t	 json;
+};
+
+static void
+api_errostr_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs,
+    size_t bufcnt, h2o_send_state_t state)
+{
+	struct api_errostr	*o = (struct api_errostr *)self;
+	h2o_iovec_t		 buf = o->json;
+
+	/* h2o_send_inline() sends the whole text at once (none for HEAD). */
+	if (bufcnt == 0 || buf.base == NULL) {
+		h2o_ostream_send_next(self, req, bufs, 0, state);
+		return;
+	}
+	o->json = h2o_iovec_init(NULL, 0);
+	h2o_ostream_send_next(self, req, &buf, 1, state);
+}
+
+static void
+api_errfilter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
+{
+	struct api_errostr	*o;
+	const char		*code;
+	char			*msg, *s, *id;
+	int			 status = req->res.status;
+	json_t			*j;
+
+	(void)self;
+	if (status == 413) {
+		code = "too_large";
+		xasprintf(&msg, "the body is over %zu bytes", api.max_body);
+	} else {
+		if (status == 404)
+			code = "not_found";
+		else if (status < 500)
+			code = "bad_request";
+		else
+			code = "internal";
+		xasprintf(&msg, "%s", req->res.reason != NULL ?
+		    req->res.reason : "error");
+	}
+	j = json_pack("{s:{s:s,s:o}}", "error", "code", code, "message",
+	    api_json_str(msg));
+	free(msg);
+	if (j == NULL || (s = json_dumps(j, JSON_COMPACT)) == NULL)
+		fatalx("api: json error document");
+	json_decref(j);
+
+	id = h2o_mem_alloc_pool(&req->pool, API_MAX_ID + 1);
+	api_make_id(req, id);
+	api_count(api.nroutes + 1, status);
+	log_debug("api: h2o answered %d (request %s)", status, id);
+
+	o = (struct api_errostr *)h2o_add_ostream(req, sizeof(*o), slot);
+	o->super.do_send = api_errostr_send;
+	o->json = h2o_strdup(&req->pool, s, SIZE_MAX);
+	free(s);
+	req->res.content_length = o->json.len;
+	h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+	    H2O_STRLIT("application/json"), 1);
+	h2o_set_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    H2O_STRLIT("no-store"), 1);
+	h2o_add_header_by_str(&req->pool, &req->res.headers,
+	    H2O_STRLIT("x-request-id"), 0, NULL, id, strlen(id));
+	h2o_setup_next_ostream(req, &o->super.next);
+}
+
+static void
+api_dispose(void)
+{
+	h2o_context_dispose(&api.ctx);
+	h2o_config_dispose(&api.config);
+	free(api.stats);
+	api.stats = NULL;
+	api.nstats = 0;
+	api.running = 0;
+	api.stopping = 0;
+	log_debug("api: stopped");
+}
+
+/*
+ * Dispose of h2o once the listener and every connection are closed. This
+ * runs from a close callback: h2o_context_dispose() ends with a nested
+ * uv_run(UV_RUN_NOWAIT), and libuv's closing phase is the one place where
+ * that nesting does not disturb the outer iteration.
+ */
+static void
+api_maybe_dispose(void)
+{
+	if (api.running && api.stopping &&
+	    api.lstate == API_LISTENER_NONE && api.nconns == 0)
+		api_dispose();
+}
+
+static void
+api_listener_close_cb(uv_handle_t *h)
+{
+	(void)h;
+	api.lstate = API_LISTENER_NONE;
+	api_maybe_dispose();
+}
+
+static void
+api_conn_close_cb(uv_handle_t *h)
+{
+	struct api_conn	*c = (struct api_conn *)h;
+
+	LIST_REMOVE(c, c_entry);
+	api.nconns--;
+	free(c);
+	api_maybe_dispose();
+}
+
+static void
+api_accept_cb(uv_stream_t *listener, int status)
+{
+	struct api_conn	*c;
+	h2o_socket_t	*sock;
+	int		 r;
+
+	if (status != 0) {
+		log_warnx("api: accept: %s", uv_strerror(status));
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	if ((r = uv_tcp_init(listener->loop, &c->c_tcp)) != 0) {
+		log_warnx("api: uv_tcp_init: %s", uv_strerror(r));
+		free(c);
+		return;
+	}
+	LIST_INSERT_HEAD(&api.conns, c, c_entry);
+	api.nconns++;
+	if ((r = uv_accept(listener, (uv_stream_t *)&c->c_tcp)) != 0) {
+		log_warnx("api: accept: %s", uv_strerror(r));
+		uv_close((uv_handle_t *)&c->c_tcp, api_conn_close_cb);
+		return;
+	}
+	if (api.nconns > API_MAX_CONNS || api.stopping) {
+		log_warnx("api: too many connections, closing a new one");
+		uv_close((uv_handle_t *)&c->c_tcp, api_conn_close_cb);
+		return;
+	}
+	uv_tcp_nodelay(&c->c_tcp, 1);
+	sock = h2o_uv_socket_create((uv_stream_t *)&c->c_tcp,
+	    api_conn_close_cb);
+	h2o_accept(&api.accept_ctx, sock);
+}
+
+static int
+api_check_routes(const struct api_route *routes, size_t n, char **cause)
+{
+	const struct api_route	*r;
+	const char		*p, *q;
+	size_t			 i, j, len, nparams;
+
+	for (i = 0; i < n; i++) {
+		r = &routes[i];
+		if (r->ar_method == NULL || r->ar_pattern == NULL ||
+		    r->ar_fn == NULL) {
+			xasprintf(cause, "route %zu: missing method, pattern "
+			    "or handler", i);
+			return (-1);
+		}
+		if (*r->ar_method == '\0' ||
+		    strspn(r->ar_method, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+		    strlen(r->ar_method)) {
+			xasprintf(cause, "route %zu: bad method '%s'", i,
+			    r->ar_method);
+			return (-1);
+		}
+		if (*r->ar_pattern != '/') {
+			xasprintf(cause, "route %s %s: the pattern must start "
+			    "with '/'", r->ar_method, r->ar_pattern);
+			return (-1);
+		}
+		nparams = 0;
+		for (p = r->ar_pattern + 1; ; p = q + 1) {
+			len = strcspn(p, "/");
+			q = p + len;
+			if (memchr(p, '{', len) != NULL ||
+			    memchr(p, '}', len) != NULL) {
+				if (len < 3 || p[0] != '{' || p[len - 1] != '}' ||
+				    strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+				    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") !=
+				    len - 2) {
+					xasprintf(cause, "route %s %s: bad "
+					    "{param} segment", r->ar_method,
+					    r->ar_pattern);
+					return (-1);
+				}
+				if (++nparams > API_MAX_PARAMS) {
+					xasprintf(cause, "route %s %s: more "
+					    "than %d parameters", r->ar_method,
+					    r->ar_pattern, API_MAX_PARAMS);
+					return (-1);
+				}
+			}
+			if (*q == '\0')
+				break;
+		}
+		for (j = 0; j < i; j++) {
+			if (strcmp(routes[j].ar_method, r->ar_method) == 0 &&
+			    strcmp(routes[j].ar_pattern, r->ar_pattern) == 0) {
+				xasprintf(cause, "route %s %s: listed twice",
+				    r->ar_method, r->ar_pattern);
+				return (-1);
+			}
+		}
+	}
+	return (0);
+}
+
+static int
+api_parse_addr(const char *addr, int port, struct sockaddr_storage *ss,
+    char **cause)
+{
+	char	 buf[INET6_ADDRSTRLEN + 2];
+	size_t	 len;
+
+	memset(ss, 0, sizeof(*ss));
+	if (port < 0 || port > 65535) {
+		xasprintf(cause, "bad port %d", port);
+		return (-1);
+	}
+	len = strlen(addr);
+	if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']' &&
+	    len - 2 < sizeof(buf)) {
+		memcpy(buf, addr + 1, len - 2);
+		buf[len - 2] = '\0';
+		addr = buf;
+	}
+	if (uv_ip4_addr(addr, port, (struct sockaddr_in *)ss) == 0)
+		return (0);
+	if (uv_ip6_addr(addr, port, (struct sockaddr_in6 *)ss) == 0)
+		return (0);
+	xasprintf(cause, "'%s' is not an IPv4 or IPv6 address", addr);
+	return (-1);
+}
+
+/* Start the HTTPS API on the loop (see api.h). */
+int
+api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
+    const struct api_route *routes, size_t nroutes,
+    const struct api_hooks *hooks, char **cause)
+{
+	struct sockaddr_storage	 ss;
+	h2o_hostconf_t		*host;
+	h2o_pathconf_t		*pathconf;
+	h2o_handler_t		*handler;
+	h2o_filter_t		*filter;
+	int			 r;
+
+	if (ssl == NULL) {
+		*cause = xstrdup("the API server needs a TLS context");
+		return (-1);
+	}
+	if (api_check_routes(routes, nroutes, cause) == -1)
+		return (-1);
+	if (api_parse_addr(addr, port, &ss, cause) == -1)
+		return (-1);
+	if (api.running || api.lstate != API_LISTENER_NONE) {
+		*cause = xstrdup("the API server is already running (or "
+		    "still stopping)");
+		return (-1);
+	}
+
+	if ((r = uv_tcp_init(loop, &api.listener)) != 0) {
+		xasprintf(cause, "uv_tcp_init: %s", uv_strerror(r));
+		return (-1);
+	}
+	api.lstate = API_LISTENER_OPEN;
+	if ((r = uv_tcp_bind(&api.listener, (struct sockaddr *)&ss, 0)) != 0 ||
+	    (r = uv_listen((uv_stream_t *)&api.listener, API_BACKLOG,
+	    api_accept_cb)) != 0) {
+		xasprintf(cause, "listen on %s port %d: %s", addr, port,
+		    uv_strerror(r));
+		api.lstate = API_LISTENER_CLOSING;
+		uv_close((uv_handle_t *)&api.listener, api_listener_close_cb);
+		return (-1);
+	}
+
+	api.routes = routes;
+	api.nroutes = nroutes;
+	memset(&api.hooks, 0, sizeof(api.hooks));
+	if (hooks != NULL)
+		api.hooks = *hooks;
+	api.ssl_ctx = ssl;
+	LIST_INIT(&api.conns);
+	api.nconns = 0;
+	api.nstats = nroutes + 2;
+	api.stats = xcalloc(api.nstats, sizeof(*api.stats));
+
+	h2o_config_init(&api.config);
+	api.config.max_request_entity_size = api.max_body;
+	api.config.server_name = h2o_iovec_init(H2O_STRLIT("opsn"));
+	host = h2o_config_register_host(&api.config,
+	    h2o_iovec_init(H2O_STRLIT("default")), 65535);
+	pathconf = h2o_config_register_path(host, "/", 0);
+	handler = h2o_create_handler(pathconf, sizeof(*handler));
+	handler->on_req = api_on_req;
+	filter = h2o_create_filter(&host->fallback_path, sizeof(*filter));
+	filter->on_setup_ostream = api_errfilter_setup;
+	h2o_context_init(&api.ctx, loop, &api.config);
+
+	memset(&api.accept_ctx, 0, sizeof(api.accept_ctx));
+	api.accept_ctx.ctx = &api.ctx;
+	api.accept_ctx.hosts = api.config.hosts;
+	api.accept_ctx.ssl_ctx = ssl;
+
+	api.running = 1;
+	api.stopping = 0;
+	log_info("api: listening on %s port %d", addr, api_port());
+	return (0);
+}
+
+/*
+ * Stop the API: close the listener and end every connection. The
+ * connections are shut down at the socket (shutdown(2)), so h2o sees EOF
+ * and closes them through its own paths; h2o is disposed of once the last
+ * one is gone (api_maybe_dispose), which needs the loop to keep running.
+ * Called from a handler, the caller's own reply is lost with its socket.
+ */
+void
+api_stop(void)
+{
+	struct api_conn	*c;
+	uv_os_fd_t	 fd;
+
+	if (!api.running || api.stopping)
+		return;
+	api.stopping = 1;
+	if (api.lstate == API_LISTENER_OPEN) {
+		api.lstate = API_LISTENER_CLOSING;
+		uv_close((uv_handle_t *)&api.listener, api_listener_close_cb);
+	}
+	LIST_FOREACH(c, &api.conns, c_entry) {
+		if (uv_fileno((uv_handle_t *)&c->c_tcp, &fd) == 0)
+			(void)shutdown(fd, SHUT_RDWR);
+	}
+}
+
+/* The TCP port the API listens on, or -1 if it does not. */
+int
+api_port(void)
+{
+	struct sockaddr_storage	 ss;
+	int			 len = sizeof(ss);
+
+	if (api.lstate != API_LISTENER_OPEN ||
+	    uv_tcp_getsockname(&api.listener, (struct sockaddr *)&ss,
+	    &len) != 0)
+		return (-1);
+	if (ss.ss_family == AF_INET)
+		return (ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	if (ss.ss_family == AF_INET6)
+		return (ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	return (-1);
+}
+
+/* Set the largest request body accepted (default 1 MiB). */
+void
+api_set_max_body(size_t n)
+{
+	api.max_body = n;
+	if (api.running)
+		api.config.max_request_entity_size = n;
+}
+
+/* Call cb for every non-zero counter: requests by route and status class. */
+void
+api_foreach_stat(void (*cb)(const char *, const char *, int, uint64_t,
+    void *), void *arg)
+{
+	const struct api_route	*r;
+	size_t			 i;
+	int			 c;
+
+	for (i = 0; i < api.nstats; i++) {
+		r = api_route_at(i);
+		for (c = 0; c < API_NCLASS; c++) {
+			if (api.stats[i][c] == 0)
+				continue;
+			cb(r != NULL ? r->ar_method : "*",
+			    r != NULL ? r->ar_pattern : "unmatched",
+			    (c + 1) * 100, api.stats[i][c], arg);
+		}
+	}
+}
+
+static void
+api_openapi_add(json_t *paths, const struct api_route *r)
+{
+	json_t		*item, *op, *params;
+	const char	*p, *q;
+	char		 method[16];
+	size_t		 i, len;
+
+	if ((item = json_object_get(paths, r->ar_pattern)) == NULL) {
+		item = json_object();
+		json_object_set_new(paths, r->ar_pattern, item);
+	}
+	for (i = 0; r->ar_method[i] != '\0' && i < sizeof(method) - 1; i++)
+		method[i] = tolower((unsigned char)r->ar_method[i]);
+	method[i] = '\0';
+
+	params = json_array();
+	for (p = r->ar_pattern; (p = strchr(p, '{')) != NULL; p = q) {
+		q = strchr(p, '}');
+		len = q - p - 1;
+		json_array_append_new(params, json_pack("{s:s%,s:s,s:b,s:{s:s}}",
+		    "name", p + 1, len, "in", "path", "required", 1,
+		    "schema", "type", "string"));
+	}
+	op = json_pack("{s:s,s:{s:{s:s}}}",
+	    "summary", r->ar_summary != NULL ? r->ar_summary : "",
+	    "responses", "default", "description",
+	    "A JSON document, or {\"error\":{\"code\",\"message\"}}");
+	if (json_array_size(params) > 0)
+		json_object_set_new(op, "parameters", params);
+	else
+		json_decref(params);
+	if (r->ar_perm != NULL) {
+		json_object_set_new(op, "security",
+		    json_pack("[{s:[]}]", "bearer"));
+		json_object_set_new(op, "x-permission",
+		    json_string(r->ar_perm));
+	}
+	json_object_set_new(item, method, op);
+}
+
+/* The OpenAPI 3.0.3 document for the route table (caller owns). */
+json_t *
+api_openapi(void)
+{
+	json_t	*doc, *paths;
+	size_t	 i;
+
+	paths = json_object();
+	for (i = 0; i < api.nroutes; i++)
+		api_openapi_add(paths, &api.routes[i]);
+	/* A table row for the same call shadows the built-in one. */
+	for (i = 0; i < api.nroutes; i++) {
+		if (strcmp(api.routes[i].ar_method, api_builtin.ar_method) == 0 &&
+		    strcmp(api.routes[i].ar_pattern,
+		    api_builtin.ar_pattern) == 0)
+			break;
+	}
+	if (i == api.nroutes)
+		api_openapi_add(paths, &api_builtin);
+
+	doc = json_pack("{s:s,s:{s:s,s:s},s:o,s:{s:{s:{s:s,s:s}}}}",
+	    "openapi", "3.0.3",
+	    "info", "title", "opsn controller API", "version", OPSN_VERSION,
+	    "paths", paths,
+	    "components", "securitySchemes", "bearer", "type", "http",
+	    "scheme", "bearer");
+	if (doc == NULL)
+		fatalx("api: json_pack openapi");
+	return (doc);
+}
+
+static void
+api_openapi_cb(struct api_req *ar)
+{
+	api_reply_json(ar, 200, api_openapi());
+}
+
+/* A path parameter by name (see api.h). */
+const char *
+api_param(struct api_req *ar, const char *name)
+{
+	size_t	 i, len = strlen(name);
+
+	for (i = 0; i < ar->r_nparams; i++) {
+		if (ar->r_params[i].p_namelen == len &&
+		    memcmp(ar->r_params[i].p_name, name, len) == 0)
+			return (ar->r_params[i].p_value);
+	}
+	return (NULL);
+}
+
+static void
+api_query_parse(struct api_req *ar)
+{
+	h2o_req_t	*req = ar->r_req;
+	const char	*q, *end, *amp, *eq, *v;
+	size_t		 n, klen, vlen, dlen;
+	char		*key, *value;
+
+	ar->r_qparsed = 1;
+	if (req->query_at == SIZE_MAX)
+		return;
+	q = req->path.base + req->query_at + 1;
+	end = req->path.base + req->path.len;
+	for (n = 1, amp = q; (amp = memchr(amp, '&', end - amp)) != NULL;
+	    amp++)
+		n++;
+	if (n > API_MAX_QUERY)
+		n = API_MAX_QUERY;
+	ar->r_query = h2o_mem_alloc_pool(&req->pool, n * sizeof(*ar->r_query));
+
+	for (; q < end && ar->r_nquery < n; q = amp + 1) {
+		if ((amp = memchr(q, '&', end - q)) == NULL)
+			amp = end;
+		if (amp == q)
+			continue;
+		if ((eq = memchr(q, '=', amp - q)) != NULL) {
+			klen = eq - q;
+			v = eq + 1;
+		} else {
+			klen = amp - q;
+			v = amp;
+		}
+		vlen = amp - v;
+		key = h2o_mem_alloc_pool(&req->pool, klen + 1);
+		value = h2o_mem_alloc_pool(&req->pool, vlen + 1);
+		if (api_pct_decode(q, klen, 1, key, &dlen) == -1 ||
+		    api_pct_decode(v, vlen, 1, value, &dlen) == -1)
+			continue;	/* a malformed pair is ignored */
+		ar->r_query[ar->r_nquery].kv_key = key;
+		ar->r_query[ar->r_nquery].kv_value = value;
+		ar->r_nquery++;
+	}
+}
+
+/* A query parameter, percent-decoded (see api.h). */
+const char *
+api_query(struct api_req *ar, const char *name)
+{
+	size_t	 i;
+
+	if (!ar->r_qparsed)
+		api_query_parse(ar);
+	for (i = 0; i < ar->r_nquery; i++) {
+		if (strcmp(ar->r_query[i].kv_key, name) == 0)
+			return (ar->r_query[i].kv_value);
+	}
+	return (NULL);
+}
+
+/* A request header by name, case-insensitive (see api.h). */
+const char *
+api_header(struct api_req *ar, const char *name)
+{
+	h2o_req_t	*req = ar->r_req;
+	h2o_iovec_t	*v;
+	char		 lname[API_MAX_HDRNAME];
+	size_t		 i, len = strlen(name);
+	ssize_t		 at;
+
+	if (len == 0 || len >= sizeof(lname))
+		return (NULL);
+	for (i = 0; i < len; i++)
+		lname[i] = tolower((unsigned char)name[i]);
+	if ((at = h2o_find_header_by_str(&req->headers, lname, len, -1)) == -1)
+		return (NULL);
+	v = &req->headers.entries[at].value;
+	if (memchr(v->base, '\0', v->len) != NULL)
+		return (NULL);
+	return (api_pool_strndup(ar, v->base, v->len));
+}
+
+/* The authenticated caller, or NULL on a public route. */
+const struct api_principal *
+api_principal(struct api_req *ar)
+{
+	return (ar->r_authed ? &ar->r_principal : NULL);
+}
+
+/* The request id (see api.h). */
+const char *
+api_request_id(struct api_req *ar)
+{
+	return (ar->r_id);
+}
+
+/*
+ * h2o 2.2.5 does not export the SSL object of a socket: it sits in the
+ * private struct st_h2o_socket_ssl_t (lib/common/socket.c), whose first two
+ * members are the SSL_CTX and the SSL (checked in the disassembly of the
+ * installed libh2o.so.0.13.5: h2o_socket_ssl_handshake stores them at
+ * offsets 0 and 8). The SSL_CTX member is compared with ours before the SSL
+ * is used, so a different layout yields NULL rather than a wild pointer.
+ */
+struct api_h2o_ssl_head {
+	SSL_CTX	*ssl_ctx;
+	SSL	*ossl;
+};
+
+/* The verified client certificate (see api.h). */
+X509 *
+api_client_cert(struct api_req *ar)
+{
+	h2o_conn_t			*conn = ar->r_req->conn;
+	h2o_socket_t			*sock;
+	const struct api_h2o_ssl_head	*head;
+	X509				*x;
+
+	if (conn == NULL || conn->callbacks == NULL ||
+	    conn->callbacks->get_socket == NULL)
+		return (NULL);
+	if ((sock = conn->callbacks->get_socket(conn)) == NULL ||
+	    sock->ssl == NULL)
+		return (NULL);
+	head = (const struct api_h2o_ssl_head *)sock->ssl;
+	if (head->ssl_ctx != api.ssl_ctx || head->ossl == NULL)
+		return (NULL);
+	if ((x = SSL_get0_peer_certificate(head->ossl)) == NULL ||
+	    SSL_get_verify_result(head->ossl) != X509_V_OK)
+		return (NULL);
+	return (x);
+}
+
+/* The raw request body (see api.h). */
+const void *
+api_body(struct api_req *ar, size_t *len)
+{
+	h2o_req_t	*req = ar->r_req;
+
+	if (req->entity.base == NULL) {
+		*len = 0;
+		return ("");
+	}
+	*len = req->entity.len;
+	return (req->entity.base);
+}
+
+/* The body as a JSON object, or NULL after a 400 reply (see api.h). */
+json_t *
+api_body_json(struct api_req *ar)
+{
+	const void	*body;
+	size_t		 len;
+	json_t		*j;
+	json_error_t	 err;
+
+	body = api_body(ar, &len);
+	if (len > api.max_body) {
+		api_reply_error(ar, 413, "too_large",
+		    "the body is over %zu bytes", api.max_body);
+		return (NULL);
+	}
+	if ((j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err)) == NULL) {
+		api_reply_error(ar, 400, "bad_json", "line %d column %d: %s",
+		    err.line, err.column, err.text);
+		return (NULL);
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		api_reply_error(ar, 400, "bad_json",
+		    "the body must be a JSON object");
+		return (NULL);
+	}
+	return (j);
+}
+
+/* Add a response header, copied into the request (see api.h). */
+void
+api_set_header(struct api_req *ar, const char *name, const char *value)
+{
+	h2o_req_t	*req = ar->r_req;
+	h2o_iovec_t	 n, v;
+	size_t		 i;
+
+	/* HTTP/2 wants lower-case names; h2o keys its tokens that way. */
+	n = h2o_strdup(&req->pool, name, SIZE_MAX);
+	for (i = 0; i < n.len; i++)
+		n.base[i] = tolower((unsigned char)n.base[i]);
+	v = h2o_strdup(&req->pool, value, SIZE_MAX);
+	h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 1,
+	    NULL, v.base, v.len);
+}
+
+static void
+api_send(struct api_req *ar, int status, const char *ctype, const void *body,
+    size_t len)
+{
+	h2o_req_t	*req = ar->r_req;
+	h2o_iovec_t	 ct;
+
+	if (ar->r_replied) {
+		log_warnx("api: request %s: second reply (%d) ignored",
+		    ar->r_id, status);
+		return;
+	}
+	ar->r_replied = 1;
+	api_count(ar->r_stat, status);
+	log_debug("api: %.*s %.*s -> %d (request %s)", (int)req->method.len,
+	    req->method.base, (int)(req->path.len > 256 ? 256 : req->path.len),
+	    req->path.base, status, ar->r_id);
+
+	ct = h2o_strdup(&req->pool, ctype, SIZE_MAX);
+	req->res.status = status;
+	req->res.reason = api_reason(status);
+	req->res.content_length = len;
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+	    NULL, ct.base, ct.len);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    NULL, H2O_STRLIT("no-store"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers,
+	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
+	h2o_send_inline(req, body, len);
+}
+
+/* Reply with a JSON document, consumed (see api.h). */
+void
+api_reply_json(struct api_req *ar, int status, json_t *j)
+{
+	char	*s;
+
+	if (ar->r_replied) {
+		log_warnx("api: request %s: second reply (%d) ignored",
+		    ar->r_id, status);
+		json_decref(j);
+		return;
+	}
+	if (j == NULL) {
+		log_warnx("api: request %s: handler replied with no document",
+		    ar->r_id);
+		api_reply_error(ar, 500, "internal",
+		    "the server failed to answer (request %s)", ar->r_id);
+		return;
+	}
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s == NULL)
+		fatalx("api: json_dumps");
+	api_send(ar, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+/* Reply with a JSON error (see api.h). */
+void
+api_reply_error(struct api_req *ar, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+	json_t	*j;
+
+	va_start(ap, fmt);
+	xvasprintf(&msg, fmt, ap);
+	va_end(ap);
+	j = json_pack("{s:{s:s,s:o}}", "error", "code", code,
+	    "message", api_json_str(msg));
+	free(msg);
+	if (j == NULL)
+		fatalx("api: json_pack error");
+	api_reply_json(ar, status, j);
+}
+
+/* Reply with raw bytes, copied (see api.h). */
+void
+api_reply_raw(struct api_req *ar, int status, const char *ctype,
+    const void *body, size_t len)
+{
+	api_send(ar, status, ctype, body, len);
+}
