@@ -155,6 +155,7 @@ main(int argc, char **argv)
 	if (o.check) {
 		printf("configuration OK%s%s\n", o.conffile ? ": " : "",
 		    o.conffile ? o.conffile : "");
+		cfg_free(&ctl_table, &c.conf);
 		return (0);
 	}
 	if (!o.debug && log_level_parse(c.conf.log_level, &lvl) == 0)

@@ -128,6 +128,18 @@ agent_parse_addrs(struct agent *a, char **cause)
 }
 
 static void
+agent_free_addrs(struct agent *a)
+{
+	size_t	 i;
+
+	for (i = 0; i < a->naddrs; i++)
+		free(a->addrs[i].host);
+	free(a->addrs);
+	a->addrs = NULL;
+	a->naddrs = 0;
+}
+
+static void
 agent_proto_range(struct agent *a)
 {
 	const char	*s = getenv("OPSN_TEST_PROTO_RANGE");
@@ -180,6 +192,8 @@ main(int argc, char **argv)
 	if (f.check) {
 		printf("configuration OK%s%s\n", f.conffile ? ": " : "",
 		    f.conffile ? f.conffile : "");
+		agent_free_addrs(&a);
+		cfg_free(&agent_table, &a.conf);
 		return (0);
 	}
 	if (!f.debug && log_level_parse(a.conf.log_level, &lvl) == 0)
@@ -217,6 +231,7 @@ main(int argc, char **argv)
 	    a.conf.role, OPSN_VERSION);
 	inventory_collect(&a, agent_inventory_done);
 	uv_run(a.loop, UV_RUN_DEFAULT);
+	agent_free_addrs(&a);
 	cfg_free(&agent_table, &a.conf);
 	log_notice("agent: stopped");
 	return (0);

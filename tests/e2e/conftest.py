@@ -9,6 +9,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import opsn  # noqa: E402
 
 
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:")
+
+
 @pytest.fixture
 def workdir():
     d = tempfile.mkdtemp(prefix="opsn-e2e-")
@@ -27,6 +31,15 @@ def procs():
             p.stop()
         except Exception:  # noqa: BLE001 - stop the others anyway
             pass
+    # Under `make check` the programs carry ASan and UBSan: any report in
+    # a log is a failure, even if the test itself passed.
+    for p in started:
+        out = p.output() if os.path.exists(p.log) else ""
+        for marker in SANITIZER_MARKERS:
+            if marker in out:
+                i = out.index(marker)
+                pytest.fail(f"{p.log}: sanitizer report:\n"
+                            f"{out[max(0, i - 200):i + 3000]}")
 
 
 @pytest.fixture
