@@ -80,7 +80,7 @@ $(LIBOPSN): $(LIB_OBJ)
 
 $(BIN)/opsn-controller: $(CTL_OBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CONTROLLER)) -lcrypt -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CONTROLLER)) -lm
 
 $(BIN)/opsn-agent: $(AGT_OBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
@@ -94,7 +94,7 @@ $(BIN)/opsnctl: $(CLI_OBJ) $(LIBOPSN)
 # controller's objects (except main) and test_agt_*.c the agent's.
 CTL_LIBOBJ = $(filter-out $(BUILD)/controller/main.o,$(CTL_OBJ))
 AGT_LIBOBJ = $(filter-out $(BUILD)/node-agent/main.o,$(AGT_OBJ))
-TEST_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libvirt libcurl cmocka) -lcrypt -lm
+TEST_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libvirt libcurl cmocka) -lm
 
 $(BUILD)/tests/test_ctl_%: tests/unit/test_ctl_%.c $(CTL_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
@@ -149,8 +149,12 @@ install: all
 	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 docs/opsnctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 docs/opsn-controller.8 docs/opsn-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 644 ops/systemd/opsn-controller.service ops/systemd/opsn-agent.service \
-		$(DESTDIR)/lib/systemd/system/
+	install -d $(DESTDIR)/usr/lib/sysusers.d
+	for u in opsn-controller opsn-agent; do \
+		sed 's|/usr/local|$(PREFIX)|g' ops/systemd/$$u.service \
+			> $(DESTDIR)/lib/systemd/system/$$u.service; \
+	done
+	install -m 644 ops/systemd/opsn.sysusers $(DESTDIR)/usr/lib/sysusers.d/opsn.conf
 	install -m 640 ops/controller.conf.sample $(DESTDIR)/etc/opsn/controller.conf.sample
 	install -m 640 ops/agent.conf.sample $(DESTDIR)/etc/opsn/agent.conf.sample
 
