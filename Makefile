@@ -51,7 +51,7 @@ PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit-build fuzz bench install run stop clean
+.PHONY: all test check unit-build fuzz bench install run stop clean image
 .SECONDARY:
 
 all: $(PROGS)
@@ -115,7 +115,14 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 
 unit-build: $(UNIT_BIN)
 
-test: all $(UNIT_BIN)
+# The tiny guest (Debian kernel + busybox initramfs + ext4 base disk) is
+# built once into build/ and cached; it is never committed.
+IMAGE_DIR = build/images/tiny
+image: $(IMAGE_DIR)/.stamp
+$(IMAGE_DIR)/.stamp: ops/images/build-tiny.sh $(wildcard /boot/vmlinuz-*) /bin/busybox
+	ops/images/build-tiny.sh $(IMAGE_DIR)
+
+test: all $(UNIT_BIN) image
 	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) tests/run.sh
 
 check:

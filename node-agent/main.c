@@ -127,6 +127,20 @@ agent_parse_addrs(struct agent *a, char **cause)
 	return (0);
 }
 
+/* Hide the join token from ps(1): it is a secret until it is used. */
+static void
+agent_scrub_argv(int argc, char **argv)
+{
+	int	 i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--join-token") == 0 && i + 1 < argc)
+			memset(argv[i + 1], 'x', strlen(argv[i + 1]));
+		else if (strncmp(argv[i], "--join-token=", 13) == 0)
+			memset(argv[i] + 13, 'x', strlen(argv[i] + 13));
+	}
+}
+
 static void
 agent_free_addrs(struct agent *a)
 {
@@ -182,6 +196,7 @@ main(int argc, char **argv)
 		fatalx("%s", cause);
 	if (cfg_apply_args(&agent_table, &a.conf, &args, &cause) == -1)
 		fatalx("%s", cause);
+	agent_scrub_argv(argc, argv);
 	if (a.conf.name == NULL) {
 		if (gethostname(host, sizeof(host)) != 0)
 			fatal("gethostname");

@@ -24,7 +24,8 @@ if running "$RUN/controller.pid"; then
 	echo "run: the controller is already running (pid $(cat "$RUN/controller.pid"))"
 else
 	bin/opsn-controller --data-dir "$RUN/controller" --api-listen "$API" \
-	    --agent-listen "$AGENTS" --log-file "$RUN/controller.log" &
+	    --agent-listen "$AGENTS" --log-file "$RUN/controller.log" \
+	    </dev/null >>"$RUN/controller.log" 2>&1 &
 	echo $! > "$RUN/controller.pid"
 	i=0
 	until bin/opsnctl health >/dev/null 2>&1; do
@@ -48,7 +49,7 @@ else
 	bin/opsn-agent --data-dir "$RUN/agent" --name "$name" \
 	    --controller "$AGENTS" ${token:+--join-token "$token"} \
 	    --role hypervisor --libvirt-uri qemu:///system \
-	    --log-file "$RUN/agent.log" &
+	    --log-file "$RUN/agent.log" </dev/null >>"$RUN/agent.log" 2>&1 &
 	echo $! > "$RUN/agent.pid"
 	i=0
 	until bin/opsnctl node show "$name" 2>/dev/null | grep -q 'state:.*ready'; do

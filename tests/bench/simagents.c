@@ -1,0 +1,608 @@
+/*
+ * simagents: many simulated agents on one libuv loop, for measuring what
+ * the controller costs per connected agent.
+ *
+ * Each agent makes its own P-256 key and CSR, enrols with one join token
+ * (one line of the tokens file each) over server-authenticated TLS, keeps
+ * its certificate in memory, then connects with mutual TLS, sends HELLO
+ * and a HEARTBEAT at the interval the controller gives in HELLO_OK, from a
+ * random offset so that beats spread evenly. Enrolments and connections
+ * are started a window at a time so no handshake waits past its timeout.
+ *
+ * Runs until SIGTERM or SIGINT, then prints one line of key=value counts.
+ * Agents are not reconnected: a lost connection is counted, so the run
+ * shows it.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "opsn/conn.h"
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/pki.h"
+#include "opsn/util.h"
+#include "opsn.pb-c.h"
+
+#define SIM_AGENTS_MAX		100000
+#define SIM_WINDOW		32
+#define SIM_HANDSHAKE_MS	30000
+#define SIM_TOKEN_MAX		256
+/* Reasons are logged for the first few failures of each kind only. */
+#define SIM_LOG_MAX		5
+
+enum sim_phase {
+	SIM_NEW,
+	SIM_ENROLLING,
+	SIM_ENROLLED,
+	SIM_CONNECTING,		/* link up to HELLO_OK */
+	SIM_READY,
+	SIM_FAILED,		/* enrolment or connection failed */
+	SIM_LOST,		/* was ready, then the connection closed */
+};
+
+enum sim_stage {
+	SIM_STAGE_ENROL,
+	SIM_STAGE_LINK,
+	SIM_STAGE_STEADY,	/* every agent connected or failed */
+};
+
+struct sim_agent {
+	char		 a_name[32];
+	char		*a_token;
+	EVP_PKEY	*a_key;
+	char		*a_csr;
+	X509		*a_cert;
+	struct conn	*a_conn;
+	uv_timer_t	 a_beat;
+	enum sim_phase	 a_phase;
+	uint32_t	 a_version;
+	uint32_t	 a_reqid;
+};
+
+static uv_loop_t	*sim_loop;
+static SSL_CTX		*sim_ctx;
+static struct sim_agent	*sim_agents;
+static size_t		 sim_n;
+static size_t		 sim_next;	/* next agent to start in this phase */
+static size_t		 sim_inflight;
+static size_t		 sim_finished;	/* agents done with this phase */
+static enum sim_stage	 sim_stage;
+static int		 sim_stopping;
+static size_t		 sim_timers_open;
+static char		*sim_host;
+static int		 sim_port;
+static uv_signal_t	 sim_sigint, sim_sigterm;
+static uint64_t		 sim_t0;
+
+static struct {
+	size_t		 enrolled, enrol_failed;
+	size_t		 ready, connect_failed, lost;
+	uint64_t	 beats_sent, acks, errors;
+	unsigned	 logged_enrol, logged_link, logged_lost;
+} sim_stats;
+
+static void	sim_enrol_start(struct sim_agent *);
+static void	sim_link_start(struct sim_agent *);
+static void	sim_stop(void);
+static void	sim_phase_check(void);
+
+static void __attribute__((noreturn))
+sim_usage(void)
+{
+	fprintf(stderr, "usage: simagents -n count -t tokens-file -a ca-file "
+	    "host:port\n");
+	exit(2);
+}
+
+/* Start agents of the current phase until the window is full. */
+static void
+sim_fill_window(void)
+{
+	while (!sim_stopping && sim_inflight < SIM_WINDOW && sim_next < sim_n) {
+		struct sim_agent *a = &sim_agents[sim_next++];
+
+		if (sim_stage == SIM_STAGE_LINK && a->a_phase != SIM_ENROLLED) {
+			/* Its enrolment failed: nothing to connect. */
+			sim_finished++;
+			continue;
+		}
+		sim_inflight++;
+		if (sim_stage == SIM_STAGE_LINK)
+			sim_link_start(a);
+		else
+			sim_enrol_start(a);
+	}
+	sim_phase_check();
+}
+
+/* An agent finished its phase: start the next one. */
+static void
+sim_phase_done(void)
+{
+	sim_inflight--;
+	sim_finished++;
+	if (!sim_stopping)
+		sim_fill_window();
+}
+
+/* When every agent has finished this phase, go to the next one. */
+static void
+sim_phase_check(void)
+{
+	if (sim_stopping || sim_stage == SIM_STAGE_STEADY ||
+	    sim_finished < sim_n || sim_inflight > 0)
+		return;
+	if (sim_stage == SIM_STAGE_ENROL) {
+		printf("simagents: enrolled %zu of %zu in %.1f s\n",
+		    sim_stats.enrolled, sim_n,
+		    (util_mono_ms() - sim_t0) / 1000.0);
+		sim_t0 = util_mono_ms();
+		sim_stage = SIM_STAGE_LINK;
+		sim_next = sim_finished = 0;
+		sim_fill_window();
+		return;
+	}
+	printf("simagents: connected %zu of %zu in %.1f s\n", sim_stats.ready,
+	    sim_n, (util_mono_ms() - sim_t0) / 1000.0);
+	sim_stage = SIM_STAGE_STEADY;
+	if (sim_stats.ready == 0)
+		sim_stop();
+}
+
+/* Check the controller's address in its certificate (we dial an IP). */
+static void
+sim_set_host(SSL *ssl)
+{
+	X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), sim_host);
+}
+
+static void
+sim_log_error(const char *name, const struct frame_hdr *h, const uint8_t *p,
+    unsigned *logged)
+{
+	Opsn__Error	*e;
+
+	if ((*logged)++ >= SIM_LOG_MAX)
+		return;
+	e = opsn__error__unpack(NULL, h->fh_len, p);
+	log_warnx("%s: the controller says: %s (%s, status %u)", name,
+	    e ? e->message : "?", e ? e->code : "?", h->fh_status);
+	if (e != NULL)
+		opsn__error__free_unpacked(e, NULL);
+}
+
+static void
+sim_enrol_ready_cb(struct conn *c, void *arg)
+{
+	struct sim_agent	*a = arg;
+	Opsn__Enrol		 m = OPSN__ENROL__INIT;
+
+	m.token = a->a_token;
+	m.name = a->a_name;
+	m.csr_pem = a->a_csr;
+	if (conn_send_msg(c, OPSN_PROTO_MIN, MSG_ENROL, 1, ST_OK,
+	    &m.base) == -1)
+		conn_close(c, "cannot queue ENROL");
+}
+
+static void
+sim_enrol_frame_cb(struct conn *c, const struct frame_hdr *h,
+    const uint8_t *p, void *arg)
+{
+	struct sim_agent	*a = arg;
+	Opsn__EnrolOk		*ok;
+	char			*cause = NULL;
+
+	if (h->fh_type != MSG_ENROL_OK || h->fh_status != ST_OK) {
+		sim_log_error(a->a_name, h, p, &sim_stats.logged_enrol);
+		conn_close(c, "enrolment refused");
+		return;
+	}
+	if ((ok = opsn__enrol_ok__unpack(NULL, h->fh_len, p)) == NULL) {
+		conn_close(c, "ENROL_OK does not decode");
+		return;
+	}
+	a->a_cert = pki_cert_from_pem(ok->cert_pem, strlen(ok->cert_pem),
+	    &cause);
+	opsn__enrol_ok__free_unpacked(ok, NULL);
+	if (a->a_cert == NULL || X509_check_private_key(a->a_cert,
+	    a->a_key) != 1) {
+		log_warnx("%s: bad certificate: %s", a->a_name,
+		    cause ? cause : "not for our key");
+		free(cause);
+		X509_free(a->a_cert);
+		a->a_cert = NULL;
+		conn_close(c, "bad certificate");
+		return;
+	}
+	conn_close(c, "enrolled");
+}
+
+static void
+sim_enrol_close_cb(struct conn *c, const char *reason, void *arg)
+{
+	struct sim_agent	*a = arg;
+
+	a->a_conn = NULL;
+	if (a->a_cert != NULL) {
+		a->a_phase = SIM_ENROLLED;
+		sim_stats.enrolled++;
+	} else {
+		a->a_phase = SIM_FAILED;
+		sim_stats.enrol_failed++;
+		if (sim_stats.logged_enrol++ < SIM_LOG_MAX)
+			log_warnx("%s: enrolment failed: %s", a->a_name,
+			    reason);
+	}
+	sim_phase_done();
+}
+
+static const struct conn_cbs sim_enrol_cbs = {
+	sim_enrol_ready_cb, sim_enrol_frame_cb, NULL, sim_enrol_close_cb
+};
+
+static void
+sim_enrol_start(struct sim_agent *a)
+{
+	struct conn_opts	 o = { 0 };
+	char			*cause = NULL;
+
+	o.co_max_frame = FRAME_MAX_PREAUTH;
+	o.co_handshake_timeout_ms = SIM_HANDSHAKE_MS;
+	o.co_idle_timeout_ms = SIM_HANDSHAKE_MS;
+	a->a_phase = SIM_ENROLLING;
+	a->a_conn = conn_connect(sim_loop, sim_host, sim_port, sim_ctx, NULL,
+	    &o, &sim_enrol_cbs, a, &cause);
+	if (a->a_conn == NULL) {
+		log_warnx("%s: %s", a->a_name, cause);
+		free(cause);
+		a->a_phase = SIM_FAILED;
+		sim_stats.enrol_failed++;
+		sim_phase_done();
+		return;
+	}
+	sim_set_host(conn_ssl(a->a_conn));
+}
+
+static void
+sim_beat_cb(uv_timer_t *t)
+{
+	struct sim_agent	*a = t->data;
+	Opsn__Heartbeat		 hb = OPSN__HEARTBEAT__INIT;
+
+	if (a->a_phase != SIM_READY)
+		return;
+	hb.sent_ms = util_mono_ms();
+	if (conn_send_msg(a->a_conn, a->a_version, MSG_HEARTBEAT,
+	    ++a->a_reqid, ST_OK, &hb.base) == 0)
+		sim_stats.beats_sent++;
+}
+
+static void
+sim_link_ready_cb(struct conn *c, void *arg)
+{
+	struct sim_agent	*a = arg;
+	Opsn__Hello		 h = OPSN__HELLO__INIT;
+	Opsn__Inventory		 inv = OPSN__INVENTORY__INIT;
+	char			*roles[1] = { "web" };
+
+	inv.cpus = 8;
+	inv.memory_bytes = 32ULL << 30;
+	inv.disk_bytes = 1ULL << 40;
+	inv.hostname = a->a_name;
+	h.name = a->a_name;
+	h.roles = roles;
+	h.n_roles = 1;
+	h.proto_min = OPSN_PROTO_MIN;
+	h.proto_max = OPSN_PROTO_MAX;
+	h.agent_version = OPSN_VERSION;
+	h.inventory = &inv;
+	conn_set_max_frame(c, FRAME_MAX);
+	if (conn_send_msg(c, OPSN_PROTO_MIN, MSG_HELLO, ++a->a_reqid, ST_OK,
+	    &h.base) == -1)
+		conn_close(c, "cannot queue HELLO");
+}
+
+static void
+sim_link_hello_ok(struct sim_agent *a, struct conn *c,
+    const struct frame_hdr *h, const uint8_t *p)
+{
+	Opsn__HelloOk	*ok;
+	uint64_t	 beat;
+	uint32_t	 r;
+
+	if ((ok = opsn__hello_ok__unpack(NULL, h->fh_len, p)) == NULL) {
+		conn_close(c, "HELLO_OK does not decode");
+		return;
+	}
+	a->a_version = ok->proto_version;
+	beat = ok->heartbeat_interval_ms ? ok->heartbeat_interval_ms : 10000;
+	opsn__hello_ok__free_unpacked(ok, NULL);
+	a->a_phase = SIM_READY;
+	sim_stats.ready++;
+	conn_set_idle_timeout(c, (uint32_t)(3 * beat + 1000));
+	/* A random first beat spreads the load over the whole interval. */
+	util_random(&r, sizeof(r));
+	uv_timer_start(&a->a_beat, sim_beat_cb, r % beat, beat);
+	sim_phase_done();
+}
+
+static void
+sim_link_frame_cb(struct conn *c, const struct frame_hdr *h,
+    const uint8_t *p, void *arg)
+{
+	struct sim_agent	*a = arg;
+
+	switch (h->fh_type) {
+	case MSG_HELLO_OK:
+		if (a->a_phase == SIM_CONNECTING)
+			sim_link_hello_ok(a, c, h, p);
+		break;
+	case MSG_HEARTBEAT_ACK:
+		sim_stats.acks++;
+		break;
+	default:
+		sim_stats.errors++;
+		sim_log_error(a->a_name, h, p, &sim_stats.logged_link);
+		break;
+	}
+}
+
+static void
+sim_link_close_cb(struct conn *c, const char *reason, void *arg)
+{
+	struct sim_agent	*a = arg;
+
+	a->a_conn = NULL;
+	uv_timer_stop(&a->a_beat);
+	if (a->a_phase == SIM_READY) {
+		a->a_phase = SIM_LOST;
+		if (!sim_stopping) {
+			sim_stats.lost++;
+			if (sim_stats.logged_lost++ < SIM_LOG_MAX)
+				log_warnx("%s: lost the controller: %s",
+				    a->a_name, reason);
+		}
+		return;
+	}
+	a->a_phase = SIM_FAILED;
+	sim_stats.connect_failed++;
+	if (sim_stats.logged_link++ < SIM_LOG_MAX)
+		log_warnx("%s: could not connect: %s", a->a_name, reason);
+	sim_phase_done();
+}
+
+static const struct conn_cbs sim_link_cbs = {
+	sim_link_ready_cb, sim_link_frame_cb, NULL, sim_link_close_cb
+};
+
+static void
+sim_link_start(struct sim_agent *a)
+{
+	struct conn_opts	 o = { 0 };
+	char			*cause = NULL;
+	SSL			*ssl;
+
+	if (a->a_phase != SIM_ENROLLED) {
+		sim_phase_done();
+		return;
+	}
+	o.co_max_frame = FRAME_MAX_PREAUTH;
+	o.co_handshake_timeout_ms = SIM_HANDSHAKE_MS;
+	o.co_idle_timeout_ms = SIM_HANDSHAKE_MS;
+	a->a_phase = SIM_CONNECTING;
+	a->a_conn = conn_connect(sim_loop, sim_host, sim_port, sim_ctx, NULL,
+	    &o, &sim_link_cbs, a, &cause);
+	if (a->a_conn == NULL) {
+		log_warnx("%s: %s", a->a_name, cause);
+		free(cause);
+		a->a_phase = SIM_FAILED;
+		sim_stats.connect_failed++;
+		sim_phase_done();
+		return;
+	}
+	/* The ClientHello leaves from the connect callback: still in time. */
+	ssl = conn_ssl(a->a_conn);
+	sim_set_host(ssl);
+	ERR_clear_error();
+	if (SSL_use_certificate(ssl, a->a_cert) != 1 ||
+	    SSL_use_PrivateKey(ssl, a->a_key) != 1) {
+		ERR_clear_error();
+		conn_close(a->a_conn, "cannot use the agent's certificate");
+	}
+}
+
+static void
+sim_timer_close_cb(uv_handle_t *h)
+{
+	sim_timers_open--;
+}
+
+static void
+sim_stop(void)
+{
+	size_t	 i;
+
+	if (sim_stopping)
+		return;
+	sim_stopping = 1;
+	for (i = 0; i < sim_n; i++) {
+		struct sim_agent *a = &sim_agents[i];
+
+		uv_timer_stop(&a->a_beat);
+		uv_close((uv_handle_t *)&a->a_beat, sim_timer_close_cb);
+		if (a->a_conn != NULL)
+			conn_close(a->a_conn, "simulation over");
+	}
+	uv_close((uv_handle_t *)&sim_sigint, NULL);
+	uv_close((uv_handle_t *)&sim_sigterm, NULL);
+}
+
+static void
+sim_signal_cb(uv_signal_t *h, int signum)
+{
+	sim_stop();
+}
+
+/* Read one join token per line; -1 if there are fewer than sim_n. */
+static int
+sim_load_tokens(const char *path)
+{
+	FILE	*f;
+	char	 line[SIM_TOKEN_MAX];
+	size_t	 i = 0;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		log_warn("%s", path);
+		return (-1);
+	}
+	while (i < sim_n && fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\r\n")] = '\0';
+		if (*line == '\0')
+			continue;
+		sim_agents[i++].a_token = xstrdup(line);
+	}
+	fclose(f);
+	if (i < sim_n) {
+		log_warnx("%s: %zu tokens for %zu agents", path, i, sim_n);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Keys and CSRs first, so that key generation does not slow enrolment. */
+static int
+sim_make_keys(void)
+{
+	size_t	 i;
+	char	*cause = NULL;
+
+	for (i = 0; i < sim_n; i++) {
+		struct sim_agent *a = &sim_agents[i];
+
+		if ((a->a_key = pki_key_new(&cause)) == NULL ||
+		    (a->a_csr = pki_csr_new(a->a_key, a->a_name,
+		    &cause)) == NULL) {
+			log_warnx("%s: %s", a->a_name, cause);
+			free(cause);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static SSL_CTX *
+sim_ctx_new(const char *ca_file)
+{
+	SSL_CTX	*ctx;
+	char	 err[256];
+
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
+		goto fail;
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return (ctx);
+fail:
+	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+	log_warnx("TLS context: %s (CA %s)", err, ca_file);
+	SSL_CTX_free(ctx);
+	return (NULL);
+}
+
+static void
+sim_free(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < sim_n; i++) {
+		free(sim_agents[i].a_token);
+		free(sim_agents[i].a_csr);
+		EVP_PKEY_free(sim_agents[i].a_key);
+		X509_free(sim_agents[i].a_cert);
+	}
+	free(sim_agents);
+	SSL_CTX_free(sim_ctx);
+	free(sim_host);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char	*tokens = NULL, *ca = NULL;
+	char		*cause = NULL;
+	long		 n = 0;
+	size_t		 i;
+	int		 ch, rc = 1;
+
+	while ((ch = getopt(argc, argv, "a:n:t:")) != -1) {
+		switch (ch) {
+		case 'a':
+			ca = optarg;
+			break;
+		case 'n':
+			n = strtol(optarg, NULL, 10);
+			break;
+		case 't':
+			tokens = optarg;
+			break;
+		default:
+			sim_usage();
+		}
+	}
+	if (optind != argc - 1 || ca == NULL || tokens == NULL || n < 1 ||
+	    n > SIM_AGENTS_MAX)
+		sim_usage();
+	log_init("simagents", LOG_LEVEL_WARN, NULL);
+	if (util_parse_hostport(argv[optind], &sim_host, &sim_port,
+	    &cause) == -1)
+		fatalx("%s", cause);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	sim_n = (size_t)n;
+	sim_agents = xcalloc(sim_n, sizeof(*sim_agents));
+	for (i = 0; i < sim_n; i++)
+		snprintf(sim_agents[i].a_name, sizeof(sim_agents[i].a_name),
+		    "sim%04zu", i);
+	if (sim_load_tokens(tokens) == -1 || sim_make_keys() == -1 ||
+	    (sim_ctx = sim_ctx_new(ca)) == NULL)
+		goto out;
+
+	sim_loop = uv_default_loop();
+	for (i = 0; i < sim_n; i++) {
+		uv_timer_init(sim_loop, &sim_agents[i].a_beat);
+		sim_agents[i].a_beat.data = &sim_agents[i];
+		sim_timers_open++;
+	}
+	uv_signal_init(sim_loop, &sim_sigint);
+	uv_signal_init(sim_loop, &sim_sigterm);
+	uv_signal_start(&sim_sigint, sim_signal_cb, SIGINT);
+	uv_signal_start(&sim_sigterm, sim_signal_cb, SIGTERM);
+
+	sim_t0 = util_mono_ms();
+	sim_fill_window();
+	uv_run(sim_loop, UV_RUN_DEFAULT);
+
+	printf("agents=%zu enrolled=%zu enrol_failed=%zu ready=%zu "
+	    "connect_failed=%zu lost=%zu heartbeats=%llu acks=%llu "
+	    "errors=%llu\n", sim_n, sim_stats.enrolled,
+	    sim_stats.enrol_failed, sim_stats.ready, sim_stats.connect_failed,
+	    sim_stats.lost, (unsigned long long)sim_stats.beats_sent,
+	    (unsigned long long)sim_stats.acks,
+	    (unsigned long long)sim_stats.errors);
+	if (sim_timers_open != 0 || uv_loop_close(sim_loop) != 0)
+		log_warnx("the loop still has handles open");
+	rc = sim_stats.ready > 0 ? 0 : 1;
+out:
+	sim_free();
+	return (rc);
+}
