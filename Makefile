@@ -19,7 +19,7 @@ endif
 
 PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
 PKG_CONTROLLER	= $(PKG_COMMON) libh2o
-PKG_AGENT	= $(PKG_COMMON) libvirt
+PKG_AGENT	= $(PKG_COMMON) libvirt libcurl
 PKG_CLI		= libcurl jansson inih openssl
 
 pc_cflags = $(shell pkg-config --cflags $(1))

@@ -17,6 +17,8 @@ struct agent_conf {
 	char	*libvirt_uri;
 	char	*role;
 	char	*virt_type;
+	char	*pool_dir;		/* libvirt dir pool; "" = default */
+	int64_t	 resync_ms;		/* full resync period */
 	int64_t	 reconnect_min_ms;
 	int64_t	 reconnect_max_ms;
 	char	*log_level;
@@ -54,6 +56,28 @@ void	enrol_set_host(SSL *, const char *host);
 /* node-agent/link.c: the connection to the controller. */
 void	link_start(struct agent *);
 void	link_stop(void);
+/*
+ * Send a frame to the controller. -1 when there is no established link
+ * (HELLO answered) or its send queue is full; the role resends its state
+ * from on_connected, so nothing is queued here.
+ */
+int	link_send(uint16_t type, const ProtobufCMessage *);
+int	link_is_up(void);
+
+/*
+ * What a role (hypervisor, mail, web) plugs into the agent. Frames of
+ * types 128 and above go to on_frame; on_connected runs after every
+ * HELLO_OK so the role can report its whole state again.
+ */
+struct role_ops {
+	const char	*name;
+	int	(*init)(struct agent *, char **cause);
+	void	(*on_connected)(void);
+	void	(*on_frame)(uint16_t type, const uint8_t *payload, size_t len);
+	void	(*stop)(void);
+};
+
+extern const struct role_ops	hv_role;	/* node-agent/hv.c */
 
 /* node-agent/inventory.c: gather cpus, memory, disk, libvirt versions. */
 void	inventory_collect(struct agent *, void (*done)(struct agent *));

@@ -120,7 +120,8 @@ static int
 enrol_check_pin(struct enrol_ctx *e, struct conn *c)
 {
 	STACK_OF(X509)	*chain = SSL_get_peer_cert_chain(conn_ssl(c));
-	X509		*leaf = conn_peer_cert(c), *ca = NULL;
+	/* Not verified yet: that is what this function does. */
+	X509		*leaf = SSL_get0_peer_certificate(conn_ssl(c)), *ca = NULL;
 	X509_STORE	*store;
 	X509_STORE_CTX	*vctx;
 	char		 fpr[65];

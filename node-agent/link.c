@@ -23,6 +23,7 @@ static int		 link_hello_ok;
 static int		 link_stopping;
 static uint32_t		 link_version;
 static uint32_t		 link_reqid;
+static const struct role_ops	*link_role;	/* NULL: no role messages */
 
 static void	link_connect(void);
 
@@ -104,6 +105,8 @@ link_hello_ok_msg(struct conn *c, const struct frame_hdr *h, const uint8_t *p)
 	/* The controller is silent between acks: allow three missed beats. */
 	conn_set_idle_timeout(c, (uint32_t)(3 * beat + 1000));
 	uv_timer_start(&link_beat, link_beat_cb, beat, beat);
+	if (link_role != NULL && link_role->on_connected != NULL)
+		link_role->on_connected();
 }
 
 static void
@@ -129,6 +132,12 @@ link_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
 		return;
 	default: {
 		Opsn__Error err = OPSN__ERROR__INIT;
+
+		if (h->fh_type >= 128 && link_role != NULL &&
+		    link_role->on_frame != NULL && link_hello_ok) {
+			link_role->on_frame(h->fh_type, p, h->fh_len);
+			return;
+		}
 		char *msg;
 
 		xasprintf(&msg, "unknown message type %u", h->fh_type);
@@ -180,6 +189,23 @@ link_connect(void)
 	enrol_set_host(conn_ssl(link_conn), ad->host);
 }
 
+/* Send a frame to the controller if the link is up. */
+int
+link_send(uint16_t type, const ProtobufCMessage *m)
+{
+	if (link_conn == NULL || !link_hello_ok)
+		return (-1);
+	return (conn_send_msg(link_conn, link_version, type, ++link_reqid,
+	    ST_OK, m));
+}
+
+/* Is the link established (HELLO answered)? */
+int
+link_is_up(void)
+{
+	return (link_conn != NULL && link_hello_ok);
+}
+
 /* Connect to the controller with our certificate and stay connected. */
 void
 link_start(struct agent *a)
@@ -187,6 +213,8 @@ link_start(struct agent *a)
 	char	*ca, *cert, *key, *cause = NULL;
 
 	la = a;
+	if (strcmp(a->conf.role, "hypervisor") == 0)
+		link_role = &hv_role;
 	ca = enrol_path(a, "ca.pem");
 	cert = enrol_path(a, "cert.pem");
 	key = enrol_path(a, "key.pem");
@@ -211,4 +239,6 @@ link_stop(void)
 	uv_close((uv_handle_t *)&link_beat, NULL);
 	if (link_conn != NULL)
 		conn_close(link_conn, "agent shutting down");
+	if (link_role != NULL && link_role->stop != NULL)
+		link_role->stop();
 }

@@ -39,6 +39,12 @@ static const struct cfg_option agent_opts[] = {
 	  "qemu:///system", 0, 0, NULL, 0, "libvirt-uri", "libvirt URI" },
 	{ "hypervisor", "virt_type", CFG_ENUM, A(virt_type), "auto", 0, 0,
 	  "kvm|qemu|auto", 0, "virt-type", "domain type: kvm, qemu or auto" },
+	{ "hypervisor", "pool_dir", CFG_STRING, A(pool_dir), "", 0, 0, NULL, 0,
+	  "pool-dir", "libvirt storage pool folder (default "
+	  "/var/lib/libvirt/images/opsn-NAME)" },
+	{ "hypervisor", "resync_interval", CFG_DURATION, A(resync_ms), "60s",
+	  1000, 86400000, NULL, 0, "resync-interval",
+	  "how often the agent compares libvirt with the desired state" },
 	{ "log", "level", CFG_ENUM, A(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, A(log_file), "", 0, 0, NULL, 0,
@@ -171,6 +177,11 @@ agent_proto_range(struct agent *a)
 static void
 agent_inventory_done(struct agent *a)
 {
+	char	*cause = NULL;
+
+	if (strcmp(a->conf.role, "hypervisor") == 0 &&
+	    hv_role.init(a, &cause) == -1)
+		fatalx("agent: hypervisor: %s", cause);
 	link_start(a);
 }
 

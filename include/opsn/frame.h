@@ -30,6 +30,10 @@ enum msg_type {
 	MSG_ENROL = 64,
 	MSG_ENROL_OK = 65,
 	/* 128-255: hypervisor desired/observed state */
+	MSG_DESIRED_STATE = 128,
+	MSG_OBSERVED_STATE = 129,
+	MSG_IMAGE_PROGRESS = 130,
+	MSG_CONSOLE_DATA = 131,
 	/* 256-383: metering */
 };
 
