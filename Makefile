@@ -25,7 +25,7 @@ PKG_CLI		= libcurl jansson inih openssl
 pc_cflags = $(shell pkg-config --cflags $(1))
 pc_libs = $(shell pkg-config --libs $(1))
 
-WARN	= -Wall -Wextra -Wno-unused-parameter -Wshadow -Wpointer-arith \
+WARN	= -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wshadow -Wpointer-arith \
 	  -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS	?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \

@@ -354,8 +354,18 @@ api_auth(struct api_req *ar)
 	struct api_principal	*p = &ar->r_principal;
 	const char		*h, *tok;
 	const char		*perm = ar->r_route->ar_perm;
+	X509			*cert;
 
 	h = api_header(ar, "authorization");
+	if (h == NULL && hk->authenticate_cert != NULL &&
+	    (cert = api_client_cert(ar)) != NULL) {
+		if (hk->authenticate_cert(cert, p, hk->arg) == -1) {
+			api_reply_error(ar, 401, "unauthenticated",
+			    "this client certificate names no enrolled node");
+			return (-1);
+		}
+		goto authorize;
+	}
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
 		api_set_header(ar, "WWW-Authenticate", "Bearer");
 		api_reply_error(ar, 401, "unauthenticated",
@@ -373,6 +383,7 @@ api_auth(struct api_req *ar)
 		    "the bearer token is not valid");
 		return (-1);
 	}
+authorize:
 	p->ap_name[sizeof(p->ap_name) - 1] = '\0';
 	p->ap_role[sizeof(p->ap_role) - 1] = '\0';
 	ar->r_authed = 1;
@@ -431,6 +442,13 @@ api_not_allowed(struct api_req *ar, const char *path, size_t plen)
 	free(allow);
 }
 
+/* The body limit of a route. */
+static size_t
+api_route_max(const struct api_route *r)
+{
+	return (r->ar_max_body != 0 ? r->ar_max_body : api.max_body);
+}
+
 static void
 api_dispatch(struct api_req *ar)
 {
@@ -460,6 +478,11 @@ api_dispatch(struct api_req *ar)
 			api_reply_error(ar, 404, "not_found",
 			    "no such path: %.*s",
 			    (int)(plen > 256 ? 256 : plen), path);
+		return;
+	}
+	if (req->entity.base != NULL && req->entity.len > api_route_max(r)) {
+		api_reply_error(ar, 413, "too_large", "the body is over %zu "
+		    "bytes", api_route_max(r));
 		return;
 	}
 	if (api_capture(ar, path, plen) == -1)
@@ -757,6 +780,7 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	h2o_pathconf_t		*pathconf;
 	h2o_handler_t		*handler;
 	h2o_filter_t		*filter;
+	size_t			 i;
 	int			 r;
 
 	if (ssl == NULL) {
@@ -800,7 +824,12 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	api.stats = xcalloc(api.nstats, sizeof(*api.stats));
 
 	h2o_config_init(&api.config);
+	/* h2o enforces the largest route limit; each route its own. */
 	api.config.max_request_entity_size = api.max_body;
+	for (i = 0; i < nroutes; i++)
+		if (routes[i].ar_max_body > api.config.max_request_entity_size)
+			api.config.max_request_entity_size =
+			    routes[i].ar_max_body;
 	api.config.server_name = h2o_iovec_init(H2O_STRLIT("opsn"));
 	host = h2o_config_register_host(&api.config,
 	    h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -1256,6 +1285,33 @@ api_reply_error(struct api_req *ar, int status, const char *code,
 	if (j == NULL)
 		fatalx("api: json_pack error");
 	api_reply_json(ar, status, j);
+}
+
+/* Reply with a file streamed by h2o, ranges included (see api.h). */
+int
+api_reply_file(struct api_req *ar, const char *path, const char *ctype)
+{
+	h2o_req_t	*req = ar->r_req;
+
+	if (ar->r_replied)
+		return (-1);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    NULL, H2O_STRLIT("no-store"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers,
+	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
+	if (h2o_file_send(req, 200, "OK", path, h2o_iovec_init(ctype,
+	    strlen(ctype)), 0) != 0) {
+		/* Nothing was sent: take the headers back for the error. */
+		req->res.headers = (h2o_headers_t){ NULL, 0, 0 };
+		return (-1);
+	}
+	ar->r_replied = 1;
+	api_count(ar->r_stat, 200);
+	log_debug("api: %.*s %.*s -> file %s (request %s)",
+	    (int)req->method.len, req->method.base,
+	    (int)(req->path.len > 256 ? 256 : req->path.len), req->path.base,
+	    path, ar->r_id);
+	return (0);
 }
 
 /* Reply with raw bytes, copied (see api.h). */

@@ -31,6 +31,7 @@ struct api_route {
 	const char	*ar_perm;	/* permission, NULL = no authentication */
 	api_handler	 ar_fn;
 	const char	*ar_summary;	/* one line, for /v1/openapi.json */
+	size_t		 ar_max_body;	/* 0: the server default (1 MiB) */
 };
 
 struct api_hooks {
@@ -44,6 +45,13 @@ struct api_hooks {
 	int	(*authorize)(const struct api_principal *p, const char *perm,
 		    void *arg);
 	void	*arg;
+	/*
+	 * A call without a bearer token but with a verified client
+	 * certificate (an agent): fill *p and return 0, or -1 (401). May be
+	 * NULL: certificates then authenticate nothing.
+	 */
+	int	(*authenticate_cert)(X509 *cert, struct api_principal *p,
+		    void *arg);
 };
 
 /*
@@ -103,6 +111,11 @@ void	api_reply_json(struct api_req *, int status, json_t *);
 /* Reply with {"error":{"code":code,"message":...}}. */
 void	api_reply_error(struct api_req *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Reply with a file, streamed by h2o (Range requests are honoured, so an
+ * interrupted download resumes). -1 without replying if it cannot be opened.
+ */
+int	api_reply_file(struct api_req *, const char *path, const char *ctype);
 /* Reply with raw bytes (copied) and a content type. */
 void	api_reply_raw(struct api_req *, int status, const char *ctype,
 	    const void *, size_t);

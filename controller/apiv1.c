@@ -11,6 +11,8 @@
 
 #define LIST_LIMIT_DEFAULT	100
 #define LIST_LIMIT_MAX		1000
+/* h2o keeps a request body in memory (or a temporary file past 32 MiB). */
+#define APIV1_MAX_UPLOAD	((size_t)4 << 30)
 
 static struct ctl	*ac;
 
@@ -31,6 +33,29 @@ static const struct api_route apiv1_routes[] = {
 	  "Create a one-time join token for an agent" },
 	{ "POST", "/v1/nodes/{name}/revoke", "nodes.revoke", apiv1_node_revoke,
 	  "Revoke a node's certificate and drop its connection" },
+	{ "POST", "/v1/images", "images.write", images_create,
+	  "Declare an image: the SHA-256 and size of its disk, kernel, initrd" },
+	{ "GET", "/v1/images", "images.read", images_list, "List images" },
+	{ "GET", "/v1/images/{name}", "images.read", images_get,
+	  "Show one image" },
+	{ "PUT", "/v1/images/{name}/{part}", "images.write", images_upload,
+	  "Upload one part (disk, kernel, initrd), checked against its SHA-256",
+	  APIV1_MAX_UPLOAD },
+	{ "GET", "/v1/images/{name}/{part}", "images.download", images_download,
+	  "Download one part (agents, with their node certificate; Range)" },
+	{ "POST", "/v1/vms", "vms.write", vms_create,
+	  "Create a VM on a node" },
+	{ "GET", "/v1/vms", "vms.read", vms_list, "List VMs (node, limit, cursor)" },
+	{ "GET", "/v1/vms/{vm}", "vms.read", vms_get,
+	  "Show a VM, desired and observed" },
+	{ "POST", "/v1/vms/{vm}/start", "vms.write", vms_start, "Start a VM" },
+	{ "POST", "/v1/vms/{vm}/stop", "vms.write", vms_stop, "Stop a VM" },
+	{ "POST", "/v1/vms/{vm}/reboot", "vms.write", vms_reboot,
+	  "Reboot a running VM" },
+	{ "DELETE", "/v1/vms/{vm}", "vms.write", vms_delete,
+	  "Delete a VM, its domain and its disk" },
+	{ "GET", "/v1/vms/{vm}/console", "vms.read", vms_console,
+	  "The tail of a VM's serial console (offset)" },
 };
 
 /*
@@ -46,6 +71,7 @@ static const struct {
 			  "services.*", "*.read" } },
 	{ "auditor",	{ "*.read" } },
 	{ "finance",	{ "tenants.read", "usage.read", "statements.read" } },
+	{ "node",	{ "images.download" } },
 };
 
 static int
@@ -106,8 +132,42 @@ apiv1_authenticate(const char *token, struct api_principal *p, void *arg)
 	return (rv);
 }
 
-/* limit and cursor query parameters; -1 after replying 400. */
+/* An agent's client certificate authenticates it as role "node". */
 static int
+apiv1_authenticate_cert(X509 *cert, struct api_principal *p, void *arg)
+{
+	char	 name[64];
+
+	if (nodes_cert_ok(cert, name, sizeof(name)) == -1)
+		return (-1);
+	snprintf(p->ap_name, sizeof(p->ap_name), "node:%s", name);
+	strlcpy(p->ap_role, "node", sizeof(p->ap_role));
+	p->ap_tenant = 0;
+	return (0);
+}
+
+/* Refuse fields not in known; -1 after replying 400. */
+int
+apiv1_known_fields(struct api_req *r, json_t *body, const char *const *known)
+{
+	const char	*k, *const *kk;
+	json_t		*v;
+
+	json_object_foreach(body, k, v) {
+		for (kk = known; *kk != NULL; kk++)
+			if (strcmp(*kk, k) == 0)
+				break;
+		if (*kk == NULL) {
+			api_reply_error(r, 400, "unknown_field", "unknown field "
+			    "'%.64s'", k);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+/* limit and cursor query parameters; -1 after replying 400. */
+int
 apiv1_page(struct api_req *r, int *limit, const char **cursor)
 {
 	const char	*s = api_query(r, "limit");
@@ -128,7 +188,8 @@ apiv1_page(struct api_req *r, int *limit, const char **cursor)
 	return (0);
 }
 
-static void
+/* Reply with a page of items and the cursor of the next page. */
+void
 apiv1_reply_page(struct api_req *r, json_t *items, char *next)
 {
 	json_t	*o = json_object();
@@ -183,18 +244,13 @@ apiv1_node_tokens(struct api_req *r)
 {
 	json_t		*body, *v, *o;
 	int64_t		 ttl = ac->conf.node_token_ttl_ms / 1000, expires;
+	static const char *const known[] = { "ttl", NULL };
 	char		*cause = NULL, *token, buf[32];
-	const char	*k;
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	json_object_foreach(body, k, v) {
-		if (strcmp(k, "ttl") != 0) {
-			api_reply_error(r, 400, "unknown_field", "unknown field "
-			    "'%.64s' (known: ttl)", k);
-			goto out;
-		}
-	}
+	if (apiv1_known_fields(r, body, known) == -1)
+		goto out;
 	if ((v = json_object_get(body, "ttl")) != NULL) {
 		if (json_is_integer(v))
 			ttl = json_integer_value(v);
@@ -249,7 +305,8 @@ int
 apiv1_start(struct ctl *c, char **cause)
 {
 	static const struct api_hooks hooks = {
-		apiv1_authenticate, apiv1_authorize, NULL
+		apiv1_authenticate, apiv1_authorize, NULL,
+		apiv1_authenticate_cert
 	};
 	char	*host = NULL;
 	int	 port, rv;

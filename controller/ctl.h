@@ -3,10 +3,14 @@
 #define OPSN_CTL_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include <sqlite3.h>
 #include <uv.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "opsn.pb-c.h"
 
 struct ctl_conf {
 	char	*data_dir;
@@ -17,6 +21,7 @@ struct ctl_conf {
 	int64_t	 heartbeat_ms;
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
+	char	*api_url;		/* what agents use; "" = derived */
 	char	*log_level;
 	char	*log_file;
 };
@@ -66,12 +71,54 @@ void	nodes_stop(void);
 /* Mark a node revoked and drop its connection; -1 if there is no such node. */
 int	nodes_revoke(const char *name, char **cause);
 /* JSON of one node (NULL if none) and of all nodes (array). */
-struct json_t;
-struct json_t	*nodes_json(const char *name);
-struct json_t	*nodes_list_json(const char *after, int limit, char **next);
-struct json_t	*nodes_state_counts(void);
+json_t	*nodes_json(const char *name);
+json_t	*nodes_list_json(const char *after, int limit, char **next);
+json_t	*nodes_state_counts(void);
+/* Send a frame to a connected node; -1 if it is not connected. */
+int	nodes_send(int64_t node_id, uint16_t type, const ProtobufCMessage *);
+/* Node id by name, and whether it may get new work (enrolled, not revoked). */
+int64_t	nodes_id(const char *name, int *usable);
+const char *nodes_name(int64_t id);
+/* Check a client certificate presented to the API: 0 and the node name. */
+int	nodes_cert_ok(X509 *, char *name, size_t len);
 
 /* controller/apiv1.c */
+struct api_req;
 int	apiv1_start(struct ctl *, char **cause);
+/* limit and cursor query parameters; -1 after replying 400. */
+int	apiv1_page(struct api_req *, int *limit, const char **cursor);
+/* Reply {"items": items, "next_cursor": next}; consumes both. */
+void	apiv1_reply_page(struct api_req *, json_t *items, char *next);
+/* Refuse fields not in the NULL-terminated list; -1 after replying 400. */
+int	apiv1_known_fields(struct api_req *, json_t *body,
+	    const char *const *known);
+
+/* controller/images.c */
+void	images_create(struct api_req *);
+void	images_upload(struct api_req *);
+void	images_list(struct api_req *);
+void	images_get(struct api_req *);
+void	images_download(struct api_req *);
+/* Image id by name if it is ready; -1 otherwise (with *cause). */
+int64_t	images_ready_id(const char *name, char **cause);
+/* Fill ref for image id (strings owned by the caller: images_ref_free). */
+int	images_ref(int64_t id, Opsn__ImageRef *ref);
+void	images_ref_free(Opsn__ImageRef *ref);
+
+/* controller/vms.c */
+void	vms_create(struct api_req *);
+void	vms_list(struct api_req *);
+void	vms_get(struct api_req *);
+void	vms_start(struct api_req *);
+void	vms_stop(struct api_req *);
+void	vms_reboot(struct api_req *);
+void	vms_delete(struct api_req *);
+void	vms_console(struct api_req *);
+/* Send a node its whole desired state (after HELLO and every change). */
+void	vms_push(int64_t node_id);
+/* Messages from a node's agent. */
+void	vms_observed(int64_t node_id, const uint8_t *, size_t);
+void	vms_image_progress(int64_t node_id, const uint8_t *, size_t);
+void	vms_console_data(int64_t node_id, const uint8_t *, size_t);
 
 #endif

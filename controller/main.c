@@ -16,7 +16,7 @@
 #include "api.h"
 #include "ctl.h"
 
-struct ctl	*ctl;
+
 
 #define C(field) offsetof(struct ctl_conf, field)
 static const struct cfg_option ctl_opts[] = {
@@ -33,6 +33,9 @@ static const struct cfg_option ctl_opts[] = {
 	  "", 0, 0, NULL, 0, "server-names",
 	  "names in the server certificate (default: host name, localhost, "
 	  "127.0.0.1, ::1)" },
+	{ "controller", "api_url", CFG_STRING, C(api_url), "", 0, 0, NULL, 0,
+	  "api-url", "the API's URL as agents reach it (default: "
+	  "https://api_listen, with the host name for 0.0.0.0)" },
 	{ "controller", "unreachable_timeout", CFG_DURATION, C(unreachable_ms),
 	  "30s", 500, 3600000, NULL, 0, "unreachable-timeout",
 	  "silence after which a node is unreachable" },

@@ -67,12 +67,17 @@ static void	nodes_heartbeat(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
 static void	nodes_error_msg(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
+static void	nodes_to_vms(struct session *, const struct frame_hdr *,
+		    const uint8_t *);
 
 static const struct nodes_msg nodes_msgs[] = {
 	{ MSG_ENROL,	 0, 0, nodes_enrol },
 	{ MSG_HELLO,	 1, 0, nodes_hello },
 	{ MSG_HEARTBEAT, 1, 1, nodes_heartbeat },
 	{ MSG_ERROR,	 0, 0, nodes_error_msg },
+	{ MSG_OBSERVED_STATE, 1, 1, nodes_to_vms },
+	{ MSG_IMAGE_PROGRESS, 1, 1, nodes_to_vms },
+	{ MSG_CONSOLE_DATA, 1, 1, nodes_to_vms },
 };
 
 static struct ctl		*nc;
@@ -463,6 +468,8 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	    &ok.base);
 	log_info("nodes: %s says hello from %s (protocol %u, agent %s)",
 	    n->n_name, conn_peer_addr(s->s_conn), hi, m->agent_version);
+	/* Level-triggered: a (re)connected agent gets the whole state. */
+	vms_push(n->n_id);
 out:
 	free(msg);
 	free(roles);
@@ -504,6 +511,94 @@ nodes_error_msg(struct session *s, const struct frame_hdr *h,
 	    s->s_cn ? s->s_cn : conn_peer_addr(s->s_conn), e->message,
 	    e->code);
 	opsn__error__free_unpacked(e, NULL);
+}
+
+/* Hypervisor messages: any frame also proves the node is alive. */
+static void
+nodes_to_vms(struct session *s, const struct frame_hdr *h, const uint8_t *p)
+{
+	struct node	*n = s->s_node;
+
+	n->n_seen_mono = util_mono_ms();
+	n->n_seen = util_now();
+	switch (h->fh_type) {
+	case MSG_OBSERVED_STATE:
+		vms_observed(n->n_id, p, h->fh_len);
+		break;
+	case MSG_IMAGE_PROGRESS:
+		vms_image_progress(n->n_id, p, h->fh_len);
+		break;
+	case MSG_CONSOLE_DATA:
+		vms_console_data(n->n_id, p, h->fh_len);
+		break;
+	}
+}
+
+static struct node *
+nodes_by_id(int64_t id)
+{
+	struct node	*n;
+
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (n->n_id == id)
+			return (n);
+	return (NULL);
+}
+
+/* Send a frame to a connected node. */
+int
+nodes_send(int64_t id, uint16_t type, const ProtobufCMessage *m)
+{
+	struct node	*n = nodes_by_id(id);
+
+	if (n == NULL || n->n_sess == NULL || n->n_sess->s_node != n)
+		return (-1);
+	if (conn_send_msg(n->n_sess->s_conn, n->n_sess->s_version, type, 0,
+	    ST_OK, m) == -1) {
+		/* Its queue is full: start over, the HELLO push heals it. */
+		conn_close(n->n_sess->s_conn, "send queue full");
+		return (-1);
+	}
+	return (0);
+}
+
+/* Node id by name; *usable says whether it may get new work. */
+int64_t
+nodes_id(const char *name, int *usable)
+{
+	struct node	*n = nodes_find(name);
+
+	if (n == NULL)
+		return (-1);
+	*usable = !n->n_revoked;
+	return (n->n_id);
+}
+
+/* Node name by id, for logs ("?" if unknown). */
+const char *
+nodes_name(int64_t id)
+{
+	struct node	*n = nodes_by_id(id);
+
+	return (n != NULL ? n->n_name : "?");
+}
+
+/* A client certificate presented to the API: an enrolled, current node? */
+int
+nodes_cert_ok(X509 *cert, char *name, size_t len)
+{
+	struct node	*n;
+	char		*cn, fpr[65];
+
+	if ((cn = pki_cert_cn(cert)) == NULL)
+		return (-1);
+	n = nodes_find(cn);
+	free(cn);
+	pki_fingerprint(cert, fpr);
+	if (n == NULL || n->n_revoked || strcmp(n->n_fpr, fpr) != 0)
+		return (-1);
+	strlcpy(name, n->n_name, len);
+	return (0);
 }
 
 /* Mark silent nodes unreachable. */
@@ -611,8 +706,11 @@ nodes_stop(void)
 		uv_close((uv_handle_t *)&nodes_listener, NULL);
 	uv_timer_stop(&nodes_timer);
 	uv_close((uv_handle_t *)&nodes_timer, NULL);
-	TAILQ_FOREACH_SAFE(s, &sessions, s_entry, tmp)
+	/* conn_close only schedules the close: the list stays intact. */
+	for (s = TAILQ_FIRST(&sessions); s != NULL; s = tmp) {
+		tmp = TAILQ_NEXT(s, s_entry);
 		conn_close(s->s_conn, "controller shutting down");
+	}
 }
 
 /* Revoke a node: refused from now on, and dropped if connected. */

@@ -13,6 +13,9 @@
 #include "ctl.h"
 #include "migrations.h"
 
+/* The controller's state; set by main, read by every subsystem. */
+struct ctl	*ctl;
+
 static int
 store_pragma_int(sqlite3 *db, const char *sql, int *out)
 {

@@ -1,0 +1,845 @@
+/*
+ * VMs: records, the desired state pushed to each node with a generation,
+ * the observed state agents report, and the tail of each VM's console.
+ *
+ * Every change follows one path: validate, then in one transaction change
+ * the VM and bump its node's generation, commit, then push the node's whole
+ * desired state. A lost push is healed by the next one or by the push that
+ * follows the agent's HELLO.
+ */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+
+#define VM_NAME_MAX		63
+#define VM_NICS_MAX		8
+#define CONSOLE_KEEP		(64 * 1024)
+
+/* The last CONSOLE_KEEP bytes of a VM's serial console, in memory. */
+struct console {
+	LIST_ENTRY(console) c_entry;
+	char		 c_uuid[37];
+	uint64_t	 c_start;	/* stream offset of c_buf[0] */
+	size_t		 c_len;
+	char		 c_buf[CONSOLE_KEEP];
+};
+static LIST_HEAD(, console) consoles = LIST_HEAD_INITIALIZER(consoles);
+
+static int
+vms_name_ok(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len > VM_NAME_MAX || !isalnum((unsigned char)s[0]))
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!islower((unsigned char)s[i]) &&
+		    !isdigit((unsigned char)s[i]) && s[i] != '-')
+			return (0);
+	return (1);
+}
+
+static int
+vms_bridge_ok(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len > 15)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
+			return (0);
+	return (1);
+}
+
+static void
+vms_uuid(char out[37])
+{
+	unsigned char	 b[16];
+
+	util_random(b, sizeof(b));
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5],
+	    b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+/* What agents use to fetch images: api_url, or https://<api_listen>. */
+static char *
+vms_image_url(void)
+{
+	char	*host = NULL, *url, name[256], *cause = NULL;
+	int	 port;
+
+	if (ctl->conf.api_url != NULL && *ctl->conf.api_url != '\0') {
+		xasprintf(&url, "%s/v1/images", ctl->conf.api_url);
+		return (url);
+	}
+	if (util_parse_hostport(ctl->conf.api_listen, &host, &port,
+	    &cause) == -1) {
+		free(cause);
+		return (xstrdup(""));
+	}
+	if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
+		free(host);
+		if (gethostname(name, sizeof(name)) != 0)
+			strlcpy(name, "localhost", sizeof(name));
+		host = xstrdup(name);
+	}
+	xasprintf(&url, strchr(host, ':') ? "https://[%s]:%d/v1/images" :
+	    "https://%s:%d/v1/images", host, port);
+	free(host);
+	return (url);
+}
+
+#define VMS_COLS "v.uuid, v.name, n.name, v.tenant, v.vcpus, v.memory_mib, " \
+	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
+	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
+	"v.created_at, v.id"
+#define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
+	"JOIN images i ON i.id = v.image_id "
+
+static json_t *
+vms_row_json(sqlite3_stmt *st)
+{
+	json_t	*o = json_object(), *obs, *nics;
+	char	 buf[32];
+
+	json_object_set_new(o, "id",
+	    json_string((const char *)sqlite3_column_text(st, 0)));
+	json_object_set_new(o, "name",
+	    json_string((const char *)sqlite3_column_text(st, 1)));
+	json_object_set_new(o, "node",
+	    json_string((const char *)sqlite3_column_text(st, 2)));
+	json_object_set_new(o, "tenant",
+	    json_string((const char *)sqlite3_column_text(st, 3)));
+	json_object_set_new(o, "vcpus", json_integer(sqlite3_column_int64(st,
+	    4)));
+	json_object_set_new(o, "memory_mib",
+	    json_integer(sqlite3_column_int64(st, 5)));
+	json_object_set_new(o, "disk_bytes",
+	    json_integer(sqlite3_column_int64(st, 6)));
+	json_object_set_new(o, "image",
+	    json_string((const char *)sqlite3_column_text(st, 7)));
+	nics = json_loads((const char *)sqlite3_column_text(st, 8), 0, NULL);
+	json_object_set_new(o, "nics", nics ? nics : json_array());
+	json_object_set_new(o, "desired",
+	    json_string((const char *)sqlite3_column_text(st, 9)));
+	json_object_set_new(o, "generation",
+	    json_integer(sqlite3_column_int64(st, 10)));
+	obs = json_object();
+	json_object_set_new(obs, "state",
+	    json_string((const char *)sqlite3_column_text(st, 11)));
+	json_object_set_new(obs, "reason",
+	    json_string((const char *)sqlite3_column_text(st, 12)));
+	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+		util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
+		json_object_set_new(obs, "since", json_string(buf));
+	} else
+		json_object_set_new(obs, "since", json_null());
+	json_object_set_new(obs, "error",
+	    json_string((const char *)sqlite3_column_text(st, 14)));
+	json_object_set_new(obs, "generation",
+	    json_integer(sqlite3_column_int64(st, 15)));
+	json_object_set_new(obs, "pid", json_integer(sqlite3_column_int64(st,
+	    16)));
+	json_object_set_new(o, "observed", obs);
+	util_time_fmt(sqlite3_column_int64(st, 17), buf, sizeof(buf));
+	json_object_set_new(o, "created_at", json_string(buf));
+	return (o);
+}
+
+/*
+ * Find the VM a path names (its id, or its name when that is unambiguous);
+ * -1 after replying 404 or 409.
+ */
+static int64_t
+vms_find(struct api_req *r, const char *ref)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id = -1;
+	int		 n = 0;
+
+	st = store_prepare(ctl->db, "SELECT id FROM vms WHERE uuid = ?1 UNION "
+	    "ALL SELECT id FROM vms WHERE name = ?1 AND uuid != ?1");
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == 0)
+			id = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (n == 0) {
+		api_reply_error(r, 404, "not_found", "no VM named '%s'", ref);
+		return (-1);
+	}
+	if (n > 1) {
+		api_reply_error(r, 409, "ambiguous", "several VMs are named "
+		    "'%s'; use the VM's id", ref);
+		return (-1);
+	}
+	return (id);
+}
+
+static json_t *
+vms_json(int64_t id)
+{
+	sqlite3_stmt	*st;
+	json_t		*o = NULL;
+
+	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		o = vms_row_json(st);
+	sqlite3_finalize(st);
+	return (o);
+}
+
+/* Bump the node's generation inside the caller's transaction. */
+static int64_t
+vms_bump(int64_t node_id)
+{
+	sqlite3_stmt	*st;
+	int64_t		 gen = -1;
+
+	st = store_prepare(ctl->db, "UPDATE nodes SET generation = generation "
+	    "+ 1 WHERE id = ? RETURNING generation");
+	sqlite3_bind_int64(st, 1, node_id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		gen = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (gen);
+}
+
+/* Parse "nics": [{"bridge": "br0"}]; -1 after replying 400. */
+static int
+vms_parse_nics(struct api_req *r, json_t *v, json_t **out)
+{
+	static const char *const known[] = { "bridge", "mac", NULL };
+	json_t		*nics = json_array(), *n, *b;
+	size_t		 i;
+	unsigned char	 m[3];
+	char		 mac[18];
+
+	if (v != NULL && (!json_is_array(v) || json_array_size(v) >
+	    VM_NICS_MAX)) {
+		api_reply_error(r, 400, "bad_field", "nics must be a list of "
+		    "at most %d {\"bridge\": NAME}", VM_NICS_MAX);
+		goto fail;
+	}
+	json_array_foreach(v, i, n) {
+		if (!json_is_object(n) || apiv1_known_fields(r, n, known) == -1)
+			goto fail_msg;
+		b = json_object_get(n, "bridge");
+		if (!json_is_string(b) || !vms_bridge_ok(json_string_value(b))) {
+			api_reply_error(r, 400, "bad_field", "nics[%zu].bridge "
+			    "must be an interface name of 1 to 15 letters, "
+			    "digits, '-', '_' or '.'", i);
+			goto fail;
+		}
+		util_random(m, sizeof(m));
+		snprintf(mac, sizeof(mac), "52:54:00:%02x:%02x:%02x", m[0],
+		    m[1], m[2]);
+		json_array_append_new(nics, json_pack("{s:s,s:s}", "bridge",
+		    json_string_value(b), "mac", mac));
+	}
+	*out = nics;
+	return (0);
+fail_msg:
+	if (!json_is_object(n))
+		api_reply_error(r, 400, "bad_field", "nics[%zu] must be an "
+		    "object", i);
+fail:
+	json_decref(nics);
+	return (-1);
+}
+
+static int
+vms_int_field(struct api_req *r, json_t *body, const char *name, int64_t min,
+    int64_t max, int64_t *out)
+{
+	json_t	*v = json_object_get(body, name);
+
+	if (v == NULL) {
+		api_reply_error(r, 400, "missing_field", "%s is required", name);
+		return (-1);
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min ||
+	    json_integer_value(v) > max) {
+		api_reply_error(r, 400, "bad_field", "%s must be a whole number "
+		    "from %lld to %lld", name, (long long)min, (long long)max);
+		return (-1);
+	}
+	*out = json_integer_value(v);
+	return (0);
+}
+
+/* POST /v1/vms */
+void
+vms_create(struct api_req *r)
+{
+	static const char *const known[] = { "name", "node", "tenant", "vcpus",
+	    "memory_mib", "disk_bytes", "image", "power", "nics", NULL };
+	json_t		*body, *v, *nics = NULL;
+	const char	*name, *node, *tenant = "", *power = "running";
+	int64_t		 vcpus, mem, disk, node_id, image_id, gen, id;
+	sqlite3_stmt	*st;
+	char		 uuid[37], *cause = NULL, *nicstr = NULL;
+	int		 usable;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (apiv1_known_fields(r, body, known) == -1)
+		goto out;
+	v = json_object_get(body, "name");
+	if (!json_is_string(v) || !vms_name_ok(json_string_value(v))) {
+		api_reply_error(r, 400, "bad_field", "name must be 1 to %d "
+		    "lower-case letters, digits or '-', starting with a letter "
+		    "or digit", VM_NAME_MAX);
+		goto out;
+	}
+	name = json_string_value(v);
+	v = json_object_get(body, "node");
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "missing_field", "node is required "
+		    "(placement comes with the scheduler)");
+		goto out;
+	}
+	node = json_string_value(v);
+	if ((v = json_object_get(body, "tenant")) != NULL) {
+		if (!json_is_string(v) || strlen(json_string_value(v)) > 64) {
+			api_reply_error(r, 400, "bad_field", "tenant must be "
+			    "text of at most 64 characters");
+			goto out;
+		}
+		tenant = json_string_value(v);
+	}
+	if (vms_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
+	    vms_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
+	    vms_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
+	    &disk) == -1)
+		goto out;
+	if ((v = json_object_get(body, "power")) != NULL) {
+		if (!json_is_string(v) || (strcmp(json_string_value(v),
+		    "running") != 0 && strcmp(json_string_value(v),
+		    "stopped") != 0)) {
+			api_reply_error(r, 400, "bad_field", "power must be "
+			    "running or stopped");
+			goto out;
+		}
+		power = json_string_value(v);
+	}
+	v = json_object_get(body, "image");
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "missing_field", "image is required");
+		goto out;
+	}
+	if ((image_id = images_ready_id(json_string_value(v), &cause)) == -1) {
+		api_reply_error(r, 400, "bad_image", "%s", cause);
+		goto out;
+	}
+	if (vms_parse_nics(r, json_object_get(body, "nics"), &nics) == -1)
+		goto out;
+	if ((node_id = nodes_id(node, &usable)) == -1 || !usable) {
+		api_reply_error(r, node_id == -1 ? 404 : 409, node_id == -1 ?
+		    "not_found" : "node_unusable", node_id == -1 ?
+		    "no node named '%s'" : "node '%s' is revoked", node);
+		goto out;
+	}
+
+	vms_uuid(uuid);
+	nicstr = json_dumps(nics, JSON_COMPACT);
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	gen = vms_bump(node_id);
+	st = store_prepare(ctl->db, "INSERT INTO vms (uuid, name, node_id, "
+	    "tenant, vcpus, memory_mib, disk_bytes, image_id, nics, desired, "
+	    "generation, obs_state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING RETURNING id");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, node_id);
+	sqlite3_bind_text(st, 4, tenant, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, vcpus);
+	sqlite3_bind_int64(st, 6, mem);
+	sqlite3_bind_int64(st, 7, disk);
+	sqlite3_bind_int64(st, 8, image_id);
+	sqlite3_bind_text(st, 9, nicstr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 10, power, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 11, gen);
+	sqlite3_bind_int64(st, 12, util_now());
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		store_rollback(ctl->db);
+		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s%s",
+		    name, *tenant ? " for tenant " : "", tenant);
+		goto out;
+	}
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (store_commit(ctl->db) == -1) {
+		api_reply_error(r, 500, "internal", "storing the VM failed");
+		goto out;
+	}
+	log_info("vms: %s created %s (%s) on %s", api_principal(r)->ap_name,
+	    name, uuid, node);
+	vms_push(node_id);
+	api_reply_json(r, 201, vms_json(id));
+out:
+	free(cause);
+	free(nicstr);
+	json_decref(nics);
+	json_decref(body);
+}
+
+/* GET /v1/vms?node=&limit=&cursor= (cursor: the last id seen) */
+void
+vms_list(struct api_req *r)
+{
+	sqlite3_stmt	*st;
+	const char	*cursor, *node = api_query(r, "node");
+	char		*next = NULL;
+	int		 limit, n = 0;
+	json_t		*items;
+
+	if (apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	items = json_array();
+	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id > ? "
+	    "AND (?2 IS NULL OR n.name = ?2) ORDER BY v.id LIMIT ?3");
+	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	if (node != NULL)
+		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			xasprintf(&next, "%lld", (long long)
+			    sqlite3_column_int64(st, 18) - 1);
+			break;
+		}
+		json_array_append_new(items, vms_row_json(st));
+	}
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, next);
+}
+
+/* GET /v1/vms/{vm} */
+void
+vms_get(struct api_req *r)
+{
+	int64_t	 id;
+
+	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
+		return;
+	api_reply_json(r, 200, vms_json(id));
+}
+
+/* Change a VM's desired state (and maybe its reboot counter), then push. */
+static void
+vms_set(struct api_req *r, const char *desired, int reboot, int status)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id, node_id, gen;
+	const char	*cur;
+
+	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
+		return;
+	st = store_prepare(ctl->db, "SELECT node_id, desired FROM vms WHERE "
+	    "id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_step(st);
+	node_id = sqlite3_column_int64(st, 0);
+	cur = (const char *)sqlite3_column_text(st, 1);
+	if (strcmp(cur, "deleted") == 0) {
+		sqlite3_finalize(st);
+		api_reply_error(r, 409, "deleted", "VM '%s' is being deleted",
+		    api_param(r, "vm"));
+		return;
+	}
+	if (reboot && strcmp(cur, "running") != 0) {
+		sqlite3_finalize(st);
+		api_reply_error(r, 409, "not_running", "VM '%s' is not meant "
+		    "to be running; start it instead", api_param(r, "vm"));
+		return;
+	}
+	sqlite3_finalize(st);
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		return;
+	}
+	gen = vms_bump(node_id);
+	st = store_prepare(ctl->db, "UPDATE vms SET desired = ?, generation = ?,"
+	    " reboot_seq = reboot_seq + ? WHERE id = ?");
+	sqlite3_bind_text(st, 1, desired, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, gen);
+	sqlite3_bind_int(st, 3, reboot ? 1 : 0);
+	sqlite3_bind_int64(st, 4, id);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (store_commit(ctl->db) == -1) {
+		api_reply_error(r, 500, "internal", "storing the change failed");
+		return;
+	}
+	log_info("vms: %s set %s to %s%s", api_principal(r)->ap_name,
+	    api_param(r, "vm"), desired, reboot ? " (reboot)" : "");
+	vms_push(node_id);
+	api_reply_json(r, status, vms_json(id));
+}
+
+/* POST /v1/vms/{vm}/start */
+void
+vms_start(struct api_req *r)
+{
+	vms_set(r, "running", 0, 200);
+}
+
+/* POST /v1/vms/{vm}/stop */
+void
+vms_stop(struct api_req *r)
+{
+	vms_set(r, "stopped", 0, 200);
+}
+
+/* POST /v1/vms/{vm}/reboot */
+void
+vms_reboot(struct api_req *r)
+{
+	vms_set(r, "running", 1, 200);
+}
+
+/* DELETE /v1/vms/{vm}: the record goes once the agent has removed it. */
+void
+vms_delete(struct api_req *r)
+{
+	vms_set(r, "deleted", 0, 202);
+}
+
+static struct console *
+vms_console_find(const char *uuid, int create)
+{
+	struct console	*c;
+
+	LIST_FOREACH(c, &consoles, c_entry)
+		if (strcmp(c->c_uuid, uuid) == 0)
+			return (c);
+	if (!create)
+		return (NULL);
+	c = xcalloc(1, sizeof(*c));
+	strlcpy(c->c_uuid, uuid, sizeof(c->c_uuid));
+	LIST_INSERT_HEAD(&consoles, c, c_entry);
+	return (c);
+}
+
+static void
+vms_console_forget(const char *uuid)
+{
+	struct console	*c;
+
+	if ((c = vms_console_find(uuid, 0)) != NULL) {
+		LIST_REMOVE(c, c_entry);
+		free(c);
+	}
+}
+
+/* GET /v1/vms/{vm}/console?offset=N */
+void
+vms_console(struct api_req *r)
+{
+	sqlite3_stmt	*st;
+	struct console	*c;
+	const char	*q = api_query(r, "offset");
+	uint64_t	 off = q ? strtoull(q, NULL, 10) : 0, end;
+	int64_t		 id;
+	char		 uuid[37], *text;
+	size_t		 i, n = 0, from;
+	json_t		*o;
+
+	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
+		return;
+	st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_step(st);
+	strlcpy(uuid, (const char *)sqlite3_column_text(st, 0), sizeof(uuid));
+	sqlite3_finalize(st);
+	c = vms_console_find(uuid, 0);
+	o = json_object();
+	json_object_set_new(o, "vm", json_string(uuid));
+	end = c ? c->c_start + c->c_len : 0;
+	if (c == NULL || off >= end) {
+		json_object_set_new(o, "offset", json_integer((json_int_t)
+		    (off > end ? end : off)));
+		json_object_set_new(o, "next", json_integer((json_int_t)end));
+		json_object_set_new(o, "data", json_string(""));
+		json_object_set_new(o, "truncated", json_false());
+		api_reply_json(r, 200, o);
+		return;
+	}
+	json_object_set_new(o, "truncated", json_boolean(off < c->c_start));
+	if (off < c->c_start)
+		off = c->c_start;
+	from = (size_t)(off - c->c_start);
+	/* Console bytes are not JSON text: keep printable ASCII and \n, \t. */
+	text = xmalloc(c->c_len - from + 1);
+	for (i = from; i < c->c_len; i++) {
+		unsigned char ch = (unsigned char)c->c_buf[i];
+
+		if (ch == '\n' || ch == '\t' || (ch >= 0x20 && ch < 0x7f))
+			text[n++] = (char)ch;
+		else if (ch != '\r')
+			text[n++] = '?';
+	}
+	json_object_set_new(o, "offset", json_integer((json_int_t)off));
+	json_object_set_new(o, "next", json_integer((json_int_t)end));
+	json_object_set_new(o, "data", json_stringn(text, n));
+	free(text);
+	api_reply_json(r, 200, o);
+}
+
+/* Send a node its whole desired state. */
+void
+vms_push(int64_t node_id)
+{
+	Opsn__DesiredState	 ds = OPSN__DESIRED_STATE__INIT;
+	Opsn__VmSpec		**specs = NULL, *s;
+	sqlite3_stmt		*st;
+	size_t			 n = 0, i, j;
+	json_t			*nics, *nic;
+
+	st = store_prepare(ctl->db, "SELECT generation FROM nodes WHERE id = ?");
+	sqlite3_bind_int64(st, 1, node_id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	ds.image_url = vms_image_url();
+	st = store_prepare(ctl->db, "SELECT uuid, name, tenant, vcpus, "
+	    "memory_mib, disk_bytes, image_id, nics, desired, reboot_seq FROM "
+	    "vms WHERE node_id = ? AND desired != 'deleted' ORDER BY id");
+	sqlite3_bind_int64(st, 1, node_id);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		s = xcalloc(1, sizeof(*s));
+		opsn__vm_spec__init(s);
+		s->id = xstrdup((const char *)sqlite3_column_text(st, 0));
+		s->name = xstrdup((const char *)sqlite3_column_text(st, 1));
+		s->tenant = xstrdup((const char *)sqlite3_column_text(st, 2));
+		s->vcpus = (uint32_t)sqlite3_column_int(st, 3);
+		s->memory_mib = (uint64_t)sqlite3_column_int64(st, 4);
+		s->disk_bytes = (uint64_t)sqlite3_column_int64(st, 5);
+		s->image = xcalloc(1, sizeof(*s->image));
+		images_ref(sqlite3_column_int64(st, 6), s->image);
+		nics = json_loads((const char *)sqlite3_column_text(st, 7), 0,
+		    NULL);
+		s->n_nics = json_array_size(nics);
+		s->nics = xcalloc(s->n_nics, sizeof(*s->nics));
+		json_array_foreach(nics, j, nic) {
+			s->nics[j] = xcalloc(1, sizeof(**s->nics));
+			opsn__nic__init(s->nics[j]);
+			s->nics[j]->bridge = xstrdup(json_string_value(
+			    json_object_get(nic, "bridge")));
+			s->nics[j]->mac = xstrdup(json_string_value(
+			    json_object_get(nic, "mac")));
+		}
+		json_decref(nics);
+		s->power = xstrdup((const char *)sqlite3_column_text(st, 8));
+		s->reboot_seq = (uint64_t)sqlite3_column_int64(st, 9);
+		specs = xrealloc(specs, (n + 1) * sizeof(*specs));
+		specs[n++] = s;
+	}
+	sqlite3_finalize(st);
+	ds.vms = specs;
+	ds.n_vms = n;
+	if (nodes_send(node_id, MSG_DESIRED_STATE, &ds.base) == 0)
+		log_debug("vms: pushed generation %llu (%zu VMs) to %s",
+		    (unsigned long long)ds.generation, n, nodes_name(node_id));
+	for (i = 0; i < n; i++) {
+		s = specs[i];
+		images_ref_free(s->image);
+		free(s->image);
+		for (j = 0; j < s->n_nics; j++) {
+			free(s->nics[j]->bridge);
+			free(s->nics[j]->mac);
+			free(s->nics[j]);
+		}
+		free(s->nics);
+		free(s->id);
+		free(s->name);
+		free(s->tenant);
+		free(s->power);
+		free(s);
+	}
+	free(specs);
+	free(ds.image_url);
+}
+
+/* Record one VM's observed state; a VM deleted on purpose is forgotten. */
+static void
+vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
+{
+	sqlite3_stmt	*st;
+
+	if (strcmp(vs->state, "deleted") == 0) {
+		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
+		    "node_id = ? AND desired = 'deleted'");
+		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, node_id);
+		sqlite3_step(st);
+		if (sqlite3_changes(ctl->db) > 0) {
+			log_info("vms: %s is deleted on %s", vs->id,
+			    nodes_name(node_id));
+			vms_console_forget(vs->id);
+		}
+		sqlite3_finalize(st);
+		return;
+	}
+	/* Only a change is written: repeated reports cost nothing. */
+	st = store_prepare(ctl->db, "UPDATE vms SET obs_state = ?, obs_reason = "
+	    "?, obs_since = ?, obs_error = ?, obs_generation = ?, obs_pid = ? "
+	    "WHERE uuid = ? AND node_id = ? AND (obs_state, obs_reason, "
+	    "coalesce(obs_since, 0), obs_error, obs_generation, obs_pid) IS NOT "
+	    "(?1, ?2, ?3, ?4, ?5, ?6)");
+	sqlite3_bind_text(st, 1, vs->state, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vs->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vs->since);
+	sqlite3_bind_text(st, 4, vs->error, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (int64_t)vs->generation);
+	sqlite3_bind_int64(st, 6, vs->pid);
+	sqlite3_bind_text(st, 7, vs->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, node_id);
+	sqlite3_step(st);
+	if (sqlite3_changes(ctl->db) > 0)
+		log_info("vms: %s on %s is %s%s%s%s", vs->id,
+		    nodes_name(node_id), vs->state, *vs->reason ? " (" : "",
+		    vs->reason, *vs->reason ? ")" : "");
+	sqlite3_finalize(st);
+}
+
+/* MSG_OBSERVED_STATE from a node. */
+void
+vms_observed(int64_t node_id, const uint8_t *p, size_t len)
+{
+	Opsn__ObservedState	*m;
+	sqlite3_stmt		*st;
+	size_t			 i;
+
+	if ((m = opsn__observed_state__unpack(NULL, len, p)) == NULL) {
+		log_warnx("vms: %s sent an observed state that does not "
+		    "decode", nodes_name(node_id));
+		return;
+	}
+	if (store_begin(ctl->db) == -1)
+		goto out;
+	for (i = 0; i < m->n_vms; i++)
+		vms_observe_one(node_id, m->vms[i]);
+	if (m->full) {
+		/*
+		 * A full report lists every VM the node has: one meant to be
+		 * deleted that it no longer lists is gone.
+		 */
+		st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE "
+		    "node_id = ? AND desired = 'deleted'");
+		sqlite3_bind_int64(st, 1, node_id);
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *u = (const char *)sqlite3_column_text(st, 0);
+			Opsn__VmStatus gone = OPSN__VM_STATUS__INIT;
+
+			for (i = 0; i < m->n_vms; i++)
+				if (strcmp(m->vms[i]->id, u) == 0)
+					break;
+			if (i < m->n_vms)
+				continue;
+			gone.id = (char *)u;
+			gone.state = "deleted";
+			vms_observe_one(node_id, &gone);
+		}
+		sqlite3_finalize(st);
+	}
+	st = store_prepare(ctl->db, "UPDATE nodes SET applied_generation = ? "
+	    "WHERE id = ? AND applied_generation != ?1");
+	sqlite3_bind_int64(st, 1, (int64_t)m->generation);
+	sqlite3_bind_int64(st, 2, node_id);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	store_commit(ctl->db);
+out:
+	opsn__observed_state__free_unpacked(m, NULL);
+}
+
+/* MSG_IMAGE_PROGRESS from a node: logged for the operator. */
+void
+vms_image_progress(int64_t node_id, const uint8_t *p, size_t len)
+{
+	Opsn__ImageProgress	*m;
+
+	if ((m = opsn__image_progress__unpack(NULL, len, p)) == NULL)
+		return;
+	if (*m->error != '\0')
+		log_warnx("images: %s: fetching %s of %s failed: %s",
+		    nodes_name(node_id), m->part, m->image, m->error);
+	else if (m->done)
+		log_info("images: %s has the %s of %s (%llu bytes)",
+		    nodes_name(node_id), m->part, m->image,
+		    (unsigned long long)m->total);
+	else
+		log_debug("images: %s: %s of %s: %llu/%llu",
+		    nodes_name(node_id), m->part, m->image,
+		    (unsigned long long)m->have, (unsigned long long)m->total);
+	opsn__image_progress__free_unpacked(m, NULL);
+}
+
+/* MSG_CONSOLE_DATA from a node: keep the tail in memory. */
+void
+vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
+{
+	Opsn__ConsoleData	*m;
+	struct console		*c;
+	sqlite3_stmt		*st;
+	const uint8_t		*d;
+	size_t			 n, drop;
+	int			 ours;
+
+	if ((m = opsn__console_data__unpack(NULL, len, p)) == NULL)
+		return;
+	/* Only the node that runs the VM may write its console. */
+	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE uuid = ? AND "
+	    "node_id = ?");
+	sqlite3_bind_text(st, 1, m->vm_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, node_id);
+	ours = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (!ours)
+		goto out;
+	c = vms_console_find(m->vm_id, 1);
+	if (m->reset || m->offset != c->c_start + c->c_len) {
+		/* A new stream, or a gap: start again where this data does. */
+		c->c_start = m->offset;
+		c->c_len = 0;
+	}
+	d = m->data.data;
+	n = m->data.len;
+	if (n > CONSOLE_KEEP) {
+		d += n - CONSOLE_KEEP;
+		c->c_start += c->c_len + (n - CONSOLE_KEEP);
+		c->c_len = 0;
+		n = CONSOLE_KEEP;
+	}
+	if (c->c_len + n > CONSOLE_KEEP) {
+		drop = c->c_len + n - CONSOLE_KEEP;
+		memmove(c->c_buf, c->c_buf + drop, c->c_len - drop);
+		c->c_len -= drop;
+		c->c_start += drop;
+	}
+	memcpy(c->c_buf + c->c_len, d, n);
+	c->c_len += n;
+out:
+	opsn__console_data__free_unpacked(m, NULL);
+}
