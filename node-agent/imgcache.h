@@ -8,6 +8,7 @@
 
 #include "agent.h"
 
+/* Valid only during the done callback: copy what you keep. */
 struct imgcache_result {
 	int		 ir_ok;
 	const char	*ir_error;	/* when !ir_ok */

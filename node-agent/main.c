@@ -233,6 +233,11 @@ main(int argc, char **argv)
 	if (util_mkdirs(a.conf.data_dir, 0700, &cause) == -1)
 		fatalx("data folder: %s", cause);
 	agent_proto_range(&a);
+	/*
+	 * Image downloads hold pool threads for long; libvirt calls must
+	 * still find some. Set before the pool starts (first uv_queue_work).
+	 */
+	setenv("UV_THREADPOOL_SIZE", "8", 0);
 	a.loop = uv_default_loop();
 
 	if (!enrol_have_cert(&a)) {
