@@ -2,9 +2,14 @@
  * Calls to the controller's REST API with libcurl, and the output helpers
  * every command shares: errors, pagination, tables or JSON.
  */
+#include <sys/ioctl.h>
+
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -16,6 +21,9 @@
 #define CLI_TIMEOUT	30L			/* seconds, whole request */
 #define CLI_REPLY_MAX	(64 * 1024 * 1024)	/* bytes */
 #define CLI_PAGE_LIMIT	100
+#define CLI_UPLOAD_STALL 300L			/* seconds without a byte */
+#define CLI_PROGRESS_MS	100			/* between progress updates */
+#define CLI_USAGE_COLS	80
 
 struct cli_buf {
 	char	*b_data;
@@ -23,12 +31,38 @@ struct cli_buf {
 	int	 b_toobig;
 };
 
+/*
+ * One request. r_fd != -1 streams a file as the body (PUT); otherwise
+ * r_body, if not NULL, is sent as JSON (the caller keeps it).
+ */
+struct cli_req {
+	const char	*r_method;
+	const char	*r_path;
+	json_t		*r_body;
+	int		 r_quiet404;	/* 404: return 1, print nothing */
+	int		 r_fd;
+	uint64_t	 r_size;
+	uint64_t	 r_sent;	/* bytes read from r_fd */
+	const char	*r_name;	/* the file, for messages */
+	int		 r_errno;	/* read(2) failed */
+	int		 r_short;	/* the file shrank */
+	uint64_t	 r_shown_ms;	/* last progress update */
+};
+
 static CURL	*cli_curl;
+static int	 cli_status_shown;	/* a status line is on stderr */
 
 static size_t	 cli_write_cb(char *, size_t, size_t, void *);
 static CURL	*cli_handle(void);
 static struct curl_slist *cli_header(struct curl_slist *, const char *);
 static void	 cli_error(const char *, const char *, long, struct cli_buf *);
+static size_t	 cli_read_cb(char *, size_t, size_t, void *);
+static int	 cli_seek_cb(void *, curl_off_t, int);
+static int	 cli_progress_cb(void *, curl_off_t, curl_off_t, curl_off_t,
+		    curl_off_t);
+static int	 cli_perform(struct cli_req *, json_t **);
+static size_t	 cli_columns(void);
+static int	 cli_opt_index(const struct cli_call *, const char *);
 
 static CURL *
 cli_handle(void)
@@ -110,14 +144,77 @@ cli_error(const char *method, const char *url, long status,
 	json_decref(j);
 }
 
-int
-cli_request(const char *method, const char *path, json_t *body, json_t **out)
+static size_t
+cli_read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct cli_req	*r = arg;
+	size_t		 want = size * n;
+	ssize_t		 got;
+
+	if (want > r->r_size - r->r_sent)
+		want = r->r_size - r->r_sent;
+	if (want == 0)
+		return (0);
+	do
+		got = read(r->r_fd, buf, want);
+	while (got == -1 && errno == EINTR);
+	if (got == -1) {
+		r->r_errno = errno;
+		return (CURL_READFUNC_ABORT);
+	}
+	/* We promised r_size bytes in Content-Length. */
+	if (got == 0) {
+		r->r_short = 1;
+		return (CURL_READFUNC_ABORT);
+	}
+	r->r_sent += (uint64_t)got;
+	return ((size_t)got);
+}
+
+/* libcurl rewinds the body when it must send it again. */
+static int
+cli_seek_cb(void *arg, curl_off_t off, int origin)
+{
+	struct cli_req	*r = arg;
+
+	if (origin != SEEK_SET || off < 0 || (uint64_t)off > r->r_size ||
+	    lseek(r->r_fd, (off_t)off, SEEK_SET) == -1)
+		return (CURL_SEEKFUNC_CANTSEEK);
+	r->r_sent = (uint64_t)off;
+	return (CURL_SEEKFUNC_OK);
+}
+
+static int
+cli_progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
+    curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct cli_req	*r = arg;
+	char		 done[32], total[32];
+	uint64_t	 now = util_mono_ms();
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	if (now - r->r_shown_ms < CLI_PROGRESS_MS)
+		return (0);
+	r->r_shown_ms = now;
+	format_bytes((uint64_t)ulnow, done, sizeof(done));
+	format_bytes(r->r_size, total, sizeof(total));
+	cli_status("%s: %s of %s (%d%%)", r->r_name, done, total,
+	    r->r_size > 0 ? (int)((uint64_t)ulnow * 100 / r->r_size) : 100);
+	return (0);
+}
+
+/* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
+static int
+cli_perform(struct cli_req *r, json_t **out)
 {
 	CURL			*c = cli_handle();
 	struct curl_slist	*hdrs = NULL;
 	struct cli_buf		 b;
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			*url = NULL, *auth = NULL, *payload = NULL;
+	const char		*method = r->r_method;
 	json_t			*j;
 	json_error_t		 jerr;
 	CURLcode		 rc;
@@ -128,7 +225,7 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 	errbuf[0] = '\0';
 	if (out != NULL)
 		*out = NULL;
-	xasprintf(&url, "%s%s", cli_conf.cc_url, path);
+	xasprintf(&url, "%s%s", cli_conf.cc_url, r->r_path);
 
 	/* Reset per request; the connection itself stays open for the next. */
 	curl_easy_reset(c);
@@ -136,7 +233,6 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "opsnctl/" OPSN_VERSION);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_write_cb);
@@ -150,27 +246,67 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 		xasprintf(&auth, "Authorization: Bearer %s", cli_conf.cc_token);
 		hdrs = cli_header(hdrs, auth);
 	}
-	if (body != NULL) {
-		if ((payload = json_dumps(body, JSON_COMPACT)) == NULL) {
-			fprintf(stderr, "opsnctl: cannot encode the request\n");
-			goto out;
+	if (r->r_fd != -1) {
+		/*
+		 * A disk image may take minutes: no limit on the whole
+		 * request, only on a stall (the server may hash and sync the
+		 * file after the last byte before it answers).
+		 */
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
+		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(c, CURLOPT_READFUNCTION, cli_read_cb);
+		curl_easy_setopt(c, CURLOPT_READDATA, r);
+		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cli_seek_cb);
+		curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
+		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
+		    (curl_off_t)r->r_size);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+		hdrs = cli_header(hdrs,
+		    "Content-Type: application/octet-stream");
+	} else {
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
+		if (r->r_body != NULL) {
+			payload = json_dumps(r->r_body, JSON_COMPACT);
+			if (payload == NULL) {
+				fprintf(stderr, "opsnctl: cannot encode the "
+				    "request\n");
+				goto out;
+			}
+			hdrs = cli_header(hdrs,
+			    "Content-Type: application/json");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
+			    (long)strlen(payload));
+		} else if (strcmp(method, "POST") == 0) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
 		}
-		hdrs = cli_header(hdrs, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
-		    (long)strlen(payload));
-	} else if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+		if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	}
-	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 
 	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (r->r_quiet404 && rc == CURLE_OK && status == 404) {
+		ret = 1;
+		goto out;
+	}
+	if (rc != CURLE_OK || status < 200 || status > 299)
+		cli_status_end(1);
 	if (b.b_toobig) {
 		fprintf(stderr, "opsnctl: %s %s: reply larger than %d bytes\n",
 		    method, url, CLI_REPLY_MAX);
+		goto out;
+	}
+	if (r->r_errno != 0 || r->r_short) {
+		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
+		    "the file shrank while it was sent" :
+		    strerror(r->r_errno));
 		goto out;
 	}
 	if (rc != CURLE_OK) {
@@ -182,14 +318,15 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 			    "with --ca, OPSN_CA or ca in the config file\n");
 		goto out;
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	if (status < 200 || status > 299) {
 		cli_error(method, url, status, &b);
 		goto out;
 	}
 	if (b.b_len > 0) {
-		j = json_loadb(b.b_data, b.b_len, 0, &jerr);
+		/* A console log may hold NUL bytes; callers use the length. */
+		j = json_loadb(b.b_data, b.b_len, JSON_ALLOW_NUL, &jerr);
 		if (j == NULL) {
+			cli_status_end(1);
 			fprintf(stderr, "opsnctl: %s %s: bad JSON in the reply "
 			    "(line %d: %s)\n", method, url, jerr.line,
 			    jerr.text);
@@ -211,8 +348,118 @@ out:
 	free(payload);
 	free(b.b_data);
 	free(url);
+	return (ret);
+}
+
+int
+cli_request(const char *method, const char *path, json_t *body, json_t **out)
+{
+	struct cli_req	 r;
+	int		 ret;
+
+	memset(&r, 0, sizeof(r));
+	r.r_method = method;
+	r.r_path = path;
+	r.r_body = body;
+	r.r_fd = -1;
+	ret = cli_perform(&r, out);
 	json_decref(body);
 	return (ret);
+}
+
+int
+cli_lookup(const char *path, json_t **out)
+{
+	struct cli_req	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_quiet404 = 1;
+	r.r_fd = -1;
+	return (cli_perform(&r, out));
+}
+
+int
+cli_upload(const char *path, int fd, uint64_t size, const char *name,
+    json_t **out)
+{
+	struct cli_req	 r;
+	char		*clean, total[32];
+	int		 ret;
+
+	clean = format_clean(name);
+	if (lseek(fd, 0, SEEK_SET) == -1) {
+		fprintf(stderr, "opsnctl: %s: %s\n", clean, strerror(errno));
+		free(clean);
+		return (-1);
+	}
+	memset(&r, 0, sizeof(r));
+	r.r_method = "PUT";
+	r.r_path = path;
+	r.r_fd = fd;
+	r.r_size = size;
+	r.r_name = clean;
+	ret = cli_perform(&r, out);
+	if (ret == 0) {
+		format_bytes(size, total, sizeof(total));
+		cli_status("%s: %s sent", clean, total);
+		cli_status_end(1);
+	}
+	free(clean);
+	return (ret);
+}
+
+/* Columns of the terminal on stderr, 80 if unknown. */
+static size_t
+cli_columns(void)
+{
+	struct winsize	 ws;
+
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == -1 || ws.ws_col == 0)
+		return (80);
+	return (ws.ws_col);
+}
+
+/*
+ * The line is cut to the terminal's width: "\r" only goes back to the start
+ * of the last row, so a wrapped line would leave its first rows behind.
+ */
+void
+cli_status(const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*line, *clean, *p;
+	size_t	 cols, n = 0;
+
+	if (cli_conf.cc_quiet || !isatty(STDERR_FILENO))
+		return;
+	va_start(ap, fmt);
+	xvasprintf(&line, fmt, ap);
+	va_end(ap);
+	clean = format_clean(line);
+	cols = cli_columns();
+	for (p = clean; *p != '\0'; p++) {
+		if (((unsigned char)*p & 0xc0) != 0x80 && ++n >= cols) {
+			*p = '\0';
+			break;
+		}
+	}
+	fprintf(stderr, "\r\033[K%s", clean);
+	fflush(stderr);
+	cli_status_shown = 1;
+	free(clean);
+	free(line);
+}
+
+void
+cli_status_end(int keep)
+{
+	if (!cli_status_shown)
+		return;
+	fputs(keep ? "\n" : "\r\033[K", stderr);
+	fflush(stderr);
+	cli_status_shown = 0;
 }
 
 char *
@@ -325,8 +572,9 @@ cli_show_object(json_t *obj, const struct format_col *cols, size_t ncols)
 	return (CLI_EXIT_OK);
 }
 
-const char *
-cli_opt(const struct cli_call *call, const char *name)
+/* Index of option name in the command's c_opts, or -1. */
+static int
+cli_opt_index(const struct cli_call *call, const char *name)
 {
 	const char	*o;
 	size_t		 i, len = strlen(name);
@@ -336,21 +584,68 @@ cli_opt(const struct cli_call *call, const char *name)
 			break;
 		if (strncmp(o, name, len) == 0 &&
 		    (o[len] == '\0' || o[len] == '='))
-			return (call->ca_optv[i]);
+			return ((int)i);
 	}
-	return (NULL);
+	return (-1);
 }
 
+const char *
+cli_opt(const struct cli_call *call, const char *name)
+{
+	int	 i;
+
+	if ((i = cli_opt_index(call, name)) == -1)
+		return (NULL);
+	return (call->ca_optv[i]);
+}
+
+const char **
+cli_opt_list(const struct cli_call *call, const char *name, size_t *n)
+{
+	int	 i;
+
+	*n = 0;
+	if ((i = cli_opt_index(call, name)) == -1)
+		return (NULL);
+	*n = call->ca_optn[i];
+	return (call->ca_optl[i]);
+}
+
+/*
+ * Long usages wrap at 80 columns, between top-level words (never inside
+ * "[...]"), indented under the first argument.
+ */
 void
 cli_print_usage(FILE *f, const struct cli_cmd *cmd)
 {
-	size_t	 i;
+	const char	*a, *w;
+	size_t		 i, col, indent, len;
+	int		 depth;
 
-	fprintf(f, "usage: opsnctl");
+	col = fprintf(f, "usage: opsnctl");
 	for (i = 0; cmd->c_path[i] != NULL; i++)
-		fprintf(f, " %s", cmd->c_path[i]);
-	if (cmd->c_args[0] != '\0')
-		fprintf(f, " %s", cmd->c_args);
+		col += fprintf(f, " %s", cmd->c_path[i]);
+	indent = col + 1;
+	for (a = cmd->c_args; *a != '\0'; a = w) {
+		while (*a == ' ')
+			a++;
+		/* One top-level word, brackets and all. */
+		for (w = a, depth = 0; *w != '\0' && (*w != ' ' || depth > 0);
+		    w++) {
+			if (*w == '[')
+				depth++;
+			else if (*w == ']' && depth > 0)
+				depth--;
+		}
+		len = (size_t)(w - a);
+		if (len == 0)
+			break;
+		if (col + 1 + len > CLI_USAGE_COLS && col > indent) {
+			fprintf(f, "\n%*s", (int)indent - 1, "");
+			col = indent - 1;
+		}
+		col += fprintf(f, " %.*s", (int)len, a);
+	}
 	fputc('\n', f);
 }
 

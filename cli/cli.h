@@ -16,7 +16,7 @@
 #define CLI_EXIT_USAGE	2
 
 #define CLI_MAXWORDS	3	/* words in a command path ("node list") */
-#define CLI_MAXOPTS	4	/* options of one command */
+#define CLI_MAXOPTS	16	/* options of one command */
 
 enum cli_output {
 	CLI_OUTPUT_TABLE,
@@ -57,7 +57,10 @@ struct cli_call {
 	const struct cli_cmd	*ca_cmd;
 	int			 ca_argc;	/* positional arguments */
 	char			**ca_argv;
-	const char		*ca_optv[CLI_MAXOPTS];	/* NULL: not given */
+	/* Per option: the last value (NULL: not given), and all in order. */
+	const char		*ca_optv[CLI_MAXOPTS];
+	const char		**ca_optl[CLI_MAXOPTS];
+	size_t			 ca_optn[CLI_MAXOPTS];
 };
 
 /* Flag-level settings from the command line, before they are merged. */
@@ -84,6 +87,21 @@ void	 conf_src_clear(struct conf_src *);
  */
 int	 cli_request(const char *method, const char *path, json_t *body,
 	    json_t **out);
+/* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
+int	 cli_lookup(const char *path, json_t **out);
+/*
+ * PUT size bytes of the regular file open on fd (read from its start) to
+ * path as application/octet-stream, streamed, never held in memory. name
+ * (the file's) labels the progress line on a terminal and the messages.
+ * Returns like cli_request; fd stays open.
+ */
+int	 cli_upload(const char *path, int fd, uint64_t size, const char *name,
+	    json_t **out);
+/* Show a one-line status on stderr, rewritten in place, if it is a tty. */
+void	 cli_status(const char *fmt, ...)
+	    __attribute__((format(printf, 1, 2)));
+/* End the status line: keep it (newline) or erase it. */
+void	 cli_status_end(int keep);
 /* GET every page of a list; *out is {"items":[...],"next_cursor":null}. */
 int	 cli_list(const char *path, json_t **out);
 /* Escape one path segment or query value; caller frees. */
@@ -94,6 +112,9 @@ int	 cli_show_list(const char *path, const struct format_col *, size_t);
 int	 cli_show_object(json_t *obj, const struct format_col *, size_t);
 /* The value of a command option, "" for a flag, NULL if not given. */
 const char *cli_opt(const struct cli_call *, const char *name);
+/* Every value of a repeatable option, in order; *n of them (0: none). */
+const char **cli_opt_list(const struct cli_call *, const char *name,
+	    size_t *n);
 /* Print "usage: opsnctl PATH ARGS" to f. */
 void	 cli_print_usage(FILE *, const struct cli_cmd *);
 /* Print the command's usage line to stderr and return CLI_EXIT_USAGE. */
@@ -128,6 +149,8 @@ char	*format_clean(const char *);
 void	 format_bytes(uint64_t, char *, size_t);
 /* "12s ago", "3m ago", "2h ago", "4d ago" for then, seen at now. */
 void	 format_ago(int64_t then, int64_t now, char *, size_t);
+/* Parse "512M", "2G", "1T" (powers of 1024) or bytes; -1 with *cause. */
+int	 format_parse_size(const char *, uint64_t *, char **cause);
 /* Parse an RFC 3339 time ("2026-11-29T19:38:25Z"); -1 if it is not one. */
 int	 format_parse_time(const char *, int64_t *);
 
@@ -135,6 +158,7 @@ int	 format_parse_time(const char *, int64_t *);
 char	*format_value(json_t *);	/* strings, numbers, lists; null "-" */
 char	*format_size(json_t *);		/* bytes: "15.6G" */
 char	*format_size_exact(json_t *);	/* "15.6G (16777216000 bytes)" */
+char	*format_mib(json_t *);		/* MiB: 512 as "512M" */
 char	*format_age(json_t *);		/* time: "12s ago"; null "never" */
 char	*format_time(json_t *);		/* time: "...Z (12s ago)" */
 char	*format_counts(json_t *);	/* {"ready":2} as "2 ready" */
@@ -142,10 +166,22 @@ char	*format_counts(json_t *);	/* {"ready":2} as "2 ready" */
 /* health.c */
 int	 health_show(struct cli_call *);
 
+/* image.c */
+int	 image_add(struct cli_call *);
+int	 image_list(struct cli_call *);
+int	 image_show(struct cli_call *);
+
 /* node.c */
 int	 node_list(struct cli_call *);
 int	 node_show(struct cli_call *);
 int	 node_token(struct cli_call *);
 int	 node_revoke(struct cli_call *);
+
+/* vm.c */
+int	 vm_create(struct cli_call *);
+int	 vm_list(struct cli_call *);
+int	 vm_show(struct cli_call *);
+int	 vm_action(struct cli_call *);	/* start, stop, reboot, delete */
+int	 vm_console(struct cli_call *);
 
 #endif

@@ -3,6 +3,7 @@
  * ages. Nothing here touches the network or the settings, so the unit tests
  * can link it alone.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,49 @@ format_bytes(uint64_t n, char *buf, size_t len)
 		    tenths % 10, units[u]);
 }
 
+/*
+ * Binary units only, as disks and memory are counted: "2G" is 2 GiB. A
+ * bare number is bytes.
+ */
+int
+format_parse_size(const char *s, uint64_t *out, char **cause)
+{
+	static const char	 units[] = "KMGTPE";
+	const char		*u;
+	char			*end;
+	unsigned long long	 n;
+	uint64_t		 mul = 1;
+
+	*cause = NULL;
+	/* strtoull would take blanks and a sign. */
+	if (*s < '0' || *s > '9') {
+		xasprintf(cause, "'%s' is not a size (e.g. 512M, 2G, 1T)", s);
+		return (-1);
+	}
+	errno = 0;
+	n = strtoull(s, &end, 10);
+	if (errno != 0) {
+		xasprintf(cause, "'%s' is too large", s);
+		return (-1);
+	}
+	if (*end != '\0') {
+		if ((u = strchr(units, *end)) == NULL || (end[1] != '\0' &&
+		    strcmp(end + 1, "i") != 0 && strcmp(end + 1, "iB") != 0)) {
+			xasprintf(cause, "'%s': unknown unit '%s' (use K, M, "
+			    "G or T)", s, end);
+			return (-1);
+		}
+		mul = (uint64_t)1 << (10 * (u - units + 1));
+	}
+	/* The API takes signed 64-bit numbers. */
+	if (n > (uint64_t)INT64_MAX / mul) {
+		xasprintf(cause, "'%s' is too large", s);
+		return (-1);
+	}
+	*out = (uint64_t)n * mul;
+	return (0);
+}
+
 void
 format_ago(int64_t then, int64_t now, char *buf, size_t len)
 {
@@ -126,8 +170,14 @@ format_value(json_t *v)
 	size_t		 i;
 	json_t		*e;
 
+	/* Formatters pass members that may be missing, such as a NIC's MAC. */
+	if (v == NULL)
+		return (xstrdup("-"));
 	switch (json_typeof(v)) {
 	case JSON_STRING:
+		/* An empty cell would shift the eye to the next column. */
+		if (json_string_length(v) == 0)
+			return (xstrdup("-"));
 		return (format_clean(json_string_value(v)));
 	case JSON_INTEGER:
 		xasprintf(&s, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -185,6 +235,18 @@ format_size_exact(json_t *v)
 	xasprintf(&s, "%s (%" JSON_INTEGER_FORMAT " bytes)", buf,
 	    json_integer_value(v));
 	return (s);
+}
+
+char *
+format_mib(json_t *v)
+{
+	char	 buf[32];
+
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > (json_int_t)(UINT64_MAX >> 20))
+		return (format_value(v));
+	format_bytes((uint64_t)json_integer_value(v) << 20, buf, sizeof(buf));
+	return (xstrdup(buf));
 }
 
 char *

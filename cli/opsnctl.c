@@ -47,6 +47,46 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "node", "revoke" }, "NAME",
 	  "revoke a node's certificate",
 	  { NULL }, 1, 1, 0, node_revoke },
+	{ { "image", "add" }, "NAME --file DISK [--format qcow2|raw] "
+	  "[--kernel FILE [--initrd FILE] [--cmdline TEXT]]",
+	  "upload a disk image (and a kernel to boot it)",
+	  { "file=", "format=", "kernel=", "initrd=", "cmdline=" },
+	  1, 1, 0, image_add },
+	{ { "image", "list" }, "",
+	  "list the images",
+	  { NULL }, 0, 0, 0, image_list },
+	{ { "image", "show" }, "NAME",
+	  "show one image",
+	  { NULL }, 1, 1, 0, image_show },
+	/* vm_create reads "plan=" too once the controller has plans. */
+	{ { "vm", "create" }, "--name NAME --node NODE --image IMAGE "
+	  "--vcpus N --memory SIZE --disk SIZE [--tenant TENANT] "
+	  "[--nic BRIDGE]... [--stopped] [--wait [--timeout DURATION]]",
+	  "create a VM on a node",
+	  { "name=", "node=", "image=", "vcpus=", "memory=", "disk=",
+	    "tenant=", "nic=", "stopped", "wait", "timeout=" },
+	  0, 0, 0, vm_create },
+	{ { "vm", "list" }, "[--node NODE]",
+	  "list the VMs",
+	  { "node=" }, 0, 0, 0, vm_list },
+	{ { "vm", "show" }, "VM",
+	  "show one VM, by name or id",
+	  { NULL }, 1, 1, 0, vm_show },
+	{ { "vm", "start" }, "VM [--wait [--timeout DURATION]]",
+	  "start a VM",
+	  { "wait", "timeout=" }, 1, 1, 0, vm_action },
+	{ { "vm", "stop" }, "VM [--wait [--timeout DURATION]]",
+	  "stop a VM",
+	  { "wait", "timeout=" }, 1, 1, 0, vm_action },
+	{ { "vm", "reboot" }, "VM [--wait [--timeout DURATION]]",
+	  "reboot a VM",
+	  { "wait", "timeout=" }, 1, 1, 0, vm_action },
+	{ { "vm", "delete" }, "VM [--wait [--timeout DURATION]]",
+	  "delete a VM and its disk",
+	  { "wait", "timeout=" }, 1, 1, 0, vm_action },
+	{ { "vm", "console-log" }, "VM [--follow]",
+	  "print a VM's console output",
+	  { "follow" }, 1, 1, 0, vm_console },
 	{ { "help" }, "[COMMAND]",
 	  "list the commands, or show how to use one",
 	  { NULL }, 0, CLI_MAXWORDS, CLI_CMD_LOCAL, opsnctl_help },
@@ -72,6 +112,7 @@ static const struct option opsnctl_globals[] = {
 };
 
 #define OPSNCTL_SHORT	"o:qh"
+#define OPSNCTL_HELP_COL 32	/* longer usages are cut in the list */
 
 static size_t	 opsnctl_words(const struct cli_cmd *);
 static const struct cli_cmd *opsnctl_find(int, char **, int *);
@@ -152,6 +193,13 @@ opsnctl_list(FILE *f, const char *group)
 			}
 			if (cmd->c_args[0] != '\0') {
 				xasprintf(&tmp, "%s %s", line, cmd->c_args);
+				/* Keep the operands; "help COMMAND" has all. */
+				if (strlen(tmp) > OPSNCTL_HELP_COL) {
+					free(tmp);
+					len = strcspn(cmd->c_args, "[-");
+					xasprintf(&tmp, "%s %.*s...", line,
+					    (int)len, cmd->c_args);
+				}
 				free(line);
 				line = tmp;
 			}
@@ -175,7 +223,8 @@ opsnctl_help(struct cli_call *call)
 	if (call->ca_argc == 0) {
 		printf(OPSNCTL_USAGE "\nCommands:\n");
 		opsnctl_list(stdout, NULL);
-		printf("\nSettings come from ~/.config/opsn/opsnctl.conf, then "
+		printf("\n'opsnctl help COMMAND' shows a command's options.\n"
+		    "Settings come from ~/.config/opsn/opsnctl.conf, then "
 		    "OPSN_URL, OPSN_TOKEN\n(or OPSN_TOKEN_FILE) and OPSN_CA, "
 		    "then the flags. See opsnctl(1).\n");
 		return (CLI_EXIT_OK);
@@ -336,8 +385,11 @@ main(int argc, char *argv[])
 	    NULL)) != -1) {
 		if (ch >= OPSNCTL_OPT_CMD &&
 		    ch < OPSNCTL_OPT_CMD + CLI_MAXOPTS) {
-			call.ca_optv[ch - OPSNCTL_OPT_CMD] =
-			    optarg != NULL ? optarg : "";
+			i = (size_t)(ch - OPSNCTL_OPT_CMD);
+			call.ca_optv[i] = optarg != NULL ? optarg : "";
+			call.ca_optl[i] = xrealloc(call.ca_optl[i],
+			    (call.ca_optn[i] + 1) * sizeof(*call.ca_optl[i]));
+			call.ca_optl[i][call.ca_optn[i]++] = call.ca_optv[i];
 			continue;
 		}
 		if (ch == 'h') {
@@ -399,6 +451,8 @@ out:
 	conf_clear();
 	for (i = nitems(opsnctl_globals); i < n; i++)
 		free((char *)longopts[i].name);
+	for (i = 0; i < CLI_MAXOPTS; i++)
+		free(call.ca_optl[i]);
 	free(avbase);
 	return (rc);
 }

@@ -82,6 +82,44 @@ format_parse_time_reads_rfc3339_utc(void **state)
 	assert_int_equal(format_parse_time("2026-11-29T19:38:25", &t), -1);
 }
 
+static void
+format_parse_size_takes_binary_units_or_bytes(void **state)
+{
+	uint64_t	 n;
+	char		*cause;
+
+	(void)state;
+	assert_int_equal(format_parse_size("512M", &n, &cause), 0);
+	assert_true(n == 512ULL << 20);
+	assert_int_equal(format_parse_size("2G", &n, &cause), 0);
+	assert_true(n == 2ULL << 30);
+	assert_int_equal(format_parse_size("1TiB", &n, &cause), 0);
+	assert_true(n == 1ULL << 40);
+	assert_int_equal(format_parse_size("4096", &n, &cause), 0);
+	assert_true(n == 4096);
+}
+
+static void
+format_parse_size_rejects_signs_units_and_overflow(void **state)
+{
+	static const char *const bad[] = {
+		"", "-1", " 1G", "+1G", "1GB", "1g", "G", "1.5G", "8E",
+		"99999999999999999999",
+	};
+	uint64_t	 n;
+	size_t		 i;
+	char		*cause;
+
+	(void)state;
+	for (i = 0; i < nitems(bad); i++) {
+		assert_int_equal(format_parse_size(bad[i], &n, &cause), -1);
+		assert_non_null(cause);
+		free(cause);
+	}
+	/* The largest a signed 64-bit API field holds still parses. */
+	assert_int_equal(format_parse_size("8191P", &n, &cause), 0);
+}
+
 static const struct format_col test_cols[] = {
 	{ "NAME",	"name",		NULL },
 	{ "ROLES",	"roles",	NULL },
@@ -153,6 +191,24 @@ format_table_neutralises_terminal_escapes(void **state)
 }
 
 static void
+format_table_prints_a_dash_for_an_empty_string(void **state)
+{
+	char	*out;
+
+	(void)state;
+	out = table_of("[{\"name\":\"\",\"roles\":[\"web\"],"
+	    "\"memory_bytes\":0,\"last_seen\":null}]");
+	assert_string_equal(out,
+	    "NAME  ROLES  MEMORY  LAST-SEEN\n"
+	    "-     web    0B      never\n");
+	free(out);
+	/* A formatter may look up a member that is not there. */
+	out = format_value(NULL);
+	assert_string_equal(out, "-");
+	free(out);
+}
+
+static void
 format_table_with_no_items_prints_the_header(void **state)
 {
 	char	*out;
@@ -171,10 +227,15 @@ main(void)
 		cmocka_unit_test(format_bytes_never_prints_1024_of_a_unit),
 		cmocka_unit_test(format_ago_picks_the_largest_unit),
 		cmocka_unit_test(format_parse_time_reads_rfc3339_utc),
+		cmocka_unit_test(format_parse_size_takes_binary_units_or_bytes),
+		cmocka_unit_test(
+		    format_parse_size_rejects_signs_units_and_overflow),
 		cmocka_unit_test(
 		    format_table_aligns_columns_without_trailing_blanks),
 		cmocka_unit_test(format_table_counts_utf8_as_one_column),
 		cmocka_unit_test(format_table_neutralises_terminal_escapes),
+		cmocka_unit_test(
+		    format_table_prints_a_dash_for_an_empty_string),
 		cmocka_unit_test(format_table_with_no_items_prints_the_header),
 	};
 
