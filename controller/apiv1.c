@@ -1,6 +1,7 @@
 /* The /v1 routes: a table of handlers, bearer tokens, role permissions. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -13,6 +14,7 @@
 #define LIST_LIMIT_MAX		1000
 /* h2o keeps a request body in memory (or a temporary file past 32 MiB). */
 #define APIV1_MAX_UPLOAD	((size_t)4 << 30)
+#define APIV1_MAX_IMPORT	((size_t)64 << 20)
 
 static struct ctl	*ac;
 
@@ -56,6 +58,35 @@ static const struct api_route apiv1_routes[] = {
 	  "Delete a VM, its domain and its disk" },
 	{ "GET", "/v1/vms/{vm}/console", "vms.read", vms_console,
 	  "The tail of a VM's serial console (offset)" },
+	{ "POST", "/v1/tenants", "tenants.write", tenants_create,
+	  "Add a member (commune, EPCI, syndicat, department, other)" },
+	{ "GET", "/v1/tenants", "tenants.read", tenants_list,
+	  "List members (kind, status, parent, limit, cursor)" },
+	{ "POST", "/v1/tenants/import", "tenants.write", import_tenants,
+	  "Import members (Etalab or CSV records), all or nothing",
+	  APIV1_MAX_IMPORT },
+	{ "GET", "/v1/tenants/{tenant}", "tenants.read", tenants_get,
+	  "Show a member by id, INSEE code or SIREN (ETag)" },
+	{ "PATCH", "/v1/tenants/{tenant}", "tenants.write", tenants_update,
+	  "Change a member's fields or quotas (If-Match)" },
+	{ "POST", "/v1/tenants/{tenant}/suspend", "tenants.write",
+	  tenants_suspend, "Suspend a member" },
+	{ "POST", "/v1/tenants/{tenant}/withdraw", "tenants.write",
+	  tenants_withdraw, "A member withdraws: history kept, no new service" },
+	{ "POST", "/v1/tenants/{tenant}/activate", "tenants.write",
+	  tenants_activate, "Reactivate a suspended member" },
+	{ "POST", "/v1/plans", "vms.write", plans_create, "Add a plan" },
+	{ "GET", "/v1/plans", "vms.read", plans_list, "List plans" },
+	{ "POST", "/v1/tokens", "tokens.write", tokens_api_create,
+	  "Create an API token (shown once)" },
+	{ "GET", "/v1/tokens", "tokens.read", tokens_api_list,
+	  "List API tokens (never the tokens themselves)" },
+	{ "POST", "/v1/tokens/{name}/revoke", "tokens.write", tokens_api_revoke,
+	  "Revoke an API token" },
+	{ "GET", "/v1/audit", "audit.read", audit_list,
+	  "The audit trail (since, object, limit, cursor)" },
+	{ "GET", "/v1/audit/verify", "audit.read", audit_verify_route,
+	  "Check the audit trail's hash chain" },
 };
 
 /*
@@ -64,11 +95,12 @@ static const struct api_route apiv1_routes[] = {
  */
 static const struct {
 	const char	*role;
-	const char	*perms[8];
+	const char	*perms[12];
 } apiv1_roles[] = {
 	{ "admin",	{ "*" } },
 	{ "operator",	{ "nodes.*", "tenants.*", "vms.*", "images.*",
-			  "services.*", "*.read" } },
+			  "services.*", "usage.*", "statements.*", "audit.read",
+			  "*.read" } },
 	{ "auditor",	{ "*.read" } },
 	{ "finance",	{ "tenants.read", "usage.read", "statements.read" } },
 	{ "node",	{ "images.download" } },
@@ -164,6 +196,55 @@ apiv1_known_fields(struct api_req *r, json_t *body, const char *const *known)
 		}
 	}
 	return (0);
+}
+
+/* A required whole number within [min, max]; -1 after replying 400. */
+int
+apiv1_int_field(struct api_req *r, json_t *body, const char *name,
+    int64_t min, int64_t max, int64_t *out)
+{
+	json_t	*v = json_object_get(body, name);
+
+	if (v == NULL) {
+		api_reply_error(r, 400, "missing_field", "%s is required", name);
+		return (-1);
+	}
+	if (!json_is_integer(v) || json_integer_value(v) < min ||
+	    json_integer_value(v) > max) {
+		api_reply_error(r, 400, "bad_field", "%s must be a whole number "
+		    "from %lld to %lld", name, (long long)min, (long long)max);
+		return (-1);
+	}
+	*out = json_integer_value(v);
+	return (0);
+}
+
+/* A time as YYYY-MM-DD, RFC 3339 UTC, or unix seconds. */
+int
+apiv1_parse_time(const char *s, int64_t *out)
+{
+	struct tm	 tm;
+	const char	*end;
+	char		*e;
+	long long	 n;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) != NULL &&
+	    *end == '\0') {
+		*out = (int64_t)timegm(&tm);
+		return (0);
+	}
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%d", &tm)) != NULL && *end == '\0') {
+		*out = (int64_t)timegm(&tm);
+		return (0);
+	}
+	n = strtoll(s, &e, 10);
+	if (*s != '\0' && *e == '\0' && n >= 0) {
+		*out = n;
+		return (0);
+	}
+	return (-1);
 }
 
 /* limit and cursor query parameters; -1 after replying 400. */
@@ -266,8 +347,16 @@ apiv1_node_tokens(struct api_req *r)
 			goto out;
 		}
 	}
-	if (tokens_join_create(ac, ttl, &token, &expires, &cause) == -1) {
-		log_warnx("api: %s", cause);
+	if (store_begin(ac->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (tokens_join_create(ac, ttl, &token, &expires, &cause) == -1 ||
+	    audit_record(r, "node.token", "nodes", json_pack("{s:I}",
+	    "ttl_seconds", (json_int_t)ttl)) == -1 ||
+	    store_commit(ac->db) == -1) {
+		store_rollback(ac->db);
+		log_warnx("api: %s", cause ? cause : "join token");
 		api_reply_error(r, 500, "internal", "could not create a token");
 		goto out;
 	}
@@ -291,9 +380,23 @@ apiv1_node_revoke(struct api_req *r)
 	const char	*name = api_param(r, "name");
 	char		*cause = NULL;
 
+	char		 obj[96];
+
+	if (store_begin(ac->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		return;
+	}
+	snprintf(obj, sizeof(obj), "node/%s", name);
 	if (nodes_revoke(name, &cause) == -1) {
+		store_rollback(ac->db);
 		api_reply_error(r, 404, "not_found", "%s", cause);
 		free(cause);
+		return;
+	}
+	if (audit_record(r, "node.revoke", obj, NULL) == -1 ||
+	    store_commit(ac->db) == -1) {
+		store_rollback(ac->db);
+		api_reply_error(r, 500, "internal", "revoking failed");
 		return;
 	}
 	log_notice("api: %s revoked node %s", api_principal(r)->ap_name, name);

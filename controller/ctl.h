@@ -81,6 +81,7 @@ int64_t	nodes_id(const char *name, int *usable);
 const char *nodes_name(int64_t id);
 /* Check a client certificate presented to the API: 0 and the node name. */
 int	nodes_cert_ok(X509 *, char *name, size_t len);
+int	nodes_is_ready(int64_t id);
 
 /* controller/apiv1.c */
 struct api_req;
@@ -92,6 +93,50 @@ void	apiv1_reply_page(struct api_req *, json_t *items, char *next);
 /* Refuse fields not in the NULL-terminated list; -1 after replying 400. */
 int	apiv1_known_fields(struct api_req *, json_t *body,
 	    const char *const *known);
+/* A required whole number in [min, max]; -1 after replying 400. */
+int	apiv1_int_field(struct api_req *, json_t *body, const char *name,
+	    int64_t min, int64_t max, int64_t *out);
+/* YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix seconds. */
+int	apiv1_parse_time(const char *, int64_t *);
+
+/* controller/audit.c: call inside the mutation's transaction. */
+int	audit_record(struct api_req *, const char *action, const char *object,
+	    json_t *summary);
+int	audit_verify(int64_t *checked, int64_t *bad_id, char **why);
+void	audit_list(struct api_req *);
+void	audit_verify_route(struct api_req *);
+
+/* controller/tenants.c */
+int	tenants_insee_ok(const char *);
+int	tenants_siren_ok(const char *);
+int64_t	tenants_resolve(const char *ref);
+int64_t	tenants_from_path(struct api_req *, const char *ref);
+json_t	*tenants_json(int64_t id);
+int	tenants_may_grow(int64_t id, char **cause);
+void	tenants_create(struct api_req *);
+void	tenants_list(struct api_req *);
+void	tenants_get(struct api_req *);
+void	tenants_update(struct api_req *);
+void	tenants_suspend(struct api_req *);
+void	tenants_withdraw(struct api_req *);
+void	tenants_activate(struct api_req *);
+
+/* controller/import.c */
+void	import_tenants(struct api_req *);
+
+/* controller/plans.c */
+int64_t	plans_find(const char *, int64_t *vcpus, int64_t *mem, int64_t *disk);
+void	plans_create(struct api_req *);
+void	plans_list(struct api_req *);
+
+/* controller/sched.c */
+int64_t	sched_place(int64_t vcpus, int64_t mem_mib, int64_t disk,
+	    char **cause);
+
+/* controller/tokens.c: the API's tokens */
+void	tokens_api_create(struct api_req *);
+void	tokens_api_list(struct api_req *);
+void	tokens_api_revoke(struct api_req *);
 
 /* controller/images.c */
 void	images_create(struct api_req *);

@@ -181,6 +181,7 @@ images_create(struct api_req *r)
 	int64_t		 size[3] = { 0, 0, 0 }, id;
 	sqlite3_stmt	*st;
 	size_t		 i;
+	char		 obj[96];
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
@@ -273,7 +274,10 @@ images_create(struct api_req *r)
 		sqlite3_finalize(st);
 	}
 	images_mark_ready(id);
-	if (store_commit(ctl->db) == -1) {
+	snprintf(obj, sizeof(obj), "image/%s", name);
+	if (audit_record(r, "image.create", obj, json_deep_copy(body)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
 		api_reply_error(r, 500, "internal", "storing the image failed");
 		goto out;
 	}
@@ -293,7 +297,7 @@ images_upload(struct api_req *r)
 	sqlite3_stmt	*st;
 	int64_t		 id, size;
 	char		 sha[65], *want = NULL, *path = NULL, *cause = NULL;
-	char		*dir = NULL;
+	char		*dir = NULL, obj[96];
 	unsigned char	 md[32];
 	unsigned int	 mdlen = sizeof(md);
 
@@ -341,6 +345,10 @@ images_upload(struct api_req *r)
 		api_reply_error(r, 500, "internal", "storing the %s failed", part);
 		goto out;
 	}
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
 	st = store_prepare(ctl->db, "UPDATE image_parts SET uploaded = 1 WHERE "
 	    "image_id = ? AND part = ?");
 	sqlite3_bind_int64(st, 1, id);
@@ -348,6 +356,14 @@ images_upload(struct api_req *r)
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	images_mark_ready(id);
+	snprintf(obj, sizeof(obj), "image/%s", name);
+	if (audit_record(r, "image.upload", obj, json_pack("{s:s,s:s,s:I}",
+	    "part", part, "sha256", sha, "size", (json_int_t)len)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the upload failed");
+		goto out;
+	}
 	log_info("images: %s uploaded %s of %s (%zu bytes)",
 	    api_principal(r)->ap_name, part, name, len);
 	api_reply_json(r, 200, images_json(name));

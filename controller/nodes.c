@@ -348,6 +348,17 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	if ((pem = pki_cert_pem(cert, &cause)) == NULL ||
 	    (capem = pki_cert_pem(nc->ca, &cause)) == NULL)
 		goto rollback;
+	{
+		char obj[96];
+
+		snprintf(obj, sizeof(obj), "node/%s", e->name);
+		if (audit_record(NULL, "node.enrol", obj, json_pack("{s:s,s:s}",
+		    "from", conn_peer_addr(s->s_conn), "cert_fingerprint",
+		    fpr)) == -1) {
+			xasprintf(&cause, "the controller could not record it");
+			goto rollback;
+		}
+	}
 	if (store_commit(nc->db) == -1) {
 		xasprintf(&cause, "the controller could not commit");
 		goto refuse;
@@ -572,6 +583,16 @@ nodes_id(const char *name, int *usable)
 		return (-1);
 	*usable = !n->n_revoked;
 	return (n->n_id);
+}
+
+/* Is node id ready (connected and heartbeating)? */
+int
+nodes_is_ready(int64_t id)
+{
+	struct node	*n = nodes_by_id(id);
+
+	return (n != NULL && !n->n_revoked && n->n_sess != NULL &&
+	    strcmp(n->n_state, "ready") == 0);
 }
 
 /* Node name by id, for logs ("?" if unknown). */

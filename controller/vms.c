@@ -102,12 +102,16 @@ vms_image_url(void)
 	return (url);
 }
 
-#define VMS_COLS "v.uuid, v.name, n.name, v.tenant, v.vcpus, v.memory_mib, " \
+#define VMS_TENANT "coalesce(t.insee, t.siren, CAST(t.id AS TEXT), '')"
+#define VMS_COLS "v.uuid, v.name, n.name, " VMS_TENANT ", v.vcpus, " \
+	"v.memory_mib, " \
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
-	"v.created_at, v.id"
+	"v.created_at, v.id, pl.name"
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
-	"JOIN images i ON i.id = v.image_id "
+	"JOIN images i ON i.id = v.image_id " \
+	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
+	"LEFT JOIN plans pl ON pl.id = v.plan_id "
 
 static json_t *
 vms_row_json(sqlite3_stmt *st)
@@ -156,6 +160,9 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "observed", obs);
 	util_time_fmt(sqlite3_column_int64(st, 17), buf, sizeof(buf));
 	json_object_set_new(o, "created_at", json_string(buf));
+	json_object_set_new(o, "plan", sqlite3_column_type(st, 19) ==
+	    SQLITE_NULL ? json_null() : json_string((const char *)
+	    sqlite3_column_text(st, 19)));
 	return (o);
 }
 
@@ -170,9 +177,13 @@ vms_find(struct api_req *r, const char *ref)
 	int64_t		 id = -1;
 	int		 n = 0;
 
-	st = store_prepare(ctl->db, "SELECT id FROM vms WHERE uuid = ?1 UNION "
-	    "ALL SELECT id FROM vms WHERE name = ?1 AND uuid != ?1");
+	const struct api_principal *p = api_principal(r);
+
+	/* A token scoped to a tenant sees only that tenant's VMs. */
+	st = store_prepare(ctl->db, "SELECT id FROM vms WHERE (uuid = ?1 OR "
+	    "name = ?1) AND (?2 = 0 OR tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, p != NULL ? p->ap_tenant : 0);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
 			id = sqlite3_column_int64(st, 0);
@@ -263,37 +274,81 @@ fail:
 	return (-1);
 }
 
+/*
+ * Check the tenant's quotas for one more VM of this size, inside the
+ * transaction; -1 after replying 403 naming the quota and the use.
+ */
 static int
-vms_int_field(struct api_req *r, json_t *body, const char *name, int64_t min,
-    int64_t max, int64_t *out)
+vms_quota(struct api_req *r, int64_t tenant, int64_t vcpus, int64_t mem,
+    int64_t disk)
 {
-	json_t	*v = json_object_get(body, name);
+	static const char *const what[4] = { "VM count", "vCPU", "memory (MiB)",
+	    "disk (bytes)" };
+	sqlite3_stmt	*st;
+	int64_t		 quota[4], use[4], add[4] = { 1, vcpus, mem, disk };
+	char		 ref[64];
+	int		 i, has[4];
 
-	if (v == NULL) {
-		api_reply_error(r, 400, "missing_field", "%s is required", name);
+	st = store_prepare(ctl->db, "SELECT t.quota_vms, t.quota_vcpus, "
+	    "t.quota_memory_mib, t.quota_disk_bytes, " VMS_TENANT ", "
+	    "(SELECT count(*) FROM vms WHERE tenant_id = t.id AND desired != "
+	    "'deleted'), (SELECT coalesce(sum(vcpus), 0) FROM vms WHERE "
+	    "tenant_id = t.id AND desired != 'deleted'), (SELECT "
+	    "coalesce(sum(memory_mib), 0) FROM vms WHERE tenant_id = t.id AND "
+	    "desired != 'deleted'), (SELECT coalesce(sum(disk_bytes), 0) FROM "
+	    "vms WHERE tenant_id = t.id AND desired != 'deleted') FROM tenants "
+	    "t WHERE t.id = ?");
+	sqlite3_bind_int64(st, 1, tenant);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		api_reply_error(r, 404, "not_found", "no such tenant");
 		return (-1);
 	}
-	if (!json_is_integer(v) || json_integer_value(v) < min ||
-	    json_integer_value(v) > max) {
-		api_reply_error(r, 400, "bad_field", "%s must be a whole number "
-		    "from %lld to %lld", name, (long long)min, (long long)max);
-		return (-1);
+	for (i = 0; i < 4; i++) {
+		has[i] = sqlite3_column_type(st, i) != SQLITE_NULL;
+		quota[i] = sqlite3_column_int64(st, i);
+		use[i] = sqlite3_column_int64(st, 5 + i);
 	}
-	*out = json_integer_value(v);
+	strlcpy(ref, (const char *)sqlite3_column_text(st, 4), sizeof(ref));
+	sqlite3_finalize(st);
+	for (i = 0; i < 4; i++) {
+		if (has[i] && use[i] + add[i] > quota[i]) {
+			api_reply_error(r, 403, "quota_exceeded", "tenant %s: "
+			    "%s quota is %lld, it uses %lld and this VM needs "
+			    "%lld more", ref, what[i], (long long)quota[i],
+			    (long long)use[i], (long long)add[i]);
+			return (-1);
+		}
+	}
 	return (0);
+}
+
+/* A size: from the body if given, else the plan's; -1 after replying. */
+static int
+vms_size(struct api_req *r, json_t *body, const char *name, int64_t min,
+    int64_t max, int64_t plan_value, int64_t *out)
+{
+	if (json_object_get(body, name) == NULL && plan_value > 0) {
+		*out = plan_value;
+		return (0);
+	}
+	return (apiv1_int_field(r, body, name, min, max, out));
 }
 
 /* POST /v1/vms */
 void
 vms_create(struct api_req *r)
 {
-	static const char *const known[] = { "name", "node", "tenant", "vcpus",
-	    "memory_mib", "disk_bytes", "image", "power", "nics", NULL };
-	json_t		*body, *v, *nics = NULL;
-	const char	*name, *node, *tenant = "", *power = "running";
+	static const char *const known[] = { "name", "node", "tenant", "plan",
+	    "vcpus", "memory_mib", "disk_bytes", "image", "power", "nics",
+	    NULL };
+	const struct api_principal *p = api_principal(r);
+	json_t		*body, *v, *nics = NULL, *sum;
+	const char	*name, *node = NULL, *power = "running";
 	int64_t		 vcpus, mem, disk, node_id, image_id, gen, id;
+	int64_t		 tenant = 0, plan = 0, pv = 0, pm = 0, pd = 0;
 	sqlite3_stmt	*st;
-	char		 uuid[37], *cause = NULL, *nicstr = NULL;
+	char		 uuid[37], *cause = NULL, *nicstr = NULL, obj[64];
 	int		 usable;
 
 	if ((body = api_body_json(r)) == NULL)
@@ -308,24 +363,40 @@ vms_create(struct api_req *r)
 		goto out;
 	}
 	name = json_string_value(v);
-	v = json_object_get(body, "node");
-	if (!json_is_string(v)) {
-		api_reply_error(r, 400, "missing_field", "node is required "
-		    "(placement comes with the scheduler)");
-		goto out;
-	}
-	node = json_string_value(v);
 	if ((v = json_object_get(body, "tenant")) != NULL) {
-		if (!json_is_string(v) || strlen(json_string_value(v)) > 64) {
-			api_reply_error(r, 400, "bad_field", "tenant must be "
-			    "text of at most 64 characters");
+		if (!json_is_string(v) || (tenant = tenants_resolve(
+		    json_string_value(v))) == -1) {
+			api_reply_error(r, 400, "bad_field", "tenant: no tenant "
+			    "'%.64s' (use its id, INSEE code or SIREN)",
+			    json_is_string(v) ? json_string_value(v) : "?");
 			goto out;
 		}
-		tenant = json_string_value(v);
 	}
-	if (vms_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
-	    vms_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
-	    vms_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
+	/* A token scoped to a tenant creates for that tenant only. */
+	if (p != NULL && p->ap_tenant != 0) {
+		if (tenant != 0 && tenant != p->ap_tenant) {
+			api_reply_error(r, 403, "forbidden", "token '%s' may "
+			    "only manage its own tenant's VMs", p->ap_name);
+			goto out;
+		}
+		tenant = p->ap_tenant;
+	}
+	if (tenant != 0 && tenants_may_grow(tenant, &cause) == -1) {
+		api_reply_error(r, 409, "tenant_inactive", "%s", cause);
+		goto out;
+	}
+	if ((v = json_object_get(body, "plan")) != NULL) {
+		if (!json_is_string(v) || (plan = plans_find(
+		    json_string_value(v), &pv, &pm, &pd)) == -1) {
+			api_reply_error(r, 400, "bad_field", "plan: no plan "
+			    "named '%.64s'", json_is_string(v) ?
+			    json_string_value(v) : "?");
+			goto out;
+		}
+	}
+	if (vms_size(r, body, "vcpus", 1, 256, pv, &vcpus) == -1 ||
+	    vms_size(r, body, "memory_mib", 16, 4194304, pm, &mem) == -1 ||
+	    vms_size(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44, pd,
 	    &disk) == -1)
 		goto out;
 	if ((v = json_object_get(body, "power")) != NULL) {
@@ -349,11 +420,20 @@ vms_create(struct api_req *r)
 	}
 	if (vms_parse_nics(r, json_object_get(body, "nics"), &nics) == -1)
 		goto out;
-	if ((node_id = nodes_id(node, &usable)) == -1 || !usable) {
-		api_reply_error(r, node_id == -1 ? 404 : 409, node_id == -1 ?
-		    "not_found" : "node_unusable", node_id == -1 ?
-		    "no node named '%s'" : "node '%s' is revoked", node);
-		goto out;
+	if ((v = json_object_get(body, "node")) != NULL) {
+		if (!json_is_string(v)) {
+			api_reply_error(r, 400, "bad_field", "node must be a "
+			    "node name");
+			goto out;
+		}
+		node = json_string_value(v);
+		if ((node_id = nodes_id(node, &usable)) == -1 || !usable) {
+			api_reply_error(r, node_id == -1 ? 404 : 409,
+			    node_id == -1 ? "not_found" : "node_unusable",
+			    node_id == -1 ? "no node named '%s'" :
+			    "node '%s' is revoked", node);
+			goto out;
+		}
 	}
 
 	vms_uuid(uuid);
@@ -362,40 +442,72 @@ vms_create(struct api_req *r)
 		api_reply_error(r, 503, "busy", "the database is busy");
 		goto out;
 	}
+	/* Quota and placement are decided in the transaction that claims. */
+	if (tenant != 0 && vms_quota(r, tenant, vcpus, mem, disk) == -1)
+		goto rollback;
+	if (node == NULL && (node_id = sched_place(vcpus, mem, disk,
+	    &cause)) == -1) {
+		api_reply_error(r, 409, "no_capacity", "%s", cause);
+		goto rollback;
+	}
+	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE name = ? AND "
+	    "coalesce(tenant_id, 0) = ?");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, tenant);
+	usable = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (usable) {
+		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s",
+		    name, tenant ? " for this tenant" : "");
+		goto rollback;
+	}
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "INSERT INTO vms (uuid, name, node_id, "
-	    "tenant, vcpus, memory_mib, disk_bytes, image_id, nics, desired, "
-	    "generation, obs_state, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING RETURNING id");
+	    "tenant_id, plan_id, vcpus, memory_mib, disk_bytes, image_id, nics, "
+	    "desired, generation, obs_state, created_at) VALUES (?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, node_id);
-	sqlite3_bind_text(st, 4, tenant, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, vcpus);
-	sqlite3_bind_int64(st, 6, mem);
-	sqlite3_bind_int64(st, 7, disk);
-	sqlite3_bind_int64(st, 8, image_id);
-	sqlite3_bind_text(st, 9, nicstr, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 10, power, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 11, gen);
-	sqlite3_bind_int64(st, 12, util_now());
+	if (tenant != 0)
+		sqlite3_bind_int64(st, 4, tenant);
+	if (plan > 0)
+		sqlite3_bind_int64(st, 5, plan);
+	sqlite3_bind_int64(st, 6, vcpus);
+	sqlite3_bind_int64(st, 7, mem);
+	sqlite3_bind_int64(st, 8, disk);
+	sqlite3_bind_int64(st, 9, image_id);
+	sqlite3_bind_text(st, 10, nicstr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 11, power, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 12, gen);
+	sqlite3_bind_int64(st, 13, util_now());
 	if (sqlite3_step(st) != SQLITE_ROW) {
+		log_warnx("vms: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
-		store_rollback(ctl->db);
-		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s%s",
-		    name, *tenant ? " for tenant " : "", tenant);
-		goto out;
+		api_reply_error(r, 500, "internal", "storing the VM failed");
+		goto rollback;
 	}
 	id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	if (store_commit(ctl->db) == -1) {
+	snprintf(obj, sizeof(obj), "vm/%s", uuid);
+	sum = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:O}", "name", name, "node",
+	    nodes_name(node_id), "vcpus", (json_int_t)vcpus, "memory_mib",
+	    (json_int_t)mem, "disk_bytes", (json_int_t)disk, "power", power,
+	    "nics", nics);
+	if (tenant != 0)
+		json_object_set_new(sum, "tenant", json_integer(tenant));
+	if (audit_record(r, "vm.create", obj, sum) == -1 ||
+	    store_commit(ctl->db) == -1) {
 		api_reply_error(r, 500, "internal", "storing the VM failed");
-		goto out;
+		goto rollback;
 	}
 	log_info("vms: %s created %s (%s) on %s", api_principal(r)->ap_name,
-	    name, uuid, node);
+	    name, uuid, nodes_name(node_id));
 	vms_push(node_id);
 	api_reply_json(r, 201, vms_json(id));
+	goto out;
+rollback:
+	store_rollback(ctl->db);
 out:
 	free(cause);
 	free(nicstr);
@@ -407,21 +519,38 @@ out:
 void
 vms_list(struct api_req *r)
 {
+	const struct api_principal *p = api_principal(r);
 	sqlite3_stmt	*st;
 	const char	*cursor, *node = api_query(r, "node");
+	const char	*tenant = api_query(r, "tenant");
+	const char	*state = api_query(r, "state");
 	char		*next = NULL;
 	int		 limit, n = 0;
+	int64_t		 tid = 0;
 	json_t		*items;
 
 	if (apiv1_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
+	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
+		    "'%.64s'", tenant);
+		json_decref(items);
+		return;
+	}
+	if (p != NULL && p->ap_tenant != 0)
+		tid = p->ap_tenant;
 	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id > ? "
-	    "AND (?2 IS NULL OR n.name = ?2) ORDER BY v.id LIMIT ?3");
+	    "AND (?2 IS NULL OR n.name = ?2) AND (?4 = 0 OR v.tenant_id = ?4) "
+	    "AND (?5 IS NULL OR v.obs_state = ?5 OR v.desired = ?5) "
+	    "ORDER BY v.id LIMIT ?3");
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
 	if (node != NULL)
 		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, limit + 1);
+	sqlite3_bind_int64(st, 4, tid);
+	if (state != NULL)
+		sqlite3_bind_text(st, 5, state, -1, SQLITE_STATIC);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
@@ -452,15 +581,17 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	sqlite3_stmt	*st;
 	int64_t		 id, node_id, gen;
 	const char	*cur;
+	char		 uuid[37], obj[64];
 
 	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
 		return;
-	st = store_prepare(ctl->db, "SELECT node_id, desired FROM vms WHERE "
-	    "id = ?");
+	st = store_prepare(ctl->db, "SELECT node_id, desired, uuid FROM vms "
+	    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_step(st);
 	node_id = sqlite3_column_int64(st, 0);
 	cur = (const char *)sqlite3_column_text(st, 1);
+	strlcpy(uuid, (const char *)sqlite3_column_text(st, 2), sizeof(uuid));
 	if (strcmp(cur, "deleted") == 0) {
 		sqlite3_finalize(st);
 		api_reply_error(r, 409, "deleted", "VM '%s' is being deleted",
@@ -487,7 +618,11 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	sqlite3_bind_int64(st, 4, id);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	if (store_commit(ctl->db) == -1) {
+	snprintf(obj, sizeof(obj), "vm/%s", uuid);
+	if (audit_record(r, reboot ? "vm.reboot" : desired[0] == 'd' ?
+	    "vm.delete" : desired[0] == 'r' ? "vm.start" : "vm.stop", obj,
+	    NULL) == -1 || store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
 		api_reply_error(r, 500, "internal", "storing the change failed");
 		return;
 	}
@@ -622,9 +757,11 @@ vms_push(int64_t node_id)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
-	st = store_prepare(ctl->db, "SELECT uuid, name, tenant, vcpus, "
-	    "memory_mib, disk_bytes, image_id, nics, desired, reboot_seq FROM "
-	    "vms WHERE node_id = ? AND desired != 'deleted' ORDER BY id");
+	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
+	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
+	    "v.desired, v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
+	    "v.tenant_id WHERE v.node_id = ? AND v.desired != 'deleted' "
+	    "ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));

@@ -26,7 +26,8 @@ CREATE TABLE vms (
 	uuid		TEXT NOT NULL UNIQUE,
 	name		TEXT NOT NULL,
 	node_id		INTEGER NOT NULL REFERENCES nodes (id),
-	tenant		TEXT NOT NULL DEFAULT '',
+	tenant_id	INTEGER REFERENCES tenants (id),	-- NULL: the platform
+	plan_id		INTEGER REFERENCES plans (id),
 	vcpus		INTEGER NOT NULL CHECK (vcpus BETWEEN 1 AND 256),
 	memory_mib	INTEGER NOT NULL CHECK (memory_mib BETWEEN 16 AND 4194304),
 	disk_bytes	INTEGER NOT NULL CHECK (disk_bytes > 0),
@@ -42,10 +43,11 @@ CREATE TABLE vms (
 	obs_error	TEXT NOT NULL DEFAULT '',
 	obs_generation	INTEGER NOT NULL DEFAULT 0,
 	obs_pid		INTEGER NOT NULL DEFAULT 0,
-	created_at	INTEGER NOT NULL,
-	UNIQUE (tenant, name)
+	created_at	INTEGER NOT NULL
 );
 CREATE INDEX vms_node ON vms (node_id);
+-- A VM name is unique within its tenant (the platform counts as one).
+CREATE UNIQUE INDEX vms_name ON vms (coalesce(tenant_id, 0), name);
 
 ALTER TABLE nodes ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN applied_generation INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,118 @@
+/* Plans (flavors): named sizes for VMs. */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+
+static json_t *
+plans_row_json(sqlite3_stmt *st)
+{
+	return (json_pack("{s:s,s:I,s:I,s:I}", "name",
+	    sqlite3_column_text(st, 0), "vcpus",
+	    (json_int_t)sqlite3_column_int64(st, 1), "memory_mib",
+	    (json_int_t)sqlite3_column_int64(st, 2), "disk_bytes",
+	    (json_int_t)sqlite3_column_int64(st, 3)));
+}
+
+/* Plan id and sizes by name; -1 if there is none. */
+int64_t
+plans_find(const char *name, int64_t *vcpus, int64_t *mem, int64_t *disk)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id = -1;
+
+	st = store_prepare(ctl->db, "SELECT id, vcpus, memory_mib, disk_bytes "
+	    "FROM plans WHERE name = ?");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		*vcpus = sqlite3_column_int64(st, 1);
+		*mem = sqlite3_column_int64(st, 2);
+		*disk = sqlite3_column_int64(st, 3);
+	}
+	sqlite3_finalize(st);
+	return (id);
+}
+
+/* POST /v1/plans {"name", "vcpus", "memory_mib", "disk_bytes"} */
+void
+plans_create(struct api_req *r)
+{
+	static const char *const known[] = { "name", "vcpus", "memory_mib",
+	    "disk_bytes", NULL };
+	json_t		*body, *v;
+	const char	*name, *p;
+	int64_t		 vcpus, mem, disk;
+	sqlite3_stmt	*st;
+	char		 obj[96];
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (apiv1_known_fields(r, body, known) == -1)
+		goto out;
+	v = json_object_get(body, "name");
+	name = json_is_string(v) ? json_string_value(v) : "";
+	for (p = name; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("-_.", *p) == NULL)
+			break;
+	if (*name == '\0' || *p != '\0' || strlen(name) > 63) {
+		api_reply_error(r, 400, "bad_field", "name must be 1 to 63 "
+		    "letters, digits, '-', '_' or '.'");
+		goto out;
+	}
+	if (apiv1_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
+	    apiv1_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
+	    apiv1_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
+	    &disk) == -1)
+		goto out;
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	st = store_prepare(ctl->db, "INSERT INTO plans (name, vcpus, "
+	    "memory_mib, disk_bytes, created_at) VALUES (?, ?, ?, ?, ?) "
+	    "ON CONFLICT DO NOTHING");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, vcpus);
+	sqlite3_bind_int64(st, 3, mem);
+	sqlite3_bind_int64(st, 4, disk);
+	sqlite3_bind_int64(st, 5, util_now());
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (sqlite3_changes(ctl->db) == 0) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 409, "exists", "a plan named '%s' exists",
+		    name);
+		goto out;
+	}
+	snprintf(obj, sizeof(obj), "plan/%s", name);
+	if (audit_record(r, "plan.create", obj, json_deep_copy(body)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the plan failed");
+		goto out;
+	}
+	api_reply_json(r, 201, json_pack("{s:s,s:I,s:I,s:I}", "name", name,
+	    "vcpus", (json_int_t)vcpus, "memory_mib", (json_int_t)mem,
+	    "disk_bytes", (json_int_t)disk));
+out:
+	json_decref(body);
+}
+
+/* GET /v1/plans */
+void
+plans_list(struct api_req *r)
+{
+	sqlite3_stmt	*st;
+	json_t		*items = json_array();
+
+	st = store_prepare(ctl->db, "SELECT name, vcpus, memory_mib, disk_bytes "
+	    "FROM plans ORDER BY name");
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(items, plans_row_json(st));
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, NULL);
+}

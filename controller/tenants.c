@@ -1,0 +1,841 @@
+/*
+ * Tenants: the OPSN's members (communes, EPCIs, syndicats, departments,
+ * others) with their INSEE code, SIREN, population, parent EPCI, status
+ * and quotas. Named everywhere by id, INSEE code or SIREN. Updates carry
+ * an ETag (the row's version) so two operators never silently overwrite
+ * each other. Imports (Etalab, CSV) are idempotent and all-or-nothing.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+
+#define TENANT_NAME_MAX	200
+#define IMPORT_MAX_BODY	((size_t)64 << 20)
+
+static const char *const tenant_kinds[] = {
+	"commune", "epci", "syndicat", "department", "other", NULL
+};
+
+/* INSEE commune code: 2 digits (or 2A/2B for Corsica) then 3 digits. */
+int
+tenants_insee_ok(const char *s)
+{
+	size_t	 i;
+
+	if (strlen(s) != 5)
+		return (0);
+	if (!(isdigit((unsigned char)s[0]) && (isdigit((unsigned char)s[1]) ||
+	    (s[0] == '2' && (s[1] == 'A' || s[1] == 'B')))))
+		return (0);
+	for (i = 2; i < 5; i++)
+		if (!isdigit((unsigned char)s[i]))
+			return (0);
+	return (1);
+}
+
+/* SIREN: 9 digits whose Luhn sum is a multiple of 10. */
+int
+tenants_siren_ok(const char *s)
+{
+	int	 i, d, sum = 0;
+
+	if (strlen(s) != 9)
+		return (0);
+	for (i = 0; i < 9; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return (0);
+		d = s[i] - '0';
+		/* From the right, every second digit is doubled. */
+		if (i % 2 == 1) {
+			d *= 2;
+			if (d > 9)
+				d -= 9;
+		}
+		sum += d;
+	}
+	return (sum % 10 == 0);
+}
+
+/* Printable UTF-8 text without control characters or '/'. */
+static int
+tenants_text_ok(const char *s, size_t max)
+{
+	size_t	 len = strlen(s);
+	const unsigned char *p;
+
+	if (len == 0 || len > max)
+		return (0);
+	for (p = (const unsigned char *)s; *p != '\0'; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '/')
+			return (0);
+	return (1);
+}
+
+static int
+tenants_email_ok(const char *s)
+{
+	const char	*at = strchr(s, '@');
+
+	return (strlen(s) <= 254 && at != NULL && at != s &&
+	    strchr(at + 1, '.') != NULL && strchr(at + 1, '@') == NULL &&
+	    strpbrk(s, " \t\r\n<>\"',;") == NULL && at[1] != '.');
+}
+
+static int
+tenants_date_ok(const char *s)
+{
+	int	 y, m, d;
+	char	 tail;
+
+	if (strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d,
+	    &tail) != 3)
+		return (0);
+	return (y >= 1900 && y <= 2200 && m >= 1 && m <= 12 && d >= 1 &&
+	    d <= 31);
+}
+
+static int
+tenants_kind_ok(const char *s)
+{
+	const char *const *k;
+
+	for (k = tenant_kinds; *k != NULL; k++)
+		if (strcmp(*k, s) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * The tenant a reference names: a SIREN (9 digits), an INSEE code (a
+ * commune), or an id. -1 if none.
+ */
+int64_t
+tenants_resolve(const char *ref)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id = -1;
+	size_t		 len = strlen(ref), i;
+	int		 digits = len > 0;
+
+	for (i = 0; i < len; i++)
+		if (!isdigit((unsigned char)ref[i]))
+			digits = 0;
+	if (digits && len == 9)
+		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
+		    "siren = ?");
+	else if (tenants_insee_ok(ref))
+		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
+		    "insee = ? AND kind = 'commune'");
+	else if (digits && len < 18)
+		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
+		    "id = ?");
+	else
+		return (-1);
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	/* A 5-digit reference that is no commune's INSEE code may be an id. */
+	if (id == -1 && digits && len == 5) {
+		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
+		    "id = ?");
+		sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			id = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+	return (id);
+}
+
+/*
+ * Resolve the {tenant} of a path, hiding other tenants from a token
+ * scoped to one; -1 after replying 404.
+ */
+int64_t
+tenants_from_path(struct api_req *r, const char *ref)
+{
+	const struct api_principal *p = api_principal(r);
+	int64_t		 id = tenants_resolve(ref);
+
+	if (id == -1 || (p != NULL && p->ap_tenant != 0 && p->ap_tenant != id)) {
+		api_reply_error(r, 404, "not_found", "no tenant '%s' (use its "
+		    "id, INSEE code or SIREN)", ref);
+		return (-1);
+	}
+	return (id);
+}
+
+static json_t *
+tenants_opt_int(sqlite3_stmt *st, int col)
+{
+	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
+	    json_integer(sqlite3_column_int64(st, col)));
+}
+
+static json_t *
+tenants_opt_text(sqlite3_stmt *st, int col)
+{
+	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
+	    json_string((const char *)sqlite3_column_text(st, col)));
+}
+
+#define TENANTS_COLS "t.id, t.kind, t.name, t.insee, t.siren, t.population, " \
+	"t.parent_id, p.name, p.siren, t.status, t.joined_on, t.left_on, " \
+	"t.email, t.quota_vcpus, t.quota_memory_mib, t.quota_disk_bytes, " \
+	"t.quota_vms, t.version, t.created_at, t.updated_at"
+#define TENANTS_FROM " FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id "
+
+static json_t *
+tenants_row_json(sqlite3_stmt *st)
+{
+	json_t	*o = json_object(), *q;
+	char	 buf[32];
+
+	json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
+	json_object_set_new(o, "kind", tenants_opt_text(st, 1));
+	json_object_set_new(o, "name", tenants_opt_text(st, 2));
+	json_object_set_new(o, "insee", tenants_opt_text(st, 3));
+	json_object_set_new(o, "siren", tenants_opt_text(st, 4));
+	json_object_set_new(o, "population", json_integer(sqlite3_column_int64(
+	    st, 5)));
+	if (sqlite3_column_type(st, 6) == SQLITE_NULL)
+		json_object_set_new(o, "parent", json_null());
+	else
+		json_object_set_new(o, "parent", json_pack("{s:I,s:o,s:o}",
+		    "id", (json_int_t)sqlite3_column_int64(st, 6), "name",
+		    tenants_opt_text(st, 7), "siren", tenants_opt_text(st, 8)));
+	json_object_set_new(o, "status", tenants_opt_text(st, 9));
+	json_object_set_new(o, "joined_on", tenants_opt_text(st, 10));
+	json_object_set_new(o, "left_on", tenants_opt_text(st, 11));
+	json_object_set_new(o, "email", tenants_opt_text(st, 12));
+	q = json_object();
+	json_object_set_new(q, "vcpus", tenants_opt_int(st, 13));
+	json_object_set_new(q, "memory_mib", tenants_opt_int(st, 14));
+	json_object_set_new(q, "disk_bytes", tenants_opt_int(st, 15));
+	json_object_set_new(q, "vms", tenants_opt_int(st, 16));
+	json_object_set_new(o, "quotas", q);
+	json_object_set_new(o, "version", json_integer(sqlite3_column_int64(st,
+	    17)));
+	util_time_fmt(sqlite3_column_int64(st, 18), buf, sizeof(buf));
+	json_object_set_new(o, "created_at", json_string(buf));
+	util_time_fmt(sqlite3_column_int64(st, 19), buf, sizeof(buf));
+	json_object_set_new(o, "updated_at", json_string(buf));
+	return (o);
+}
+
+/* JSON of tenant id (NULL if none), with its current use of resources. */
+json_t *
+tenants_json(int64_t id)
+{
+	sqlite3_stmt	*st;
+	json_t		*o = NULL;
+
+	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
+	    "WHERE t.id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		o = tenants_row_json(st);
+	sqlite3_finalize(st);
+	if (o == NULL)
+		return (NULL);
+	st = store_prepare(ctl->db, "SELECT coalesce(sum(vcpus), 0), "
+	    "coalesce(sum(memory_mib), 0), coalesce(sum(disk_bytes), 0), "
+	    "count(*) FROM vms WHERE tenant_id = ? AND desired != 'deleted'");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		json_object_set_new(o, "usage", json_pack("{s:I,s:I,s:I,s:I}",
+		    "vcpus", (json_int_t)sqlite3_column_int64(st, 0),
+		    "memory_mib", (json_int_t)sqlite3_column_int64(st, 1),
+		    "disk_bytes", (json_int_t)sqlite3_column_int64(st, 2),
+		    "vms", (json_int_t)sqlite3_column_int64(st, 3)));
+	sqlite3_finalize(st);
+	return (o);
+}
+
+static void
+tenants_reply(struct api_req *r, int status, int64_t id)
+{
+	json_t	*o = tenants_json(id);
+	char	 etag[32];
+
+	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)
+	    json_integer_value(json_object_get(o, "version")));
+	api_set_header(r, "ETag", etag);
+	api_reply_json(r, status, o);
+}
+
+/*
+ * The If-Match precondition against the row's version: 0 to go on, -1
+ * after replying 412. No If-Match: go on (the CLI always sends one).
+ */
+static int
+tenants_if_match(struct api_req *r, int64_t id)
+{
+	const char	*im = api_header(r, "if-match");
+	sqlite3_stmt	*st;
+	char		 etag[32];
+	int64_t		 version = 0;
+
+	if (im == NULL || strcmp(im, "*") == 0)
+		return (0);
+	st = store_prepare(ctl->db, "SELECT version FROM tenants WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		version = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
+	if (strcmp(im, etag) != 0 && strncmp(im, "W/", 2) != 0) {
+		api_reply_error(r, 412, "stale", "tenant changed since you read "
+		    "it (If-Match %s, current ETag %s): read it again", im,
+		    etag);
+		return (-1);
+	}
+	if (strncmp(im, "W/", 2) == 0 && strcmp(im + 2, etag) != 0) {
+		api_reply_error(r, 412, "stale", "tenant changed since you read "
+		    "it (current ETag %s)", etag);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * The fields a tenant has, checked one by one. For a create, kind and name
+ * are required; an update changes only what it names. -1 after replying.
+ */
+struct tenant_in {
+	const char	*kind, *name, *insee, *siren, *email, *joined, *left;
+	int		 has_pop, has_parent, has_email, has_insee, has_siren;
+	int64_t		 population, parent;
+	int		 has_q[4];
+	int64_t		 q[4];		/* -1: no limit */
+};
+
+static const char *const quota_fields[4] = {
+	"quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms"
+};
+
+static int
+tenants_parse(struct api_req *r, json_t *body, int create,
+    struct tenant_in *in)
+{
+	static const char *const known[] = { "kind", "name", "insee", "siren",
+	    "population", "parent", "email", "joined_on", "left_on",
+	    "quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms",
+	    NULL };
+	json_t	*v;
+	int	 i;
+
+	memset(in, 0, sizeof(*in));
+	if (apiv1_known_fields(r, body, known) == -1)
+		return (-1);
+	if ((v = json_object_get(body, "kind")) != NULL || create) {
+		if (!create) {
+			api_reply_error(r, 400, "bad_field", "kind cannot be "
+			    "changed");
+			return (-1);
+		}
+		if (!json_is_string(v) || !tenants_kind_ok(json_string_value(v))) {
+			api_reply_error(r, 400, "bad_field", "kind must be "
+			    "commune, epci, syndicat, department or other");
+			return (-1);
+		}
+		in->kind = json_string_value(v);
+	}
+	if ((v = json_object_get(body, "name")) != NULL || create) {
+		if (!json_is_string(v) || !tenants_text_ok(json_string_value(v),
+		    TENANT_NAME_MAX)) {
+			api_reply_error(r, 400, "bad_field", "name must be 1 to "
+			    "%d characters without control characters or '/'",
+			    TENANT_NAME_MAX);
+			return (-1);
+		}
+		in->name = json_string_value(v);
+	}
+	if ((v = json_object_get(body, "insee")) != NULL) {
+		in->has_insee = 1;
+		if (!json_is_null(v) && (!json_is_string(v) ||
+		    !tenants_insee_ok(json_string_value(v)))) {
+			api_reply_error(r, 400, "bad_field", "insee must be a "
+			    "5-character INSEE code such as 31001 or 2A004");
+			return (-1);
+		}
+		in->insee = json_is_null(v) ? NULL : json_string_value(v);
+	}
+	if ((v = json_object_get(body, "siren")) != NULL) {
+		in->has_siren = 1;
+		if (!json_is_null(v) && (!json_is_string(v) ||
+		    !tenants_siren_ok(json_string_value(v)))) {
+			api_reply_error(r, 400, "bad_field", "siren must be 9 "
+			    "digits with a valid check digit (Luhn)");
+			return (-1);
+		}
+		in->siren = json_is_null(v) ? NULL : json_string_value(v);
+	}
+	if ((v = json_object_get(body, "population")) != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 100000000) {
+			api_reply_error(r, 400, "bad_field", "population must be "
+			    "a whole number from 0 to 100000000");
+			return (-1);
+		}
+		in->has_pop = 1;
+		in->population = json_integer_value(v);
+	}
+	if ((v = json_object_get(body, "parent")) != NULL) {
+		in->has_parent = 1;
+		in->parent = 0;
+		if (!json_is_null(v)) {
+			if (!json_is_string(v) || (in->parent =
+			    tenants_resolve(json_string_value(v))) == -1) {
+				api_reply_error(r, 400, "bad_field", "parent: "
+				    "no tenant '%.64s'", json_is_string(v) ?
+				    json_string_value(v) : "?");
+				return (-1);
+			}
+		}
+	}
+	if ((v = json_object_get(body, "email")) != NULL) {
+		in->has_email = 1;
+		if (!json_is_null(v) && (!json_is_string(v) ||
+		    !tenants_email_ok(json_string_value(v)))) {
+			api_reply_error(r, 400, "bad_field", "email must be an "
+			    "address such as mairie@agassac.fr");
+			return (-1);
+		}
+		in->email = json_is_null(v) ? NULL : json_string_value(v);
+	}
+	if ((v = json_object_get(body, "joined_on")) != NULL) {
+		if (!json_is_string(v) || !tenants_date_ok(json_string_value(v))) {
+			api_reply_error(r, 400, "bad_field", "joined_on must be "
+			    "a date YYYY-MM-DD");
+			return (-1);
+		}
+		in->joined = json_string_value(v);
+	}
+	if ((v = json_object_get(body, "left_on")) != NULL) {
+		if (!json_is_string(v) || !tenants_date_ok(json_string_value(v))) {
+			api_reply_error(r, 400, "bad_field", "left_on must be a "
+			    "date YYYY-MM-DD");
+			return (-1);
+		}
+		in->left = json_string_value(v);
+	}
+	for (i = 0; i < 4; i++) {
+		if ((v = json_object_get(body, quota_fields[i])) == NULL)
+			continue;
+		in->has_q[i] = 1;
+		if (json_is_null(v)) {
+			in->q[i] = -1;
+			continue;
+		}
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > ((json_int_t)1 << 50)) {
+			api_reply_error(r, 400, "bad_field", "%s must be a whole "
+			    "number (0 or more), or null for no limit",
+			    quota_fields[i]);
+			return (-1);
+		}
+		in->q[i] = json_integer_value(v);
+	}
+	return (0);
+}
+
+/* Cross-field rules that need the database; -1 after replying. */
+static int
+tenants_check(struct api_req *r, int64_t self, const char *kind,
+    const struct tenant_in *in)
+{
+	sqlite3_stmt	*st;
+	int		 clash;
+
+	if (strcmp(kind, "commune") == 0 && in->has_insee && in->insee == NULL) {
+		api_reply_error(r, 400, "bad_field", "a commune needs its INSEE "
+		    "code");
+		return (-1);
+	}
+	if (in->has_parent && in->parent > 0) {
+		if (in->parent == self) {
+			api_reply_error(r, 400, "bad_field", "a tenant cannot be "
+			    "its own parent");
+			return (-1);
+		}
+		st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE "
+		    "id = ?");
+		sqlite3_bind_int64(st, 1, in->parent);
+		clash = sqlite3_step(st) != SQLITE_ROW || strcmp((const char *)
+		    sqlite3_column_text(st, 0), "epci") != 0;
+		sqlite3_finalize(st);
+		if (clash) {
+			api_reply_error(r, 400, "bad_field", "parent must be an "
+			    "EPCI");
+			return (-1);
+		}
+	}
+	if (in->has_siren && in->siren != NULL) {
+		st = store_prepare(ctl->db, "SELECT 1 FROM tenants WHERE "
+		    "siren = ? AND id != ?");
+		sqlite3_bind_text(st, 1, in->siren, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, self);
+		clash = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		if (clash) {
+			api_reply_error(r, 409, "exists", "another tenant has "
+			    "SIREN %s", in->siren);
+			return (-1);
+		}
+	}
+	if (in->has_insee && in->insee != NULL && strcmp(kind, "commune") == 0) {
+		st = store_prepare(ctl->db, "SELECT 1 FROM tenants WHERE "
+		    "insee = ? AND kind = 'commune' AND id != ?");
+		sqlite3_bind_text(st, 1, in->insee, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, self);
+		clash = sqlite3_step(st) == SQLITE_ROW;
+		sqlite3_finalize(st);
+		if (clash) {
+			api_reply_error(r, 409, "exists", "another commune has "
+			    "INSEE code %s", in->insee);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static void
+tenants_bind_opt(sqlite3_stmt *st, int i, const char *s)
+{
+	if (s != NULL)
+		sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static json_t *
+tenants_summary(json_t *body)
+{
+	/* Tenant fields hold no secret: the summary is what was asked. */
+	return (json_deep_copy(body));
+}
+
+/* POST /v1/tenants */
+void
+tenants_create(struct api_req *r)
+{
+	struct tenant_in in;
+	json_t		*body;
+	sqlite3_stmt	*st;
+	int64_t		 id, now = util_now();
+	char		 obj[64];
+	int		 i;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (tenants_parse(r, body, 1, &in) == -1 ||
+	    tenants_check(r, 0, in.kind, &in) == -1)
+		goto out;
+	if (strcmp(in.kind, "commune") == 0 && in.insee == NULL) {
+		api_reply_error(r, 400, "missing_field", "a commune needs its "
+		    "INSEE code (insee)");
+		goto out;
+	}
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	st = store_prepare(ctl->db, "INSERT INTO tenants (kind, name, insee, "
+	    "siren, population, parent_id, email, joined_on, left_on, "
+	    "quota_vcpus, quota_memory_mib, quota_disk_bytes, quota_vms, "
+	    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
+	    "coalesce(?, date('now')), ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+	sqlite3_bind_text(st, 1, in.kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, in.name, -1, SQLITE_STATIC);
+	tenants_bind_opt(st, 3, in.insee);
+	tenants_bind_opt(st, 4, in.siren);
+	sqlite3_bind_int64(st, 5, in.population);
+	if (in.parent > 0)
+		sqlite3_bind_int64(st, 6, in.parent);
+	tenants_bind_opt(st, 7, in.email);
+	tenants_bind_opt(st, 8, in.joined);
+	tenants_bind_opt(st, 9, in.left);
+	for (i = 0; i < 4; i++)
+		if (in.has_q[i] && in.q[i] >= 0)
+			sqlite3_bind_int64(st, 10 + i, in.q[i]);
+	sqlite3_bind_int64(st, 14, now);
+	sqlite3_bind_int64(st, 15, now);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
+		sqlite3_finalize(st);
+		store_rollback(ctl->db);
+		api_reply_error(r, 409, "exists", "the tenant clashes with "
+		    "another (INSEE code or SIREN)");
+		goto out;
+	}
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
+	if (audit_record(r, "tenant.create", obj, tenants_summary(body)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the tenant failed");
+		goto out;
+	}
+	tenants_reply(r, 201, id);
+out:
+	json_decref(body);
+}
+
+/* GET /v1/tenants?kind=&status=&parent=&limit=&cursor= */
+void
+tenants_list(struct api_req *r)
+{
+	const struct api_principal *p = api_principal(r);
+	sqlite3_stmt	*st;
+	const char	*cursor, *kind = api_query(r, "kind");
+	const char	*status = api_query(r, "status");
+	const char	*parent = api_query(r, "parent");
+	int64_t		 pid = 0;
+	char		*next = NULL;
+	int		 limit, n = 0;
+	json_t		*items;
+
+	if (apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	if (kind != NULL && !tenants_kind_ok(kind)) {
+		api_reply_error(r, 400, "bad_parameter", "kind must be commune, "
+		    "epci, syndicat, department or other");
+		return;
+	}
+	if (status != NULL && strcmp(status, "active") != 0 &&
+	    strcmp(status, "suspended") != 0 && strcmp(status, "withdrawn")) {
+		api_reply_error(r, 400, "bad_parameter", "status must be "
+		    "active, suspended or withdrawn");
+		return;
+	}
+	if (parent != NULL && (pid = tenants_resolve(parent)) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "parent: no tenant "
+		    "'%.64s'", parent);
+		return;
+	}
+	items = json_array();
+	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
+	    "WHERE t.id > ?1 AND (?2 IS NULL OR t.kind = ?2) AND (?3 IS NULL "
+	    "OR t.status = ?3) AND (?4 = 0 OR t.parent_id = ?4) AND (?5 = 0 "
+	    "OR t.id = ?5) ORDER BY t.id LIMIT ?6");
+	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	tenants_bind_opt(st, 2, kind);
+	tenants_bind_opt(st, 3, status);
+	sqlite3_bind_int64(st, 4, pid);
+	sqlite3_bind_int64(st, 5, p != NULL ? p->ap_tenant : 0);
+	sqlite3_bind_int(st, 6, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			xasprintf(&next, "%lld", (long long)
+			    sqlite3_column_int64(st, 0) - 1);
+			break;
+		}
+		json_array_append_new(items, tenants_row_json(st));
+	}
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, next);
+}
+
+/* GET /v1/tenants/{tenant} */
+void
+tenants_get(struct api_req *r)
+{
+	int64_t	 id;
+
+	if ((id = tenants_from_path(r, api_param(r, "tenant"))) == -1)
+		return;
+	tenants_reply(r, 200, id);
+}
+
+/* PATCH /v1/tenants/{tenant} (If-Match) */
+void
+tenants_update(struct api_req *r)
+{
+	struct tenant_in in;
+	json_t		*body;
+	sqlite3_stmt	*st;
+	int64_t		 id;
+	char		 obj[64], kind[16] = "";
+	int		 i;
+
+	if ((id = tenants_from_path(r, api_param(r, "tenant"))) == -1)
+		return;
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (tenants_parse(r, body, 0, &in) == -1)
+		goto out;
+	st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		strlcpy(kind, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(kind));
+	sqlite3_finalize(st);
+	if (tenants_check(r, id, kind, &in) == -1)
+		goto out;
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (tenants_if_match(r, id) == -1) {
+		store_rollback(ctl->db);
+		goto out;
+	}
+	/* One statement: each column keeps its value unless named. */
+	st = store_prepare(ctl->db, "UPDATE tenants SET "
+	    "name = coalesce(?1, name), "
+	    "insee = CASE WHEN ?2 THEN ?3 ELSE insee END, "
+	    "siren = CASE WHEN ?4 THEN ?5 ELSE siren END, "
+	    "population = CASE WHEN ?6 THEN ?7 ELSE population END, "
+	    "parent_id = CASE WHEN ?8 THEN nullif(?9, 0) ELSE parent_id END, "
+	    "email = CASE WHEN ?10 THEN ?11 ELSE email END, "
+	    "joined_on = coalesce(?12, joined_on), "
+	    "left_on = coalesce(?13, left_on), "
+	    "quota_vcpus = CASE WHEN ?14 THEN nullif(?15, -1) ELSE quota_vcpus END, "
+	    "quota_memory_mib = CASE WHEN ?16 THEN nullif(?17, -1) ELSE "
+	    "quota_memory_mib END, "
+	    "quota_disk_bytes = CASE WHEN ?18 THEN nullif(?19, -1) ELSE "
+	    "quota_disk_bytes END, "
+	    "quota_vms = CASE WHEN ?20 THEN nullif(?21, -1) ELSE quota_vms END, "
+	    "version = version + 1, updated_at = ?22 WHERE id = ?23");
+	tenants_bind_opt(st, 1, in.name);
+	sqlite3_bind_int(st, 2, in.has_insee);
+	tenants_bind_opt(st, 3, in.insee);
+	sqlite3_bind_int(st, 4, in.has_siren);
+	tenants_bind_opt(st, 5, in.siren);
+	sqlite3_bind_int(st, 6, in.has_pop);
+	sqlite3_bind_int64(st, 7, in.population);
+	sqlite3_bind_int(st, 8, in.has_parent);
+	sqlite3_bind_int64(st, 9, in.parent);
+	sqlite3_bind_int(st, 10, in.has_email);
+	tenants_bind_opt(st, 11, in.email);
+	tenants_bind_opt(st, 12, in.joined);
+	tenants_bind_opt(st, 13, in.left);
+	for (i = 0; i < 4; i++) {
+		sqlite3_bind_int(st, 14 + 2 * i, in.has_q[i]);
+		sqlite3_bind_int64(st, 15 + 2 * i, in.q[i]);
+	}
+	sqlite3_bind_int64(st, 22, util_now());
+	sqlite3_bind_int64(st, 23, id);
+	if (sqlite3_step(st) != SQLITE_DONE) {
+		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
+		sqlite3_finalize(st);
+		store_rollback(ctl->db);
+		api_reply_error(r, 409, "conflict", "the change clashes with "
+		    "another tenant");
+		goto out;
+	}
+	sqlite3_finalize(st);
+	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
+	if (audit_record(r, "tenant.update", obj, tenants_summary(body)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the change failed");
+		goto out;
+	}
+	tenants_reply(r, 200, id);
+out:
+	json_decref(body);
+}
+
+static void
+tenants_set_status(struct api_req *r, const char *status)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id;
+	char		 obj[64], cur[16] = "";
+
+	if ((id = tenants_from_path(r, api_param(r, "tenant"))) == -1)
+		return;
+	st = store_prepare(ctl->db, "SELECT status FROM tenants WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		strlcpy(cur, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(cur));
+	sqlite3_finalize(st);
+	if (strcmp(cur, "withdrawn") == 0 && strcmp(status, "withdrawn") != 0) {
+		api_reply_error(r, 409, "withdrawn", "tenant '%s' has withdrawn; "
+		    "its history is kept but it cannot come back as is",
+		    api_param(r, "tenant"));
+		return;
+	}
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		return;
+	}
+	if (tenants_if_match(r, id) == -1) {
+		store_rollback(ctl->db);
+		return;
+	}
+	st = store_prepare(ctl->db, "UPDATE tenants SET status = ?1, left_on = "
+	    "CASE WHEN ?1 = 'withdrawn' THEN coalesce(left_on, date('now')) "
+	    "ELSE left_on END, version = version + 1, updated_at = ?2 WHERE "
+	    "id = ?3 AND status != ?1");
+	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, util_now());
+	sqlite3_bind_int64(st, 3, id);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
+	if (sqlite3_changes(ctl->db) > 0 && (audit_record(r, "tenant.status",
+	    obj, json_pack("{s:s,s:s}", "from", cur, "to", status)) == -1 ||
+	    store_commit(ctl->db) == -1)) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the change failed");
+		return;
+	}
+	store_rollback(ctl->db);	/* no-op after a commit */
+	tenants_reply(r, 200, id);
+}
+
+/* POST /v1/tenants/{tenant}/suspend */
+void
+tenants_suspend(struct api_req *r)
+{
+	tenants_set_status(r, "suspended");
+}
+
+/* POST /v1/tenants/{tenant}/withdraw */
+void
+tenants_withdraw(struct api_req *r)
+{
+	tenants_set_status(r, "withdrawn");
+}
+
+/* POST /v1/tenants/{tenant}/activate */
+void
+tenants_activate(struct api_req *r)
+{
+	tenants_set_status(r, "active");
+}
+
+/*
+ * May tenant id get new services? 0, or -1 with the reason (withdrawn or
+ * suspended members get none).
+ */
+int
+tenants_may_grow(int64_t id, char **cause)
+{
+	sqlite3_stmt	*st;
+	int		 rv = -1;
+
+	st = store_prepare(ctl->db, "SELECT status, coalesce(insee, siren, "
+	    "name) FROM tenants WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) != SQLITE_ROW)
+		xasprintf(cause, "no such tenant");
+	else if (strcmp((const char *)sqlite3_column_text(st, 0), "active") != 0)
+		xasprintf(cause, "tenant %s is %s: it gets no new services",
+		    sqlite3_column_text(st, 1), sqlite3_column_text(st, 0));
+	else
+		rv = 0;
+	sqlite3_finalize(st);
+	return (rv);
+}
