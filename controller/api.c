@@ -503,11 +503,8 @@ api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	ar->r_req = req;
 	api_make_id(req, ar->r_id);
 
-	if (req->entity.base != NULL && req->entity.len > api.max_body)
-		api_reply_error(ar, 413, "too_large",
-		    "the body is over %zu bytes", api.max_body);
-	else
-		api_dispatch(ar);
+	/* Each route has its own body limit, checked once it is known. */
+	api_dispatch(ar);
 
 	if (!ar->r_replied) {
 		log_warnx("api: %.*s %s (request %s): handler did not reply",
@@ -1172,12 +1169,8 @@ api_body_json(struct api_req *ar)
 	json_t		*j;
 	json_error_t	 err;
 
+	/* The route's body limit was checked before the handler ran. */
 	body = api_body(ar, &len);
-	if (len > api.max_body) {
-		api_reply_error(ar, 413, "too_large",
-		    "the body is over %zu bytes", api.max_body);
-		return (NULL);
-	}
 	if ((j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &err)) == NULL) {
 		api_reply_error(ar, 400, "bad_json", "line %d column %d: %s",
 		    err.line, err.column, err.text);

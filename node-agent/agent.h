@@ -79,6 +79,20 @@ struct role_ops {
 
 extern const struct role_ops	hv_role;	/* node-agent/hv.c */
 
+/*
+ * node-agent/hv.c seams for unit tests: an image source instead of the
+ * image cache, and a sink for the frames the role would send. Set them
+ * before hv_role.init; NULL members keep imgcache.c and link_send.
+ */
+struct imgcache_result;
+struct hv_hooks {
+	void	(*hh_image)(const Opsn__ImageRef *, const char *image_url,
+		    void (*done)(void *, const struct imgcache_result *),
+		    void *arg);
+	int	(*hh_send)(uint16_t type, const ProtobufCMessage *);
+};
+void	hv_set_hooks(const struct hv_hooks *);
+
 /* node-agent/inventory.c: gather cpus, memory, disk, libvirt versions. */
 void	inventory_collect(struct agent *, void (*done)(struct agent *));
 

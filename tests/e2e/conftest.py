@@ -78,3 +78,47 @@ def pytest_runtest_makereport(item, call):
                 with open(p, errors="replace") as fh:
                     tail = fh.read()[-3000:]
                 sys.stderr.write(f"\n----- {p} -----\n{tail}\n")
+
+
+@pytest.fixture(scope="session")
+def libvirt():
+    """The libvirt daemon (and virtlogd), started when not running."""
+    opsn.libvirt_up()
+    return opsn.LIBVIRT_URI
+
+
+@pytest.fixture
+def bridge():
+    b = opsn.Bridge()
+    yield b
+    b.remove()
+
+
+@pytest.fixture
+def hypervisor(workdir, procs, controller, libvirt):
+    """Start hypervisor agents (unique node names) and clean up after them:
+    every domain, volume and pool that names one of them is removed, even
+    when the test fails."""
+    made = []
+    tag = os.urandom(2).hex()
+
+    def make(base="hv", start=True, extra_args=(), **kw):
+        name = f"{base}-{tag}"
+        kw.setdefault("token", controller.join_token())
+        a = opsn.Agent(workdir, name, [controller.agent_addr],
+                       role="hypervisor",
+                       extra_args=["--virt-type", "qemu",
+                                   "--pool-dir",
+                                   os.path.join(workdir, "pool-" + name),
+                                   *extra_args], **kw)
+        procs.append(a)
+        made.append(name)
+        if start:
+            a.start()
+            opsn.wait_until(lambda: controller.node_state(name) == "ready",
+                            20, what=f"{name} ready")
+        return a
+    yield make
+    for p in procs:
+        p.stop()
+    opsn.cleanup_nodes(made)

@@ -162,7 +162,7 @@ class Controller(Proc):
         e.update(self.ctl_env())
         e.update(env or {})
         r = subprocess.run([os.path.join(BIN, "opsnctl"), *args], env=e,
-                           capture_output=True, text=True, timeout=60,
+                           capture_output=True, text=True, timeout=180,
                            input=input)
         if check and r.returncode != 0:
             raise AssertionError(f"opsnctl {' '.join(args)} failed "
@@ -219,3 +219,103 @@ class Agent(Proc):
 
 def rmtree(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- libvirt: the tests use the real daemon on qemu:///system ----
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+IMAGE_DIR = os.environ.get("OPSN_IMAGE_DIR",
+                           os.path.join(TOP, "build", "images", "tiny"))
+LIBVIRT_URI = "qemu:///system"
+
+
+def virsh(*args, check=True):
+    r = subprocess.run(["virsh", "-c", LIBVIRT_URI, *args],
+                       capture_output=True, text=True, timeout=60)
+    if check and r.returncode != 0:
+        raise AssertionError(f"virsh {' '.join(args)}: {r.stderr}")
+    return r
+
+
+def libvirt_up():
+    r = subprocess.run([os.path.join(TOP, "ops", "libvirt-up.sh")],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise AssertionError("libvirt daemon did not start: " + r.stderr)
+
+
+def domains():
+    """Every domain name the daemon has, running or not."""
+    out = virsh("list", "--all", "--name").stdout
+    return [d.strip() for d in out.splitlines() if d.strip()]
+
+
+def domain_node(dom):
+    """The node named in a domain's opsn metadata, or None."""
+    r = virsh("metadata", dom, "https://opsn.example/xmlns/vm/1",
+              check=False)
+    if r.returncode != 0:
+        return None
+    import re
+    m = re.search(r"<(?:\w+:)?node>([^<]*)</", r.stdout)
+    return m.group(1) if m else None
+
+
+def domain_state(dom):
+    r = virsh("domstate", dom, check=False)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def domain_pid(dom):
+    try:
+        with open(f"/run/libvirt/qemu/{dom}.pid") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def cleanup_nodes(nodes):
+    """Remove every domain, volume and pool that names one of nodes."""
+    for dom in domains():
+        if domain_node(dom) in nodes:
+            virsh("destroy", dom, check=False)
+            virsh("undefine", dom, "--nvram", check=False)
+            virsh("undefine", dom, check=False)
+    for n in nodes:
+        pool = f"opsn-{n}"
+        r = virsh("vol-list", pool, check=False)
+        if r.returncode == 0:
+            for line in r.stdout.splitlines()[2:]:
+                parts = line.split()
+                if parts:
+                    virsh("vol-delete", parts[0], "--pool", pool,
+                          check=False)
+        virsh("pool-destroy", pool, check=False)
+        virsh("pool-undefine", pool, check=False)
+
+
+class Bridge:
+    """A Linux bridge made for one test and removed after it."""
+
+    def __init__(self):
+        self.name = "opsnt" + os.urandom(3).hex()
+        subprocess.run(["ip", "link", "add", self.name, "type", "bridge"],
+                       check=True)
+        subprocess.run(["ip", "link", "set", self.name, "up"], check=True)
+
+    def remove(self):
+        subprocess.run(["ip", "link", "del", self.name],
+                       capture_output=True)
+
+
+def add_tiny_image(controller, name="tiny"):
+    """Upload the tiny guest through opsnctl."""
+    with open(os.path.join(IMAGE_DIR, "cmdline")) as f:
+        cmdline = f.read().strip()
+    return controller.opsnctl(
+        "image", "add", name,
+        "--file", os.path.join(IMAGE_DIR, "disk.qcow2"),
+        "--kernel", os.path.join(IMAGE_DIR, "vmlinuz"),
+        "--initrd", os.path.join(IMAGE_DIR, "initrd.img"),
+        "--cmdline", cmdline)
