@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,19 +34,22 @@ struct cli_buf {
 
 /*
  * One request. r_fd != -1 streams a file as the body (PUT); otherwise
- * r_body, if not NULL, is sent as JSON (the caller keeps it).
+ * r_body, if not NULL, is sent as JSON (the caller keeps it). r_http, if
+ * not NULL, adds request headers and collects response headers.
  */
 struct cli_req {
 	const char	*r_method;
 	const char	*r_path;
 	json_t		*r_body;
+	struct cli_http	*r_http;
 	int		 r_quiet404;	/* 404: return 1, print nothing */
 	int		 r_fd;
 	uint64_t	 r_size;
 	uint64_t	 r_sent;	/* bytes read from r_fd */
-	const char	*r_name;	/* the file, for messages */
+	const char	*r_name;	/* labels the progress line, or NULL */
 	int		 r_errno;	/* read(2) failed */
 	int		 r_short;	/* the file shrank */
+	uint64_t	 r_start_ms;
 	uint64_t	 r_shown_ms;	/* last progress update */
 };
 
@@ -61,7 +65,7 @@ static int	 cli_seek_cb(void *, curl_off_t, int);
 static int	 cli_progress_cb(void *, curl_off_t, curl_off_t, curl_off_t,
 		    curl_off_t);
 static int	 cli_perform(struct cli_req *, json_t **);
-static size_t	 cli_columns(void);
+static void	 cli_keep_headers(CURL *, struct cli_http *);
 static int	 cli_opt_index(const struct cli_call *, const char *);
 
 static CURL *
@@ -184,25 +188,55 @@ cli_seek_cb(void *arg, curl_off_t off, int origin)
 	return (CURL_SEEKFUNC_OK);
 }
 
+/*
+ * The upload's progress on a terminal: a file (r_size known) or a JSON
+ * body (ultotal); once every byte is sent, how long the server has been
+ * working on it.
+ */
 static int
 cli_progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow,
     curl_off_t ultotal, curl_off_t ulnow)
 {
 	struct cli_req	*r = arg;
 	char		 done[32], total[32];
-	uint64_t	 now = util_mono_ms();
+	uint64_t	 now = util_mono_ms(), size;
 
 	(void)dltotal;
 	(void)dlnow;
-	(void)ultotal;
 	if (now - r->r_shown_ms < CLI_PROGRESS_MS)
 		return (0);
 	r->r_shown_ms = now;
+	size = r->r_fd != -1 ? r->r_size : ultotal > 0 ? (uint64_t)ultotal : 0;
+	/* A JSON body's size is known once libcurl starts sending it. */
+	if (r->r_fd == -1 && size == 0)
+		return (0);
+	format_bytes(size, total, sizeof(total));
+	if (r->r_fd == -1 && size > 0 && (uint64_t)ulnow >= size) {
+		cli_status("%s: %s sent, waiting for the controller (%" PRIu64
+		    "s)", r->r_name, total, (now - r->r_start_ms) / 1000);
+		return (0);
+	}
 	format_bytes((uint64_t)ulnow, done, sizeof(done));
-	format_bytes(r->r_size, total, sizeof(total));
 	cli_status("%s: %s of %s (%d%%)", r->r_name, done, total,
-	    r->r_size > 0 ? (int)((uint64_t)ulnow * 100 / r->r_size) : 100);
+	    size > 0 ? (int)((uint64_t)ulnow * 100 / size) : 100);
 	return (0);
+}
+
+/* Copy the response headers that r_http asks for. */
+static void
+cli_keep_headers(CURL *c, struct cli_http *h)
+{
+	struct curl_header	*hdr;
+	size_t			 i;
+
+	for (i = 0; i < CLI_HTTP_MAXHDRS && h->h_keep[i] != NULL; i++) {
+		free(h->h_got[i]);
+		h->h_got[i] = NULL;
+		/* The last response of the request, not a 100 Continue. */
+		if (curl_easy_header(c, h->h_keep[i], 0, CURLH_HEADER, -1,
+		    &hdr) == CURLHE_OK)
+			h->h_got[i] = xstrdup(hdr->value);
+	}
 }
 
 /* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
@@ -219,12 +253,14 @@ cli_perform(struct cli_req *r, json_t **out)
 	json_error_t		 jerr;
 	CURLcode		 rc;
 	long			 status = 0;
+	size_t			 i;
 	int			 ret = -1;
 
 	memset(&b, 0, sizeof(b));
 	errbuf[0] = '\0';
 	if (out != NULL)
 		*out = NULL;
+	r->r_start_ms = util_mono_ms();
 	xasprintf(&url, "%s%s", cli_conf.cc_url, r->r_path);
 
 	/* Reset per request; the connection itself stays open for the next. */
@@ -246,6 +282,9 @@ cli_perform(struct cli_req *r, json_t **out)
 		xasprintf(&auth, "Authorization: Bearer %s", cli_conf.cc_token);
 		hdrs = cli_header(hdrs, auth);
 	}
+	for (i = 0; r->r_http != NULL && i < CLI_HTTP_MAXHDRS &&
+	    r->r_http->h_send[i] != NULL; i++)
+		hdrs = cli_header(hdrs, r->r_http->h_send[i]);
 	if (r->r_fd != -1) {
 		/*
 		 * A disk image may take minutes: no limit on the whole
@@ -268,7 +307,20 @@ cli_perform(struct cli_req *r, json_t **out)
 		hdrs = cli_header(hdrs,
 		    "Content-Type: application/octet-stream");
 	} else {
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
+		if (r->r_http != NULL && r->r_http->h_long) {
+			/* Like an upload: only a stall ends it. */
+			curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+			curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+			curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
+			    CLI_UPLOAD_STALL);
+		} else
+			curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
+		if (r->r_name != NULL) {
+			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
+			    cli_progress_cb);
+			curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+		}
 		if (r->r_body != NULL) {
 			payload = json_dumps(r->r_body, JSON_COMPACT);
 			if (payload == NULL) {
@@ -279,8 +331,8 @@ cli_perform(struct cli_req *r, json_t **out)
 			hdrs = cli_header(hdrs,
 			    "Content-Type: application/json");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE,
-			    (long)strlen(payload));
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+			    (curl_off_t)strlen(payload));
 		} else if (strcmp(method, "POST") == 0) {
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
 			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
@@ -292,6 +344,11 @@ cli_perform(struct cli_req *r, json_t **out)
 
 	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (r->r_http != NULL) {
+		r->r_http->h_status = rc == CURLE_OK ? status : 0;
+		if (rc == CURLE_OK)
+			cli_keep_headers(c, r->r_http);
+	}
 	if (r->r_quiet404 && rc == CURLE_OK && status == 404) {
 		ret = 1;
 		goto out;
@@ -354,6 +411,13 @@ out:
 int
 cli_request(const char *method, const char *path, json_t *body, json_t **out)
 {
+	return (cli_request_http(method, path, body, NULL, out));
+}
+
+int
+cli_request_http(const char *method, const char *path, json_t *body,
+    struct cli_http *http, json_t **out)
+{
 	struct cli_req	 r;
 	int		 ret;
 
@@ -361,10 +425,28 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 	r.r_method = method;
 	r.r_path = path;
 	r.r_body = body;
+	r.r_http = http;
 	r.r_fd = -1;
+	if (http != NULL && http->h_label != NULL)
+		r.r_name = http->h_label;
 	ret = cli_perform(&r, out);
+	if (r.r_name != NULL)
+		cli_status_end(0);
 	json_decref(body);
 	return (ret);
+}
+
+void
+cli_http_clear(struct cli_http *h)
+{
+	size_t	 i;
+
+	if (h == NULL)
+		return;
+	for (i = 0; i < CLI_HTTP_MAXHDRS; i++) {
+		free(h->h_got[i]);
+		h->h_got[i] = NULL;
+	}
 }
 
 int
@@ -410,14 +492,13 @@ cli_upload(const char *path, int fd, uint64_t size, const char *name,
 	return (ret);
 }
 
-/* Columns of the terminal on stderr, 80 if unknown. */
-static size_t
-cli_columns(void)
+size_t
+cli_columns(int fd)
 {
 	struct winsize	 ws;
 
-	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == -1 || ws.ws_col == 0)
-		return (80);
+	if (ioctl(fd, TIOCGWINSZ, &ws) == -1 || ws.ws_col == 0)
+		return (isatty(fd) ? 80 : 0);
 	return (ws.ws_col);
 }
 
@@ -438,7 +519,7 @@ cli_status(const char *fmt, ...)
 	xvasprintf(&line, fmt, ap);
 	va_end(ap);
 	clean = format_clean(line);
-	cols = cli_columns();
+	cols = cli_columns(STDERR_FILENO);
 	for (p = clean; *p != '\0'; p++) {
 		if (((unsigned char)*p & 0xc0) != 0x80 && ++n >= cols) {
 			*p = '\0';
@@ -478,6 +559,26 @@ cli_escape(const char *s)
 	}
 	out = xstrdup(e);
 	curl_free(e);
+	return (out);
+}
+
+char *
+cli_path_query(const char *path, const char *const *kv)
+{
+	char	*out, *e, *tmp;
+	size_t	 i;
+
+	out = xstrdup(path);
+	for (i = 0; kv[i] != NULL; i += 2) {
+		if (kv[i + 1] == NULL)
+			continue;
+		e = cli_escape(kv[i + 1]);
+		xasprintf(&tmp, "%s%c%s=%s", out, strchr(out, '?') != NULL ?
+		    '&' : '?', kv[i], e);
+		free(e);
+		free(out);
+		out = tmp;
+	}
 	return (out);
 }
 

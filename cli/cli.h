@@ -80,6 +80,24 @@ void	 conf_clear(void);
 void	 conf_src_clear(struct conf_src *);
 
 /* cli.c */
+
+#define CLI_HTTP_MAXHDRS 4
+
+/*
+ * What cli_request_http adds to a request: headers to send, a long request,
+ * and the response headers to keep. The caller fills the first part, the
+ * call the second; cli_http_clear frees what it got.
+ */
+struct cli_http {
+	const char	*h_send[CLI_HTTP_MAXHDRS + 1];	/* "If-Match: \"3\"" */
+	const char	*h_keep[CLI_HTTP_MAXHDRS + 1];	/* "ETag" */
+	int		 h_long;	/* no 30 s limit, only a stall */
+	const char	*h_label;	/* progress line on a tty, or NULL */
+	/* Filled by the call. */
+	long		 h_status;	/* HTTP status, 0 if no answer */
+	char		*h_got[CLI_HTTP_MAXHDRS];	/* h_keep values or NULL */
+};
+
 /*
  * Call the API: method on path ("/v1/nodes"), with body (consumed, may be
  * NULL). On 2xx, *out (if out is not NULL) gets the parsed reply, or NULL for
@@ -87,6 +105,11 @@ void	 conf_src_clear(struct conf_src *);
  */
 int	 cli_request(const char *method, const char *path, json_t *body,
 	    json_t **out);
+/* cli_request with the headers and limits of http (may be NULL). */
+int	 cli_request_http(const char *method, const char *path, json_t *body,
+	    struct cli_http *http, json_t **out);
+/* Free the response headers a cli_http holds; NULL is fine. */
+void	 cli_http_clear(struct cli_http *);
 /* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
 int	 cli_lookup(const char *path, json_t **out);
 /*
@@ -102,10 +125,17 @@ void	 cli_status(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
 /* End the status line: keep it (newline) or erase it. */
 void	 cli_status_end(int keep);
+/* Columns of the terminal on fd: 80 if unknown, 0 if fd is no tty. */
+size_t	 cli_columns(int fd);
 /* GET every page of a list; *out is {"items":[...],"next_cursor":null}. */
 int	 cli_list(const char *path, json_t **out);
 /* Escape one path segment or query value; caller frees. */
 char	*cli_escape(const char *);
+/*
+ * path plus "?key=value&..." for each pair of kv ({key, value, ..., NULL})
+ * whose value is not NULL, values escaped; caller frees.
+ */
+char	*cli_path_query(const char *path, const char *const *kv);
 /* GET a list and print it as a table of cols, or as JSON with -o json. */
 int	 cli_show_list(const char *path, const struct format_col *, size_t);
 /* Print obj (consumed) as "field: value" lines, or as JSON. Exit status. */
@@ -151,6 +181,13 @@ void	 format_bytes(uint64_t, char *, size_t);
 void	 format_ago(int64_t then, int64_t now, char *, size_t);
 /* Parse "512M", "2G", "1T" (powers of 1024) or bytes; -1 with *cause. */
 int	 format_parse_size(const char *, uint64_t *, char **cause);
+/* A size (as above) that is a whole number of MiB; -1 with *cause. */
+int	 format_parse_mib(const char *, uint64_t *mib, char **cause);
+/* A whole number from min to max, digits only; -1 with *cause. */
+int	 format_parse_count(const char *, int64_t min, int64_t max,
+	    int64_t *, char **cause);
+/* "in 12s", "in 3m", "in 2h", "in 89d" for then, seen at now. */
+void	 format_in(int64_t then, int64_t now, char *, size_t);
 /* Parse an RFC 3339 time ("2026-11-29T19:38:25Z"); -1 if it is not one. */
 int	 format_parse_time(const char *, int64_t *);
 
@@ -161,7 +198,37 @@ char	*format_size_exact(json_t *);	/* "15.6G (16777216000 bytes)" */
 char	*format_mib(json_t *);		/* MiB: 512 as "512M" */
 char	*format_age(json_t *);		/* time: "12s ago"; null "never" */
 char	*format_time(json_t *);		/* time: "...Z (12s ago)" */
+char	*format_expiry(json_t *);	/* "in 89d", "expired 2d ago"; null "never" */
 char	*format_counts(json_t *);	/* {"ready":2} as "2 ready" */
+
+/* csv.c */
+
+/* One record of a CSV file. */
+struct csv_row {
+	size_t	  cr_line;	/* the line it starts on, from 1 */
+	size_t	  cr_n;		/* fields */
+	char	**cr_fields;	/* unquoted, NUL-terminated */
+};
+
+/* A parsed CSV file: cv_rows[0] is the header, if there is one. */
+struct csv {
+	char		 cv_sep;	/* ';' or ',' */
+	size_t		 cv_nrows;
+	struct csv_row	*cv_rows;
+};
+
+/*
+ * Split text (len bytes) into rows; blank lines are skipped, a UTF-8 BOM
+ * ignored. -1 with *cause "NAME:LINE: reason". csv_free frees the rows.
+ */
+int	 csv_parse(const char *name, const char *text, size_t len,
+	    struct csv *, char **cause);
+/* Free the rows of a csv (not the struct); NULL is fine. */
+void	 csv_free(struct csv *);
+
+/* audit.c */
+int	 audit_list(struct cli_call *);
+int	 audit_verify(struct cli_call *);
 
 /* health.c */
 int	 health_show(struct cli_call *);
@@ -171,11 +238,37 @@ int	 image_add(struct cli_call *);
 int	 image_list(struct cli_call *);
 int	 image_show(struct cli_call *);
 
+/* import.c */
+int	 import_tenants(struct cli_call *);
+/*
+ * The records of a CSV file of members (header insee;siren;name;
+ * population;kind) named name, for POST /v1/tenants/import; -1 with
+ * *cause "NAME:LINE: field: reason" and nothing in *records.
+ */
+int	 import_csv_records(const char *name, const char *text, size_t len,
+	    json_t **records, char **cause);
+
 /* node.c */
 int	 node_list(struct cli_call *);
 int	 node_show(struct cli_call *);
 int	 node_token(struct cli_call *);
 int	 node_revoke(struct cli_call *);
+
+/* plan.c */
+int	 plan_add(struct cli_call *);
+int	 plan_list(struct cli_call *);
+
+/* tenant.c */
+int	 tenant_add(struct cli_call *);
+int	 tenant_list(struct cli_call *);
+int	 tenant_show(struct cli_call *);
+int	 tenant_set(struct cli_call *);
+int	 tenant_action(struct cli_call *);	/* suspend, withdraw, activate */
+
+/* token.c */
+int	 token_create(struct cli_call *);
+int	 token_list(struct cli_call *);
+int	 token_revoke(struct cli_call *);
 
 /* vm.c */
 int	 vm_create(struct cli_call *);

@@ -17,6 +17,7 @@
 #include "cli.h"
 
 #define FORMAT_GAP	2	/* spaces between columns */
+#define FORMAT_MIB	((uint64_t)1 << 20)
 
 static char	*format_cell(const struct format_col *, json_t *);
 static void	 format_pad(FILE *, size_t);
@@ -118,6 +119,59 @@ format_parse_size(const char *s, uint64_t *out, char **cause)
 	}
 	*out = (uint64_t)n * mul;
 	return (0);
+}
+
+int
+format_parse_mib(const char *s, uint64_t *mib, char **cause)
+{
+	uint64_t	 bytes;
+
+	if (format_parse_size(s, &bytes, cause) == -1)
+		return (-1);
+	if (bytes % FORMAT_MIB != 0) {
+		xasprintf(cause, "'%s' is not a whole number of MiB (a bare "
+		    "number is bytes: give 512M, 2G)", s);
+		return (-1);
+	}
+	*mib = bytes / FORMAT_MIB;
+	return (0);
+}
+
+int
+format_parse_count(const char *s, int64_t min, int64_t max, int64_t *out,
+    char **cause)
+{
+	char		*end;
+	long long	 n;
+
+	*cause = NULL;
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	/* strtoll would take blanks, a sign and an empty string. */
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || n < min ||
+	    n > max) {
+		xasprintf(cause, "'%s' is not a whole number from %" PRId64
+		    " to %" PRId64, s, min, max);
+		return (-1);
+	}
+	*out = (int64_t)n;
+	return (0);
+}
+
+void
+format_in(int64_t then, int64_t now, char *buf, size_t len)
+{
+	int64_t	 d = then - now;
+
+	/* Rounded up: a token made for 90d says "in 90d", not "in 89d". */
+	if (d < 60)
+		snprintf(buf, len, "in %" PRId64 "s", d < 1 ? 0 : d);
+	else if (d < 3600)
+		snprintf(buf, len, "in %" PRId64 "m", (d + 59) / 60);
+	else if (d < 86400)
+		snprintf(buf, len, "in %" PRId64 "h", (d + 3599) / 3600);
+	else
+		snprintf(buf, len, "in %" PRId64 "d", (d + 86399) / 86400);
 }
 
 void
@@ -279,6 +333,26 @@ format_time(json_t *v)
 	raw = format_clean(json_string_value(v));
 	xasprintf(&s, "%s (%s)", raw, buf);
 	free(raw);
+	return (s);
+}
+
+char *
+format_expiry(json_t *v)
+{
+	char	 buf[32], *s;
+	int64_t	 t, now = util_now();
+
+	if (json_is_null(v))
+		return (xstrdup("never"));
+	if (!json_is_string(v) ||
+	    format_parse_time(json_string_value(v), &t) == -1)
+		return (format_value(v));
+	if (t > now) {
+		format_in(t, now, buf, sizeof(buf));
+		return (xstrdup(buf));
+	}
+	format_ago(t, now, buf, sizeof(buf));
+	xasprintf(&s, "expired %s", buf);
 	return (s);
 }
 

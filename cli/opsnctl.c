@@ -58,17 +58,17 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "image", "show" }, "NAME",
 	  "show one image",
 	  { NULL }, 1, 1, 0, image_show },
-	/* vm_create reads "plan=" too once the controller has plans. */
-	{ { "vm", "create" }, "--name NAME --node NODE --image IMAGE "
-	  "--vcpus N --memory SIZE --disk SIZE [--tenant TENANT] "
-	  "[--nic BRIDGE]... [--stopped] [--wait [--timeout DURATION]]",
-	  "create a VM on a node",
-	  { "name=", "node=", "image=", "vcpus=", "memory=", "disk=",
+	{ { "vm", "create" }, "--name NAME --image IMAGE [--plan PLAN] "
+	  "[--vcpus N] [--memory SIZE] [--disk SIZE] [--node NODE] "
+	  "[--tenant TENANT] [--nic BRIDGE]... [--stopped] "
+	  "[--wait [--timeout DURATION]]",
+	  "create a VM, on a node or where it fits",
+	  { "name=", "node=", "image=", "plan=", "vcpus=", "memory=", "disk=",
 	    "tenant=", "nic=", "stopped", "wait", "timeout=" },
 	  0, 0, 0, vm_create },
-	{ { "vm", "list" }, "[--node NODE]",
+	{ { "vm", "list" }, "[--node NODE] [--tenant TENANT] [--state STATE]",
 	  "list the VMs",
-	  { "node=" }, 0, 0, 0, vm_list },
+	  { "node=", "tenant=", "state=" }, 0, 0, 0, vm_list },
 	{ { "vm", "show" }, "VM",
 	  "show one VM, by name or id",
 	  { NULL }, 1, 1, 0, vm_show },
@@ -87,6 +87,66 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "vm", "console-log" }, "VM [--follow]",
 	  "print a VM's console output",
 	  { "follow" }, 1, 1, 0, vm_console },
+	{ { "tenant", "add" }, "--kind KIND "
+	  "--name NAME [--insee CODE] [--siren SIREN] [--population N] "
+	  "[--parent EPCI] [--email ADDRESS] [--joined YYYY-MM-DD]",
+	  "add a member (tenant)",
+	  { "kind=", "name=", "insee=", "siren=", "population=", "parent=",
+	    "email=", "joined=" }, 0, 0, 0, tenant_add },
+	{ { "tenant", "list" }, "[--kind KIND] [--status STATUS] "
+	  "[--parent EPCI]",
+	  "list the members",
+	  { "kind=", "status=", "parent=" }, 0, 0, 0, tenant_list },
+	{ { "tenant", "show" }, "TENANT",
+	  "show a member, with its quotas and use",
+	  { NULL }, 1, 1, 0, tenant_show },
+	{ { "tenant", "set" }, "TENANT [--name NAME] [--insee CODE] "
+	  "[--siren SIREN] [--population N] [--parent EPCI | --no-parent] "
+	  "[--email ADDRESS] [--quota-vcpus N|none] [--quota-memory SIZE|none] "
+	  "[--quota-disk SIZE|none] [--quota-vms N|none]",
+	  "change a member's fields or quotas",
+	  { "name=", "insee=", "siren=", "population=", "parent=", "no-parent",
+	    "email=", "quota-vcpus=", "quota-memory=", "quota-disk=",
+	    "quota-vms=" }, 1, 1, 0, tenant_set },
+	{ { "tenant", "suspend" }, "TENANT",
+	  "suspend a member: it gets no new services",
+	  { NULL }, 1, 1, 0, tenant_action },
+	{ { "tenant", "withdraw" }, "TENANT",
+	  "a member leaves: history kept, no new services",
+	  { NULL }, 1, 1, 0, tenant_action },
+	{ { "tenant", "activate" }, "TENANT",
+	  "reactivate a suspended member",
+	  { NULL }, 1, 1, 0, tenant_action },
+	{ { "tenant", "import" }, "--etalab FILE | --etalab-epci FILE | "
+	  "--csv FILE [--departement CODE | --region CODE | --epci SIREN] "
+	  "[--epci-file FILE] [--communes-file FILE]",
+	  "import members from Etalab's files or a CSV file",
+	  { "etalab=", "etalab-epci=", "csv=", "departement=", "region=",
+	    "epci=", "epci-file=", "communes-file=" }, 0, 0, 0,
+	  import_tenants },
+	{ { "plan", "add" }, "NAME --vcpus N --memory SIZE --disk SIZE",
+	  "add a plan: a named VM size",
+	  { "vcpus=", "memory=", "disk=" }, 1, 1, 0, plan_add },
+	{ { "plan", "list" }, "",
+	  "list the plans",
+	  { NULL }, 0, 0, 0, plan_list },
+	{ { "token", "create" }, "--name NAME "
+	  "--role admin|operator|finance|auditor [--tenant TENANT] "
+	  "[--ttl DURATION]",
+	  "create an API token (shown once)",
+	  { "name=", "role=", "tenant=", "ttl=" }, 0, 0, 0, token_create },
+	{ { "token", "list" }, "",
+	  "list the API tokens",
+	  { NULL }, 0, 0, 0, token_list },
+	{ { "token", "revoke" }, "NAME",
+	  "revoke an API token",
+	  { NULL }, 1, 1, 0, token_revoke },
+	{ { "audit", "list" }, "[--since DATE|DURATION] [--object OBJECT]",
+	  "show the audit trail",
+	  { "since=", "object=" }, 0, 0, 0, audit_list },
+	{ { "audit", "verify" }, "",
+	  "check that the audit trail is intact",
+	  { NULL }, 0, 0, 0, audit_verify },
 	{ { "help" }, "[COMMAND]",
 	  "list the commands, or show how to use one",
 	  { NULL }, 0, CLI_MAXWORDS, CLI_CMD_LOCAL, opsnctl_help },

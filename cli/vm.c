@@ -56,6 +56,7 @@ static char	*vm_fmt_nics(json_t *);
 static const struct format_col vm_cols[] = {
 	{ "ID",		"id",		vm_fmt_id },
 	{ "NAME",	"name",		NULL },
+	{ "TENANT",	"tenant",	NULL },
 	{ "NODE",	"node",		NULL },
 	{ "VCPUS",	"vcpus",	NULL },
 	{ "MEMORY",	"memory_mib",	format_mib },
@@ -71,6 +72,7 @@ static const struct format_col vm_fields[] = {
 	{ "name",		"name",			NULL },
 	{ "node",		"node",			NULL },
 	{ "tenant",		"tenant",		NULL },
+	{ "plan",		"plan",			NULL },
 	{ "image",		"image",		NULL },
 	{ "vcpus",		"vcpus",		NULL },
 	{ "memory",		"memory_mib",		format_mib },
@@ -256,7 +258,7 @@ vm_create(struct cli_call *call)
 		const char	*opt;
 		int		 sized;	/* not needed with --plan */
 	} required[] = {
-		{ "name", 0 }, { "node", 0 }, { "image", 0 },
+		{ "name", 0 }, { "image", 0 },
 		{ "vcpus", 1 }, { "memory", 1 }, { "disk", 1 },
 	};
 	const char	*plan, *v, **nics;
@@ -268,22 +270,26 @@ vm_create(struct cli_call *call)
 	size_t		 i, nnics;
 	int		 wait = cli_opt(call, "wait") != NULL;
 
-	/* The command table gains "plan=" with the controller's plans. */
+	/* A plan gives the sizes; --vcpus, --memory, --disk override it. */
 	plan = cli_opt(call, "plan");
 	for (i = 0; i < nitems(required); i++) {
 		if (cli_opt(call, required[i].opt) == NULL &&
 		    (plan == NULL || !required[i].sized)) {
 			fprintf(stderr, "opsnctl: vm create: --%s is "
-			    "required\n", required[i].opt);
+			    "required%s\n", required[i].opt,
+			    required[i].sized ? " without --plan" : "");
 			return (cli_usage(call));
 		}
 	}
 	if (vm_timeout(call, &timeout) == -1)
 		return (cli_usage(call));
 
-	body = json_pack("{s:s,s:s,s:s,s:s}", "name", cli_opt(call, "name"),
-	    "node", cli_opt(call, "node"), "image", cli_opt(call, "image"),
-	    "power", cli_opt(call, "stopped") != NULL ? "stopped" : "running");
+	body = json_pack("{s:s,s:s,s:s}", "name", cli_opt(call, "name"),
+	    "image", cli_opt(call, "image"), "power", cli_opt(call,
+	    "stopped") != NULL ? "stopped" : "running");
+	/* No --node: the controller places the VM (first fit). */
+	if ((v = cli_opt(call, "node")) != NULL)
+		json_object_set_new(body, "node", json_string(v));
 	if (plan != NULL)
 		json_object_set_new(body, "plan", json_string(plan));
 	if ((v = cli_opt(call, "tenant")) != NULL)
@@ -351,15 +357,16 @@ usage:
 int
 vm_list(struct cli_call *call)
 {
-	const char	*node;
-	char		*path, *e;
+	const char	*q[] = {
+		"node", cli_opt(call, "node"),
+		"tenant", cli_opt(call, "tenant"),
+		"state", cli_opt(call, "state"),
+		NULL
+	};
+	char		*path;
 	int		 rc;
 
-	if ((node = cli_opt(call, "node")) == NULL)
-		return (cli_show_list("/v1/vms", vm_cols, nitems(vm_cols)));
-	e = cli_escape(node);
-	xasprintf(&path, "/v1/vms?node=%s", e);
-	free(e);
+	path = cli_path_query("/v1/vms", q);
 	rc = cli_show_list(path, vm_cols, nitems(vm_cols));
 	free(path);
 	return (rc);

@@ -109,6 +109,7 @@ void	audit_verify_route(struct api_req *);
 /* controller/tenants.c */
 int	tenants_insee_ok(const char *);
 int	tenants_siren_ok(const char *);
+int	tenants_text_ok(const char *, size_t max);
 int64_t	tenants_resolve(const char *ref);
 int64_t	tenants_from_path(struct api_req *, const char *ref);
 json_t	*tenants_json(int64_t id);

@@ -81,10 +81,9 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		    "commune, epci, syndicat, department or other",
 		    kind ? kind : ""));
 	name = import_str(rec, "name");
-	if (name == NULL || *name == '\0' || strlen(name) > 200 ||
-	    strpbrk(name, "/\r\n\t") != NULL)
-		return (import_fail(cause, rec, idx, "name", "missing, too long "
-		    "or with control characters or '/'"));
+	if (name == NULL || !tenants_text_ok(name, 200))
+		return (import_fail(cause, rec, idx, "name", "missing, over 200 "
+		    "characters or with control characters"));
 	insee = import_str(rec, "insee");
 	if (insee != NULL && *insee == '\0')
 		insee = NULL;

@@ -62,8 +62,12 @@ tenants_siren_ok(const char *s)
 	return (sum % 10 == 0);
 }
 
-/* Printable UTF-8 text without control characters or '/'. */
-static int
+/*
+ * A display name: printable UTF-8 without control characters. A '/' is
+ * allowed: real EPCIs have one ("CC Castillon/Pujols"); names that become
+ * identifiers (VMs, plans, nodes) refuse it.
+ */
+int
 tenants_text_ok(const char *s, size_t max)
 {
 	size_t	 len = strlen(s);
@@ -72,7 +76,7 @@ tenants_text_ok(const char *s, size_t max)
 	if (len == 0 || len > max)
 		return (0);
 	for (p = (const unsigned char *)s; *p != '\0'; p++)
-		if (*p < 0x20 || *p == 0x7f || *p == '/')
+		if (*p < 0x20 || *p == 0x7f)
 			return (0);
 	return (1);
 }
@@ -351,7 +355,7 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 		if (!json_is_string(v) || !tenants_text_ok(json_string_value(v),
 		    TENANT_NAME_MAX)) {
 			api_reply_error(r, 400, "bad_field", "name must be 1 to "
-			    "%d characters without control characters or '/'",
+			    "%d characters without control characters",
 			    TENANT_NAME_MAX);
 			return (-1);
 		}

@@ -66,6 +66,59 @@ format_ago_picks_the_largest_unit(void **state)
 }
 
 static void
+format_in_rounds_a_deadline_up(void **state)
+{
+	char	 buf[32];
+
+	(void)state;
+	/* A 90-day token looked at a second later still says 90 days. */
+	format_in(1000 + 90 * 86400, 1001, buf, sizeof(buf));
+	assert_string_equal(buf, "in 90d");
+	format_in(1000 + 30, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "in 30s");
+	format_in(1000 + 61, 1000, buf, sizeof(buf));
+	assert_string_equal(buf, "in 2m");
+	format_in(1000, 1005, buf, sizeof(buf));
+	assert_string_equal(buf, "in 0s");
+}
+
+static void
+format_parse_mib_wants_whole_mebibytes(void **state)
+{
+	uint64_t	 mib;
+	char		*cause;
+
+	(void)state;
+	assert_int_equal(format_parse_mib("8G", &mib, &cause), 0);
+	assert_int_equal(mib, 8192);
+	assert_int_equal(format_parse_mib("0", &mib, &cause), 0);
+	assert_int_equal(mib, 0);
+	assert_int_equal(format_parse_mib("1000", &mib, &cause), -1);
+	assert_non_null(strstr(cause, "whole number of MiB"));
+	free(cause);
+	assert_int_equal(format_parse_mib("-1G", &mib, &cause), -1);
+	free(cause);
+}
+
+static void
+format_parse_count_takes_digits_within_bounds(void **state)
+{
+	int64_t	 n;
+	char	*cause;
+
+	(void)state;
+	assert_int_equal(format_parse_count("0", 0, 10, &n, &cause), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(format_parse_count("11", 0, 10, &n, &cause), -1);
+	assert_string_equal(cause, "'11' is not a whole number from 0 to 10");
+	free(cause);
+	assert_int_equal(format_parse_count(" 1", 0, 10, &n, &cause), -1);
+	free(cause);
+	assert_int_equal(format_parse_count("", 0, 10, &n, &cause), -1);
+	free(cause);
+}
+
+static void
 format_parse_time_reads_rfc3339_utc(void **state)
 {
 	int64_t	 t;
@@ -226,6 +279,10 @@ main(void)
 		cmocka_unit_test(format_bytes_prints_one_decimal_below_100),
 		cmocka_unit_test(format_bytes_never_prints_1024_of_a_unit),
 		cmocka_unit_test(format_ago_picks_the_largest_unit),
+		cmocka_unit_test(format_in_rounds_a_deadline_up),
+		cmocka_unit_test(format_parse_mib_wants_whole_mebibytes),
+		cmocka_unit_test(
+		    format_parse_count_takes_digits_within_bounds),
 		cmocka_unit_test(format_parse_time_reads_rfc3339_utc),
 		cmocka_unit_test(format_parse_size_takes_binary_units_or_bytes),
 		cmocka_unit_test(
