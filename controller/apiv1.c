@@ -17,6 +17,7 @@
 #define APIV1_MAX_IMPORT	((size_t)64 << 20)
 
 static struct ctl	*ac;
+static struct api_route	*apiv1_all;	/* core + subsystem routes */
 
 static void	apiv1_health(struct api_req *);
 static void	apiv1_nodes_list(struct api_req *);
@@ -417,8 +418,32 @@ apiv1_start(struct ctl *c, char **cause)
 	ac = c;
 	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
 		return (-1);
-	rv = api_start(c->loop, host, port, c->api_ctx, apiv1_routes,
-	    nitems(apiv1_routes), &hooks, cause);
+	/* The core table, then each subsystem's own table. */
+	struct {
+		const struct api_route	*r;
+		const size_t		*n;
+	} mods[] = {
+		{ services_routes, &services_nroutes },
+		{ metering_routes, &metering_nroutes },
+		{ billing_routes, &billing_nroutes },
+	};
+	size_t	 i, n = nitems(apiv1_routes);
+
+	for (i = 0; i < nitems(mods); i++)
+		if (mods[i].r != NULL && mods[i].n != NULL)
+			n += *mods[i].n;
+	apiv1_all = xcalloc(n, sizeof(*apiv1_all));
+	memcpy(apiv1_all, apiv1_routes, sizeof(apiv1_routes));
+	n = nitems(apiv1_routes);
+	for (i = 0; i < nitems(mods); i++) {
+		if (mods[i].r == NULL || mods[i].n == NULL)
+			continue;
+		memcpy(apiv1_all + n, mods[i].r, *mods[i].n *
+		    sizeof(*apiv1_all));
+		n += *mods[i].n;
+	}
+	rv = api_start(c->loop, host, port, c->api_ctx, apiv1_all, n, &hooks,
+	    cause);
 	free(host);
 	if (rv == 0)
 		log_info("api: listening on https://%s", c->conf.api_listen);

@@ -11,6 +11,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "opsn.pb-c.h"
+#include "api.h"
 
 struct ctl_conf {
 	char	*data_dir;
@@ -82,6 +83,28 @@ const char *nodes_name(int64_t id);
 /* Check a client certificate presented to the API: 0 and the node name. */
 int	nodes_cert_ok(X509 *, char *name, size_t len);
 int	nodes_is_ready(int64_t id);
+
+/*
+ * Subsystems that are optional at link time (weak): each defines its own
+ * route table and agent message handlers in its own file.
+ *   services (mail, web):	 controller/services*.c
+ *   metering:			 controller/metering*.c
+ *   billing:			 controller/billing*.c
+ */
+#define CTL_MODULE(name)						\
+	extern const struct api_route name##_routes[]			\
+	    __attribute__((weak));					\
+	extern const size_t name##_nroutes __attribute__((weak));	\
+	int	name##_init(struct ctl *, char **cause)			\
+	    __attribute__((weak));					\
+	void	name##_agent_msg(int64_t node_id, uint16_t type,	\
+	    const uint8_t *, size_t) __attribute__((weak));		\
+	void	name##_agent_hello(int64_t node_id, const char *roles)	\
+	    __attribute__((weak));					\
+	void	name##_agent_gone(int64_t node_id) __attribute__((weak));
+CTL_MODULE(services)
+CTL_MODULE(metering)
+CTL_MODULE(billing)
 
 /* controller/apiv1.c */
 struct api_req;

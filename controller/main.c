@@ -184,6 +184,13 @@ main(int argc, char **argv)
 	c.loop = uv_default_loop();
 	if (nodes_init(&c, &cause) == -1)
 		fatalx("nodes: %s", cause);
+	/* Subsystems built in (weak symbols are NULL when they are not). */
+	if (services_init != NULL && services_init(&c, &cause) == -1)
+		fatalx("services: %s", cause);
+	if (metering_init != NULL && metering_init(&c, &cause) == -1)
+		fatalx("metering: %s", cause);
+	if (billing_init != NULL && billing_init(&c, &cause) == -1)
+		fatalx("billing: %s", cause);
 	if (apiv1_start(&c, &cause) == -1)
 		fatalx("api: %s", cause);
 

@@ -69,6 +69,7 @@ static void	nodes_error_msg(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
 static void	nodes_to_vms(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
+static void	nodes_touch(struct node *);
 
 static const struct nodes_msg nodes_msgs[] = {
 	{ MSG_ENROL,	 0, 0, nodes_enrol },
@@ -228,6 +229,19 @@ nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
 		nodes_msgs[i].fn(s, h, p);
 		return;
 	}
+	/* Subsystem ranges, when the subsystem is built in. */
+	if (s->s_node != NULL && h->fh_type >= MSG_RANGE_METER_MIN &&
+	    h->fh_type <= MSG_RANGE_METER_MAX && metering_agent_msg != NULL) {
+		nodes_touch(s->s_node);
+		metering_agent_msg(s->s_node->n_id, h->fh_type, p, h->fh_len);
+		return;
+	}
+	if (s->s_node != NULL && h->fh_type >= MSG_RANGE_SVC_MIN &&
+	    h->fh_type <= MSG_RANGE_SVC_MAX && services_agent_msg != NULL) {
+		nodes_touch(s->s_node);
+		services_agent_msg(s->s_node->n_id, h->fh_type, p, h->fh_len);
+		return;
+	}
 	xasprintf(&msg, "unknown message type %u", h->fh_type);
 	log_debug("nodes: %s: %s", conn_peer_addr(c), msg);
 	nodes_send_error(s, h->fh_reqid, ST_UNKNOWN_TYPE, "unknown_type", msg);
@@ -242,8 +256,13 @@ nodes_close_cb(struct conn *c, const char *reason, void *arg)
 	if (s->s_node != NULL) {
 		log_info("nodes: %s disconnected: %s", s->s_node->n_name,
 		    reason);
-		if (s->s_node->n_sess == s)
+		if (s->s_node->n_sess == s) {
 			s->s_node->n_sess = NULL;
+			if (services_agent_gone != NULL)
+				services_agent_gone(s->s_node->n_id);
+			if (metering_agent_gone != NULL)
+				metering_agent_gone(s->s_node->n_id);
+		}
 	} else
 		log_debug("nodes: %s closed: %s", conn_peer_addr(c), reason);
 	TAILQ_REMOVE(&sessions, s, s_entry);
@@ -481,6 +500,10 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	    n->n_name, conn_peer_addr(s->s_conn), hi, m->agent_version);
 	/* Level-triggered: a (re)connected agent gets the whole state. */
 	vms_push(n->n_id);
+	if (services_agent_hello != NULL)
+		services_agent_hello(n->n_id, roles ? roles : "");
+	if (metering_agent_hello != NULL)
+		metering_agent_hello(n->n_id, roles ? roles : "");
 out:
 	free(msg);
 	free(roles);
@@ -524,14 +547,21 @@ nodes_error_msg(struct session *s, const struct frame_hdr *h,
 	opsn__error__free_unpacked(e, NULL);
 }
 
-/* Hypervisor messages: any frame also proves the node is alive. */
+/* Any frame from a node proves it is alive (memory only). */
+static void
+nodes_touch(struct node *n)
+{
+	n->n_seen_mono = util_mono_ms();
+	n->n_seen = util_now();
+}
+
+/* Hypervisor messages. */
 static void
 nodes_to_vms(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 {
 	struct node	*n = s->s_node;
 
-	n->n_seen_mono = util_mono_ms();
-	n->n_seen = util_now();
+	nodes_touch(n);
 	switch (h->fh_type) {
 	case MSG_OBSERVED_STATE:
 		vms_observed(n->n_id, p, h->fh_len);

@@ -78,6 +78,14 @@ struct role_ops {
 };
 
 extern const struct role_ops	hv_role;	/* node-agent/hv.c */
+/* Optional at link time (weak): NULL when not built in. */
+extern const struct role_ops	mail_role __attribute__((weak));
+extern const struct role_ops	web_role __attribute__((weak));
+/*
+ * The metering sampler and spool (node-agent/meter*.c), for every role:
+ * same hooks as a role; it gets frames of the metering range.
+ */
+extern const struct role_ops	meter_ops __attribute__((weak));
 
 /*
  * node-agent/hv.c seams for unit tests: an image source instead of the

@@ -107,6 +107,8 @@ link_hello_ok_msg(struct conn *c, const struct frame_hdr *h, const uint8_t *p)
 	uv_timer_start(&link_beat, link_beat_cb, beat, beat);
 	if (link_role != NULL && link_role->on_connected != NULL)
 		link_role->on_connected();
+	if (&meter_ops != NULL && meter_ops.on_connected != NULL)
+		meter_ops.on_connected();
 }
 
 static void
@@ -133,6 +135,12 @@ link_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
 	default: {
 		Opsn__Error err = OPSN__ERROR__INIT;
 
+		if (h->fh_type >= MSG_RANGE_METER_MIN &&
+		    h->fh_type <= MSG_RANGE_METER_MAX && &meter_ops != NULL &&
+		    meter_ops.on_frame != NULL && link_hello_ok) {
+			meter_ops.on_frame(h->fh_type, p, h->fh_len);
+			return;
+		}
 		if (h->fh_type >= 128 && link_role != NULL &&
 		    link_role->on_frame != NULL && link_hello_ok) {
 			link_role->on_frame(h->fh_type, p, h->fh_len);
@@ -215,6 +223,10 @@ link_start(struct agent *a)
 	la = a;
 	if (strcmp(a->conf.role, "hypervisor") == 0)
 		link_role = &hv_role;
+	else if (strcmp(a->conf.role, "mail") == 0 && &mail_role != NULL)
+		link_role = &mail_role;
+	else if (strcmp(a->conf.role, "web") == 0 && &web_role != NULL)
+		link_role = &web_role;
 	ca = enrol_path(a, "ca.pem");
 	cert = enrol_path(a, "cert.pem");
 	key = enrol_path(a, "key.pem");
@@ -241,4 +253,6 @@ link_stop(void)
 		conn_close(link_conn, "agent shutting down");
 	if (link_role != NULL && link_role->stop != NULL)
 		link_role->stop();
+	if (&meter_ops != NULL && meter_ops.stop != NULL)
+		meter_ops.stop();
 }

@@ -179,9 +179,19 @@ agent_inventory_done(struct agent *a)
 {
 	char	*cause = NULL;
 
-	if (strcmp(a->conf.role, "hypervisor") == 0 &&
-	    hv_role.init(a, &cause) == -1)
-		fatalx("agent: hypervisor: %s", cause);
+	const struct role_ops *role = NULL;
+
+	if (strcmp(a->conf.role, "hypervisor") == 0)
+		role = &hv_role;
+	else if (strcmp(a->conf.role, "mail") == 0 && &mail_role != NULL)
+		role = &mail_role;
+	else if (strcmp(a->conf.role, "web") == 0 && &web_role != NULL)
+		role = &web_role;
+	if (role != NULL && role->init != NULL && role->init(a, &cause) == -1)
+		fatalx("agent: %s: %s", role->name, cause);
+	if (&meter_ops != NULL && meter_ops.init != NULL &&
+	    meter_ops.init(a, &cause) == -1)
+		fatalx("agent: metering: %s", cause);
 	link_start(a);
 }
 

@@ -34,8 +34,20 @@ enum msg_type {
 	MSG_OBSERVED_STATE = 129,
 	MSG_IMAGE_PROGRESS = 130,
 	MSG_CONSOLE_DATA = 131,
-	/* 256-383: metering */
+	/* 256-383: metering (proto/metering.proto) */
+	MSG_SAMPLES = 256,		/* agent -> controller: a batch */
+	MSG_SAMPLES_ACK = 257,		/* controller -> agent: committed up to */
+	/* 384-511: mail and web services (proto/services.proto) */
+	MSG_SERVICES_DESIRED = 384,	/* controller -> mail/web agent */
+	MSG_SERVICES_STATUS = 385,	/* agent -> controller */
 };
+
+#define MSG_RANGE_HV_MIN	128
+#define MSG_RANGE_HV_MAX	255
+#define MSG_RANGE_METER_MIN	256
+#define MSG_RANGE_METER_MAX	383
+#define MSG_RANGE_SVC_MIN	384
+#define MSG_RANGE_SVC_MAX	511
 
 /* Status carried in the header; 0 means success. */
 enum msg_status {
