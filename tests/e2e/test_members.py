@@ -242,10 +242,19 @@ def test_openapi_lists_exactly_the_server_routes(controller):
     assert st == 200 and doc["openapi"].startswith("3.")
     documented = {(m.upper(), p) for p, ops in doc["paths"].items()
                   for m in ops}
-    src = open(os.path.join(opsn.TOP, "controller", "apiv1.c")).read()
-    table = src[src.index("apiv1_routes[] = {"):]
-    table = table[:table.index("};")]
-    routes = set(re.findall(r'\{\s*"([A-Z]+)",\s*"(/v1/[^"]*)"', table))
+    # Every route table in the controller's sources: the core one and
+    # each subsystem's (services, metering, billing).
+    routes = set()
+    cdir = os.path.join(opsn.TOP, "controller")
+    for f in sorted(os.listdir(cdir)):
+        if not f.endswith(".c"):
+            continue
+        src = open(os.path.join(cdir, f)).read()
+        for m in re.finditer(r"_routes\[\] = \{", src):
+            table = src[m.end():]
+            table = table[:table.index("};")]
+            routes |= set(re.findall(r'\{\s*"([A-Z]+)",\s*"(/v1/[^"]*)"',
+                                     table))
     routes.add(("GET", "/v1/openapi.json"))
     assert documented == routes
     # And each documented route answers (not a 404 for an unknown path).
