@@ -58,8 +58,9 @@ audit_record(struct api_req *r, const char *action, const char *object,
 	const char	*reqid = r ? api_request_id(r) : "";
 	int		 rv = -1;
 
-	sum = json_dumps(summary ? summary : json_object(), JSON_COMPACT |
-	    JSON_SORT_KEYS);
+	if (summary == NULL)
+		summary = json_object();
+	sum = json_dumps(summary, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(summary);
 	st = store_prepare(ctl->db, "SELECT count, hash FROM audit_head");
 	if (sqlite3_step(st) != SQLITE_ROW) {
