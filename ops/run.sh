@@ -10,8 +10,11 @@ API=${OPSN_API_LISTEN:-127.0.0.1:8443}
 AGENTS=${OPSN_AGENT_LISTEN:-127.0.0.1:8444}
 
 ops/deps.sh
-make -s
+make -s all image
 ops/libvirt-up.sh
+# KVM inside a VM often hangs in the firmware; software emulation always
+# works. On real hardware: OPSN_VIRT_TYPE=auto make run.
+VIRT=${OPSN_VIRT_TYPE:-qemu}
 
 mkdir -p "$RUN"
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -48,7 +51,7 @@ else
 	name=$(hostname | tr 'A-Z' 'a-z' | tr -c 'a-z0-9.\n-' '-')
 	bin/opsn-agent --data-dir "$RUN/agent" --name "$name" \
 	    --controller "$AGENTS" ${token:+--join-token "$token"} \
-	    --role hypervisor --libvirt-uri qemu:///system \
+	    --role hypervisor --libvirt-uri qemu:///system --virt-type "$VIRT" \
 	    --log-file "$RUN/agent.log" </dev/null >>"$RUN/agent.log" 2>&1 &
 	echo $! > "$RUN/agent.pid"
 	i=0
@@ -62,7 +65,14 @@ else
 	done
 fi
 
+if ! bin/opsnctl image show tiny >/dev/null 2>&1; then
+	img=build/images/tiny
+	bin/opsnctl image add tiny --file $img/disk.qcow2 --kernel $img/vmlinuz \
+	    --initrd $img/initrd.img --cmdline "$(cat $img/cmdline)" >/dev/null
+fi
+
 bin/opsnctl node list
+bin/opsnctl image list
 cat <<EOT
 
 opsn is running: controller API on https://$API, agents on $AGENTS.
@@ -75,4 +85,7 @@ Use opsnctl against it:
   export OPSN_TOKEN_FILE=$RUN/controller/admin.token
   bin/opsnctl node list
   bin/opsnctl node token          # a join token for another agent
+  bin/opsnctl vm create --name demo --node $name --image tiny \
+      --vcpus 1 --memory 256M --disk 1G --wait
+  bin/opsnctl vm console-log demo  # shows OPSN-GUEST-READY demo
 EOT
