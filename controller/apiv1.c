@@ -57,6 +57,8 @@ static const struct api_route apiv1_routes[] = {
 	  "Reboot a running VM" },
 	{ "DELETE", "/v1/vms/{vm}", "vms.write", vms_delete,
 	  "Delete a VM, its domain and its disk" },
+	{ "PATCH", "/v1/vms/{vm}", "vms.write", vms_resize,
+	  "Resize a VM (vcpus, memory_mib); applied while it is stopped" },
 	{ "GET", "/v1/vms/{vm}/console", "vms.read", vms_console,
 	  "The tail of a VM's serial console (offset)" },
 	{ "POST", "/v1/tenants", "tenants.write", tenants_create,

@@ -182,6 +182,7 @@ void	vms_start(struct api_req *);
 void	vms_stop(struct api_req *);
 void	vms_reboot(struct api_req *);
 void	vms_delete(struct api_req *);
+void	vms_resize(struct api_req *);
 void	vms_console(struct api_req *);
 /* Send a node its whole desired state (after HELLO and every change). */
 void	vms_push(int64_t node_id);

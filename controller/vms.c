@@ -279,13 +279,13 @@ fail:
  * transaction; -1 after replying 403 naming the quota and the use.
  */
 static int
-vms_quota(struct api_req *r, int64_t tenant, int64_t vcpus, int64_t mem,
-    int64_t disk)
+vms_quota(struct api_req *r, int64_t tenant, int64_t nvms, int64_t vcpus,
+    int64_t mem, int64_t disk)
 {
 	static const char *const what[4] = { "VM count", "vCPU", "memory (MiB)",
 	    "disk (bytes)" };
 	sqlite3_stmt	*st;
-	int64_t		 quota[4], use[4], add[4] = { 1, vcpus, mem, disk };
+	int64_t		 quota[4], use[4], add[4] = { nvms, vcpus, mem, disk };
 	char		 ref[64];
 	int		 i, has[4];
 
@@ -312,7 +312,7 @@ vms_quota(struct api_req *r, int64_t tenant, int64_t vcpus, int64_t mem,
 	strlcpy(ref, (const char *)sqlite3_column_text(st, 4), sizeof(ref));
 	sqlite3_finalize(st);
 	for (i = 0; i < 4; i++) {
-		if (has[i] && use[i] + add[i] > quota[i]) {
+		if (has[i] && add[i] > 0 && use[i] + add[i] > quota[i]) {
 			api_reply_error(r, 403, "quota_exceeded", "tenant %s: "
 			    "%s quota is %lld, it uses %lld and this VM needs "
 			    "%lld more", ref, what[i], (long long)quota[i],
@@ -443,7 +443,7 @@ vms_create(struct api_req *r)
 		goto out;
 	}
 	/* Quota and placement are decided in the transaction that claims. */
-	if (tenant != 0 && vms_quota(r, tenant, vcpus, mem, disk) == -1)
+	if (tenant != 0 && vms_quota(r, tenant, 1, vcpus, mem, disk) == -1)
 		goto rollback;
 	if (node == NULL && (node_id = sched_place(vcpus, mem, disk,
 	    &cause)) == -1) {
@@ -651,6 +651,81 @@ void
 vms_reboot(struct api_req *r)
 {
 	vms_set(r, "running", 1, 200);
+}
+
+/*
+ * PATCH /v1/vms/{vm} {"vcpus", "memory_mib"}: a new size, within the
+ * tenant's quotas. The agent applies it while the VM is stopped (a
+ * running VM keeps its size until its next stop and start).
+ */
+void
+vms_resize(struct api_req *r)
+{
+	static const char *const known[] = { "vcpus", "memory_mib", NULL };
+	json_t		*body;
+	sqlite3_stmt	*st;
+	int64_t		 id, node_id, tenant, gen, vcpus, mem, ov, om;
+	char		 uuid[37], obj[64];
+
+	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
+		return;
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (apiv1_known_fields(r, body, known) == -1)
+		goto out;
+	st = store_prepare(ctl->db, "SELECT node_id, coalesce(tenant_id, 0), "
+	    "vcpus, memory_mib, uuid, desired FROM vms WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_step(st);
+	node_id = sqlite3_column_int64(st, 0);
+	tenant = sqlite3_column_int64(st, 1);
+	ov = sqlite3_column_int64(st, 2);
+	om = sqlite3_column_int64(st, 3);
+	strlcpy(uuid, (const char *)sqlite3_column_text(st, 4), sizeof(uuid));
+	if (strcmp((const char *)sqlite3_column_text(st, 5), "deleted") == 0) {
+		sqlite3_finalize(st);
+		api_reply_error(r, 409, "deleted", "VM '%s' is being deleted",
+		    api_param(r, "vm"));
+		goto out;
+	}
+	sqlite3_finalize(st);
+	vcpus = ov;
+	mem = om;
+	if ((json_object_get(body, "vcpus") != NULL && apiv1_int_field(r,
+	    body, "vcpus", 1, 256, &vcpus) == -1) ||
+	    (json_object_get(body, "memory_mib") != NULL && apiv1_int_field(r,
+	    body, "memory_mib", 16, 4194304, &mem) == -1))
+		goto out;
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (tenant != 0 && vms_quota(r, tenant, 0, vcpus - ov, mem - om, 0) ==
+	    -1)
+		goto rollback;
+	gen = vms_bump(node_id);
+	st = store_prepare(ctl->db, "UPDATE vms SET vcpus = ?, memory_mib = ?, "
+	    "generation = ? WHERE id = ?");
+	sqlite3_bind_int64(st, 1, vcpus);
+	sqlite3_bind_int64(st, 2, mem);
+	sqlite3_bind_int64(st, 3, gen);
+	sqlite3_bind_int64(st, 4, id);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	snprintf(obj, sizeof(obj), "vm/%s", uuid);
+	if (audit_record(r, "vm.resize", obj, json_pack("{s:I,s:I}", "vcpus",
+	    (json_int_t)vcpus, "memory_mib", (json_int_t)mem)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		api_reply_error(r, 500, "internal", "storing the change failed");
+		goto rollback;
+	}
+	vms_push(node_id);
+	api_reply_json(r, 200, vms_json(id));
+	goto out;
+rollback:
+	store_rollback(ctl->db);
+out:
+	json_decref(body);
 }
 
 /* DELETE /v1/vms/{vm}: the record goes once the agent has removed it. */

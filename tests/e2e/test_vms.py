@@ -1,5 +1,6 @@
 """Hypervisor agent: real QEMU guests (TCG) through the libvirt daemon."""
 import json
+import re
 import os
 import sqlite3
 import time
@@ -222,3 +223,20 @@ def test_image_upload_is_checked(controller, workdir):
     st, doc, _ = controller.api("GET", "/v1/images/blob/disk", token=None)
     assert st == 401
     assert r.returncode == 0
+
+
+def test_resize_applies_while_stopped(controller, hypervisor, tiny):
+    a = hypervisor()
+    create(controller, a.name, "vm6")
+    dom = domain_of(controller, "vm6")
+    st, doc, _ = controller.api("PATCH", "/v1/vms/vm6",
+                                body={"vcpus": 2, "memory_mib": 192})
+    assert st == 200 and doc["vcpus"] == 2
+    # Running: the guest keeps its size until it stops.
+    info = opsn.virsh("dominfo", dom).stdout
+    assert re.search(r"CPU\(s\):\s+1\b", info), info
+    controller.opsnctl("vm", "stop", "vm6", "--wait", "--timeout", "60s")
+    controller.opsnctl("vm", "start", "vm6", "--wait", "--timeout", "60s")
+    info = opsn.virsh("dominfo", dom).stdout
+    assert re.search(r"CPU\(s\):\s+2\b", info), info
+    assert re.search(r"Max memory:\s+196608 KiB", info), info
