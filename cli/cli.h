@@ -226,6 +226,10 @@ int	 csv_parse(const char *name, const char *text, size_t len,
 /* Free the rows of a csv (not the struct); NULL is fine. */
 void	 csv_free(struct csv *);
 
+/* adjustment.c (billing) */
+int	 adjustment_add(struct cli_call *);
+int	 adjustment_list(struct cli_call *);
+
 /* audit.c */
 int	 audit_list(struct cli_call *);
 int	 audit_verify(struct cli_call *);
@@ -258,6 +262,22 @@ int	 node_revoke(struct cli_call *);
 int	 plan_add(struct cli_call *);
 int	 plan_list(struct cli_call *);
 
+/* statement.c (billing) */
+int	 statement_generate(struct cli_call *);
+int	 statement_close(struct cli_call *);
+int	 statement_list(struct cli_call *);
+int	 statement_show(struct cli_call *);
+int	 statement_periods(struct cli_call *);
+int	 statement_export(struct cli_call *);
+
+/* tariff.c (billing) */
+int	 tariff_add(struct cli_call *);
+int	 tariff_list(struct cli_call *);
+int	 tariff_show(struct cli_call *);
+int	 tariff_default(struct cli_call *);
+int	 tariff_end(struct cli_call *);
+int	 tariff_bind(struct cli_call *);
+
 /* tenant.c */
 int	 tenant_add(struct cli_call *);
 int	 tenant_list(struct cli_call *);
@@ -270,11 +290,48 @@ int	 token_create(struct cli_call *);
 int	 token_list(struct cli_call *);
 int	 token_revoke(struct cli_call *);
 
+/* usage.c */
+int	 usage_show(struct cli_call *);
+
 /* vm.c */
 int	 vm_create(struct cli_call *);
 int	 vm_list(struct cli_call *);
 int	 vm_show(struct cli_call *);
 int	 vm_action(struct cli_call *);	/* start, stop, reboot, delete */
 int	 vm_console(struct cli_call *);
+
+/* Hosted services: backend.c, changes.c, mail.c, site.c */
+int	 backend_list(struct cli_call *);
+int	 backend_show(struct cli_call *);
+int	 backend_set(struct cli_call *);
+int	 changes_list(struct cli_call *);
+int	 mail_domain_add(struct cli_call *);
+int	 mail_domain_list(struct cli_call *);
+int	 mail_domain_show(struct cli_call *);
+int	 mail_domain_dns(struct cli_call *);
+int	 mail_domain_delete(struct cli_call *);
+int	 mail_box_add(struct cli_call *);
+int	 mail_box_list(struct cli_call *);
+int	 mail_box_show(struct cli_call *);
+int	 mail_box_set(struct cli_call *);
+int	 mail_box_passwd(struct cli_call *);
+int	 mail_box_action(struct cli_call *);	/* suspend, activate, delete, restore */
+int	 mail_box_import(struct cli_call *);
+int	 mail_alias_add(struct cli_call *);
+int	 mail_alias_list(struct cli_call *);
+int	 mail_alias_delete(struct cli_call *);
+int	 site_add(struct cli_call *);
+int	 site_list(struct cli_call *);
+int	 site_show(struct cli_call *);
+int	 site_action(struct cli_call *);	/* suspend, activate, delete */
+/* A services object's "live": "yes", "pending (...)", "error: ..." */
+char	*mail_fmt_live(json_t *);
+/*
+ * The records of a CSV file of mailboxes (header address;name;quota;
+ * password or password_hash) for POST /v1/mail/mailboxes/import; -1 with
+ * *cause "NAME:LINE: field: reason".
+ */
+int	 mail_csv_records(const char *name, const char *text, size_t len,
+	    json_t **records, char **cause);
 
 #endif
