@@ -23,9 +23,13 @@ struct ctl_conf {
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
 	char	*api_url;		/* what agents use; "" = derived */
+	int64_t	 meter_raw_retention_ms;
+	int64_t	 meter_rollup_ms;
 	char	*log_level;
 	char	*log_file;
 };
+
+#define CTL_CONF_METERING 1
 
 struct ctl {
 	struct ctl_conf	 conf;

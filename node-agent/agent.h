@@ -19,11 +19,31 @@ struct agent_conf {
 	char	*virt_type;
 	char	*pool_dir;		/* libvirt dir pool; "" = default */
 	int64_t	 resync_ms;		/* full resync period */
+	int64_t	 sample_interval_ms;	/* metering */
+	int64_t	 spool_max_samples;
+	int64_t	 spool_max_mib;
 	int64_t	 reconnect_min_ms;
 	int64_t	 reconnect_max_ms;
 	char	*log_level;
 	char	*log_file;
+	/* role mail (node-agent/mail.c); "" = default */
+	char	*mail_dir;		/* maildirs and maps; DATA_DIR/mail */
+	char	*mail_owner;		/* user owning the maildirs */
+	char	*postfix_dir;		/* postfix -c */
+	char	*dovecot_conf;		/* doveadm -c */
+	char	*postfix_bin;
+	char	*doveadm_bin;
+	/* role web (node-agent/web.c) */
+	char	*web_root;		/* DATA_DIR/web: HOST/htdocs */
+	char	*web_listen;		/* nginx listen, comma separated */
+	char	*web_pages;		/* placeholder.html, suspended.html */
+	char	*nginx_bin;
+	char	*nginx_prefix;		/* nginx -p; "" = built-in */
+	char	*nginx_conf;		/* nginx -c */
+	char	*nginx_confd;		/* server blocks; DATA_DIR/nginx.d */
 };
+
+#define AGENT_CONF_METERING 1
 
 struct agent_addr {
 	char	*host;

@@ -1,0 +1,778 @@
+/*
+ * Metering, the controller's side of the delivery path: MSG_SAMPLES from
+ * the agents are inserted (INSERT OR IGNORE on (node, seq): a resent
+ * sample is a no-op), committed with synchronous=FULL, and only then
+ * acknowledged with MSG_SAMPLES_ACK. Batches that arrive in the same loop
+ * iteration, from any agents, share one transaction (group commit).
+ *
+ * Rollups run on a timer: the reading and arithmetic on the thread pool
+ * with a read connection of their own (WAL), the writing here on the loop
+ * thread, which owns the write connection. Retention deletes raw samples
+ * older than raw_retention once they are rolled up.
+ */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "ctl.h"
+#include "metering.h"
+#include "metering.pb-c.h"
+
+#define METER_BATCH_MAX		100000	/* samples in one MSG_SAMPLES */
+#define METER_ROUND_MAX		500000	/* samples read by one rollup round */
+#define METER_RETAIN_STEP	20000	/* sample ids one retention step spans */
+#define METER_ROLLUP_MS		60000
+#define METER_RETENTION_MS	(35 * 86400 * 1000LL)
+#define METER_TS_MIN_MS		1577836800000LL	/* 2020-01-01 */
+#define METER_TS_AHEAD_MS	(86400 * 1000LL)
+
+struct meter_batch {
+	TAILQ_ENTRY(meter_batch) b_entry;
+	int64_t		 b_node;
+	Opsn__Samples	*b_msg;
+	int64_t		 b_received;
+};
+TAILQ_HEAD(meter_batches, meter_batch);
+
+/* What we know of each node's spool, for /metrics. Memory only. */
+struct meter_node {
+	TAILQ_ENTRY(meter_node) mn_entry;
+	int64_t		 mn_id;
+	uint64_t	 mn_acked;	/* highest contiguous seq committed */
+	uint64_t	 mn_spool_samples;
+	uint64_t	 mn_spool_bytes;
+	int64_t		 mn_spool_oldest_ms;
+	uint64_t	 mn_spool_dropped;
+	uint64_t	 mn_ingested;
+	int		 mn_connected;
+};
+TAILQ_HEAD(meter_nodes, meter_node);
+
+static struct ctl		*mc;
+static struct meter_batches	 meter_pending =
+    TAILQ_HEAD_INITIALIZER(meter_pending);
+static struct meter_nodes	 meter_nodes =
+    TAILQ_HEAD_INITIALIZER(meter_nodes);
+static uv_check_t		 meter_check;
+static uv_timer_t		 meter_timer;
+static int			 meter_round_busy;
+static char			*meter_dbpath;
+static int64_t			 meter_rollup_ms = METER_ROLLUP_MS;
+static int64_t			 meter_retention_ms = METER_RETENTION_MS;
+
+/* Counters for /metrics (metering_api.c reads them). */
+struct meter_stats	 meter_stats;
+
+/* Known resources (hash of kind and name): skip the tenant lookup. */
+static uint64_t		*meter_known;
+static size_t		 meter_known_cap, meter_known_n;
+
+static uint64_t
+meter_hash(const char *kind, const char *res)
+{
+	uint64_t	 h = 1469598103934665603ULL;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)kind; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	h = (h ^ 0xff) * 1099511628211ULL;
+	for (p = (const unsigned char *)res; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (h ? h : 1);
+}
+
+static int
+meter_known_has(uint64_t h)
+{
+	size_t	 i;
+
+	if (meter_known_cap == 0)
+		return (0);
+	for (i = h % meter_known_cap; meter_known[i] != 0;
+	    i = (i + 1) % meter_known_cap)
+		if (meter_known[i] == h)
+			return (1);
+	return (0);
+}
+
+static void
+meter_known_add(uint64_t h)
+{
+	uint64_t	*old = meter_known;
+	size_t		 i, oldcap = meter_known_cap;
+
+	if (meter_known_has(h))
+		return;
+	if (2 * (meter_known_n + 1) > meter_known_cap) {
+		meter_known_cap = oldcap ? 2 * oldcap : 1024;
+		meter_known = xcalloc(meter_known_cap, sizeof(*meter_known));
+		meter_known_n = 0;
+		for (i = 0; i < oldcap; i++)
+			if (old[i] != 0)
+				meter_known_add(old[i]);
+		free(old);
+	}
+	for (i = h % meter_known_cap; meter_known[i] != 0;
+	    i = (i + 1) % meter_known_cap)
+		;
+	meter_known[i] = h;
+	meter_known_n++;
+}
+
+static struct meter_node *
+meter_node(int64_t id)
+{
+	struct meter_node	*n;
+
+	TAILQ_FOREACH(n, &meter_nodes, mn_entry)
+		if (n->mn_id == id)
+			return (n);
+	n = xcalloc(1, sizeof(*n));
+	n->mn_id = id;
+	TAILQ_INSERT_TAIL(&meter_nodes, n, mn_entry);
+	return (n);
+}
+
+/* Call cb for each node we have heard from (for /metrics). */
+void
+metering_foreach_node(void (*cb)(int64_t id, uint64_t samples,
+    uint64_t bytes, int64_t oldest_ms, uint64_t dropped, uint64_t ingested,
+    int connected, void *), void *arg)
+{
+	struct meter_node	*n;
+
+	TAILQ_FOREACH(n, &meter_nodes, mn_entry)
+		cb(n->mn_id, n->mn_spool_samples, n->mn_spool_bytes,
+		    n->mn_spool_oldest_ms, n->mn_spool_dropped,
+		    n->mn_ingested, n->mn_connected, arg);
+}
+
+static int
+meter_kind_ok(const char *k)
+{
+	size_t	 i, n = strlen(k);
+
+	if (n == 0 || n > 16)
+		return (0);
+	for (i = 0; i < n; i++)
+		if (!islower((unsigned char)k[i]))
+			return (0);
+	return (1);
+}
+
+/*
+ * Check a batch before anything is queued: seqs strictly consecutive,
+ * fields within bounds. A sample whose clock is absurd is counted and
+ * skipped, not refused: refusing would wedge the agent's spool forever.
+ */
+static int
+meter_batch_check(const Opsn__Samples *m, char **cause)
+{
+	size_t	 i;
+	const Opsn__Sample *s;
+
+	if (m->n_samples == 0 || m->n_samples > METER_BATCH_MAX) {
+		xasprintf(cause, "a batch holds 1 to %d samples, not %zu",
+		    METER_BATCH_MAX, m->n_samples);
+		return (-1);
+	}
+	for (i = 0; i < m->n_samples; i++) {
+		s = m->samples[i];
+		if (s->seq == 0 || s->seq > INT64_MAX ||
+		    (i > 0 && s->seq != m->samples[i - 1]->seq + 1)) {
+			xasprintf(cause, "sample %zu: sequence numbers must be "
+			    "consecutive", i);
+			return (-1);
+		}
+		if (!meter_kind_ok(s->kind) || strlen(s->resource) == 0 ||
+		    strlen(s->resource) > METER_RESOURCE_MAX ||
+		    strlen(s->boot) > METER_BOOT_MAX ||
+		    strlen(s->tenant) > METER_RESOURCE_MAX) {
+			xasprintf(cause, "sample %llu: bad kind, resource, "
+			    "boot or tenant", (unsigned long long)s->seq);
+			return (-1);
+		}
+	}
+	return (0);
+}
+
+static int64_t
+meter_u2i(uint64_t v)
+{
+	return (v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
+
+/* The tenant a new resource belongs to; 0 for the platform or unknown. */
+static int64_t
+meter_tenant_of(const Opsn__Sample *s)
+{
+	static const struct {
+		const char	*kind;
+		const char	*sql;
+	} q[] = {
+		{ "vm", "SELECT tenant_id FROM vms WHERE uuid = ?" },
+		{ "mailbox", "SELECT d.tenant_id FROM mailboxes m JOIN "
+		  "mail_domains d ON d.id = m.domain_id WHERE m.address = ?" },
+		{ "site", "SELECT tenant_id FROM sites WHERE hostname = ?" },
+	};
+	sqlite3_stmt	*st;
+	int64_t		 t = 0;
+	size_t		 i;
+
+	for (i = 0; i < nitems(q); i++) {
+		if (strcmp(q[i].kind, s->kind) != 0)
+			continue;
+		/* The services tables may not exist in this build. */
+		if (sqlite3_prepare_v2(mc->db, q[i].sql, -1, &st, NULL) !=
+		    SQLITE_OK)
+			break;
+		sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			t = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		if (t > 0)
+			return (t);
+		/* A VM the controller knows, of the platform: no fallback. */
+		break;
+	}
+	if (*s->tenant != '\0' && strcmp(s->kind, "vm") != 0 &&
+	    (t = tenants_resolve(s->tenant)) > 0)
+		return (t);
+	return (0);
+}
+
+/*
+ * The mail and web agents name a mailbox or site by the id the controller
+ * gave it; usage is by address and host name. The name replaces the id
+ * before the sample is stored (an object already purged keeps its id).
+ */
+static char *
+meter_resource_name(const Opsn__Sample *s)
+{
+	sqlite3_stmt	*st;
+	const char	*sql;
+	char		*name = NULL;
+
+	if (strcmp(s->kind, "mailbox") == 0)
+		sql = "SELECT address FROM mailboxes WHERE id = ?";
+	else if (strcmp(s->kind, "site") == 0)
+		sql = "SELECT hostname FROM sites WHERE id = ?";
+	else
+		return (NULL);
+	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return (NULL);
+	sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+		name = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	return (name);
+}
+
+/* The latest storage figures, for the services' own listings. */
+static void
+meter_used_bytes(const Opsn__Sample *s, int64_t now_ms)
+{
+	sqlite3_stmt	*st;
+	const char	*sql;
+
+	if (now_ms - s->ts_ms > 2LL * (s->interval_ms ? s->interval_ms :
+	    METER_INTERVAL_DEFAULT_MS))
+		return;		/* a late sample: older than what is there */
+	if (strcmp(s->kind, "mailbox") == 0)
+		sql = "UPDATE mailboxes SET used_bytes = ? WHERE address = ?";
+	else if (strcmp(s->kind, "site") == 0)
+		sql = "UPDATE sites SET used_bytes = ? WHERE hostname = ?";
+	else
+		return;
+	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_int64(st, 1, meter_u2i(s->used_bytes));
+	sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+}
+
+/* Insert one batch inside the open transaction; -1 on a database error. */
+static int
+meter_insert(sqlite3_stmt *ins, sqlite3_stmt *res, struct meter_batch *b,
+    int64_t now_ms, uint64_t *fresh)
+{
+	Opsn__Sample		*s;
+	size_t			 i;
+	uint64_t		 h;
+	int64_t			 t;
+	char			*name;
+
+	*fresh = 0;
+	for (i = 0; i < b->b_msg->n_samples; i++) {
+		s = b->b_msg->samples[i];
+		if ((name = meter_resource_name(s)) != NULL) {
+			/* The message owns its strings: swap ours in. */
+			free(s->resource);
+			s->resource = name;
+		}
+		if (s->ts_ms < METER_TS_MIN_MS || s->ts_ms > now_ms +
+		    METER_TS_AHEAD_MS) {
+			meter_stats.ms_rejected++;
+			log_warnx("metering: %s: sample %llu has an impossible "
+			    "time (%lld ms): skipped", nodes_name(b->b_node),
+			    (unsigned long long)s->seq, (long long)s->ts_ms);
+			continue;
+		}
+		sqlite3_reset(ins);
+		sqlite3_bind_int64(ins, 1, b->b_node);
+		sqlite3_bind_int64(ins, 2, (int64_t)s->seq);
+		sqlite3_bind_int64(ins, 3, s->ts_ms);
+		sqlite3_bind_text(ins, 4, s->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 5, s->resource, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 6, s->state);
+		sqlite3_bind_text(ins, 7, s->boot, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 8, s->boot_started_ms);
+		sqlite3_bind_int64(ins, 9, s->vcpus);
+		sqlite3_bind_int64(ins, 10, meter_u2i(s->memory_mib));
+		sqlite3_bind_int64(ins, 11, meter_u2i(s->disk_bytes /
+		    METER_MIB));
+		sqlite3_bind_int64(ins, 12, meter_u2i(s->disk_used_bytes /
+		    METER_MIB));
+		if (s->has_cpu)
+			sqlite3_bind_int64(ins, 13, meter_u2i(s->cpu_ns));
+		else
+			sqlite3_bind_null(ins, 13);
+		if (s->has_net) {
+			sqlite3_bind_int64(ins, 14, meter_u2i(s->net_rx_bytes));
+			sqlite3_bind_int64(ins, 15, meter_u2i(s->net_tx_bytes));
+		} else {
+			sqlite3_bind_null(ins, 14);
+			sqlite3_bind_null(ins, 15);
+		}
+		if (strcmp(s->kind, "vm") != 0)
+			sqlite3_bind_int64(ins, 16, meter_u2i(s->used_bytes));
+		else
+			sqlite3_bind_null(ins, 16);
+		sqlite3_bind_int64(ins, 17, s->interval_ms);
+		sqlite3_bind_int64(ins, 18, now_ms / 1000);
+		if (sqlite3_step(ins) != SQLITE_DONE)
+			return (-1);
+		if (sqlite3_changes(mc->db) == 0) {
+			meter_stats.ms_duplicates++;
+			continue;
+		}
+		(*fresh)++;
+		if (strcmp(s->kind, "vm") != 0)
+			meter_used_bytes(s, now_ms);
+		h = meter_hash(s->kind, s->resource);
+		if (meter_known_has(h))
+			continue;
+		t = meter_tenant_of(s);
+		sqlite3_reset(res);
+		sqlite3_bind_text(res, 1, s->kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(res, 2, s->resource, -1, SQLITE_STATIC);
+		if (t > 0)
+			sqlite3_bind_int64(res, 3, t);
+		else
+			sqlite3_bind_null(res, 3);
+		sqlite3_bind_int64(res, 4, now_ms / 1000);
+		if (sqlite3_step(res) != SQLITE_DONE)
+			return (-1);
+		meter_known_add(h);
+	}
+	return (0);
+}
+
+static void
+meter_batch_free(struct meter_batch *b)
+{
+	if (b == NULL)
+		return;
+	opsn__samples__free_unpacked(b->b_msg, NULL);
+	free(b);
+}
+
+/* Acknowledge a committed batch: the highest contiguous seq we have. */
+static void
+meter_ack(struct meter_batch *b, uint64_t fresh)
+{
+	Opsn__SamplesAck	 ack = OPSN__SAMPLES_ACK__INIT;
+	struct meter_node	*n = meter_node(b->b_node);
+	const Opsn__Samples	*m = b->b_msg;
+	uint64_t		 base, first, last;
+
+	first = m->samples[0]->seq;
+	last = m->samples[m->n_samples - 1]->seq;
+	/* Below spool_low_seq the agent holds nothing: already acknowledged. */
+	base = n->mn_acked;
+	if (m->spool_low_seq > 0 && m->spool_low_seq - 1 > base)
+		base = m->spool_low_seq - 1;
+	if (first <= base + 1) {
+		if (last > base)
+			base = last;
+	} else
+		log_warnx("metering: %s: batch %llu-%llu leaves a gap after "
+		    "%llu: not acknowledged", nodes_name(b->b_node),
+		    (unsigned long long)first, (unsigned long long)last,
+		    (unsigned long long)base);
+	n->mn_acked = base;
+	/* What the spool still holds once this ack lands (it is gapless). */
+	n->mn_spool_samples = m->spool_samples;
+	if (m->spool_low_seq > 0 && base >= m->spool_low_seq)
+		n->mn_spool_samples -= base - m->spool_low_seq + 1 <
+		    m->spool_samples ? base - m->spool_low_seq + 1 :
+		    m->spool_samples;
+	n->mn_spool_bytes = m->spool_bytes;
+	n->mn_spool_oldest_ms = m->spool_oldest_ms;
+	n->mn_spool_dropped = m->spool_dropped;
+	n->mn_ingested += fresh;
+	ack.seq = base;
+	if (nodes_send(b->b_node, MSG_SAMPLES_ACK, &ack.base) == -1)
+		log_debug("metering: %s is gone: its ack waits for a resend",
+		    nodes_name(b->b_node));
+}
+
+/*
+ * Commit every pending batch in one transaction, then acknowledge. A
+ * failed commit acknowledges nothing: the agents resend.
+ */
+static void
+meter_flush(void)
+{
+	struct meter_batches	 todo = TAILQ_HEAD_INITIALIZER(todo);
+	struct meter_batch	*b;
+	sqlite3_stmt		*ins = NULL, *res = NULL;
+	uint64_t		*fresh = NULL, total = 0;
+	size_t			 nb = 0, i;
+	int64_t			 now_ms = (int64_t)util_now() * 1000;
+	uint64_t		 t0 = util_mono_ms();
+
+	TAILQ_CONCAT(&todo, &meter_pending, b_entry);
+	TAILQ_FOREACH(b, &todo, b_entry)
+		nb++;
+	if (nb == 0)
+		return;
+	fresh = xcalloc(nb, sizeof(*fresh));
+	if (store_begin(mc->db) == -1) {
+		log_warnx("metering: cannot begin: %s", sqlite3_errmsg(mc->db));
+		goto out;
+	}
+	ins = store_prepare(mc->db, "INSERT OR IGNORE INTO samples (node_id, "
+	    "seq, ts_ms, kind, resource, state, boot, boot_started_ms, vcpus, "
+	    "memory_mib, disk_mib, disk_used_mib, cpu_ns, net_rx, net_tx, "
+	    "used_bytes, interval_ms, received_at) VALUES (?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	res = store_prepare(mc->db, "INSERT OR IGNORE INTO meter_resources "
+	    "(kind, resource, tenant_id, first_seen) VALUES (?, ?, ?, ?)");
+	i = 0;
+	TAILQ_FOREACH(b, &todo, b_entry) {
+		if (meter_insert(ins, res, b, now_ms, &fresh[i++]) == -1) {
+			log_warnx("metering: inserting samples of %s: %s",
+			    nodes_name(b->b_node), sqlite3_errmsg(mc->db));
+			sqlite3_finalize(ins);
+			sqlite3_finalize(res);
+			ins = res = NULL;
+			store_rollback(mc->db);
+			/* The known-resource cache may name rolled-back rows. */
+			free(meter_known);
+			meter_known = NULL;
+			meter_known_cap = meter_known_n = 0;
+			goto out;
+		}
+	}
+	sqlite3_finalize(ins);
+	sqlite3_finalize(res);
+	if (store_commit(mc->db) == -1) {
+		free(meter_known);
+		meter_known = NULL;
+		meter_known_cap = meter_known_n = 0;
+		goto out;
+	}
+	meter_stats.ms_commits++;
+	i = 0;
+	TAILQ_FOREACH(b, &todo, b_entry) {
+		meter_stats.ms_batches++;
+		meter_stats.ms_ingested += fresh[i];
+		total += fresh[i];
+		meter_ack(b, fresh[i++]);
+	}
+	log_debug("metering: committed %zu batches, %llu new samples in %llu "
+	    "ms", nb, (unsigned long long)total,
+	    (unsigned long long)(util_mono_ms() - t0));
+out:
+	while ((b = TAILQ_FIRST(&todo)) != NULL) {
+		TAILQ_REMOVE(&todo, b, b_entry);
+		meter_batch_free(b);
+	}
+	free(fresh);
+}
+
+/* After the loop has read every socket that was ready: commit. */
+static void
+meter_check_cb(uv_check_t *h)
+{
+	uv_check_stop(h);
+	meter_flush();
+}
+
+static void
+meter_samples(int64_t node, const uint8_t *p, size_t len)
+{
+	struct meter_batch	*b;
+	Opsn__Samples		*m;
+	char			*cause = NULL;
+
+	if ((m = opsn__samples__unpack(NULL, len, p)) == NULL) {
+		log_warnx("metering: %s: SAMPLES does not decode",
+		    nodes_name(node));
+		meter_stats.ms_bad_batches++;
+		return;
+	}
+	if (meter_batch_check(m, &cause) == -1) {
+		log_warnx("metering: %s: batch refused: %s", nodes_name(node),
+		    cause);
+		free(cause);
+		meter_stats.ms_bad_batches++;
+		opsn__samples__free_unpacked(m, NULL);
+		return;
+	}
+	b = xcalloc(1, sizeof(*b));
+	b->b_node = node;
+	b->b_msg = m;
+	TAILQ_INSERT_TAIL(&meter_pending, b, b_entry);
+	if (!uv_is_active((uv_handle_t *)&meter_check))
+		uv_check_start(&meter_check, meter_check_cb);
+}
+
+/* A frame of the metering range from a node (after HELLO). */
+void
+metering_agent_msg(int64_t node, uint16_t type, const uint8_t *p, size_t len)
+{
+	switch (type) {
+	case MSG_SAMPLES:
+		meter_samples(node, p, len);
+		break;
+	default:
+		log_debug("metering: %s: ignoring message type %u",
+		    nodes_name(node), type);
+		break;
+	}
+}
+
+/* A node (re)connected: its acknowledgements start from its spool. */
+void
+metering_agent_hello(int64_t node, const char *roles)
+{
+	struct meter_node	*n = meter_node(node);
+
+	n->mn_acked = 0;
+	n->mn_connected = 1;
+}
+
+void
+metering_agent_gone(int64_t node)
+{
+	meter_node(node)->mn_connected = 0;
+}
+
+/* ---- rollup rounds and retention ----------------------------------- */
+
+struct meter_work {
+	uv_work_t		 w_req;
+	struct meter_round	*w_round;
+	char			*w_cause;
+	uint64_t		 w_ms;
+};
+
+static void	meter_round_start(void);
+
+static void
+meter_round_work_cb(uv_work_t *req)
+{
+	struct meter_work	*w = req->data;
+	sqlite3			*db = NULL;
+	uint64_t		 t0 = util_mono_ms();
+
+	if (sqlite3_open_v2(meter_dbpath, &db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		xasprintf(&w->w_cause, "opening %s: %s", meter_dbpath,
+		    db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	w->w_round = metering_round_compute(db, METER_ROUND_MAX, &w->w_cause);
+	sqlite3_close(db);
+	w->w_ms = util_mono_ms() - t0;
+}
+
+/* One retention step: raw samples older than the retention, rolled up. */
+static void
+meter_retain(void)
+{
+	sqlite3_stmt	*st;
+	int64_t		 rolled, retained, frozen, hi, left = -1;
+	int64_t		 cutoff = (int64_t)util_now() * 1000 -
+			    meter_retention_ms;
+	int		 deleted;
+
+	st = store_prepare(mc->db, "SELECT rolled_id, retained_id, frozen_ms "
+	    "FROM meter_state");
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return;
+	}
+	rolled = sqlite3_column_int64(st, 0);
+	retained = sqlite3_column_int64(st, 1);
+	frozen = sqlite3_column_int64(st, 2);
+	sqlite3_finalize(st);
+	hi = retained + METER_RETAIN_STEP < rolled ? retained +
+	    METER_RETAIN_STEP : rolled;
+	if (hi <= retained || store_begin(mc->db) == -1)
+		return;
+	st = store_prepare(mc->db, "DELETE FROM samples WHERE id > ? AND "
+	    "id <= ? AND ts_ms < ?");
+	sqlite3_bind_int64(st, 1, retained);
+	sqlite3_bind_int64(st, 2, hi);
+	sqlite3_bind_int64(st, 3, cutoff);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	deleted = sqlite3_changes(mc->db);
+	/* The cursor stops at the first sample still too young to go. */
+	st = store_prepare(mc->db, "SELECT min(id) FROM samples WHERE id > ? "
+	    "AND id <= ?");
+	sqlite3_bind_int64(st, 1, retained);
+	sqlite3_bind_int64(st, 2, hi);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		left = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	st = store_prepare(mc->db, "UPDATE meter_state SET retained_id = ?, "
+	    "frozen_ms = ?");
+	sqlite3_bind_int64(st, 1, left > 0 ? left - 1 : hi);
+	sqlite3_bind_int64(st, 2, deleted > 0 && cutoff > frozen ? cutoff :
+	    frozen);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (store_commit(mc->db) == 0 && deleted > 0) {
+		meter_stats.ms_retained += (uint64_t)deleted;
+		log_info("metering: deleted %d raw samples older than %lld "
+		    "days", deleted, (long long)(meter_retention_ms /
+		    86400000));
+	}
+}
+
+static void
+meter_round_after_cb(uv_work_t *req, int status)
+{
+	struct meter_work	*w = req->data;
+	char			*cause = NULL;
+	int			 again = 0;
+	uint64_t		 t0 = util_mono_ms();
+
+	meter_round_busy = 0;
+	if (w->w_round == NULL) {
+		log_warnx("metering: rollup: %s", w->w_cause ? w->w_cause :
+		    "cancelled");
+		goto out;
+	}
+	if (metering_round_write(mc->db, w->w_round, &cause) == -1) {
+		log_warnx("metering: rollup: %s", cause);
+		free(cause);
+		goto out;
+	}
+	if (metering_round_samples(w->w_round) > 0) {
+		meter_stats.ms_rolled += (uint64_t)metering_round_samples(
+		    w->w_round);
+		meter_stats.ms_rounds++;
+		log_debug("metering: rolled up %lld samples of %lld resources "
+		    "(read %llu ms, write %llu ms)",
+		    (long long)metering_round_samples(w->w_round),
+		    (long long)metering_round_resources(w->w_round),
+		    (unsigned long long)w->w_ms,
+		    (unsigned long long)(util_mono_ms() - t0));
+	}
+	again = metering_round_samples(w->w_round) >= METER_ROUND_MAX;
+	meter_retain();
+out:
+	metering_round_free(w->w_round);
+	free(w->w_cause);
+	free(w);
+	if (again)
+		meter_round_start();
+}
+
+static void
+meter_round_start(void)
+{
+	struct meter_work	*w;
+
+	if (meter_round_busy)
+		return;
+	w = xcalloc(1, sizeof(*w));
+	w->w_req.data = w;
+	if (uv_queue_work(mc->loop, &w->w_req, meter_round_work_cb,
+	    meter_round_after_cb) != 0) {
+		free(w);
+		return;
+	}
+	meter_round_busy = 1;
+}
+
+static void
+meter_timer_cb(uv_timer_t *t)
+{
+	meter_round_start();
+}
+
+static int64_t
+meter_env_ms(const char *name, int64_t def)
+{
+	const char	*s = getenv(name);
+	char		*end;
+	long long	 v;
+
+	if (s == NULL || *s == '\0')
+		return (def);
+	v = strtoll(s, &end, 10);
+	if (*end != '\0' || v <= 0) {
+		log_warnx("metering: ignoring %s=%s", name, s);
+		return (def);
+	}
+	log_notice("metering: %s=%lld (test setting)", name, v);
+	return (v);
+}
+
+/* Start metering: the group-commit hook and the rollup timer. */
+int
+metering_init(struct ctl *c, char **cause)
+{
+	mc = c;
+	xasprintf(&meter_dbpath, "%s/opsn.db", c->conf.data_dir);
+#ifdef CTL_CONF_METERING
+	meter_rollup_ms = c->conf.meter_rollup_ms;
+	meter_retention_ms = c->conf.meter_raw_retention_ms;
+#endif
+	meter_rollup_ms = meter_env_ms("OPSN_TEST_METER_ROLLUP_MS",
+	    meter_rollup_ms);
+	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",
+	    meter_retention_ms);
+	if (metering_sql_functions(c->db, "Europe/Paris") == -1) {
+		xasprintf(cause, "registering SQL functions: %s",
+		    sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	uv_check_init(c->loop, &meter_check);
+	uv_timer_init(c->loop, &meter_timer);
+	uv_timer_start(&meter_timer, meter_timer_cb, (uint64_t)meter_rollup_ms,
+	    (uint64_t)meter_rollup_ms);
+	/* Neither handle keeps the loop alive at shutdown. */
+	uv_unref((uv_handle_t *)&meter_check);
+	uv_unref((uv_handle_t *)&meter_timer);
+	log_info("metering: rollups every %lld ms, raw samples kept %lld days",
+	    (long long)meter_rollup_ms, (long long)(meter_retention_ms /
+	    86400000));
+	return (0);
+}

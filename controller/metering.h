@@ -1,0 +1,122 @@
+/*
+ * Metering in the controller: samples in (deduplicated, committed, then
+ * acknowledged), hourly rollups out (usage_hourly), the usage API and the
+ * Prometheus metrics. The pure parts (rollup arithmetic, units, CSV cells,
+ * the operator's calendar) are here for the unit tests.
+ */
+#ifndef OPSN_METERING_H
+#define OPSN_METERING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+#define METER_HOUR		3600
+#define METER_HOUR_MS		(3600 * 1000LL)
+#define METER_INTERVAL_DEFAULT_MS 60000
+#define METER_MIB		(1024 * 1024LL)
+#define METER_BOOT_MAX		64
+#define METER_RESOURCE_MAX	255
+
+/* libvirt's VIR_DOMAIN_RUNNING: vCPU and memory are billed in it only. */
+#define METER_STATE_RUNNING	1
+
+/* One sample as the rollup reads it back. */
+struct meter_sample {
+	int64_t	 ms_id;			/* samples.id (0 in tests) */
+	int64_t	 ms_ts;			/* unix ms */
+	int64_t	 ms_node;
+	int	 ms_state;
+	char	 ms_boot[METER_BOOT_MAX + 1];
+	int64_t	 ms_boot_started;	/* unix ms, 0 unknown */
+	int64_t	 ms_vcpus;
+	int64_t	 ms_memory_mib;
+	int64_t	 ms_disk_mib;
+	int64_t	 ms_disk_used_mib;
+	int	 ms_has_cpu, ms_has_net, ms_has_used;
+	int64_t	 ms_cpu_ns, ms_net_rx, ms_net_tx, ms_used_bytes;
+	int64_t	 ms_interval;		/* ms; 0 = the default */
+};
+
+/* One computed rollup row. */
+struct meter_row {
+	int64_t		 mr_hour;	/* unix seconds of the hour's start */
+	const char	*mr_metric;	/* static string */
+	int64_t		 mr_quantity;
+};
+
+/*
+ * Compute the usage of one resource of kind for the hours h0..h1 (hour
+ * starts, unix seconds, inclusive) from its samples sorted by time. The
+ * array must hold every sample in [h0, h1 + 1h), the last sample before
+ * h0 and the first one from h1 + 1h on (when they exist), and for each
+ * (node, boot) seen in the range its last sample before h0. Rows with a
+ * zero quantity are left out. *rows is the caller's (free()).
+ */
+int	 metering_rollup_compute(const char *kind,
+	    const struct meter_sample *, size_t n, int64_t h0, int64_t h1,
+	    struct meter_row **rows, size_t *nrows);
+
+/* The metrics of a kind, NULL-terminated; NULL for an unknown kind. */
+const char *const *metering_metrics(const char *kind);
+
+/* Display unit of a metric: its name and the divisor from base units. */
+struct meter_unit {
+	const char	*mu_metric;
+	const char	*mu_base;	/* base unit, e.g. "vCPU-second" */
+	const char	*mu_display;	/* e.g. "vCPU-hour" */
+	int64_t		 mu_divisor;
+	int		 mu_decimals;
+};
+const struct meter_unit *metering_unit(const char *metric);
+/*
+ * quantity / divisor with `decimals` digits, rounded half up, with the
+ * decimal mark given; integer arithmetic only. Into buf.
+ */
+void	 metering_decimal(int64_t quantity, int64_t divisor, int decimals,
+	    char mark, char *buf, size_t len);
+
+/*
+ * The operator's calendar (Europe/Paris: CET/CEST by the EU rule, or UTC):
+ * the offset in seconds at a UTC instant, and the local midnight that
+ * starts the day or month holding t, as a UTC instant.
+ */
+int	 metering_tz_ok(const char *tz);
+int64_t	 metering_tz_offset(const char *tz, int64_t t);
+int64_t	 metering_local_day(const char *tz, int64_t t);
+int64_t	 metering_local_month(const char *tz, int64_t t);
+/* A local calendar date YYYY-MM-DD at local midnight, as a UTC instant. */
+int64_t	 metering_local_midnight(const char *tz, int y, int m, int d);
+
+/* Append one CSV cell (quoted when needed, formulas defused) to *buf. */
+void	 metering_csv_cell(char **buf, size_t *len, size_t *cap,
+	    const char *cell, char sep, int text);
+
+/* metering.c: counters since start, for /metrics. */
+struct meter_stats {
+	uint64_t	ms_ingested;	/* new samples committed */
+	uint64_t	ms_duplicates;	/* resent samples ignored */
+	uint64_t	ms_rejected;	/* impossible timestamps */
+	uint64_t	ms_batches, ms_bad_batches, ms_commits;
+	uint64_t	ms_rolled, ms_rounds, ms_retained;
+};
+extern struct meter_stats	meter_stats;
+/* Call cb for each node we have heard from since start. */
+void	 metering_foreach_node(void (*cb)(int64_t id, uint64_t spool_samples,
+	    uint64_t spool_bytes, int64_t oldest_ms, uint64_t dropped,
+	    uint64_t ingested, int connected, void *), void *);
+/* Register opsn_local_period(t, month) on a connection (for group=day). */
+int	 metering_sql_functions(sqlite3 *, const char *tz);
+
+/* metering_rollup.c: one round over the samples not rolled up yet. */
+struct meter_round;
+/* Read and compute on conn (a read connection); at most max_samples new. */
+struct meter_round *metering_round_compute(sqlite3 *, int64_t max_samples,
+	    char **cause);
+/* Write a computed round in one transaction on the write connection. */
+int	 metering_round_write(sqlite3 *, struct meter_round *, char **cause);
+int64_t	 metering_round_samples(const struct meter_round *);
+int64_t	 metering_round_resources(const struct meter_round *);
+void	 metering_round_free(struct meter_round *);
+
+#endif

@@ -1,0 +1,598 @@
+/*
+ * Metering's routes: GET /v1/usage (JSON or CSV for a spreadsheet) and
+ * GET /metrics (Prometheus text). Units, decimal marks, CSV cells and the
+ * operator's calendar are pure functions, tested on their own.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+#include "metering.h"
+
+#define USAGE_TZ_DEFAULT	"Europe/Paris"
+#define USAGE_MAX_RANGE		(400 * 86400LL)	/* a year and some */
+
+static void	usage_get(struct api_req *);
+static void	metrics_get(struct api_req *);
+
+const struct api_route metering_routes[] = {
+	{ "GET", "/v1/usage", "usage.read", usage_get,
+	  "Usage per tenant, resource and metric (tenant, from, to, group=metric"
+	  "|resource|day|month, format=json|csv, sep, decimal)" },
+	{ "GET", "/metrics", "metrics.read", metrics_get,
+	  "Prometheus metrics: nodes, VMs, samples, spool lag, API requests" },
+};
+const size_t metering_nroutes = nitems(metering_routes);
+
+/* ---- units ------------------------------------------------------------ */
+
+static const struct meter_unit metering_units[] = {
+	{ "vcpu_seconds", "vCPU-second", "vCPU-hour", 3600, 4 },
+	{ "memory_mib_seconds", "MiB-second", "GiB-hour", 1024 * 3600, 4 },
+	{ "disk_mib_seconds", "MiB-second", "GiB-hour", 1024 * 3600, 4 },
+	{ "disk_used_mib_seconds", "MiB-second", "GiB-hour", 1024 * 3600, 4 },
+	{ "cpu_ns", "nanosecond", "CPU-second", 1000000000, 3 },
+	{ "net_rx_bytes", "byte", "byte", 1, 0 },
+	{ "net_tx_bytes", "byte", "byte", 1, 0 },
+	{ "mailbox_seconds", "mailbox-second", "mailbox-day", 86400, 4 },
+	{ "mailbox_mib_seconds", "MiB-second", "GiB-hour", 1024 * 3600, 4 },
+	{ "site_seconds", "site-second", "site-day", 86400, 4 },
+	{ "site_mib_seconds", "MiB-second", "GiB-hour", 1024 * 3600, 4 },
+};
+
+/* The display unit of a metric, or NULL. */
+const struct meter_unit *
+metering_unit(const char *metric)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(metering_units); i++)
+		if (strcmp(metering_units[i].mu_metric, metric) == 0)
+			return (&metering_units[i]);
+	return (NULL);
+}
+
+/* q / div with dec decimals, half up, integers only. */
+void
+metering_decimal(int64_t q, int64_t div, int dec, char mark, char *buf,
+    size_t len)
+{
+	__int128	 scaled, p10 = 1;
+	int64_t		 ip, fp;
+	int		 neg = q < 0, i;
+
+	for (i = 0; i < dec; i++)
+		p10 *= 10;
+	scaled = (__int128)(neg ? -(__int128)q : q) * p10;
+	scaled = (scaled + div / 2) / div;
+	ip = (int64_t)(scaled / p10);
+	fp = (int64_t)(scaled % p10);
+	if (dec == 0)
+		snprintf(buf, len, "%s%lld", neg ? "-" : "", (long long)ip);
+	else
+		snprintf(buf, len, "%s%lld%c%0*lld", neg ? "-" : "",
+		    (long long)ip, mark, dec, (long long)fp);
+}
+
+/* ---- CSV ------------------------------------------------------------- */
+
+static void
+buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+{
+	if (*len + n + 1 > *cap) {
+		while (*len + n + 1 > *cap)
+			*cap = *cap ? *cap * 2 : 4096;
+		*buf = xrealloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, s, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+}
+
+/*
+ * One cell: quoted when it holds the separator, a quote or a line break;
+ * a text cell starting like a formula (= + - @) gets a leading apostrophe
+ * so a spreadsheet shows it instead of running it.
+ */
+void
+metering_csv_cell(char **buf, size_t *len, size_t *cap, const char *cell,
+    char sep, int text)
+{
+	int	 quote = strchr(cell, sep) != NULL || strpbrk(cell,
+		    "\"\r\n") != NULL;
+	const char *p;
+
+	if (quote)
+		buf_add(buf, len, cap, "\"", 1);
+	if (text && strchr("=+-@\t\r", cell[0]) != NULL && cell[0] != '\0')
+		buf_add(buf, len, cap, "'", 1);
+	for (p = cell; *p != '\0'; p++) {
+		if (*p == '"')
+			buf_add(buf, len, cap, "\"", 1);
+		buf_add(buf, len, cap, p, 1);
+	}
+	if (quote)
+		buf_add(buf, len, cap, "\"", 1);
+}
+
+/* ---- GET /v1/usage ---------------------------------------------------- */
+
+enum usage_group { G_METRIC, G_RESOURCE, G_DAY, G_MONTH };
+
+static const char *const usage_groups[] = { "metric", "resource", "day",
+	"month", NULL };
+
+static int
+usage_word(const char *v, const char *const *words)
+{
+	int	 i;
+
+	for (i = 0; words[i] != NULL; i++)
+		if (strcmp(v, words[i]) == 0)
+			return (i);
+	return (-1);
+}
+
+/* from/to: a date is local midnight in the operator's zone. */
+static int
+usage_time(const char *tz, const char *s, int64_t *out)
+{
+	int	 y, m, d;
+	char	 tail;
+
+	if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) == 3 &&
+	    strlen(s) == 10) {
+		if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
+			return (-1);
+		*out = metering_local_midnight(tz, y, m, d);
+		return (0);
+	}
+	return (apiv1_parse_time(s, out));
+}
+
+static void
+usage_fmt_period(const char *tz, int64_t t, int month, char *buf, size_t len)
+{
+	struct tm	 tm;
+	time_t		 l = (time_t)(t + metering_tz_offset(tz, t));
+
+	gmtime_r(&l, &tm);
+	if (month)
+		strftime(buf, len, "%Y-%m", &tm);
+	else
+		strftime(buf, len, "%Y-%m-%d", &tm);
+}
+
+struct usage_q {
+	enum usage_group g;
+	int		 csv;
+	char		 sep, mark;
+	int64_t		 tenant;	/* >0 one tenant, 0 all, -1 platform */
+	int64_t		 from, to;
+	const char	*tz;
+};
+
+static sqlite3_stmt *
+usage_prepare(const struct usage_q *q)
+{
+	char		*sql;
+	const char	*period, *res;
+	sqlite3_stmt	*st;
+
+	period = q->g == G_DAY ? "opsn_local_period(u.hour, 0)" :
+	    q->g == G_MONTH ? "opsn_local_period(u.hour, 1)" : "0";
+	res = q->g == G_RESOURCE ? "u.resource" : "''";
+	xasprintf(&sql, "SELECT u.tenant_id, t.name, t.insee, t.siren, %s AS "
+	    "period, u.kind, %s AS res, u.metric, sum(u.quantity) FROM "
+	    "usage_hourly u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE "
+	    "u.hour >= ?1 AND u.hour < ?2 AND (?3 = 0 OR (?3 = -1 AND "
+	    "u.tenant_id IS NULL) OR u.tenant_id = ?3) GROUP BY u.tenant_id, "
+	    "period, u.kind, res, u.metric ORDER BY u.tenant_id, period, "
+	    "u.kind, res, u.metric", period, res);
+	st = store_prepare(ctl->db, sql);
+	free(sql);
+	sqlite3_bind_int64(st, 1, q->from);
+	sqlite3_bind_int64(st, 2, q->to);
+	sqlite3_bind_int64(st, 3, q->tenant);
+	return (st);
+}
+
+static const char *
+col_text(sqlite3_stmt *st, int i)
+{
+	const unsigned char	*s = sqlite3_column_text(st, i);
+
+	return (s != NULL ? (const char *)s : "");
+}
+
+static void
+usage_reply_json(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
+{
+	json_t			*o, *items = json_array(), *it;
+	const struct meter_unit	*u;
+	char			 num[64], per[16], buf[32];
+	int64_t			 qty;
+
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		it = json_object();
+		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
+		    SQLITE_NULL ? json_null() :
+		    json_integer(sqlite3_column_int64(st, 0)));
+		json_object_set_new(it, "tenant_name", sqlite3_column_type(st,
+		    1) == SQLITE_NULL ? json_null() :
+		    json_string(col_text(st, 1)));
+		if (q->g == G_DAY || q->g == G_MONTH) {
+			usage_fmt_period(q->tz, sqlite3_column_int64(st, 4),
+			    q->g == G_MONTH, per, sizeof(per));
+			json_object_set_new(it, "period", json_string(per));
+		}
+		json_object_set_new(it, "kind", json_string(col_text(st, 5)));
+		if (q->g == G_RESOURCE)
+			json_object_set_new(it, "resource",
+			    json_string(col_text(st, 6)));
+		json_object_set_new(it, "metric", json_string(col_text(st, 7)));
+		qty = sqlite3_column_int64(st, 8);
+		json_object_set_new(it, "quantity", json_integer(qty));
+		if ((u = metering_unit(col_text(st, 7))) != NULL) {
+			json_object_set_new(it, "unit", json_string(u->mu_base));
+			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
+			    '.', num, sizeof(num));
+			json_object_set_new(it, "display_quantity",
+			    json_string(num));
+			json_object_set_new(it, "display_unit",
+			    json_string(u->mu_display));
+		}
+		json_array_append_new(items, it);
+	}
+	o = json_object();
+	util_time_fmt(q->from, buf, sizeof(buf));
+	json_object_set_new(o, "from", json_string(buf));
+	util_time_fmt(q->to, buf, sizeof(buf));
+	json_object_set_new(o, "to", json_string(buf));
+	json_object_set_new(o, "group", json_string(usage_groups[q->g]));
+	json_object_set_new(o, "timezone", json_string(q->tz));
+	json_object_set_new(o, "items", items);
+	api_reply_json(r, 200, o);
+}
+
+static void
+usage_reply_csv(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
+{
+	const struct meter_unit	*u;
+	char			*b = NULL, num[64], per[16], sep[2];
+	size_t			 len = 0, cap = 0, i;
+	const char		*hdr[10];
+	size_t			 nh = 0;
+	int64_t			 qty;
+
+	sep[0] = q->sep;
+	sep[1] = '\0';
+	/* The BOM tells LibreOffice and Excel the file is UTF-8. */
+	buf_add(&b, &len, &cap, "\xef\xbb\xbf", 3);
+	hdr[nh++] = "tenant_id";
+	hdr[nh++] = "insee";
+	hdr[nh++] = "siren";
+	hdr[nh++] = "tenant_name";
+	if (q->g == G_DAY || q->g == G_MONTH)
+		hdr[nh++] = "period";
+	hdr[nh++] = "kind";
+	if (q->g == G_RESOURCE)
+		hdr[nh++] = "resource";
+	hdr[nh++] = "metric";
+	hdr[nh++] = "quantity";
+	hdr[nh++] = "unit";
+	for (i = 0; i < nh; i++) {
+		if (i > 0)
+			buf_add(&b, &len, &cap, sep, 1);
+		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
+	}
+	buf_add(&b, &len, &cap, "\r\n", 2);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
+		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
+		for (i = 2; i <= 4; i++) {
+			buf_add(&b, &len, &cap, sep, 1);
+			/* Text: an INSEE code keeps its leading zero. */
+			metering_csv_cell(&b, &len, &cap, col_text(st,
+			    i == 4 ? 1 : (int)i), q->sep, 1);
+		}
+		if (q->g == G_DAY || q->g == G_MONTH) {
+			usage_fmt_period(q->tz, sqlite3_column_int64(st, 4),
+			    q->g == G_MONTH, per, sizeof(per));
+			buf_add(&b, &len, &cap, sep, 1);
+			metering_csv_cell(&b, &len, &cap, per, q->sep, 0);
+		}
+		buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, col_text(st, 5), q->sep, 1);
+		if (q->g == G_RESOURCE) {
+			buf_add(&b, &len, &cap, sep, 1);
+			metering_csv_cell(&b, &len, &cap, col_text(st, 6),
+			    q->sep, 1);
+		}
+		buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, col_text(st, 7), q->sep, 1);
+		qty = sqlite3_column_int64(st, 8);
+		u = metering_unit(col_text(st, 7));
+		if (u != NULL)
+			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
+			    q->mark, num, sizeof(num));
+		else
+			snprintf(num, sizeof(num), "%lld", (long long)qty);
+		buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, num, q->sep, 0);
+		buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, u ? u->mu_display : "",
+		    q->sep, 1);
+		buf_add(&b, &len, &cap, "\r\n", 2);
+	}
+	api_set_header(r, "Content-Disposition",
+	    "attachment; filename=\"usage.csv\"");
+	api_reply_raw(r, 200, "text/csv; charset=utf-8", b, len);
+	free(b);
+}
+
+static void
+usage_get(struct api_req *r)
+{
+	const struct api_principal *p = api_principal(r);
+	struct usage_q	 q;
+	const char	*v;
+	sqlite3_stmt	*st;
+	int		 i;
+
+	memset(&q, 0, sizeof(q));
+	q.tz = USAGE_TZ_DEFAULT;
+	q.sep = ';';
+	q.mark = ',';
+	if ((v = api_query(r, "group")) != NULL &&
+	    (i = usage_word(v, usage_groups)) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "group must be metric, "
+		    "resource, day or month");
+		return;
+	} else if (v != NULL)
+		q.g = (enum usage_group)i;
+	if ((v = api_query(r, "format")) != NULL) {
+		if (strcmp(v, "csv") == 0)
+			q.csv = 1;
+		else if (strcmp(v, "json") != 0) {
+			api_reply_error(r, 400, "bad_parameter", "format must "
+			    "be json or csv");
+			return;
+		}
+	}
+	if ((v = api_query(r, "sep")) != NULL) {
+		static const char *const seps[] = { "semicolon", "comma", "tab",
+		    NULL };
+		static const char chars[] = { ';', ',', '\t' };
+
+		if ((i = usage_word(v, seps)) == -1) {
+			api_reply_error(r, 400, "bad_parameter", "sep must be "
+			    "semicolon, comma or tab");
+			return;
+		}
+		q.sep = chars[i];
+	}
+	if ((v = api_query(r, "decimal")) != NULL) {
+		if (strcmp(v, "comma") == 0)
+			q.mark = ',';
+		else if (strcmp(v, "point") == 0)
+			q.mark = '.';
+		else {
+			api_reply_error(r, 400, "bad_parameter", "decimal must "
+			    "be comma or point");
+			return;
+		}
+	}
+	if (q.sep == q.mark) {
+		api_reply_error(r, 400, "bad_parameter", "the separator and the "
+		    "decimal mark cannot both be a comma");
+		return;
+	}
+	if ((v = api_query(r, "from")) == NULL || usage_time(q.tz, v,
+	    &q.from) == -1 || (v = api_query(r, "to")) == NULL ||
+	    usage_time(q.tz, v, &q.to) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "from and to are "
+		    "required: YYYY-MM-DD (local midnight, %s), "
+		    "YYYY-MM-DDTHH:MM:SSZ or unix seconds", q.tz);
+		return;
+	}
+	if (q.to <= q.from || q.to - q.from > USAGE_MAX_RANGE) {
+		api_reply_error(r, 400, "bad_parameter", "to must be after from, "
+		    "at most %lld days later", USAGE_MAX_RANGE / 86400);
+		return;
+	}
+	if ((v = api_query(r, "tenant")) != NULL && *v != '\0') {
+		if (strcmp(v, "platform") == 0)
+			q.tenant = -1;
+		else if ((q.tenant = tenants_resolve(v)) <= 0) {
+			api_reply_error(r, 404, "not_found", "no tenant '%.64s'",
+			    v);
+			return;
+		}
+	}
+	/* A token scoped to a tenant sees that tenant only. */
+	if (p != NULL && p->ap_tenant != 0) {
+		if (q.tenant != 0 && q.tenant != p->ap_tenant) {
+			api_reply_error(r, 403, "forbidden", "token %s may only "
+			    "read its own tenant's usage", p->ap_name);
+			return;
+		}
+		q.tenant = p->ap_tenant;
+	}
+	st = usage_prepare(&q);
+	if (q.csv)
+		usage_reply_csv(r, &q, st);
+	else
+		usage_reply_json(r, &q, st);
+	sqlite3_finalize(st);
+}
+
+/* ---- GET /metrics ------------------------------------------------------ */
+
+struct prom {
+	char	*b;
+	size_t	 len, cap;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+prom_add(struct prom *pr, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*s;
+	int	 n;
+
+	va_start(ap, fmt);
+	n = xvasprintf(&s, fmt, ap);
+	va_end(ap);
+	buf_add(&pr->b, &pr->len, &pr->cap, s, (size_t)n);
+	free(s);
+}
+
+/* A label value: backslash, quote and newline escaped. */
+static char *
+prom_label(const char *s)
+{
+	char	*out = xmalloc(2 * strlen(s) + 1), *o = out;
+
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"') {
+			*o++ = '\\';
+			*o++ = *s;
+		} else if (*s == '\n') {
+			*o++ = '\\';
+			*o++ = 'n';
+		} else
+			*o++ = *s;
+	}
+	*o = '\0';
+	return (out);
+}
+
+static void
+prom_node_cb(int64_t id, uint64_t samples, uint64_t bytes, int64_t oldest_ms,
+    uint64_t dropped, uint64_t ingested, int connected, void *arg)
+{
+	struct prom	*pr = arg;
+	char		*n = prom_label(nodes_name(id));
+	double		 lag = 0;
+
+	if (samples > 0 && oldest_ms > 0)
+		lag = ((double)util_now() * 1000 - (double)oldest_ms) / 1000;
+	if (lag < 0)
+		lag = 0;
+	prom_add(pr, "opsn_meter_spool_samples{node=\"%s\"} %llu\n", n,
+	    (unsigned long long)samples);
+	prom_add(pr, "opsn_meter_spool_bytes{node=\"%s\"} %llu\n", n,
+	    (unsigned long long)bytes);
+	prom_add(pr, "opsn_meter_spool_lag_seconds{node=\"%s\"} %.3f\n", n,
+	    lag);
+	prom_add(pr, "opsn_meter_spool_dropped_total{node=\"%s\"} %llu\n", n,
+	    (unsigned long long)dropped);
+	prom_add(pr, "opsn_meter_node_samples_ingested_total{node=\"%s\"} "
+	    "%llu\n", n, (unsigned long long)ingested);
+	free(n);
+}
+
+static void
+prom_api_cb(const char *method, const char *pattern, int status,
+    uint64_t count, void *arg)
+{
+	struct prom	*pr = arg;
+	char		*p = prom_label(pattern), *m = prom_label(method);
+
+	prom_add(pr, "opsn_api_requests_total{method=\"%s\",route=\"%s\","
+	    "status=\"%dxx\"} %llu\n", m, p, status / 100,
+	    (unsigned long long)count);
+	free(p);
+	free(m);
+}
+
+static void
+metrics_get(struct api_req *r)
+{
+	struct prom	 pr = { NULL, 0, 0 };
+	json_t		*counts, *v;
+	const char	*k;
+	char		*l;
+	sqlite3_stmt	*st;
+
+	prom_add(&pr, "# HELP opsn_info The controller's version.\n"
+	    "# TYPE opsn_info gauge\nopsn_info{version=\"%s\"} 1\n",
+	    OPSN_VERSION);
+	prom_add(&pr, "# HELP opsn_nodes Nodes by state.\n"
+	    "# TYPE opsn_nodes gauge\n");
+	counts = nodes_state_counts();
+	json_object_foreach(counts, k, v) {
+		l = prom_label(k);
+		prom_add(&pr, "opsn_nodes{state=\"%s\"} %lld\n", l,
+		    (long long)json_integer_value(v));
+		free(l);
+	}
+	json_decref(counts);
+	prom_add(&pr, "# HELP opsn_vms VMs by observed state.\n"
+	    "# TYPE opsn_vms gauge\n");
+	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
+	    "GROUP BY obs_state ORDER BY obs_state");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		l = prom_label(col_text(st, 0));
+		prom_add(&pr, "opsn_vms{state=\"%s\"} %lld\n", l,
+		    (long long)sqlite3_column_int64(st, 1));
+		free(l);
+	}
+	sqlite3_finalize(st);
+
+	prom_add(&pr, "# HELP opsn_meter_samples_ingested_total Samples "
+	    "committed (new) since start.\n# TYPE "
+	    "opsn_meter_samples_ingested_total counter\n"
+	    "opsn_meter_samples_ingested_total %llu\n",
+	    (unsigned long long)meter_stats.ms_ingested);
+	prom_add(&pr, "# HELP opsn_meter_samples_duplicate_total Resent "
+	    "samples ignored.\n# TYPE opsn_meter_samples_duplicate_total "
+	    "counter\nopsn_meter_samples_duplicate_total %llu\n",
+	    (unsigned long long)meter_stats.ms_duplicates);
+	prom_add(&pr, "# HELP opsn_meter_samples_rejected_total Samples "
+	    "with an impossible time.\n# TYPE "
+	    "opsn_meter_samples_rejected_total counter\n"
+	    "opsn_meter_samples_rejected_total %llu\n",
+	    (unsigned long long)meter_stats.ms_rejected);
+	prom_add(&pr, "# TYPE opsn_meter_batches_total counter\n"
+	    "opsn_meter_batches_total %llu\n# TYPE "
+	    "opsn_meter_bad_batches_total counter\n"
+	    "opsn_meter_bad_batches_total %llu\n# TYPE "
+	    "opsn_meter_commits_total counter\nopsn_meter_commits_total %llu\n",
+	    (unsigned long long)meter_stats.ms_batches,
+	    (unsigned long long)meter_stats.ms_bad_batches,
+	    (unsigned long long)meter_stats.ms_commits);
+	st = store_prepare(ctl->db, "SELECT (SELECT coalesce(max(id), 0) FROM "
+	    "samples) - rolled_id FROM meter_state");
+	prom_add(&pr, "# HELP opsn_meter_rollup_pending_samples Samples not "
+	    "rolled up yet.\n# TYPE opsn_meter_rollup_pending_samples gauge\n"
+	    "opsn_meter_rollup_pending_samples %lld\n",
+	    sqlite3_step(st) == SQLITE_ROW ? (long long)
+	    sqlite3_column_int64(st, 0) : 0LL);
+	sqlite3_finalize(st);
+	prom_add(&pr, "# HELP opsn_meter_spool_samples Unacknowledged "
+	    "samples in a node's spool (at its last batch).\n"
+	    "# TYPE opsn_meter_spool_samples gauge\n"
+	    "# HELP opsn_meter_spool_lag_seconds Age of the oldest "
+	    "unacknowledged sample in a node's spool.\n"
+	    "# TYPE opsn_meter_spool_lag_seconds gauge\n"
+	    "# TYPE opsn_meter_spool_bytes gauge\n"
+	    "# TYPE opsn_meter_spool_dropped_total counter\n"
+	    "# TYPE opsn_meter_node_samples_ingested_total counter\n");
+	metering_foreach_node(prom_node_cb, &pr);
+	prom_add(&pr, "# HELP opsn_api_requests_total API requests by route "
+	    "and status class.\n# TYPE opsn_api_requests_total counter\n");
+	api_foreach_stat(prom_api_cb, &pr);
+	api_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+	    pr.b, pr.len);
+	free(pr.b);
+}

@@ -1,0 +1,453 @@
+/*
+ * Metering in the controller: the rollup arithmetic as a table of cases
+ * (allocated time, gaps, hour splits, counter resets, moves), ingestion
+ * with dedup, late samples giving the same hours as on-time ones, and the
+ * display helpers (decimals, CSV cells, the Paris calendar).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "opsn/frame.h"
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "ctl.h"
+#include "metering.h"
+#include "metering.pb-c.h"
+
+#define H	1795978800LL		/* an hour start, unix seconds */
+#define MS(s)	((int64_t)(s) * 1000)
+
+/* A running VM sample (1 vCPU, 1024 MiB, 10 GiB) on node 1, boot "b1". */
+static struct meter_sample
+vm(int64_t ts_ms, int state, const char *boot, int64_t cpu_ns)
+{
+	struct meter_sample	 s;
+
+	memset(&s, 0, sizeof(s));
+	s.ms_ts = ts_ms;
+	s.ms_node = 1;
+	s.ms_state = state;
+	strlcpy(s.ms_boot, boot, sizeof(s.ms_boot));
+	s.ms_vcpus = 2;
+	s.ms_memory_mib = 1024;
+	s.ms_disk_mib = 10240;
+	s.ms_disk_used_mib = 100;
+	s.ms_interval = 60000;
+	if (state == 1) {
+		s.ms_has_cpu = 1;
+		s.ms_cpu_ns = cpu_ns;
+	}
+	return (s);
+}
+
+static int64_t
+find(const struct meter_row *rows, size_t n, int64_t hour, const char *m)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (rows[i].mr_hour == hour && strcmp(rows[i].mr_metric, m) == 0)
+			return (rows[i].mr_quantity);
+	return (0);
+}
+
+struct rcase {
+	const char	*name;
+	struct meter_sample s[8];
+	size_t		 n;
+	int64_t		 h0, h1;
+	/* expected per hour offset 0 and 1 */
+	int64_t		 vcpu[2], mem[2], disk[2], cpu[2];
+	int64_t		 iv;	/* sampling interval, ms (0: 60 s) */
+};
+
+static void
+rollup_table_of_cases(void **state)
+{
+	struct rcase cases[] = {
+	{ "running a whole hour: 2 vCPU x 3600 s", {
+	    vm(MS(H), 1, "b1", 0), vm(MS(H + 1800), 1, "b1", 0),
+	    vm(MS(H + 3600), 1, "b1", 0) }, 3, H, H,
+	  { 7200, 0 }, { 1024 * 3600, 0 }, { 10240LL * 3600, 0 }, { 0, 0 },
+	  1800 * 1000 },
+	/* left-point rule: the state a sample shows holds until the next */
+	{ "stopped: disk accrues, vCPU and memory do not", {
+	    vm(MS(H), 5, "", 0), vm(MS(H + 60), 5, "", 0),
+	    vm(MS(H + 120), 5, "", 0) }, 3, H, H,
+	  { 0, 0 }, { 0, 0 }, { 10240LL * 120, 0 }, { 0, 0 } },
+	{ "a gap is capped at twice the interval", {
+	    vm(MS(H), 1, "b1", 0), vm(MS(H + 1000), 1, "b1", 0) }, 2, H, H,
+	  { 2 * 120, 0 }, { 1024 * 120, 0 }, { 10240LL * 120, 0 }, { 0, 0 } },
+	{ "split at the hour boundary", {
+	    vm(MS(H + 3570), 1, "b1", 0), vm(MS(H + 3630), 1, "b1", 0) }, 2,
+	  H, H + 3600,
+	  { 2 * 30, 2 * 30 }, { 1024 * 30, 1024 * 30 }, { 10240LL * 30,
+	    10240LL * 30 }, { 0, 0 } },
+	{ "CPU is the counter's growth, in the later sample's hour", {
+	    vm(MS(H + 3540), 1, "b1", 5000), vm(MS(H + 3600), 1, "b1", 9000),
+	    vm(MS(H + 3660), 1, "b1", 9500) }, 3, H, H + 3600,
+	  { 120, 120 }, { 1024 * 60, 1024 * 60 }, { 10240LL * 60,
+	    10240LL * 60 }, { 0, 4500 } },
+	{ "a restart (new boot) counts from zero, never negative", {
+	    vm(MS(H), 1, "b1", 1000000), vm(MS(H + 60), 1, "b1", 3000000),
+	    vm(MS(H + 120), 5, "", 0), vm(MS(H + 180), 1, "b2", 400),
+	    vm(MS(H + 240), 1, "b2", 900) }, 5, H, H,
+	  { 2 * 180, 0 }, { 1024 * 180, 0 }, { 10240LL * 240, 0 },
+	  { 2000000 + 400 + 500, 0 } },
+	{ "a counter that went down in the same boot restarted", {
+	    vm(MS(H), 1, "b1", 1000), vm(MS(H + 60), 1, "b1", 300) }, 2, H, H,
+	  { 120, 0 }, { 1024 * 60, 0 }, { 10240LL * 60, 0 }, { 300, 0 } },
+	{ "running before metering began: the first value is a baseline", {
+	    vm(MS(H), 1, "b1", 999999999), vm(MS(H + 60), 1, "b1",
+	    1000000999) }, 2, H, H,
+	  { 120, 0 }, { 1024 * 60, 0 }, { 10240LL * 60, 0 }, { 1000, 0 } },
+	};
+	struct meter_row	*rows;
+	size_t			 i, n, k;
+
+	for (i = 0; i < nitems(cases); i++) {
+		struct rcase *c = &cases[i];
+
+		for (k = 0; c->iv > 0 && k < c->n; k++)
+			c->s[k].ms_interval = c->iv;
+		assert_int_equal(metering_rollup_compute("vm", c->s, c->n,
+		    c->h0, c->h1, &rows, &n), 0);
+		for (k = 0; k < 2; k++) {
+			int64_t h = c->h0 + (int64_t)k * 3600;
+
+			if (h > c->h1)
+				break;
+			if (find(rows, n, h, "vcpu_seconds") != c->vcpu[k] ||
+			    find(rows, n, h, "memory_mib_seconds") !=
+			    c->mem[k] || find(rows, n, h, "disk_mib_seconds") !=
+			    c->disk[k] || find(rows, n, h, "cpu_ns") !=
+			    c->cpu[k])
+				fail_msg("case '%s', hour %zu: vcpu %lld mem %lld "
+				    "disk %lld cpu %lld", c->name, k,
+				    (long long)find(rows, n, h, "vcpu_seconds"),
+				    (long long)find(rows, n, h,
+				    "memory_mib_seconds"),
+				    (long long)find(rows, n, h,
+				    "disk_mib_seconds"),
+				    (long long)find(rows, n, h, "cpu_ns"));
+		}
+		free(rows);
+	}
+}
+
+/* A VM moving: both nodes report it for a while; CPU is never doubled. */
+static void
+rollup_move_between_nodes_never_doubles_cpu(void **state)
+{
+	struct meter_sample	 s[6];
+	struct meter_row	*rows;
+	size_t			 n;
+
+	s[0] = vm(MS(H), 1, "a", 1000);
+	s[1] = vm(MS(H + 60), 1, "a", 2000);
+	s[2] = vm(MS(H + 90), 1, "x", 50);		/* the new node */
+	s[2].ms_node = 2;
+	s[3] = vm(MS(H + 120), 1, "a", 2500);
+	s[4] = vm(MS(H + 150), 1, "x", 150);
+	s[4].ms_node = 2;
+	s[5] = vm(MS(H + 210), 1, "x", 200);
+	s[5].ms_node = 2;
+	assert_int_equal(metering_rollup_compute("vm", s, 6, H, H, &rows, &n),
+	    0);
+	/* a: 1000 + 500 (first is a baseline? no: boot started unknown,
+	 * first sample ever: baseline 0); x: new boot after earlier
+	 * samples, counts 50, then +100, +50. */
+	assert_int_equal(find(rows, n, H, "cpu_ns"), 1000 + 500 + 50 + 100 +
+	    50);
+	free(rows);
+}
+
+static void
+rollup_mailbox_storage_in_mib_seconds(void **state)
+{
+	struct meter_sample	 s[3];
+	struct meter_row	*rows;
+	size_t			 n, i;
+
+	memset(s, 0, sizeof(s));
+	for (i = 0; i < 3; i++) {
+		s[i].ms_ts = MS(H + 1800 * (int64_t)i);
+		s[i].ms_node = 7;
+		s[i].ms_state = 1;
+		s[i].ms_has_used = 1;
+		s[i].ms_used_bytes = 512 * METER_MIB;
+		s[i].ms_interval = 3600 * 1000;
+	}
+	assert_int_equal(metering_rollup_compute("mailbox", s, 3, H, H, &rows,
+	    &n), 0);
+	assert_int_equal(find(rows, n, H, "mailbox_seconds"), 3600);
+	assert_int_equal(find(rows, n, H, "mailbox_mib_seconds"), 512 * 3600);
+	free(rows);
+}
+
+/* ---- ingestion and rounds against a real database ------------------ */
+
+static struct ctl	 tc;
+static char		 tdir[] = "/tmp/opsn-test-meter.XXXXXX";
+
+static int
+setup_db(void **state)
+{
+	char	*path, *cause = NULL;
+
+	memset(&tc, 0, sizeof(tc));
+	ctl = &tc;
+	if (mkdtemp(tdir) == NULL)
+		return (-1);
+	tc.conf.data_dir = tdir;
+	xasprintf(&path, "%s/opsn.db", tdir);
+	if (store_open(path, &tc.db, &cause) == -1) {
+		fprintf(stderr, "%s\n", cause);
+		return (-1);
+	}
+	free(path);
+	tc.loop = uv_default_loop();
+	if (metering_init(&tc, &cause) == -1)
+		return (-1);
+	return (0);
+}
+
+static int
+teardown_db(void **state)
+{
+	char	*cmd;
+
+	store_close(tc.db);
+	xasprintf(&cmd, "rm -rf %s", tdir);
+	if (system(cmd) != 0)
+		return (-1);
+	free(cmd);
+	return (0);
+}
+
+/* Pack a batch of n synthetic VM samples from seq, one every 60 s. */
+static uint8_t *
+batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
+{
+	Opsn__Samples	 m = OPSN__SAMPLES__INIT;
+	Opsn__Sample	*v = xcalloc(n, sizeof(*v)), **pv = xcalloc(n,
+			    sizeof(*pv));
+	uint8_t		*out;
+	size_t		 i;
+
+	for (i = 0; i < n; i++) {
+		opsn__sample__init(&v[i]);
+		v[i].seq = seq + i;
+		v[i].ts_ms = t0_ms + (int64_t)(seq + i) * 60000;
+		v[i].kind = "vm";
+		v[i].resource = (char *)res;
+		v[i].state = 1;
+		v[i].boot = "b";
+		v[i].vcpus = 1;
+		v[i].memory_mib = 512;
+		v[i].disk_bytes = 1ULL << 30;
+		v[i].has_cpu = 1;
+		v[i].cpu_ns = (seq + i) * 1000;
+		v[i].interval_ms = 60000;
+		pv[i] = &v[i];
+	}
+	m.samples = pv;
+	m.n_samples = n;
+	m.spool_low_seq = seq;
+	*len = opsn__samples__get_packed_size(&m);
+	out = xmalloc(*len);
+	opsn__samples__pack(&m, out);
+	free(v);
+	free(pv);
+	return (out);
+}
+
+static int64_t
+count(const char *sql)
+{
+	sqlite3_stmt	*st = store_prepare(tc.db, sql);
+	int64_t		 v = -1;
+
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (v);
+}
+
+/* One loop iteration: the group commit runs in its check phase. */
+static void
+spin(void)
+{
+	uv_timer_t	 t;
+
+	uv_timer_init(tc.loop, &t);
+	uv_timer_start(&t, NULL, 0, 0);
+	uv_run(tc.loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(tc.loop, UV_RUN_NOWAIT);
+}
+
+static void
+roll_all(void)
+{
+	struct meter_round	*r;
+	char			*cause = NULL;
+
+	do {
+		r = metering_round_compute(tc.db, 7, &cause);
+		assert_non_null(r);
+		assert_int_equal(metering_round_write(tc.db, r, &cause), 0);
+		if (metering_round_samples(r) == 0) {
+			metering_round_free(r);
+			break;
+		}
+		metering_round_free(r);
+	} while (1);
+}
+
+static void
+ingest(uint64_t seq, size_t n, const char *res)
+{
+	size_t	 len;
+	uint8_t	*p = batch(seq, n, MS(H), res, &len);
+
+	/* One node per resource, as each agent has its own sequence. */
+	metering_agent_msg(strcmp(res, "vm-c") == 0 ? 43 : 42, MSG_SAMPLES, p,
+	    len);
+	free(p);
+}
+
+static void
+ingest_ignores_a_resent_batch(void **state)
+{
+	ingest(1, 10, "vm-a");
+	ingest(1, 10, "vm-a");		/* the same, resent */
+	ingest(5, 10, "vm-a");		/* overlapping */
+	spin();
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE "
+	    "resource = 'vm-a'"), 14);
+	assert_int_equal(count("SELECT count(DISTINCT seq) FROM samples WHERE "
+	    "resource = 'vm-a'"), 14);
+	assert_int_equal(meter_stats.ms_duplicates, 16);
+}
+
+/*
+ * The same samples delivered in order or scattered over several rounds
+ * (late ones filling holes) give the same hours.
+ */
+static void
+late_samples_give_the_same_hours(void **state)
+{
+	int64_t	 a, b;
+	int	 i;
+
+	/* vm-b: all at once. */
+	ingest(100, 150, "vm-b");
+	spin();
+	roll_all();
+	/* vm-c: the same times, every other one first, then the rest. */
+	for (i = 0; i < 150; i += 2)
+		ingest(100 + (uint64_t)i, 1, "vm-c");
+	spin();
+	roll_all();
+	for (i = 1; i < 150; i += 2) {
+		ingest(100 + (uint64_t)i, 1, "vm-c");
+		if (i % 20 == 1) {
+			spin();
+			roll_all();
+		}
+	}
+	spin();
+	roll_all();
+	a = count("SELECT group_concat(hour || metric || quantity) FROM (SELECT "
+	    "* FROM usage_hourly WHERE resource = 'vm-b' ORDER BY hour, metric)");
+	b = count("SELECT count(*) FROM usage_hourly u JOIN usage_hourly v ON "
+	    "u.hour = v.hour AND u.metric = v.metric AND u.quantity = "
+	    "v.quantity WHERE u.resource = 'vm-b' AND v.resource = 'vm-c'");
+	assert_true(a != -1);
+	assert_int_equal(b, count("SELECT count(*) FROM usage_hourly WHERE "
+	    "resource = 'vm-b'"));
+	assert_int_equal(count("SELECT count(*) FROM usage_hourly WHERE "
+	    "resource = 'vm-c'"), b);
+	/* 150 samples a minute apart: 149 minutes of 1 vCPU. */
+	assert_int_equal(count("SELECT sum(quantity) FROM usage_hourly WHERE "
+	    "resource = 'vm-c' AND metric = 'vcpu_seconds'"), 149 * 60);
+}
+
+/* ---- display helpers ---------------------------------------------------- */
+
+static void
+decimals_round_half_up_with_the_mark_asked(void **state)
+{
+	char	 buf[64];
+
+	metering_decimal(5400, 3600, 4, ',', buf, sizeof(buf));
+	assert_string_equal(buf, "1,5000");
+	metering_decimal(1, 3600 * 1024, 4, '.', buf, sizeof(buf));
+	assert_string_equal(buf, "0.0000");
+	metering_decimal(2500500000LL, 1000000000, 3, ',', buf, sizeof(buf));
+	assert_string_equal(buf, "2,501");
+	metering_decimal(123, 1, 0, ',', buf, sizeof(buf));
+	assert_string_equal(buf, "123");
+}
+
+static void
+csv_cells_are_quoted_and_formulas_defused(void **state)
+{
+	char	*b = NULL;
+	size_t	 len = 0, cap = 0;
+
+	metering_csv_cell(&b, &len, &cap, "Saint-Étienne; nord", ';', 1);
+	metering_csv_cell(&b, &len, &cap, "=HYPERLINK(\"x\")", ';', 1);
+	metering_csv_cell(&b, &len, &cap, "01004", ';', 1);
+	assert_string_equal(b, "\"Saint-Étienne; nord\"\"'=HYPERLINK(\"\"x"
+	    "\"\")\"01004");
+	free(b);
+}
+
+static void
+paris_calendar_follows_summer_time(void **state)
+{
+	/* 2026-10-31T23:30Z is 1 November 00:30 in Paris (CET). */
+	assert_int_equal(metering_local_month("Europe/Paris", 1793489400LL),
+	    1793487600LL);			/* 2026-10-31T23:00Z */
+	/* Summer: 2026-07-01 local midnight is 2026-06-30T22:00Z. */
+	assert_int_equal(metering_local_midnight("Europe/Paris", 2026, 7, 1),
+	    1782856800LL);
+	assert_int_equal(metering_tz_offset("Europe/Paris", 1782856800LL),
+	    7200);
+	assert_int_equal(metering_tz_offset("UTC", 1782856800LL), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest pure[] = {
+		cmocka_unit_test(rollup_table_of_cases),
+		cmocka_unit_test(rollup_move_between_nodes_never_doubles_cpu),
+		cmocka_unit_test(rollup_mailbox_storage_in_mib_seconds),
+		cmocka_unit_test(decimals_round_half_up_with_the_mark_asked),
+		cmocka_unit_test(csv_cells_are_quoted_and_formulas_defused),
+		cmocka_unit_test(paris_calendar_follows_summer_time),
+	};
+	const struct CMUnitTest db[] = {
+		cmocka_unit_test(ingest_ignores_a_resent_batch),
+		cmocka_unit_test(late_samples_give_the_same_hours),
+	};
+	int	 rc;
+
+	log_init("test", LOG_LEVEL_WARN, NULL);
+	rc = cmocka_run_group_tests_name("metering", pure, NULL, NULL);
+	rc += cmocka_run_group_tests_name("metering_db", db, setup_db,
+	    teardown_db);
+	return (rc);
+}
