@@ -146,7 +146,7 @@ fuzz: $(PROTO_H)
 			build/fuzz/corpus-$$n tests/fuzz/corpus-$$n 2>&1 | tail -n 3 || exit 1; \
 	done
 
-bench: all
+bench: all image
 	@BIN=$(BIN) PYTHON=$(PYTHON) tests/bench/run.sh
 
 install: all

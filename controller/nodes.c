@@ -499,7 +499,8 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	log_info("nodes: %s says hello from %s (protocol %u, agent %s)",
 	    n->n_name, conn_peer_addr(s->s_conn), hi, m->agent_version);
 	/* Level-triggered: a (re)connected agent gets the whole state. */
-	vms_push(n->n_id);
+	if (roles != NULL && strstr(roles, "hypervisor") != NULL)
+		vms_push(n->n_id);
 	if (services_agent_hello != NULL)
 		services_agent_hello(n->n_id, roles ? roles : "");
 	if (metering_agent_hello != NULL)

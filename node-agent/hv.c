@@ -172,6 +172,7 @@ struct hv_work {
 	struct hv_found	*w_found;
 	size_t		 w_nfound;
 	uint64_t	 w_epoch;
+	uint64_t	 w_t0;		/* when the scan was queued, ns */
 	/* HV_W_OP, HV_W_READ */
 	struct hv_vm	*w_vm;		/* busy: it stays until we are done */
 	char		 w_id[VIR_UUID_STRING_BUFLEN];
@@ -1810,7 +1811,8 @@ hv_scan_after_cb(uv_work_t *req, int status)
 	struct hv_found	*f;
 	struct hv_vm	*vm;
 	struct hv_obs	 absent;
-	size_t		 i;
+	size_t		 i, nfound = w->w_nfound;
+	uint64_t	 t0 = w->w_t0;
 	int		 first = !hv_scanned;
 
 	hv_inflight--;
@@ -1866,6 +1868,8 @@ hv_scan_after_cb(uv_work_t *req, int status)
 	}
 	if (hv_link_up())
 		hv_report(1);
+	log_debug("hv: resync: %zu domains of ours, %.2f ms", nfound,
+	    (double)(uv_hrtime() - t0) / 1e6);
 	TAILQ_FOREACH(vm, &hv_vms, v_entry)
 		hv_kick(vm);
 }
@@ -1882,6 +1886,7 @@ hv_scan(void)
 	w->w_conn = hv_conn;
 	virConnectRef(hv_conn);
 	w->w_epoch = hv_epoch;
+	w->w_t0 = uv_hrtime();
 	hv_queue_work(w, hv_scan_work_cb, hv_scan_after_cb);
 }
 

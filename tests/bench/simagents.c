@@ -84,7 +84,7 @@ static uint64_t		 sim_t0;
 static struct {
 	size_t		 enrolled, enrol_failed;
 	size_t		 ready, connect_failed, lost;
-	uint64_t	 beats_sent, acks, errors;
+	uint64_t	 beats_sent, acks, pushes, errors;
 	unsigned	 logged_enrol, logged_link, logged_lost;
 } sim_stats;
 
@@ -172,8 +172,9 @@ sim_log_error(const char *name, const struct frame_hdr *h, const uint8_t *p,
 	if ((*logged)++ >= SIM_LOG_MAX)
 		return;
 	e = opsn__error__unpack(NULL, h->fh_len, p);
-	log_warnx("%s: the controller says: %s (%s, status %u)", name,
-	    e ? e->message : "?", e ? e->code : "?", h->fh_status);
+	log_warnx("%s: the controller says: %s (%s, type %u, status %u)",
+	    name, e ? e->message : "?", e ? e->code : "?", h->fh_type,
+	    h->fh_status);
 	if (e != NULL)
 		opsn__error__free_unpacked(e, NULL);
 }
@@ -347,6 +348,12 @@ sim_link_frame_cb(struct conn *c, const struct frame_hdr *h,
 		break;
 	case MSG_HEARTBEAT_ACK:
 		sim_stats.acks++;
+		break;
+	/* State the controller pushes; nothing to act on here. */
+	case MSG_DESIRED_STATE:
+	case MSG_SERVICES_DESIRED:
+	case MSG_SAMPLES_ACK:
+		sim_stats.pushes++;
 		break;
 	default:
 		sim_stats.errors++;
@@ -594,10 +601,11 @@ main(int argc, char **argv)
 
 	printf("agents=%zu enrolled=%zu enrol_failed=%zu ready=%zu "
 	    "connect_failed=%zu lost=%zu heartbeats=%llu acks=%llu "
-	    "errors=%llu\n", sim_n, sim_stats.enrolled,
+	    "pushes=%llu errors=%llu\n", sim_n, sim_stats.enrolled,
 	    sim_stats.enrol_failed, sim_stats.ready, sim_stats.connect_failed,
 	    sim_stats.lost, (unsigned long long)sim_stats.beats_sent,
 	    (unsigned long long)sim_stats.acks,
+	    (unsigned long long)sim_stats.pushes,
 	    (unsigned long long)sim_stats.errors);
 	if (sim_timers_open != 0 || uv_loop_close(sim_loop) != 0)
 		log_warnx("the loop still has handles open");
