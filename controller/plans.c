@@ -102,17 +102,33 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/plans */
+/* GET /v1/plans?limit=&cursor= (cursor: the last name seen) */
 void
 plans_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
-	json_t		*items = json_array();
+	const char	*cursor;
+	char		*next = NULL;
+	int		 limit, n = 0;
+	json_t		*items;
 
+	if (apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	items = json_array();
 	st = store_prepare(ctl->db, "SELECT name, vcpus, memory_mib, disk_bytes "
-	    "FROM plans ORDER BY name");
-	while (sqlite3_step(st) == SQLITE_ROW)
+	    "FROM plans WHERE name > ? ORDER BY name LIMIT ?");
+	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			/* The previous row's name: the next page starts after. */
+			break;
+		}
 		json_array_append_new(items, plans_row_json(st));
+	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, NULL);
+	if (n > limit)
+		next = xstrdup(json_string_value(json_object_get(
+		    json_array_get(items, json_array_size(items) - 1), "name")));
+	apiv1_reply_page(r, items, next);
 }
