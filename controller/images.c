@@ -393,7 +393,10 @@ images_list(struct api_req *r)
 	sqlite3_bind_int(st, 2, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = xstrdup((const char *)sqlite3_column_text(st, 1));
+			/* More: the next page starts after the last one here. */
+			next = xstrdup(json_string_value(json_object_get(
+			    json_array_get(items, json_array_size(items) - 1),
+			    "name")));
 			break;
 		}
 		json_array_append_new(items, images_row_json(st));

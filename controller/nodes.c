@@ -905,8 +905,9 @@ nodes_list_json(const char *after, int limit, char **next)
 	sqlite3_bind_int(st, 2, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			*next = xstrdup((const char *)
-			    sqlite3_column_text(st, 0));
+			/* More: the next page starts after the last one here. */
+			*next = xstrdup(json_string_value(json_object_get(
+			    json_array_get(a, json_array_size(a) - 1), "name")));
 			break;
 		}
 		json_array_append_new(a, nodes_row_json(st));

@@ -345,3 +345,20 @@ def test_config_check_names_file_and_line(workdir):
                         "--controller", "nonsense"], capture_output=True,
                        text=True)
     assert r.returncode != 0 and "nonsense" in r.stderr
+
+
+def test_node_list_pages_without_losing_a_node(controller, make_agent):
+    names = [f"pg{i}" for i in range(5)]
+    for n in names:
+        make_agent(n)
+    wait_until(lambda: set(names) <= set(controller.nodes()), 20)
+    seen, cursor = [], None
+    while True:
+        q = "/v1/nodes?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        st, doc, _ = controller.api("GET", q)
+        assert st == 200 and len(doc["items"]) <= 2
+        seen += [n["name"] for n in doc["items"]]
+        cursor = doc["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(names)
