@@ -102,10 +102,12 @@ static const struct {
 } apiv1_roles[] = {
 	{ "admin",	{ "*" } },
 	{ "operator",	{ "nodes.*", "tenants.*", "vms.*", "images.*",
+			  "tariffs.*",
 			  "services.*", "usage.*", "statements.*", "audit.read",
 			  "*.read" } },
 	{ "auditor",	{ "*.read" } },
-	{ "finance",	{ "tenants.read", "usage.read", "statements.read" } },
+	{ "finance",	{ "tenants.read", "usage.read", "statements.read",
+			  "tariffs.read" } },
 	{ "node",	{ "images.download" } },
 };
 

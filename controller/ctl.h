@@ -23,6 +23,7 @@ struct ctl_conf {
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
 	char	*api_url;		/* what agents use; "" = derived */
+	char	*tz;			/* billing periods' time zone */
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
 	char	*log_level;

@@ -48,6 +48,9 @@ static const struct cfg_option ctl_opts[] = {
 	{ "controller", "max_agents", CFG_INT, C(max_agents),
 	  "10000", 1, 1000000, NULL, 0, NULL,
 	  "most agent connections at once" },
+	{ "billing", "tz", CFG_STRING, C(tz), "Europe/Paris", 0, 0, NULL, 0,
+	  "tz", "time zone of billing periods (a month starts at local "
+	  "midnight)" },
 	{ "metering", "raw_retention", CFG_DURATION, C(meter_raw_retention_ms),
 	  "35d", 3600000, 3650LL * 86400000, NULL, 0, NULL,
 	  "how long raw samples are kept once rolled up" },

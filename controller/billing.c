@@ -1,0 +1,750 @@
+/*
+ * The billing subsystem's routes: tariffs, statements (generate, close,
+ * show, list, export) and adjustments. Reading needs statements.read (or
+ * tariffs.read); every change needs statements.write (or tariffs.write),
+ * goes through one transaction with its audit record, and is refused
+ * whole when any part of it is wrong.
+ *
+ * Generating a period runs on the loop thread inside one write
+ * transaction (the API answers synchronously): about a second per
+ * 10^7 usage rows; see docs/billing.md for the figures.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+#include "billing.h"
+
+#define ADJUST_REASON_MAX	500
+#define ADJUST_MAX_CENTS	((int64_t)100000000000)	/* 1e9 EUR */
+
+static char	 billing_zone[65] = BILLING_TZ_DEFAULT;
+
+static void	billing_route_generate(struct api_req *);
+static void	billing_route_close(struct api_req *);
+static void	billing_route_statements(struct api_req *);
+static void	billing_route_statement(struct api_req *);
+static void	billing_route_periods(struct api_req *);
+static void	billing_route_adjust(struct api_req *);
+static void	billing_route_adjustments(struct api_req *);
+
+const struct api_route billing_routes[] = {
+	{ "GET", "/v1/tariffs", "tariffs.read", tariff_route_list,
+	  "List tariff versions (limit, cursor)" },
+	{ "POST", "/v1/tariffs", "tariffs.write", tariff_route_add,
+	  "Add a tariff version (deliberation, effective dates, rates)" },
+	{ "GET", "/v1/tariffs/{name}", "tariffs.read", tariff_route_show,
+	  "Show a tariff and its versions (version)" },
+	{ "POST", "/v1/tariffs/{name}/default", "tariffs.write",
+	  tariff_route_default, "Make a tariff the default one" },
+	{ "POST", "/v1/tariffs/{name}/end", "tariffs.write", tariff_route_end,
+	  "Give an open-ended version its last day" },
+	{ "GET", "/v1/tenants/{tenant}/tariff", "tariffs.read",
+	  tariff_route_binding, "The tariff a member is billed with" },
+	{ "POST", "/v1/tenants/{tenant}/tariff", "tariffs.write",
+	  tariff_route_bind, "Bind a member to a tariff (null: the default)" },
+	{ "POST", "/v1/statements/generate", "statements.write",
+	  billing_route_generate,
+	  "Write draft statements of a period for every active member" },
+	{ "POST", "/v1/statements/close", "statements.write",
+	  billing_route_close, "Close a period: its statements never change" },
+	{ "GET", "/v1/statements", "statements.read", billing_route_statements,
+	  "List statements, or export a period (format=csv|json, summary)" },
+	{ "GET", "/v1/statements/{id}", "statements.read",
+	  billing_route_statement, "Show a statement with its lines" },
+	{ "GET", "/v1/billing-periods", "statements.read",
+	  billing_route_periods, "Billing periods: status, totals, checksums" },
+	{ "POST", "/v1/adjustments", "statements.write", billing_route_adjust,
+	  "Add an adjustment for a member's next open statement" },
+	{ "GET", "/v1/adjustments", "statements.read",
+	  billing_route_adjustments, "List adjustments (tenant, pending)" },
+};
+const size_t billing_nroutes = nitems(billing_routes);
+
+/* The zone of billing periods. */
+const char *
+billing_tz(void)
+{
+	return (billing_zone);
+}
+
+/*
+ * Set up billing: the zone is [billing] tz (default Europe/Paris);
+ * OPSN_BILLING_TZ overrides it for tests.
+ */
+int
+billing_init(struct ctl *c, char **cause)
+{
+	/* The environment wins over the file, for tests. */
+	const char	*tz = getenv("OPSN_BILLING_TZ");
+
+	if (tz == NULL || *tz == '\0')
+		tz = c->conf.tz;
+	if (tz != NULL && *tz != '\0') {
+		if (!period_tz_ok(tz)) {
+			xasprintf(cause, "billing tz: '%.64s' is not a "
+			    "zone of the system's zoneinfo", tz);
+			return (-1);
+		}
+		strlcpy(billing_zone, tz, sizeof(billing_zone));
+	}
+	if (!period_tz_ok(billing_zone)) {
+		xasprintf(cause, "time zone %s is missing from "
+		    "/usr/share/zoneinfo (install tzdata)", billing_zone);
+		return (-1);
+	}
+	log_info("billing: periods in time zone %s", billing_zone);
+	return (0);
+}
+
+static int64_t
+billing_scope(struct api_req *r)
+{
+	const struct api_principal *p = api_principal(r);
+
+	return (p != NULL ? p->ap_tenant : 0);
+}
+
+/* The "period" field of a body; -1 after replying 400. */
+static int
+billing_body_period(struct api_req *r, json_t *body, struct period *p)
+{
+	static const char *const known[] = { "period", NULL };
+	json_t	*v;
+	char	*cause = NULL;
+
+	if (apiv1_known_fields(r, body, known) == -1)
+		return (-1);
+	v = json_object_get(body, "period");
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "missing_field", "period is required "
+		    "(2026-10, 2026-Q4 or 2026)");
+		return (-1);
+	}
+	if (period_parse(json_string_value(v), p, &cause) == -1) {
+		api_reply_error(r, 400, "bad_field", "%s", cause);
+		free(cause);
+		return (-1);
+	}
+	return (0);
+}
+
+static const char *
+billing_code(int status)
+{
+	switch (status) {
+	case BILLING_EINVAL:
+		return ("bad_request");
+	case BILLING_ECONFLICT:
+		return ("conflict");
+	default:
+		return ("internal");
+	}
+}
+
+/* POST /v1/statements/generate {"period": "2026-10"} */
+static void
+billing_route_generate(struct api_req *r)
+{
+	struct billing_gen_result res;
+	struct period	 p;
+	json_t		*body, *o;
+	int64_t		 count;
+	char		*cause = NULL, obj[64], total[48], sum[72];
+	int		 status;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (billing_body_period(r, body, &p) == -1)
+		goto out;
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (billing_generate(ctl->db, billing_zone, &p, &res, &status,
+	    &cause) == -1) {
+		store_rollback(ctl->db);
+		if (status == BILLING_EINTERNAL)
+			log_warnx("billing: generating %s: %s", p.p_label,
+			    cause);
+		api_reply_error(r, status, billing_code(status), "%s", cause);
+		goto out;
+	}
+	money_fmt_cents(res.g_total, '.', total, sizeof(total));
+	billing_period_checksum(ctl->db, p.p_label, 0, &count, sum);
+	snprintf(obj, sizeof(obj), "statements/%s", p.p_label);
+	if (audit_record(r, "statement.generate", obj, json_pack("{s:I,s:I,"
+	    "s:s,s:I,s:s}", "statements", (json_int_t)res.g_statements,
+	    "revision", (json_int_t)res.g_revision, "total", total, "lines",
+	    (json_int_t)res.g_lines, "checksum", sum)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "storing the statements "
+		    "failed");
+		goto out;
+	}
+	log_info("billing: %s generated %s: %lld statements, %lld lines, "
+	    "total %s EUR in %lld ms (usage read in %lld ms)",
+	    api_principal(r)->ap_name, p.p_label, (long long)res.g_statements,
+	    (long long)res.g_lines, total, (long long)res.g_total_ms,
+	    (long long)res.g_usage_ms);
+	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
+	    "s:s,s:I,s:I}", "period", p.p_label, "status", "draft", "tz",
+	    billing_zone, "revision", (json_int_t)res.g_revision,
+	    "statements", (json_int_t)res.g_statements, "lines",
+	    (json_int_t)res.g_lines, "late_usage_lines",
+	    (json_int_t)res.g_late_lines, "adjustments",
+	    (json_int_t)res.g_adjustments, "removed",
+	    (json_int_t)res.g_removed, "total", total, "total_cents",
+	    (json_int_t)res.g_total.c, "checksum", sum, "usage_table",
+	    billing_have_usage(ctl->db) ? "usage_hourly" : "absent",
+	    "elapsed_ms", (json_int_t)res.g_total_ms, "usage_ms",
+	    (json_int_t)res.g_usage_ms);
+	api_reply_json(r, 200, o);
+out:
+	free(cause);
+	json_decref(body);
+}
+
+/* POST /v1/statements/close {"period": "2026-10"} */
+static void
+billing_route_close(struct api_req *r)
+{
+	struct period	 p;
+	json_t		*body;
+	int64_t		 count;
+	char		*cause = NULL, obj[64], sum[72];
+	int		 status;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (billing_body_period(r, body, &p) == -1)
+		goto out;
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (billing_close(ctl->db, &p, &count, sum, &status, &cause) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, status, billing_code(status), "%s", cause);
+		goto out;
+	}
+	snprintf(obj, sizeof(obj), "statements/%s", p.p_label);
+	if (audit_record(r, "statement.close", obj, json_pack("{s:I,s:s}",
+	    "statements", (json_int_t)count, "checksum", sum)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "closing failed");
+		goto out;
+	}
+	log_notice("billing: %s closed %s (%lld statements, %s)",
+	    api_principal(r)->ap_name, p.p_label, (long long)count, sum);
+	api_reply_json(r, 200, json_pack("{s:s,s:s,s:I,s:s}", "period",
+	    p.p_label, "status", "closed", "statements", (json_int_t)count,
+	    "checksum", sum));
+out:
+	free(cause);
+	json_decref(body);
+}
+
+/* A boolean query parameter: 1, 0, or -1 after replying 400. */
+static int
+billing_query_bool(struct api_req *r, const char *name)
+{
+	const char	*v = api_query(r, name);
+
+	if (v == NULL || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+		return (0);
+	if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0 || *v == '\0')
+		return (1);
+	api_reply_error(r, 400, "bad_parameter", "%s must be 1 or 0", name);
+	return (-1);
+}
+
+/* The tenant query parameter, within the caller's scope; -1 replied. */
+static int
+billing_query_tenant(struct api_req *r, int64_t *id)
+{
+	const char	*t = api_query(r, "tenant");
+	int64_t		 scope = billing_scope(r);
+
+	*id = scope;
+	if (t == NULL)
+		return (0);
+	*id = tenants_resolve(t);
+	if (*id == -1 || (scope != 0 && *id != scope)) {
+		api_reply_error(r, 404, "not_found", "no tenant '%.64s' (use "
+		    "its id, INSEE code or SIREN)", t);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Does the caller want the CSV inside a JSON envelope? Only when it
+ * accepts JSON and not CSV (opsnctl does so; curl and spreadsheets get
+ * the file itself).
+ */
+static int
+billing_wants_envelope(struct api_req *r)
+{
+	const char	*a = api_header(r, "accept");
+
+	return (a != NULL && strstr(a, "application/json") != NULL &&
+	    strstr(a, "text/csv") == NULL && strstr(a, "*/*") == NULL);
+}
+
+/* GET /v1/statements?period=&format=csv|json&summary=&sep=&decimal= */
+static void
+billing_export_route(struct api_req *r, const char *period, int64_t tenant)
+{
+	struct export_opts o;
+	struct export_info info;
+	const char	*format = api_query(r, "format");
+	const char	*sep = api_query(r, "sep");
+	const char	*dec = api_query(r, "decimal");
+	const char	*cursor;
+	struct period	 p;
+	char		*out = NULL, *cause = NULL, buf[96];
+	size_t		 len;
+	int		 fmt, limit, summary;
+	json_t		*env;
+
+	memset(&o, 0, sizeof(o));
+	o.eo_sep = ';';
+	o.eo_point = ',';
+	o.eo_tenant = tenant;
+	if (strcmp(format, "csv") == 0)
+		fmt = EXPORT_CSV;
+	else if (strcmp(format, "json") == 0)
+		fmt = EXPORT_JSON;
+	else {
+		api_reply_error(r, 400, "bad_parameter", "format must be csv "
+		    "or json");
+		return;
+	}
+	if (period_parse(period, &p, &cause) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "%s", cause);
+		free(cause);
+		return;
+	}
+	if ((summary = billing_query_bool(r, "summary")) == -1)
+		return;
+	o.eo_summary = summary;
+	if (sep != NULL) {
+		if (strcmp(sep, ";") == 0 || strcmp(sep, "semicolon") == 0)
+			o.eo_sep = ';';
+		else if (strcmp(sep, ",") == 0 || strcmp(sep, "comma") == 0)
+			o.eo_sep = ',';
+		else if (strcmp(sep, "tab") == 0 || strcmp(sep, "\t") == 0)
+			o.eo_sep = '\t';
+		else {
+			api_reply_error(r, 400, "bad_parameter", "sep must be "
+			    "';', ',' or tab");
+			return;
+		}
+	}
+	if (dec != NULL) {
+		if (strcmp(dec, "comma") == 0 || strcmp(dec, ",") == 0)
+			o.eo_point = ',';
+		else if (strcmp(dec, "point") == 0 || strcmp(dec, ".") == 0)
+			o.eo_point = '.';
+		else {
+			api_reply_error(r, 400, "bad_parameter", "decimal must "
+			    "be comma or point");
+			return;
+		}
+	}
+	if (o.eo_sep == o.eo_point && fmt == EXPORT_CSV)
+		log_debug("billing: export with the same separator and decimal "
+		    "mark: numbers get quoted");
+	if (api_query(r, "limit") != NULL || api_query(r, "cursor") != NULL) {
+		if (apiv1_page(r, &limit, &cursor) == -1)
+			return;
+		o.eo_limit = limit;
+		o.eo_after = cursor != NULL ? strtoll(cursor, NULL, 10) : 0;
+	}
+	if (billing_export(ctl->db, p.p_label, fmt, &o, &out, &len, &info,
+	    &cause) == -1) {
+		log_warnx("billing: export %s: %s", p.p_label, cause);
+		api_reply_error(r, 500, "internal", "the export failed");
+		free(cause);
+		return;
+	}
+	if (info.ei_period_count == 0) {
+		free(out);
+		json_decref(info.ei_ids);
+		api_reply_error(r, 404, "not_found", "period %s has no "
+		    "statements (generate them first)", p.p_label);
+		return;
+	}
+	api_set_header(r, "X-Opsn-Checksum", info.ei_checksum);
+	snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_count);
+	api_set_header(r, "X-Opsn-Statements", buf);
+	snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_period_count);
+	api_set_header(r, "X-Opsn-Period-Statements", buf);
+	if (info.ei_next != 0) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_next);
+		api_set_header(r, "X-Opsn-Next-Cursor", buf);
+	}
+	if (fmt == EXPORT_JSON) {
+		json_decref(info.ei_ids);
+		api_reply_raw(r, 200, "application/json", out, len);
+		free(out);
+		return;
+	}
+	if (billing_wants_envelope(r)) {
+		money_fmt_cents(info.ei_total, '.', buf, sizeof(buf));
+		env = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:o,s:s,s:I,s:s%}",
+		    "period", p.p_label, "format", "csv", "summary", summary,
+		    "checksum", info.ei_checksum, "count",
+		    (json_int_t)info.ei_count, "period_count",
+		    (json_int_t)info.ei_period_count, "statement_ids",
+		    info.ei_ids, "total", buf, "total_cents",
+		    (json_int_t)info.ei_total.c, "content", out, len);
+		if (info.ei_next != 0) {
+			snprintf(buf, sizeof(buf), "%lld", (long long)
+			    info.ei_next);
+			json_object_set_new(env, "next_cursor",
+			    json_string(buf));
+		} else
+			json_object_set_new(env, "next_cursor", json_null());
+		free(out);
+		api_reply_json(r, 200, env);
+		return;
+	}
+	json_decref(info.ei_ids);
+	snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-%s.csv\"",
+	    p.p_label, summary ? "summary" : "lines");
+	api_set_header(r, "Content-Disposition", buf);
+	api_reply_raw(r, 200, "text/csv; charset=utf-8", out, len);
+	free(out);
+}
+
+/* GET /v1/statements: a list of statements, or an export with format. */
+static void
+billing_route_statements(struct api_req *r)
+{
+	const char	*period = api_query(r, "period");
+	const char	*status = api_query(r, "status");
+	const char	*cursor;
+	sqlite3_stmt	*st;
+	struct cents	 total;
+	int64_t		 tenant;
+	char		*next = NULL, buf[48];
+	int		 limit, n = 0;
+	json_t		*items;
+
+	if (billing_query_tenant(r, &tenant) == -1)
+		return;
+	if (api_query(r, "format") != NULL) {
+		if (period == NULL) {
+			api_reply_error(r, 400, "bad_parameter", "an export "
+			    "needs a period");
+			return;
+		}
+		billing_export_route(r, period, tenant);
+		return;
+	}
+	if (status != NULL && strcmp(status, "draft") != 0 &&
+	    strcmp(status, "closed") != 0) {
+		api_reply_error(r, 400, "bad_parameter", "status must be draft "
+		    "or closed");
+		return;
+	}
+	if (apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	items = json_array();
+	st = store_prepare(ctl->db, "SELECT s.id, s.period, s.status, "
+	    "s.tenant_id, s.insee, s.siren, s.member_name, s.total_cents, "
+	    "s.checksum, (SELECT count(*) FROM statement_lines l WHERE "
+	    "l.statement_id = s.id) FROM statements s WHERE s.id > ?1 AND "
+	    "(?2 IS NULL OR s.period = ?2) AND (?3 = 0 OR s.tenant_id = ?3) "
+	    "AND (?4 IS NULL OR s.status = ?4) ORDER BY s.id LIMIT ?5");
+	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	if (period != NULL)
+		sqlite3_bind_text(st, 2, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, tenant);
+	if (status != NULL)
+		sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			xasprintf(&next, "%lld", (long long)
+			    sqlite3_column_int64(st, 0) - 1);
+			break;
+		}
+		total.c = sqlite3_column_int64(st, 7);
+		money_fmt_cents(total, '.', buf, sizeof(buf));
+		json_array_append_new(items, json_pack("{s:I,s:s,s:s,s:I,s:s?,"
+		    "s:s?,s:s,s:s,s:I,s:s,s:I}", "id", (json_int_t)
+		    sqlite3_column_int64(st, 0), "period",
+		    sqlite3_column_text(st, 1), "status",
+		    sqlite3_column_text(st, 2), "tenant", (json_int_t)
+		    sqlite3_column_int64(st, 3), "insee",
+		    sqlite3_column_text(st, 4), "siren",
+		    sqlite3_column_text(st, 5), "member",
+		    sqlite3_column_text(st, 6), "total", buf, "total_cents",
+		    (json_int_t)total.c, "checksum",
+		    sqlite3_column_text(st, 8), "lines", (json_int_t)
+		    sqlite3_column_int64(st, 9)));
+	}
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, next);
+}
+
+/* GET /v1/statements/{id} */
+static void
+billing_route_statement(struct api_req *r)
+{
+	const char	*ref = api_param(r, "id");
+	char		*end;
+	long long	 id = strtoll(ref, &end, 10);
+	int64_t		 scope = billing_scope(r);
+	json_t		*doc;
+
+	doc = *ref != '\0' && *end == '\0' && id > 0 ?
+	    billing_statement_json(ctl->db, id) : NULL;
+	if (doc != NULL && scope != 0 && json_integer_value(json_object_get(
+	    json_object_get(doc, "member"), "id")) != scope) {
+		json_decref(doc);
+		doc = NULL;
+	}
+	if (doc == NULL) {
+		api_reply_error(r, 404, "not_found", "no statement '%.32s'",
+		    ref);
+		return;
+	}
+	api_reply_json(r, 200, doc);
+}
+
+/* GET /v1/billing-periods */
+static void
+billing_route_periods(struct api_req *r)
+{
+	sqlite3_stmt	*st;
+	struct cents	 total;
+	char		 buf[48], gen[32], closed[32], first[16], last[16];
+	json_t		*items;
+
+	items = json_array();
+	st = store_prepare(ctl->db, "SELECT p.period, p.status, p.revision, "
+	    "p.tz, p.generated_at, p.closed_at, p.first_day, p.end_day, "
+	    "(SELECT count(*) FROM statements s WHERE s.period = p.period AND "
+	    "(?1 = 0 OR s.tenant_id = ?1)), (SELECT coalesce(sum(total_cents), "
+	    "0) FROM statements s WHERE s.period = p.period AND (?1 = 0 OR "
+	    "s.tenant_id = ?1)), p.checksum FROM billing_periods p ORDER BY "
+	    "p.first_day, p.end_day");
+	sqlite3_bind_int64(st, 1, billing_scope(r));
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		total.c = sqlite3_column_int64(st, 9);
+		money_fmt_cents(total, '.', buf, sizeof(buf));
+		util_time_fmt(sqlite3_column_int64(st, 4), gen, sizeof(gen));
+		if (sqlite3_column_type(st, 5) != SQLITE_NULL)
+			util_time_fmt(sqlite3_column_int64(st, 5), closed,
+			    sizeof(closed));
+		period_fmt_day(sqlite3_column_int64(st, 6), first,
+		    sizeof(first));
+		period_fmt_day(sqlite3_column_int64(st, 7) - 1, last,
+		    sizeof(last));
+		json_array_append_new(items, json_pack("{s:s,s:s,s:I,s:s,s:s,"
+		    "s:s,s:s,s:o,s:I,s:s,s:I,s:o}", "period",
+		    sqlite3_column_text(st, 0), "status",
+		    sqlite3_column_text(st, 1), "revision", (json_int_t)
+		    sqlite3_column_int64(st, 2), "tz",
+		    sqlite3_column_text(st, 3), "from", first, "to", last,
+		    "generated_at", gen, "closed_at",
+		    sqlite3_column_type(st, 5) != SQLITE_NULL ?
+		    json_string(closed) : json_null(), "statements",
+		    (json_int_t)sqlite3_column_int64(st, 8), "total", buf,
+		    "total_cents", (json_int_t)total.c, "checksum",
+		    sqlite3_column_type(st, 10) != SQLITE_NULL ?
+		    json_string((const char *)sqlite3_column_text(st, 10)) :
+		    json_null()));
+	}
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, NULL);
+}
+
+#define ADJ_COLS "a.id, a.tenant_id, t.insee, t.siren, t.name, " \
+	"a.amount_cents, a.reason, a.corrects_period, a.statement_id, " \
+	"s.period, s.status, a.created_at, a.created_by"
+#define ADJ_FROM " FROM adjustments a JOIN tenants t ON t.id = a.tenant_id " \
+	"LEFT JOIN statements s ON s.id = a.statement_id "
+
+static json_t *
+billing_adj_json(sqlite3_stmt *st)
+{
+	struct cents	 c;
+	char		 buf[48], at[32];
+
+	c.c = sqlite3_column_int64(st, 5);
+	money_fmt_cents(c, '.', buf, sizeof(buf));
+	util_time_fmt(sqlite3_column_int64(st, 11), at, sizeof(at));
+	return (json_pack("{s:I,s:{s:I,s:s?,s:s?,s:s},s:s,s:I,s:s,s:s?,s:o,"
+	    "s:s?,s:s,s:s,s:s}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+	    "tenant", "id", (json_int_t)sqlite3_column_int64(st, 1), "insee",
+	    sqlite3_column_text(st, 2), "siren", sqlite3_column_text(st, 3),
+	    "name", sqlite3_column_text(st, 4), "amount", buf, "amount_cents",
+	    (json_int_t)c.c, "reason", sqlite3_column_text(st, 6),
+	    "corrects_period", sqlite3_column_text(st, 7), "statement",
+	    sqlite3_column_type(st, 8) == SQLITE_NULL ? json_null() :
+	    json_integer(sqlite3_column_int64(st, 8)), "statement_period",
+	    sqlite3_column_text(st, 9), "state",
+	    sqlite3_column_type(st, 8) == SQLITE_NULL ? "pending" :
+	    strcmp((const char *)sqlite3_column_text(st, 10), "closed") == 0 ?
+	    "billed" : "on_draft", "created_at", at, "created_by",
+	    sqlite3_column_text(st, 12)));
+}
+
+/* POST /v1/adjustments {"tenant", "amount": "-12.50", "reason", "period"} */
+static void
+billing_route_adjust(struct api_req *r)
+{
+	static const char *const known[] = { "tenant", "amount", "reason",
+	    "period", NULL };
+	struct period	 p;
+	struct cents	 amount;
+	json_t		*body, *v, *o = NULL;
+	sqlite3_stmt	*st;
+	int64_t		 tenant, id;
+	const char	*reason, *corrects = NULL;
+	char		*cause = NULL, obj[64];
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (apiv1_known_fields(r, body, known) == -1)
+		goto out;
+	v = json_object_get(body, "tenant");
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "missing_field", "tenant is required "
+		    "(its id, INSEE code or SIREN)");
+		goto out;
+	}
+	if ((tenant = tenants_resolve(json_string_value(v))) == -1 ||
+	    (billing_scope(r) != 0 && billing_scope(r) != tenant)) {
+		api_reply_error(r, 400, "bad_field", "no tenant '%.64s'",
+		    json_string_value(v));
+		goto out;
+	}
+	v = json_object_get(body, "amount");
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "bad_field", "amount must be a string "
+		    "in euros such as \"-12.50\" (a JSON number is refused: "
+		    "money is exact)");
+		goto out;
+	}
+	if (money_parse_cents(json_string_value(v), &amount, &cause) == -1) {
+		api_reply_error(r, 400, "bad_field", "amount: %s", cause);
+		goto out;
+	}
+	if (amount.c == 0 || amount.c > ADJUST_MAX_CENTS ||
+	    amount.c < -ADJUST_MAX_CENTS) {
+		api_reply_error(r, 400, "bad_field", "amount must not be zero "
+		    "and at most 1000000000.00 either way");
+		goto out;
+	}
+	v = json_object_get(body, "reason");
+	if (!json_is_string(v) || !tenants_text_ok(json_string_value(v),
+	    ADJUST_REASON_MAX)) {
+		api_reply_error(r, 400, "bad_field", "reason is required: 1 to "
+		    "%d characters without control characters",
+		    ADJUST_REASON_MAX);
+		goto out;
+	}
+	reason = json_string_value(v);
+	if ((v = json_object_get(body, "period")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v) || period_parse(json_string_value(v),
+		    &p, &cause) == -1) {
+			api_reply_error(r, 400, "bad_field", "period: %s",
+			    cause ? cause : "must be a string");
+			goto out;
+		}
+		corrects = p.p_label;
+	}
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	st = store_prepare(ctl->db, "INSERT INTO adjustments (tenant_id, "
+	    "amount_cents, reason, corrects_period, created_at, created_by) "
+	    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id");
+	sqlite3_bind_int64(st, 1, tenant);
+	sqlite3_bind_int64(st, 2, amount.c);
+	sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+	if (corrects != NULL)
+		sqlite3_bind_text(st, 4, corrects, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, util_now());
+	sqlite3_bind_text(st, 6, api_principal(r)->ap_name, -1,
+	    SQLITE_STATIC);
+	if (sqlite3_step(st) != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		goto fail;
+	}
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (billing_attach_pending(ctl->db, tenant, &cause) == -1)
+		goto fail;
+	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)tenant);
+	if (audit_record(r, "adjustment.add", obj, json_pack("{s:I,s:O,s:s,"
+	    "s:s?}", "adjustment", (json_int_t)id, "amount",
+	    json_object_get(body, "amount"), "reason", reason,
+	    "corrects_period", corrects)) == -1 ||
+	    store_commit(ctl->db) == -1)
+		goto fail;
+	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id = "
+	    "?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		o = billing_adj_json(st);
+	sqlite3_finalize(st);
+	api_reply_json(r, 201, o);
+	goto out;
+fail:
+	if (cause != NULL)
+		log_warnx("billing: adjustment: %s", cause);
+	store_rollback(ctl->db);
+	api_reply_error(r, 500, "internal", "storing the adjustment failed");
+out:
+	free(cause);
+	json_decref(body);
+}
+
+/* GET /v1/adjustments?tenant=&pending=1&limit=&cursor= */
+static void
+billing_route_adjustments(struct api_req *r)
+{
+	sqlite3_stmt	*st;
+	const char	*cursor;
+	int64_t		 tenant;
+	int		 limit, n = 0, pending;
+	char		*next = NULL;
+	json_t		*items;
+
+	if (billing_query_tenant(r, &tenant) == -1 ||
+	    (pending = billing_query_bool(r, "pending")) == -1 ||
+	    apiv1_page(r, &limit, &cursor) == -1)
+		return;
+	items = json_array();
+	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id > "
+	    "?1 AND (?2 = 0 OR a.tenant_id = ?2) AND (?3 = 0 OR "
+	    "a.statement_id IS NULL) ORDER BY a.id LIMIT ?4");
+	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 2, tenant);
+	sqlite3_bind_int(st, 3, pending);
+	sqlite3_bind_int(st, 4, limit + 1);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (n++ == limit) {
+			xasprintf(&next, "%lld", (long long)
+			    sqlite3_column_int64(st, 0) - 1);
+			break;
+		}
+		json_array_append_new(items, billing_adj_json(st));
+	}
+	sqlite3_finalize(st);
+	apiv1_reply_page(r, items, next);
+}

@@ -1,0 +1,586 @@
+/*
+ * What finance gets: the document of a statement, its checksum, and the
+ * exports of a period (CSV of every line, CSV summary with one row per
+ * member, JSON documents). Every export names its statements and carries
+ * the period's checksum: SHA-256 over "ID CHECKSUM\n" for each statement
+ * in id order, where a statement's checksum is the SHA-256 of its JSON
+ * document (compact, keys sorted, without status, revision, generated_at,
+ * closed_at and checksum). A draft's checksum thus equals the one it keeps
+ * once closed, and a closed statement's never changes.
+ *
+ * CSV is what French LibreOffice opens as is: UTF-8 with a BOM, ';'
+ * between fields, decimal comma, CRLF; both separators can be chosen.
+ * Text cells that a spreadsheet would take for a formula (=, +, -, @) get
+ * a leading apostrophe.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "api.h"
+#include "ctl.h"
+#include "billing.h"
+
+struct xbuf {
+	char	*b;
+	size_t	 len, cap;
+};
+
+static void
+xbuf_add(struct xbuf *x, const char *s, size_t n)
+{
+	if (x->len + n + 1 > x->cap) {
+		x->cap = x->cap ? x->cap : 4096;
+		while (x->len + n + 1 > x->cap)
+			x->cap *= 2;
+		x->b = xrealloc(x->b, x->cap);
+	}
+	memcpy(x->b + x->len, s, n);
+	x->len += n;
+	x->b[x->len] = '\0';
+}
+
+static void
+xbuf_str(struct xbuf *x, const char *s)
+{
+	xbuf_add(x, s, strlen(s));
+}
+
+static json_t *
+exp_text(sqlite3_stmt *st, int col)
+{
+	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
+	    json_string((const char *)sqlite3_column_text(st, col)));
+}
+
+static json_t *
+exp_int(sqlite3_stmt *st, int col)
+{
+	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
+	    json_integer(sqlite3_column_int64(st, col)));
+}
+
+static json_t *
+exp_day(sqlite3_stmt *st, int col, int64_t delta)
+{
+	char	 buf[16];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return (json_null());
+	period_fmt_day(sqlite3_column_int64(st, col) + delta, buf, sizeof(buf));
+	return (json_string(buf));
+}
+
+static json_t *
+exp_time(sqlite3_stmt *st, int col)
+{
+	char	 buf[32];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return (json_null());
+	util_time_fmt(sqlite3_column_int64(st, col), buf, sizeof(buf));
+	return (json_string(buf));
+}
+
+#define EXP_LINE_COLS "l.seq, l.type, l.class, l.metric, l.label, l.unit, " \
+	"l.used_base, l.allowance_base, l.quantity_base, l.divisor, " \
+	"l.unit_price_micro, l.amount_cents, l.basis_cents, l.tariff_id, " \
+	"t.name, t.version, t.deliberation_number, t.deliberation_date, " \
+	"l.band, l.day_from, l.day_end, l.corrects_period, " \
+	"l.corrects_statement, l.adjustment_id, l.reason"
+
+static json_t *
+exp_line_json(sqlite3_stmt *st)
+{
+	json_t		*o = json_object();
+	struct money	 price;
+	struct cents	 amount;
+	char		 buf[64];
+
+	json_object_set_new(o, "seq", exp_int(st, 0));
+	json_object_set_new(o, "type", exp_text(st, 1));
+	json_object_set_new(o, "class", exp_text(st, 2));
+	json_object_set_new(o, "metric", exp_text(st, 3));
+	json_object_set_new(o, "label", exp_text(st, 4));
+	json_object_set_new(o, "unit", exp_text(st, 5));
+	json_object_set_new(o, "used_base", exp_int(st, 6));
+	json_object_set_new(o, "allowance_base", exp_int(st, 7));
+	money_fmt_quantity(sqlite3_column_int64(st, 8),
+	    sqlite3_column_int64(st, 9), '.', buf, sizeof(buf));
+	json_object_set_new(o, "quantity", json_string(buf));
+	json_object_set_new(o, "quantity_base", exp_int(st, 8));
+	json_object_set_new(o, "divisor", exp_int(st, 9));
+	price.micro = sqlite3_column_int64(st, 10);
+	money_fmt_price(price, '.', buf, sizeof(buf));
+	json_object_set_new(o, "unit_price", json_string(buf));
+	json_object_set_new(o, "unit_price_micro", exp_int(st, 10));
+	amount.c = sqlite3_column_int64(st, 11);
+	money_fmt_cents(amount, '.', buf, sizeof(buf));
+	json_object_set_new(o, "amount", json_string(buf));
+	json_object_set_new(o, "amount_cents", exp_int(st, 11));
+	if (sqlite3_column_type(st, 12) != SQLITE_NULL)
+		json_object_set_new(o, "basis_cents", exp_int(st, 12));
+	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
+		json_object_set_new(o, "tariff", json_pack("{s:o,s:o,s:o}",
+		    "id", exp_int(st, 13), "name", exp_text(st, 14),
+		    "version", exp_int(st, 15)));
+		json_object_set_new(o, "deliberation", json_pack("{s:o,s:o}",
+		    "number", exp_text(st, 16), "date", exp_text(st, 17)));
+	} else {
+		json_object_set_new(o, "tariff", json_null());
+		json_object_set_new(o, "deliberation", json_null());
+	}
+	json_object_set_new(o, "band", exp_text(st, 18));
+	json_object_set_new(o, "from", exp_day(st, 19, 0));
+	json_object_set_new(o, "to", exp_day(st, 20, -1));
+	json_object_set_new(o, "corrects_period", exp_text(st, 21));
+	json_object_set_new(o, "corrects_statement", exp_int(st, 22));
+	json_object_set_new(o, "adjustment", exp_int(st, 23));
+	json_object_set_new(o, "reason", exp_text(st, 24));
+	return (o);
+}
+
+/* The document of a statement; see billing.h. */
+json_t *
+billing_statement_json(sqlite3 *db, int64_t id)
+{
+	sqlite3_stmt	*st;
+	json_t		*o = NULL, *lines;
+	struct cents	 total;
+	char		 buf[64];
+
+	st = store_prepare(db, "SELECT id, period, first_day, end_day, tz, "
+	    "status, revision, generated_at, closed_at, tenant_id, "
+	    "member_kind, member_name, insee, siren, population, total_cents, "
+	    "checksum FROM statements WHERE id = ?");
+	sqlite3_bind_int64(st, 1, id);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		o = json_object();
+		json_object_set_new(o, "id", exp_int(st, 0));
+		json_object_set_new(o, "period", exp_text(st, 1));
+		json_object_set_new(o, "from", exp_day(st, 2, 0));
+		json_object_set_new(o, "to", exp_day(st, 3, -1));
+		json_object_set_new(o, "tz", exp_text(st, 4));
+		json_object_set_new(o, "status", exp_text(st, 5));
+		json_object_set_new(o, "revision", exp_int(st, 6));
+		json_object_set_new(o, "generated_at", exp_time(st, 7));
+		json_object_set_new(o, "closed_at", exp_time(st, 8));
+		json_object_set_new(o, "currency", json_string("EUR"));
+		json_object_set_new(o, "member", json_pack("{s:o,s:o,s:o,s:o,"
+		    "s:o,s:o}", "id", exp_int(st, 9), "kind", exp_text(st, 10),
+		    "name", exp_text(st, 11), "insee", exp_text(st, 12),
+		    "siren", exp_text(st, 13), "population",
+		    exp_int(st, 14)));
+		total.c = sqlite3_column_int64(st, 15);
+		money_fmt_cents(total, '.', buf, sizeof(buf));
+		json_object_set_new(o, "total", json_string(buf));
+		json_object_set_new(o, "total_cents", exp_int(st, 15));
+		json_object_set_new(o, "checksum", exp_text(st, 16));
+	}
+	sqlite3_finalize(st);
+	if (o == NULL)
+		return (NULL);
+	lines = json_array();
+	st = store_prepare(db, "SELECT " EXP_LINE_COLS " FROM statement_lines "
+	    "l LEFT JOIN tariffs t ON t.id = l.tariff_id WHERE "
+	    "l.statement_id = ? ORDER BY l.seq");
+	sqlite3_bind_int64(st, 1, id);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		json_array_append_new(lines, exp_line_json(st));
+	sqlite3_finalize(st);
+	json_object_set_new(o, "lines", lines);
+	return (o);
+}
+
+static void
+exp_sha256(const void *data, size_t len, char out[72])
+{
+	unsigned char	 h[32];
+	unsigned int	 hl = sizeof(h);
+
+	EVP_Digest(data, len, h, &hl, EVP_sha256(), NULL);
+	memcpy(out, "sha256:", 7);
+	util_hex(h, sizeof(h), out + 7);
+}
+
+/* Checksum of a statement's content; see billing.h. */
+void
+billing_checksum_doc(json_t *doc, char out[72])
+{
+	static const char *const volatile_keys[] = { "status", "revision",
+	    "generated_at", "closed_at", "checksum" };
+	json_t	*c = json_copy(doc);
+	char	*s;
+	size_t	 i;
+
+	for (i = 0; i < nitems(volatile_keys); i++)
+		json_object_del(c, volatile_keys[i]);
+	s = json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(c);
+	if (s == NULL)
+		fatalx("billing: json_dumps");
+	exp_sha256(s, strlen(s), out);
+	free(s);
+}
+
+/* The period's checksum over its statements (of one member, or all). */
+int
+billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
+    int64_t *count, char out[72])
+{
+	sqlite3_stmt	*st;
+	EVP_MD_CTX	*md = EVP_MD_CTX_new();
+	unsigned char	 h[32];
+	unsigned int	 hl = sizeof(h);
+	char		 line[128];
+	int		 rc;
+
+	*count = 0;
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	st = store_prepare(db, "SELECT id, checksum FROM statements WHERE "
+	    "period = ?1 AND (?2 = 0 OR tenant_id = ?2) ORDER BY id");
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, tenant);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		snprintf(line, sizeof(line), "%lld %s\n", (long long)
+		    sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1));
+		EVP_DigestUpdate(md, line, strlen(line));
+		(*count)++;
+	}
+	sqlite3_finalize(st);
+	EVP_DigestFinal_ex(md, h, &hl);
+	EVP_MD_CTX_free(md);
+	memcpy(out, "sha256:", 7);
+	util_hex(h, sizeof(h), out + 7);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* One CSV cell; text cells are defused against formulas. */
+static void
+exp_cell(struct xbuf *x, const struct export_opts *o, const char *s, int text,
+    int last)
+{
+	const char	*p;
+	int		 quote;
+
+	if (s == NULL)
+		s = "";
+	quote = strchr(s, o->eo_sep) != NULL || strpbrk(s, "\"\r\n") != NULL;
+	if (text && *s != '\0' && strchr("=+-@\t\r", *s) != NULL)
+		quote = 1;
+	if (quote) {
+		xbuf_add(x, "\"", 1);
+		if (text && *s != '\0' && strchr("=+-@\t\r", *s) != NULL)
+			xbuf_add(x, "'", 1);
+		for (p = s; *p != '\0'; p++) {
+			if (*p == '"')
+				xbuf_add(x, "\"", 1);
+			xbuf_add(x, p, 1);
+		}
+		xbuf_add(x, "\"", 1);
+	} else
+		xbuf_str(x, s);
+	if (last)
+		xbuf_add(x, "\r\n", 2);
+	else
+		xbuf_add(x, &o->eo_sep, 1);
+}
+
+static const char *
+exp_col(sqlite3_stmt *st, int col)
+{
+	return (sqlite3_column_type(st, col) == SQLITE_NULL ? "" :
+	    (const char *)sqlite3_column_text(st, col));
+}
+
+static void
+exp_header(struct xbuf *x, const struct export_opts *o,
+    const char *const *cols)
+{
+	for (; *cols != NULL; cols++)
+		exp_cell(x, o, *cols, 0, cols[1] == NULL);
+}
+
+/* The CSV rows of statements (after, upto] of the period. */
+static int
+exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
+    int64_t after, int64_t upto, struct xbuf *x)
+{
+	static const char *const cols[] = { "statement", "period", "status",
+	    "insee", "siren", "member", "type", "class", "metric", "label",
+	    "quantity", "unit", "unit_price", "amount", "tariff",
+	    "deliberation", "band", "from", "to", "corrects_period", "reason",
+	    NULL };
+	sqlite3_stmt	*st;
+	struct money	 price;
+	struct cents	 amount;
+	char		 buf[160];
+	int		 rc;
+
+	exp_header(x, o, cols);
+	st = store_prepare(db, "SELECT s.id, s.period, s.status, s.insee, "
+	    "s.siren, s.member_name, l.type, l.class, l.metric, l.label, "
+	    "l.quantity_base, l.divisor, l.unit, l.unit_price_micro, "
+	    "l.amount_cents, t.name, t.version, t.deliberation_number, "
+	    "t.deliberation_date, l.band, l.day_from, l.day_end, "
+	    "l.corrects_period, l.reason FROM statements s JOIN "
+	    "statement_lines l ON l.statement_id = s.id LEFT JOIN tariffs t "
+	    "ON t.id = l.tariff_id WHERE s.period = ?1 AND (?2 = 0 OR "
+	    "s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id, "
+	    "l.seq");
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, o->eo_tenant);
+	sqlite3_bind_int64(st, 3, after);
+	sqlite3_bind_int64(st, 4, upto);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		exp_cell(x, o, exp_col(st, 0), 0, 0);
+		exp_cell(x, o, exp_col(st, 1), 0, 0);
+		exp_cell(x, o, exp_col(st, 2), 0, 0);
+		exp_cell(x, o, exp_col(st, 3), 1, 0);
+		exp_cell(x, o, exp_col(st, 4), 1, 0);
+		exp_cell(x, o, exp_col(st, 5), 1, 0);
+		exp_cell(x, o, exp_col(st, 6), 0, 0);
+		exp_cell(x, o, exp_col(st, 7), 0, 0);
+		exp_cell(x, o, exp_col(st, 8), 0, 0);
+		exp_cell(x, o, exp_col(st, 9), 1, 0);
+		money_fmt_quantity(sqlite3_column_int64(st, 10),
+		    sqlite3_column_int64(st, 11), o->eo_point, buf,
+		    sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		exp_cell(x, o, exp_col(st, 12), 0, 0);
+		price.micro = sqlite3_column_int64(st, 13);
+		money_fmt_price(price, o->eo_point, buf, sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		amount.c = sqlite3_column_int64(st, 14);
+		money_fmt_cents(amount, o->eo_point, buf, sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		if (sqlite3_column_type(st, 15) != SQLITE_NULL)
+			snprintf(buf, sizeof(buf), "%s v%lld", exp_col(st, 15),
+			    (long long)sqlite3_column_int64(st, 16));
+		else
+			buf[0] = '\0';
+		exp_cell(x, o, buf, 1, 0);
+		if (sqlite3_column_type(st, 17) != SQLITE_NULL)
+			snprintf(buf, sizeof(buf), "%s (%s)", exp_col(st, 17),
+			    exp_col(st, 18));
+		else
+			buf[0] = '\0';
+		exp_cell(x, o, buf, 1, 0);
+		exp_cell(x, o, exp_col(st, 19), 1, 0);
+		buf[0] = '\0';
+		if (sqlite3_column_type(st, 20) != SQLITE_NULL)
+			period_fmt_day(sqlite3_column_int64(st, 20), buf,
+			    sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		buf[0] = '\0';
+		if (sqlite3_column_type(st, 21) != SQLITE_NULL)
+			period_fmt_day(sqlite3_column_int64(st, 21) - 1, buf,
+			    sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		exp_cell(x, o, exp_col(st, 22), 0, 0);
+		exp_cell(x, o, exp_col(st, 23), 1, 1);
+	}
+	sqlite3_finalize(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+#define EXP_SUMMARY_SQL "SELECT s.id, s.period, s.status, s.insee, " \
+	"s.siren, s.member_name, s.population, (SELECT count(*) FROM " \
+	"statement_lines l WHERE l.statement_id = s.id), s.total_cents, " \
+	"s.checksum FROM statements s WHERE s.period = ?1 AND (?2 = 0 OR " \
+	"s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id"
+
+static int
+exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
+    int64_t after, int64_t upto, struct xbuf *x)
+{
+	static const char *const cols[] = { "statement", "period", "status",
+	    "insee", "siren", "member", "population", "lines", "total",
+	    "checksum", NULL };
+	sqlite3_stmt	*st;
+	struct cents	 total;
+	char		 buf[64];
+	int		 rc;
+
+	exp_header(x, o, cols);
+	st = store_prepare(db, EXP_SUMMARY_SQL);
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, o->eo_tenant);
+	sqlite3_bind_int64(st, 3, after);
+	sqlite3_bind_int64(st, 4, upto);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		exp_cell(x, o, exp_col(st, 0), 0, 0);
+		exp_cell(x, o, exp_col(st, 1), 0, 0);
+		exp_cell(x, o, exp_col(st, 2), 0, 0);
+		exp_cell(x, o, exp_col(st, 3), 1, 0);
+		exp_cell(x, o, exp_col(st, 4), 1, 0);
+		exp_cell(x, o, exp_col(st, 5), 1, 0);
+		exp_cell(x, o, exp_col(st, 6), 0, 0);
+		exp_cell(x, o, exp_col(st, 7), 0, 0);
+		total.c = sqlite3_column_int64(st, 8);
+		money_fmt_cents(total, o->eo_point, buf, sizeof(buf));
+		exp_cell(x, o, buf, 0, 0);
+		exp_cell(x, o, exp_col(st, 9), 0, 1);
+	}
+	sqlite3_finalize(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+static int
+exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
+    int64_t after, int64_t upto, struct xbuf *x)
+{
+	sqlite3_stmt	*st;
+	struct cents	 total;
+	json_t		*row;
+	char		 buf[64], *s;
+	int		 rc, n = 0;
+
+	st = store_prepare(db, EXP_SUMMARY_SQL);
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, o->eo_tenant);
+	sqlite3_bind_int64(st, 3, after);
+	sqlite3_bind_int64(st, 4, upto);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		total.c = sqlite3_column_int64(st, 8);
+		money_fmt_cents(total, '.', buf, sizeof(buf));
+		row = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,"
+		    "s:o}", "id", exp_int(st, 0), "period", exp_text(st, 1),
+		    "status", exp_text(st, 2), "insee", exp_text(st, 3),
+		    "siren", exp_text(st, 4), "member", exp_text(st, 5),
+		    "population", exp_int(st, 6), "lines", exp_int(st, 7),
+		    "total", buf, "total_cents", exp_int(st, 8), "checksum",
+		    exp_text(st, 9));
+		s = json_dumps(row, JSON_COMPACT);
+		json_decref(row);
+		if (n++ > 0)
+			xbuf_add(x, ",", 1);
+		xbuf_str(x, s);
+		free(s);
+	}
+	sqlite3_finalize(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* A period's export; see billing.h. */
+int
+billing_export(sqlite3 *db, const char *period, int format,
+    const struct export_opts *o, char **out, size_t *len,
+    struct export_info *info, char **cause)
+{
+	sqlite3_stmt	*st;
+	struct xbuf	 x = { NULL, 0, 0 };
+	json_t		*head, *doc;
+	int64_t		 after = o->eo_after, upto = after, id;
+	char		*s, buf[64], status[16] = "";
+	int		 rc = 0, n = 0;
+
+	memset(info, 0, sizeof(*info));
+	info->ei_ids = json_array();
+	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
+	    "period = ?");
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		strlcpy(status, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(status));
+	sqlite3_finalize(st);
+	if (billing_period_checksum(db, period, o->eo_tenant,
+	    &info->ei_period_count, info->ei_checksum) == -1)
+		goto dberr;
+	/* The statements of this page: ids and total. */
+	st = store_prepare(db, "SELECT id, total_cents FROM statements WHERE "
+	    "period = ?1 AND (?2 = 0 OR tenant_id = ?2) AND id > ?3 ORDER BY "
+	    "id LIMIT ?4");
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, o->eo_tenant);
+	sqlite3_bind_int64(st, 3, after);
+	sqlite3_bind_int64(st, 4, o->eo_limit > 0 ? o->eo_limit + 1 : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		id = sqlite3_column_int64(st, 0);
+		if (o->eo_limit > 0 && n == o->eo_limit) {
+			info->ei_next = upto;
+			break;
+		}
+		n++;
+		upto = id;
+		json_array_append_new(info->ei_ids, json_integer(id));
+		info->ei_total.c += sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		goto dberr;
+	info->ei_count = n;
+
+	if (format == EXPORT_CSV) {
+		xbuf_add(&x, "\xef\xbb\xbf", 3);
+		if (n > 0 && (o->eo_summary ? exp_csv_summary(db, period, o,
+		    after, upto, &x) : exp_csv_lines(db, period, o, after, upto,
+		    &x)) == -1)
+			goto dberr;
+		if (n == 0) {
+			/* Headers only: the file still opens. */
+			if (o->eo_summary)
+				exp_csv_summary(db, period, o, 0, 0, &x);
+			else
+				exp_csv_lines(db, period, o, 0, 0, &x);
+		}
+	} else {
+		money_fmt_cents(info->ei_total, '.', buf, sizeof(buf));
+		head = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:s,s:I,s:O}",
+		    "period", period, "status", *status ? status : "none",
+		    "summary", o->eo_summary, "checksum", info->ei_checksum,
+		    "count", (json_int_t)info->ei_count, "period_count",
+		    (json_int_t)info->ei_period_count, "total", buf,
+		    "total_cents", (json_int_t)info->ei_total.c,
+		    "statement_ids", info->ei_ids);
+		if (info->ei_next) {
+			snprintf(buf, sizeof(buf), "%lld", (long long)
+			    info->ei_next);
+			json_object_set_new(head, "next_cursor",
+			    json_string(buf));
+		} else
+			json_object_set_new(head, "next_cursor", json_null());
+		s = json_dumps(head, JSON_COMPACT);
+		json_decref(head);
+		/* The head without its '}', then the statements, streamed. */
+		xbuf_add(&x, s, strlen(s) - 1);
+		free(s);
+		xbuf_str(&x, o->eo_summary ? ",\"rows\":[" :
+		    ",\"statements\":[");
+		if (o->eo_summary) {
+			if (n > 0 && exp_json_summary(db, period, o, after,
+			    upto, &x) == -1)
+				goto dberr;
+		} else {
+			size_t i;
+
+			for (i = 0; i < json_array_size(info->ei_ids); i++) {
+				id = json_integer_value(json_array_get(
+				    info->ei_ids, i));
+				if ((doc = billing_statement_json(db, id)) ==
+				    NULL)
+					continue;
+				s = json_dumps(doc, JSON_COMPACT);
+				json_decref(doc);
+				if (i > 0)
+					xbuf_add(&x, ",", 1);
+				xbuf_str(&x, s);
+				free(s);
+			}
+		}
+		xbuf_str(&x, "]}");
+	}
+	*out = x.b;
+	*len = x.len;
+	return (0);
+dberr:
+	xasprintf(cause, "reading statements: %s", sqlite3_errmsg(db));
+	free(x.b);
+	json_decref(info->ei_ids);
+	info->ei_ids = NULL;
+	return (-1);
+}
