@@ -19,7 +19,8 @@
 #     files of the same sizes with the same certificate.
 #
 # A slow figure never fails the run; only something broken does (exit 1).
-# BENCH_ONLY=tls,agents,boot,scale,api (comma list; default all) picks
+# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing (comma list;
+# default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
@@ -647,9 +648,9 @@ case ",$ONLY," in
 *)
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
-		tls | agents | boot | scale | api) ;;
+		tls | agents | boot | scale | api | metering | billing) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
-		    "(tls, agents, boot, scale, api)" ;;
+		    "(tls, agents, boot, scale, api, metering, billing)" ;;
 		esac
 	done
 	;;
@@ -675,6 +676,17 @@ if [ "$broken" -eq 0 ] && build; then
 		stop_pid "$nginx_pid"
 		nginx_pid=
 		stop_controller
+	fi
+	# Their own scripts print their own figures (metering: ingest rate
+	# next to a raw SQLite bulk insert; billing: a month of statements for
+	# every commune next to a plain GROUP BY, ~13 GiB built once).
+	if want metering; then
+		BIN=$BIN BUILD=$BUILD PYTHON=$PYTHON tests/bench/metering.sh ||
+		    problem "the metering bench broke"
+	fi
+	if want billing; then
+		BUILD=$BUILD sh tests/bench/billing.sh ||
+		    problem "the billing bench broke"
 	fi
 elif [ "$broken" -eq 0 ]; then
 	problem "the benchmark programs did not build"
