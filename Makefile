@@ -164,6 +164,9 @@ install: all
 	install -m 644 ops/systemd/opsn.sysusers $(DESTDIR)/usr/lib/sysusers.d/opsn.conf
 	install -m 640 ops/controller.conf.sample $(DESTDIR)/etc/opsn/controller.conf.sample
 	install -m 640 ops/agent.conf.sample $(DESTDIR)/etc/opsn/agent.conf.sample
+	install -d $(DESTDIR)/etc/opsn/web $(DESTDIR)$(PREFIX)/share/opsn
+	install -m 644 ops/web/*.html $(DESTDIR)/etc/opsn/web/
+	cp -r ops/mail ops/web $(DESTDIR)$(PREFIX)/share/opsn/
 
 run:
 	@ops/run.sh

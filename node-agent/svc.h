@@ -1,0 +1,139 @@
+/*
+ * Shared by the mail and web roles (node-agent/mail.c, web.c): the queue
+ * of desired generations applied one at a time on the thread pool, the
+ * status report, running a program, and file helpers.
+ */
+#ifndef OPSN_SVC_H
+#define OPSN_SVC_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "services.pb-c.h"
+
+struct agent;
+
+/*
+ * Storage used by one object, for metering: kind "mailbox" or "site", the
+ * object's id and tenant as the controller gave them, and bytes (the sum
+ * of the sizes of its files). Called on the loop thread; the strings are
+ * valid during the call only. A last call with kind NULL ends the walk.
+ */
+typedef void (*svc_usage_cb)(void *arg, const char *kind, const char *id,
+    const char *tenant, int64_t bytes);
+
+/*
+ * Walk the maildirs of every mailbox in the live maps (deleted ones still
+ * within their retention included) on the thread pool and call emit for
+ * each, then once with kind NULL. Works while the controller is away. When
+ * the mail role is not running, emit(arg, NULL, ...) is called at once.
+ */
+void	mail_usage(svc_usage_cb emit, void *arg);
+/* The same for the document roots of the sites nginx serves. */
+void	web_usage(svc_usage_cb emit, void *arg);
+
+/* Nothing applying or waiting in the role (unit tests). */
+int	mail_idle(void);
+int	web_idle(void);
+
+/* ---- the generation queue ---------------------------------------------- */
+
+/* The outcome of one apply, filled on a pool thread. */
+struct svc_result {
+	uint64_t		 r_gen;
+	int			 r_failed;	/* the whole generation */
+	char			*r_error;
+	Opsn__ObjectStatus	**r_objs;
+	size_t			 r_nobjs;
+};
+
+struct svc_job {
+	uv_work_t		 j_req;
+	struct svc		*j_svc;
+	const Opsn__ServicesDesired *j_desired;	/* owned by the svc */
+	struct svc_result	 j_res;
+};
+
+struct svc {
+	const char		*s_name;	/* "mail", "web" (logs) */
+	uv_loop_t		*s_loop;
+	/* Apply a desired state on a pool thread; fills j_res. */
+	void			(*s_apply)(struct svc_job *);
+	/* After svc_stop, once no apply runs: the role may free its state. */
+	void			(*s_done)(void);
+	Opsn__ServicesDesired	*s_current;	/* last one applied (or tried) */
+	Opsn__ServicesDesired	*s_pending;	/* newest one waiting */
+	uint64_t		 s_newest;	/* last generation received */
+	int			 s_busy;
+	int			 s_stopping;
+	int			 s_inited;
+	struct svc_result	 s_last;	/* last status, resent on connect */
+	int			 s_have_last;
+	uv_timer_t		 s_retry;
+	unsigned		 s_failures;
+	int			 s_timer_open;
+};
+
+/* Start the queue (on the loop thread). */
+void	svc_init(struct svc *, uv_loop_t *, const char *name,
+	    void (*apply)(struct svc_job *), void (*done)(void));
+/* A MSG_SERVICES_DESIRED payload: the state to apply next. */
+void	svc_desired(struct svc *, const uint8_t *, size_t);
+/* The link is back: send the last status again. */
+void	svc_connected(struct svc *);
+/* Stop: no new apply; s_done runs when the running one has finished. */
+void	svc_stop(struct svc *);
+/* Is an apply running or waiting (for tests)? */
+int	svc_idle(const struct svc *);
+
+/* Add an object status to a result (from the pool thread); msg may be NULL. */
+void	svc_result_add(struct svc_result *, const char *kind, const char *id,
+	    const char *state, const char *msg);
+/* The generation failed as a whole: every object gets the message. */
+void	svc_result_fail(struct svc_result *, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	svc_result_clear(struct svc_result *);
+
+/*
+ * Replace link_send (unit tests capture the frames); NULL restores it.
+ */
+void	svc_set_send(int (*)(uint16_t, const ProtobufCMessage *));
+
+/* ---- helpers for the pool threads -------------------------------------- */
+
+/*
+ * Run argv (argv[0] a path) with stdin from /dev/null, stdout and stderr
+ * captured into *out (NUL-terminated, at most 64 KiB, caller frees),
+ * killed after timeout_ms. Returns its exit status (0 success), or -1 with
+ * *out saying why it could not run.
+ */
+int	svc_run(char *const argv[], int timeout_ms, char **out);
+/* The last non-empty lines of a program's output, for a status message. */
+char	*svc_run_message(const char *prog, int status, const char *out);
+
+/* A host name in punycode: lower-case LDH labels, a dot, at most 253. */
+int	svc_valid_hostname(const char *, char **cause);
+/* local@domain as the maps want it (lower case, no '/', no spaces). */
+int	svc_valid_address(const char *, int allow_catchall, char **cause);
+
+/* mkdir -p; each folder made gets mode, and uid/gid unless uid is -1. */
+int	svc_mkdirs(const char *path, mode_t mode, uid_t uid, gid_t gid,
+	    char **cause);
+/* rm -rf without following symbolic links; a missing path is fine. */
+int	svc_rmtree(const char *path, char **cause);
+/* Sum of the sizes of the regular files under path (0 if absent). */
+int64_t	svc_du(const char *path);
+/* fsync a folder (after renames in it). */
+int	svc_fsync_dir(const char *path, char **cause);
+/* Read a whole small file (NULL if absent or over max). */
+char	*svc_read(const char *path, size_t max);
+/* The default of a folder option: value, or DATA_DIR/sub when empty. */
+char	*svc_path_option(const struct agent *, const char *value,
+	    const char *sub);
+/* Let the daemons' users traverse the agent's 0700 data folder. */
+int	svc_traversable(const struct agent *, const char *path, char **cause);
+
+#endif
