@@ -50,10 +50,11 @@ struct api_kv {
 };
 
 struct api_req {
-	h2o_req_t		*r_req;
+	h2o_req_t		*r_req;		/* NULL: a deferral's stand-in */
 	const struct api_route	*r_route;	/* NULL until routed */
 	size_t			 r_stat;	/* row in api.stats */
 	int			 r_replied;
+	int			 r_deferred;	/* api_defer() took the reply */
 	int			 r_authed;
 	struct api_principal	 r_principal;
 	char			 r_id[API_MAX_ID + 1];
@@ -67,6 +68,25 @@ struct api_req {
 struct api_conn {
 	uv_tcp_t		 c_tcp;	/* first: the close callback casts back */
 	LIST_ENTRY(api_conn)	 c_entry;
+};
+
+/*
+ * A deferred reply. The handle is malloc()ed and owned by the caller; the
+ * request pool holds a link back to it (a shared chunk whose dispose
+ * callback runs when h2o clears the pool), so the handle learns when the
+ * request is gone. Whichever goes first cuts the link: the pool (d_ar
+ * becomes NULL) or the reply (l_defer becomes NULL, then the handle is
+ * freed).
+ */
+struct api_defer_link {
+	struct api_defer	*l_defer;
+};
+
+struct api_defer {
+	struct api_req		*d_ar;		/* NULL once h2o disposed of it */
+	struct api_defer_link	*d_link;	/* in the request pool */
+	struct api_req		 d_shadow;	/* see api_defer_req() */
+	unsigned		 d_gen;		/* api.gen when deferred */
 };
 
 enum api_lstate {
@@ -93,6 +113,8 @@ static struct {
 	/* nroutes table rows, then the built-in openapi row, then unmatched */
 	uint64_t		(*stats)[API_NCLASS];
 	size_t			 nstats;
+	unsigned		 gen;		/* api_start() calls: stats rows */
+	uv_thread_t		 loop_thread;
 } api = { .max_body = API_MAX_BODY_DEFAULT };
 
 static void	api_openapi_cb(struct api_req *);
@@ -506,7 +528,7 @@ api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	/* Each route has its own body limit, checked once it is known. */
 	api_dispatch(ar);
 
-	if (!ar->r_replied) {
+	if (!ar->r_replied && !ar->r_deferred) {
 		log_warnx("api: %.*s %s (request %s): handler did not reply",
 		    (int)req->method.len, req->method.base,
 		    ar->r_route != NULL ? ar->r_route->ar_pattern : "?",
@@ -844,6 +866,8 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 
 	api.running = 1;
 	api.stopping = 0;
+	api.gen++;
+	api.loop_thread = uv_thread_self();
 	log_info("api: listening on %s port %d", addr, api_port());
 	return (0);
 }
@@ -1083,7 +1107,7 @@ api_header(struct api_req *ar, const char *name)
 	size_t		 i, len = strlen(name);
 	ssize_t		 at;
 
-	if (len == 0 || len >= sizeof(lname))
+	if (req == NULL || len == 0 || len >= sizeof(lname))
 		return (NULL);
 	for (i = 0; i < len; i++)
 		lname[i] = tolower((unsigned char)name[i]);
@@ -1126,11 +1150,14 @@ struct api_h2o_ssl_head {
 X509 *
 api_client_cert(struct api_req *ar)
 {
-	h2o_conn_t			*conn = ar->r_req->conn;
+	h2o_conn_t			*conn;
 	h2o_socket_t			*sock;
 	const struct api_h2o_ssl_head	*head;
 	X509				*x;
 
+	if (ar->r_req == NULL)
+		return (NULL);
+	conn = ar->r_req->conn;
 	if (conn == NULL || conn->callbacks == NULL ||
 	    conn->callbacks->get_socket == NULL)
 		return (NULL);
@@ -1152,7 +1179,7 @@ api_body(struct api_req *ar, size_t *len)
 {
 	h2o_req_t	*req = ar->r_req;
 
-	if (req->entity.base == NULL) {
+	if (req == NULL || req->entity.base == NULL) {
 		*len = 0;
 		return ("");
 	}
@@ -1193,6 +1220,8 @@ api_set_header(struct api_req *ar, const char *name, const char *value)
 	h2o_iovec_t	 n, v;
 	size_t		 i;
 
+	if (req == NULL || ar->r_replied)
+		return;
 	/* HTTP/2 wants lower-case names; h2o keys its tokens that way. */
 	n = h2o_strdup(&req->pool, name, SIZE_MAX);
 	for (i = 0; i < n.len; i++)
@@ -1202,16 +1231,32 @@ api_set_header(struct api_req *ar, const char *name, const char *value)
 	    NULL, v.base, v.len);
 }
 
+/* Free a malloc()ed buffer linked to a request pool. */
+static void
+api_free_slot_cb(void *p)
+{
+	free(*(void **)p);
+}
+
+/*
+ * Send the whole reply. The body is copied into the request pool, or with
+ * owned it is a malloc()ed buffer (consumed) the pool frees once h2o is
+ * done with it: a large export is not copied again.
+ */
 static void
 api_send(struct api_req *ar, int status, const char *ctype, const void *body,
-    size_t len)
+    size_t len, int owned)
 {
-	h2o_req_t	*req = ar->r_req;
-	h2o_iovec_t	 ct;
+	static h2o_generator_t	 generator = { NULL, NULL };
+	h2o_req_t		*req = ar->r_req;
+	h2o_iovec_t		 ct, buf;
+	void			**slot;
 
-	if (ar->r_replied) {
-		log_warnx("api: request %s: second reply (%d) ignored",
-		    ar->r_id, status);
+	if (req == NULL || ar->r_replied) {
+		log_warnx("api: request %s: %s reply (%d) ignored", ar->r_id,
+		    req == NULL ? "stand-in's" : "second", status);
+		if (owned)
+			free((void *)body);
 		return;
 	}
 	ar->r_replied = 1;
@@ -1230,7 +1275,71 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 	    NULL, H2O_STRLIT("no-store"));
 	h2o_add_header_by_str(&req->pool, &req->res.headers,
 	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
-	h2o_send_inline(req, body, len);
+	if (owned) {
+		slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot),
+		    api_free_slot_cb);
+		*slot = (void *)body;
+		buf = h2o_iovec_init(body, len);
+	} else
+		buf = h2o_strdup(&req->pool, body, len);
+	/* As h2o_send_inline(), which copies: HEAD gets the headers only. */
+	h2o_start_response(req, &generator);
+	if (h2o_memis(req->input.method.base, req->input.method.len,
+	    H2O_STRLIT("HEAD")))
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+	else
+		h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+/* Is a synchronous reply still allowed? Logs why not. */
+static int
+api_may_reply(struct api_req *ar, int status)
+{
+	if (ar->r_req == NULL) {
+		log_warnx("api: request %s: a reply (%d) through a deferral's "
+		    "stand-in is ignored", ar->r_id, status);
+		return (0);
+	}
+	if (ar->r_deferred) {
+		log_warnx("api: request %s: deferred, synchronous reply (%d) "
+		    "ignored", ar->r_id, status);
+		return (0);
+	}
+	if (ar->r_replied) {
+		log_warnx("api: request %s: second reply (%d) ignored",
+		    ar->r_id, status);
+		return (0);
+	}
+	return (1);
+}
+
+/* The JSON text of a reply (caller frees); j is consumed. */
+static char *
+api_dump(json_t *j)
+{
+	char	*s;
+
+	s = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (s == NULL)
+		fatalx("api: json_dumps");
+	return (s);
+}
+
+/* {"error":{"code":code,"message":...}} */
+static json_t *
+api_error_doc(const char *code, const char *fmt, va_list ap)
+{
+	char	*msg;
+	json_t	*j;
+
+	xvasprintf(&msg, fmt, ap);
+	j = json_pack("{s:{s:s,s:o}}", "error", "code", code,
+	    "message", api_json_str(msg));
+	free(msg);
+	if (j == NULL)
+		fatalx("api: json_pack error");
+	return (j);
 }
 
 /* Reply with a JSON document, consumed (see api.h). */
@@ -1239,9 +1348,7 @@ api_reply_json(struct api_req *ar, int status, json_t *j)
 {
 	char	*s;
 
-	if (ar->r_replied) {
-		log_warnx("api: request %s: second reply (%d) ignored",
-		    ar->r_id, status);
+	if (!api_may_reply(ar, status)) {
 		json_decref(j);
 		return;
 	}
@@ -1252,12 +1359,8 @@ api_reply_json(struct api_req *ar, int status, json_t *j)
 		    "the server failed to answer (request %s)", ar->r_id);
 		return;
 	}
-	s = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (s == NULL)
-		fatalx("api: json_dumps");
-	api_send(ar, status, "application/json", s, strlen(s));
-	free(s);
+	s = api_dump(j);
+	api_send(ar, status, "application/json", s, strlen(s), 1);
 }
 
 /* Reply with a JSON error (see api.h). */
@@ -1266,17 +1369,11 @@ api_reply_error(struct api_req *ar, int status, const char *code,
     const char *fmt, ...)
 {
 	va_list	 ap;
-	char	*msg;
 	json_t	*j;
 
 	va_start(ap, fmt);
-	xvasprintf(&msg, fmt, ap);
+	j = api_error_doc(code, fmt, ap);
 	va_end(ap);
-	j = json_pack("{s:{s:s,s:o}}", "error", "code", code,
-	    "message", api_json_str(msg));
-	free(msg);
-	if (j == NULL)
-		fatalx("api: json_pack error");
 	api_reply_json(ar, status, j);
 }
 
@@ -1286,7 +1383,7 @@ api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 {
 	h2o_req_t	*req = ar->r_req;
 
-	if (ar->r_replied)
+	if (!api_may_reply(ar, 200))
 		return (-1);
 	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
 	    NULL, H2O_STRLIT("no-store"));
@@ -1312,5 +1409,141 @@ void
 api_reply_raw(struct api_req *ar, int status, const char *ctype,
     const void *body, size_t len)
 {
-	api_send(ar, status, ctype, body, len);
+	if (api_may_reply(ar, status))
+		api_send(ar, status, ctype, body, len, 0);
+}
+
+/* ---- deferred replies ------------------------------------------------ */
+
+/* h2o cleared the request pool: the request is gone, the handle stays. */
+static void
+api_defer_link_dispose(void *p)
+{
+	struct api_defer_link	*l = p;
+
+	if (l->l_defer != NULL) {
+		log_debug("api: request %s: gone before its deferred reply",
+		    l->l_defer->d_shadow.r_id);
+		l->l_defer->d_ar = NULL;
+		l->l_defer->d_link = NULL;
+	}
+}
+
+/* Answer a request later (see api.h). */
+struct api_defer *
+api_defer(struct api_req *ar)
+{
+	struct api_defer	*d;
+
+	d = xcalloc(1, sizeof(*d));
+	/* What outlives the request: who asked, the id, the stats row. */
+	d->d_shadow.r_route = ar->r_route;
+	d->d_shadow.r_stat = ar->r_stat;
+	d->d_shadow.r_authed = ar->r_authed;
+	d->d_shadow.r_principal = ar->r_principal;
+	d->d_shadow.r_qparsed = 1;
+	memcpy(d->d_shadow.r_id, ar->r_id, sizeof(d->d_shadow.r_id));
+	d->d_gen = api.gen;
+	if (ar->r_req == NULL || ar->r_replied || ar->r_deferred) {
+		/* A bug in the handler: its later reply only frees. */
+		log_warnx("api: request %s: deferred after a reply, or twice",
+		    ar->r_id);
+		return (d);
+	}
+	d->d_link = h2o_mem_alloc_shared(&ar->r_req->pool,
+	    sizeof(*d->d_link), api_defer_link_dispose);
+	d->d_link->l_defer = d;
+	d->d_ar = ar;
+	ar->r_deferred = 1;
+	return (d);
+}
+
+/* The stand-in request of a deferral (see api.h). */
+struct api_req *
+api_defer_req(struct api_defer *d)
+{
+	return (&d->d_shadow);
+}
+
+/* Is the deferred request gone? */
+int
+api_defer_gone(const struct api_defer *d)
+{
+	return (d->d_ar == NULL);
+}
+
+/* Add a response header to a deferred request (see api.h). */
+void
+api_defer_set_header(struct api_defer *d, const char *name, const char *value)
+{
+	if (d->d_ar != NULL)
+		api_set_header(d->d_ar, name, value);
+}
+
+/*
+ * Reply to a deferred request with an owned body, and free the handle.
+ * h2o's state is not thread-safe: a reply from a worker thread would
+ * corrupt it, so that is fatal at once rather than later.
+ */
+static void
+api_defer_send(struct api_defer *d, int status, const char *ctype,
+    char *body, size_t len)
+{
+	uv_thread_t	 self = uv_thread_self();
+
+	if (!uv_thread_equal(&self, &api.loop_thread))
+		fatalx("api: request %s: deferred reply off the loop thread",
+		    d->d_shadow.r_id);
+	if (d->d_ar != NULL) {
+		d->d_link->l_defer = NULL;
+		api_send(d->d_ar, status, ctype, body, len, 1);
+	} else {
+		/* Counted as a synchronous reply to a vanished peer is. */
+		if (d->d_gen == api.gen && api.running)
+			api_count(d->d_shadow.r_stat, status);
+		log_debug("api: request %s: client gone, reply %d dropped",
+		    d->d_shadow.r_id, status);
+		free(body);
+	}
+	free(d);
+}
+
+/* Reply later with a JSON document, consumed (see api.h). */
+void
+api_defer_reply_json(struct api_defer *d, int status, json_t *j)
+{
+	char	*s;
+
+	if (j == NULL) {
+		log_warnx("api: request %s: deferred reply with no document",
+		    d->d_shadow.r_id);
+		api_defer_reply_error(d, 500, "internal",
+		    "the server failed to answer (request %s)",
+		    d->d_shadow.r_id);
+		return;
+	}
+	s = api_dump(j);
+	api_defer_send(d, status, "application/json", s, strlen(s));
+}
+
+/* Reply later with a JSON error (see api.h). */
+void
+api_defer_reply_error(struct api_defer *d, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	json_t	*j;
+
+	va_start(ap, fmt);
+	j = api_error_doc(code, fmt, ap);
+	va_end(ap);
+	api_defer_reply_json(d, status, j);
+}
+
+/* Reply later with raw bytes, consumed (see api.h). */
+void
+api_defer_reply_raw(struct api_defer *d, int status, const char *ctype,
+    char *body, size_t len)
+{
+	api_defer_send(d, status, ctype, body, len);
 }

@@ -120,4 +120,52 @@ int	api_reply_file(struct api_req *, const char *path, const char *ctype);
 void	api_reply_raw(struct api_req *, int status, const char *ctype,
 	    const void *, size_t);
 
+/*
+ * Deferred replies, for a handler whose answer comes later (work on the
+ * thread pool, a timer):
+ *
+ *	d = api_defer(r);		in the handler, which then returns
+ *	... uv_queue_work(...) ...
+ *	api_defer_reply_json(d, 200, doc);	later, on the loop thread
+ *
+ * api_defer() marks the request as answered later: the dispatcher sends no
+ * 500 "handler did not reply". The handle belongs to the caller and stays
+ * valid until exactly one api_defer_reply_*() call, which frees it. The
+ * api_req itself may be used only until the handler returns (h2o may
+ * dispose of it at any time after: the client went away); what outlives
+ * it is the handle and api_defer_req().
+ *
+ * The replies run on the loop thread only (fatal elsewhere). If h2o has
+ * disposed of the request meanwhile, they send nothing and only free what
+ * they were given. A reply is counted by route and status class, and
+ * carries X-Request-Id and Cache-Control: no-store, as a synchronous one.
+ * api_reply_*() on the request once it is deferred are refused (logged).
+ */
+struct api_defer;
+
+/* Answer r later; the caller owns the handle until its reply. */
+struct api_defer *api_defer(struct api_req *r);
+/*
+ * A stand-in for the request that stays valid until the reply, for
+ * api_principal() and api_request_id() (audit_record() takes it). Every
+ * other accessor sees an empty request; replies through it are refused.
+ */
+struct api_req	*api_defer_req(struct api_defer *);
+/* Has h2o disposed of the request (the client is gone)? */
+int	api_defer_gone(const struct api_defer *);
+/* Add a response header (copied); nothing if the request is gone. */
+void	api_defer_set_header(struct api_defer *, const char *name,
+	    const char *value);
+/* Reply with a JSON document (consumed); frees the handle. */
+void	api_defer_reply_json(struct api_defer *, int status, json_t *);
+/* Reply with {"error":{"code":code,"message":...}}; frees the handle. */
+void	api_defer_reply_error(struct api_defer *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/*
+ * Reply with body (consumed: malloc()ed, freed once sent, or at once if
+ * the request is gone; not copied) and a content type; frees the handle.
+ */
+void	api_defer_reply_raw(struct api_defer *, int status, const char *ctype,
+	    char *body, size_t len);
+
 #endif

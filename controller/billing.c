@@ -5,10 +5,16 @@
  * goes through one transaction with its audit record, and is refused
  * whole when any part of it is wrong.
  *
- * Generating a period runs on the loop thread inside one write
- * transaction (the API answers synchronously): about a second per
- * 10^7 usage rows; see docs/billing.md for the figures.
+ * Generating a period reads its usage on the thread pool (about a second
+ * per 10^7 usage rows; see docs/billing.md for the figures), then writes
+ * the statements on the loop thread in one write transaction; the reply
+ * is deferred until then. While a period is being generated, generating
+ * a period that shares a day with it, and closing any period, are refused
+ * (409 busy): the usage read ahead stays what the writing expects. Exports
+ * are read and built on the thread pool too.
  */
+#include <sys/queue.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +27,42 @@
 
 #define ADJUST_REASON_MAX	500
 #define ADJUST_MAX_CENTS	((int64_t)100000000000)	/* 1e9 EUR */
+/* Exports on the thread pool at once; more get 503 (the pool is small). */
+#define EXPORT_MAX_JOBS		2
+
+/* A generation whose usage is being read on the thread pool. */
+struct gen_job {
+	uv_work_t		 g_work;
+	LIST_ENTRY(gen_job)	 g_entry;
+	struct api_defer	*g_defer;
+	struct period		 g_p;
+	char			*g_path;	/* the database */
+	struct billing_usage	*g_usage;
+	/* Set by the worker. */
+	int			 g_rv;
+	char			*g_cause;
+};
+
+/* An export being read and built on the thread pool. */
+struct export_job {
+	uv_work_t		 x_work;
+	struct api_defer	*x_defer;
+	char			*x_path;
+	struct period		 x_p;
+	int			 x_fmt;
+	int			 x_envelope;	/* CSV inside a JSON document */
+	struct export_opts	 x_o;
+	/* Set by the worker: the reply text, or why there is none. */
+	int			 x_rv;
+	char			*x_out;
+	size_t			 x_len;
+	struct export_info	 x_info;
+	char			*x_cause;
+};
 
 static char	 billing_zone[65] = BILLING_TZ_DEFAULT;
+static LIST_HEAD(, gen_job) gen_jobs = LIST_HEAD_INITIALIZER(gen_jobs);
+static int	 export_jobs;
 
 static void	billing_route_generate(struct api_req *);
 static void	billing_route_close(struct api_req *);
@@ -97,6 +137,15 @@ billing_init(struct ctl *c, char **cause)
 		    "/usr/share/zoneinfo (install tzdata)", billing_zone);
 		return (-1);
 	}
+	/*
+	 * period_utc() sets TZ on the loop thread while workers (SQLite's
+	 * temporary files) may call getenv(). Adding or removing a variable
+	 * can move the environment array under them; replacing the value of
+	 * one that exists cannot. ":/etc/localtime" is what an unset TZ
+	 * means, so nothing else changes. Set here, before any thread runs.
+	 */
+	if (getenv("TZ") == NULL)
+		setenv("TZ", ":/etc/localtime", 1);
 	log_info("billing: periods in time zone %s", billing_zone);
 	return (0);
 }
@@ -146,54 +195,106 @@ billing_code(int status)
 	}
 }
 
-/* POST /v1/statements/generate {"period": "2026-10"} */
-static void
-billing_route_generate(struct api_req *r)
+/* The database file, for a read connection (caller frees). */
+static char *
+billing_db_path(void)
 {
+	const char	*path = sqlite3_db_filename(ctl->db, "main");
+
+	return (xstrdup(path != NULL ? path : ""));
+}
+
+static void
+gen_job_free(struct gen_job *j)
+{
+	billing_usage_free(j->g_usage);
+	free(j->g_path);
+	free(j->g_cause);
+	free(j);
+}
+
+/* On the thread pool: read the usage the generation needs. */
+static void
+gen_work_cb(uv_work_t *w)
+{
+	struct gen_job	*j = w->data;
+	sqlite3		*db;
+
+	j->g_rv = -1;
+	if (store_open_reader(j->g_path, &db, &j->g_cause) == -1)
+		return;
+	j->g_rv = billing_usage_read(j->g_usage, db, &j->g_cause);
+	store_close(db);
+}
+
+/*
+ * Back on the loop thread: write the statements in one transaction and
+ * answer. The write goes on if the client has gone: it was asked for, and
+ * the audit record names who asked (the deferral's stand-in request).
+ */
+static void
+gen_after_cb(uv_work_t *w, int wstatus)
+{
+	struct gen_job	*j = w->data;
+	struct api_defer *d = j->g_defer;
+	struct api_req	*r = api_defer_req(d);
 	struct billing_gen_result res;
-	struct period	 p;
-	json_t		*body, *o;
+	struct period	*p = &j->g_p;
+	json_t		*o;
 	int64_t		 count;
+	uint64_t	 t0 = util_mono_ms();
 	char		*cause = NULL, obj[64], total[48], sum[72];
 	int		 status;
 
-	if ((body = api_body_json(r)) == NULL)
-		return;
-	if (billing_body_period(r, body, &p) == -1)
-		goto out;
-	if (store_begin(ctl->db) == -1) {
-		api_reply_error(r, 503, "busy", "the database is busy");
+	LIST_REMOVE(j, g_entry);
+	if (wstatus == UV_ECANCELED) {
+		api_defer_reply_error(d, 503, "busy", "generating %s was "
+		    "cancelled: the controller is stopping", p->p_label);
 		goto out;
 	}
-	if (billing_generate(ctl->db, billing_zone, &p, &res, &status,
-	    &cause) == -1) {
+	if (j->g_rv == -1) {
+		log_warnx("billing: generating %s (request %s): %s",
+		    p->p_label, api_request_id(r), j->g_cause);
+		api_defer_reply_error(d, 500, "internal", "reading the usage "
+		    "of %s failed (request %s)", p->p_label,
+		    api_request_id(r));
+		goto out;
+	}
+	if (store_begin(ctl->db) == -1) {
+		api_defer_reply_error(d, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (billing_generate_usage(ctl->db, billing_zone, p, j->g_usage, &res,
+	    &status, &cause) == -1) {
 		store_rollback(ctl->db);
 		if (status == BILLING_EINTERNAL)
-			log_warnx("billing: generating %s: %s", p.p_label,
+			log_warnx("billing: generating %s: %s", p->p_label,
 			    cause);
-		api_reply_error(r, status, billing_code(status), "%s", cause);
+		api_defer_reply_error(d, status, billing_code(status), "%s",
+		    cause);
 		goto out;
 	}
 	money_fmt_cents(res.g_total, '.', total, sizeof(total));
-	billing_period_checksum(ctl->db, p.p_label, 0, &count, sum);
-	snprintf(obj, sizeof(obj), "statements/%s", p.p_label);
+	billing_period_checksum(ctl->db, p->p_label, 0, &count, sum);
+	snprintf(obj, sizeof(obj), "statements/%s", p->p_label);
 	if (audit_record(r, "statement.generate", obj, json_pack("{s:I,s:I,"
 	    "s:s,s:I,s:s}", "statements", (json_int_t)res.g_statements,
 	    "revision", (json_int_t)res.g_revision, "total", total, "lines",
 	    (json_int_t)res.g_lines, "checksum", sum)) == -1 ||
 	    store_commit(ctl->db) == -1) {
 		store_rollback(ctl->db);
-		api_reply_error(r, 500, "internal", "storing the statements "
-		    "failed");
+		api_defer_reply_error(d, 500, "internal", "storing the "
+		    "statements failed");
 		goto out;
 	}
 	log_info("billing: %s generated %s: %lld statements, %lld lines, "
-	    "total %s EUR in %lld ms (usage read in %lld ms)",
-	    api_principal(r)->ap_name, p.p_label, (long long)res.g_statements,
-	    (long long)res.g_lines, total, (long long)res.g_total_ms,
-	    (long long)res.g_usage_ms);
+	    "total %s EUR in %lld ms (usage read in %lld ms on the thread "
+	    "pool, written in %llu ms)", api_principal(r)->ap_name,
+	    p->p_label, (long long)res.g_statements, (long long)res.g_lines,
+	    total, (long long)res.g_total_ms, (long long)res.g_usage_ms,
+	    (unsigned long long)(util_mono_ms() - t0));
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
-	    "s:s,s:I,s:I}", "period", p.p_label, "status", "draft", "tz",
+	    "s:s,s:I,s:I}", "period", p->p_label, "status", "draft", "tz",
 	    billing_zone, "revision", (json_int_t)res.g_revision,
 	    "statements", (json_int_t)res.g_statements, "lines",
 	    (json_int_t)res.g_lines, "late_usage_lines",
@@ -204,7 +305,69 @@ billing_route_generate(struct api_req *r)
 	    billing_have_usage(ctl->db) ? "usage_hourly" : "absent",
 	    "elapsed_ms", (json_int_t)res.g_total_ms, "usage_ms",
 	    (json_int_t)res.g_usage_ms);
-	api_reply_json(r, 200, o);
+	api_defer_reply_json(d, 200, o);
+out:
+	free(cause);
+	gen_job_free(j);
+}
+
+/* The generation running for a period sharing a day with p, or NULL. */
+static struct gen_job *
+gen_job_overlapping(const struct period *p)
+{
+	struct gen_job	*j;
+
+	LIST_FOREACH(j, &gen_jobs, g_entry)
+		if (j->g_p.p_first < p->p_end && p->p_first < j->g_p.p_end)
+			return (j);
+	return (NULL);
+}
+
+/*
+ * POST /v1/statements/generate {"period": "2026-10"}: checked here, usage
+ * read on the thread pool, statements written in gen_after_cb().
+ */
+static void
+billing_route_generate(struct api_req *r)
+{
+	struct gen_job	*j;
+	struct period	 p;
+	json_t		*body;
+	char		*cause = NULL;
+	int		 status, rv;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	if (billing_body_period(r, body, &p) == -1)
+		goto out;
+	if ((j = gen_job_overlapping(&p)) != NULL) {
+		api_reply_error(r, 409, "busy", "statements of %s are being "
+		    "generated (request %s); try again once that is done",
+		    j->g_p.p_label, api_request_id(api_defer_req(j->g_defer)));
+		goto out;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->g_p = p;
+	if ((j->g_usage = billing_usage_plan(ctl->db, billing_zone, &p,
+	    &status, &cause)) == NULL) {
+		if (status == BILLING_EINTERNAL)
+			log_warnx("billing: generating %s: %s", p.p_label,
+			    cause);
+		api_reply_error(r, status, billing_code(status), "%s", cause);
+		gen_job_free(j);
+		goto out;
+	}
+	j->g_path = billing_db_path();
+	j->g_work.data = j;
+	j->g_defer = api_defer(r);
+	if ((rv = uv_queue_work(ctl->loop, &j->g_work, gen_work_cb,
+	    gen_after_cb)) != 0) {
+		api_defer_reply_error(j->g_defer, 503, "busy", "generating %s "
+		    "could not start: %s", p.p_label, uv_strerror(rv));
+		gen_job_free(j);
+		goto out;
+	}
+	LIST_INSERT_HEAD(&gen_jobs, j, g_entry);
 out:
 	free(cause);
 	json_decref(body);
@@ -224,6 +387,16 @@ billing_route_close(struct api_req *r)
 		return;
 	if (billing_body_period(r, body, &p) == -1)
 		goto out;
+	/*
+	 * A close changes what late usage is compared with, which a running
+	 * generation has read ahead: any period waits until it is written.
+	 */
+	if (!LIST_EMPTY(&gen_jobs)) {
+		api_reply_error(r, 409, "busy", "statements of %s are being "
+		    "generated; close %s once that is done",
+		    LIST_FIRST(&gen_jobs)->g_p.p_label, p.p_label);
+		goto out;
+	}
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");
 		goto out;
@@ -298,21 +471,127 @@ billing_wants_envelope(struct api_req *r)
 	    strstr(a, "text/csv") == NULL && strstr(a, "*/*") == NULL);
 }
 
+static void
+export_job_free(struct export_job *x)
+{
+	json_decref(x->x_info.ei_ids);
+	free(x->x_out);
+	free(x->x_cause);
+	free(x->x_path);
+	free(x);
+}
+
+/* On the thread pool: read the statements (one snapshot), build the text. */
+static void
+export_work_cb(uv_work_t *w)
+{
+	struct export_job	*x = w->data;
+	struct export_info	*info = &x->x_info;
+	sqlite3			*db;
+	json_t			*env;
+	char			 buf[48];
+
+	x->x_rv = -1;
+	if (store_open_reader(x->x_path, &db, &x->x_cause) == -1)
+		return;
+	if (store_exec(db, "BEGIN", &x->x_cause) == -1) {
+		store_close(db);
+		return;
+	}
+	x->x_rv = billing_export(db, x->x_p.p_label, x->x_fmt, &x->x_o,
+	    &x->x_out, &x->x_len, info, &x->x_cause);
+	store_exec(db, "COMMIT", NULL);
+	store_close(db);
+	if (x->x_rv == -1 || !x->x_envelope || info->ei_period_count == 0)
+		return;
+	money_fmt_cents(info->ei_total, '.', buf, sizeof(buf));
+	env = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:o,s:s,s:I,s:s%}",
+	    "period", x->x_p.p_label, "format", "csv", "summary",
+	    x->x_o.eo_summary, "checksum", info->ei_checksum, "count",
+	    (json_int_t)info->ei_count, "period_count",
+	    (json_int_t)info->ei_period_count, "statement_ids", info->ei_ids,
+	    "total", buf, "total_cents", (json_int_t)info->ei_total.c,
+	    "content", x->x_out, x->x_len);
+	info->ei_ids = NULL;	/* the envelope has it */
+	if (env == NULL)
+		fatalx("billing: json_pack export envelope");
+	if (info->ei_next != 0) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)info->ei_next);
+		json_object_set_new(env, "next_cursor", json_string(buf));
+	} else
+		json_object_set_new(env, "next_cursor", json_null());
+	free(x->x_out);
+	if ((x->x_out = json_dumps(env, JSON_COMPACT)) == NULL)
+		fatalx("billing: json_dumps export envelope");
+	x->x_len = strlen(x->x_out);
+	json_decref(env);
+}
+
+/* Back on the loop thread: send the export the worker built. */
+static void
+export_after_cb(uv_work_t *w, int wstatus)
+{
+	struct export_job	*x = w->data;
+	struct export_info	*info = &x->x_info;
+	struct api_defer	*d = x->x_defer;
+	char			 buf[96];
+
+	export_jobs--;
+	if (wstatus == UV_ECANCELED) {
+		api_defer_reply_error(d, 503, "busy", "the export was "
+		    "cancelled: the controller is stopping");
+		goto out;
+	}
+	if (x->x_rv == -1) {
+		log_warnx("billing: export %s (request %s): %s",
+		    x->x_p.p_label, api_request_id(api_defer_req(d)),
+		    x->x_cause);
+		api_defer_reply_error(d, 500, "internal", "the export failed");
+		goto out;
+	}
+	if (info->ei_period_count == 0) {
+		api_defer_reply_error(d, 404, "not_found", "period %s has no "
+		    "statements (generate them first)", x->x_p.p_label);
+		goto out;
+	}
+	api_defer_set_header(d, "X-Opsn-Checksum", info->ei_checksum);
+	snprintf(buf, sizeof(buf), "%lld", (long long)info->ei_count);
+	api_defer_set_header(d, "X-Opsn-Statements", buf);
+	snprintf(buf, sizeof(buf), "%lld", (long long)info->ei_period_count);
+	api_defer_set_header(d, "X-Opsn-Period-Statements", buf);
+	if (info->ei_next != 0) {
+		snprintf(buf, sizeof(buf), "%lld", (long long)info->ei_next);
+		api_defer_set_header(d, "X-Opsn-Next-Cursor", buf);
+	}
+	if (x->x_fmt == EXPORT_JSON || x->x_envelope)
+		api_defer_reply_raw(d, 200, "application/json", x->x_out,
+		    x->x_len);
+	else {
+		snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-"
+		    "%s.csv\"", x->x_p.p_label, x->x_o.eo_summary ? "summary" :
+		    "lines");
+		api_defer_set_header(d, "Content-Disposition", buf);
+		api_defer_reply_raw(d, 200, "text/csv; charset=utf-8",
+		    x->x_out, x->x_len);
+	}
+	x->x_out = NULL;	/* the reply has it */
+out:
+	export_job_free(x);
+}
+
 /* GET /v1/statements?period=&format=csv|json&summary=&sep=&decimal= */
 static void
 billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 {
 	struct export_opts o;
-	struct export_info info;
+	struct export_job *x;
 	const char	*format = api_query(r, "format");
 	const char	*sep = api_query(r, "sep");
 	const char	*dec = api_query(r, "decimal");
 	const char	*cursor;
 	struct period	 p;
-	char		*out = NULL, *cause = NULL, buf[96];
-	size_t		 len;
-	int		 fmt, limit, summary;
-	json_t		*env;
+	char		*cause = NULL;
+	int		 fmt, limit, summary, rv;
 
 	memset(&o, 0, sizeof(o));
 	o.eo_sep = ';';
@@ -368,61 +647,28 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 		o.eo_limit = limit;
 		o.eo_after = cursor != NULL ? strtoll(cursor, NULL, 10) : 0;
 	}
-	if (billing_export(ctl->db, p.p_label, fmt, &o, &out, &len, &info,
-	    &cause) == -1) {
-		log_warnx("billing: export %s: %s", p.p_label, cause);
-		api_reply_error(r, 500, "internal", "the export failed");
-		free(cause);
+	if (export_jobs >= EXPORT_MAX_JOBS) {
+		api_set_header(r, "Retry-After", "2");
+		api_reply_error(r, 503, "busy", "%d exports are running; try "
+		    "again shortly", export_jobs);
 		return;
 	}
-	if (info.ei_period_count == 0) {
-		free(out);
-		json_decref(info.ei_ids);
-		api_reply_error(r, 404, "not_found", "period %s has no "
-		    "statements (generate them first)", p.p_label);
+	x = xcalloc(1, sizeof(*x));
+	x->x_p = p;
+	x->x_fmt = fmt;
+	x->x_o = o;
+	x->x_envelope = fmt == EXPORT_CSV && billing_wants_envelope(r);
+	x->x_path = billing_db_path();
+	x->x_work.data = x;
+	x->x_defer = api_defer(r);
+	if ((rv = uv_queue_work(ctl->loop, &x->x_work, export_work_cb,
+	    export_after_cb)) != 0) {
+		api_defer_reply_error(x->x_defer, 503, "busy", "the export "
+		    "could not start: %s", uv_strerror(rv));
+		export_job_free(x);
 		return;
 	}
-	api_set_header(r, "X-Opsn-Checksum", info.ei_checksum);
-	snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_count);
-	api_set_header(r, "X-Opsn-Statements", buf);
-	snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_period_count);
-	api_set_header(r, "X-Opsn-Period-Statements", buf);
-	if (info.ei_next != 0) {
-		snprintf(buf, sizeof(buf), "%lld", (long long)info.ei_next);
-		api_set_header(r, "X-Opsn-Next-Cursor", buf);
-	}
-	if (fmt == EXPORT_JSON) {
-		json_decref(info.ei_ids);
-		api_reply_raw(r, 200, "application/json", out, len);
-		free(out);
-		return;
-	}
-	if (billing_wants_envelope(r)) {
-		money_fmt_cents(info.ei_total, '.', buf, sizeof(buf));
-		env = json_pack("{s:s,s:s,s:b,s:s,s:I,s:I,s:o,s:s,s:I,s:s%}",
-		    "period", p.p_label, "format", "csv", "summary", summary,
-		    "checksum", info.ei_checksum, "count",
-		    (json_int_t)info.ei_count, "period_count",
-		    (json_int_t)info.ei_period_count, "statement_ids",
-		    info.ei_ids, "total", buf, "total_cents",
-		    (json_int_t)info.ei_total.c, "content", out, len);
-		if (info.ei_next != 0) {
-			snprintf(buf, sizeof(buf), "%lld", (long long)
-			    info.ei_next);
-			json_object_set_new(env, "next_cursor",
-			    json_string(buf));
-		} else
-			json_object_set_new(env, "next_cursor", json_null());
-		free(out);
-		api_reply_json(r, 200, env);
-		return;
-	}
-	json_decref(info.ei_ids);
-	snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-%s.csv\"",
-	    p.p_label, summary ? "summary" : "lines");
-	api_set_header(r, "Content-Disposition", buf);
-	api_reply_raw(r, 200, "text/csv; charset=utf-8", out, len);
-	free(out);
+	export_jobs++;
 }
 
 /* GET /v1/statements: a list of statements, or an export with format. */

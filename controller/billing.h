@@ -220,6 +220,21 @@ struct billing_gen_result {
  */
 int	billing_generate(sqlite3 *, const char *tz, const struct period *,
 	    struct billing_gen_result *, int *status, char **cause);
+
+/*
+ * Generation in two steps so the reading runs on the thread pool: plan
+ * (loop thread), read (pool, its own read connection), then write the
+ * statements (loop thread, one transaction).
+ */
+struct billing_usage;
+struct billing_usage *billing_usage_plan(sqlite3 *, const char *tz,
+	    const struct period *, int *status, char **cause);
+int	billing_usage_read(struct billing_usage *, sqlite3 *reader,
+	    char **cause);
+int	billing_generate_usage(sqlite3 *, const char *tz,
+	    const struct period *, const struct billing_usage *,
+	    struct billing_gen_result *, int *status, char **cause);
+void	billing_usage_free(struct billing_usage *);
 /* Freeze the period's statements (caller's transaction). */
 int	billing_close(sqlite3 *, const struct period *, int64_t *count,
 	    char checksum[72], int *status, char **cause);

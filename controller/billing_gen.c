@@ -10,6 +10,15 @@
  * changes, summed per member and metric in memory (one pass over the rows
  * in key order, no sort). Everything happens in the caller's transaction:
  * a generation is all or nothing.
+ *
+ * The API splits a generation in two: the usage sums, the long part, are
+ * read ahead on the thread pool with a read connection (billing_usage_*),
+ * then the statements are written on the loop thread in one transaction
+ * from those sums (billing_generate_usage). The read covers every tariff
+ * boundary inside the period, every tenant, and the ranges of the closed
+ * statements the late usage is compared with; what the write needs and
+ * the read lacks (a tariff version added in between) fails with a
+ * conflict, never with wrong amounts.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -29,6 +38,24 @@
  */
 #define BILLING_LATE_DAYS	190
 #define BILLING_CUTS_MAX	64
+
+
+/* Usage sums over one range of hours: [tenant id][metric]. */
+struct usage_range {
+	int64_t		 r_start, r_end;	/* UTC seconds */
+	int64_t		*r_sums;
+};
+
+struct billing_usage {
+	int64_t		 u_first;	/* the period's first day */
+	int64_t		 u_maxid;	/* tenant ids 0..u_maxid are summed */
+	/* The period's stretches between tariff boundaries, in order, then
+	 * the ranges of closed statements (read by billing_usage_read). */
+	struct usage_range *u_r;
+	size_t		 u_nr;
+	size_t		 u_nfine;
+	int64_t		 u_ms;		/* reading */
+};
 
 struct gen_member {
 	int64_t		 id;
@@ -95,6 +122,8 @@ struct gen {
 	struct gen_line		*lines;
 	size_t			 nlines, alines;
 	struct billing_gen_result *res;
+	const struct billing_usage *usage;	/* NULL: read usage here */
+	int			 stale;		/* usage lacks a needed range */
 	/* Late usage: corrections per member, collected before writing. */
 	struct gen_line		**late;
 	size_t			*nlate;
@@ -149,6 +178,21 @@ gen_metric_key(const char *s, int len)
 }
 
 static int	 gen_keys[BILLING_NMETRICS];
+static int	 gen_keys_ready;
+
+/* Fill gen_keys once, on the loop thread, before any worker reads them. */
+static void
+gen_keys_init(void)
+{
+	size_t	 i;
+
+	if (gen_keys_ready)
+		return;
+	for (i = 0; i < BILLING_NMETRICS; i++)
+		gen_keys[i] = gen_metric_key(billing_metrics[i].bm_usage,
+		    (int)strlen(billing_metrics[i].bm_usage));
+	gen_keys_ready = 1;
+}
 
 static int
 gen_metric_lookup(const char *metric, int len)
@@ -164,33 +208,36 @@ gen_metric_lookup(const char *metric, int len)
 }
 
 /*
- * Add the usage of hours [start, end) into per-member sums (out[mi *
- * stride + metric]) for every member that has an index. One pass in key
- * order; the rows of members not in the generation are skipped.
+ * Add the usage of hours [start, end) into sums out[row * stride +
+ * metric], where row is idx[tenant id] (rows below 0 are skipped), or the
+ * tenant id itself without idx. Tenant ids above maxid are skipped. One
+ * pass in key order. Runs on the loop thread or a worker (its own db).
  */
 static int
-gen_read_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
-    size_t stride, char **cause)
+gen_sum_usage(sqlite3 *db, int64_t start, int64_t end, const int32_t *idx,
+    int64_t maxid, int64_t *out, size_t stride, char **cause)
 {
 	sqlite3_stmt	*st;
-	int64_t		 tid, q, *slot;
+	int64_t		 tid, q, *slot, row;
 	int		 m, rc;
 
-	st = store_prepare(g->db, "SELECT tenant_id, metric, quantity FROM "
+	st = store_prepare(db, "SELECT tenant_id, metric, quantity FROM "
 	    "usage_hourly WHERE hour >= ? AND hour < ? AND +tenant_id IS NOT "
 	    "NULL");
 	sqlite3_bind_int64(st, 1, start);
 	sqlite3_bind_int64(st, 2, end);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		tid = sqlite3_column_int64(st, 0);
-		if (tid < 1 || tid > g->maxid || g->idx[tid] < 0)
+		if (tid < 1 || tid > maxid)
+			continue;
+		if ((row = idx != NULL ? idx[tid] : tid) < 0)
 			continue;
 		m = gen_metric_lookup((const char *)sqlite3_column_text(st, 1),
 		    sqlite3_column_bytes(st, 1));
 		if (m < 0)
 			continue;
 		q = sqlite3_column_int64(st, 2);
-		slot = &out[(size_t)g->idx[tid] * stride + (size_t)m];
+		slot = &out[(size_t)row * stride + (size_t)m];
 		if (__builtin_add_overflow(*slot, q, slot)) {
 			xasprintf(cause, "usage of tenant %lld overflows",
 			    (long long)tid);
@@ -200,10 +247,87 @@ gen_read_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
-		xasprintf(cause, "reading usage: %s", sqlite3_errmsg(g->db));
+		xasprintf(cause, "reading usage: %s", sqlite3_errmsg(db));
 		return (-1);
 	}
 	return (0);
+}
+
+/* Add range r of the read-ahead usage into the members' sums. */
+static int
+gen_snap_add(struct gen *g, const struct usage_range *r, int64_t *out,
+    size_t stride, char **cause)
+{
+	const int64_t	*src;
+	int64_t		*slot, tid;
+	size_t		 mi;
+	int		 mx;
+
+	if (r->r_sums == NULL)
+		return (0);	/* no usage table when read */
+	for (mi = 0; mi < g->nm; mi++) {
+		/* A tenant added since the read had no usage then. */
+		if ((tid = g->m[mi].id) > g->usage->u_maxid)
+			continue;
+		src = &r->r_sums[(size_t)tid * BILLING_NMETRICS];
+		for (mx = 0; mx < BILLING_NMETRICS; mx++) {
+			slot = &out[mi * stride + (size_t)mx];
+			if (__builtin_add_overflow(*slot, src[mx], slot)) {
+				xasprintf(cause, "usage of tenant %lld "
+				    "overflows", (long long)tid);
+				return (-1);
+			}
+		}
+	}
+	return (0);
+}
+
+/*
+ * The read-ahead usage of hours [start, end): a run of the period's
+ * stretches, or one closed statement's range. Missing: the tariffs or
+ * closed statements changed since the read (g->stale).
+ */
+static int
+gen_snap_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
+    size_t stride, char **cause)
+{
+	const struct billing_usage *u = g->usage;
+	size_t		 i, j;
+
+	for (i = 0; i < u->u_nfine && u->u_r[i].r_start != start; i++)
+		continue;
+	for (j = i; j < u->u_nfine && u->u_r[j].r_end < end; j++)
+		continue;
+	if (j < u->u_nfine && u->u_r[j].r_end == end) {
+		for (; i <= j; i++)
+			if (gen_snap_add(g, &u->u_r[i], out, stride,
+			    cause) == -1)
+				return (-1);
+		return (0);
+	}
+	for (i = u->u_nfine; i < u->u_nr; i++)
+		if (u->u_r[i].r_start == start && u->u_r[i].r_end == end)
+			return (gen_snap_add(g, &u->u_r[i], out, stride,
+			    cause));
+	g->stale = 1;
+	xasprintf(cause, "tariffs or closed statements changed while the "
+	    "usage of %s was read: generate it again", g->p->p_label);
+	return (-1);
+}
+
+/*
+ * Add the usage of hours [start, end) into per-member sums (out[mi *
+ * stride + metric]) for every member that has an index: read here, or
+ * taken from the usage read ahead.
+ */
+static int
+gen_read_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
+    size_t stride, char **cause)
+{
+	if (g->usage != NULL)
+		return (gen_snap_usage(g, start, end, out, stride, cause));
+	return (gen_sum_usage(g->db, start, end, g->idx, g->maxid, out,
+	    stride, cause));
 }
 
 static void
@@ -1021,28 +1145,14 @@ gen_prune(struct gen *g, char **cause)
 	return (rv);
 }
 
-/* Generate the period's drafts; see billing.h. */
-int
-billing_generate(sqlite3 *db, const char *tz, const struct period *p,
-    struct billing_gen_result *res, int *status, char **cause)
+/* May period p be generated: not closed, overlapping no other? */
+static int
+gen_check_period(sqlite3 *db, const struct period *p, int *status,
+    char **cause)
 {
-	struct gen	 g;
 	sqlite3_stmt	*st;
-	int64_t		 bounds[2], utc[2], t0 = (int64_t)util_mono_ms(), t1;
-	size_t		 i, k;
-	int		 rv = -1, closed = 0;
+	int		 closed = 0;
 	char		*other = NULL;
-
-	memset(&g, 0, sizeof(g));
-	memset(res, 0, sizeof(*res));
-	g.db = db;
-	g.tz = tz;
-	g.p = p;
-	g.res = res;
-	*status = BILLING_EINTERNAL;
-	for (i = 0; i < BILLING_NMETRICS; i++)
-		gen_keys[i] = gen_metric_key(billing_metrics[i].bm_usage,
-		    (int)strlen(billing_metrics[i].bm_usage));
 
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
@@ -1073,6 +1183,32 @@ billing_generate(sqlite3 *db, const char *tz, const struct period *p,
 		*status = BILLING_ECONFLICT;
 		return (-1);
 	}
+	return (0);
+}
+
+/* Generate the period's drafts, reading usage here or from usage. */
+static int
+gen_run(sqlite3 *db, const char *tz, const struct period *p,
+    const struct billing_usage *usage, struct billing_gen_result *res,
+    int *status, char **cause)
+{
+	struct gen	 g;
+	sqlite3_stmt	*st;
+	int64_t		 bounds[2], utc[2], t0 = (int64_t)util_mono_ms(), t1;
+	size_t		 i, k;
+	int		 rv = -1;
+
+	memset(&g, 0, sizeof(g));
+	memset(res, 0, sizeof(*res));
+	g.db = db;
+	g.tz = tz;
+	g.p = p;
+	g.res = res;
+	g.usage = usage;
+	*status = BILLING_EINTERNAL;
+	gen_keys_init();
+	if (gen_check_period(db, p, status, cause) == -1)
+		return (-1);
 	bounds[0] = p->p_first;
 	bounds[1] = p->p_end;
 	if (period_utc(tz, bounds, utc, 2, cause) == -1)
@@ -1114,7 +1250,7 @@ billing_generate(sqlite3 *db, const char *tz, const struct period *p,
 		log_info("billing: no usage_hourly table (metering not built "
 		    "in): statements hold fees and contributions only");
 	t1 = (int64_t)util_mono_ms();
-	res->g_usage_ms = t1 - t0;
+	res->g_usage_ms = usage != NULL ? usage->u_ms : t1 - t0;
 
 	gen_prepare(&g);
 	for (i = 0; i < g.nm; i++) {
@@ -1167,8 +1303,12 @@ billing_generate(sqlite3 *db, const char *tz, const struct period *p,
 	if (gen_total(&g, cause) == -1)
 		goto out;
 	res->g_total_ms = (int64_t)util_mono_ms() - t0;
+	if (usage != NULL)
+		res->g_total_ms += usage->u_ms;
 	rv = 0;
 out:
+	if (rv == -1 && g.stale)
+		*status = BILLING_ECONFLICT;
 	gen_finalize(&g);
 	gen_line_reset(&g);
 	free(g.lines);
@@ -1187,6 +1327,172 @@ out:
 	gen_members_free(&g);
 	tariff_set_free(&g.ts);
 	return (rv);
+}
+
+/* Generate the period's drafts; see billing.h. */
+int
+billing_generate(sqlite3 *db, const char *tz, const struct period *p,
+    struct billing_gen_result *res, int *status, char **cause)
+{
+	return (gen_run(db, tz, p, NULL, res, status, cause));
+}
+
+/*
+ * As billing_generate(), with the usage read ahead by billing_usage_read()
+ * (the write connection, the caller's transaction). A needed range the
+ * read lacks is a conflict (409): generate again.
+ */
+int
+billing_generate_usage(sqlite3 *db, const char *tz, const struct period *p,
+    const struct billing_usage *u, struct billing_gen_result *res,
+    int *status, char **cause)
+{
+	return (gen_run(db, tz, p, u, res, status, cause));
+}
+
+/* ---- usage read ahead, on the thread pool ---- */
+
+/*
+ * Plan the read ahead of generating p, on the loop thread (period_utc()
+ * sets TZ, which no other thread may do): the period must be open and
+ * overlap no other; its stretches run between every boundary of every
+ * tariff version inside it, whichever members use. NULL with *status and
+ * *cause.
+ */
+struct billing_usage *
+billing_usage_plan(sqlite3 *db, const char *tz, const struct period *p,
+    int *status, char **cause)
+{
+	struct billing_usage *u;
+	struct tariff_set ts;
+	int64_t		*days, *utc;
+	size_t		 i, j, n = 0;
+
+	*status = BILLING_EINTERNAL;
+	gen_keys_init();
+	if (gen_check_period(db, p, status, cause) == -1)
+		return (NULL);
+	memset(&ts, 0, sizeof(ts));
+	if (tariff_load(db, &ts, cause) == -1)
+		return (NULL);
+	days = xcalloc(2 * ts.ts_n + 2, sizeof(*days));
+	days[n++] = p->p_first;
+	days[n++] = p->p_end;
+	for (i = 0; i < ts.ts_n; i++) {
+		if (ts.ts_v[i].t_from > p->p_first &&
+		    ts.ts_v[i].t_from < p->p_end)
+			days[n++] = ts.ts_v[i].t_from;
+		if (ts.ts_v[i].t_end > p->p_first &&
+		    ts.ts_v[i].t_end < p->p_end)
+			days[n++] = ts.ts_v[i].t_end;
+	}
+	tariff_set_free(&ts);
+	qsort(days, n, sizeof(*days), gen_cmp64);
+	for (i = 1, j = 1; i < n; i++)
+		if (days[i] != days[j - 1])
+			days[j++] = days[i];
+	n = j;
+	utc = xcalloc(n, sizeof(*utc));
+	if (period_utc(tz, days, utc, n, cause) == -1) {
+		free(days);
+		free(utc);
+		return (NULL);
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->u_first = p->p_first;
+	u->u_nfine = u->u_nr = n - 1;
+	u->u_r = xcalloc(n - 1, sizeof(*u->u_r));
+	for (i = 0; i + 1 < n; i++) {
+		u->u_r[i].r_start = utc[i];
+		u->u_r[i].r_end = utc[i + 1];
+	}
+	free(days);
+	free(utc);
+	return (u);
+}
+
+/* Sum one range of usage for every tenant. */
+static int
+gen_usage_range(sqlite3 *db, struct billing_usage *u, struct usage_range *r,
+    char **cause)
+{
+	r->r_sums = xcalloc(((size_t)u->u_maxid + 1) * BILLING_NMETRICS,
+	    sizeof(*r->r_sums));
+	return (gen_sum_usage(db, r->r_start, r->r_end, NULL, u->u_maxid,
+	    r->r_sums, BILLING_NMETRICS, cause));
+}
+
+/*
+ * Read the usage that billing_generate_usage() will need, on a read
+ * connection (any thread; one snapshot): the planned stretches, then
+ * every range of the closed statements that late usage is compared with.
+ * -1 with *cause.
+ */
+int
+billing_usage_read(struct billing_usage *u, sqlite3 *db, char **cause)
+{
+	sqlite3_stmt	*st;
+	uint64_t	 t0 = util_mono_ms();
+	size_t		 i;
+	int		 rc, rv = -1;
+
+	if (store_exec(db, "BEGIN", cause) == -1)
+		return (-1);
+	if (!billing_have_usage(db)) {
+		rv = 0;
+		goto out;
+	}
+	st = store_prepare(db, "SELECT coalesce(max(id), 0) FROM tenants");
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		u->u_maxid = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		xasprintf(cause, "reading tenants: %s", sqlite3_errmsg(db));
+		goto out;
+	}
+	for (i = 0; i < u->u_nfine; i++)
+		if (gen_usage_range(db, u, &u->u_r[i], cause) == -1)
+			goto out;
+	st = store_prepare(db, "SELECT DISTINCT g.start_utc, g.end_utc FROM "
+	    "statement_segments g JOIN statements s ON s.id = "
+	    "g.statement_id WHERE s.status = 'closed' AND s.end_day > ? "
+	    "ORDER BY 1, 2");
+	sqlite3_bind_int64(st, 1, u->u_first - BILLING_LATE_DAYS);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		u->u_r = xrealloc(u->u_r, (u->u_nr + 1) * sizeof(*u->u_r));
+		memset(&u->u_r[u->u_nr], 0, sizeof(u->u_r[u->u_nr]));
+		u->u_r[u->u_nr].r_start = sqlite3_column_int64(st, 0);
+		u->u_r[u->u_nr].r_end = sqlite3_column_int64(st, 1);
+		u->u_nr++;
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		xasprintf(cause, "reading closed statements: %s",
+		    sqlite3_errmsg(db));
+		goto out;
+	}
+	for (i = u->u_nfine; i < u->u_nr; i++)
+		if (gen_usage_range(db, u, &u->u_r[i], cause) == -1)
+			goto out;
+	rv = 0;
+out:
+	store_exec(db, "COMMIT", NULL);
+	u->u_ms = (int64_t)(util_mono_ms() - t0);
+	return (rv);
+}
+
+/* Free a read ahead (NULL is fine). */
+void
+billing_usage_free(struct billing_usage *u)
+{
+	size_t	 i;
+
+	if (u == NULL)
+		return;
+	for (i = 0; i < u->u_nr; i++)
+		free(u->u_r[i].r_sums);
+	free(u->u_r);
+	free(u);
 }
 
 /* Total and checksum of a statement, from its lines. */

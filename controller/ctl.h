@@ -53,6 +53,8 @@ int	store_exec(sqlite3 *, const char *sql, char **cause);
 int	store_begin(sqlite3 *);
 int	store_commit(sqlite3 *);
 void	store_rollback(sqlite3 *);
+/* A read-only connection (WAL) for work on the thread pool. */
+int	store_open_reader(const char *path, sqlite3 **, char **cause);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 

@@ -751,10 +751,11 @@ metering_init(struct ctl *c, char **cause)
 {
 	mc = c;
 	xasprintf(&meter_dbpath, "%s/opsn.db", c->conf.data_dir);
-#ifdef CTL_CONF_METERING
-	meter_rollup_ms = c->conf.meter_rollup_ms;
-	meter_retention_ms = c->conf.meter_raw_retention_ms;
-#endif
+	/* 0: not configured (a test's zeroed config): keep the defaults. */
+	if (c->conf.meter_rollup_ms > 0)
+		meter_rollup_ms = c->conf.meter_rollup_ms;
+	if (c->conf.meter_raw_retention_ms > 0)
+		meter_retention_ms = c->conf.meter_raw_retention_ms;
 	meter_rollup_ms = meter_env_ms("OPSN_TEST_METER_ROLLUP_MS",
 	    meter_rollup_ms);
 	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",

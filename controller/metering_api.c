@@ -2,6 +2,10 @@
  * Metering's routes: GET /v1/usage (JSON or CSV for a spreadsheet) and
  * GET /metrics (Prometheus text). Units, decimal marks, CSV cells and the
  * operator's calendar are pure functions, tested on their own.
+ *
+ * A usage query may cover a year of every member's hours: it runs on the
+ * thread pool with a read connection of its own, which also builds the
+ * whole reply text; the loop thread only checks the parameters and sends.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +23,12 @@
 
 #define USAGE_TZ_DEFAULT	"Europe/Paris"
 #define USAGE_MAX_RANGE		(400 * 86400LL)	/* a year and some */
+/*
+ * Usage queries on the thread pool at once; more get 503. The pool is
+ * small (4 threads) and shared with metering's rollups and billing.
+ */
+#define USAGE_MAX_JOBS		2
+
 
 static void	usage_get(struct api_req *);
 static void	metrics_get(struct api_req *);
@@ -177,11 +187,26 @@ struct usage_q {
 	char		 sep, mark;
 	int64_t		 tenant;	/* >0 one tenant, 0 all, -1 platform */
 	int64_t		 from, to;
-	const char	*tz;
+	const char	*tz;		/* static */
 };
 
+/* One GET /v1/usage on the thread pool. */
+struct usage_job {
+	uv_work_t	 j_work;
+	struct api_defer *j_defer;
+	struct usage_q	 j_q;
+	char		*j_path;	/* the database */
+	/* Set by the worker: the reply text, or why there is none. */
+	char		*j_out;
+	size_t		 j_len;
+	char		*j_cause;
+	uint64_t	 j_ms;
+};
+
+static int	 usage_jobs;	/* on the thread pool */
+
 static sqlite3_stmt *
-usage_prepare(const struct usage_q *q)
+usage_prepare(sqlite3 *db, const struct usage_q *q)
 {
 	char		*sql;
 	const char	*period, *res;
@@ -197,7 +222,7 @@ usage_prepare(const struct usage_q *q)
 	    "u.tenant_id IS NULL) OR u.tenant_id = ?3) GROUP BY u.tenant_id, "
 	    "period, u.kind, res, u.metric ORDER BY u.tenant_id, period, "
 	    "u.kind, res, u.metric", period, res);
-	st = store_prepare(ctl->db, sql);
+	st = store_prepare(db, sql);
 	free(sql);
 	sqlite3_bind_int64(st, 1, q->from);
 	sqlite3_bind_int64(st, 2, q->to);
@@ -213,15 +238,18 @@ col_text(sqlite3_stmt *st, int i)
 	return (s != NULL ? (const char *)s : "");
 }
 
-static void
-usage_reply_json(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
+/* The JSON reply text into *out; -1 if reading failed. Any thread. */
+static int
+usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
+    size_t *len)
 {
 	json_t			*o, *items = json_array(), *it;
 	const struct meter_unit	*u;
 	char			 num[64], per[16], buf[32];
 	int64_t			 qty;
+	int			 rc;
 
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		it = json_object();
 		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? json_null() :
@@ -252,6 +280,10 @@ usage_reply_json(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
 		}
 		json_array_append_new(items, it);
 	}
+	if (rc != SQLITE_DONE) {
+		json_decref(items);
+		return (-1);
+	}
 	o = json_object();
 	util_time_fmt(q->from, buf, sizeof(buf));
 	json_object_set_new(o, "from", json_string(buf));
@@ -260,11 +292,17 @@ usage_reply_json(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
 	json_object_set_new(o, "group", json_string(usage_groups[q->g]));
 	json_object_set_new(o, "timezone", json_string(q->tz));
 	json_object_set_new(o, "items", items);
-	api_reply_json(r, 200, o);
+	if ((*out = json_dumps(o, JSON_COMPACT)) == NULL)
+		fatalx("metering: json_dumps");
+	json_decref(o);
+	*len = strlen(*out);
+	return (0);
 }
 
-static void
-usage_reply_csv(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
+/* The CSV reply text into *out; -1 if reading failed. Any thread. */
+static int
+usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
+    size_t *outlen)
 {
 	const struct meter_unit	*u;
 	char			*b = NULL, num[64], per[16], sep[2];
@@ -272,6 +310,7 @@ usage_reply_csv(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
 	const char		*hdr[10];
 	size_t			 nh = 0;
 	int64_t			 qty;
+	int			 rc;
 
 	sep[0] = q->sep;
 	sep[1] = '\0';
@@ -295,7 +334,7 @@ usage_reply_csv(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
 		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
 	}
 	buf_add(&b, &len, &cap, "\r\n", 2);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
 		for (i = 2; i <= 4; i++) {
@@ -333,10 +372,78 @@ usage_reply_csv(struct api_req *r, const struct usage_q *q, sqlite3_stmt *st)
 		    q->sep, 1);
 		buf_add(&b, &len, &cap, "\r\n", 2);
 	}
-	api_set_header(r, "Content-Disposition",
-	    "attachment; filename=\"usage.csv\"");
-	api_reply_raw(r, 200, "text/csv; charset=utf-8", b, len);
-	free(b);
+	if (rc != SQLITE_DONE) {
+		free(b);
+		return (-1);
+	}
+	*out = b;
+	*outlen = len;
+	return (0);
+}
+
+/* On the thread pool: query and build the reply text. */
+static void
+usage_work_cb(uv_work_t *w)
+{
+	struct usage_job	*j = w->data;
+	sqlite3			*db;
+	sqlite3_stmt		*st;
+	uint64_t		 t0 = util_mono_ms();
+	int			 rv;
+
+	if (store_open_reader(j->j_path, &db, &j->j_cause) == -1)
+		return;
+	if (metering_sql_functions(db, j->j_q.tz) == -1) {
+		xasprintf(&j->j_cause, "registering SQL functions: %s",
+		    sqlite3_errmsg(db));
+		store_close(db);
+		return;
+	}
+	st = usage_prepare(db, &j->j_q);
+	rv = j->j_q.csv ? usage_build_csv(&j->j_q, st, &j->j_out,
+	    &j->j_len) : usage_build_json(&j->j_q, st, &j->j_out, &j->j_len);
+	if (rv == -1)
+		xasprintf(&j->j_cause, "reading usage: %s",
+		    sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+	store_close(db);
+	j->j_ms = util_mono_ms() - t0;
+}
+
+/* Back on the loop thread: send what the worker built. */
+static void
+usage_after_cb(uv_work_t *w, int status)
+{
+	struct usage_job	*j = w->data;
+
+	usage_jobs--;
+	if (status == UV_ECANCELED)
+		api_defer_reply_error(j->j_defer, 503, "busy", "the usage "
+		    "query was cancelled: the controller is stopping");
+	else if (j->j_out == NULL) {
+		log_warnx("metering: usage (request %s): %s",
+		    api_request_id(api_defer_req(j->j_defer)), j->j_cause);
+		api_defer_reply_error(j->j_defer, 500, "internal", "reading "
+		    "usage failed (request %s)",
+		    api_request_id(api_defer_req(j->j_defer)));
+	} else {
+		log_debug("metering: usage (request %s): %zu bytes in %llu ms",
+		    api_request_id(api_defer_req(j->j_defer)), j->j_len,
+		    (unsigned long long)j->j_ms);
+		if (j->j_q.csv) {
+			api_defer_set_header(j->j_defer, "Content-Disposition",
+			    "attachment; filename=\"usage.csv\"");
+			api_defer_reply_raw(j->j_defer, 200,
+			    "text/csv; charset=utf-8", j->j_out, j->j_len);
+		} else
+			api_defer_reply_raw(j->j_defer, 200,
+			    "application/json", j->j_out, j->j_len);
+		j->j_out = NULL;
+	}
+	free(j->j_out);
+	free(j->j_cause);
+	free(j->j_path);
+	free(j);
 }
 
 static void
@@ -344,9 +451,9 @@ usage_get(struct api_req *r)
 {
 	const struct api_principal *p = api_principal(r);
 	struct usage_q	 q;
-	const char	*v;
-	sqlite3_stmt	*st;
-	int		 i;
+	struct usage_job *j;
+	const char	*v, *path;
+	int		 i, rv;
 
 	memset(&q, 0, sizeof(q));
 	q.tz = USAGE_TZ_DEFAULT;
@@ -427,12 +534,27 @@ usage_get(struct api_req *r)
 		}
 		q.tenant = p->ap_tenant;
 	}
-	st = usage_prepare(&q);
-	if (q.csv)
-		usage_reply_csv(r, &q, st);
-	else
-		usage_reply_json(r, &q, st);
-	sqlite3_finalize(st);
+	if (usage_jobs >= USAGE_MAX_JOBS) {
+		api_set_header(r, "Retry-After", "2");
+		api_reply_error(r, 503, "busy", "%d usage queries are running; "
+		    "try again shortly", usage_jobs);
+		return;
+	}
+	path = sqlite3_db_filename(ctl->db, "main");
+	j = xcalloc(1, sizeof(*j));
+	j->j_q = q;
+	j->j_path = xstrdup(path != NULL ? path : "");
+	j->j_work.data = j;
+	j->j_defer = api_defer(r);
+	if ((rv = uv_queue_work(ctl->loop, &j->j_work, usage_work_cb,
+	    usage_after_cb)) != 0) {
+		api_defer_reply_error(j->j_defer, 503, "busy", "the usage "
+		    "query could not start: %s", uv_strerror(rv));
+		free(j->j_path);
+		free(j);
+		return;
+	}
+	usage_jobs++;
 }
 
 /* ---- GET /metrics ------------------------------------------------------ */

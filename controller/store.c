@@ -16,6 +16,12 @@
 /* The controller's state; set by main, read by every subsystem. */
 struct ctl	*ctl;
 
+/*
+ * Read connections for the thread pool. The prototype belongs in ctl.h,
+ * next to store_open(); it is repeated in each user until it moves there.
+ */
+int	store_open_reader(const char *path, sqlite3 **, char **cause);
+
 static int
 store_pragma_int(sqlite3 *db, const char *sql, int *out)
 {
@@ -103,6 +109,51 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 
 		xasprintf(cause, "%s: %s", path, why);
 		free(why);
+		sqlite3_close(db);
+		return (-1);
+	}
+	*dbp = db;
+	return (0);
+}
+
+/*
+ * Open a read-only connection to the database at path, for work on the
+ * thread pool: the write connection belongs to the loop thread. Open one
+ * per job and use it from one thread at a time (SQLITE_OPEN_NOMUTEX). The
+ * database must be in WAL mode (store_open() set it), where readers and
+ * the writer never block each other; a reader holds a snapshot for as
+ * long as its transaction (or statement) lasts.
+ */
+int
+store_open_reader(const char *path, sqlite3 **dbp, char **cause)
+{
+	sqlite3		*db = NULL;
+	sqlite3_stmt	*st = NULL;
+	const char	*mode;
+	int		 wal = 0;
+
+	*dbp = NULL;
+	if (path == NULL || *path == '\0') {
+		*cause = xstrdup("a read connection needs a database file (not "
+		    "an in-memory one)");
+		return (-1);
+	}
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY |
+	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		xasprintf(cause, "%s: %s", path, db ? sqlite3_errmsg(db) :
+		    "out of memory");
+		sqlite3_close(db);
+		return (-1);
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st,
+	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    (mode = (const char *)sqlite3_column_text(st, 0)) != NULL)
+		wal = strcmp(mode, "wal") == 0;
+	sqlite3_finalize(st);
+	if (!wal) {
+		xasprintf(cause, "%s: not in WAL mode, a reader would block "
+		    "the writer", path);
 		sqlite3_close(db);
 		return (-1);
 	}

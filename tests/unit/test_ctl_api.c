@@ -2,6 +2,7 @@
  * The controller's HTTPS API against a real client: the server runs on the
  * main thread's uv loop, libcurl drives it from a second thread, one call
  * at a time (the thread wakes the loop with a uv_async when it is done).
+ * Deferred replies come from uv timers on the server's loop.
  */
 #include <sys/types.h>
 
@@ -24,6 +25,7 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <h2o.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -55,6 +57,8 @@ struct call {
 	const char	*header;	/* one extra request header */
 	int		 with_cert;	/* present the client certificate */
 	int		 hold;		/* keep the connection until posted */
+	long		 timeout_ms;	/* give up (and hang up) after; 0: 10 s */
+	int		 http2;		/* ask for HTTP/2 (ALPN) */
 
 	long		 status;
 	char		*body_out;
@@ -63,6 +67,9 @@ struct call {
 	char		 reqid[128];
 	char		 allow[128];
 	char		 cache[128];
+	char		 early[32];	/* X-Early */
+	char		 late[32];	/* X-Later */
+	long		 version;	/* CURL_HTTP_VERSION_* used */
 	json_t		*json;
 };
 
@@ -160,6 +167,8 @@ header_cb(char *line, size_t size, size_t n, void *arg)
 	header_copy(line, size * n, "allow:", c->allow, sizeof(c->allow));
 	header_copy(line, size * n, "cache-control:", c->cache,
 	    sizeof(c->cache));
+	header_copy(line, size * n, "x-early:", c->early, sizeof(c->early));
+	header_copy(line, size * n, "x-later:", c->late, sizeof(c->late));
 	return (size * n);
 }
 
@@ -207,10 +216,16 @@ client_main(void *arg)
 	curl_easy_setopt(curl, CURLOPT_WRITEDATA, c);
 	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(curl, CURLOPT_HEADERDATA, c);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
-	if (curl_easy_perform(curl) == CURLE_OK)
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->status);
+	if (c->timeout_ms > 0)
+		curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, c->timeout_ms);
 	else
+		curl_easy_setopt(curl, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, c->http2 ?
+	    (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+	if (curl_easy_perform(curl) == CURLE_OK) {
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->status);
+		curl_easy_getinfo(curl, CURLINFO_HTTP_VERSION, &c->version);
+	} else
 		c->status = -1;
 	if (c->hold) {
 		uv_async_send(&wake);
@@ -329,6 +344,66 @@ h_raw(struct api_req *ar)
 	api_reply_raw(ar, 200, "text/plain", "hello\n", 6);
 }
 
+/* A reply deferred to a timer: ?ms=delay&mode=json|error|raw&sync=1 */
+struct later {
+	uv_timer_t	 l_timer;	/* first: the close callback casts */
+	struct api_defer *l_defer;
+	char		 l_mode[8];
+};
+
+static int	 later_replied;	/* timers that replied */
+static int	 later_gone;	/* ... to a request h2o had disposed of */
+
+static void
+later_close_cb(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void
+later_cb(uv_timer_t *t)
+{
+	struct later	*l = (struct later *)t;
+	struct api_req	*stand_in = api_defer_req(l->l_defer);
+	const struct api_principal *p = api_principal(stand_in);
+
+	later_gone += api_defer_gone(l->l_defer);
+	if (strcmp(l->l_mode, "error") == 0)
+		api_defer_reply_error(l->l_defer, 409, "busy", "try again in "
+		    "%d s", 2);
+	else if (strcmp(l->l_mode, "raw") == 0)
+		api_defer_reply_raw(l->l_defer, 200, "text/plain",
+		    xstrdup("later\n"), 6);
+	else {
+		api_defer_set_header(l->l_defer, "X-Later", "yes");
+		api_defer_reply_json(l->l_defer, 200, json_pack("{s:s,s:s,s:s,"
+		    "s:b}", "later", "yes", "caller", p != NULL ? p->ap_name :
+		    "-", "id", api_request_id(stand_in), "stand_in_empty",
+		    api_header(stand_in, "user-agent") == NULL &&
+		    api_query(stand_in, "ms") == NULL));
+	}
+	later_replied++;
+	uv_close((uv_handle_t *)t, later_close_cb);
+}
+
+static void
+h_later(struct api_req *ar)
+{
+	const char	*ms = api_query(ar, "ms"), *mode = api_query(ar, "mode");
+	struct later	*l;
+
+	l = xcalloc(1, sizeof(*l));
+	strlcpy(l->l_mode, mode != NULL ? mode : "json", sizeof(l->l_mode));
+	api_set_header(ar, "X-Early", "yes");
+	l->l_defer = api_defer(ar);
+	/* Once deferred, only the handle answers. */
+	if (api_query(ar, "sync") != NULL)
+		api_reply_error(ar, 500, "internal", "must not be sent");
+	assert_int_equal(uv_timer_init(&loop, &l->l_timer), 0);
+	assert_int_equal(uv_timer_start(&l->l_timer, later_cb,
+	    ms != NULL ? strtoull(ms, NULL, 10) : 50, 0), 0);
+}
+
 static const struct api_route routes[] = {
 	{ "GET", "/v1/health", NULL, h_health, "Is the controller up" },
 	{ "GET", "/v1/things/{name}", "read", h_thing, "Show a thing" },
@@ -338,6 +413,8 @@ static const struct api_route routes[] = {
 	{ "GET", "/v1/cert", NULL, h_cert, "Show the client certificate" },
 	{ "GET", "/v1/silent", NULL, h_silent, "Forget to reply" },
 	{ "GET", "/v1/raw", NULL, h_raw, "Plain text" },
+	{ "GET", "/v1/later", NULL, h_later, "Answer from a timer" },
+	{ "GET", "/v1/later-auth", "read", h_later, "Answer later, to whom" },
 };
 
 static int
@@ -768,6 +845,139 @@ stats_count_by_route_and_class(void **state)
 }
 
 static void
+later_stat_cb(const char *method, const char *pattern, int status,
+    uint64_t n, void *arg)
+{
+	uint64_t	*counts = arg;
+
+	if (strcmp(method, "GET") == 0 && strcmp(pattern, "/v1/later") == 0)
+		counts[status / 100] += n;
+}
+
+static void
+deferred_reply_comes_from_a_timer(void **state)
+{
+	struct call	 c = { .method = "GET", .path = "/v1/later?ms=150" };
+	struct call	 err = { .method = "GET",
+			    .path = "/v1/later?ms=10&mode=error" };
+	struct call	 raw = { .method = "GET",
+			    .path = "/v1/later?ms=10&mode=raw&sync=1" };
+	struct call	 who = { .method = "GET", .path = "/v1/later-auth",
+			    .token = "weak",
+			    .header = "X-Request-Id: trace-later" };
+	uint64_t	 before[6] = { 0 }, after[6] = { 0 }, t0;
+	size_t		 i;
+
+	(void)state;
+	api_foreach_stat(later_stat_cb, before);
+	t0 = util_mono_ms();
+	call(&c);
+	assert_true(util_mono_ms() - t0 >= 150);
+	assert_int_equal(c.status, 200);
+	assert_string_equal(c.ctype, "application/json");
+	assert_string_equal(c.cache, "no-store");
+	assert_int_equal(strlen(c.reqid), 16);
+	for (i = 0; i < 16; i++)
+		assert_non_null(strchr("0123456789abcdef", c.reqid[i]));
+	/* Headers set before deferring, and by the late reply. */
+	assert_string_equal(c.early, "yes");
+	assert_string_equal(c.late, "yes");
+	assert_string_equal(json_string_value(json_object_get(c.json,
+	    "later")), "yes");
+	assert_string_equal(json_string_value(json_object_get(c.json, "id")),
+	    c.reqid);
+	assert_true(json_is_true(json_object_get(c.json, "stand_in_empty")));
+
+	call(&err);
+	assert_int_equal(err.status, 409);
+	assert_string_equal(err.ctype, "application/json");
+	assert_string_equal(error_code(&err), "busy");
+	assert_string_equal(error_message(&err), "try again in 2 s");
+	assert_int_equal(strlen(err.reqid), 16);
+
+	/* A synchronous reply after deferring is not what the client gets. */
+	call(&raw);
+	assert_int_equal(raw.status, 200);
+	assert_string_equal(raw.ctype, "text/plain");
+	assert_string_equal(raw.body_out, "later\n");
+	assert_string_equal(raw.cache, "no-store");
+
+	/* Who asked is known when the answer comes. */
+	call(&who);
+	assert_int_equal(who.status, 200);
+	assert_string_equal(json_string_value(json_object_get(who.json,
+	    "caller")), "weak");
+	assert_string_equal(who.reqid, "trace-later");
+	assert_string_equal(json_string_value(json_object_get(who.json,
+	    "id")), "trace-later");
+
+	api_foreach_stat(later_stat_cb, after);
+	assert_int_equal(after[2], before[2] + 2);
+	assert_int_equal(after[4], before[4] + 1);
+	assert_int_equal(after[5], before[5]);
+	call_free(&c);
+	call_free(&err);
+	call_free(&raw);
+	call_free(&who);
+}
+
+/*
+ * The client hangs up, then the timer replies: nothing is sent, nothing
+ * crashes or leaks (ASan), and the server answers the next call.
+ */
+static void
+client_gone_before_deferred_reply(int http2)
+{
+	struct call	 gone = { .method = "GET", .path = "/v1/later?ms=400",
+			    .timeout_ms = 100, .http2 = http2 };
+	struct call	 next = { .method = "GET", .path = "/v1/health",
+			    .http2 = http2 };
+	int		 replied = later_replied, gone_before = later_gone, i;
+
+	call(&gone);
+	assert_int_equal(gone.status, -1);	/* curl timed out */
+	while (later_replied == replied)
+		uv_run(&loop, UV_RUN_ONCE);
+	/* Let h2o see the dead socket and close it. */
+	for (i = 0; i < 50; i++) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(1000);
+	}
+	if (http2) {
+		/* HTTP/2 reads on: h2o disposed of the request at once. */
+		assert_int_equal(later_gone, gone_before + 1);
+	}
+	call(&next);
+	assert_int_equal(next.status, 200);
+	assert_int_equal(next.version, http2 ? CURL_HTTP_VERSION_2_0 :
+	    CURL_HTTP_VERSION_1_1);
+	call_free(&gone);
+	call_free(&next);
+}
+
+static void
+client_gone_before_deferred_reply_http1(void **state)
+{
+	(void)state;
+	client_gone_before_deferred_reply(0);
+}
+
+/*
+ * The controller speaks HTTP/1.1 (no ALPN), where h2o 2.2.5 stops reading
+ * while a request is answered and learns of a hang-up only when it
+ * writes. Over HTTP/2 it disposes of the request on the spot: the path
+ * where the deferral's handle must learn that the request is gone.
+ */
+static void
+client_gone_before_deferred_reply_http2(void **state)
+{
+	(void)state;
+	h2o_ssl_register_alpn_protocols(server_ctx, h2o_http2_alpn_protocols);
+	client_gone_before_deferred_reply(1);
+	SSL_CTX_set_alpn_select_cb(server_ctx, NULL, NULL);
+}
+
+static void
 bad_routes_are_refused(void **state)
 {
 	static const struct api_route bad[] = {
@@ -896,6 +1106,9 @@ main(void)
 		cmocka_unit_test(raw_reply_keeps_its_content_type),
 		cmocka_unit_test(openapi_lists_exactly_the_routes),
 		cmocka_unit_test(stats_count_by_route_and_class),
+		cmocka_unit_test(deferred_reply_comes_from_a_timer),
+		cmocka_unit_test(client_gone_before_deferred_reply_http1),
+		cmocka_unit_test(client_gone_before_deferred_reply_http2),
 		cmocka_unit_test(bad_routes_are_refused),
 		cmocka_unit_test(stop_closes_open_connections),
 	};
