@@ -219,6 +219,46 @@ services_tenant_text(json_t *v, char *buf, size_t len)
 }
 
 /*
+ * The fields every new mail domain or site has: its host name in field
+ * (checked, IDN to punycode, into host), its tenant, an optional quota and
+ * an optional pinned backend. -1 after replying 400.
+ */
+int
+services_new_args(struct api_req *r, json_t *body, const char *field,
+    const char *example, char host[SERVICES_HOST_MAX + 1], int64_t *tenant,
+    int64_t *quota, const char **backend)
+{
+	json_t	*v = json_object_get(body, field);
+	char	*cause = NULL;
+
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "missing_field", "%s (%s) is required",
+		    field, example);
+		return (-1);
+	}
+	if (services_util_host(json_string_value(v), host, &cause) == -1) {
+		api_reply_error(r, 400, "bad_field", "%s: %s", field, cause);
+		free(cause);
+		return (-1);
+	}
+	if ((*tenant = services_tenant_arg(r, json_object_get(body,
+	    "tenant"))) == -1)
+		return (-1);
+	if (services_quota_field(r, body, "quota_bytes", 0, quota) == -1)
+		return (-1);
+	*backend = NULL;
+	if ((v = json_object_get(body, "backend")) != NULL) {
+		if (!json_is_string(v)) {
+			api_reply_error(r, 400, "bad_field", "backend must be a "
+			    "node name");
+			return (-1);
+		}
+		*backend = json_string_value(v);
+	}
+	return (0);
+}
+
+/*
  * The tenant a create names (or the scoped token's own), and that it may
  * grow; -1 after replying.
  */

@@ -115,6 +115,10 @@ char	*services_mx(int64_t node_id);
  * own), checked to be one that may get new services; -1 after replying.
  */
 int64_t	 services_tenant_arg(struct api_req *, json_t *);
+/* Host name, tenant, quota and backend of a new domain or site. */
+int	 services_new_args(struct api_req *, json_t *body, const char *field,
+	    const char *example, char host[SERVICES_HOST_MAX + 1],
+	    int64_t *tenant, int64_t *quota, const char **backend);
 /* Retention of a deleted mailbox, in seconds. */
 int64_t	 services_retention(void);
 /* A quota field: absent (*out untouched, 0), a size, or null (-1 = none). */

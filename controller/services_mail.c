@@ -219,7 +219,7 @@ services_mail_domain_create(struct api_req *r)
 {
 	static const char *const known[] = { "name", "tenant", "quota_bytes",
 	    "backend", NULL };
-	json_t		*body, *v, *sum;
+	json_t		*body, *sum;
 	sqlite3_stmt	*st;
 	char		 name[SERVICES_HOST_MAX + 1], selector[32], obj[300];
 	char		 ref[64], *cause = NULL, *pem = NULL, *pub = NULL;
@@ -232,29 +232,9 @@ services_mail_domain_create(struct api_req *r)
 		return;
 	if (apiv1_known_fields(r, body, known) == -1)
 		goto out;
-	v = json_object_get(body, "name");
-	if (!json_is_string(v)) {
-		api_reply_error(r, 400, "missing_field", "name (the domain, "
-		    "such as mairie-agassac.fr) is required");
+	if (services_new_args(r, body, "name", "the domain, such as "
+	    "mairie-agassac.fr", name, &tenant, &quota, &backend) == -1)
 		goto out;
-	}
-	if (services_util_host(json_string_value(v), name, &cause) == -1) {
-		api_reply_error(r, 400, "bad_field", "name: %s", cause);
-		goto out;
-	}
-	if ((tenant = services_tenant_arg(r, json_object_get(body,
-	    "tenant"))) == -1)
-		goto out;
-	if (services_quota_field(r, body, "quota_bytes", 0, &quota) == -1)
-		goto out;
-	if ((v = json_object_get(body, "backend")) != NULL) {
-		if (!json_is_string(v)) {
-			api_reply_error(r, 400, "bad_field", "backend must be a "
-			    "node name");
-			goto out;
-		}
-		backend = json_string_value(v);
-	}
 	st = store_prepare(ctl->db, "SELECT 1 FROM mail_domains WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	id = sqlite3_step(st) == SQLITE_ROW;

@@ -156,7 +156,7 @@ services_sites_create(struct api_req *r)
 {
 	static const char *const known[] = { "hostname", "tenant", "aliases",
 	    "quota_bytes", "backend", NULL };
-	json_t		*body, *v, *aliases = NULL, *sum;
+	json_t		*body, *aliases = NULL, *sum;
 	sqlite3_stmt	*st;
 	char		 host[SERVICES_HOST_MAX + 1], id[37], obj[300], ref[64];
 	char		*cause = NULL, *astr = NULL, *other;
@@ -167,29 +167,9 @@ services_sites_create(struct api_req *r)
 		return;
 	if (apiv1_known_fields(r, body, known) == -1)
 		goto out;
-	v = json_object_get(body, "hostname");
-	if (!json_is_string(v)) {
-		api_reply_error(r, 400, "missing_field", "hostname (such as "
-		    "www.mairie-agassac.fr) is required");
+	if (services_new_args(r, body, "hostname", "such as "
+	    "www.mairie-agassac.fr", host, &tenant, &quota, &backend) == -1)
 		goto out;
-	}
-	if (services_util_host(json_string_value(v), host, &cause) == -1) {
-		api_reply_error(r, 400, "bad_field", "hostname: %s", cause);
-		goto out;
-	}
-	if ((tenant = services_tenant_arg(r, json_object_get(body,
-	    "tenant"))) == -1)
-		goto out;
-	if (services_quota_field(r, body, "quota_bytes", 0, &quota) == -1)
-		goto out;
-	if ((v = json_object_get(body, "backend")) != NULL) {
-		if (!json_is_string(v)) {
-			api_reply_error(r, 400, "bad_field", "backend must be a "
-			    "node name");
-			goto out;
-		}
-		backend = json_string_value(v);
-	}
 	if ((other = sites_serving(host)) != NULL) {
 		api_reply_error(r, 409, "exists", "%s is already served by site "
 		    "%s", host, other);
