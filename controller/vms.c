@@ -1050,7 +1050,9 @@ vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
 		c->c_len -= drop;
 		c->c_start += drop;
 	}
-	memcpy(c->c_buf + c->c_len, d, n);
+	/* An empty frame (a reset alone) carries no data pointer. */
+	if (n > 0)
+		memcpy(c->c_buf + c->c_len, d, n);
 	c->c_len += n;
 out:
 	opsn__console_data__free_unpacked(m, NULL);
