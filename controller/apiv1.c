@@ -274,6 +274,14 @@ apiv1_page(struct api_req *r, int *limit, const char **cursor)
 	return (0);
 }
 
+/* The cursor of the next page: key of the last item of this one (copy). */
+char *
+apiv1_last_key(json_t *items, const char *key)
+{
+	return (xstrdup(json_string_value(json_object_get(json_array_get(items,
+	    json_array_size(items) - 1), key))));
+}
+
 /* Reply with a page of items and the cursor of the next page. */
 void
 apiv1_reply_page(struct api_req *r, json_t *items, char *next)

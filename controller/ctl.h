@@ -118,6 +118,8 @@ struct api_req;
 int	apiv1_start(struct ctl *, char **cause);
 /* limit and cursor query parameters; -1 after replying 400. */
 int	apiv1_page(struct api_req *, int *limit, const char **cursor);
+/* The next page's cursor: the key of the last item of this page (copy). */
+char	*apiv1_last_key(json_t *items, const char *key);
 /* Reply {"items": items, "next_cursor": next}; consumes both. */
 void	apiv1_reply_page(struct api_req *, json_t *items, char *next);
 /* Refuse fields not in the NULL-terminated list; -1 after replying 400. */

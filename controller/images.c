@@ -394,9 +394,7 @@ images_list(struct api_req *r)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "name")));
+			next = apiv1_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, images_row_json(st));

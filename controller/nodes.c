@@ -906,8 +906,7 @@ nodes_list_json(const char *after, int limit, char **next)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
-			*next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(a, json_array_size(a) - 1), "name")));
+			*next = apiv1_last_key(a, "name");
 			break;
 		}
 		json_array_append_new(a, nodes_row_json(st));

@@ -128,7 +128,6 @@ plans_list(struct api_req *r)
 	}
 	sqlite3_finalize(st);
 	if (n > limit)
-		next = xstrdup(json_string_value(json_object_get(
-		    json_array_get(items, json_array_size(items) - 1), "name")));
+		next = apiv1_last_key(items, "name");
 	apiv1_reply_page(r, items, next);
 }

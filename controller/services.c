@@ -1181,9 +1181,7 @@ services_backends_list(struct api_req *r)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The cursor is the last name of this page. */
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "name")));
+			next = apiv1_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, services_backend_json(st));

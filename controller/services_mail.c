@@ -341,9 +341,7 @@ services_mail_domain_list(struct api_req *r)
 	sqlite3_bind_int(st, 5, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "name")));
+			next = apiv1_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, mail_domain_json(
@@ -872,9 +870,7 @@ services_mail_box_list(struct api_req *r)
 	sqlite3_bind_int(st, 6, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "address")));
+			next = apiv1_last_key(items, "address");
 			break;
 		}
 		json_array_append_new(items, mail_box_row_json(st));
@@ -1695,9 +1691,7 @@ services_mail_alias_list(struct api_req *r)
 	sqlite3_bind_int(st, 4, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "address")));
+			next = apiv1_last_key(items, "address");
 			break;
 		}
 		json_array_append_new(items, mail_alias_row_json(st));

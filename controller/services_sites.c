@@ -270,9 +270,7 @@ services_sites_list(struct api_req *r)
 	sqlite3_bind_int(st, 5, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = xstrdup(json_string_value(json_object_get(
-			    json_array_get(items, json_array_size(items) - 1),
-			    "hostname")));
+			next = apiv1_last_key(items, "hostname");
 			break;
 		}
 		json_array_append_new(items, sites_row_json(st));
