@@ -32,6 +32,9 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
 	  -DH2O_USE_LIBUV=1 -Iinclude -I$(BUILD)/proto \
 	  $(call pc_cflags,$(PKG_CONTROLLER) libvirt libcurl)
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+# Transitional: the controller's folders, until includes name their folder.
+CTL_DIRS = $(sort $(dir $(wildcard controller/*/*.h)))
+ALL_CFLAGS += $(patsubst %/,-I%,$(CTL_DIRS))
 
 PROTOS	= $(wildcard proto/*.proto)
 PROTO_C	= $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
@@ -39,8 +42,9 @@ PROTO_H	= $(PROTO_C:.c=.h)
 
 LIB_SRC	= $(wildcard lib/*.c) $(wildcard proto/*.c)
 LIB_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
-MIGRATIONS = $(sort $(wildcard controller/migrations/*.sql))
-CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard controller/*.c)) \
+MIGRATIONS = $(sort $(wildcard controller/core/migrations/*.sql))
+CTL_SRC	= $(wildcard controller/*.c) $(wildcard controller/*/*.c)
+CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC)) \
 	  $(BUILD)/gen/migrations.o
 AGT_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard node-agent/*.c))
 CLI_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard cli/*.c))

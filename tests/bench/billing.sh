@@ -22,7 +22,7 @@ if [ ! -f "$DATA" ]; then
 	exit 0
 fi
 mkdir -p "$OUT"
-objs=$(ls "$BUILD"/controller/*.o | grep -v '/main\.o$')
+objs=$(ls "$BUILD"/controller/*/*.o | grep -v '/main\.o$')
 # The controller's own flags and libraries, from the Makefile.
 # shellcheck disable=SC2016 # make expands these
 cflags=$(make -s --no-print-directory BUILD="$BUILD" \

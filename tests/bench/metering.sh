@@ -38,7 +38,7 @@ cc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
     -Iinclude -I"$BUILD/proto" -Icontroller \
     $(pkg-config --cflags libuv openssl libprotobuf-c sqlite3) \
     -o "$OUT/metering_bench" tests/bench/metering_bench.c \
-    "$BUILD/controller/metering_rollup.o" "$BUILD/libopsn.a" \
+    "$BUILD/controller/metering/rollup.o" "$BUILD/libopsn.a" \
     $(pkg-config --libs libuv openssl libprotobuf-c sqlite3 jansson inih) \
     -lm || { problem "metering_bench did not build"; exit 1; }
 
@@ -81,7 +81,7 @@ kill "$ctl_pid"; wait "$ctl_pid" 2>/dev/null; ctl_pid=
 rate=$(echo "$ingest" | tr ' ' '\n' | sed -n 's/^samples_per_s=//p')
 got=$(echo "$ingest" | tr ' ' '\n' | sed -n 's/^samples=//p')
 [ -n "$got" ] && [ "$got" -gt 0 ] || { problem "nothing ingested"; got=200000; }
-raw=$("$OUT/metering_bench" raw -n "$got" controller/migrations/005_metering.sql \
+raw=$("$OUT/metering_bench" raw -n "$got" controller/core/migrations/005_metering.sql \
     "$tmp/raw.db") || problem "raw reference failed"
 echo "  $raw"
 rawrate=$(echo "$raw" | tr ' ' '\n' | sed -n 's/^rows_per_s=//p')
@@ -89,7 +89,7 @@ rawrate=$(echo "$raw" | tr ' ' '\n' | sed -n 's/^rows_per_s=//p')
 say "metering 2. a month of usage"
 month=$("$OUT/metering_bench" month -v "${BENCH_METER_VMS:-2000}" \
     -m "${BENCH_METER_MAILBOXES:-100000}" -t "${BENCH_METER_TENANTS:-35000}" \
-    -s "${BENCH_METER_SCALE:-10}" controller/migrations/005_metering.sql \
+    -s "${BENCH_METER_SCALE:-10}" controller/core/migrations/005_metering.sql \
     "$tmp/month.db") || problem "month run failed"
 
 echo

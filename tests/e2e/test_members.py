@@ -1,6 +1,7 @@
 """Members (tenants), VMs for members, roles and tokens, the audit trail."""
 import csv
 import json
+import glob
 import os
 import re
 import sqlite3
@@ -246,10 +247,9 @@ def test_openapi_lists_exactly_the_server_routes(controller):
     # each subsystem's (services, metering, billing).
     routes = set()
     cdir = os.path.join(opsn.TOP, "controller")
-    for f in sorted(os.listdir(cdir)):
-        if not f.endswith(".c"):
-            continue
-        src = open(os.path.join(cdir, f)).read()
+    for f in sorted(glob.glob(os.path.join(cdir, "**", "*.c"),
+                              recursive=True)):
+        src = open(f).read()
         for m in re.finditer(r"_routes\[\] = \{", src):
             table = src[m.end():]
             table = table[:table.index("};")]

@@ -1141,10 +1141,10 @@ csv_export_opens_in_french_libreoffice(void **state)
 static void
 billing_sources_name_no_binary_fraction_type(void **state)
 {
-	static const char *const files[] = { "controller/billing.h",
-	    "controller/billing.c", "controller/billing_money.c",
-	    "controller/billing_period.c", "controller/billing_tariff.c",
-	    "controller/billing_gen.c", "controller/billing_export.c",
+	static const char *const files[] = { "controller/billing/billing.h",
+	    "controller/billing/billing.c", "controller/billing/money.c",
+	    "controller/billing/period.c", "controller/billing/tariff.c",
+	    "controller/billing/gen.c", "controller/billing/export.c",
 	    "cli/tariff.c", "cli/statement.c", "cli/adjustment.c", NULL };
 	static const char *const words[] = { "double", "float", "strtod",
 	    "strtof", "strtold", "atof", "json_real", "json_real_value",
