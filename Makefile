@@ -32,9 +32,8 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
 	  -DH2O_USE_LIBUV=1 -Iinclude -I$(BUILD)/proto \
 	  $(call pc_cflags,$(PKG_CONTROLLER) libvirt libcurl)
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
-# Transitional: the controller's folders, until includes name their folder.
-CTL_DIRS = $(sort $(dir $(wildcard controller/*/*.h)))
-ALL_CFLAGS += $(patsubst %/,-I%,$(CTL_DIRS))
+# The controller's files include other modules' headers by folder.
+ALL_CFLAGS += -Icontroller
 
 PROTOS	= $(wildcard proto/*.proto)
 PROTO_C	= $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
@@ -127,7 +126,8 @@ $(IMAGE_DIR)/.stamp: ops/images/build-tiny.sh $(wildcard /boot/vmlinuz-*) /bin/b
 	ops/images/build-tiny.sh $(IMAGE_DIR)
 
 test: all $(UNIT_BIN) image
-	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) tests/run.sh
+	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) \
+	    MODULE_CC="$(CC) $(ALL_CFLAGS)" tests/run.sh
 
 check:
 	$(MAKE) SAN=1 test

@@ -13,8 +13,30 @@
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "access/access.h"
+#include "agents/agents.h"
+#include "billing/billing.h"
+#include "compute/compute.h"
+#include "members/members.h"
+#include "metering/metering.h"
+#include "services/services.h"
+
+/*
+ * The controller's modules, in start order: each one's init runs before
+ * the API and the agent listener open, and its stop in reverse order.
+ */
+static const struct ctl_module *const ctl_modules[] = {
+	&audit_module,
+	&members_module,
+	&access_module,
+	&agents_module,
+	&compute_module,
+	&services_module,
+	&metering_module,
+	&billing_module,
+	NULL
+};
 
 
 
@@ -79,6 +101,16 @@ usage(void)
 }
 
 static void
+ctl_modules_stop(void)
+{
+	size_t	 i;
+
+	for (i = nitems(ctl_modules) - 1; i-- > 0; )
+		if (ctl_modules[i]->m_stop != NULL)
+			ctl_modules[i]->m_stop();
+}
+
+static void
 ctl_signal_cb(uv_signal_t *h, int signum)
 {
 	if (signum == SIGHUP) {
@@ -86,7 +118,7 @@ ctl_signal_cb(uv_signal_t *h, int signum)
 		return;
 	}
 	log_notice("controller: stopping on signal %d", signum);
-	nodes_stop();
+	ctl_modules_stop();
 	api_stop();
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
@@ -139,6 +171,7 @@ main(int argc, char **argv)
 	struct { const char *conffile; int debug, check; } o = { NULL, 0, 0 };
 	struct cfg_args	 args;
 	struct ctl	 c;
+	const struct ctl_module *const *mp;
 	char		*cause = NULL, *dbpath, *host;
 	int		 port;
 	enum log_level	 lvl = LOG_LEVEL_INFO;
@@ -186,21 +219,14 @@ main(int argc, char **argv)
 	free(dbpath);
 	if (ca_init(&c, &cause) == -1)
 		fatalx("ca: %s", cause);
-	if (tokens_admin_init(&c, &cause) == -1)
-		fatalx("tokens: %s", cause);
 	ctl_proto_range(&c);
 
 	c.loop = uv_default_loop();
-	if (nodes_init(&c, &cause) == -1)
-		fatalx("nodes: %s", cause);
-	/* Subsystems built in (weak symbols are NULL when they are not). */
-	if (services_init != NULL && services_init(&c, &cause) == -1)
-		fatalx("services: %s", cause);
-	if (metering_init != NULL && metering_init(&c, &cause) == -1)
-		fatalx("metering: %s", cause);
-	if (billing_init != NULL && billing_init(&c, &cause) == -1)
-		fatalx("billing: %s", cause);
-	if (apiv1_start(&c, &cause) == -1)
+	c.modules = ctl_modules;
+	for (mp = ctl_modules; *mp != NULL; mp++)
+		if ((*mp)->m_init != NULL && (*mp)->m_init(&c, &cause) == -1)
+			fatalx("%s: %s", (*mp)->m_name, cause);
+	if (router_start(&c, &cause) == -1)
 		fatalx("api: %s", cause);
 
 	uv_signal_init(c.loop, &sig_int);

@@ -15,6 +15,20 @@ failed=0
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
+# The controller's module graph: no cycle, no private header crossed.
+if [ -n "${MODULE_CC:-}" ]; then
+	# shellcheck disable=SC2086 # the compiler and its flags, split
+	if "$PYTHON" tests/lint/module_graph.py $MODULE_CC >"$out/modules.log" 2>&1
+	then
+		passed=$((passed + 1))
+		echo "lint: $(tail -n 1 "$out/modules.log")"
+	else
+		failed=$((failed + 1))
+		echo "lint: module graph FAILED"
+		sed 's/^/    /' "$out/modules.log"
+	fi
+fi
+
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t")

@@ -1,8 +1,6 @@
 /*
- * Tokens. Join tokens enrol one agent once before they expire; API tokens
- * carry a role. Only SHA-256 hashes are stored. A join token reads
- * "opsn1-<CA fingerprint>-<secret>", so an agent without the CA file can
- * still pin the controller's CA.
+ * API tokens: each carries a role, and may be bound to one member. Only
+ * SHA-256 hashes are stored; a token is shown once, when it is created.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -15,36 +13,14 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members/members.h"
+#include "access.h"
 
-#define TOKEN_SECRET_BYTES	20
-#define JOIN_PREFIX		"opsn1-"
-
-/* SHA-256 of a token as hex: what the database keeps. */
-void
-tokens_hash(const char *token, char out[65])
-{
-	unsigned char	 md[32];
-	unsigned int	 len = sizeof(md);
-
-	EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
-	util_hex(md, sizeof(md), out);
-}
-
-static char *
-tokens_secret(void)
-{
-	unsigned char	 raw[TOKEN_SECRET_BYTES];
-	char		*hex = xmalloc(2 * sizeof(raw) + 1);
-
-	util_random(raw, sizeof(raw));
-	util_hex(raw, sizeof(raw), hex);
-	return (hex);
-}
+#define TOKEN_OWNER	"sql:SELECT tenant_id FROM api_tokens WHERE name = :name"
 
 /* Create the first admin token, written once to DATA_DIR/admin.token. */
-int
+static int
 tokens_admin_init(struct ctl *c, char **cause)
 {
 	sqlite3_stmt	*st;
@@ -57,9 +33,9 @@ tokens_admin_init(struct ctl *c, char **cause)
 	if (n > 0)
 		return (0);
 
-	secret = tokens_secret();
+	secret = secret_new();
 	xasprintf(&token, "opsn_%s", secret);
-	tokens_hash(token, hash);
+	secret_hash(token, hash);
 	xasprintf(&path, "%s/admin.token", c->conf.data_dir);
 	/* The file first: a stored hash whose token nobody has is a lockout. */
 	if (util_write_file(path, token, strlen(token), 0600, cause) == -1)
@@ -83,92 +59,6 @@ out:
 	free(secret);
 	free(token);
 	free(path);
-	return (rv);
-}
-
-/* A new one-time join token valid for ttl seconds. */
-int
-tokens_join_create(struct ctl *c, int64_t ttl, char **tokenp,
-    int64_t *expires, char **cause)
-{
-	sqlite3_stmt	*st;
-	char		*secret, hash[65];
-	int64_t		 now = util_now();
-
-	secret = tokens_secret();
-	tokens_hash(secret, hash);
-	st = store_prepare(c->db, "INSERT INTO join_tokens (hash, created_at, "
-	    "expires_at) VALUES (?, ?, ?)");
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, now);
-	sqlite3_bind_int64(st, 3, now + ttl);
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		xasprintf(cause, "storing the join token: %s",
-		    sqlite3_errmsg(c->db));
-		sqlite3_finalize(st);
-		free(secret);
-		return (-1);
-	}
-	sqlite3_finalize(st);
-	xasprintf(tokenp, JOIN_PREFIX "%s-%s", c->ca_fpr, secret);
-	*expires = now + ttl;
-	free(secret);
-	return (0);
-}
-
-/*
- * Consume a join token for node name inside the caller's transaction.
- * The reason is meant for the agent: it says which check failed, never
- * anything about other tokens.
- */
-int
-tokens_join_consume(struct ctl *c, const char *token, const char *name,
-    char **cause)
-{
-	sqlite3_stmt	*st;
-	const char	*secret;
-	char		 hash[65];
-	int64_t		 now = util_now(), expires;
-	int		 used, rv = -1;
-
-	if (strncmp(token, JOIN_PREFIX, strlen(JOIN_PREFIX)) != 0 ||
-	    (secret = strrchr(token, '-')) == NULL ||
-	    strlen(secret + 1) != 2 * TOKEN_SECRET_BYTES) {
-		xasprintf(cause, "the join token is malformed");
-		return (-1);
-	}
-	tokens_hash(secret + 1, hash);
-	st = store_prepare(c->db, "SELECT expires_at, used_at IS NOT NULL "
-	    "FROM join_tokens WHERE hash = ?");
-	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		xasprintf(cause, "the join token is unknown");
-		goto out;
-	}
-	expires = sqlite3_column_int64(st, 0);
-	used = sqlite3_column_int(st, 1);
-	sqlite3_finalize(st);
-	st = NULL;
-	if (used) {
-		xasprintf(cause, "the join token was already used");
-		goto out;
-	}
-	if (expires <= now) {
-		xasprintf(cause, "the join token has expired");
-		goto out;
-	}
-	st = store_prepare(c->db, "UPDATE join_tokens SET used_at = ?, "
-	    "used_by = ? WHERE hash = ? AND used_at IS NULL");
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(c->db) != 1) {
-		xasprintf(cause, "the join token was already used");
-		goto out;
-	}
-	rv = 0;
-out:
-	sqlite3_finalize(st);
 	return (rv);
 }
 
@@ -200,7 +90,7 @@ tokens_row_json(sqlite3_stmt *st)
 }
 
 /* POST /v1/tokens {"name", "role", "tenant"?, "ttl"?}: shown once. */
-void
+static void
 tokens_api_create(struct api_req *r)
 {
 	static const char *const known[] = { "name", "role", "tenant", "ttl",
@@ -214,7 +104,7 @@ tokens_api_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	name = json_string_value(json_object_get(body, "name"));
 	for (p = name ? name : ""; *p != '\0'; p++)
@@ -231,6 +121,13 @@ tokens_api_create(struct api_req *r)
 	    strcmp(role, "auditor") != 0)) {
 		api_reply_error(r, 400, "bad_field", "role must be admin, "
 		    "operator, finance or auditor");
+		goto out;
+	}
+	/* No token makes a token that may do more than itself. */
+	if (router_role_rank(role) > router_role_rank(api_principal(r)->ap_role)) {
+		api_reply_error(r, 403, "forbidden", "token '%s' (role %s) may "
+		    "not create a token of role %s", api_principal(r)->ap_name,
+		    api_principal(r)->ap_role, role);
 		goto out;
 	}
 	if ((v = json_object_get(body, "tenant")) != NULL && !json_is_null(v)) {
@@ -251,9 +148,9 @@ tokens_api_create(struct api_req *r)
 			goto out;
 		}
 	}
-	secret = tokens_secret();
+	secret = secret_new();
 	xasprintf(&token, "opsn_%s", secret);
-	tokens_hash(token, hash);
+	secret_hash(token, hash);
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");
 		goto out;
@@ -308,23 +205,35 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/tokens: names, roles and dates; never a token or its hash. */
-void
+/*
+ * GET /v1/tokens?tenant=: names, roles and dates; never a token or its
+ * hash.
+ */
+static void
 tokens_api_list(struct api_req *r)
 {
+	const char	*ref = api_query(r, "tenant");
 	sqlite3_stmt	*st;
-	json_t		*items = json_array();
+	json_t		*items;
+	int64_t		 tenant = 0;
 
+	if (ref != NULL && (tenant = tenants_resolve(ref)) == -1) {
+		api_reply_error(r, 404, "not_found", "no tenant '%.64s'", ref);
+		return;
+	}
+	items = json_array();
 	st = store_prepare(ctl->db, "SELECT name, role, tenant_id, created_at, "
-	    "expires_at, revoked_at FROM api_tokens ORDER BY name");
+	    "expires_at, revoked_at FROM api_tokens WHERE ?1 = 0 OR "
+	    "tenant_id = ?1 ORDER BY name");
+	sqlite3_bind_int64(st, 1, tenant);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		json_array_append_new(items, tokens_row_json(st));
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, NULL);
+	params_reply_page(r, items, NULL);
 }
 
 /* POST /v1/tokens/{name}/revoke */
-void
+static void
 tokens_api_revoke(struct api_req *r)
 {
 	const char	*name = api_param(r, "name");
@@ -361,3 +270,28 @@ tokens_api_revoke(struct api_req *r)
 	api_reply_json(r, 200, tokens_row_json(st));
 	sqlite3_finalize(st);
 }
+
+static int
+tokens_init(struct ctl *c, char **cause)
+{
+	return (tokens_admin_init(c, cause));
+}
+
+static const struct api_route tokens_routes[] = {
+	{ "POST", "/v1/tokens", "tokens.write",
+	  API_MEMBER, "body:tenant", tokens_api_create,
+	  "Create an API token (shown once)" },
+	{ "GET", "/v1/tokens", "tokens.read",
+	  API_MEMBER, "query:tenant", tokens_api_list,
+	  "List API tokens (never the tokens themselves)" },
+	{ "POST", "/v1/tokens/{name}/revoke", "tokens.write",
+	  API_MEMBER, TOKEN_OWNER, tokens_api_revoke,
+	  "Revoke an API token" },
+};
+
+const struct ctl_module access_module = {
+	.m_name = "access",
+	.m_init = tokens_init,
+	.m_routes = tokens_routes,
+	.m_nroutes = nitems(tokens_routes),
+};

@@ -17,7 +17,9 @@
 #include "opsn/log.h"
 #include "opsn/pki.h"
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents.h"
+#include "nodes.h"
 #include "opsn.pb-c.h"
 
 #define NODE_NAME_MAX	63
@@ -67,8 +69,6 @@ static void	nodes_heartbeat(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
 static void	nodes_error_msg(struct session *, const struct frame_hdr *,
 		    const uint8_t *);
-static void	nodes_to_vms(struct session *, const struct frame_hdr *,
-		    const uint8_t *);
 static void	nodes_touch(struct node *);
 
 static const struct nodes_msg nodes_msgs[] = {
@@ -76,9 +76,6 @@ static const struct nodes_msg nodes_msgs[] = {
 	{ MSG_HELLO,	 1, 0, nodes_hello },
 	{ MSG_HEARTBEAT, 1, 1, nodes_heartbeat },
 	{ MSG_ERROR,	 0, 0, nodes_error_msg },
-	{ MSG_OBSERVED_STATE, 1, 1, nodes_to_vms },
-	{ MSG_IMAGE_PROGRESS, 1, 1, nodes_to_vms },
-	{ MSG_CONSOLE_DATA, 1, 1, nodes_to_vms },
 };
 
 static struct ctl		*nc;
@@ -204,6 +201,38 @@ nodes_ready_cb(struct conn *c, void *arg)
 	conn_set_idle_timeout(c, (uint32_t)nc->conf.unreachable_ms);
 }
 
+/* Hand a frame to the module whose range holds its type; -1 if none. */
+static int
+nodes_to_module(struct node *n, const struct frame_hdr *h, const uint8_t *p)
+{
+	const struct ctl_module *const	*mp;
+	const struct ctl_msg_range	*mr;
+	size_t				 i;
+
+	for (mp = nc->modules; *mp != NULL; mp++) {
+		for (i = 0; i < (*mp)->m_nmsgs; i++) {
+			mr = &(*mp)->m_msgs[i];
+			if (h->fh_type < mr->mr_min || h->fh_type > mr->mr_max)
+				continue;
+			nodes_touch(n);
+			mr->mr_fn(n->n_id, h->fh_type, p, h->fh_len);
+			return (0);
+		}
+	}
+	return (-1);
+}
+
+/* Tell every module that a node is gone (disconnected or revoked). */
+static void
+nodes_gone_hooks(int64_t id)
+{
+	const struct ctl_module *const	*mp;
+
+	for (mp = nc->modules; *mp != NULL; mp++)
+		if ((*mp)->m_gone != NULL)
+			(*mp)->m_gone(id);
+}
+
 static void
 nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
     void *arg)
@@ -229,19 +258,9 @@ nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
 		nodes_msgs[i].fn(s, h, p);
 		return;
 	}
-	/* Subsystem ranges, when the subsystem is built in. */
-	if (s->s_node != NULL && h->fh_type >= MSG_RANGE_METER_MIN &&
-	    h->fh_type <= MSG_RANGE_METER_MAX && metering_agent_msg != NULL) {
-		nodes_touch(s->s_node);
-		metering_agent_msg(s->s_node->n_id, h->fh_type, p, h->fh_len);
+	/* The modules' ranges, for nodes that said HELLO. */
+	if (s->s_node != NULL && nodes_to_module(s->s_node, h, p) == 0)
 		return;
-	}
-	if (s->s_node != NULL && h->fh_type >= MSG_RANGE_SVC_MIN &&
-	    h->fh_type <= MSG_RANGE_SVC_MAX && services_agent_msg != NULL) {
-		nodes_touch(s->s_node);
-		services_agent_msg(s->s_node->n_id, h->fh_type, p, h->fh_len);
-		return;
-	}
 	xasprintf(&msg, "unknown message type %u", h->fh_type);
 	log_debug("nodes: %s: %s", conn_peer_addr(c), msg);
 	nodes_send_error(s, h->fh_reqid, ST_UNKNOWN_TYPE, "unknown_type", msg);
@@ -258,10 +277,7 @@ nodes_close_cb(struct conn *c, const char *reason, void *arg)
 		    reason);
 		if (s->s_node->n_sess == s) {
 			s->s_node->n_sess = NULL;
-			if (services_agent_gone != NULL)
-				services_agent_gone(s->s_node->n_id);
-			if (metering_agent_gone != NULL)
-				metering_agent_gone(s->s_node->n_id);
+			nodes_gone_hooks(s->s_node->n_id);
 		}
 	} else
 		log_debug("nodes: %s closed: %s", conn_peer_addr(c), reason);
@@ -339,7 +355,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 		xasprintf(&cause, "the controller's database is busy");
 		goto refuse;
 	}
-	if (tokens_join_consume(nc, e->token, e->name, &cause) == -1)
+	if (enrol_join_consume(nc, e->token, e->name, &cause) == -1)
 		goto rollback;
 	if ((cert = pki_sign_csr(e->csr_pem, strlen(e->csr_pem), e->name,
 	    nc->ca, nc->ca_key, CLIENT_DAYS, &cause)) == NULL)
@@ -417,6 +433,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 {
 	Opsn__Hello	*m;
 	Opsn__HelloOk	 ok = OPSN__HELLO_OK__INIT;
+	const struct ctl_module *const *mp;
 	struct node	*n;
 	sqlite3_stmt	*st;
 	char		*msg = NULL, *roles = NULL;
@@ -498,13 +515,10 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	    &ok.base);
 	log_info("nodes: %s says hello from %s (protocol %u, agent %s)",
 	    n->n_name, conn_peer_addr(s->s_conn), hi, m->agent_version);
-	/* Level-triggered: a (re)connected agent gets the whole state. */
-	if (roles != NULL && strstr(roles, "hypervisor") != NULL)
-		vms_push(n->n_id);
-	if (services_agent_hello != NULL)
-		services_agent_hello(n->n_id, roles ? roles : "");
-	if (metering_agent_hello != NULL)
-		metering_agent_hello(n->n_id, roles ? roles : "");
+	/* Level-triggered: each module sends a (re)connected agent its state. */
+	for (mp = nc->modules; *mp != NULL; mp++)
+		if ((*mp)->m_hello != NULL)
+			(*mp)->m_hello(n->n_id, roles ? roles : "");
 out:
 	free(msg);
 	free(roles);
@@ -554,26 +568,6 @@ nodes_touch(struct node *n)
 {
 	n->n_seen_mono = util_mono_ms();
 	n->n_seen = util_now();
-}
-
-/* Hypervisor messages. */
-static void
-nodes_to_vms(struct session *s, const struct frame_hdr *h, const uint8_t *p)
-{
-	struct node	*n = s->s_node;
-
-	nodes_touch(n);
-	switch (h->fh_type) {
-	case MSG_OBSERVED_STATE:
-		vms_observed(n->n_id, p, h->fh_len);
-		break;
-	case MSG_IMAGE_PROGRESS:
-		vms_image_progress(n->n_id, p, h->fh_len);
-		break;
-	case MSG_CONSOLE_DATA:
-		vms_console_data(n->n_id, p, h->fh_len);
-		break;
-	}
 }
 
 static struct node *
@@ -765,36 +759,55 @@ nodes_stop(void)
 	}
 }
 
-/* Revoke a node: refused from now on, and dropped if connected. */
+/*
+ * Revoke a node inside the caller's transaction: only the database
+ * changes here; nodes_revoked() applies it once the transaction commits.
+ */
 int
-nodes_revoke(const char *name, char **cause)
+nodes_revoke(const char *name, int64_t *id, char **cause)
 {
 	struct node	*n;
 	sqlite3_stmt	*st;
+	int		 rc;
 
 	if ((n = nodes_find(name)) == NULL) {
 		xasprintf(cause, "no node named '%s'", name);
 		return (-1);
 	}
-	st = store_prepare(nc->db, "UPDATE nodes SET revoked = 1 WHERE id = ?");
-	sqlite3_bind_int64(st, 1, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	st = store_prepare(nc->db, "UPDATE nodes SET revoked = 1, state = "
+	    "'revoked', state_since = ? WHERE id = ?");
+	sqlite3_bind_int64(st, 1, util_now());
+	sqlite3_bind_int64(st, 2, n->n_id);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
 		xasprintf(cause, "revoking %s: %s", name,
 		    sqlite3_errmsg(nc->db));
-		sqlite3_finalize(st);
 		return (-1);
 	}
-	sqlite3_finalize(st);
-	n->n_revoked = 1;
-	nodes_set_state(n, "revoked", "revoked by an operator");
-	if (n->n_sess != NULL) {
-		struct session *s = n->n_sess;
+	*id = n->n_id;
+	return (0);
+}
 
+/* A committed revocation: refuse the node and tell every module. */
+void
+nodes_revoked(int64_t id)
+{
+	struct node	*n = nodes_by_id(id);
+	struct session	*s;
+
+	if (n == NULL)
+		return;
+	log_info("nodes: %s is revoked (was %s): revoked by an operator",
+	    n->n_name, n->n_state);
+	n->n_revoked = 1;
+	strlcpy(n->n_state, "revoked", sizeof(n->n_state));
+	if ((s = n->n_sess) != NULL) {
 		s->s_node = NULL;
 		n->n_sess = NULL;
 		nodes_refuse(s, 0, ST_DENIED, "revoked", "this node was revoked");
 	}
-	return (0);
+	nodes_gone_hooks(id);
 }
 
 static const char *
@@ -906,7 +919,7 @@ nodes_list_json(const char *after, int limit, char **next)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
-			*next = apiv1_last_key(a, "name");
+			*next = params_last_key(a, "name");
 			break;
 		}
 		json_array_append_new(a, nodes_row_json(st));

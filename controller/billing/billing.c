@@ -21,8 +21,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members/members.h"
 #include "billing.h"
 
 #define ADJUST_REASON_MAX	500
@@ -72,38 +72,51 @@ static void	billing_route_periods(struct api_req *);
 static void	billing_route_adjust(struct api_req *);
 static void	billing_route_adjustments(struct api_req *);
 
-const struct api_route billing_routes[] = {
-	{ "GET", "/v1/tariffs", "tariffs.read", tariff_route_list,
+static const struct api_route billing_routes[] = {
+	{ "GET", "/v1/tariffs", "tariffs.read",
+	  API_PLATFORM, NULL, tariff_route_list,
 	  "List tariff versions (limit, cursor)" },
-	{ "POST", "/v1/tariffs", "tariffs.write", tariff_route_add,
+	{ "POST", "/v1/tariffs", "tariffs.write",
+	  API_PLATFORM, NULL, tariff_route_add,
 	  "Add a tariff version (deliberation, effective dates, rates)" },
-	{ "GET", "/v1/tariffs/{name}", "tariffs.read", tariff_route_show,
+	{ "GET", "/v1/tariffs/{name}", "tariffs.read",
+	  API_PLATFORM, NULL, tariff_route_show,
 	  "Show a tariff and its versions (version)" },
 	{ "POST", "/v1/tariffs/{name}/default", "tariffs.write",
+	  API_PLATFORM, NULL,
 	  tariff_route_default, "Make a tariff the default one" },
-	{ "POST", "/v1/tariffs/{name}/end", "tariffs.write", tariff_route_end,
+	{ "POST", "/v1/tariffs/{name}/end", "tariffs.write",
+	  API_PLATFORM, NULL, tariff_route_end,
 	  "Give an open-ended version its last day" },
 	{ "GET", "/v1/tenants/{tenant}/tariff", "tariffs.read",
+	  API_MEMBER, "path:tenant",
 	  tariff_route_binding, "The tariff a member is billed with" },
 	{ "POST", "/v1/tenants/{tenant}/tariff", "tariffs.write",
+	  API_PLATFORM, NULL,
 	  tariff_route_bind, "Bind a member to a tariff (null: the default)" },
 	{ "POST", "/v1/statements/generate", "statements.write",
+	  API_PLATFORM, NULL,
 	  billing_route_generate,
 	  "Write draft statements of a period for every active member" },
 	{ "POST", "/v1/statements/close", "statements.write",
+	  API_PLATFORM, NULL,
 	  billing_route_close, "Close a period: its statements never change" },
-	{ "GET", "/v1/statements", "statements.read", billing_route_statements,
+	{ "GET", "/v1/statements", "statements.read",
+	  API_MEMBER, "query:tenant", billing_route_statements,
 	  "List statements, or export a period (format=csv|json, summary)" },
 	{ "GET", "/v1/statements/{id}", "statements.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM statements WHERE id = :id",
 	  billing_route_statement, "Show a statement with its lines" },
 	{ "GET", "/v1/billing-periods", "statements.read",
+	  API_PLATFORM, NULL,
 	  billing_route_periods, "Billing periods: status, totals, checksums" },
-	{ "POST", "/v1/adjustments", "statements.write", billing_route_adjust,
+	{ "POST", "/v1/adjustments", "statements.write",
+	  API_PLATFORM, NULL, billing_route_adjust,
 	  "Add an adjustment for a member's next open statement" },
 	{ "GET", "/v1/adjustments", "statements.read",
+	  API_MEMBER, "query:tenant",
 	  billing_route_adjustments, "List adjustments (tenant, pending)" },
 };
-const size_t billing_nroutes = nitems(billing_routes);
 
 /* The zone of billing periods. */
 const char *
@@ -116,7 +129,7 @@ billing_tz(void)
  * Set up billing: the zone is [billing] tz (default Europe/Paris);
  * OPSN_BILLING_TZ overrides it for tests.
  */
-int
+static int
 billing_init(struct ctl *c, char **cause)
 {
 	/* The environment wins over the file, for tests. */
@@ -166,7 +179,7 @@ billing_body_period(struct api_req *r, json_t *body, struct period *p)
 	json_t	*v;
 	char	*cause = NULL;
 
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		return (-1);
 	v = json_object_get(body, "period");
 	if (!json_is_string(v)) {
@@ -642,7 +655,7 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 		log_debug("billing: export with the same separator and decimal "
 		    "mark: numbers get quoted");
 	if (api_query(r, "limit") != NULL || api_query(r, "cursor") != NULL) {
-		if (apiv1_page(r, &limit, &cursor) == -1)
+		if (params_page(r, &limit, &cursor) == -1)
 			return;
 		o.eo_limit = limit;
 		o.eo_after = cursor != NULL ? strtoll(cursor, NULL, 10) : 0;
@@ -702,7 +715,7 @@ billing_route_statements(struct api_req *r)
 		    "or closed");
 		return;
 	}
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT s.id, s.period, s.status, "
@@ -740,7 +753,7 @@ billing_route_statements(struct api_req *r)
 		    sqlite3_column_int64(st, 9)));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/statements/{id} */
@@ -813,7 +826,7 @@ billing_route_periods(struct api_req *r)
 		    json_null()));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, NULL);
+	params_reply_page(r, items, NULL);
 }
 
 #define ADJ_COLS "a.id, a.tenant_id, t.insee, t.siren, t.name, " \
@@ -863,7 +876,7 @@ billing_route_adjust(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "tenant");
 	if (!json_is_string(v)) {
@@ -973,7 +986,7 @@ billing_route_adjustments(struct api_req *r)
 
 	if (billing_query_tenant(r, &tenant) == -1 ||
 	    (pending = billing_query_bool(r, "pending")) == -1 ||
-	    apiv1_page(r, &limit, &cursor) == -1)
+	    params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id > "
@@ -992,5 +1005,12 @@ billing_route_adjustments(struct api_req *r)
 		json_array_append_new(items, billing_adj_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
+
+const struct ctl_module billing_module = {
+	.m_name = "billing",
+	.m_init = billing_init,
+	.m_routes = billing_routes,
+	.m_nroutes = nitems(billing_routes),
+};

@@ -299,4 +299,7 @@ int	billing_period_checksum(sqlite3 *, const char *period, int64_t tenant,
 /* The operator's time zone for billing periods. */
 const char	*billing_tz(void);
 
+/* billing/billing.c: the module. */
+extern const struct ctl_module billing_module;
+
 #endif

@@ -21,8 +21,7 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
 #include "billing.h"
 
 struct xbuf {

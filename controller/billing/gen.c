@@ -27,8 +27,7 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
 #include "billing.h"
 
 /*

@@ -18,8 +18,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members/members.h"
 #include "billing.h"
 
 #define GIB_MIB		1024
@@ -591,7 +591,7 @@ tariff_route_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items, *o;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	dflt = tariff_default_name();
 	items = json_array();
@@ -616,7 +616,7 @@ tariff_route_list(struct api_req *r)
 	}
 	sqlite3_finalize(st);
 	free(dflt);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/tariffs/{name}?version=N : a tariff and its versions. */
@@ -849,8 +849,8 @@ tariff_route_end(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1 ||
-	    apiv1_int_field(r, body, "version", 1, INT32_MAX, &version) == -1)
+	if (params_known_fields(r, body, known) == -1 ||
+	    params_int_field(r, body, "version", 1, INT32_MAX, &version) == -1)
 		goto out;
 	v = json_object_get(body, "effective_to");
 	if (!json_is_string(v) || period_parse_day(json_string_value(v),
@@ -970,7 +970,7 @@ tariff_route_bind(struct api_req *r)
 		return;
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "tariff");
 	if (v == NULL || (!json_is_null(v) && !json_is_string(v))) {

@@ -15,8 +15,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "vms.h"
 
 #define IMAGE_NAME_MAX	63
 
@@ -150,7 +150,7 @@ images_part_spec(struct api_req *r, json_t *body, const char *part,
 		    "{\"sha256\": ..., \"size\": ...}", part);
 		return (-1);
 	}
-	if (apiv1_known_fields(r, o, known) == -1)
+	if (params_known_fields(r, o, known) == -1)
 		return (-1);
 	v = json_object_get(o, "sha256");
 	if (!json_is_string(v) || !images_sha_ok(json_string_value(v))) {
@@ -185,7 +185,7 @@ images_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "name");
 	if (!json_is_string(v) || !images_name_ok(json_string_value(v))) {
@@ -384,7 +384,7 @@ images_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " IMAGES_COLS " FROM images WHERE "
@@ -394,13 +394,13 @@ images_list(struct api_req *r)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
-			next = apiv1_last_key(items, "name");
+			next = params_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, images_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/images/{name} */

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "vms.h"
 
 static json_t *
 plans_row_json(sqlite3_stmt *st)
@@ -51,7 +51,7 @@ plans_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "name");
 	name = json_is_string(v) ? json_string_value(v) : "";
@@ -63,9 +63,9 @@ plans_create(struct api_req *r)
 		    "letters, digits, '-', '_' or '.'");
 		goto out;
 	}
-	if (apiv1_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
-	    apiv1_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
-	    apiv1_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
+	if (params_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
+	    params_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
+	    params_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
 	    &disk) == -1)
 		goto out;
 	if (store_begin(ctl->db) == -1) {
@@ -112,7 +112,7 @@ plans_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT name, vcpus, memory_mib, disk_bytes "
@@ -128,6 +128,6 @@ plans_list(struct api_req *r)
 	}
 	sqlite3_finalize(st);
 	if (n > limit)
-		next = apiv1_last_key(items, "name");
-	apiv1_reply_page(r, items, next);
+		next = params_last_key(items, "name");
+	params_reply_page(r, items, next);
 }

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "vms.h"
 
 #define SCHED_CPU_RATIO	4	/* vCPUs per host CPU */
 

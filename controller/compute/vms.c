@@ -17,8 +17,10 @@
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
+#include "vms.h"
 
 #define VM_NAME_MAX		63
 #define VM_NICS_MAX		8
@@ -248,7 +250,7 @@ vms_parse_nics(struct api_req *r, json_t *v, json_t **out)
 		goto fail;
 	}
 	json_array_foreach(v, i, n) {
-		if (!json_is_object(n) || apiv1_known_fields(r, n, known) == -1)
+		if (!json_is_object(n) || params_known_fields(r, n, known) == -1)
 			goto fail_msg;
 		b = json_object_get(n, "bridge");
 		if (!json_is_string(b) || !vms_bridge_ok(json_string_value(b))) {
@@ -332,7 +334,7 @@ vms_size(struct api_req *r, json_t *body, const char *name, int64_t min,
 		*out = plan_value;
 		return (0);
 	}
-	return (apiv1_int_field(r, body, name, min, max, out));
+	return (params_int_field(r, body, name, min, max, out));
 }
 
 /* POST /v1/vms */
@@ -353,7 +355,7 @@ vms_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "name");
 	if (!json_is_string(v) || !vms_name_ok(json_string_value(v))) {
@@ -529,7 +531,7 @@ vms_list(struct api_req *r)
 	int64_t		 tid = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
 	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
@@ -560,7 +562,7 @@ vms_list(struct api_req *r)
 		json_array_append_new(items, vms_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/vms/{vm} */
@@ -671,7 +673,7 @@ vms_resize(struct api_req *r)
 		return;
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	st = store_prepare(ctl->db, "SELECT node_id, coalesce(tenant_id, 0), "
 	    "vcpus, memory_mib, uuid, desired FROM vms WHERE id = ?");
@@ -691,9 +693,9 @@ vms_resize(struct api_req *r)
 	sqlite3_finalize(st);
 	vcpus = ov;
 	mem = om;
-	if ((json_object_get(body, "vcpus") != NULL && apiv1_int_field(r,
+	if ((json_object_get(body, "vcpus") != NULL && params_int_field(r,
 	    body, "vcpus", 1, 256, &vcpus) == -1) ||
-	    (json_object_get(body, "memory_mib") != NULL && apiv1_int_field(r,
+	    (json_object_get(body, "memory_mib") != NULL && params_int_field(r,
 	    body, "memory_mib", 16, 4194304, &mem) == -1))
 		goto out;
 	if (store_begin(ctl->db) == -1) {

@@ -10,8 +10,7 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core.h"
 
 static void
 audit_hash(int64_t id, int64_t at, const char *token, const char *role,
@@ -168,7 +167,7 @@ audit_verify(int64_t *checked, int64_t *bad_id, char **why)
 }
 
 /* GET /v1/audit?since=RFC3339|unix&object=&limit=&cursor= */
-void
+static void
 audit_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
@@ -179,9 +178,9 @@ audit_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items, *o, *sum;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
-	if (since != NULL && apiv1_parse_time(since, &t) == -1) {
+	if (since != NULL && params_parse_time(since, &t) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "since must be a date "
 		    "(2026-11-29 or 2026-11-29T18:00:00Z)");
 		return;
@@ -217,11 +216,11 @@ audit_list(struct api_req *r)
 		json_array_append_new(items, o);
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/audit/verify */
-void
+static void
 audit_verify_route(struct api_req *r)
 {
 	int64_t	 checked, bad;
@@ -240,3 +239,18 @@ audit_verify_route(struct api_req *r)
 	free(why);
 	api_reply_json(r, 200, o);
 }
+
+static const struct api_route audit_routes[] = {
+	{ "GET", "/v1/audit", "audit.read",
+	  API_PLATFORM, NULL, audit_list,
+	  "The audit trail (since, object, limit, cursor)" },
+	{ "GET", "/v1/audit/verify", "audit.read",
+	  API_PLATFORM, NULL, audit_verify_route,
+	  "Check the audit trail's hash chain" },
+};
+
+const struct ctl_module audit_module = {
+	.m_name = "audit",
+	.m_routes = audit_routes,
+	.m_nroutes = nitems(audit_routes),
+};

@@ -16,7 +16,7 @@
 #include "opsn/log.h"
 #include "opsn/pki.h"
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core.h"
 
 #define CA_DAYS		3650
 #define SERVER_DAYS	825

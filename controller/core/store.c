@@ -10,7 +10,7 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core.h"
 #include "migrations.h"
 
 /* The controller's state; set by main, read by every subsystem. */

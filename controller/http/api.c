@@ -26,7 +26,7 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 
-#include "api.h"
+#include "http.h"
 
 #define API_MAX_BODY_DEFAULT	(1024 * 1024)
 #define API_BACKLOG		128
@@ -120,7 +120,7 @@ static struct {
 static void	api_openapi_cb(struct api_req *);
 
 static const struct api_route api_builtin = {
-	"GET", "/v1/openapi.json", NULL, api_openapi_cb,
+	"GET", "/v1/openapi.json", NULL, API_PUBLIC, NULL, api_openapi_cb,
 	"This OpenAPI 3.0.3 document"
 };
 
@@ -375,7 +375,6 @@ api_auth(struct api_req *ar)
 	const struct api_hooks	*hk = &api.hooks;
 	struct api_principal	*p = &ar->r_principal;
 	const char		*h, *tok;
-	const char		*perm = ar->r_route->ar_perm;
 	X509			*cert;
 
 	h = api_header(ar, "authorization");
@@ -411,13 +410,11 @@ authorize:
 	ar->r_authed = 1;
 
 	/* No authorize hook: fail closed. */
-	if (hk->authorize == NULL || hk->authorize(p, perm, hk->arg) == -1) {
-		api_reply_error(ar, 403, "forbidden",
-		    "token '%s' (role %s) lacks permission '%s'",
-		    p->ap_name, p->ap_role, perm);
+	if (hk->authorize == NULL) {
+		api_reply_error(ar, 403, "forbidden", "no authorization");
 		return (-1);
 	}
-	return (0);
+	return (hk->authorize(ar, p, ar->r_route, hk->arg));
 }
 
 static int
@@ -719,6 +716,24 @@ api_check_routes(const struct api_route *routes, size_t n, char **cause)
 			    r->ar_method);
 			return (-1);
 		}
+		/* Refuse by default: a route names who may call it. */
+		if (r->ar_scope != API_PUBLIC && r->ar_scope != API_PLATFORM &&
+		    r->ar_scope != API_MEMBER) {
+			xasprintf(cause, "route %s %s declares no scope",
+			    r->ar_method, r->ar_pattern);
+			return (-1);
+		}
+		if ((r->ar_scope == API_PUBLIC) != (r->ar_perm == NULL)) {
+			xasprintf(cause, "route %s %s: a public route has no "
+			    "permission and only a public one", r->ar_method,
+			    r->ar_pattern);
+			return (-1);
+		}
+		if (r->ar_member != NULL && r->ar_scope != API_MEMBER) {
+			xasprintf(cause, "route %s %s names a member but is "
+			    "not a member route", r->ar_method, r->ar_pattern);
+			return (-1);
+		}
 		if (*r->ar_pattern != '/') {
 			xasprintf(cause, "route %s %s: the pattern must start "
 			    "with '/'", r->ar_method, r->ar_pattern);
@@ -788,7 +803,7 @@ api_parse_addr(const char *addr, int port, struct sockaddr_storage *ss,
 	return (-1);
 }
 
-/* Start the HTTPS API on the loop (see api.h). */
+/* Start the HTTPS API on the loop (see http.h). */
 int
 api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
     const struct api_route *routes, size_t nroutes,
@@ -984,6 +999,11 @@ api_openapi_add(json_t *paths, const struct api_route *r)
 		json_object_set_new(op, "x-permission",
 		    json_string(r->ar_perm));
 	}
+	json_object_set_new(op, "x-scope", json_string(
+	    r->ar_scope == API_PUBLIC ? "public" : r->ar_scope ==
+	    API_PLATFORM ? "platform" : "member"));
+	if (r->ar_member != NULL)
+		json_object_set_new(op, "x-member", json_string(r->ar_member));
 	json_object_set_new(item, method, op);
 }
 
@@ -1024,7 +1044,7 @@ api_openapi_cb(struct api_req *ar)
 	api_reply_json(ar, 200, api_openapi());
 }
 
-/* A path parameter by name (see api.h). */
+/* A path parameter by name (see http.h). */
 const char *
 api_param(struct api_req *ar, const char *name)
 {
@@ -1082,7 +1102,7 @@ api_query_parse(struct api_req *ar)
 	}
 }
 
-/* A query parameter, percent-decoded (see api.h). */
+/* A query parameter, percent-decoded (see http.h). */
 const char *
 api_query(struct api_req *ar, const char *name)
 {
@@ -1097,7 +1117,44 @@ api_query(struct api_req *ar, const char *name)
 	return (NULL);
 }
 
-/* A request header by name, case-insensitive (see api.h). */
+/* Set a query parameter for the handler (see http.h). */
+void
+api_set_query(struct api_req *ar, const char *name, const char *value)
+{
+	struct api_kv	*q;
+	size_t		 i;
+
+	if (!ar->r_qparsed)
+		api_query_parse(ar);
+	for (i = 0; i < ar->r_nquery; i++) {
+		if (strcmp(ar->r_query[i].kv_key, name) == 0) {
+			ar->r_query[i].kv_value = api_pool_strndup(ar, value,
+			    strlen(value));
+			return;
+		}
+	}
+	q = h2o_mem_alloc_pool(&ar->r_req->pool, (ar->r_nquery + 1) *
+	    sizeof(*q));
+	if (ar->r_nquery > 0)
+		memcpy(q, ar->r_query, ar->r_nquery * sizeof(*q));
+	q[ar->r_nquery].kv_key = api_pool_strndup(ar, name, strlen(name));
+	q[ar->r_nquery].kv_value = api_pool_strndup(ar, value, strlen(value));
+	ar->r_query = q;
+	ar->r_nquery++;
+}
+
+/* Replace the body the handler reads (copied; see http.h). */
+void
+api_set_body(struct api_req *ar, const void *body, size_t len)
+{
+	char	*copy = h2o_mem_alloc_pool(&ar->r_req->pool, len + 1);
+
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	ar->r_req->entity = h2o_iovec_init(copy, len);
+}
+
+/* A request header by name, case-insensitive (see http.h). */
 const char *
 api_header(struct api_req *ar, const char *name)
 {
@@ -1126,7 +1183,7 @@ api_principal(struct api_req *ar)
 	return (ar->r_authed ? &ar->r_principal : NULL);
 }
 
-/* The request id (see api.h). */
+/* The request id (see http.h). */
 const char *
 api_request_id(struct api_req *ar)
 {
@@ -1146,7 +1203,7 @@ struct api_h2o_ssl_head {
 	SSL	*ossl;
 };
 
-/* The verified client certificate (see api.h). */
+/* The verified client certificate (see http.h). */
 X509 *
 api_client_cert(struct api_req *ar)
 {
@@ -1173,7 +1230,7 @@ api_client_cert(struct api_req *ar)
 	return (x);
 }
 
-/* The raw request body (see api.h). */
+/* The raw request body (see http.h). */
 const void *
 api_body(struct api_req *ar, size_t *len)
 {
@@ -1187,7 +1244,7 @@ api_body(struct api_req *ar, size_t *len)
 	return (req->entity.base);
 }
 
-/* The body as a JSON object, or NULL after a 400 reply (see api.h). */
+/* The body as a JSON object, or NULL after a 400 reply (see http.h). */
 json_t *
 api_body_json(struct api_req *ar)
 {
@@ -1212,7 +1269,7 @@ api_body_json(struct api_req *ar)
 	return (j);
 }
 
-/* Add a response header, copied into the request (see api.h). */
+/* Add a response header, copied into the request (see http.h). */
 void
 api_set_header(struct api_req *ar, const char *name, const char *value)
 {
@@ -1342,7 +1399,7 @@ api_error_doc(const char *code, const char *fmt, va_list ap)
 	return (j);
 }
 
-/* Reply with a JSON document, consumed (see api.h). */
+/* Reply with a JSON document, consumed (see http.h). */
 void
 api_reply_json(struct api_req *ar, int status, json_t *j)
 {
@@ -1363,7 +1420,7 @@ api_reply_json(struct api_req *ar, int status, json_t *j)
 	api_send(ar, status, "application/json", s, strlen(s), 1);
 }
 
-/* Reply with a JSON error (see api.h). */
+/* Reply with a JSON error (see http.h). */
 void
 api_reply_error(struct api_req *ar, int status, const char *code,
     const char *fmt, ...)
@@ -1377,7 +1434,7 @@ api_reply_error(struct api_req *ar, int status, const char *code,
 	api_reply_json(ar, status, j);
 }
 
-/* Reply with a file streamed by h2o, ranges included (see api.h). */
+/* Reply with a file streamed by h2o, ranges included (see http.h). */
 int
 api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 {
@@ -1404,7 +1461,7 @@ api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 	return (0);
 }
 
-/* Reply with raw bytes, copied (see api.h). */
+/* Reply with raw bytes, copied (see http.h). */
 void
 api_reply_raw(struct api_req *ar, int status, const char *ctype,
     const void *body, size_t len)
@@ -1429,7 +1486,7 @@ api_defer_link_dispose(void *p)
 	}
 }
 
-/* Answer a request later (see api.h). */
+/* Answer a request later (see http.h). */
 struct api_defer *
 api_defer(struct api_req *ar)
 {
@@ -1458,7 +1515,7 @@ api_defer(struct api_req *ar)
 	return (d);
 }
 
-/* The stand-in request of a deferral (see api.h). */
+/* The stand-in request of a deferral (see http.h). */
 struct api_req *
 api_defer_req(struct api_defer *d)
 {
@@ -1472,7 +1529,7 @@ api_defer_gone(const struct api_defer *d)
 	return (d->d_ar == NULL);
 }
 
-/* Add a response header to a deferred request (see api.h). */
+/* Add a response header to a deferred request (see http.h). */
 void
 api_defer_set_header(struct api_defer *d, const char *name, const char *value)
 {
@@ -1508,7 +1565,7 @@ api_defer_send(struct api_defer *d, int status, const char *ctype,
 	free(d);
 }
 
-/* Reply later with a JSON document, consumed (see api.h). */
+/* Reply later with a JSON document, consumed (see http.h). */
 void
 api_defer_reply_json(struct api_defer *d, int status, json_t *j)
 {
@@ -1526,7 +1583,7 @@ api_defer_reply_json(struct api_defer *d, int status, json_t *j)
 	api_defer_send(d, status, "application/json", s, strlen(s));
 }
 
-/* Reply later with a JSON error (see api.h). */
+/* Reply later with a JSON error (see http.h). */
 void
 api_defer_reply_error(struct api_defer *d, int status, const char *code,
     const char *fmt, ...)
@@ -1540,7 +1597,7 @@ api_defer_reply_error(struct api_defer *d, int status, const char *code,
 	api_defer_reply_json(d, status, j);
 }
 
-/* Reply later with raw bytes, consumed (see api.h). */
+/* Reply later with raw bytes, consumed (see http.h). */
 void
 api_defer_reply_raw(struct api_defer *d, int status, const char *ctype,
     char *body, size_t len)

@@ -10,8 +10,9 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members.h"
+#include "tenants.h"
 
 struct import_counts {
 	int64_t	 created, updated, unchanged, linked, missing;
@@ -234,7 +235,7 @@ import_tenants(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	source = json_string_value(json_object_get(body, "source"));
 	if (source == NULL || (strcmp(source, "etalab") != 0 &&

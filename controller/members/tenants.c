@@ -12,8 +12,9 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members.h"
+#include "tenants.h"
 
 #define TENANT_NAME_MAX	200
 #define IMPORT_MAX_BODY	((size_t)64 << 20)
@@ -115,18 +116,40 @@ tenants_kind_ok(const char *s)
 	return (0);
 }
 
+/* The tenant whose id is the decimal ref; -1 if none. */
+static int64_t
+tenants_by_id(const char *ref)
+{
+	sqlite3_stmt	*st;
+	int64_t		 id = -1;
+	size_t		 len = strlen(ref);
+
+	if (len == 0 || len > 18 || strspn(ref, "0123456789") != len)
+		return (-1);
+	st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE id = ?");
+	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (id);
+}
+
 /*
  * The tenant a reference names: a SIREN (9 digits), an INSEE code (a
- * commune), or an id. -1 if none.
+ * commune), an id, or "id:N" (an id, never taken for a code). -1 if none.
  */
 int64_t
 tenants_resolve(const char *ref)
 {
 	sqlite3_stmt	*st;
 	int64_t		 id = -1;
-	size_t		 len = strlen(ref), i;
-	int		 digits = len > 0;
+	size_t		 len, i;
+	int		 digits;
 
+	if (strncmp(ref, "id:", 3) == 0)
+		return (tenants_by_id(ref + 3));
+	len = strlen(ref);
+	digits = len > 0;
 	for (i = 0; i < len; i++)
 		if (!isdigit((unsigned char)ref[i]))
 			digits = 0;
@@ -136,24 +159,15 @@ tenants_resolve(const char *ref)
 	else if (tenants_insee_ok(ref))
 		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
 		    "insee = ? AND kind = 'commune'");
-	else if (digits && len < 18)
-		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
-		    "id = ?");
 	else
-		return (-1);
+		return (tenants_by_id(ref));
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	/* A 5-digit reference that is no commune's INSEE code may be an id. */
-	if (id == -1 && digits && len == 5) {
-		st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE "
-		    "id = ?");
-		sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			id = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-	}
+	if (id == -1 && digits && len == 5)
+		id = tenants_by_id(ref);
 	return (id);
 }
 
@@ -336,7 +350,7 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 	int	 i;
 
 	memset(in, 0, sizeof(*in));
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		return (-1);
 	if ((v = json_object_get(body, "kind")) != NULL || create) {
 		if (!create) {
@@ -597,17 +611,17 @@ out:
 void
 tenants_list(struct api_req *r)
 {
-	const struct api_principal *p = api_principal(r);
 	sqlite3_stmt	*st;
 	const char	*cursor, *kind = api_query(r, "kind");
 	const char	*status = api_query(r, "status");
 	const char	*parent = api_query(r, "parent");
-	int64_t		 pid = 0;
+	const char	*one = api_query(r, "tenant");
+	int64_t		 pid = 0, id = 0;
 	char		*next = NULL;
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	if (kind != NULL && !tenants_kind_ok(kind)) {
 		api_reply_error(r, 400, "bad_parameter", "kind must be commune, "
@@ -625,6 +639,11 @@ tenants_list(struct api_req *r)
 		    "'%.64s'", parent);
 		return;
 	}
+	/* One member only: what a token bound to it lists. */
+	if (one != NULL && (id = tenants_resolve(one)) == -1) {
+		api_reply_error(r, 404, "not_found", "no tenant '%.64s'", one);
+		return;
+	}
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id > ?1 AND (?2 IS NULL OR t.kind = ?2) AND (?3 IS NULL "
@@ -634,7 +653,7 @@ tenants_list(struct api_req *r)
 	tenants_bind_opt(st, 2, kind);
 	tenants_bind_opt(st, 3, status);
 	sqlite3_bind_int64(st, 4, pid);
-	sqlite3_bind_int64(st, 5, p != NULL ? p->ap_tenant : 0);
+	sqlite3_bind_int64(st, 5, id);
 	sqlite3_bind_int(st, 6, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
@@ -645,7 +664,7 @@ tenants_list(struct api_req *r)
 		json_array_append_new(items, tenants_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/tenants/{tenant} */

@@ -20,7 +20,9 @@
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
 #include "metering.h"
 #include "metering.pb-c.h"
 

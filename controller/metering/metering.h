@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sqlite3.h>
 
+#include "http/http.h"
+
 #define METER_HOUR		3600
 #define METER_HOUR_MS		(3600 * 1000LL)
 #define METER_INTERVAL_DEFAULT_MS 60000
@@ -118,5 +120,16 @@ int	 metering_round_write(sqlite3 *, struct meter_round *, char **cause);
 int64_t	 metering_round_samples(const struct meter_round *);
 int64_t	 metering_round_resources(const struct meter_round *);
 void	 metering_round_free(struct meter_round *);
+
+/* The module (metering.c) and what its files give it. */
+struct ctl;
+extern const struct ctl_module metering_module;
+#define METERING_NROUTES	2
+extern const struct api_route metering_routes[METERING_NROUTES];
+int	metering_init(struct ctl *, char **cause);
+void	metering_agent_msg(int64_t node_id, uint16_t type, const uint8_t *,
+	    size_t);
+void	metering_agent_hello(int64_t node_id, const char *roles);
+void	metering_agent_gone(int64_t node_id);
 
 #endif

@@ -17,8 +17,9 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
 #include "metering.h"
 
 #define USAGE_TZ_DEFAULT	"Europe/Paris"
@@ -33,14 +34,15 @@
 static void	usage_get(struct api_req *);
 static void	metrics_get(struct api_req *);
 
-const struct api_route metering_routes[] = {
-	{ "GET", "/v1/usage", "usage.read", usage_get,
+const struct api_route metering_routes[METERING_NROUTES] = {
+	{ "GET", "/v1/usage", "usage.read",
+	  API_MEMBER, "query:tenant", usage_get,
 	  "Usage per tenant, resource and metric (tenant, from, to, group=metric"
 	  "|resource|day|month, format=json|csv, sep, decimal)" },
-	{ "GET", "/metrics", "metrics.read", metrics_get,
+	{ "GET", "/metrics", "metrics.read",
+	  API_PLATFORM, NULL, metrics_get,
 	  "Prometheus metrics: nodes, VMs, samples, spool lag, API requests" },
 };
-const size_t metering_nroutes = nitems(metering_routes);
 
 /* ---- units ------------------------------------------------------------ */
 
@@ -165,7 +167,7 @@ usage_time(const char *tz, const char *s, int64_t *out)
 		*out = metering_local_midnight(tz, y, m, d);
 		return (0);
 	}
-	return (apiv1_parse_time(s, out));
+	return (params_parse_time(s, out));
 }
 
 static void

@@ -16,8 +16,9 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
 #include "services.h"
 
 #define MAIL_IMPORT_MAX		10000
@@ -230,7 +231,7 @@ services_mail_domain_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	if (services_new_args(r, body, "name", "the domain, such as "
 	    "mairie-agassac.fr", name, &tenant, &quota, &backend) == -1)
@@ -321,7 +322,7 @@ services_mail_domain_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
@@ -341,14 +342,14 @@ services_mail_domain_list(struct api_req *r)
 	sqlite3_bind_int(st, 5, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = apiv1_last_key(items, "name");
+			next = params_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, mail_domain_json(
 		    sqlite3_column_int64(st, 0)));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/mail/domains/{name} */
@@ -755,7 +756,7 @@ services_mail_box_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "address");
 	if (!json_is_string(v)) {
@@ -837,7 +838,7 @@ services_mail_box_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	if (domain != NULL && services_util_host(domain, host, &cause) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "domain: %s", cause);
@@ -870,13 +871,13 @@ services_mail_box_list(struct api_req *r)
 	sqlite3_bind_int(st, 6, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = apiv1_last_key(items, "address");
+			next = params_last_key(items, "address");
 			break;
 		}
 		json_array_append_new(items, mail_box_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* GET /v1/mail/mailboxes/{address} */
@@ -983,7 +984,7 @@ services_mail_box_update(struct api_req *r)
 		return;
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1 ||
+	if (params_known_fields(r, body, known) == -1 ||
 	    mail_box_not_deleted(r, &b) == -1)
 		goto out;
 	if ((v = json_object_get(body, "name")) != NULL) {
@@ -1042,7 +1043,7 @@ services_mail_box_password(struct api_req *r)
 		return;
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1 ||
+	if (params_known_fields(r, body, known) == -1 ||
 	    mail_box_not_deleted(r, &b) == -1 ||
 	    mail_credential(r, body, &hash, &kind, NULL) == -1)
 		goto out;
@@ -1305,7 +1306,7 @@ services_mail_box_import(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "domain");
 	if (!json_is_string(v) || services_util_host(json_string_value(v),
@@ -1594,7 +1595,7 @@ services_mail_alias_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	v = json_object_get(body, "address");
 	if (!json_is_string(v)) {
@@ -1673,7 +1674,7 @@ services_mail_alias_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	if (domain != NULL && services_util_host(domain, host, &cause) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "domain: %s", cause);
@@ -1691,13 +1692,13 @@ services_mail_alias_list(struct api_req *r)
 	sqlite3_bind_int(st, 4, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = apiv1_last_key(items, "address");
+			next = params_last_key(items, "address");
 			break;
 		}
 		json_array_append_new(items, mail_alias_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* The alias an {address} names; its id and node. -1 after 404. */

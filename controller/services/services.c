@@ -25,8 +25,9 @@
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
 #include "services.h"
 #include "services.pb-c.h"
 
@@ -49,76 +50,104 @@ static void	services_changes_list(struct api_req *);
 
 #define SVC_IMPORT_MAX	((size_t)16 << 20)
 
-const struct api_route services_routes[] = {
-	{ "GET", "/v1/backends", "services.read", services_backends_list,
+static const struct api_route services_routes[] = {
+	{ "GET", "/v1/backends", "services.read",
+	  API_PLATFORM, NULL, services_backends_list,
 	  "List the mail and web backends, their load and generation" },
-	{ "GET", "/v1/backends/{name}", "services.read", services_backends_get,
+	{ "GET", "/v1/backends/{name}", "services.read",
+	  API_PLATFORM, NULL, services_backends_get,
 	  "Show one backend" },
 	{ "PATCH", "/v1/backends/{name}", "services.write",
+	  API_PLATFORM, NULL,
 	  services_backends_update,
 	  "Set a backend's public host name (the MX of its domains)" },
 	{ "POST", "/v1/mail/domains", "services.write",
+	  API_MEMBER, "body:tenant",
 	  services_mail_domain_create,
 	  "Add a mail domain for a member (a DKIM key is generated)" },
 	{ "GET", "/v1/mail/domains", "services.read",
+	  API_MEMBER, "query:tenant",
 	  services_mail_domain_list, "List mail domains (tenant, backend)" },
 	{ "GET", "/v1/mail/domains/{name}", "services.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
 	  services_mail_domain_get, "Show a mail domain" },
 	{ "GET", "/v1/mail/domains/{name}/dns", "services.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
 	  services_mail_domain_dns,
 	  "The DNS records to publish: MX, SPF, DKIM, DMARC" },
 	{ "DELETE", "/v1/mail/domains/{name}", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
 	  services_mail_domain_delete,
 	  "Delete a mail domain that has no mailbox left" },
 	{ "POST", "/v1/mail/mailboxes", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(substr(:address, instr(:address, '@') + 1))",
 	  services_mail_box_create, "Add a mailbox (password or hash)" },
 	{ "GET", "/v1/mail/mailboxes", "services.read",
+	  API_MEMBER, "query:tenant",
 	  services_mail_box_list, "List mailboxes (domain, status)" },
 	{ "POST", "/v1/mail/mailboxes/import", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:domain)",
 	  services_mail_box_import,
 	  "Add many mailboxes to a domain, all or nothing", SVC_IMPORT_MAX },
 	{ "GET", "/v1/mail/mailboxes/{address}", "services.read",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_get, "Show a mailbox and whether it is live (ETag)" },
 	{ "PATCH", "/v1/mail/mailboxes/{address}", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_update,
 	  "Change a mailbox's name or quota (If-Match)" },
 	{ "POST", "/v1/mail/mailboxes/{address}/password", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_password, "Set a mailbox's password or hash" },
 	{ "POST", "/v1/mail/mailboxes/{address}/suspend", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_suspend, "Suspend a mailbox" },
 	{ "POST", "/v1/mail/mailboxes/{address}/activate", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_activate, "Reactivate a suspended mailbox" },
 	{ "DELETE", "/v1/mail/mailboxes/{address}", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_delete,
 	  "Delete a mailbox; its mail is kept for the retention period" },
 	{ "POST", "/v1/mail/mailboxes/{address}/restore", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE m.address = lower(:address)",
 	  services_mail_box_restore,
 	  "Bring back a deleted mailbox within its retention period" },
 	{ "POST", "/v1/mail/aliases", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(substr(:address, instr(:address, '@') + 1))",
 	  services_mail_alias_create,
 	  "Add an alias or forward (\"@domain\" is a catch-all)" },
-	{ "GET", "/v1/mail/aliases", "services.read", services_mail_alias_list,
+	{ "GET", "/v1/mail/aliases", "services.read",
+	  API_MEMBER, "query:tenant", services_mail_alias_list,
 	  "List aliases (domain)" },
 	{ "GET", "/v1/mail/aliases/{address}", "services.read",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE a.address = lower(:address)",
 	  services_mail_alias_get, "Show an alias" },
 	{ "DELETE", "/v1/mail/aliases/{address}", "services.write",
+	  API_MEMBER, "sql:SELECT d.tenant_id FROM aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE a.address = lower(:address)",
 	  services_mail_alias_delete, "Delete an alias" },
-	{ "POST", "/v1/sites", "services.write", services_sites_create,
+	{ "POST", "/v1/sites", "services.write",
+	  API_MEMBER, "body:tenant", services_sites_create,
 	  "Add a website for a member" },
-	{ "GET", "/v1/sites", "services.read", services_sites_list,
+	{ "GET", "/v1/sites", "services.read",
+	  API_MEMBER, "query:tenant", services_sites_list,
 	  "List websites (tenant, backend)" },
-	{ "GET", "/v1/sites/{hostname}", "services.read", services_sites_get,
+	{ "GET", "/v1/sites/{hostname}", "services.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)", services_sites_get,
 	  "Show a website (by host name or id)" },
 	{ "POST", "/v1/sites/{hostname}/suspend", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
 	  services_sites_suspend, "Suspend a website (a \"suspended\" page)" },
 	{ "POST", "/v1/sites/{hostname}/activate", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
 	  services_sites_activate, "Reactivate a suspended website" },
 	{ "DELETE", "/v1/sites/{hostname}", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
 	  services_sites_delete, "Delete a website" },
-	{ "GET", "/v1/changes", "services.read", services_changes_list,
+	{ "GET", "/v1/changes", "services.read",
+	  API_PLATFORM, NULL, services_changes_list,
 	  "The provisioning journal (pending, failed, node, limit, cursor)" },
 };
-const size_t services_nroutes = nitems(services_routes);
 
 int64_t
 services_scope(struct api_req *r)
@@ -1161,7 +1190,7 @@ services_backends_list(struct api_req *r)
 	json_t		*items;
 
 	if (services_platform_wide(r) == -1 ||
-	    apiv1_page(r, &limit, &cursor) == -1)
+	    params_page(r, &limit, &cursor) == -1)
 		return;
 	if (role != NULL && strcmp(role, "mail") != 0 &&
 	    strcmp(role, "web") != 0) {
@@ -1181,13 +1210,13 @@ services_backends_list(struct api_req *r)
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The cursor is the last name of this page. */
-			next = apiv1_last_key(items, "name");
+			next = params_last_key(items, "name");
 			break;
 		}
 		json_array_append_new(items, services_backend_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 static json_t *
@@ -1238,7 +1267,7 @@ services_backends_update(struct api_req *r)
 	if (services_platform_wide(r) == -1 ||
 	    (body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	if ((o = services_backend_by_name(name)) == NULL) {
 		api_reply_error(r, 404, "not_found", "no backend named '%s'",
@@ -1307,7 +1336,7 @@ services_changes_list(struct api_req *r)
 	json_t		*items, *o;
 
 	if (services_platform_wide(r) == -1 ||
-	    apiv1_page(r, &limit, &cursor) == -1)
+	    params_page(r, &limit, &cursor) == -1)
 		return;
 	want_p = pending != NULL && strcmp(pending, "0") != 0;
 	want_f = failed != NULL && strcmp(failed, "0") != 0;
@@ -1362,5 +1391,20 @@ services_changes_list(struct api_req *r)
 		json_array_append_new(items, o);
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
+
+static const struct ctl_msg_range services_msgs[] = {
+	{ MSG_RANGE_SVC_MIN, MSG_RANGE_SVC_MAX, services_agent_msg },
+};
+
+const struct ctl_module services_module = {
+	.m_name = "services",
+	.m_init = services_init,
+	.m_routes = services_routes,
+	.m_nroutes = nitems(services_routes),
+	.m_msgs = services_msgs,
+	.m_nmsgs = nitems(services_msgs),
+	.m_hello = services_agent_hello,
+	.m_gone = services_agent_gone,
+};

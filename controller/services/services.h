@@ -156,4 +156,13 @@ void	 services_sites_suspend(struct api_req *);
 void	 services_sites_activate(struct api_req *);
 void	 services_sites_delete(struct api_req *);
 
+/* services/services.c: the module, and what the unit tests drive. */
+struct ctl;
+extern const struct ctl_module services_module;
+int	services_init(struct ctl *, char **cause);
+void	services_agent_msg(int64_t node_id, uint16_t type, const uint8_t *,
+	    size_t);
+void	services_agent_hello(int64_t node_id, const char *roles);
+void	services_agent_gone(int64_t node_id);
+
 #endif

@@ -11,8 +11,9 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "api.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "agents/agents.h"
+#include "members/members.h"
 #include "services.h"
 
 #define SITES_ALIASES_MAX	20
@@ -165,7 +166,7 @@ services_sites_create(struct api_req *r)
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
-	if (apiv1_known_fields(r, body, known) == -1)
+	if (params_known_fields(r, body, known) == -1)
 		goto out;
 	if (services_new_args(r, body, "hostname", "such as "
 	    "www.mairie-agassac.fr", host, &tenant, &quota, &backend) == -1)
@@ -250,7 +251,7 @@ services_sites_list(struct api_req *r)
 	int		 limit, n = 0;
 	json_t		*items;
 
-	if (apiv1_page(r, &limit, &cursor) == -1)
+	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
@@ -270,13 +271,13 @@ services_sites_list(struct api_req *r)
 	sqlite3_bind_int(st, 5, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			next = apiv1_last_key(items, "hostname");
+			next = params_last_key(items, "hostname");
 			break;
 		}
 		json_array_append_new(items, sites_row_json(st));
 	}
 	sqlite3_finalize(st);
-	apiv1_reply_page(r, items, next);
+	params_reply_page(r, items, next);
 }
 
 /* The site a {hostname} names (host name as typed, or id); -1 after 404. */

@@ -31,8 +31,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
-#include "billing.h"
+#include "core/core.h"
+#include "billing/billing.h"
 
 #define PERIOD		"2026-10"
 

@@ -36,7 +36,7 @@
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
 #include "metering.pb-c.h"
-#include "../../controller/metering/metering.h"
+#include "metering/metering.h"
 
 static double
 now_s(void)

@@ -37,7 +37,7 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 
-#include "api.h"
+#include "http/http.h"
 
 static uv_loop_t	 loop;
 static uv_async_t	 wake;
@@ -405,16 +405,16 @@ h_later(struct api_req *ar)
 }
 
 static const struct api_route routes[] = {
-	{ "GET", "/v1/health", NULL, h_health, "Is the controller up" },
-	{ "GET", "/v1/things/{name}", "read", h_thing, "Show a thing" },
-	{ "DELETE", "/v1/things/{name}", "write", h_thing, "Delete a thing" },
-	{ "POST", "/v1/echo", "write", h_echo, "Echo a JSON object" },
-	{ "GET", "/v1/query", NULL, h_query, "Echo a query parameter" },
-	{ "GET", "/v1/cert", NULL, h_cert, "Show the client certificate" },
-	{ "GET", "/v1/silent", NULL, h_silent, "Forget to reply" },
-	{ "GET", "/v1/raw", NULL, h_raw, "Plain text" },
-	{ "GET", "/v1/later", NULL, h_later, "Answer from a timer" },
-	{ "GET", "/v1/later-auth", "read", h_later, "Answer later, to whom" },
+	{ "GET", "/v1/health", NULL, API_PUBLIC, NULL, h_health, "Is the controller up" },
+	{ "GET", "/v1/things/{name}", "read", API_PLATFORM, NULL, h_thing, "Show a thing" },
+	{ "DELETE", "/v1/things/{name}", "write", API_PLATFORM, NULL, h_thing, "Delete a thing" },
+	{ "POST", "/v1/echo", "write", API_PLATFORM, NULL, h_echo, "Echo a JSON object" },
+	{ "GET", "/v1/query", NULL, API_PUBLIC, NULL, h_query, "Echo a query parameter" },
+	{ "GET", "/v1/cert", NULL, API_PUBLIC, NULL, h_cert, "Show the client certificate" },
+	{ "GET", "/v1/silent", NULL, API_PUBLIC, NULL, h_silent, "Forget to reply" },
+	{ "GET", "/v1/raw", NULL, API_PUBLIC, NULL, h_raw, "Plain text" },
+	{ "GET", "/v1/later", NULL, API_PUBLIC, NULL, h_later, "Answer from a timer" },
+	{ "GET", "/v1/later-auth", "read", API_PLATFORM, NULL, h_later, "Answer later, to whom" },
 };
 
 static int
@@ -436,12 +436,15 @@ hook_authenticate(const char *token, struct api_principal *p, void *arg)
 }
 
 static int
-hook_authorize(const struct api_principal *p, const char *perm, void *arg)
+hook_authorize(struct api_req *ar, const struct api_principal *p,
+    const struct api_route *r, void *arg)
 {
 	(void)arg;
-	if (strcmp(p->ap_role, "admin") == 0)
+	if (strcmp(p->ap_role, "admin") == 0 || strcmp(r->ar_perm, "write") != 0)
 		return (0);
-	return (strcmp(perm, "write") == 0 ? -1 : 0);
+	api_reply_error(ar, 403, "forbidden", "token '%s' (role %s) lacks "
+	    "permission '%s'", p->ap_name, p->ap_role, r->ar_perm);
+	return (-1);
 }
 
 static const struct api_hooks hooks = {
@@ -981,11 +984,14 @@ static void
 bad_routes_are_refused(void **state)
 {
 	static const struct api_route bad[] = {
-		{ "GET", "/v1/x/{na-me}", NULL, h_health, "bad" },
+		{ "GET", "/v1/x/{na-me}", NULL, API_PUBLIC, NULL, h_health, "bad" },
+	};
+	static const struct api_route unscoped[] = {
+		{ "GET", "/v1/x", "read", 0, NULL, h_health, "no scope" },
 	};
 	static const struct api_route dup[] = {
-		{ "GET", "/v1/x", NULL, h_health, "one" },
-		{ "GET", "/v1/x", NULL, h_health, "two" },
+		{ "GET", "/v1/x", NULL, API_PUBLIC, NULL, h_health, "one" },
+		{ "GET", "/v1/x", NULL, API_PUBLIC, NULL, h_health, "two" },
 	};
 	struct call	 c = { .method = "GET", .path = "/v1/health" };
 	char		*cause = NULL;
@@ -996,6 +1002,12 @@ bad_routes_are_refused(void **state)
 	assert_int_equal(api_start(&loop, "127.0.0.1", 0, server_ctx, bad,
 	    nitems(bad), &hooks, &cause), -1);
 	assert_non_null(strstr(cause, "{param}"));
+	free(cause);
+	cause = NULL;
+	/* Refused by default: a route that declares no scope never serves. */
+	assert_int_equal(api_start(&loop, "127.0.0.1", 0, server_ctx, unscoped,
+	    nitems(unscoped), &hooks, &cause), -1);
+	assert_non_null(strstr(cause, "declares no scope"));
 	free(cause);
 	cause = NULL;
 	assert_int_equal(api_start(&loop, "127.0.0.1", 0, server_ctx, dup,

@@ -24,8 +24,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
-#include "billing.h"
+#include "core/core.h"
+#include "billing/billing.h"
 
 static struct ctl	 tc;
 static char		 dir[64];

@@ -19,8 +19,8 @@
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
-#include "metering.h"
+#include "core/core.h"
+#include "metering/metering.h"
 #include "metering.pb-c.h"
 
 #define H	1795978800LL		/* an hour start, unix seconds */

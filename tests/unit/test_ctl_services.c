@@ -18,8 +18,8 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 
-#include "ctl.h"
-#include "services.h"
+#include "core/core.h"
+#include "services/services.h"
 #include "services.pb-c.h"
 
 static char *

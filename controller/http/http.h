@@ -3,8 +3,8 @@
  * table, bearer-token authentication and JSON errors
  * {"error":{"code":"...","message":"..."}}.
  */
-#ifndef OPSN_API_H
-#define OPSN_API_H
+#ifndef OPSN_HTTP_H
+#define OPSN_HTTP_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,11 +24,37 @@ struct api_principal {
 
 typedef void (*api_handler)(struct api_req *);
 
-/* One row per route. The pattern may hold {param} segments. */
+/*
+ * Who may call a route, beside its permission. Every route declares one:
+ * the server refuses to start with a route that does not.
+ */
+enum api_scope {
+	API_SCOPE_UNSET = 0,
+	API_PUBLIC,		/* no token: health, OpenAPI */
+	API_PLATFORM,		/* only tokens bound to no member */
+	API_MEMBER,		/* a bound token only for its own member */
+};
+
+/*
+ * One row per route. The pattern may hold {param} segments.
+ *
+ * A member route says where the request names its member (ar_member):
+ *   "path:P", "query:P", "body:P"	 the member reference (id, INSEE
+ *					 code or SIREN) in that place; for a
+ *					 bound token it is implied when absent
+ *   "sql:SELECT ..."			 the member owning the resource: the
+ *					 tenant ids the query returns, its
+ *					 :name parameters bound from the path,
+ *					 the query string or the body
+ *   NULL				 the route returns nothing that
+ *					 belongs to a member (a catalogue)
+ */
 struct api_route {
 	const char	*ar_method;	/* "GET", "POST", ... */
 	const char	*ar_pattern;	/* "/v1/nodes/{name}" */
 	const char	*ar_perm;	/* permission, NULL = no authentication */
+	enum api_scope	 ar_scope;
+	const char	*ar_member;	/* API_MEMBER: where the member is */
 	api_handler	 ar_fn;
 	const char	*ar_summary;	/* one line, for /v1/openapi.json */
 	size_t		 ar_max_body;	/* 0: the server default (1 MiB) */
@@ -41,9 +67,12 @@ struct api_hooks {
 	 */
 	int	(*authenticate)(const char *token, struct api_principal *p,
 		    void *arg);
-	/* May p use perm? 0 yes, -1 no (the call gets 403 naming perm). */
-	int	(*authorize)(const struct api_principal *p, const char *perm,
-		    void *arg);
+	/*
+	 * May p call route r? 0 yes; -1 no, after replying (403, or 404
+	 * where a member must not learn that another's object exists).
+	 */
+	int	(*authorize)(struct api_req *, const struct api_principal *p,
+		    const struct api_route *r, void *arg);
 	void	*arg;
 	/*
 	 * A call without a bearer token but with a verified client
@@ -85,6 +114,13 @@ void	api_foreach_stat(void (*cb)(const char *method, const char *pattern,
 const char	*api_param(struct api_req *, const char *);
 /* A query parameter, percent-decoded, or NULL (owned by the request). */
 const char	*api_query(struct api_req *, const char *);
+/*
+ * Set a query parameter (copied), or a new body (copied), as the handler
+ * will read them: the router's way of making a bound token's member
+ * explicit.
+ */
+void	api_set_query(struct api_req *, const char *name, const char *value);
+void	api_set_body(struct api_req *, const void *, size_t);
 /* A request header, or NULL (owned by the request). */
 const char	*api_header(struct api_req *, const char *);
 /* The authenticated caller, or NULL on a public route. */
@@ -167,5 +203,21 @@ void	api_defer_reply_error(struct api_defer *, int status, const char *code,
  */
 void	api_defer_reply_raw(struct api_defer *, int status, const char *ctype,
 	    char *body, size_t len);
+
+/* http/params.c: request parameters every module reads the same way. */
+/* limit and cursor query parameters; -1 after replying 400. */
+int	params_page(struct api_req *, int *limit, const char **cursor);
+/* The next page's cursor: the key of the last item of this page (copy). */
+char	*params_last_key(json_t *items, const char *key);
+/* Reply {"items": items, "next_cursor": next}; consumes both. */
+void	params_reply_page(struct api_req *, json_t *items, char *next);
+/* Refuse fields not in the NULL-terminated list; -1 after replying 400. */
+int	params_known_fields(struct api_req *, json_t *body,
+	    const char *const *known);
+/* A required whole number in [min, max]; -1 after replying 400. */
+int	params_int_field(struct api_req *, json_t *body, const char *name,
+	    int64_t min, int64_t max, int64_t *out);
+/* YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix seconds. */
+int	params_parse_time(const char *, int64_t *);
 
 #endif

@@ -1,0 +1,28 @@
+/*
+ * The agents module: what the rest of the controller may ask of the
+ * connected agents and of the nodes they run on.
+ */
+#ifndef OPSN_AGENTS_H
+#define OPSN_AGENTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <openssl/x509.h>
+#include <protobuf-c/protobuf-c.h>
+
+extern const struct ctl_module agents_module;
+
+/* Send a frame to a connected node; -1 if it is not connected. */
+int	nodes_send(int64_t node_id, uint16_t type, const ProtobufCMessage *);
+/* Node id by name, and whether it may get new work (enrolled, not revoked). */
+int64_t	nodes_id(const char *name, int *usable);
+const char *nodes_name(int64_t id);
+/* Check a client certificate presented to the API: 0 and the node name. */
+int	nodes_cert_ok(X509 *, char *name, size_t len);
+int	nodes_is_ready(int64_t id);
+/* Nodes by state, {"ready": 3, ...} (caller owns). */
+json_t	*nodes_state_counts(void);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * opsn-controller's core: the state every module shares (one uv loop
+ * thread), the store, the CA, the audit trail, the operator's calendar,
+ * and the module interface that joins the subsystems.
+ */
+#ifndef OPSN_CORE_H
+#define OPSN_CORE_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "http/http.h"
+
+struct ctl_conf {
+	char	*data_dir;
+	char	*api_listen;
+	char	*agent_listen;
+	char	*server_names;		/* comma separated; empty = defaults */
+	int64_t	 unreachable_ms;
+	int64_t	 heartbeat_ms;
+	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
+	int64_t	 max_agents;
+	char	*api_url;		/* what agents use; "" = derived */
+	char	*tz;			/* billing periods' time zone */
+	int64_t	 meter_raw_retention_ms;
+	int64_t	 meter_rollup_ms;
+	char	*log_level;
+	char	*log_file;
+};
+
+struct ctl_module;
+
+struct ctl {
+	struct ctl_conf	 conf;
+	uv_loop_t	*loop;
+	sqlite3		*db;		/* the write connection, loop thread only */
+	X509		*ca;
+	EVP_PKEY	*ca_key;
+	char		 ca_fpr[65];
+	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
+	SSL_CTX		*api_ctx;
+	uint32_t	 proto_min, proto_max;
+	/* The modules main.c lists, NULL-terminated, in start order. */
+	const struct ctl_module *const *modules;
+};
+
+extern struct ctl	*ctl;
+
+/*
+ * A controller module (in the spirit of tmux's cmd_entry): everything the
+ * rest of the controller knows of a subsystem. main.c lists the modules;
+ * the router serves their routes, the agent listener hands them the
+ * frames of their message ranges and tells them when nodes come and go.
+ * Every member but the name may be NULL or zero.
+ */
+struct ctl_msg_range {
+	uint16_t	 mr_min, mr_max;	/* frame types, inclusive */
+	/* A frame from a node that said HELLO (payload not yet decoded). */
+	void		(*mr_fn)(int64_t node_id, uint16_t type,
+			    const uint8_t *, size_t);
+};
+
+struct ctl_module {
+	const char			*m_name;
+	/* At start, in list order, before the API and the listener open. */
+	int				(*m_init)(struct ctl *, char **cause);
+	/* At stop, in reverse order. */
+	void				(*m_stop)(void);
+	const struct api_route		*m_routes;
+	size_t				 m_nroutes;
+	const struct ctl_msg_range	*m_msgs;
+	size_t				 m_nmsgs;
+	/* A node said HELLO with its roles ("hypervisor,mail"). */
+	void				(*m_hello)(int64_t node_id,
+					    const char *roles);
+	/* A node's connection is gone, or the node was revoked. */
+	void				(*m_gone)(int64_t node_id);
+};
+
+extern const struct ctl_module audit_module;	/* the audit trail's routes */
+
+/* core/store.c */
+int	store_open(const char *path, sqlite3 **, char **cause);
+void	store_close(sqlite3 *);
+int	store_exec(sqlite3 *, const char *sql, char **cause);
+int	store_begin(sqlite3 *);
+int	store_commit(sqlite3 *);
+void	store_rollback(sqlite3 *);
+/* A read-only connection (WAL) for work on the thread pool. */
+int	store_open_reader(const char *path, sqlite3 **, char **cause);
+/* Prepare a statement; a failure here is a programming error: fatal. */
+sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
+
+/* core/ca.c */
+int	ca_init(struct ctl *, char **cause);
+void	ca_free(struct ctl *);
+
+/* core/secret.c: what is handed out once and stored hashed. */
+#define SECRET_BYTES	20
+/* SHA-256 of a secret as hex: what the database keeps. */
+void	secret_hash(const char *secret, char out[65]);
+/* SECRET_BYTES random bytes as hex (caller frees). */
+char	*secret_new(void);
+
+/* core/audit.c: call inside the mutation's transaction. */
+int	audit_record(struct api_req *, const char *action, const char *object,
+	    json_t *summary);
+int	audit_verify(int64_t *checked, int64_t *bad_id, char **why);
+
+#endif
