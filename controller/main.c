@@ -70,9 +70,13 @@ static const struct cfg_option ctl_opts[] = {
 	{ "controller", "max_agents", CFG_INT, C(max_agents),
 	  "10000", 1, 1000000, NULL, 0, NULL,
 	  "most agent connections at once" },
-	{ "billing", "tz", CFG_STRING, C(tz), "Europe/Paris", 0, 0, NULL, 0,
-	  "tz", "time zone of billing periods (a month starts at local "
-	  "midnight)" },
+	{ "operator", "tz", CFG_STRING, C(tz), "Europe/Paris", 0, 0, NULL, 0,
+	  "tz", "the operator's time zone: usage days and billing periods "
+	  "start at its local midnight (Europe/Paris, Indian/Reunion, "
+	  "America/Cayenne...)" },
+	/* The name of the first release, still read. */
+	{ "billing", "tz", CFG_STRING, C(tz), NULL, 0, 0, NULL, 0, NULL,
+	  "former name of [operator] tz" },
 	{ "metering", "raw_retention", CFG_DURATION, C(meter_raw_retention_ms),
 	  "35d", 3600000, 3650LL * 86400000, NULL, 0, NULL,
 	  "how long raw samples are kept once rolled up" },
@@ -220,6 +224,9 @@ main(int argc, char **argv)
 	if (ca_init(&c, &cause) == -1)
 		fatalx("ca: %s", cause);
 	ctl_proto_range(&c);
+	/* Before any thread: the calendar reads the zone with TZ set. */
+	if (calendar_init(c.conf.tz, &cause) == -1)
+		fatalx("[operator] tz: %s", cause);
 
 	c.loop = uv_default_loop();
 	c.modules = ctl_modules;

@@ -60,7 +60,6 @@ struct export_job {
 	char			*x_cause;
 };
 
-static char	 billing_zone[65] = BILLING_TZ_DEFAULT;
 static LIST_HEAD(, gen_job) gen_jobs = LIST_HEAD_INITIALIZER(gen_jobs);
 static int	 export_jobs;
 
@@ -118,48 +117,11 @@ static const struct api_route billing_routes[] = {
 	  billing_route_adjustments, "List adjustments (tenant, pending)" },
 };
 
-/* The zone of billing periods. */
-const char *
-billing_tz(void)
-{
-	return (billing_zone);
-}
-
-/*
- * Set up billing: the zone is [billing] tz (default Europe/Paris);
- * OPSN_BILLING_TZ overrides it for tests.
- */
+/* Billing periods follow the operator's calendar (core/calendar.c). */
 static int
 billing_init(struct ctl *c, char **cause)
 {
-	/* The environment wins over the file, for tests. */
-	const char	*tz = getenv("OPSN_BILLING_TZ");
-
-	if (tz == NULL || *tz == '\0')
-		tz = c->conf.tz;
-	if (tz != NULL && *tz != '\0') {
-		if (!period_tz_ok(tz)) {
-			xasprintf(cause, "billing tz: '%.64s' is not a "
-			    "zone of the system's zoneinfo", tz);
-			return (-1);
-		}
-		strlcpy(billing_zone, tz, sizeof(billing_zone));
-	}
-	if (!period_tz_ok(billing_zone)) {
-		xasprintf(cause, "time zone %s is missing from "
-		    "/usr/share/zoneinfo (install tzdata)", billing_zone);
-		return (-1);
-	}
-	/*
-	 * period_utc() sets TZ on the loop thread while workers (SQLite's
-	 * temporary files) may call getenv(). Adding or removing a variable
-	 * can move the environment array under them; replacing the value of
-	 * one that exists cannot. ":/etc/localtime" is what an unset TZ
-	 * means, so nothing else changes. Set here, before any thread runs.
-	 */
-	if (getenv("TZ") == NULL)
-		setenv("TZ", ":/etc/localtime", 1);
-	log_info("billing: periods in time zone %s", billing_zone);
+	log_info("billing: periods in time zone %s", calendar_tz());
 	return (0);
 }
 
@@ -277,7 +239,7 @@ gen_after_cb(uv_work_t *w, int wstatus)
 		api_defer_reply_error(d, 503, "busy", "the database is busy");
 		goto out;
 	}
-	if (billing_generate_usage(ctl->db, billing_zone, p, j->g_usage, &res,
+	if (billing_generate_usage(ctl->db, p, j->g_usage, &res,
 	    &status, &cause) == -1) {
 		store_rollback(ctl->db);
 		if (status == BILLING_EINTERNAL)
@@ -308,7 +270,7 @@ gen_after_cb(uv_work_t *w, int wstatus)
 	    (unsigned long long)(util_mono_ms() - t0));
 	o = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s,s:I,s:s,"
 	    "s:s,s:I,s:I}", "period", p->p_label, "status", "draft", "tz",
-	    billing_zone, "revision", (json_int_t)res.g_revision,
+	    calendar_tz(), "revision", (json_int_t)res.g_revision,
 	    "statements", (json_int_t)res.g_statements, "lines",
 	    (json_int_t)res.g_lines, "late_usage_lines",
 	    (json_int_t)res.g_late_lines, "adjustments",
@@ -361,7 +323,7 @@ billing_route_generate(struct api_req *r)
 	}
 	j = xcalloc(1, sizeof(*j));
 	j->g_p = p;
-	if ((j->g_usage = billing_usage_plan(ctl->db, billing_zone, &p,
+	if ((j->g_usage = billing_usage_plan(ctl->db, &p,
 	    &status, &cause)) == NULL) {
 		if (status == BILLING_EINTERNAL)
 			log_warnx("billing: generating %s: %s", p.p_label,

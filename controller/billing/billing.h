@@ -76,7 +76,6 @@ void	money_fmt_quantity(int64_t qbase, int64_t divisor, char point,
 /* ---- billing_period.c: calendar days, periods, the operator's zone ---- */
 
 #define PERIOD_LABEL_MAX	16
-#define BILLING_TZ_DEFAULT	"Europe/Paris"
 
 /* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
 int64_t	period_days(int y, int m, int d);
@@ -99,13 +98,10 @@ struct period {
 /* Parse "2026-10", "2026-Q4" or "2026"; -1 with *cause. */
 int	period_parse(const char *, struct period *, char **cause);
 /*
- * The UTC instants of local midnight at the start of days, in zone tz
- * (the TZ rules of the system's zoneinfo). -1 with *cause.
+ * The UTC instants of local midnight at the start of days, in the
+ * operator's calendar (core/calendar.c).
  */
-int	period_utc(const char *tz, const int64_t *days, int64_t *utc, size_t n,
-	    char **cause);
-/* Is tz a zone the system knows ("Europe/Paris")? */
-int	period_tz_ok(const char *tz);
+void	period_utc(const int64_t *days, int64_t *utc, size_t n);
 /*
  * The fraction of months that days [from, end) cover, each day weighing
  * 1/(days in its month), as a multiple of 1/PERIOD_MONTH_DIV: exact,
@@ -214,11 +210,11 @@ struct billing_gen_result {
 #define BILLING_EINTERNAL 500
 
 /*
- * Write draft statements of period for every member active in it, in
- * zone tz, inside the caller's transaction. -1 with *cause and *status
- * (one of BILLING_E*).
+ * Write draft statements of period for every member active in it, in the
+ * operator's calendar, inside the caller's transaction. -1 with *cause and
+ * *status (one of BILLING_E*).
  */
-int	billing_generate(sqlite3 *, const char *tz, const struct period *,
+int	billing_generate(sqlite3 *, const struct period *,
 	    struct billing_gen_result *, int *status, char **cause);
 
 /*
@@ -227,12 +223,12 @@ int	billing_generate(sqlite3 *, const char *tz, const struct period *,
  * statements (loop thread, one transaction).
  */
 struct billing_usage;
-struct billing_usage *billing_usage_plan(sqlite3 *, const char *tz,
-	    const struct period *, int *status, char **cause);
+struct billing_usage *billing_usage_plan(sqlite3 *, const struct period *,
+	    int *status, char **cause);
 int	billing_usage_read(struct billing_usage *, sqlite3 *reader,
 	    char **cause);
-int	billing_generate_usage(sqlite3 *, const char *tz,
-	    const struct period *, const struct billing_usage *,
+int	billing_generate_usage(sqlite3 *, const struct period *,
+	    const struct billing_usage *,
 	    struct billing_gen_result *, int *status, char **cause);
 void	billing_usage_free(struct billing_usage *);
 /* Freeze the period's statements (caller's transaction). */
@@ -293,11 +289,6 @@ int	billing_export(sqlite3 *, const char *period, int format,
 /* The checksum of a set of statements: SHA-256 of "ID CHECKSUM\n" lines. */
 int	billing_period_checksum(sqlite3 *, const char *period, int64_t tenant,
 	    int64_t *count, char out[72]);
-
-/* ---- billing.c ---- */
-
-/* The operator's time zone for billing periods. */
-const char	*billing_tz(void);
 
 /* billing/billing.c: the module. */
 extern const struct ctl_module billing_module;

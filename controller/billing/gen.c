@@ -539,8 +539,7 @@ gen_plan(struct gen *g, int *status, char **cause)
 			    g->names[i].n_segs[j].s_end, cause) == -1)
 				goto fail;
 	qsort(g->cuts, g->ncuts, sizeof(g->cuts[0]), gen_cmp64);
-	if (period_utc(g->tz, g->cuts, g->cut_utc, g->ncuts, cause) == -1)
-		goto fail;
+	period_utc(g->cuts, g->cut_utc, g->ncuts);
 	return (0);
 conflict:
 	*status = BILLING_ECONFLICT;
@@ -1187,7 +1186,7 @@ gen_check_period(sqlite3 *db, const struct period *p, int *status,
 
 /* Generate the period's drafts, reading usage here or from usage. */
 static int
-gen_run(sqlite3 *db, const char *tz, const struct period *p,
+gen_run(sqlite3 *db, const struct period *p,
     const struct billing_usage *usage, struct billing_gen_result *res,
     int *status, char **cause)
 {
@@ -1200,7 +1199,7 @@ gen_run(sqlite3 *db, const char *tz, const struct period *p,
 	memset(&g, 0, sizeof(g));
 	memset(res, 0, sizeof(*res));
 	g.db = db;
-	g.tz = tz;
+	g.tz = calendar_tz();
 	g.p = p;
 	g.res = res;
 	g.usage = usage;
@@ -1210,8 +1209,7 @@ gen_run(sqlite3 *db, const char *tz, const struct period *p,
 		return (-1);
 	bounds[0] = p->p_first;
 	bounds[1] = p->p_end;
-	if (period_utc(tz, bounds, utc, 2, cause) == -1)
-		return (-1);
+	period_utc(bounds, utc, 2);
 	if (tariff_load(db, &g.ts, cause) == -1)
 		return (-1);
 	if (gen_members(&g, status, cause) == -1 ||
@@ -1271,7 +1269,7 @@ gen_run(sqlite3 *db, const char *tz, const struct period *p,
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, p->p_first);
 	sqlite3_bind_int64(st, 3, p->p_end);
-	sqlite3_bind_text(st, 4, tz, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, g.tz, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, utc[0]);
 	sqlite3_bind_int64(st, 6, utc[1]);
 	sqlite3_bind_int64(st, 7, util_now());
@@ -1330,10 +1328,10 @@ out:
 
 /* Generate the period's drafts; see billing.h. */
 int
-billing_generate(sqlite3 *db, const char *tz, const struct period *p,
+billing_generate(sqlite3 *db, const struct period *p,
     struct billing_gen_result *res, int *status, char **cause)
 {
-	return (gen_run(db, tz, p, NULL, res, status, cause));
+	return (gen_run(db, p, NULL, res, status, cause));
 }
 
 /*
@@ -1342,25 +1340,24 @@ billing_generate(sqlite3 *db, const char *tz, const struct period *p,
  * read lacks is a conflict (409): generate again.
  */
 int
-billing_generate_usage(sqlite3 *db, const char *tz, const struct period *p,
+billing_generate_usage(sqlite3 *db, const struct period *p,
     const struct billing_usage *u, struct billing_gen_result *res,
     int *status, char **cause)
 {
-	return (gen_run(db, tz, p, u, res, status, cause));
+	return (gen_run(db, p, u, res, status, cause));
 }
 
 /* ---- usage read ahead, on the thread pool ---- */
 
 /*
- * Plan the read ahead of generating p, on the loop thread (period_utc()
- * sets TZ, which no other thread may do): the period must be open and
- * overlap no other; its stretches run between every boundary of every
- * tariff version inside it, whichever members use. NULL with *status and
- * *cause.
+ * Plan the read ahead of generating p, on the loop thread: the period
+ * must be open and overlap no other; its stretches run between every
+ * boundary of every tariff version inside it, whichever members use.
+ * NULL with *status and *cause.
  */
 struct billing_usage *
-billing_usage_plan(sqlite3 *db, const char *tz, const struct period *p,
-    int *status, char **cause)
+billing_usage_plan(sqlite3 *db, const struct period *p, int *status,
+    char **cause)
 {
 	struct billing_usage *u;
 	struct tariff_set ts;
@@ -1392,11 +1389,7 @@ billing_usage_plan(sqlite3 *db, const char *tz, const struct period *p,
 			days[j++] = days[i];
 	n = j;
 	utc = xcalloc(n, sizeof(*utc));
-	if (period_utc(tz, days, utc, n, cause) == -1) {
-		free(days);
-		free(utc);
-		return (NULL);
-	}
+	period_utc(days, utc, n);
 	u = xcalloc(1, sizeof(*u));
 	u->u_first = p->p_first;
 	u->u_nfine = u->u_nr = n - 1;

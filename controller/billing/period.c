@@ -5,18 +5,19 @@
  *
  * Days are counted on the calendar, never as 86,400 seconds: the day of a
  * DST change has 23 or 25 hours but weighs one day in a pro rata. Only the
- * usage hours a period holds depend on the zone: they are the UTC hours
- * from local midnight of its first day to local midnight after its last.
+ * usage hours a period holds depend on the zone (the operator's calendar,
+ * core/calendar.c): they are the UTC hours from local midnight of its
+ * first day to local midnight after its last.
  */
 #include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "opsn/util.h"
+#include "core/core.h"
 #include "billing.h"
 
 /* Days since 1970-01-01 (H. Hinnant's days_from_civil). */
@@ -140,74 +141,17 @@ bad:
 	return (-1);
 }
 
-/* A zone name the system's zoneinfo has (no path tricks). */
-int
-period_tz_ok(const char *tz)
+/* Local midnight at the start of each day, in the operator's calendar. */
+void
+period_utc(const int64_t *days, int64_t *utc, size_t n)
 {
-	struct stat	 sb;
-	char		*path;
-	const char	*p;
-	int		 ok;
+	size_t	 i;
+	int	 y, m, d;
 
-	if (*tz == '\0' || strlen(tz) > 64 || *tz == '/' ||
-	    strstr(tz, "..") != NULL)
-		return (0);
-	for (p = tz; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr("/_-+", *p) == NULL)
-			return (0);
-	xasprintf(&path, "/usr/share/zoneinfo/%s", tz);
-	ok = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-	free(path);
-	return (ok);
-}
-
-/*
- * mktime() reads the zone from TZ: set it for the call and put the
- * process's own back (the controller logs in UTC and uses no local time
- * elsewhere, but a unit test process may).
- */
-int
-period_utc(const char *tz, const int64_t *days, int64_t *utc, size_t n,
-    char **cause)
-{
-	struct tm	 tm;
-	const char	*old;
-	char		*saved = NULL;
-	time_t		 t;
-	size_t		 i;
-	int		 y, m, d, rv = 0;
-
-	if (!period_tz_ok(tz)) {
-		xasprintf(cause, "time zone '%.64s' is not in the system's "
-		    "zoneinfo", tz);
-		return (-1);
-	}
-	if ((old = getenv("TZ")) != NULL)
-		saved = xstrdup(old);
-	setenv("TZ", tz, 1);
-	tzset();
 	for (i = 0; i < n; i++) {
 		period_civil(days[i], &y, &m, &d);
-		memset(&tm, 0, sizeof(tm));
-		tm.tm_year = y - 1900;
-		tm.tm_mon = m - 1;
-		tm.tm_mday = d;
-		tm.tm_isdst = -1;
-		if ((t = mktime(&tm)) == (time_t)-1) {
-			xasprintf(cause, "no local midnight on %04d-%02d-%02d "
-			    "in %s", y, m, d, tz);
-			rv = -1;
-			break;
-		}
-		utc[i] = (int64_t)t;
+		utc[i] = calendar_midnight(y, m, d);
 	}
-	if (saved != NULL) {
-		setenv("TZ", saved, 1);
-		free(saved);
-	} else
-		unsetenv("TZ");
-	tzset();
-	return (rv);
 }
 
 /* Months covered by [from, end), in 1/PERIOD_MONTH_DIV. */

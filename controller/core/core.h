@@ -25,7 +25,7 @@ struct ctl_conf {
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
 	char	*api_url;		/* what agents use; "" = derived */
-	char	*tz;			/* billing periods' time zone */
+	char	*tz;			/* [operator] tz: the calendar's zone */
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
 	char	*log_level;
@@ -105,6 +105,25 @@ void	ca_free(struct ctl *);
 void	secret_hash(const char *secret, char out[65]);
 /* SECRET_BYTES random bytes as hex (caller frees). */
 char	*secret_new(void);
+
+/*
+ * core/calendar.c: the operator's calendar, one zone for metering's days
+ * and billing's periods. calendar_init() runs once at start, before any
+ * thread; the rest is safe on any thread.
+ */
+int	calendar_tz_ok(const char *tz);
+int	calendar_init(const char *tz, char **cause);
+const char *calendar_tz(void);
+/* Seconds east of UTC at instant t. */
+int64_t	calendar_offset(int64_t t);
+/* Local midnight of y-m-d (the first instant of that local day), in UTC. */
+int64_t	calendar_midnight(int y, int m, int d);
+/* The local midnight starting the day, or the month, that holds t. */
+int64_t	calendar_day(int64_t t);
+int64_t	calendar_month(int64_t t);
+struct tm;
+/* The local calendar fields of t. */
+void	calendar_local(int64_t t, struct tm *);
 
 /* core/audit.c: call inside the mutation's transaction. */
 int	audit_record(struct api_req *, const char *action, const char *object,

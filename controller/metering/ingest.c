@@ -597,14 +597,8 @@ meter_round_work_cb(uv_work_t *req)
 	sqlite3			*db = NULL;
 	uint64_t		 t0 = util_mono_ms();
 
-	if (sqlite3_open_v2(meter_dbpath, &db, SQLITE_OPEN_READONLY |
-	    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		xasprintf(&w->w_cause, "opening %s: %s", meter_dbpath,
-		    db ? sqlite3_errmsg(db) : "out of memory");
-		sqlite3_close(db);
+	if (store_open_reader(meter_dbpath, &db, &w->w_cause) == -1)
 		return;
-	}
-	sqlite3_busy_timeout(db, 5000);
 	w->w_round = metering_round_compute(db, METER_ROUND_MAX, &w->w_cause);
 	sqlite3_close(db);
 	w->w_ms = util_mono_ms() - t0;
@@ -762,7 +756,7 @@ metering_init(struct ctl *c, char **cause)
 	    meter_rollup_ms);
 	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",
 	    meter_retention_ms);
-	if (metering_sql_functions(c->db, "Europe/Paris") == -1) {
+	if (metering_sql_functions(c->db) == -1) {
 		xasprintf(cause, "registering SQL functions: %s",
 		    sqlite3_errmsg(c->db));
 		return (-1);

@@ -78,18 +78,6 @@ const struct meter_unit *metering_unit(const char *metric);
 void	 metering_decimal(int64_t quantity, int64_t divisor, int decimals,
 	    char mark, char *buf, size_t len);
 
-/*
- * The operator's calendar (Europe/Paris: CET/CEST by the EU rule, or UTC):
- * the offset in seconds at a UTC instant, and the local midnight that
- * starts the day or month holding t, as a UTC instant.
- */
-int	 metering_tz_ok(const char *tz);
-int64_t	 metering_tz_offset(const char *tz, int64_t t);
-int64_t	 metering_local_day(const char *tz, int64_t t);
-int64_t	 metering_local_month(const char *tz, int64_t t);
-/* A local calendar date YYYY-MM-DD at local midnight, as a UTC instant. */
-int64_t	 metering_local_midnight(const char *tz, int y, int m, int d);
-
 /* Append one CSV cell (quoted when needed, formulas defused) to *buf. */
 void	 metering_csv_cell(char **buf, size_t *len, size_t *cap,
 	    const char *cell, char sep, int text);
@@ -107,8 +95,11 @@ extern struct meter_stats	meter_stats;
 void	 metering_foreach_node(void (*cb)(int64_t id, uint64_t spool_samples,
 	    uint64_t spool_bytes, int64_t oldest_ms, uint64_t dropped,
 	    uint64_t ingested, int connected, void *), void *);
-/* Register opsn_local_period(t, month) on a connection (for group=day). */
-int	 metering_sql_functions(sqlite3 *, const char *tz);
+/*
+ * Register opsn_local_period(t, month) on a connection (for group=day):
+ * the operator's calendar (core/calendar.c).
+ */
+int	 metering_sql_functions(sqlite3 *);
 
 /* metering_rollup.c: one round over the samples not rolled up yet. */
 struct meter_round;

@@ -22,6 +22,7 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
+#include "core/core.h"
 #include "metering.h"
 
 static const char *const metering_vm_metrics[] = {
@@ -670,107 +671,22 @@ metering_round_free(struct meter_round *r)
 	free(r);
 }
 
-/* ---- the operator's calendar ----------------------------------------- */
-
-int
-metering_tz_ok(const char *tz)
-{
-	return (strcmp(tz, "Europe/Paris") == 0 || strcmp(tz, "UTC") == 0);
-}
-
-/* 01:00 UTC on the last Sunday of month m (1-12) of year y. */
-static int64_t
-tz_last_sunday(int y, int m)
-{
-	struct tm	 tm;
-	int64_t		 t;
-
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = m;		/* the first of the next month... */
-	tm.tm_mday = 1;
-	tm.tm_hour = 1;
-	t = (int64_t)timegm(&tm) - 86400;	/* ...minus a day */
-	gmtime_r(&(time_t){ (time_t)t }, &tm);
-	return (t - (int64_t)tm.tm_wday * 86400);
-}
-
-/* Seconds east of UTC at instant t (EU summer time for Europe/Paris). */
-int64_t
-metering_tz_offset(const char *tz, int64_t t)
-{
-	struct tm	 tm;
-
-	if (strcmp(tz, "Europe/Paris") != 0)
-		return (0);
-	gmtime_r(&(time_t){ (time_t)t }, &tm);
-	if (t >= tz_last_sunday(tm.tm_year + 1900, 3) &&
-	    t < tz_last_sunday(tm.tm_year + 1900, 10))
-		return (7200);
-	return (3600);
-}
-
-/* Local midnight of y-m-d as a UTC instant. */
-int64_t
-metering_local_midnight(const char *tz, int y, int m, int d)
-{
-	struct tm	 tm;
-	int64_t		 local;
-
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = m - 1;
-	tm.tm_mday = d;
-	local = (int64_t)timegm(&tm);
-	/* Midnight is never inside a change (they happen at 01:00 UTC). */
-	if (metering_tz_offset(tz, local - 7200) == 7200)
-		return (local - 7200);
-	return (local - metering_tz_offset(tz, local - 3600));
-}
-
-static void
-tz_local_tm(const char *tz, int64_t t, struct tm *tm)
-{
-	time_t	 l = (time_t)(t + metering_tz_offset(tz, t));
-
-	gmtime_r(&l, tm);
-}
-
-int64_t
-metering_local_day(const char *tz, int64_t t)
-{
-	struct tm	 tm;
-
-	tz_local_tm(tz, t, &tm);
-	return (metering_local_midnight(tz, tm.tm_year + 1900, tm.tm_mon + 1,
-	    tm.tm_mday));
-}
-
-int64_t
-metering_local_month(const char *tz, int64_t t)
-{
-	struct tm	 tm;
-
-	tz_local_tm(tz, t, &tm);
-	return (metering_local_midnight(tz, tm.tm_year + 1900, tm.tm_mon + 1,
-	    1));
-}
+/* ---- the operator's calendar in SQL ---------------------------------- */
 
 static void
 sql_local_period(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-	const char	*tz = sqlite3_user_data(ctx);
 	int64_t		 t = sqlite3_value_int64(argv[0]);
 
 	sqlite3_result_int64(ctx, sqlite3_value_int(argv[1]) ?
-	    metering_local_month(tz, t) : metering_local_day(tz, t));
+	    calendar_month(t) : calendar_day(t));
 }
 
 /* opsn_local_period(t, month): the local day (0) or month (1) start. */
 int
-metering_sql_functions(sqlite3 *db, const char *tz)
+metering_sql_functions(sqlite3 *db)
 {
 	return (sqlite3_create_function(db, "opsn_local_period", 2,
-	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, (void *)tz, sql_local_period,
+	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_local_period,
 	    NULL, NULL) == SQLITE_OK ? 0 : -1);
 }

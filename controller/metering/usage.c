@@ -22,7 +22,6 @@
 #include "members/members.h"
 #include "metering.h"
 
-#define USAGE_TZ_DEFAULT	"Europe/Paris"
 #define USAGE_MAX_RANGE		(400 * 86400LL)	/* a year and some */
 /*
  * Usage queries on the thread pool at once; more get 503. The pool is
@@ -155,7 +154,7 @@ usage_word(const char *v, const char *const *words)
 
 /* from/to: a date is local midnight in the operator's zone. */
 static int
-usage_time(const char *tz, const char *s, int64_t *out)
+usage_time(const char *s, int64_t *out)
 {
 	int	 y, m, d;
 	char	 tail;
@@ -164,19 +163,18 @@ usage_time(const char *tz, const char *s, int64_t *out)
 	    strlen(s) == 10) {
 		if (y < 1970 || m < 1 || m > 12 || d < 1 || d > 31)
 			return (-1);
-		*out = metering_local_midnight(tz, y, m, d);
+		*out = calendar_midnight(y, m, d);
 		return (0);
 	}
 	return (params_parse_time(s, out));
 }
 
 static void
-usage_fmt_period(const char *tz, int64_t t, int month, char *buf, size_t len)
+usage_fmt_period(int64_t t, int month, char *buf, size_t len)
 {
 	struct tm	 tm;
-	time_t		 l = (time_t)(t + metering_tz_offset(tz, t));
 
-	gmtime_r(&l, &tm);
+	calendar_local(t, &tm);
 	if (month)
 		strftime(buf, len, "%Y-%m", &tm);
 	else
@@ -260,7 +258,7 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 		    1) == SQLITE_NULL ? json_null() :
 		    json_string(col_text(st, 1)));
 		if (q->g == G_DAY || q->g == G_MONTH) {
-			usage_fmt_period(q->tz, sqlite3_column_int64(st, 4),
+			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
 			json_object_set_new(it, "period", json_string(per));
 		}
@@ -346,7 +344,7 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 			    i == 4 ? 1 : (int)i), q->sep, 1);
 		}
 		if (q->g == G_DAY || q->g == G_MONTH) {
-			usage_fmt_period(q->tz, sqlite3_column_int64(st, 4),
+			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
 			buf_add(&b, &len, &cap, sep, 1);
 			metering_csv_cell(&b, &len, &cap, per, q->sep, 0);
@@ -395,7 +393,7 @@ usage_work_cb(uv_work_t *w)
 
 	if (store_open_reader(j->j_path, &db, &j->j_cause) == -1)
 		return;
-	if (metering_sql_functions(db, j->j_q.tz) == -1) {
+	if (metering_sql_functions(db) == -1) {
 		xasprintf(&j->j_cause, "registering SQL functions: %s",
 		    sqlite3_errmsg(db));
 		store_close(db);
@@ -458,7 +456,7 @@ usage_get(struct api_req *r)
 	int		 i, rv;
 
 	memset(&q, 0, sizeof(q));
-	q.tz = USAGE_TZ_DEFAULT;
+	q.tz = calendar_tz();
 	q.sep = ';';
 	q.mark = ',';
 	if ((v = api_query(r, "group")) != NULL &&
@@ -505,9 +503,9 @@ usage_get(struct api_req *r)
 		    "decimal mark cannot both be a comma");
 		return;
 	}
-	if ((v = api_query(r, "from")) == NULL || usage_time(q.tz, v,
+	if ((v = api_query(r, "from")) == NULL || usage_time(v,
 	    &q.from) == -1 || (v = api_query(r, "to")) == NULL ||
-	    usage_time(q.tz, v, &q.to) == -1) {
+	    usage_time(v, &q.to) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "from and to are "
 		    "required: YYYY-MM-DD (local midnight, %s), "
 		    "YYYY-MM-DDTHH:MM:SSZ or unix seconds", q.tz);

@@ -315,8 +315,7 @@ bench_generate(struct billing_gen_result *res, struct period *p)
 	int	 status;
 
 	bench_exec("BEGIN IMMEDIATE");
-	if (billing_generate(bc.db, "Europe/Paris", p, res, &status,
-	    &cause) == -1)
+	if (billing_generate(bc.db, p, res, &status, &cause) == -1)
 		fatalx("generate: %s", cause);
 	bench_exec("COMMIT");
 	return (bench_now() - t0);
@@ -347,14 +346,15 @@ main(int argc, char **argv)
 		return (2);
 	}
 	log_init("bench-billing", LOG_LEVEL_WARN, NULL);
+	if (calendar_init("Europe/Paris", &cause) == -1)
+		fatalx("%s", cause);
 	if (which != NULL && strcmp(which, "all") == 0)
 		nmetrics = nitems(all_metrics);
 	if (period_parse(PERIOD, &p, &cause) == -1)
 		fatalx("%s", cause);
 	bounds[0] = p.p_first;
 	bounds[1] = p.p_end;
-	if (period_utc("Europe/Paris", bounds, utc, 2, &cause) == -1)
-		fatalx("%s", cause);
+	period_utc(bounds, utc, 2);
 	if (hours <= 0 || hours > (utc[1] - utc[0]) / 3600)
 		hours = (long)((utc[1] - utc[0]) / 3600);
 	if (util_mkdirs(dir ? dir : "build/bench", 0755, &cause) == -1)

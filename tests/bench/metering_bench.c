@@ -36,6 +36,7 @@
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
 #include "metering.pb-c.h"
+#include "core/core.h"
 #include "metering/metering.h"
 
 static double
@@ -491,7 +492,7 @@ bench_month(long vms, long mailboxes, long tenants, long scale,
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	printf("month: generated %ld hourly rows (%ld VMs, %ld mailboxes) in "
 	    "%.1f s\n", rows, vms, mailboxes / scale, now_s() - t0);
-	metering_sql_functions(db, "Europe/Paris");
+	metering_sql_functions(db);
 	t0 = now_s();
 	sqlite3_prepare_v2(db, "SELECT u.tenant_id, opsn_local_period(u.hour, "
 	    "1) AS p, u.kind, u.metric, sum(u.quantity) FROM usage_hourly u "
@@ -520,6 +521,7 @@ main(int argc, char **argv)
 	long	 rows = 200000, vms = 2000, mbx = 100000, tenants = 35000,
 		 scale = 10;
 	const char *mode;
+	char	*cause = NULL;
 
 	if (argc < 2) {
 		fprintf(stderr, "usage: metering_bench ingest|raw|month ...\n");
@@ -529,6 +531,8 @@ main(int argc, char **argv)
 	argc--;
 	argv++;
 	log_init("metering_bench", LOG_LEVEL_WARN, NULL);
+	if (calendar_init("Europe/Paris", &cause) == -1)
+		fatalx("%s", cause);
 	signal(SIGPIPE, SIG_IGN);
 	while ((ch = getopt(argc, argv, "d:b:w:n:v:m:t:s:")) != -1) {
 		switch (ch) {
