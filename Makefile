@@ -5,16 +5,30 @@ PREFIX	?= /usr/local
 DESTDIR	?=
 PYTHON	?= /usr/bin/python3
 
-# `make check` builds the same code with sanitizers into a separate tree.
+# Three trees. `make` builds the release programs into bin/ (objects in
+# build/obj). `make test` builds the same code again with the test-only
+# switches (OPSN_TEST_*, -DOPSN_TEST_BUILD) into build/test, and `make check`
+# with sanitizers too into build/san: a release binary never reads them.
 SAN	?= 0
+TESTBUILD ?= 0
 ifeq ($(SAN),1)
+TESTBUILD = 1
 BUILD	?= build/san
 BIN	?= build/san/bin
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer
+else ifeq ($(TESTBUILD),1)
+BUILD	?= build/test
+BIN	?= build/test/bin
+SANFLAGS =
 else
 BUILD	?= build/obj
 BIN	?= bin
 SANFLAGS =
+endif
+ifeq ($(TESTBUILD),1)
+TESTDEFS = -DOPSN_TEST_BUILD=1
+else
+TESTDEFS =
 endif
 
 PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
@@ -28,7 +42,7 @@ pc_libs = $(shell pkg-config --libs $(1))
 WARN	= -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wshadow -Wpointer-arith \
 	  -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS	?= -O2 -g
-ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) -D_GNU_SOURCE \
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(TESTDEFS) -D_GNU_SOURCE \
 	  -DH2O_USE_LIBUV=1 -Iinclude -I$(BUILD)/proto \
 	  $(call pc_cflags,$(PKG_CONTROLLER) libvirt libcurl)
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
@@ -75,7 +89,7 @@ $(BUILD)/gen/migrations.c: $(MIGRATIONS) ops/embed-sql.sh
 	ops/embed-sql.sh $@ $(MIGRATIONS)
 
 $(BUILD)/gen/migrations.o: $(BUILD)/gen/migrations.c
-	$(CC) $(ALL_CFLAGS) -Icontroller -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -Icontroller/core -c -o $@ $<
 
 $(LIBOPSN): $(LIB_OBJ)
 	@rm -f $@
@@ -116,7 +130,13 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
 
+# The unit tests, like the end-to-end tests, use the test build.
+ifeq ($(TESTBUILD),1)
 unit-build: $(UNIT_BIN)
+else
+unit-build:
+	@$(MAKE) --no-print-directory TESTBUILD=1 unit-build
+endif
 
 # The tiny guest (Debian kernel + busybox initramfs + ext4 base disk) is
 # built once into build/ and cached; it is never committed.
@@ -125,12 +145,20 @@ image: $(IMAGE_DIR)/.stamp
 $(IMAGE_DIR)/.stamp: ops/images/build-tiny.sh $(wildcard /boot/vmlinuz-*) /bin/busybox
 	ops/images/build-tiny.sh $(IMAGE_DIR)
 
+# `make test` and `make check` build the release programs too: the test
+# run checks that they carry no test switch (RELEASE_BIN).
+ifeq ($(TESTBUILD),1)
 test: all $(UNIT_BIN) image
-	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) \
+	@BUILD=$(BUILD) BIN=$(BIN) PYTHON=$(PYTHON) RELEASE_BIN=$(RELEASE_BIN) \
 	    MODULE_CC="$(CC) $(ALL_CFLAGS)" tests/run.sh
+else
+test: all
+	@$(MAKE) --no-print-directory TESTBUILD=1 RELEASE_BIN=$(BIN) test
+endif
 
 check:
-	$(MAKE) SAN=1 test
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory SAN=1 RELEASE_BIN=bin test
 
 # Each fuzz target runs for a short bounded time.
 FUZZ_SECONDS ?= 30

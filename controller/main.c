@@ -83,6 +83,9 @@ static const struct cfg_option ctl_opts[] = {
 	{ "metering", "rollup_interval", CFG_DURATION, C(meter_rollup_ms),
 	  "60s", 100, 3600000, NULL, 0, NULL,
 	  "how often hourly usage is brought up to date" },
+	{ "services", "mail_retention", CFG_DURATION, C(mail_retention_ms),
+	  "30d", 0, 3650LL * 86400000, NULL, 0, NULL,
+	  "how long a deleted mailbox (and its mail) can be restored" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,
@@ -130,11 +133,15 @@ ctl_signal_cb(uv_signal_t *h, int signum)
 	uv_stop(h->loop);
 }
 
-/* The test suite narrows or widens the supported protocol range. */
+/* The test suite narrows or widens the range (test builds only). */
 static void
 ctl_proto_range(struct ctl *c)
 {
+#ifdef OPSN_TEST_BUILD
 	const char	*s = getenv("OPSN_TEST_PROTO_RANGE");
+#else
+	const char	*s = NULL;
+#endif
 	unsigned	 lo, hi;
 
 	c->proto_min = OPSN_PROTO_MIN;

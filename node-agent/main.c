@@ -197,10 +197,15 @@ agent_free_addrs(struct agent *a)
 	a->naddrs = 0;
 }
 
+/* The test suite narrows or widens the range (test builds only). */
 static void
 agent_proto_range(struct agent *a)
 {
+#ifdef OPSN_TEST_BUILD
 	const char	*s = getenv("OPSN_TEST_PROTO_RANGE");
+#else
+	const char	*s = NULL;
+#endif
 	unsigned	 lo, hi;
 
 	a->proto_min = OPSN_PROTO_MIN;

@@ -408,6 +408,8 @@ meter_timer_cb(uv_timer_t *t)
 	meter_kick();
 }
 
+#ifdef OPSN_TEST_BUILD
+/* A test-only setting (test builds only: a release never reads them). */
 static int64_t
 meter_env(const char *name, int64_t def)
 {
@@ -425,6 +427,7 @@ meter_env(const char *name, int64_t def)
 	log_notice("metering: %s=%lld (test setting)", name, v);
 	return (v);
 }
+#endif
 
 static int
 meter_init(struct agent *a, char **cause)
@@ -442,15 +445,17 @@ meter_init(struct agent *a, char **cause)
 	max_count = (uint64_t)a->conf.spool_max_samples;
 	max_bytes = (uint64_t)a->conf.spool_max_mib << 20;
 #endif
+#ifdef OPSN_TEST_BUILD
 	meter_interval_ms = meter_env("OPSN_TEST_METER_INTERVAL_MS",
 	    meter_interval_ms);
-	if (meter_interval_ms < 100)
-		meter_interval_ms = 100;
 	max_count = (uint64_t)meter_env("OPSN_TEST_METER_SPOOL_MAX",
 	    (int64_t)max_count);
 	meter_synthetic = meter_env("OPSN_TEST_METER_SYNTHETIC", 0);
 	if (getenv("OPSN_TEST_METER_LEDGER") != NULL)
 		meter_ledger = xstrdup(getenv("OPSN_TEST_METER_LEDGER"));
+#endif
+	if (meter_interval_ms < 100)
+		meter_interval_ms = 100;
 	meter_hv_on = strcmp(a->conf.role, "hypervisor") == 0;
 
 	path = enrol_path(a, "spool.db");

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Run every test: the cmocka unit binaries, then the pytest end-to-end
 # suite. Ends with one line "N passed, N failed"; exits non-zero on any
-# failure. BUILD and BIN say where `make` put the binaries.
+# failure. BUILD and BIN say where `make` put the test build (build/test
+# by default); RELEASE_BIN, where the release programs of `make` are.
 set -u
 
-BUILD=${BUILD:-build/obj}
-BIN=${BIN:-bin}
+BUILD=${BUILD:-build/test}
+BIN=${BIN:-build/test/bin}
 PYTHON=${PYTHON:-/usr/bin/python3}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -15,19 +16,27 @@ failed=0
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# The controller's module graph: no cycle, no private header crossed.
-if [ -n "${MODULE_CC:-}" ]; then
-	# shellcheck disable=SC2086 # the compiler and its flags, split
-	if "$PYTHON" tests/lint/module_graph.py $MODULE_CC >"$out/modules.log" 2>&1
-	then
+# A lint counts as one test: lint WHAT COMMAND... (its last line says why).
+lint() {
+	what=$1
+	shift
+	if "$@" >"$out/lint.log" 2>&1; then
 		passed=$((passed + 1))
-		echo "lint: $(tail -n 1 "$out/modules.log")"
+		echo "lint: $(tail -n 1 "$out/lint.log")"
 	else
 		failed=$((failed + 1))
-		echo "lint: module graph FAILED"
-		sed 's/^/    /' "$out/modules.log"
+		echo "lint: $what FAILED"
+		sed 's/^/    /' "$out/lint.log"
 	fi
-fi
+}
+
+# The controller's module graph: no cycle, no private header crossed.
+# shellcheck disable=SC2086 # the compiler and its flags, split
+[ -n "${MODULE_CC:-}" ] &&
+	lint "module graph" "$PYTHON" tests/lint/module_graph.py $MODULE_CC
+# Test-only switches: in the test build's programs, never in the release's.
+[ -n "${RELEASE_BIN:-}" ] &&
+	lint "test switches" tests/lint/test_switches.sh "$RELEASE_BIN" "$BIN"
 
 for t in "$BUILD"/tests/test_*; do
 	[ -x "$t" ] || continue

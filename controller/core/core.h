@@ -28,6 +28,7 @@ struct ctl_conf {
 	char	*tz;			/* [operator] tz: the calendar's zone */
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
+	int64_t	 mail_retention_ms;	/* deleted mailboxes kept; 0: purge */
 	char	*log_level;
 	char	*log_file;
 };

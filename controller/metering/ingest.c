@@ -723,6 +723,8 @@ meter_timer_cb(uv_timer_t *t)
 	meter_round_start();
 }
 
+#ifdef OPSN_TEST_BUILD
+/* A test-only setting (test builds only: a release never reads them). */
 static int64_t
 meter_env_ms(const char *name, int64_t def)
 {
@@ -740,6 +742,7 @@ meter_env_ms(const char *name, int64_t def)
 	log_notice("metering: %s=%lld (test setting)", name, v);
 	return (v);
 }
+#endif
 
 /* Start metering: the group-commit hook and the rollup timer. */
 int
@@ -752,10 +755,12 @@ metering_init(struct ctl *c, char **cause)
 		meter_rollup_ms = c->conf.meter_rollup_ms;
 	if (c->conf.meter_raw_retention_ms > 0)
 		meter_retention_ms = c->conf.meter_raw_retention_ms;
+#ifdef OPSN_TEST_BUILD
 	meter_rollup_ms = meter_env_ms("OPSN_TEST_METER_ROLLUP_MS",
 	    meter_rollup_ms);
 	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",
 	    meter_retention_ms);
+#endif
 	if (metering_sql_functions(c->db) == -1) {
 		xasprintf(cause, "registering SQL functions: %s",
 		    sqlite3_errmsg(c->db));

@@ -34,14 +34,13 @@
 #define SERVICES_TICK_MS	1000
 #define SERVICES_JOURNAL_DAYS	90	/* applied changes kept this long */
 #define SERVICES_PRUNE_TICKS	3600
-#define SERVICES_RETENTION_ENV	"OPSN_MAIL_RETENTION_DAYS"
 #define SERVICES_TENANT_REF	"coalesce(t.insee, t.siren, CAST(t.id AS TEXT))"
 /* Role test on nodes.roles ("mail,web"). */
 #define SERVICES_HAS_ROLE	"instr(',' || n.roles || ',', ',' || ?1 || ',') > 0"
 
 static struct ctl	*sc;
 static uv_timer_t	 services_timer;
-static int64_t		 services_retention_s = SERVICES_RETENTION_DAYS * 86400;
+static int64_t		 services_retention_s;	/* [services] mail_retention */
 
 static void	services_backends_list(struct api_req *);
 static void	services_backends_get(struct api_req *);
@@ -1090,20 +1089,9 @@ services_platform_wide(struct api_req *r)
 int
 services_init(struct ctl *c, char **cause)
 {
-	const char	*s = getenv(SERVICES_RETENTION_ENV);
-	char		*end;
-	long		 days;
-
 	sc = c;
-	if (s != NULL && *s != '\0') {
-		days = strtol(s, &end, 10);
-		if (*end != '\0' || days < 0 || days > 3650) {
-			xasprintf(cause, "%s must be a number of days from 0 "
-			    "to 3650", SERVICES_RETENTION_ENV);
-			return (-1);
-		}
-		services_retention_s = (int64_t)days * 86400;
-	}
+	/* The configuration's table bounds it (0 to 3650 days). */
+	services_retention_s = c->conf.mail_retention_ms / 1000;
 	uv_timer_init(c->loop, &services_timer);
 	uv_timer_start(&services_timer, services_timer_cb, SERVICES_TICK_MS,
 	    SERVICES_TICK_MS);

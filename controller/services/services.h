@@ -24,7 +24,6 @@ struct api_req;
 #define SERVICES_PASSWORD_MAX	1024
 #define SERVICES_NAME_MAX	200	/* display names */
 #define SERVICES_QUOTA_MAX	((int64_t)1 << 50)	/* 1 PiB */
-#define SERVICES_RETENTION_DAYS	30	/* default; OPSN_MAIL_RETENTION_DAYS */
 #define SERVICES_DNS_TTL	3600
 
 /* services_util.c: no database, no global state. */

@@ -10,8 +10,10 @@ import time
 import urllib.error
 import urllib.request
 
+# The test build (`make test` builds it): a release build ignores the
+# OPSN_TEST_* switches some tests need.
 BIN = os.environ.get("OPSN_BIN") or os.path.join(
-    os.path.dirname(__file__), "..", "..", "bin")
+    os.path.dirname(__file__), "..", "..", "build", "test", "bin")
 BIN = os.path.abspath(BIN)
 
 
