@@ -239,6 +239,133 @@ cli_keep_headers(CURL *c, struct cli_http *h)
 	}
 }
 
+/* A file upload: no limit on the whole request, only on a stall. */
+static struct curl_slist *
+cli_setup_upload(CURL *c, struct cli_req *r, struct curl_slist *hdrs)
+{
+	/*
+	 * A disk image may take minutes: the server may hash and sync the
+	 * file after the last byte before it answers.
+	 */
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, cli_read_cb);
+	curl_easy_setopt(c, CURLOPT_READDATA, r);
+	curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cli_seek_cb);
+	curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
+	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->r_size);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	return (cli_header(hdrs, "Content-Type: application/octet-stream"));
+}
+
+/*
+ * A JSON request (or none): timeouts, progress, the body. -1 if the body
+ * cannot be encoded (reason printed); *payload is the caller's to free.
+ */
+static int
+cli_setup_json(CURL *c, struct cli_req *r, struct curl_slist **hdrs,
+    char **payload)
+{
+	const char	*method = r->r_method;
+
+	if (r->r_http != NULL && r->r_http->h_long) {
+		/* Like an upload: only a stall ends it. */
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
+	} else
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
+	if (r->r_name != NULL) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	}
+	if (r->r_body != NULL) {
+		if ((*payload = json_dumps(r->r_body, JSON_COMPACT)) == NULL) {
+			fprintf(stderr, "opsnctl: cannot encode the request\n");
+			return (-1);
+		}
+		*hdrs = cli_header(*hdrs, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, *payload);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)strlen(*payload));
+	} else if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	return (0);
+}
+
+/*
+ * What a finished transfer means: 0 on 2xx (the reply parsed into *out),
+ * 1 on a 404 that r_quiet404 allows, else -1 with the reason printed.
+ */
+static int
+cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
+    const char *url, const char *errbuf, json_t **out)
+{
+	const char	*method = r->r_method;
+	json_error_t	 jerr;
+	json_t		*j;
+	long		 status = 0;
+
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (r->r_http != NULL) {
+		r->r_http->h_status = rc == CURLE_OK ? status : 0;
+		if (rc == CURLE_OK)
+			cli_keep_headers(c, r->r_http);
+	}
+	if (r->r_quiet404 && rc == CURLE_OK && status == 404)
+		return (1);
+	if (rc != CURLE_OK || status < 200 || status > 299)
+		cli_status_end(1);
+	if (b->b_toobig) {
+		fprintf(stderr, "opsnctl: %s %s: reply larger than %d bytes\n",
+		    method, url, CLI_REPLY_MAX);
+		return (-1);
+	}
+	if (r->r_errno != 0 || r->r_short) {
+		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
+		    "the file shrank while it was sent" :
+		    strerror(r->r_errno));
+		return (-1);
+	}
+	if (rc != CURLE_OK) {
+		fprintf(stderr, "opsnctl: %s: %s\n", url,
+		    errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
+		if (rc == CURLE_PEER_FAILED_VERIFICATION &&
+		    cli_conf.cc_ca == NULL)
+			fprintf(stderr, "opsnctl: give the controller's CA "
+			    "with --ca, OPSN_CA or ca in the config file\n");
+		return (-1);
+	}
+	if (status < 200 || status > 299) {
+		cli_error(method, url, status, b);
+		return (-1);
+	}
+	if (b->b_len == 0)
+		return (0);
+	/* A console log may hold NUL bytes; callers use the length. */
+	if ((j = json_loadb(b->b_data, b->b_len, JSON_ALLOW_NUL,
+	    &jerr)) == NULL) {
+		cli_status_end(1);
+		fprintf(stderr, "opsnctl: %s %s: bad JSON in the reply (line "
+		    "%d: %s)\n", method, url, jerr.line, jerr.text);
+		return (-1);
+	}
+	if (out != NULL)
+		*out = j;
+	else
+		json_decref(j);
+	return (0);
+}
+
 /* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
 static int
 cli_perform(struct cli_req *r, json_t **out)
@@ -248,11 +375,6 @@ cli_perform(struct cli_req *r, json_t **out)
 	struct cli_buf		 b;
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			*url = NULL, *auth = NULL, *payload = NULL;
-	const char		*method = r->r_method;
-	json_t			*j;
-	json_error_t		 jerr;
-	CURLcode		 rc;
-	long			 status = 0;
 	size_t			 i;
 	int			 ret = -1;
 
@@ -285,116 +407,12 @@ cli_perform(struct cli_req *r, json_t **out)
 	for (i = 0; r->r_http != NULL && i < CLI_HTTP_MAXHDRS &&
 	    r->r_http->h_send[i] != NULL; i++)
 		hdrs = cli_header(hdrs, r->r_http->h_send[i]);
-	if (r->r_fd != -1) {
-		/*
-		 * A disk image may take minutes: no limit on the whole
-		 * request, only on a stall (the server may hash and sync the
-		 * file after the last byte before it answers).
-		 */
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
-		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(c, CURLOPT_READFUNCTION, cli_read_cb);
-		curl_easy_setopt(c, CURLOPT_READDATA, r);
-		curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cli_seek_cb);
-		curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
-		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE,
-		    (curl_off_t)r->r_size);
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
-		hdrs = cli_header(hdrs,
-		    "Content-Type: application/octet-stream");
-	} else {
-		if (r->r_http != NULL && r->r_http->h_long) {
-			/* Like an upload: only a stall ends it. */
-			curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
-			curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-			curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME,
-			    CLI_UPLOAD_STALL);
-		} else
-			curl_easy_setopt(c, CURLOPT_TIMEOUT, CLI_TIMEOUT);
-		if (r->r_name != NULL) {
-			curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-			curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION,
-			    cli_progress_cb);
-			curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
-		}
-		if (r->r_body != NULL) {
-			payload = json_dumps(r->r_body, JSON_COMPACT);
-			if (payload == NULL) {
-				fprintf(stderr, "opsnctl: cannot encode the "
-				    "request\n");
-				goto out;
-			}
-			hdrs = cli_header(hdrs,
-			    "Content-Type: application/json");
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-			    (curl_off_t)strlen(payload));
-		} else if (strcmp(method, "POST") == 0) {
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
-		}
-		if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
-			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	}
+	if (r->r_fd != -1)
+		hdrs = cli_setup_upload(c, r, hdrs);
+	else if (cli_setup_json(c, r, &hdrs, &payload) == -1)
+		goto out;
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (r->r_http != NULL) {
-		r->r_http->h_status = rc == CURLE_OK ? status : 0;
-		if (rc == CURLE_OK)
-			cli_keep_headers(c, r->r_http);
-	}
-	if (r->r_quiet404 && rc == CURLE_OK && status == 404) {
-		ret = 1;
-		goto out;
-	}
-	if (rc != CURLE_OK || status < 200 || status > 299)
-		cli_status_end(1);
-	if (b.b_toobig) {
-		fprintf(stderr, "opsnctl: %s %s: reply larger than %d bytes\n",
-		    method, url, CLI_REPLY_MAX);
-		goto out;
-	}
-	if (r->r_errno != 0 || r->r_short) {
-		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
-		    "the file shrank while it was sent" :
-		    strerror(r->r_errno));
-		goto out;
-	}
-	if (rc != CURLE_OK) {
-		fprintf(stderr, "opsnctl: %s: %s\n", url,
-		    errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc));
-		if (rc == CURLE_PEER_FAILED_VERIFICATION &&
-		    cli_conf.cc_ca == NULL)
-			fprintf(stderr, "opsnctl: give the controller's CA "
-			    "with --ca, OPSN_CA or ca in the config file\n");
-		goto out;
-	}
-	if (status < 200 || status > 299) {
-		cli_error(method, url, status, &b);
-		goto out;
-	}
-	if (b.b_len > 0) {
-		/* A console log may hold NUL bytes; callers use the length. */
-		j = json_loadb(b.b_data, b.b_len, JSON_ALLOW_NUL, &jerr);
-		if (j == NULL) {
-			cli_status_end(1);
-			fprintf(stderr, "opsnctl: %s %s: bad JSON in the reply "
-			    "(line %d: %s)\n", method, url, jerr.line,
-			    jerr.text);
-			goto out;
-		}
-		if (out != NULL)
-			*out = j;
-		else
-			json_decref(j);
-	}
-	ret = 0;
+	ret = cli_result(c, r, curl_easy_perform(c), &b, url, errbuf, out);
 out:
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);

@@ -230,75 +230,73 @@ tariff_check_keys(json_t *o, const char *const *known, const char *what,
 	return (0);
 }
 
-/* Check and normalize an operator's tariff document; see billing.h. */
-json_t *
-tariff_normalize(json_t *doc, struct tariff *t, char **cause)
+/* The deliberation: {"number": ..., "date": "YYYY-MM-DD"}. */
+static int
+tariff_norm_deliberation(json_t *doc, json_t *out, struct tariff *t,
+    char **cause)
 {
-	static const char *const known[] = { "name", "default", "deliberation",
-	    "effective_from", "effective_to", "currency", "bands", "rates",
-	    "allowances", "monthly_fee", "contribution_per_inhabitant",
-	    NULL };
 	static const char *const dknown[] = { "number", "date", NULL };
-	json_t		*out, *v, *d, *bands, *b, *x, *norm, *rates, *allow;
-	const char	*k;
-	int64_t		 day, prev = -1, tmp[TARIFF_BANDS_MAX];
-	size_t		 i;
-	int		 m, rv;
-	char		 what[96];
+	json_t		*d, *v;
+	int64_t		 day;
+	char		*why;
 
-	memset(t, 0, sizeof(*t));
-	if (!json_is_object(doc)) {
-		xasprintf(cause, "a tariff is a JSON object");
-		return (NULL);
+	d = json_object_get(doc, "deliberation");
+	if (!json_is_object(d)) {
+		xasprintf(cause, "deliberation {\"number\": ..., \"date\": "
+		    "\"YYYY-MM-DD\"} is required");
+		return (-1);
 	}
-	if (tariff_check_keys(doc, known, "tariff", cause) == -1)
-		return (NULL);
-	out = json_object();
+	if (tariff_check_keys(d, dknown, "deliberation", cause) == -1)
+		return (-1);
+	v = json_object_get(d, "number");
+	if (!json_is_string(v) || !tenants_text_ok(json_string_value(v), 64)) {
+		xasprintf(cause, "deliberation.number must be 1 to 64 "
+		    "characters");
+		return (-1);
+	}
+	strlcpy(t->t_delib_no, json_string_value(v), sizeof(t->t_delib_no));
+	if (tariff_date(d, "date", 1, &day, cause) == -1) {
+		why = *cause;
+		xasprintf(cause, "deliberation.%s", why);
+		free(why);
+		return (-1);
+	}
+	period_fmt_day(day, t->t_delib_date, sizeof(t->t_delib_date));
+	json_object_set_new(out, "deliberation", json_pack("{s:s,s:s}",
+	    "number", t->t_delib_no, "date", t->t_delib_date));
+	return (0);
+}
+
+/* Name, default, deliberation, effective dates and currency. */
+static int
+tariff_norm_header(json_t *doc, json_t *out, struct tariff *t, char **cause)
+{
+	json_t	*v;
+	int64_t	 day;
+	int	 rv;
+
 	v = json_object_get(doc, "name");
 	if (!json_is_string(v) || !tariff_name_ok(json_string_value(v))) {
 		xasprintf(cause, "name must be 1 to %d lower-case letters, "
 		    "digits, '-' or '_'", TARIFF_NAME_MAX);
-		goto fail;
+		return (-1);
 	}
 	strlcpy(t->t_name, json_string_value(v), sizeof(t->t_name));
 	json_object_set_new(out, "name", json_string(t->t_name));
 	if ((v = json_object_get(doc, "default")) != NULL && !json_is_boolean(v)) {
 		xasprintf(cause, "default must be true or false");
-		goto fail;
+		return (-1);
 	}
-	d = json_object_get(doc, "deliberation");
-	if (!json_is_object(d)) {
-		xasprintf(cause, "deliberation {\"number\": ..., \"date\": "
-		    "\"YYYY-MM-DD\"} is required");
-		goto fail;
-	}
-	if (tariff_check_keys(d, dknown, "deliberation", cause) == -1)
-		goto fail;
-	v = json_object_get(d, "number");
-	if (!json_is_string(v) || !tenants_text_ok(json_string_value(v), 64)) {
-		xasprintf(cause, "deliberation.number must be 1 to 64 "
-		    "characters");
-		goto fail;
-	}
-	strlcpy(t->t_delib_no, json_string_value(v), sizeof(t->t_delib_no));
-	if (tariff_date(d, "date", 1, &day, cause) == -1) {
-		char *why = *cause;
-
-		xasprintf(cause, "deliberation.%s", why);
-		free(why);
-		goto fail;
-	}
-	period_fmt_day(day, t->t_delib_date, sizeof(t->t_delib_date));
-	json_object_set_new(out, "deliberation", json_pack("{s:s,s:s}",
-	    "number", t->t_delib_no, "date", t->t_delib_date));
+	if (tariff_norm_deliberation(doc, out, t, cause) == -1)
+		return (-1);
 	if (tariff_date(doc, "effective_from", 1, &t->t_from, cause) == -1)
-		goto fail;
+		return (-1);
 	if ((rv = tariff_date(doc, "effective_to", 0, &day, cause)) == -1)
-		goto fail;
+		return (-1);
 	t->t_end = rv == 1 ? INT64_MAX : day + 1;
 	if (t->t_end <= t->t_from) {
 		xasprintf(cause, "effective_to is before effective_from");
-		goto fail;
+		return (-1);
 	}
 	json_object_set(out, "effective_from",
 	    json_object_get(doc, "effective_from"));
@@ -307,11 +305,70 @@ tariff_normalize(json_t *doc, struct tariff *t, char **cause)
 	if ((v = json_object_get(doc, "currency")) != NULL &&
 	    (!json_is_string(v) || strcmp(json_string_value(v), "EUR") != 0)) {
 		xasprintf(cause, "currency must be EUR");
-		goto fail;
+		return (-1);
 	}
 	json_object_set_new(out, "currency", json_string("EUR"));
+	return (0);
+}
 
-	/* Bands: [{"name": "S", "max": 999}, ..., {"name": "L"}]. */
+/* Band i of a list: its name (not used before) and its max population. */
+static int
+tariff_norm_band(json_t *b, size_t i, struct tariff *t, int64_t *prev,
+    char **cause)
+{
+	static const char *const bknown[] = { "name", "max", NULL };
+	json_t	*x;
+	size_t	 m;
+
+	if (!json_is_object(b)) {
+		xasprintf(cause, "bands[%zu] must be an object", i);
+		return (-1);
+	}
+	if (tariff_check_keys(b, bknown, "bands", cause) == -1)
+		return (-1);
+	x = json_object_get(b, "name");
+	if (!json_is_string(x) || !tariff_band_name_ok(json_string_value(x))) {
+		xasprintf(cause, "bands[%zu].name must be 1 to 32 letters, "
+		    "digits, '-' or '_'", i);
+		return (-1);
+	}
+	strlcpy(t->t_bands[i].tb_name, json_string_value(x),
+	    sizeof(t->t_bands[i].tb_name));
+	for (m = 0; m < i; m++)
+		if (strcmp(t->t_bands[m].tb_name, t->t_bands[i].tb_name) == 0) {
+			xasprintf(cause, "band '%s' is named twice",
+			    t->t_bands[i].tb_name);
+			return (-1);
+		}
+	x = json_object_get(b, "max");
+	if (i + 1 == t->t_nbands) {
+		if (x != NULL && !json_is_null(x)) {
+			xasprintf(cause, "the last band (%s) has no max: it "
+			    "takes every larger population",
+			    t->t_bands[i].tb_name);
+			return (-1);
+		}
+		t->t_bands[i].tb_max = -1;
+		return (0);
+	}
+	if (!json_is_integer(x) || json_integer_value(x) <= *prev ||
+	    json_integer_value(x) > 100000000) {
+		xasprintf(cause, "bands[%zu].max must be a population above "
+		    "the previous band's", i);
+		return (-1);
+	}
+	*prev = t->t_bands[i].tb_max = json_integer_value(x);
+	return (0);
+}
+
+/* Bands: [{"name": "S", "max": 999}, ..., {"name": "L"}]. */
+static int
+tariff_norm_bands(json_t *doc, json_t *out, struct tariff *t, char **cause)
+{
+	json_t	*bands, *v, *b;
+	int64_t	 prev = -1;
+	size_t	 i;
+
 	bands = json_array();
 	json_object_set_new(out, "bands", bands);
 	v = json_object_get(doc, "bands");
@@ -323,62 +380,30 @@ tariff_normalize(json_t *doc, struct tariff *t, char **cause)
 		xasprintf(cause, "bands must be a list of at most %d "
 		    "{\"name\": ..., \"max\": POPULATION}, the last without max",
 		    TARIFF_BANDS_MAX);
-		goto fail;
+		return (-1);
 	} else {
-		static const char *const bknown[] = { "name", "max", NULL };
-
 		t->t_nbands = json_array_size(v);
-		json_array_foreach(v, i, b) {
-			if (!json_is_object(b) || tariff_check_keys(b, bknown,
-			    "bands", cause) == -1) {
-				if (!json_is_object(b))
-					xasprintf(cause, "bands[%zu] must be an "
-					    "object", i);
-				goto fail;
-			}
-			x = json_object_get(b, "name");
-			if (!json_is_string(x) ||
-			    !tariff_band_name_ok(json_string_value(x))) {
-				xasprintf(cause, "bands[%zu].name must be 1 to "
-				    "32 letters, digits, '-' or '_'", i);
-				goto fail;
-			}
-			strlcpy(t->t_bands[i].tb_name, json_string_value(x),
-			    sizeof(t->t_bands[i].tb_name));
-			for (m = 0; (size_t)m < i; m++)
-				if (strcmp(t->t_bands[m].tb_name,
-				    t->t_bands[i].tb_name) == 0) {
-					xasprintf(cause, "band '%s' is named "
-					    "twice", t->t_bands[i].tb_name);
-					goto fail;
-				}
-			x = json_object_get(b, "max");
-			if (i + 1 == t->t_nbands) {
-				if (x != NULL && !json_is_null(x)) {
-					xasprintf(cause, "the last band (%s) "
-					    "has no max: it takes every larger "
-					    "population", t->t_bands[i].tb_name);
-					goto fail;
-				}
-				t->t_bands[i].tb_max = -1;
-			} else {
-				if (!json_is_integer(x) ||
-				    json_integer_value(x) <= prev ||
-				    json_integer_value(x) > 100000000) {
-					xasprintf(cause, "bands[%zu].max must be "
-					    "a population above the previous "
-					    "band's", i);
-					goto fail;
-				}
-				prev = t->t_bands[i].tb_max =
-				    json_integer_value(x);
-			}
-		}
+		json_array_foreach(v, i, b)
+			if (tariff_norm_band(b, i, t, &prev, cause) == -1)
+				return (-1);
 	}
 	for (i = 0; i < t->t_nbands; i++)
 		json_array_append_new(bands, json_pack("{s:s,s:o}", "name",
 		    t->t_bands[i].tb_name, "max", t->t_bands[i].tb_max < 0 ?
 		    json_null() : json_integer(t->t_bands[i].tb_max)));
+	return (0);
+}
+
+/* Rates per metric, then allowances for metrics that have a rate. */
+static int
+tariff_norm_rates(json_t *doc, json_t *out, struct tariff *t, char **cause)
+{
+	json_t		*rates, *allow, *v, *x, *norm;
+	const char	*k;
+	int64_t		 tmp[TARIFF_BANDS_MAX];
+	size_t		 i;
+	int		 m;
+	char		 what[96];
 
 	rates = json_object();
 	json_object_set_new(out, "rates", rates);
@@ -386,18 +411,18 @@ tariff_normalize(json_t *doc, struct tariff *t, char **cause)
 	if (v != NULL && !json_is_object(v)) {
 		xasprintf(cause, "rates must be an object {\"METRIC\": "
 		    "\"PRICE\"}");
-		goto fail;
+		return (-1);
 	}
 	json_object_foreach(v, k, x) {
 		if ((m = tariff_metric(k)) == -1) {
 			xasprintf(cause, "rates: unknown metric '%.64s' (known: "
 			    "vm.vcpu_hours, vm.memory_gib_hours, ...; see "
 			    "docs/billing.md)", k);
-			goto fail;
+			return (-1);
 		}
 		snprintf(what, sizeof(what), "rates.%s", k);
 		if (tariff_banded(what, x, t, 6, tmp, &norm, cause) == -1)
-			goto fail;
+			return (-1);
 		for (i = 0; i < t->t_nbands; i++)
 			t->t_rate[m][i].micro = tmp[i];
 		t->t_has_rate[m] = 1;
@@ -409,47 +434,74 @@ tariff_normalize(json_t *doc, struct tariff *t, char **cause)
 	if (v != NULL && !json_is_object(v)) {
 		xasprintf(cause, "allowances must be an object {\"METRIC\": "
 		    "\"QUANTITY PER MONTH\"}");
-		goto fail;
+		return (-1);
 	}
 	json_object_foreach(v, k, x) {
 		if ((m = tariff_metric(k)) == -1 || !t->t_has_rate[m]) {
 			xasprintf(cause, "allowances: '%.64s' is not a metric "
 			    "this tariff has a rate for", k);
-			goto fail;
+			return (-1);
 		}
 		snprintf(what, sizeof(what), "allowances.%s", k);
 		if (tariff_banded(what, x, t, 6, t->t_allow[m], &norm,
 		    cause) == -1)
-			goto fail;
+			return (-1);
 		json_object_set_new(allow, k, norm);
 	}
-	v = json_object_get(doc, "monthly_fee");
-	if (v != NULL && !json_is_null(v)) {
-		if (tariff_banded("monthly_fee", v, t, 6, tmp, &norm,
-		    cause) == -1)
-			goto fail;
-		for (i = 0; i < t->t_nbands; i++)
-			t->t_fee[i].micro = tmp[i];
-		t->t_has_fee = 1;
-		json_object_set_new(out, "monthly_fee", norm);
-	} else
-		json_object_set_new(out, "monthly_fee", json_null());
-	v = json_object_get(doc, "contribution_per_inhabitant");
-	if (v != NULL && !json_is_null(v)) {
-		if (tariff_banded("contribution_per_inhabitant", v, t, 6, tmp,
-		    &norm, cause) == -1)
-			goto fail;
-		for (i = 0; i < t->t_nbands; i++)
-			t->t_contrib[i].micro = tmp[i];
-		t->t_has_contrib = 1;
-		json_object_set_new(out, "contribution_per_inhabitant", norm);
-	} else
-		json_object_set_new(out, "contribution_per_inhabitant",
-		    json_null());
+	return (0);
+}
+
+/* An optional banded amount (monthly_fee, contribution_per_inhabitant). */
+static int
+tariff_norm_amount(json_t *doc, json_t *out, const char *key,
+    struct tariff *t, struct money *amounts, int *has, char **cause)
+{
+	json_t	*v = json_object_get(doc, key), *norm;
+	int64_t	 tmp[TARIFF_BANDS_MAX];
+	size_t	 i;
+
+	if (v == NULL || json_is_null(v)) {
+		json_object_set_new(out, key, json_null());
+		return (0);
+	}
+	if (tariff_banded(key, v, t, 6, tmp, &norm, cause) == -1)
+		return (-1);
+	for (i = 0; i < t->t_nbands; i++)
+		amounts[i].micro = tmp[i];
+	*has = 1;
+	json_object_set_new(out, key, norm);
+	return (0);
+}
+
+/* Check and normalize an operator's tariff document; see billing.h. */
+json_t *
+tariff_normalize(json_t *doc, struct tariff *t, char **cause)
+{
+	static const char *const known[] = { "name", "default", "deliberation",
+	    "effective_from", "effective_to", "currency", "bands", "rates",
+	    "allowances", "monthly_fee", "contribution_per_inhabitant",
+	    NULL };
+	json_t	*out;
+
+	memset(t, 0, sizeof(*t));
+	if (!json_is_object(doc)) {
+		xasprintf(cause, "a tariff is a JSON object");
+		return (NULL);
+	}
+	if (tariff_check_keys(doc, known, "tariff", cause) == -1)
+		return (NULL);
+	out = json_object();
+	if (tariff_norm_header(doc, out, t, cause) == -1 ||
+	    tariff_norm_bands(doc, out, t, cause) == -1 ||
+	    tariff_norm_rates(doc, out, t, cause) == -1 ||
+	    tariff_norm_amount(doc, out, "monthly_fee", t, t->t_fee,
+	    &t->t_has_fee, cause) == -1 ||
+	    tariff_norm_amount(doc, out, "contribution_per_inhabitant", t,
+	    t->t_contrib, &t->t_has_contrib, cause) == -1) {
+		json_decref(out);
+		return (NULL);
+	}
 	return (out);
-fail:
-	json_decref(out);
-	return (NULL);
 }
 
 /* Parse a stored (normalized) version: the same checks, same result. */

@@ -15,7 +15,7 @@ static const struct api_route members_routes[] = {
 	  "Add a member (commune, EPCI, syndicat, department, other)" },
 	{ "GET", "/v1/tenants", "tenants.read",
 	  API_MEMBER, "query:tenant", tenants_list,
-	  "List members (kind, status, parent, limit, cursor)" },
+	  "List members (tenant, kind, status, parent, limit, cursor)" },
 	{ "POST", "/v1/tenants/import", "tenants.write",
 	  API_PLATFORM, NULL, import_tenants,
 	  "Import members (Etalab or CSV records), all or nothing",

@@ -1664,13 +1664,15 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/mail/aliases?domain=&limit=&cursor= */
+/* GET /v1/mail/aliases?tenant=&domain=&limit=&cursor= */
 void
 services_mail_alias_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
 	const char	*cursor, *domain = api_query(r, "domain");
+	const char	*tenant = api_query(r, "tenant");
 	char		 host[SERVICES_HOST_MAX + 1], *cause = NULL, *next = NULL;
+	int64_t		 tid = 0;
 	int		 limit, n = 0;
 	json_t		*items;
 
@@ -1681,15 +1683,22 @@ services_mail_alias_list(struct api_req *r)
 		free(cause);
 		return;
 	}
+	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
+		    "'%.64s'", tenant);
+		return;
+	}
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " MAIL_ALIAS_COLS MAIL_ALIAS_FROM
 	    "WHERE a.address > ?1 AND (?2 IS NULL OR d.name = ?2) AND (?3 = 0 "
-	    "OR d.tenant_id = ?3) ORDER BY a.address LIMIT ?4");
+	    "OR d.tenant_id = ?3) AND (?5 = 0 OR d.tenant_id = ?5) ORDER BY "
+	    "a.address LIMIT ?4");
 	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
 	if (domain != NULL)
 		sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, services_scope(r));
 	sqlite3_bind_int(st, 4, limit + 1);
+	sqlite3_bind_int64(st, 5, tid);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "address");

@@ -118,7 +118,7 @@ static const struct api_route services_routes[] = {
 	  "Add an alias or forward (\"@domain\" is a catch-all)" },
 	{ "GET", "/v1/mail/aliases", "services.read",
 	  API_MEMBER, "query:tenant", services_mail_alias_list,
-	  "List aliases (domain)" },
+	  "List aliases (tenant, domain)" },
 	{ "GET", "/v1/mail/aliases/{address}", "services.read",
 	  API_MEMBER, "sql:SELECT d.tenant_id FROM aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE a.address = lower(:address)",
 	  services_mail_alias_get, "Show an alias" },

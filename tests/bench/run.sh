@@ -25,8 +25,8 @@
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
 # BENCH_RESYNC_SECONDS (10), BENCH_WRK_ARGS ("-t2 -c16 -d10s"),
-# BENCH_COMMUNES (/work/shared/data/communes.json, else
-# ../shared/data/communes.json).
+# BENCH_COMMUNES (default: ../shared/data/communes.json beside the
+# repository).
 set -u
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,11 +47,7 @@ case $BIN in
 *) abs_bin=$top/$BIN ;;
 esac
 WRK_ARGS=${BENCH_WRK_ARGS:--t2 -c16 -d10s}
-COMMUNES=${BENCH_COMMUNES:-}
-if [ -z "$COMMUNES" ]; then
-	COMMUNES=/work/shared/data/communes.json
-	[ -f "$COMMUNES" ] || COMMUNES=$top/../shared/data/communes.json
-fi
+COMMUNES=${BENCH_COMMUNES:-$top/../shared/data/communes.json}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/opsn-bench.XXXXXX") || exit 1
 broken=0
