@@ -133,9 +133,6 @@ struct mail_plan {
 
 static struct agent	*ma;
 static struct svc	 mail_svc;
-static int		 mail_running;
-static int		 mail_applying;	/* svc has not called mail_done */
-static unsigned		 mail_walks;	/* usage walks running */
 static char		*mail_dir;
 static char		*mail_maps;
 static char		*mail_postfix_dir;
@@ -146,12 +143,6 @@ static char		*mail_owner;
 static gid_t		 mail_postfix_gid = (gid_t)-1;
 /* Only the pool thread of the running apply touches this. */
 static char		 mail_reloaded[65];
-
-static const char *
-mail_opt(const char *v, const char *def)
-{
-	return (v != NULL && *v != '\0' ? v : def);
-}
 
 /* ---- validation ---------------------------------------------------------- */
 
@@ -1155,12 +1146,10 @@ done:
 
 /* ---- teardown --------------------------------------------------------------- */
 
-/* Free the role's state once nothing on the pool can read it. */
+/* The queue has stopped and nothing on the pool reads the role's state. */
 static void
-mail_free(void)
+mail_done(void)
 {
-	if (mail_running || mail_applying || mail_walks > 0)
-		return;
 	free(mail_dir);
 	free(mail_maps);
 	free(mail_postfix_dir);
@@ -1172,39 +1161,15 @@ mail_free(void)
 	mail_postfix_bin = mail_doveadm_bin = mail_owner = NULL;
 }
 
-/* The queue has stopped and its last apply is over. */
-static void
-mail_done(void)
-{
-	mail_applying = 0;
-	mail_free();
-}
-
 /* ---- usage, for metering --------------------------------------------------- */
 
-struct mail_use {
-	char	*u_id;
-	char	*u_tenant;
-	char	*u_home;
-	int64_t	 u_bytes;
-};
-
-struct mail_usage_job {
-	uv_work_t	 w;
-	svc_usage_cb	 emit;
-	void		*arg;
-	struct mail_use	*v;
-	size_t		 n;
-};
-
+/* Every mailbox of the live maps and its home (pool thread). */
 static void
-mail_usage_work_cb(uv_work_t *w)
+mail_usage_list(struct svc_uses *w)
 {
-	struct mail_usage_job	*uj = w->data;
-	sqlite3			*db = NULL;
-	sqlite3_stmt		*st = NULL;
-	char			*path;
-	size_t			 cap = 0, i;
+	sqlite3		*db = NULL;
+	sqlite3_stmt	*st = NULL;
+	char		*path, *home, *cause = NULL;
 
 	xasprintf(&path, "%s/%s", mail_maps, MAIL_PF_DB);
 	if (access(path, F_OK) == 0 && sqlite3_open_v2(path, &db,
@@ -1212,70 +1177,35 @@ mail_usage_work_cb(uv_work_t *w)
 	    sqlite3_prepare_v2(db, "SELECT address, id, tenant FROM mailboxes",
 	    -1, &st, NULL) == SQLITE_OK) {
 		while (sqlite3_step(st) == SQLITE_ROW) {
-			const unsigned char *a = sqlite3_column_text(st, 0);
-			char *cause = NULL;
+			const char *a = (const char *)sqlite3_column_text(st,
+			    0);
+			const char *id = (const char *)sqlite3_column_text(st,
+			    1);
+			const char *t = (const char *)sqlite3_column_text(st,
+			    2);
 
-			if (a == NULL || svc_valid_address((const char *)a, 0,
-			    &cause) == -1) {
+			if (a == NULL || svc_valid_address(a, 0, &cause) ==
+			    -1) {
 				free(cause);
+				cause = NULL;
 				continue;
 			}
-			if (uj->n == cap) {
-				cap = cap ? 2 * cap : 64;
-				uj->v = xrealloc(uj->v, cap * sizeof(*uj->v));
-			}
-			uj->v[uj->n].u_home = mail_home((const char *)a);
-			uj->v[uj->n].u_id = mail_col(st, 1);
-			uj->v[uj->n].u_tenant = mail_col(st, 2);
-			uj->n++;
+			home = mail_home(a);
+			svc_uses_add(w, id != NULL ? id : "", t, home);
+			free(home);
 		}
 	}
 	sqlite3_finalize(st);
 	if (db != NULL)
 		sqlite3_close(db);
 	free(path);
-	for (i = 0; i < uj->n; i++)
-		uj->v[i].u_bytes = svc_du(uj->v[i].u_home);
-}
-
-static void
-mail_usage_after_cb(uv_work_t *w, int status)
-{
-	struct mail_usage_job	*uj = w->data;
-	size_t			 i;
-
-	for (i = 0; i < uj->n; i++) {
-		uj->emit(uj->arg, "mailbox", uj->v[i].u_id, uj->v[i].u_tenant,
-		    uj->v[i].u_bytes);
-		free(uj->v[i].u_id);
-		free(uj->v[i].u_tenant);
-		free(uj->v[i].u_home);
-	}
-	uj->emit(uj->arg, NULL, NULL, NULL, 0);
-	free(uj->v);
-	free(uj);
-	mail_walks--;
-	mail_free();
 }
 
 /* Storage used by each mailbox, for metering (see svc.h). */
 void
 mail_usage(svc_usage_cb emit, void *arg)
 {
-	struct mail_usage_job	*uj;
-
-	if (!mail_running) {
-		emit(arg, NULL, NULL, NULL, 0);
-		return;
-	}
-	uj = xcalloc(1, sizeof(*uj));
-	uj->w.data = uj;
-	uj->emit = emit;
-	uj->arg = arg;
-	mail_walks++;
-	if (uv_queue_work(ma->loop, &uj->w, mail_usage_work_cb,
-	    mail_usage_after_cb) != 0)
-		fatalx("mail: uv_queue_work failed");
+	svc_usage(&mail_svc, "mailbox", mail_usage_list, emit, arg);
 }
 
 /* ---- role hooks -------------------------------------------------------------- */
@@ -1288,15 +1218,15 @@ mail_init(struct agent *a, char **cause)
 	ma = a;
 	mail_dir = svc_path_option(a, a->conf.mail_dir, "mail");
 	xasprintf(&mail_maps, "%s/%s", mail_dir, MAIL_MAPS);
-	mail_postfix_dir = xstrdup(mail_opt(a->conf.postfix_dir,
+	mail_postfix_dir = xstrdup(svc_opt(a->conf.postfix_dir,
 	    "/etc/postfix"));
-	mail_dovecot_conf = xstrdup(mail_opt(a->conf.dovecot_conf,
+	mail_dovecot_conf = xstrdup(svc_opt(a->conf.dovecot_conf,
 	    "/etc/dovecot/dovecot.conf"));
-	mail_postfix_bin = xstrdup(mail_opt(a->conf.postfix_bin,
+	mail_postfix_bin = xstrdup(svc_opt(a->conf.postfix_bin,
 	    "/usr/sbin/postfix"));
-	mail_doveadm_bin = xstrdup(mail_opt(a->conf.doveadm_bin,
+	mail_doveadm_bin = xstrdup(svc_opt(a->conf.doveadm_bin,
 	    "/usr/bin/doveadm"));
-	mail_owner = xstrdup(mail_opt(a->conf.mail_owner, "vmail"));
+	mail_owner = xstrdup(svc_opt(a->conf.mail_owner, "vmail"));
 	if ((gr = getgrnam("postfix")) != NULL)
 		mail_postfix_gid = gr->gr_gid;
 	if (mail_dir[0] != '/') {
@@ -1310,8 +1240,6 @@ mail_init(struct agent *a, char **cause)
 		return (-1);
 	mail_reloaded[0] = '\0';
 	svc_init(&mail_svc, a->loop, "mail", mail_apply, mail_done);
-	mail_running = 1;
-	mail_applying = 1;
 	log_info("mail: maps in %s, postfix %s, dovecot %s", mail_maps,
 	    mail_postfix_dir, mail_dovecot_conf);
 	return (0);
@@ -1326,20 +1254,15 @@ mail_on_connected(void)
 static void
 mail_on_frame(uint16_t type, const uint8_t *p, size_t len)
 {
-	if (type == MSG_SERVICES_DESIRED)
-		svc_desired(&mail_svc, p, len);
-	else
-		log_debug("mail: ignoring message type %u", type);
+	svc_frame(&mail_svc, type, p, len);
 }
 
 static void
 mail_stop(void)
 {
-	if (!mail_running)
-		return;
-	mail_running = 0;
 	svc_stop(&mail_svc);
 }
+
 /* Is the last generation applied and nothing waiting (unit tests)? */
 int
 mail_idle(void)

@@ -46,6 +46,7 @@ extern char	**environ;
 static int	(*svc_send_hook)(uint16_t, const ProtobufCMessage *);
 
 static void	svc_next(struct svc *);
+static void	svc_maybe_done(struct svc *);
 
 /* ---- results ------------------------------------------------------------ */
 
@@ -197,8 +198,7 @@ svc_after_cb(uv_work_t *req, int status)
 			    NULL);
 		s->s_current = NULL;
 		free(j);
-		if (s->s_done != NULL)
-			s->s_done();
+		svc_maybe_done(s);
 		return;
 	}
 	svc_result_clear(&s->s_last);
@@ -330,8 +330,121 @@ svc_stop(struct svc *s)
 	}
 	svc_result_clear(&s->s_last);
 	s->s_have_last = 0;
-	if (!s->s_busy && s->s_done != NULL)
+	svc_maybe_done(s);
+}
+
+/* Once stopped, and nothing on the pool reads the role's state: s_done. */
+static void
+svc_maybe_done(struct svc *s)
+{
+	if (!s->s_stopping || s->s_busy || s->s_walks > 0 || s->s_done_called)
+		return;
+	s->s_done_called = 1;
+	if (s->s_done != NULL)
 		s->s_done();
+}
+
+/* A frame of the services range for this role. */
+void
+svc_frame(struct svc *s, uint16_t type, const uint8_t *p, size_t len)
+{
+	if (type == MSG_SERVICES_DESIRED)
+		svc_desired(s, p, len);
+	else
+		log_debug("%s: ignoring message type %u", s->s_name, type);
+}
+
+/* ---- usage walks ------------------------------------------------------------ */
+
+struct svc_use {
+	char	*u_id;
+	char	*u_tenant;
+	char	*u_path;
+	int64_t	 u_bytes;
+};
+
+struct svc_uses {
+	uv_work_t	 w_req;
+	struct svc	*w_svc;
+	const char	*w_kind;
+	void		(*w_list)(struct svc_uses *);
+	svc_usage_cb	 w_emit;
+	void		*w_arg;
+	struct svc_use	*w_v;
+	size_t		 w_n;
+	size_t		 w_cap;
+};
+
+/* Add an object to a walk (pool thread). */
+void
+svc_uses_add(struct svc_uses *w, const char *id, const char *tenant,
+    const char *path)
+{
+	if (w->w_n == w->w_cap) {
+		w->w_cap = w->w_cap ? 2 * w->w_cap : 64;
+		w->w_v = xrealloc(w->w_v, w->w_cap * sizeof(*w->w_v));
+	}
+	w->w_v[w->w_n].u_id = xstrdup(id);
+	w->w_v[w->w_n].u_tenant = xstrdup(tenant != NULL ? tenant : "");
+	w->w_v[w->w_n].u_path = xstrdup(path);
+	w->w_v[w->w_n].u_bytes = 0;
+	w->w_n++;
+}
+
+static void
+svc_usage_work_cb(uv_work_t *req)
+{
+	struct svc_uses	*w = req->data;
+	size_t		 i;
+
+	w->w_list(w);
+	for (i = 0; i < w->w_n; i++)
+		w->w_v[i].u_bytes = svc_du(w->w_v[i].u_path);
+}
+
+static void
+svc_usage_after_cb(uv_work_t *req, int status)
+{
+	struct svc_uses	*w = req->data;
+	struct svc	*s = w->w_svc;
+	size_t		 i;
+
+	for (i = 0; i < w->w_n; i++) {
+		w->w_emit(w->w_arg, w->w_kind, w->w_v[i].u_id,
+		    w->w_v[i].u_tenant, w->w_v[i].u_bytes);
+		free(w->w_v[i].u_id);
+		free(w->w_v[i].u_tenant);
+		free(w->w_v[i].u_path);
+	}
+	w->w_emit(w->w_arg, NULL, NULL, NULL, 0);
+	free(w->w_v);
+	free(w);
+	s->s_walks--;
+	svc_maybe_done(s);
+}
+
+/* Measure the role's objects on the pool (see svc.h). */
+void
+svc_usage(struct svc *s, const char *kind, void (*list)(struct svc_uses *),
+    svc_usage_cb emit, void *arg)
+{
+	struct svc_uses	*w;
+
+	if (!s->s_inited || s->s_stopping) {
+		emit(arg, NULL, NULL, NULL, 0);
+		return;
+	}
+	w = xcalloc(1, sizeof(*w));
+	w->w_req.data = w;
+	w->w_svc = s;
+	w->w_kind = kind;
+	w->w_list = list;
+	w->w_emit = emit;
+	w->w_arg = arg;
+	s->s_walks++;
+	if (uv_queue_work(s->s_loop, &w->w_req, svc_usage_work_cb,
+	    svc_usage_after_cb) != 0)
+		fatalx("%s: uv_queue_work failed", s->s_name);
 }
 
 /* ---- running programs ----------------------------------------------------- */
@@ -698,6 +811,13 @@ svc_read(const char *path, size_t max)
 		return (NULL);
 	}
 	return (buf);
+}
+
+/* value, or def when value is empty or unset. */
+const char *
+svc_opt(const char *value, const char *def)
+{
+	return (value != NULL && *value != '\0' ? value : def);
 }
 
 /* value, or DATA_DIR/sub when value is empty or unset. */

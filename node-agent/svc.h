@@ -75,6 +75,8 @@ struct svc {
 	uv_timer_t		 s_retry;
 	unsigned		 s_failures;
 	int			 s_timer_open;
+	unsigned		 s_walks;	/* usage walks running */
+	int			 s_done_called;
 };
 
 /* Start the queue (on the loop thread). */
@@ -84,10 +86,30 @@ void	svc_init(struct svc *, uv_loop_t *, const char *name,
 void	svc_desired(struct svc *, const uint8_t *, size_t);
 /* The link is back: send the last status again. */
 void	svc_connected(struct svc *);
-/* Stop: no new apply; s_done runs when the running one has finished. */
+/* Stop: no new apply; s_done runs once no apply and no walk runs. */
 void	svc_stop(struct svc *);
 /* Is an apply running or waiting (for tests)? */
 int	svc_idle(const struct svc *);
+/* A frame for the role: MSG_SERVICES_DESIRED is queued, others ignored. */
+void	svc_frame(struct svc *, uint16_t type, const uint8_t *, size_t);
+
+/* ---- usage walks, for metering ----------------------------------------- */
+
+/* The objects one walk measures (filled on a pool thread). */
+struct svc_uses;
+
+/* Add an object: its id, its tenant and the folder its files are in. */
+void	svc_uses_add(struct svc_uses *, const char *id, const char *tenant,
+	    const char *path);
+/*
+ * Measure the role's objects for metering: list runs on the pool and adds
+ * each object with svc_uses_add, the folders are summed there, then emit
+ * gets each object (with kind) on the loop thread, and a last call with
+ * kind NULL. When the queue is not running, emit(arg, NULL, ...) at once.
+ * The role's s_done waits for the walks still running.
+ */
+void	svc_usage(struct svc *, const char *kind,
+	    void (*list)(struct svc_uses *), svc_usage_cb emit, void *arg);
 
 /* Add an object status to a result (from the pool thread); msg may be NULL. */
 void	svc_result_add(struct svc_result *, const char *kind, const char *id,
@@ -130,6 +152,8 @@ int64_t	svc_du(const char *path);
 int	svc_fsync_dir(const char *path, char **cause);
 /* Read a whole small file (NULL if absent or over max). */
 char	*svc_read(const char *path, size_t max);
+/* A string option: value, or def when it is unset or empty. */
+const char *svc_opt(const char *value, const char *def);
 /* The default of a folder option: value, or DATA_DIR/sub when empty. */
 char	*svc_path_option(const struct agent *, const char *value,
 	    const char *sub);

@@ -84,9 +84,6 @@ struct web_site {
 
 static struct agent	*wa;
 static struct svc	 web_svc;
-static int		 web_running;
-static int		 web_applying;	/* svc has not called web_done */
-static unsigned		 web_walks;	/* usage walks running */
 static char		*web_root;
 static char		*web_listen;
 static char		*web_pages;
@@ -96,12 +93,6 @@ static char		*web_nginx_conf;
 static char		*web_confd;
 /* Only the pool thread of the running apply touches this. */
 static int		 web_loaded;	/* the files on disk are live */
-
-static const char *
-web_opt(const char *v, const char *def)
-{
-	return (v != NULL && *v != '\0' ? v : def);
-}
 
 /* ---- nginx ----------------------------------------------------------------- */
 
@@ -721,12 +712,10 @@ done:
 
 /* ---- teardown --------------------------------------------------------------- */
 
-/* Free the role's state once nothing on the pool can read it. */
+/* The queue has stopped and nothing on the pool reads the role's state. */
 static void
-web_free(void)
+web_done(void)
 {
-	if (web_running || web_applying || web_walks > 0)
-		return;
 	free(web_root);
 	free(web_listen);
 	free(web_pages);
@@ -738,39 +727,17 @@ web_free(void)
 	web_nginx_prefix = web_nginx_conf = web_confd = NULL;
 }
 
-static void
-web_done(void)
-{
-	web_applying = 0;
-	web_free();
-}
-
 /* ---- usage, for metering --------------------------------------------------- */
 
-struct web_use {
-	char	*u_id;
-	char	*u_tenant;
-	int64_t	 u_bytes;
-};
-
-struct web_usage_job {
-	uv_work_t	 w;
-	svc_usage_cb	 emit;
-	void		*arg;
-	struct web_use	*v;
-	size_t		 n;
-};
-
+/* Every site of our blocks and its folder (pool thread). */
 static void
-web_usage_work_cb(uv_work_t *w)
+web_usage_list(struct svc_uses *w)
 {
-	struct web_usage_job	*uj = w->data;
-	char			**ours, *path, *text, *cause = NULL;
-	char			 id[160], tenant[160], host[260];
-	size_t			 n, i;
+	char	**ours, *path, *text, *cause = NULL;
+	char	 id[160], tenant[160], host[260];
+	size_t	 n, i;
 
 	ours = web_ours(&n);
-	uj->v = xcalloc(n + 1, sizeof(*uj->v));
 	for (i = 0; i < n; i++) {
 		xasprintf(&path, "%s/%s", web_confd, ours[i]);
 		text = svc_read(path, WEB_CONF_MAX);
@@ -779,11 +746,8 @@ web_usage_work_cb(uv_work_t *w)
 		    "tenant=%159s host=%259s", id, tenant, host) == 3 &&
 		    svc_valid_hostname(host, &cause) == 0) {
 			xasprintf(&path, "%s/%s", web_root, host);
-			uj->v[uj->n].u_id = xstrdup(id);
-			uj->v[uj->n].u_tenant = xstrdup(strcmp(tenant, "-") ?
-			    tenant : "");
-			uj->v[uj->n].u_bytes = svc_du(path);
-			uj->n++;
+			svc_uses_add(w, id, strcmp(tenant, "-") ? tenant : "",
+			    path);
 			free(path);
 		}
 		free(cause);
@@ -794,43 +758,11 @@ web_usage_work_cb(uv_work_t *w)
 	free(ours);
 }
 
-static void
-web_usage_after_cb(uv_work_t *w, int status)
-{
-	struct web_usage_job	*uj = w->data;
-	size_t			 i;
-
-	for (i = 0; i < uj->n; i++) {
-		uj->emit(uj->arg, "site", uj->v[i].u_id, uj->v[i].u_tenant,
-		    uj->v[i].u_bytes);
-		free(uj->v[i].u_id);
-		free(uj->v[i].u_tenant);
-	}
-	uj->emit(uj->arg, NULL, NULL, NULL, 0);
-	free(uj->v);
-	free(uj);
-	web_walks--;
-	web_free();
-}
-
 /* Storage used by each site's folder, for metering (see svc.h). */
 void
 web_usage(svc_usage_cb emit, void *arg)
 {
-	struct web_usage_job	*uj;
-
-	if (!web_running) {
-		emit(arg, NULL, NULL, NULL, 0);
-		return;
-	}
-	uj = xcalloc(1, sizeof(*uj));
-	uj->w.data = uj;
-	uj->emit = emit;
-	uj->arg = arg;
-	web_walks++;
-	if (uv_queue_work(wa->loop, &uj->w, web_usage_work_cb,
-	    web_usage_after_cb) != 0)
-		fatalx("web: uv_queue_work failed");
+	svc_usage(&web_svc, "site", web_usage_list, emit, arg);
 }
 
 /* ---- role hooks -------------------------------------------------------------- */
@@ -841,11 +773,11 @@ web_init(struct agent *a, char **cause)
 	wa = a;
 	web_root = svc_path_option(a, a->conf.web_root, "web");
 	web_confd = svc_path_option(a, a->conf.nginx_confd, "nginx.d");
-	web_listen = xstrdup(web_opt(a->conf.web_listen, "80"));
-	web_pages = xstrdup(web_opt(a->conf.web_pages, "/etc/opsn/web"));
-	web_nginx_bin = xstrdup(web_opt(a->conf.nginx_bin, "/usr/sbin/nginx"));
-	web_nginx_prefix = xstrdup(web_opt(a->conf.nginx_prefix, ""));
-	web_nginx_conf = xstrdup(web_opt(a->conf.nginx_conf,
+	web_listen = xstrdup(svc_opt(a->conf.web_listen, "80"));
+	web_pages = xstrdup(svc_opt(a->conf.web_pages, "/etc/opsn/web"));
+	web_nginx_bin = xstrdup(svc_opt(a->conf.nginx_bin, "/usr/sbin/nginx"));
+	web_nginx_prefix = xstrdup(svc_opt(a->conf.nginx_prefix, ""));
+	web_nginx_conf = xstrdup(svc_opt(a->conf.nginx_conf,
 	    "/etc/nginx/nginx.conf"));
 	if (web_root[0] != '/' || web_confd[0] != '/') {
 		xasprintf(cause, "web_root and nginx_confd must be absolute "
@@ -864,8 +796,6 @@ web_init(struct agent *a, char **cause)
 		return (-1);
 	web_loaded = 0;
 	svc_init(&web_svc, a->loop, "web", web_apply, web_done);
-	web_running = 1;
-	web_applying = 1;
 	log_info("web: sites in %s, server blocks in %s, nginx %s", web_root,
 	    web_confd, web_nginx_conf);
 	return (0);
@@ -880,18 +810,12 @@ web_on_connected(void)
 static void
 web_on_frame(uint16_t type, const uint8_t *p, size_t len)
 {
-	if (type == MSG_SERVICES_DESIRED)
-		svc_desired(&web_svc, p, len);
-	else
-		log_debug("web: ignoring message type %u", type);
+	svc_frame(&web_svc, type, p, len);
 }
 
 static void
 web_stop(void)
 {
-	if (!web_running)
-		return;
-	web_running = 0;
 	svc_stop(&web_svc);
 }
 
