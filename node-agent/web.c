@@ -542,172 +542,256 @@ web_commit(struct web_change *c)
 
 /* ---- one generation -------------------------------------------------------- */
 
-static void
-web_apply(struct svc_job *j)
-{
-	const Opsn__ServicesDesired	*d = j->j_desired;
-	struct svc_result		*r = &j->j_res;
-	struct web_site			*sites;
-	struct web_change		*ch = NULL;
-	char				**ours, *cause = NULL, *msg = NULL;
-	char				*path, *cur;
-	size_t				 nsites, nours, nch = 0, i, k;
+/* What the steps of one apply share. */
+struct web_gen {
+	const Opsn__ServicesDesired	*g_desired;
+	struct svc_result		*g_res;
+	struct web_site			*g_sites;
+	size_t				 g_nsites;
+	char				**g_ours;	/* our block files */
+	size_t				 g_nours;
+	struct web_change		*g_ch;
+	size_t				 g_nch;
+};
 
-	sites = web_plan(d, &nsites, r);
-	ours = web_ours(&nours);
-	if (web_pages_install(&cause) == -1) {
-		svc_result_fail(r, "%s", cause);
-		free(cause);
-		goto done;
-	}
-	ch = xcalloc(nsites + nours + 1, sizeof(*ch));
-	for (i = 0; i < nsites; i++) {
-		/* Its block, if it has one, stays as it is. */
-		if (web_docroot(sites[i].s_site->hostname, &cause) == -1) {
-			web_site_error(r, sites[i].s_site, cause);
+/*
+ * The blocks to write (a site whose document root cannot be made keeps
+ * the block it has) and to remove (sites no longer wanted; a site in
+ * error keeps its own).
+ */
+static void
+web_gen_changes(struct web_gen *g)
+{
+	struct web_site	*ws;
+	char		*path, *cur, *cause = NULL;
+	size_t		 i, k;
+
+	g->g_ch = xcalloc(g->g_nsites + g->g_nours + 1, sizeof(*g->g_ch));
+	for (i = 0; i < g->g_nsites; i++) {
+		ws = &g->g_sites[i];
+		if (web_docroot(ws->s_site->hostname, &cause) == -1) {
+			web_site_error(g->g_res, ws->s_site, cause);
 			cause = NULL;
-			sites[i].s_failed = 1;
+			ws->s_failed = 1;
 			continue;
 		}
-		xasprintf(&path, "%s/%s", web_confd, sites[i].s_file);
+		xasprintf(&path, "%s/%s", web_confd, ws->s_file);
 		cur = svc_read(path, WEB_CONF_MAX);
 		free(path);
-		if (cur != NULL && strcmp(cur, sites[i].s_text) == 0) {
-			free(cur);
+		if (cur == NULL || strcmp(cur, ws->s_text) != 0)
+			web_change_init(&g->g_ch[g->g_nch++], ws->s_file,
+			    ws->s_text, (ssize_t)i);
+		free(cur);
+	}
+	for (i = 0; i < g->g_nours; i++) {
+		for (k = 0; k < g->g_nsites; k++)
+			if (strcmp(g->g_sites[k].s_file, g->g_ours[i]) == 0)
+				break;
+		if (k == g->g_nsites && !web_refused(g->g_desired,
+		    g->g_ours[i]))
+			web_change_init(&g->g_ch[g->g_nch++], g->g_ours[i],
+			    NULL, -1);
+	}
+}
+
+/* Stage a change; a change that cannot be staged is rejected. */
+static int
+web_try_stage(struct web_change *c)
+{
+	char	*cause = NULL;
+
+	if (web_stage(c, &cause) == 0)
+		return (0);
+	c->c_state = WEB_REJECTED;
+	c->c_error = cause;
+	return (-1);
+}
+
+/*
+ * nginx refused the changes together: from the last good set, keep each
+ * change that passes `nginx -t` on its own, reject the others with
+ * nginx's message. -1 (the generation failed, nothing staged) when even
+ * the last good set or the kept changes together are refused.
+ */
+static int
+web_check_each(struct web_gen *g)
+{
+	struct web_change	*c;
+	char			*msg = NULL;
+	size_t			 i;
+
+	for (i = 0; i < g->g_nch; i++)
+		web_unstage(&g->g_ch[i]);
+	if (web_nginx(NULL, &msg) == -1) {
+		svc_result_fail(g->g_res, "nginx refuses its configuration "
+		    "even without our changes: %s", msg);
+		free(msg);
+		return (-1);
+	}
+	for (i = 0; i < g->g_nch; i++) {
+		c = &g->g_ch[i];
+		if (c->c_state != WEB_PENDING || web_try_stage(c) == -1)
+			continue;
+		if (web_nginx(NULL, &msg) == 0) {
+			c->c_state = WEB_KEPT;
 			continue;
 		}
-		free(cur);
-		web_change_init(&ch[nch++], sites[i].s_file, sites[i].s_text,
-		    (ssize_t)i);
-	}
-	/* Blocks of sites no longer wanted; a site in error keeps its own. */
-	for (i = 0; i < nours; i++) {
-		for (k = 0; k < nsites; k++)
-			if (strcmp(sites[k].s_file, ours[i]) == 0)
-				break;
-		if (k == nsites && !web_refused(d, ours[i]))
-			web_change_init(&ch[nch++], ours[i], NULL, -1);
-	}
-	/* Nothing changed and nginx has it, or nothing ever to serve. */
-	if (nch == 0 && (web_loaded || (nsites == 0 && nours == 0)))
-		goto report;
-
-	/* Everything at once: the usual case. */
-	for (i = 0; i < nch; i++)
-		if (web_stage(&ch[i], &cause) == -1) {
-			ch[i].c_state = WEB_REJECTED;
-			ch[i].c_error = cause;
-			cause = NULL;
-		}
-	if (web_nginx(NULL, &msg) == 0) {
-		for (i = 0; i < nch; i++)
-			if (ch[i].c_state == WEB_PENDING)
-				ch[i].c_state = WEB_KEPT;
-	} else {
-		log_warnx("web: generation %llu refused: %s; trying each "
-		    "change alone", (unsigned long long)d->generation, msg);
-		free(msg);
+		web_unstage(c);
+		c->c_state = WEB_REJECTED;
+		c->c_error = msg;
 		msg = NULL;
-		for (i = 0; i < nch; i++)
-			web_unstage(&ch[i]);
-		if (web_nginx(NULL, &msg) == -1) {
-			svc_result_fail(r, "nginx refuses its configuration "
-			    "even without our changes: %s", msg);
-			free(msg);
-			goto done;
-		}
-		/* One change at a time over the last good set. */
-		for (i = 0; i < nch; i++) {
-			if (ch[i].c_state != WEB_PENDING)
-				continue;
-			if (web_stage(&ch[i], &cause) == -1) {
-				ch[i].c_state = WEB_REJECTED;
-				ch[i].c_error = cause;
-				cause = NULL;
-				continue;
-			}
-			if (web_nginx(NULL, &msg) == 0) {
-				ch[i].c_state = WEB_KEPT;
-				continue;
-			}
-			web_unstage(&ch[i]);
-			ch[i].c_state = WEB_REJECTED;
-			ch[i].c_error = msg;
-			msg = NULL;
-		}
-		/* Changes that pass alone might not pass together. */
-		if (web_nginx(NULL, &msg) == -1) {
-			for (i = 0; i < nch; i++)
-				web_unstage(&ch[i]);
-			svc_result_fail(r, "changes refused together: %s",
-			    msg);
-			free(msg);
-			goto done;
-		}
 	}
-	for (i = 0, k = 0; i < nch; i++)
-		if (ch[i].c_state == WEB_KEPT)
-			k++;
+	/* Changes that pass alone might not pass together. */
+	if (web_nginx(NULL, &msg) == -1) {
+		for (i = 0; i < g->g_nch; i++)
+			web_unstage(&g->g_ch[i]);
+		svc_result_fail(g->g_res, "changes refused together: %s", msg);
+		free(msg);
+		return (-1);
+	}
+	return (0);
+}
+
+/*
+ * Put the changes in place and have `nginx -t` check them: all at once
+ * (the usual case), else one at a time. 0 when what is in place is a
+ * configuration nginx takes.
+ */
+static int
+web_check(struct web_gen *g)
+{
+	char	*msg = NULL;
+	size_t	 i;
+
+	for (i = 0; i < g->g_nch; i++)
+		(void)web_try_stage(&g->g_ch[i]);
+	if (web_nginx(NULL, &msg) == 0) {
+		for (i = 0; i < g->g_nch; i++)
+			if (g->g_ch[i].c_state == WEB_PENDING)
+				g->g_ch[i].c_state = WEB_KEPT;
+		return (0);
+	}
+	log_warnx("web: generation %llu refused: %s; trying each change "
+	    "alone", (unsigned long long)g->g_desired->generation, msg);
+	free(msg);
+	return (web_check_each(g));
+}
+
+/* Reload nginx with the checked files and drop the backups. */
+static int
+web_load(struct web_gen *g)
+{
+	struct web_change	*c;
+	char			*msg = NULL, *cause = NULL;
+	size_t			 i, kept = 0;
+
+	for (i = 0; i < g->g_nch; i++)
+		if (g->g_ch[i].c_state == WEB_KEPT)
+			kept++;
 	/* Every change refused: what runs is what was there. */
-	if (k == 0 && web_loaded)
-		goto report;
+	if (kept == 0 && web_loaded)
+		return (0);
 	web_loaded = 0;
 	if (web_nginx("reload", &msg) == -1) {
 		/* The files are good; the next try only has to reload. */
-		for (i = 0; i < nch; i++)
-			if (ch[i].c_state == WEB_KEPT)
-				web_commit(&ch[i]);
-		svc_result_fail(r, "configuration checked but not loaded: %s",
-		    msg);
+		for (i = 0; i < g->g_nch; i++)
+			if (g->g_ch[i].c_state == WEB_KEPT)
+				web_commit(&g->g_ch[i]);
+		svc_result_fail(g->g_res, "configuration checked but not "
+		    "loaded: %s", msg);
 		free(msg);
-		goto done;
+		return (-1);
 	}
 	web_loaded = 1;
-	for (i = 0; i < nch; i++) {
-		if (ch[i].c_state == WEB_KEPT)
-			web_commit(&ch[i]);
-		else if (ch[i].c_site == -1)
-			log_warnx("web: removing %s: %s", ch[i].c_live,
-			    ch[i].c_error);
+	for (i = 0; i < g->g_nch; i++) {
+		c = &g->g_ch[i];
+		if (c->c_state == WEB_KEPT)
+			web_commit(c);
+		else if (c->c_site == -1)
+			log_warnx("web: removing %s: %s", c->c_live,
+			    c->c_error);
 	}
 	if (svc_fsync_dir(web_confd, &cause) == -1) {
 		log_warnx("web: %s", cause);
 		free(cause);
-		cause = NULL;
 	}
+	return (0);
+}
 
-report:
-	for (i = 0; i < nsites; i++) {
-		const char *err = NULL;
+/* A status per site written: applied, or why its change was refused. */
+static void
+web_report(struct web_gen *g)
+{
+	const struct web_site	*ws;
+	const char		*err;
+	size_t			 i, k;
 
-		if (sites[i].s_failed)
+	for (i = 0; i < g->g_nsites; i++) {
+		ws = &g->g_sites[i];
+		if (ws->s_failed)
 			continue;
-		for (k = 0; k < nch; k++)
-			if (ch[k].c_site == (ssize_t)i &&
-			    ch[k].c_state == WEB_REJECTED)
-				err = ch[k].c_error;
+		err = NULL;
+		for (k = 0; k < g->g_nch; k++)
+			if (g->g_ch[k].c_site == (ssize_t)i &&
+			    g->g_ch[k].c_state == WEB_REJECTED)
+				err = g->g_ch[k].c_error;
 		if (err != NULL)
 			log_warnx("web: site %s refused: %s",
-			    sites[i].s_site->hostname, err);
-		svc_result_add(r, "site", sites[i].s_site->id,
+			    ws->s_site->hostname, err);
+		svc_result_add(g->g_res, "site", ws->s_site->id,
 		    err != NULL ? "error" : "applied", err);
 	}
-done:
-	/* After a failure every staged file was restored; nothing is live. */
-	for (i = 0; i < nsites; i++) {
-		if (r->r_failed && !sites[i].s_failed)
-			svc_result_add(r, "site", sites[i].s_site->id, "error",
-			    r->r_error);
-		free(sites[i].s_file);
-		free(sites[i].s_text);
+}
+
+static void
+web_gen_free(struct web_gen *g)
+{
+	size_t	 i;
+
+	for (i = 0; i < g->g_nsites; i++) {
+		free(g->g_sites[i].s_file);
+		free(g->g_sites[i].s_text);
 	}
-	free(sites);
-	for (i = 0; i < nours; i++)
-		free(ours[i]);
-	free(ours);
-	for (i = 0; i < nch; i++)
-		web_change_free(&ch[i]);
-	free(ch);
+	free(g->g_sites);
+	for (i = 0; i < g->g_nours; i++)
+		free(g->g_ours[i]);
+	free(g->g_ours);
+	for (i = 0; i < g->g_nch; i++)
+		web_change_free(&g->g_ch[i]);
+	free(g->g_ch);
+}
+
+static void
+web_apply(struct svc_job *j)
+{
+	struct web_gen	 g;
+	char		*cause = NULL;
+	size_t		 i;
+
+	memset(&g, 0, sizeof(g));
+	g.g_desired = j->j_desired;
+	g.g_res = &j->j_res;
+	g.g_sites = web_plan(g.g_desired, &g.g_nsites, g.g_res);
+	g.g_ours = web_ours(&g.g_nours);
+	if (web_pages_install(&cause) == -1) {
+		svc_result_fail(g.g_res, "%s", cause);
+		free(cause);
+	} else {
+		web_gen_changes(&g);
+		/* Nothing changed and nginx has it, or nothing to serve. */
+		if ((g.g_nch == 0 && (web_loaded || (g.g_nsites == 0 &&
+		    g.g_nours == 0))) ||
+		    (web_check(&g) == 0 && web_load(&g) == 0))
+			web_report(&g);
+	}
+	/* After a failure every staged file was restored; nothing is live. */
+	if (g.g_res->r_failed)
+		for (i = 0; i < g.g_nsites; i++)
+			if (!g.g_sites[i].s_failed)
+				svc_result_add(g.g_res, "site",
+				    g.g_sites[i].s_site->id, "error",
+				    g.g_res->r_error);
+	web_gen_free(&g);
 }
 
 /* ---- teardown --------------------------------------------------------------- */
