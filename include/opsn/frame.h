@@ -40,6 +40,9 @@ enum msg_type {
 	/* 384-511: mail and web services (proto/services.proto) */
 	MSG_SERVICES_DESIRED = 384,	/* controller -> mail/web agent */
 	MSG_SERVICES_STATUS = 385,	/* agent -> controller */
+	MSG_SERVICES_CERTS = 386,	/* agent -> controller: certificates */
+	MSG_SITE_CERT = 387,		/* controller -> web agent: a key pair */
+	MSG_SITE_CERT_RESULT = 388,	/* agent -> controller */
 };
 
 #define MSG_RANGE_HV_MIN	128
