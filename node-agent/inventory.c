@@ -3,8 +3,10 @@
  * hypervisor the libvirt and QEMU versions. libvirt calls block, so they
  * run on the uv thread pool.
  */
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 
+#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +66,34 @@ inventory_after_cb(uv_work_t *w, int status)
 	free(iw);
 }
 
+/*
+ * The host's fully qualified name (a mail backend's certificate and MX
+ * records name it): the canonical name of gethostname()'s, when the
+ * latter has no dot. Once at start, before the link: /etc/hosts or the
+ * resolver answers quickly, and nothing else waits on the loop yet.
+ */
+static void
+inventory_hostname(struct agent *a)
+{
+	struct addrinfo	 hints, *res = NULL;
+
+	if (gethostname(a->hostname, sizeof(a->hostname)) != 0) {
+		a->hostname[0] = '\0';
+		return;
+	}
+	if (strchr(a->hostname, '.') != NULL)
+		return;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_flags = AI_CANONNAME;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(a->hostname, NULL, &hints, &res) == 0 && res != NULL &&
+	    res->ai_canonname != NULL && strchr(res->ai_canonname, '.') !=
+	    NULL)
+		strlcpy(a->hostname, res->ai_canonname, sizeof(a->hostname));
+	if (res != NULL)
+		freeaddrinfo(res);
+}
+
 /* Fill a->inv, then call done on the loop thread. */
 void
 inventory_collect(struct agent *a, void (*done)(struct agent *))
@@ -76,8 +106,7 @@ inventory_collect(struct agent *a, void (*done)(struct agent *))
 	a->inv.memory_bytes = uv_get_total_memory();
 	if (statvfs(a->conf.data_dir, &sv) == 0)
 		a->inv.disk_bytes = (uint64_t)sv.f_blocks * sv.f_frsize;
-	if (gethostname(a->hostname, sizeof(a->hostname)) != 0)
-		strlcpy(a->hostname, "", sizeof(a->hostname));
+	inventory_hostname(a);
 	a->inv.hostname = a->hostname;
 	if (strcmp(a->conf.role, "hypervisor") != 0) {
 		done(a);
