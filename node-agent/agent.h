@@ -41,6 +41,21 @@ struct agent_conf {
 	char	*nginx_prefix;		/* nginx -p; "" = built-in */
 	char	*nginx_conf;		/* nginx -c */
 	char	*nginx_confd;		/* server blocks; DATA_DIR/nginx.d */
+	char	*web_listen_tls;	/* nginx listen for HTTPS */
+	/* certificates (node-agent/acme.c), mail and web roles */
+	char	*tls_dir;		/* keys, certificates; DATA_DIR/tls */
+	char	*acme_directory;	/* ACME directory URL, or "off" */
+	char	*acme_email;		/* account contact; "" none */
+	char	*acme_client;		/* uacme */
+	char	*acme_webroot;		/* served at /.well-known/acme-challenge */
+	int64_t	 acme_retry_min_ms;	/* first backoff after a failure */
+	int64_t	 acme_retry_max_ms;
+	/* role mail: TLS and DKIM */
+	char	*mail_tls_cert;		/* the operator's files, else ACME */
+	char	*mail_tls_key;
+	char	*dkim_dir;		/* KeyTable, SigningTable, keys */
+	char	*dkim_user;		/* opendkim's user (reads the keys) */
+	char	*opendkim_pid;		/* SIGUSR1 reloads its tables */
 };
 
 #define AGENT_CONF_METERING 1

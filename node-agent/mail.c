@@ -49,8 +49,11 @@
 
 #include "opsn/frame.h"
 #include "opsn/log.h"
+#include "opsn/tlscert.h"
 #include "opsn/util.h"
+#include "acme.h"
 #include "agent.h"
+#include "dkim.h"
 #include "svc.h"
 
 #define MAIL_MAPS		".maps"
@@ -140,6 +143,9 @@ static char		*mail_dovecot_conf;
 static char		*mail_postfix_bin;
 static char		*mail_doveadm_bin;
 static char		*mail_owner;
+static char		*mail_tls_cert;	/* the operator's, or "" */
+static char		*mail_tls_key;
+static char		*mail_tls_dir;	/* MAIL_DIR/.tls: what is served */
 static gid_t		 mail_postfix_gid = (gid_t)-1;
 /* Only the pool thread of the running apply touches this. */
 static char		 mail_reloaded[65];
@@ -996,64 +1002,152 @@ mail_purge(struct svc_result *r, const char *addr, const char *id)
 	svc_result_add(r, "mailbox", id, "purged", NULL);
 }
 
+/* ---- certificate and signing keys ------------------------------------------ */
+
+/*
+ * The certificate the backend presents (SMTP, submission, IMAPS): for
+ * the mail host name the controller gives, else the host's own name.
+ */
+static int
+mail_cert_want(const Opsn__ServicesDesired *d, struct acme_want *w,
+    const char **name)
+{
+	char	*cause = NULL;
+
+	*name = d != NULL && *d->mail_hostname != '\0' ? d->mail_hostname :
+	    (*ma->hostname != '\0' ? ma->hostname : ma->conf.name);
+	if (*name == NULL)
+		*name = "";
+	if (svc_valid_hostname(*name, &cause) == -1) {
+		free(cause);
+		return (-1);
+	}
+	memset(w, 0, sizeof(*w));
+	w->w_kind = "mail";
+	w->w_id = *name;
+	w->w_names = name;
+	w->w_nnames = 1;
+	w->w_mode = *mail_tls_cert != '\0' ? ACME_MODE_FILE : ACME_MODE_ACME;
+	w->w_cert_file = mail_tls_cert;
+	w->w_key_file = mail_tls_key;
+	return (0);
+}
+
+/* Install the certificate to present; 1 when a new one needs a reload. */
+static int
+mail_tls_install(const Opsn__ServicesDesired *d)
+{
+	struct acme_want	 w;
+	const char		*name;
+	char			*warn = NULL;
+	int			 changed = 0;
+
+	if (mail_cert_want(d, &w, &name) == -1)
+		return (0);
+	(void)acme_live(&w, mail_tls_dir, &changed, &warn);
+	if (warn != NULL) {
+		log_warnx("mail: certificate for %s not installed: %s", name,
+		    warn);
+		free(warn);
+	}
+	if (changed) {
+		log_info("mail: new certificate for %s", name);
+		/* Loaded by the next reload, even if this apply fails. */
+		mail_reloaded[0] = '\0';
+	}
+	return (changed);
+}
+
+/* The domains' signing keys to OpenDKIM; a key refused is the domain's. */
+static void
+mail_dkim_install(const struct mail_plan *p, char **dom_errors)
+{
+	struct dkim_key	*k;
+	char		**errs, *cause = NULL;
+	size_t		*idx, i, n = 0;
+
+	k = xcalloc(p->ndoms + 1, sizeof(*k));
+	idx = xcalloc(p->ndoms + 1, sizeof(*idx));
+	errs = xcalloc(p->ndoms + 1, sizeof(*errs));
+	for (i = 0; i < p->ndoms; i++) {
+		if (*p->doms[i]->dkim_selector == '\0' ||
+		    *p->doms[i]->dkim_private_pem == '\0')
+			continue;
+		k[n].k_domain = p->doms[i]->name;
+		k[n].k_selector = p->doms[i]->dkim_selector;
+		k[n].k_pem = p->doms[i]->dkim_private_pem;
+		idx[n++] = i;
+	}
+	if (dkim_apply(k, n, errs, &cause) == -1) {
+		log_warnx("mail: DKIM tables not written: %s", cause);
+		for (i = 0; i < n; i++)
+			if (errs[i] == NULL)
+				xasprintf(&errs[i], "DKIM tables not written: "
+				    "%s", cause);
+		free(cause);
+	}
+	for (i = 0; i < n; i++)
+		dom_errors[idx[i]] = errs[i];
+	free(errs);
+	free(idx);
+	free(k);
+}
+
 /* ---- one generation -------------------------------------------------------- */
 
-static void
-mail_apply(struct svc_job *j)
+/* Each domain's folder belongs to the mail user, who makes homes. */
+static int
+mail_domain_dirs(const struct mail_plan *p, struct svc_result *r)
 {
-	const Opsn__ServicesDesired	*d = j->j_desired;
-	struct svc_result		*r = &j->j_res;
-	struct mail_plan		 p;
-	struct mail_olds		 o;
-	struct mail_old			*old;
-	struct mail_box			*b;
-	struct passwd			 pwd, *pw = NULL;
-	char				 pwbuf[4096];
-	char				*cause = NULL, *dir;
-	int64_t				 now = util_now();
-	struct mail_box			 key;
-	const char			**kick;
-	size_t				 i, nkick = 0;
-	int				 changed, flush = 0;
-	uint64_t			 t0 = util_mono_ms();
+	struct passwd	 pwd, *pw = NULL;
+	char		 pwbuf[4096], *cause = NULL, *dir;
+	size_t		 i;
 
-	mail_plan_build(d, &p, r);
-	mail_plan_digest(&p);
-	mail_olds_read(&o);
 	/* Looked up each time: the user may be made after the agent starts. */
-	if (p.ndoms > 0 && (getpwnam_r(mail_owner, &pwd, pwbuf, sizeof(pwbuf),
-	    &pw) != 0 || pw == NULL)) {
+	if (p->ndoms > 0 && (getpwnam_r(mail_owner, &pwd, pwbuf,
+	    sizeof(pwbuf), &pw) != 0 || pw == NULL)) {
 		svc_result_fail(r, "mail owner '%s' is not a user (mail_owner)",
 		    mail_owner);
-		goto done;
+		return (-1);
 	}
-
-	/* Each domain's folder belongs to the mail user, who makes homes. */
-	for (i = 0; i < p.ndoms; i++) {
-		xasprintf(&dir, "%s/%s", mail_dir, p.doms[i]->name);
+	for (i = 0; i < p->ndoms; i++) {
+		xasprintf(&dir, "%s/%s", mail_dir, p->doms[i]->name);
 		if (svc_mkdirs(dir, 0700, pw->pw_uid, pw->pw_gid, &cause) ==
 		    -1) {
 			free(dir);
 			svc_result_fail(r, "%s", cause);
 			free(cause);
-			goto done;
+			return (-1);
 		}
 		free(dir);
 	}
-	changed = strcmp(o.digest, p.digest) != 0;
-	if (changed && mail_write_maps(&p, &cause) == -1) {
+	return (0);
+}
+
+/*
+ * Write the maps when they changed, and reload both daemons when the
+ * maps or the certificate changed (or the last reload failed).
+ */
+static int
+mail_load(const struct mail_plan *p, const struct mail_olds *o,
+    int changed, int tls_changed, struct svc_result *r)
+{
+	char	*cause = NULL;
+
+	if (changed && mail_write_maps(p, &cause) == -1) {
 		svc_result_fail(r, "%s", cause);
 		free(cause);
-		goto done;
+		return (-1);
 	}
 	/*
 	 * Nothing served before and nothing to serve (a new backend): the
 	 * maps exist now for the daemons to start with; nothing to reload.
 	 */
-	if (!o.existed && p.ndoms == 0 && p.nboxes == 0 && p.nals == 0)
-		strlcpy(mail_reloaded, p.digest, sizeof(mail_reloaded));
+	if (!o->existed && p->ndoms == 0 && p->nboxes == 0 && p->nals == 0 &&
+	    !tls_changed)
+		strlcpy(mail_reloaded, p->digest, sizeof(mail_reloaded));
 	/* A reload that failed, or the first generation since we started. */
-	if (changed || strcmp(mail_reloaded, p.digest) != 0) {
+	if (changed || tls_changed || strcmp(mail_reloaded, p->digest) != 0) {
 		mail_reloaded[0] = '\0';
 		/* Dovecot first: it must know a user before Postfix's mail. */
 		if (mail_doveadm("reload", NULL, &cause) == -1 ||
@@ -1061,24 +1155,32 @@ mail_apply(struct svc_job *j)
 			svc_result_fail(r, "maps written but not loaded: %s",
 			    cause);
 			free(cause);
-			goto done;
+			return (-1);
 		}
-		strlcpy(mail_reloaded, p.digest, sizeof(mail_reloaded));
+		strlcpy(mail_reloaded, p->digest, sizeof(mail_reloaded));
 	}
+	return (0);
+}
 
-	for (i = 0; i < p.ndoms; i++)
-		svc_result_add(r, "domain", p.doms[i]->name, "applied", NULL);
-	for (i = 0; i < p.nals; i++)
-		svc_result_add(r, "alias", mail_alias_id(p.als[i]), "applied",
-		    NULL);
-	/*
-	 * Sessions of a mailbox that may no longer log in, or whose password
-	 * changed, end now (they would stay open otherwise); before a purge.
-	 */
-	kick = xcalloc(p.nboxes + o.n + 1, sizeof(*kick));
-	for (i = 0; i < p.nboxes; i++) {
-		b = &p.boxes[i];
-		if ((old = mail_old_find(&o, b->b_addr)) == NULL)
+/*
+ * Sessions of a mailbox that may no longer log in, or whose password
+ * changed, end now (they would stay open otherwise); before a purge.
+ * Returns whether mail held for a reactivated mailbox should go out.
+ */
+static int
+mail_sessions(const struct mail_plan *p, struct mail_olds *o)
+{
+	struct mail_old		*old;
+	const struct mail_box	*b;
+	struct mail_box		 key;
+	const char		**kick;
+	size_t			 i, nkick = 0;
+	int			 flush = 0;
+
+	kick = xcalloc(p->nboxes + o->n + 1, sizeof(*kick));
+	for (i = 0; i < p->nboxes; i++) {
+		b = &p->boxes[i];
+		if ((old = mail_old_find(o, b->b_addr)) == NULL)
 			continue;
 		if (old->o_login && (b->b_held || b->b_deleted ||
 		    (old->o_hash != NULL && strcmp(old->o_hash, b->b_hash) !=
@@ -1088,18 +1190,29 @@ mail_apply(struct svc_job *j)
 		    !b->b_deleted)
 			flush = 1;
 	}
-	for (i = 0; i < o.n; i++) {
-		key.b_addr = o.v[i].o_addr;
-		o.v[i].o_gone = bsearch(&key, p.boxes, p.nboxes,
-		    sizeof(*p.boxes), mail_box_cmp) == NULL;
-		if (o.v[i].o_gone && o.v[i].o_login)
-			kick[nkick++] = o.v[i].o_addr;
+	for (i = 0; i < o->n; i++) {
+		key.b_addr = o->v[i].o_addr;
+		o->v[i].o_gone = bsearch(&key, p->boxes, p->nboxes,
+		    sizeof(*p->boxes), mail_box_cmp) == NULL;
+		if (o->v[i].o_gone && o->v[i].o_login)
+			kick[nkick++] = o->v[i].o_addr;
 	}
 	mail_kick(kick, nkick);
 	free(kick);
+	return (flush);
+}
 
-	for (i = 0; i < p.nboxes; i++) {
-		b = &p.boxes[i];
+/* Mailboxes whose retention is over lose their mail; others report. */
+static void
+mail_purges(const struct mail_plan *p, const struct mail_olds *o,
+    struct svc_result *r)
+{
+	const struct mail_box	*b;
+	int64_t			 now = util_now();
+	size_t			 i;
+
+	for (i = 0; i < p->nboxes; i++) {
+		b = &p->boxes[i];
 		if (b->b_deleted && b->b_purge_after > 0 &&
 		    now >= b->b_purge_after)
 			mail_purge(r, b->b_addr, b->b_id);
@@ -1107,16 +1220,48 @@ mail_apply(struct svc_job *j)
 			svc_result_add(r, "mailbox", b->b_id, "applied", NULL);
 	}
 	/* Gone from the desired state: purge what was deleted, keep others. */
-	for (i = 0; i < o.n; i++) {
-		if (!o.v[i].o_gone)
+	for (i = 0; i < o->n; i++) {
+		if (!o->v[i].o_gone)
 			continue;
-		if (o.v[i].o_deleted)
-			mail_purge(r, o.v[i].o_addr, o.v[i].o_id);
+		if (o->v[i].o_deleted)
+			mail_purge(r, o->v[i].o_addr, o->v[i].o_id);
 		else
 			log_warnx("mail: mailbox %s left the desired state "
 			    "without being deleted; its maildir is kept",
-			    o.v[i].o_addr);
+			    o->v[i].o_addr);
 	}
+}
+
+static void
+mail_apply(struct svc_job *j)
+{
+	const Opsn__ServicesDesired	*d = j->j_desired;
+	struct svc_result		*r = &j->j_res;
+	struct mail_plan		 p;
+	struct mail_olds		 o;
+	char				*cause = NULL, **dkim_err;
+	size_t				 i;
+	int				 changed, tls_changed, flush;
+	uint64_t			 t0 = util_mono_ms();
+
+	mail_plan_build(d, &p, r);
+	mail_plan_digest(&p);
+	mail_olds_read(&o);
+	dkim_err = xcalloc(p.ndoms + 1, sizeof(*dkim_err));
+	changed = strcmp(o.digest, p.digest) != 0;
+	tls_changed = mail_tls_install(d);
+	if (mail_domain_dirs(&p, r) == -1 ||
+	    mail_load(&p, &o, changed, tls_changed, r) == -1)
+		goto done;
+	mail_dkim_install(&p, dkim_err);
+	for (i = 0; i < p.ndoms; i++)
+		svc_result_add(r, "domain", p.doms[i]->name, dkim_err[i] ?
+		    "error" : "applied", dkim_err[i]);
+	for (i = 0; i < p.nals; i++)
+		svc_result_add(r, "alias", mail_alias_id(p.als[i]), "applied",
+		    NULL);
+	flush = mail_sessions(&p, &o);
+	mail_purges(&p, &o, r);
 	/* Mail held for a reactivated mailbox goes out now. */
 	if (flush && mail_postfix("flush", &cause) == -1) {
 		log_warnx("mail: %s", cause);
@@ -1140,6 +1285,9 @@ done:
 			svc_result_add(r, "mailbox", p.boxes[i].b_id, "error",
 			    r->r_error);
 	}
+	for (i = 0; i < p.ndoms; i++)
+		free(dkim_err[i]);
+	free(dkim_err);
 	mail_olds_free(&o);
 	mail_plan_free(&p);
 }
@@ -1157,8 +1305,70 @@ mail_done(void)
 	free(mail_postfix_bin);
 	free(mail_doveadm_bin);
 	free(mail_owner);
+	free(mail_tls_cert);
+	free(mail_tls_key);
+	free(mail_tls_dir);
 	mail_dir = mail_maps = mail_postfix_dir = mail_dovecot_conf = NULL;
 	mail_postfix_bin = mail_doveadm_bin = mail_owner = NULL;
+	mail_tls_cert = mail_tls_key = mail_tls_dir = NULL;
+	acme_stop();
+	dkim_free();
+}
+
+/* After an apply: the certificate the backend wants. */
+static void
+mail_applied_cb(struct svc *s)
+{
+	struct acme_want	 w;
+	const char		*name;
+
+	if (mail_cert_want(s->s_current, &w, &name) == 0)
+		acme_set(&w, 1);
+	else {
+		log_warnx("mail: '%s' is not a host name to get a certificate "
+		    "for: set the backend's mail host name", name);
+		acme_set(NULL, 0);
+	}
+}
+
+/* A new certificate: install it and reload the daemons. */
+static void
+mail_certs_changed(void)
+{
+	svc_reapply(&mail_svc);
+}
+
+/*
+ * Postfix and Dovecot refuse to start without the certificate their
+ * configuration names: until a real one comes, a self-signed one.
+ */
+static int
+mail_tls_placeholder(char **cause)
+{
+	char	*cert, *key, *pc, *pk, *name;
+	int	 rc = 0;
+
+	xasprintf(&pc, "%s/cert.pem", mail_tls_dir);
+	xasprintf(&pk, "%s/key.pem", mail_tls_dir);
+	if (access(pc, F_OK) == 0 && access(pk, F_OK) == 0)
+		goto out;
+	name = *ma->hostname != '\0' ? ma->hostname : ma->conf.name;
+	if (name == NULL || *name == '\0')
+		name = "localhost";
+	if ((rc = tlscert_self_signed(name, 3650, &cert, &key, cause)) == 0) {
+		rc = util_write_file(pk, key, strlen(key), 0600, cause) == 0 &&
+		    util_write_file(pc, cert, strlen(cert), 0644, cause) == 0 ?
+		    0 : -1;
+		tlscert_free_secret(key, strlen(key));
+		free(cert);
+		if (rc == 0)
+			log_notice("mail: a self-signed certificate for %s "
+			    "until a real one comes", name);
+	}
+out:
+	free(pc);
+	free(pk);
+	return (rc);
 }
 
 /* ---- usage, for metering --------------------------------------------------- */
@@ -1214,6 +1424,8 @@ static int
 mail_init(struct agent *a, char **cause)
 {
 	struct group	*gr;
+	char		*webroot;
+	int		 rc;
 
 	ma = a;
 	mail_dir = svc_path_option(a, a->conf.mail_dir, "mail");
@@ -1234,12 +1446,31 @@ mail_init(struct agent *a, char **cause)
 		    mail_dir);
 		return (-1);
 	}
-	if (svc_mkdirs(mail_dir, 0755, (uid_t)-1, (gid_t)-1, cause) == -1 ||
+	mail_tls_cert = xstrdup(svc_opt(a->conf.mail_tls_cert, ""));
+	mail_tls_key = xstrdup(svc_opt(a->conf.mail_tls_key, ""));
+	xasprintf(&mail_tls_dir, "%s/.tls", mail_dir);
+	if (a->conf.acme_webroot != NULL && *a->conf.acme_webroot != '\0')
+		webroot = xstrdup(a->conf.acme_webroot);
+	else
+		xasprintf(&webroot, "%s/.acme", mail_dir);
+	if ((*mail_tls_cert == '\0') != (*mail_tls_key == '\0')) {
+		xasprintf(cause, "tls_cert and tls_key go together");
+		free(webroot);
+		return (-1);
+	}
+	rc = svc_mkdirs(mail_dir, 0755, (uid_t)-1, (gid_t)-1, cause) == -1 ||
 	    svc_mkdirs(mail_maps, 0755, (uid_t)-1, (gid_t)-1, cause) == -1 ||
-	    svc_traversable(a, mail_dir, cause) == -1)
+	    svc_mkdirs(mail_tls_dir, 0700, (uid_t)-1, (gid_t)-1, cause) == -1 ||
+	    svc_traversable(a, mail_dir, cause) == -1 ||
+	    mail_tls_placeholder(cause) == -1 ||
+	    dkim_init(a, cause) == -1 ||
+	    acme_init(a, webroot, mail_certs_changed, cause) == -1 ? -1 : 0;
+	free(webroot);
+	if (rc == -1)
 		return (-1);
 	mail_reloaded[0] = '\0';
 	svc_init(&mail_svc, a->loop, "mail", mail_apply, mail_done);
+	mail_svc.s_applied = mail_applied_cb;
 	log_info("mail: maps in %s, postfix %s, dovecot %s", mail_maps,
 	    mail_postfix_dir, mail_dovecot_conf);
 	return (0);
@@ -1249,6 +1480,7 @@ static void
 mail_on_connected(void)
 {
 	svc_connected(&mail_svc);
+	acme_connected();
 }
 
 static void

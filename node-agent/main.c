@@ -83,6 +83,40 @@ static const struct cfg_option agent_opts[] = {
 	{ "web", "nginx_confd", CFG_STRING, A(nginx_confd), "", 0, 0, NULL, 0,
 	  "nginx-confd", "folder of the sites' server blocks, included by "
 	  "nginx.conf (default DATA_DIR/nginx.d)" },
+	{ "web", "listen_tls", CFG_STRING, A(web_listen_tls), "443", 0, 0,
+	  NULL, 0, "web-listen-tls", "nginx listen addresses for HTTPS, "
+	  "comma separated" },
+	{ "mail", "tls_cert", CFG_STRING, A(mail_tls_cert), "", 0, 0, NULL, 0,
+	  "mail-tls-cert", "certificate chain for the mail host name (default: "
+	  "by ACME)" },
+	{ "mail", "tls_key", CFG_STRING, A(mail_tls_key), "", 0, 0, NULL, 0,
+	  "mail-tls-key", "its private key" },
+	{ "mail", "dkim_dir", CFG_STRING, A(dkim_dir), "", 0, 0, NULL, 0,
+	  "dkim-dir", "OpenDKIM's KeyTable, SigningTable and keys (default "
+	  "DATA_DIR/dkim)" },
+	{ "mail", "dkim_user", CFG_STRING, A(dkim_user), "opendkim", 0, 0, NULL,
+	  0, "dkim-user", "user OpenDKIM runs as (owns the keys; root if it "
+	  "does not exist)" },
+	{ "mail", "opendkim_pid", CFG_STRING, A(opendkim_pid),
+	  "/run/opendkim/opendkim.pid", 0, 0, NULL, 0, "opendkim-pid",
+	  "OpenDKIM's pid file (SIGUSR1 reloads its tables)" },
+	{ "tls", "dir", CFG_STRING, A(tls_dir), "", 0, 0, NULL, 0, "tls-dir",
+	  "certificates, keys and the ACME account (default DATA_DIR/tls)" },
+	{ "acme", "directory", CFG_STRING, A(acme_directory),
+	  "https://acme-v02.api.letsencrypt.org/directory", 0, 0, NULL, 0,
+	  "acme-directory", "ACME directory URL, or off" },
+	{ "acme", "email", CFG_STRING, A(acme_email), "", 0, 0, NULL, 0,
+	  "acme-email", "ACME account contact e-mail" },
+	{ "acme", "client", CFG_STRING, A(acme_client), "/usr/bin/uacme", 0, 0,
+	  NULL, 0, "acme-client", "the uacme command" },
+	{ "acme", "webroot", CFG_STRING, A(acme_webroot), "", 0, 0, NULL, 0,
+	  "acme-webroot", "folder served at /.well-known/acme-challenge/ on "
+	  "port 80 (web: WEB_ROOT/.opsn/acme; mail: MAIL_DIR/.acme)" },
+	{ "acme", "retry_min", CFG_DURATION, A(acme_retry_min_ms), "5m", 100,
+	  86400000, NULL, 0, "acme-retry-min", "wait after a first failure; "
+	  "doubled at each one" },
+	{ "acme", "retry_max", CFG_DURATION, A(acme_retry_max_ms), "1d", 100,
+	  604800000, NULL, 0, "acme-retry-max", "longest wait between tries" },
 	{ "log", "level", CFG_ENUM, A(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, A(log_file), "", 0, 0, NULL, 0,

@@ -131,8 +131,9 @@ svc_set_send(int (*fn)(uint16_t, const ProtobufCMessage *))
 	svc_send_hook = fn;
 }
 
-static int
-svc_send_msg(uint16_t type, const ProtobufCMessage *m)
+/* Send a frame to the controller, or to the unit tests' hook. */
+int
+svc_send(uint16_t type, const ProtobufCMessage *m)
 {
 	if (svc_send_hook != NULL)
 		return (svc_send_hook(type, m));
@@ -153,7 +154,7 @@ svc_report(struct svc *s)
 	st.error = s->s_last.r_error != NULL ? s->s_last.r_error : "";
 	st.objects = s->s_last.r_objs;
 	st.n_objects = s->s_last.r_nobjs;
-	if (svc_send_msg(MSG_SERVICES_STATUS, &st.base) == -1)
+	if (svc_send(MSG_SERVICES_STATUS, &st.base) == -1)
 		log_debug("%s: status of generation %llu kept until the link "
 		    "is up", s->s_name, (unsigned long long)st.generation);
 }
@@ -170,9 +171,7 @@ svc_retry_cb(uv_timer_t *t)
 		return;
 	log_info("%s: retrying generation %llu", s->s_name,
 	    (unsigned long long)s->s_current->generation);
-	s->s_pending = s->s_current;
-	s->s_current = NULL;
-	svc_next(s);
+	svc_reapply(s);
 }
 
 static void
@@ -213,6 +212,8 @@ svc_after_cb(uv_work_t *req, int status)
 		    s->s_last.r_nobjs);
 	free(j);
 	svc_report(s);
+	if (s->s_applied != NULL)
+		s->s_applied(s);
 	if (s->s_last.r_failed && s->s_pending == NULL) {
 		unsigned shift = s->s_failures < 10 ? s->s_failures : 10;
 
@@ -223,6 +224,27 @@ svc_after_cb(uv_work_t *req, int status)
 		uv_timer_start(&s->s_retry, svc_retry_cb, delay, 0);
 	} else if (!s->s_last.r_failed)
 		s->s_failures = 0;
+	if (s->s_again) {
+		s->s_again = 0;
+		svc_reapply(s);
+	}
+	svc_next(s);
+}
+
+/* Apply the current state once more (see svc.h). */
+void
+svc_reapply(struct svc *s)
+{
+	if (!s->s_inited || s->s_stopping || s->s_pending != NULL)
+		return;
+	if (s->s_busy) {
+		s->s_again = 1;
+		return;
+	}
+	if (s->s_current == NULL)
+		return;
+	s->s_pending = s->s_current;
+	s->s_current = NULL;
 	svc_next(s);
 }
 
@@ -337,11 +359,29 @@ svc_stop(struct svc *s)
 static void
 svc_maybe_done(struct svc *s)
 {
-	if (!s->s_stopping || s->s_busy || s->s_walks > 0 || s->s_done_called)
+	if (!s->s_stopping || s->s_busy || s->s_holds > 0 || s->s_done_called)
 		return;
 	s->s_done_called = 1;
 	if (s->s_done != NULL)
 		s->s_done();
+}
+
+/* Pool work of the role starts (see svc.h). */
+int
+svc_hold(struct svc *s)
+{
+	if (!s->s_inited || s->s_stopping)
+		return (-1);
+	s->s_holds++;
+	return (0);
+}
+
+/* That work is over (loop thread). */
+void
+svc_release(struct svc *s)
+{
+	s->s_holds--;
+	svc_maybe_done(s);
 }
 
 /* A frame of the services range for this role. */
@@ -419,8 +459,7 @@ svc_usage_after_cb(uv_work_t *req, int status)
 	w->w_emit(w->w_arg, NULL, NULL, NULL, 0);
 	free(w->w_v);
 	free(w);
-	s->s_walks--;
-	svc_maybe_done(s);
+	svc_release(s);
 }
 
 /* Measure the role's objects on the pool (see svc.h). */
@@ -430,7 +469,7 @@ svc_usage(struct svc *s, const char *kind, void (*list)(struct svc_uses *),
 {
 	struct svc_uses	*w;
 
-	if (!s->s_inited || s->s_stopping) {
+	if (svc_hold(s) == -1) {
 		emit(arg, NULL, NULL, NULL, 0);
 		return;
 	}
@@ -441,7 +480,6 @@ svc_usage(struct svc *s, const char *kind, void (*list)(struct svc_uses *),
 	w->w_list = list;
 	w->w_emit = emit;
 	w->w_arg = arg;
-	s->s_walks++;
 	if (uv_queue_work(s->s_loop, &w->w_req, svc_usage_work_cb,
 	    svc_usage_after_cb) != 0)
 		fatalx("%s: uv_queue_work failed", s->s_name);

@@ -75,8 +75,11 @@ struct svc {
 	uv_timer_t		 s_retry;
 	unsigned		 s_failures;
 	int			 s_timer_open;
-	unsigned		 s_walks;	/* usage walks running */
+	unsigned		 s_holds;	/* pool work reading the role */
 	int			 s_done_called;
+	int			 s_again;	/* apply s_current once more */
+	/* On the loop thread after each apply (may be NULL). */
+	void			(*s_applied)(struct svc *);
 };
 
 /* Start the queue (on the loop thread). */
@@ -90,6 +93,21 @@ void	svc_connected(struct svc *);
 void	svc_stop(struct svc *);
 /* Is an apply running or waiting (for tests)? */
 int	svc_idle(const struct svc *);
+/*
+ * Apply the current state again (what it depends on changed: a new
+ * certificate). After the running apply if there is one; nothing when a
+ * newer state waits anyway.
+ */
+void	svc_reapply(struct svc *);
+/*
+ * Pool work of the role besides applies (usage walks, a certificate to
+ * store) holds the queue: s_done waits for its release. svc_hold returns
+ * -1 when the queue is stopping or not started (do not queue the work).
+ */
+int	svc_hold(struct svc *);
+void	svc_release(struct svc *);
+/* Send a frame to the controller (or to the unit tests' hook). */
+int	svc_send(uint16_t type, const ProtobufCMessage *);
 /* A frame for the role: MSG_SERVICES_DESIRED is queued, others ignored. */
 void	svc_frame(struct svc *, uint16_t type, const uint8_t *, size_t);
 

@@ -34,9 +34,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "opsn/frame.h"
 #include "opsn/log.h"
 #include "opsn/util.h"
+#include "acme.h"
 #include "agent.h"
 #include "svc.h"
 
@@ -46,6 +49,7 @@
 #define WEB_PAGE_MAX		(256 * 1024)
 #define WEB_CONF_MAX		(64 * 1024)
 #define WEB_ALIASES_MAX		100
+#define WEB_MANUAL_KEEP_S	600	/* a member's certificate, unlisted */
 
 static const char web_builtin_placeholder[] =
 	"<!DOCTYPE html>\n<html lang=\"fr\">\n<head><meta charset=\"utf-8\">"
@@ -80,6 +84,10 @@ struct web_site {
 	char			*s_file;	/* ID.conf */
 	char			*s_text;
 	int			 s_failed;	/* reported already */
+	const char		**s_names;	/* host name, then aliases */
+	struct acme_want	 s_want;	/* its certificate */
+	char			*s_live;	/* TLS_DIR/live/site-ID */
+	int			 s_tls;		/* a certificate to serve */
 };
 
 static struct agent	*wa;
@@ -91,8 +99,19 @@ static char		*web_nginx_bin;
 static char		*web_nginx_prefix;
 static char		*web_nginx_conf;
 static char		*web_confd;
+static char		*web_listen_tls;
+static char		*web_https_port;	/* ":8443", or "" for 443 */
+static char		*web_acme_root;
+static char		*web_live;		/* TLS_DIR/live */
 /* Only the pool thread of the running apply touches this. */
 static int		 web_loaded;	/* the files on disk are live */
+/*
+ * The sites of the last apply that may have a certificate (indexes in
+ * its desired state): written by the apply, read on the loop thread once
+ * it is over (web_applied_cb).
+ */
+static size_t		*web_cert_sites;
+static size_t		 web_ncert_sites;
 
 /* ---- nginx ----------------------------------------------------------------- */
 
@@ -263,27 +282,35 @@ web_append(char **buf, size_t *len, const char *fmt, ...)
 	free(s);
 }
 
-static char *
-web_block(const Opsn__Site *s)
+static void
+web_listens(char **buf, size_t *len, const char *list, const char *suffix)
 {
-	char	*buf = NULL, *copy, *tok, *save = NULL;
-	size_t	 len = 0, i;
+	char	*copy, *tok, *save = NULL;
 
-	web_append(&buf, &len, WEB_HEADER "id=%s tenant=%s host=%s\n"
-	    "# Written by opsn-agent from the controller's state: changes "
-	    "here are lost.\nserver {\n", s->id, *s->tenant ? s->tenant : "-",
-	    s->hostname);
-	copy = xstrdup(web_listen);
+	copy = xstrdup(list);
 	for (tok = strtok_r(copy, ", ", &save); tok != NULL;
 	    tok = strtok_r(NULL, ", ", &save))
-		web_append(&buf, &len, "\tlisten %s;\n", tok);
+		web_append(buf, len, "\tlisten %s%s;\n", tok, suffix);
 	free(copy);
-	web_append(&buf, &len, "\tserver_name %s", s->hostname);
+}
+
+static void
+web_server_name(char **buf, size_t *len, const Opsn__Site *s)
+{
+	size_t	 i;
+
+	web_append(buf, len, "\tserver_name %s", s->hostname);
 	for (i = 0; i < s->n_aliases; i++)
-		web_append(&buf, &len, " %s", s->aliases[i]);
-	web_append(&buf, &len, ";\n");
+		web_append(buf, len, " %s", s->aliases[i]);
+	web_append(buf, len, ";\n");
+}
+
+/* What a site serves: its files, or the "suspended" page with a 503. */
+static void
+web_content(char **buf, size_t *len, const Opsn__Site *s)
+{
 	if (s->suspended) {
-		web_append(&buf, &len,
+		web_append(buf, len,
 		    "\troot %s/%s;\n"
 		    "\tadd_header Retry-After 3600 always;\n"
 		    "\terror_page 503 /suspended.html;\n"
@@ -294,13 +321,60 @@ web_block(const Opsn__Site *s)
 		    "\t\treturn 503;\n"
 		    "\t}\n", web_root, WEB_PAGES_DIR);
 	} else {
-		web_append(&buf, &len,
+		web_append(buf, len,
 		    "\troot %s/%s/htdocs;\n"
 		    "\tindex index.html index.htm;\n"
 		    "\tlocation / {\n"
 		    "\t\ttry_files $uri $uri/ =404;\n"
 		    "\t}\n", web_root, s->hostname);
 	}
+}
+
+/*
+ * A site's server blocks. Port 80 always answers ACME's HTTP-01
+ * challenges; once the site has a certificate it sends everything else
+ * to HTTPS, where the site is served with the ANSSI's TLS settings (TLS
+ * 1.2 with ECDHE and AEAD suites only, and TLS 1.3).
+ */
+static char *
+web_block(const struct web_site *ws)
+{
+	const Opsn__Site	*s = ws->s_site;
+	char			*buf = NULL;
+	size_t			 len = 0;
+
+	web_append(&buf, &len, WEB_HEADER "id=%s tenant=%s host=%s\n"
+	    "# Written by opsn-agent from the controller's state: changes "
+	    "here are lost.\nserver {\n", s->id, *s->tenant ? s->tenant : "-",
+	    s->hostname);
+	web_listens(&buf, &len, web_listen, "");
+	web_server_name(&buf, &len, s);
+	web_append(&buf, &len,
+	    "\tlocation ^~ /.well-known/acme-challenge/ {\n"
+	    "\t\troot %s;\n"
+	    "\t\tdefault_type text/plain;\n"
+	    "\t}\n", web_acme_root);
+	if (!ws->s_tls) {
+		web_content(&buf, &len, s);
+		web_append(&buf, &len, "}\n");
+		return (buf);
+	}
+	web_append(&buf, &len,
+	    "\tlocation / {\n"
+	    "\t\treturn 301 https://$host%s$request_uri;\n"
+	    "\t}\n"
+	    "}\n"
+	    "server {\n", web_https_port);
+	web_listens(&buf, &len, web_listen_tls, " ssl http2");
+	web_server_name(&buf, &len, s);
+	web_append(&buf, &len,
+	    "\tssl_certificate %s/cert.pem;\n"
+	    "\tssl_certificate_key %s/key.pem;\n"
+	    "\tssl_protocols TLSv1.2 TLSv1.3;\n"
+	    "\tssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;\n"
+	    "\tssl_prefer_server_ciphers on;\n"
+	    "\tssl_session_tickets off;\n", ws->s_live, ws->s_live);
+	web_content(&buf, &len, s);
 	web_append(&buf, &len, "}\n");
 	return (buf);
 }
@@ -327,6 +401,82 @@ web_site_error(struct svc_result *r, const Opsn__Site *s, char *cause)
 	free(cause);
 }
 
+/* How a site gets its certificate (Site.tls). */
+static int
+web_tls_mode(const Opsn__Site *s, enum acme_mode *mode, char **cause)
+{
+	size_t	 i;
+
+	if (*s->tls == '\0' || strcmp(s->tls, "acme") == 0)
+		*mode = ACME_MODE_ACME;
+	else if (strcmp(s->tls, "off") == 0)
+		*mode = ACME_MODE_OFF;
+	else if (strcmp(s->tls, "manual") == 0) {
+		*mode = ACME_MODE_MANUAL;
+		for (i = 0; s->cert_sha256[i] != '\0'; i++)
+			if (!((s->cert_sha256[i] >= '0' &&
+			    s->cert_sha256[i] <= '9') ||
+			    (s->cert_sha256[i] >= 'a' &&
+			    s->cert_sha256[i] <= 'f')))
+				break;
+		if (i != 64 || s->cert_sha256[i] != '\0') {
+			xasprintf(cause, "certificate fingerprint is not 64 "
+			    "hexadecimal digits");
+			return (-1);
+		}
+	} else {
+		xasprintf(cause, "unknown tls mode '%.16s'", s->tls);
+		return (-1);
+	}
+	return (0);
+}
+
+/* A site's id, names and TLS mode, each alone. */
+static int
+web_site_check(const Opsn__Site *s, enum acme_mode *mode, char **cause)
+{
+	size_t	 k;
+
+	/* The id names the block's file: no leading dot. */
+	if (*s->id == '\0' || *s->id == '.' || !web_valid_token(s->id) ||
+	    !web_valid_token(s->tenant)) {
+		xasprintf(cause, "site id or tenant has characters outside "
+		    "[A-Za-z0-9._:-]");
+		return (-1);
+	}
+	if (svc_valid_hostname(s->hostname, cause) == -1)
+		return (-1);
+	if (s->n_aliases > WEB_ALIASES_MAX) {
+		xasprintf(cause, "more than %d aliases", WEB_ALIASES_MAX);
+		return (-1);
+	}
+	for (k = 0; k < s->n_aliases; k++)
+		if (svc_valid_hostname(s->aliases[k], cause) == -1)
+			return (-1);
+	return (web_tls_mode(s, mode, cause));
+}
+
+static void
+web_site_init(struct web_site *ws, const Opsn__Site *s, enum acme_mode mode)
+{
+	size_t	 k;
+
+	ws->s_site = s;
+	/* A host name may be 253 bytes: too long with a suffix. */
+	xasprintf(&ws->s_file, "%s.conf", s->id);
+	ws->s_names = xcalloc(s->n_aliases + 2, sizeof(*ws->s_names));
+	ws->s_names[0] = s->hostname;
+	for (k = 0; k < s->n_aliases; k++)
+		ws->s_names[k + 1] = s->aliases[k];
+	ws->s_want.w_kind = "site";
+	ws->s_want.w_id = s->id;
+	ws->s_want.w_names = ws->s_names;
+	ws->s_want.w_nnames = s->n_aliases + 1;
+	ws->s_want.w_mode = mode;
+	ws->s_want.w_sha256 = s->cert_sha256;
+	xasprintf(&ws->s_live, "%s/site-%s", web_live, s->id);
+}
+
 /*
  * The sites that can be written: valid names, each name on one site only
  * (the first one keeps it).
@@ -335,20 +485,17 @@ static struct web_site *
 web_plan(const Opsn__ServicesDesired *d, size_t *np, struct svc_result *r)
 {
 	struct web_site	*v;
-	char		**names, **ids, *cause = NULL;
+	enum acme_mode	 mode;
+	char		**names = NULL, **ids, *cause = NULL;
+	const char	*nm;
 	size_t		 i, k, n = 0, nn = 0, cap = 0;
 
 	v = xcalloc(d->n_sites + 1, sizeof(*v));
 	ids = xcalloc(d->n_sites + 1, sizeof(*ids));
-	names = NULL;
 	for (i = 0; i < d->n_sites; i++) {
 		const Opsn__Site *s = d->sites[i];
 
-		/* The id names the block's file: no leading dot. */
-		if (*s->id == '\0' || *s->id == '.' ||
-		    !web_valid_token(s->id) || !web_valid_token(s->tenant)) {
-			xasprintf(&cause, "site id or tenant has characters "
-			    "outside [A-Za-z0-9._:-]");
+		if (web_site_check(s, &mode, &cause) == -1) {
 			web_site_error(r, s, cause);
 			continue;
 		}
@@ -358,35 +505,16 @@ web_plan(const Opsn__ServicesDesired *d, size_t *np, struct svc_result *r)
 			web_site_error(r, s, cause);
 			continue;
 		}
-		if (svc_valid_hostname(s->hostname, &cause) == -1) {
-			web_site_error(r, s, cause);
-			continue;
-		}
-		if (s->n_aliases > WEB_ALIASES_MAX) {
-			xasprintf(&cause, "more than %d aliases",
-			    WEB_ALIASES_MAX);
-			web_site_error(r, s, cause);
-			continue;
-		}
-		for (k = 0; k < s->n_aliases; k++)
-			if (svc_valid_hostname(s->aliases[k], &cause) == -1)
-				break;
-		if (k < s->n_aliases) {
-			web_site_error(r, s, cause);
-			continue;
-		}
 		/* Names taken by a site before this one. */
-		for (k = 0; k <= s->n_aliases; k++) {
-			const char *nm = k == 0 ? s->hostname :
-			    s->aliases[k - 1];
-
+		for (k = 0, nm = NULL; k <= s->n_aliases; k++) {
+			nm = k == 0 ? s->hostname : s->aliases[k - 1];
 			if (nn > 0 && bsearch(&nm, names, nn, sizeof(*names),
 			    web_str_cmp) != NULL)
 				break;
 		}
 		if (k <= s->n_aliases) {
 			xasprintf(&cause, "host name %s is already another "
-			    "site's", k == 0 ? s->hostname : s->aliases[k - 1]);
+			    "site's", nm);
 			web_site_error(r, s, cause);
 			continue;
 		}
@@ -398,12 +526,8 @@ web_plan(const Opsn__ServicesDesired *d, size_t *np, struct svc_result *r)
 			names[nn++] = k == 0 ? s->hostname : s->aliases[k - 1];
 			qsort(names, nn, sizeof(*names), web_str_cmp);
 		}
-		v[n].s_site = s;
 		ids[n] = s->id;
-		/* A host name may be 253 bytes: too long with a suffix. */
-		xasprintf(&v[n].s_file, "%s.conf", s->id);
-		v[n].s_text = web_block(s);
-		n++;
+		web_site_init(&v[n++], s, mode);
 	}
 	free(names);
 	free(ids);
@@ -552,7 +676,28 @@ struct web_gen {
 	size_t				 g_nours;
 	struct web_change		*g_ch;
 	size_t				 g_nch;
+	int				 g_reload;	/* a new certificate */
 };
+
+/* The certificate a site serves, installed where its block names it. */
+static void
+web_site_tls(struct web_gen *g, struct web_site *ws)
+{
+	char	*warn = NULL;
+	int	 changed = 0;
+
+	ws->s_tls = acme_live(&ws->s_want, ws->s_live, &changed, &warn) == 1;
+	if (warn != NULL) {
+		log_warnx("web: site %s: certificate not installed: %s",
+		    ws->s_site->hostname, warn);
+		free(warn);
+	}
+	if (changed) {
+		log_info("web: site %s: new certificate installed",
+		    ws->s_site->hostname);
+		g->g_reload = 1;
+	}
+}
 
 /*
  * The blocks to write (a site whose document root cannot be made keeps
@@ -575,6 +720,8 @@ web_gen_changes(struct web_gen *g)
 			ws->s_failed = 1;
 			continue;
 		}
+		web_site_tls(g, ws);
+		ws->s_text = web_block(ws);
 		xasprintf(&path, "%s/%s", web_confd, ws->s_file);
 		cur = svc_read(path, WEB_CONF_MAX);
 		free(path);
@@ -689,7 +836,7 @@ web_load(struct web_gen *g)
 		if (g->g_ch[i].c_state == WEB_KEPT)
 			kept++;
 	/* Every change refused: what runs is what was there. */
-	if (kept == 0 && web_loaded)
+	if (kept == 0 && web_loaded && !g->g_reload)
 		return (0);
 	web_loaded = 0;
 	if (web_nginx("reload", &msg) == -1) {
@@ -751,6 +898,8 @@ web_gen_free(struct web_gen *g)
 	for (i = 0; i < g->g_nsites; i++) {
 		free(g->g_sites[i].s_file);
 		free(g->g_sites[i].s_text);
+		free(g->g_sites[i].s_names);
+		free(g->g_sites[i].s_live);
 	}
 	free(g->g_sites);
 	for (i = 0; i < g->g_nours; i++)
@@ -759,6 +908,73 @@ web_gen_free(struct web_gen *g)
 	for (i = 0; i < g->g_nch; i++)
 		web_change_free(&g->g_ch[i]);
 	free(g->g_ch);
+}
+
+/* Hand the sites that may have a certificate to web_applied_cb. */
+static void
+web_cert_sites_keep(struct web_gen *g)
+{
+	size_t	 i, k;
+
+	free(web_cert_sites);
+	web_cert_sites = xcalloc(g->g_nsites + 1, sizeof(*web_cert_sites));
+	web_ncert_sites = 0;
+	for (i = 0; i < g->g_nsites; i++)
+		for (k = 0; k < g->g_desired->n_sites; k++)
+			if (g->g_desired->sites[k] == g->g_sites[i].s_site) {
+				web_cert_sites[web_ncert_sites++] = k;
+				break;
+			}
+}
+
+/*
+ * Certificates of sites that left the desired state: the installed pairs
+ * go at once, members' own after a while (one may have been stored for
+ * a site that this generation does not list yet).
+ */
+static void
+web_tls_tidy(struct web_gen *g)
+{
+	const char	*sub[2] = { "live", "manual" };
+	char		*dir, *path, *cause = NULL, *id;
+	DIR		*dp;
+	struct dirent	*de;
+	struct stat	 st;
+	size_t		 i, k;
+
+	for (i = 0; i < 2; i++) {
+		dir = acme_tls_path(sub[i]);
+		if ((dp = opendir(dir)) == NULL) {
+			free(dir);
+			continue;
+		}
+		while ((de = readdir(dp)) != NULL) {
+			id = de->d_name;
+			if (i == 0 && strncmp(id, "site-", 5) != 0)
+				continue;
+			if (i == 0)
+				id += 5;
+			if (*id == '\0' || *id == '.')
+				continue;
+			for (k = 0; k < g->g_desired->n_sites; k++)
+				if (strcmp(g->g_desired->sites[k]->id, id) == 0)
+					break;
+			if (k < g->g_desired->n_sites)
+				continue;
+			xasprintf(&path, "%s/%s", dir, de->d_name);
+			if (i == 0 || (lstat(path, &st) == 0 &&
+			    st.st_mtime + WEB_MANUAL_KEEP_S < util_now())) {
+				if (svc_rmtree(path, &cause) == -1) {
+					log_warnx("web: %s", cause);
+					free(cause);
+					cause = NULL;
+				}
+			}
+			free(path);
+		}
+		closedir(dp);
+		free(dir);
+	}
 }
 
 static void
@@ -779,11 +995,13 @@ web_apply(struct svc_job *j)
 	} else {
 		web_gen_changes(&g);
 		/* Nothing changed and nginx has it, or nothing to serve. */
-		if ((g.g_nch == 0 && (web_loaded || (g.g_nsites == 0 &&
-		    g.g_nours == 0))) ||
+		if ((g.g_nch == 0 && !g.g_reload && (web_loaded ||
+		    (g.g_nsites == 0 && g.g_nours == 0))) ||
 		    (web_check(&g) == 0 && web_load(&g) == 0))
 			web_report(&g);
 	}
+	web_cert_sites_keep(&g);
+	web_tls_tidy(&g);
 	/* After a failure every staged file was restored; nothing is live. */
 	if (g.g_res->r_failed)
 		for (i = 0; i < g.g_nsites; i++)
@@ -807,8 +1025,150 @@ web_done(void)
 	free(web_nginx_prefix);
 	free(web_nginx_conf);
 	free(web_confd);
+	free(web_listen_tls);
+	free(web_https_port);
+	free(web_acme_root);
+	free(web_live);
+	free(web_cert_sites);
 	web_root = web_listen = web_pages = web_nginx_bin = NULL;
 	web_nginx_prefix = web_nginx_conf = web_confd = NULL;
+	web_listen_tls = web_https_port = web_acme_root = web_live = NULL;
+	web_cert_sites = NULL;
+	web_ncert_sites = 0;
+	acme_stop();
+}
+
+/* ---- certificates ------------------------------------------------------------ */
+
+/* A new certificate to serve: write the blocks again and reload. */
+static void
+web_certs_changed(void)
+{
+	svc_reapply(&web_svc);
+}
+
+/* After an apply: the certificates its sites want. */
+static void
+web_applied_cb(struct svc *s)
+{
+	const Opsn__ServicesDesired	*d = s->s_current;
+	struct acme_want		*w;
+	const char			***names;
+	enum acme_mode			 mode;
+	char				*cause = NULL;
+	size_t				 i, k, n = 0;
+
+	if (d == NULL)
+		return;
+	w = xcalloc(web_ncert_sites + 1, sizeof(*w));
+	names = xcalloc(web_ncert_sites + 1, sizeof(*names));
+	for (i = 0; i < web_ncert_sites && web_cert_sites[i] < d->n_sites;
+	    i++) {
+		const Opsn__Site *st = d->sites[web_cert_sites[i]];
+
+		if (web_tls_mode(st, &mode, &cause) == -1) {
+			free(cause);
+			cause = NULL;
+			continue;
+		}
+		names[n] = xcalloc(st->n_aliases + 2, sizeof(**names));
+		names[n][0] = st->hostname;
+		for (k = 0; k < st->n_aliases; k++)
+			names[n][k + 1] = st->aliases[k];
+		w[n].w_kind = "site";
+		w[n].w_id = st->id;
+		w[n].w_names = names[n];
+		w[n].w_nnames = st->n_aliases + 1;
+		w[n].w_mode = mode;
+		w[n].w_sha256 = st->cert_sha256;
+		n++;
+	}
+	acme_set(w, n);
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	free(w);
+}
+
+/* A member's certificate on its way to the backend's disk. */
+struct web_cert_job {
+	uv_work_t		 cj_req;
+	Opsn__SiteCert		*cj_msg;
+	char			 cj_sha[65];
+	char			*cj_error;
+};
+
+static void
+web_cert_work_cb(uv_work_t *req)
+{
+	struct web_cert_job	*cj = req->data;
+	Opsn__SiteCert		*m = cj->cj_msg;
+	size_t			 i;
+
+	if (*m->site_id == '\0' || *m->site_id == '.' ||
+	    !web_valid_token(m->site_id) || m->n_names == 0 ||
+	    m->n_names > WEB_ALIASES_MAX + 1) {
+		xasprintf(&cj->cj_error, "bad site id or host names");
+		return;
+	}
+	for (i = 0; i < m->n_names; i++)
+		if (svc_valid_hostname(m->names[i], &cj->cj_error) == -1)
+			return;
+	(void)acme_manual_store(m->site_id, (const char *const *)m->names,
+	    m->n_names, m->cert_pem, m->key_pem, cj->cj_sha, &cj->cj_error);
+}
+
+static void
+web_cert_after_cb(uv_work_t *req, int status)
+{
+	struct web_cert_job	*cj = req->data;
+	Opsn__SiteCertResult	 res = OPSN__SITE_CERT_RESULT__INIT;
+
+	res.request = cj->cj_msg->request;
+	res.ok = cj->cj_error == NULL;
+	res.error = cj->cj_error != NULL ? cj->cj_error : "";
+	res.cert_sha256 = cj->cj_error == NULL ? cj->cj_sha : "";
+	if (cj->cj_error != NULL)
+		log_warnx("web: certificate for site %s refused: %s",
+		    cj->cj_msg->site_id, cj->cj_error);
+	else
+		log_info("web: certificate %.16s... stored for site %s",
+		    cj->cj_sha, cj->cj_msg->site_id);
+	if (svc_send(MSG_SITE_CERT_RESULT, &res.base) == -1)
+		log_warnx("web: the answer about site %s's certificate was not "
+		    "sent (link down)", cj->cj_msg->site_id);
+	/* The key is wiped before its memory goes back. */
+	if (cj->cj_msg->key_pem != NULL)
+		OPENSSL_cleanse(cj->cj_msg->key_pem,
+		    strlen(cj->cj_msg->key_pem));
+	opsn__site_cert__free_unpacked(cj->cj_msg, NULL);
+	free(cj->cj_error);
+	free(cj);
+	svc_release(&web_svc);
+}
+
+/* MSG_SITE_CERT: check and keep a member's certificate (never logged). */
+static void
+web_site_cert(const uint8_t *p, size_t len)
+{
+	struct web_cert_job	*cj;
+	Opsn__SiteCert		*m;
+
+	if ((m = opsn__site_cert__unpack(NULL, len, p)) == NULL) {
+		log_warnx("web: a site certificate that does not decode");
+		return;
+	}
+	if (svc_hold(&web_svc) == -1) {
+		OPENSSL_cleanse(m->key_pem, strlen(m->key_pem));
+		opsn__site_cert__free_unpacked(m, NULL);
+		return;
+	}
+	cj = xcalloc(1, sizeof(*cj));
+	cj->cj_req.data = cj;
+	cj->cj_msg = m;
+	if (uv_queue_work(wa->loop, &cj->cj_req, web_cert_work_cb,
+	    web_cert_after_cb) != 0)
+		fatalx("web: uv_queue_work failed");
 }
 
 /* ---- usage, for metering --------------------------------------------------- */
@@ -851,6 +1211,28 @@ web_usage(svc_usage_cb emit, void *arg)
 
 /* ---- role hooks -------------------------------------------------------------- */
 
+/* ":PORT" of the first HTTPS address for redirects; "" when it is 443. */
+static char *
+web_port_suffix(const char *list)
+{
+	char		*copy, *tok, *save = NULL, *port, *out;
+	const char	*p;
+
+	copy = xstrdup(list);
+	tok = strtok_r(copy, ", ", &save);
+	if (tok == NULL || (p = strrchr(tok, ']')) == NULL)
+		p = tok;
+	port = p != NULL && strrchr(p, ':') != NULL ? strrchr(p, ':') + 1 :
+	    (p != NULL ? (char *)p : "443");
+	if (strcmp(port, "443") == 0 || strspn(port, "0123456789") !=
+	    strlen(port))
+		out = xstrdup("");
+	else
+		xasprintf(&out, ":%s", port);
+	free(copy);
+	return (out);
+}
+
 static int
 web_init(struct agent *a, char **cause)
 {
@@ -868,18 +1250,35 @@ web_init(struct agent *a, char **cause)
 		    "paths");
 		return (-1);
 	}
+	web_listen_tls = xstrdup(svc_opt(a->conf.web_listen_tls, "443"));
+	web_https_port = web_port_suffix(web_listen_tls);
+	if (a->conf.acme_webroot != NULL && *a->conf.acme_webroot != '\0')
+		web_acme_root = xstrdup(a->conf.acme_webroot);
+	else
+		xasprintf(&web_acme_root, "%s/%s/acme", web_root,
+		    WEB_PAGES_DIR);
 	if (strpbrk(web_root, " \t\n;{}\"'$\\") != NULL ||
-	    strpbrk(web_listen, "\t\n;{}\"'$\\") != NULL) {
-		xasprintf(cause, "web_root or web_listen has a character "
-		    "nginx would misread");
+	    strpbrk(web_acme_root, " \t\n;{}\"'$\\") != NULL ||
+	    strpbrk(web_listen, "\t\n;{}\"'$\\") != NULL ||
+	    strpbrk(web_listen_tls, "\t\n;{}\"'$\\") != NULL) {
+		xasprintf(cause, "web_root, listen, listen_tls or the ACME "
+		    "webroot has a character nginx would misread");
 		return (-1);
 	}
 	if (svc_mkdirs(web_root, 0755, (uid_t)-1, (gid_t)-1, cause) == -1 ||
 	    svc_mkdirs(web_confd, 0755, (uid_t)-1, (gid_t)-1, cause) == -1 ||
-	    svc_traversable(a, web_root, cause) == -1)
+	    svc_traversable(a, web_root, cause) == -1 ||
+	    acme_init(a, web_acme_root, web_certs_changed, cause) == -1)
 		return (-1);
+	web_live = acme_tls_path("live");
+	if (strpbrk(web_live, " \t\n;{}\"'$\\") != NULL) {
+		xasprintf(cause, "the TLS folder %s has a character nginx "
+		    "would misread", web_live);
+		return (-1);
+	}
 	web_loaded = 0;
 	svc_init(&web_svc, a->loop, "web", web_apply, web_done);
+	web_svc.s_applied = web_applied_cb;
 	log_info("web: sites in %s, server blocks in %s, nginx %s", web_root,
 	    web_confd, web_nginx_conf);
 	return (0);
@@ -889,12 +1288,16 @@ static void
 web_on_connected(void)
 {
 	svc_connected(&web_svc);
+	acme_connected();
 }
 
 static void
 web_on_frame(uint16_t type, const uint8_t *p, size_t len)
 {
-	svc_frame(&web_svc, type, p, len);
+	if (type == MSG_SITE_CERT)
+		web_site_cert(p, len);
+	else
+		svc_frame(&web_svc, type, p, len);
 }
 
 static void

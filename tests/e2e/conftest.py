@@ -80,6 +80,34 @@ def pytest_runtest_makereport(item, call):
                 sys.stderr.write(f"\n----- {p} -----\n{tail}\n")
 
 
+@pytest.fixture(scope="module")
+def stack(request):
+    """A private Postfix + Dovecot (+ OpenDKIM) pair for a module's tests
+    (mailstack.MailStack); its logs are shown when one of them failed."""
+    import mailstack
+    s = mailstack.MailStack()
+    failed = request.session.testsfailed
+    try:
+        s.start()
+        yield s
+    finally:
+        if request.session.testsfailed != failed:
+            s.dump_logs()
+        s.cleanup()
+
+
+@pytest.fixture(scope="module")
+def web():
+    """A private nginx for a module's tests (mailstack.WebStack)."""
+    import mailstack
+    w = mailstack.WebStack()
+    try:
+        w.start()
+        yield w
+    finally:
+        w.cleanup()
+
+
 @pytest.fixture(scope="session")
 def libvirt():
     """The libvirt daemon (and virtlogd), started when not running."""

@@ -128,6 +128,19 @@ def _next_source():
     return f"127.{100 + n // 65025 % 100}.{n // 255 % 255}.{n % 255 + 1}"
 
 
+def mail_backend(controller, make_agent, stack, extra_args=()):
+    """The commune of Agassac (31001) and a mail backend mx1 whose agent
+    writes the stack's maps; returns the agent once mx1 is ready."""
+    controller.opsnctl("tenant", "add", "--kind", "commune", "--name",
+                       "Agassac", "--insee", "31001", "--siren", "213100019",
+                       "--population", "115")
+    a = make_agent("mx1", role="mail",
+                   extra_args=stack.agent_args() + list(extra_args))
+    wait_until(lambda: controller.node_state("mx1") == "ready", 20,
+               what="mx1 ready")
+    return a
+
+
 class MailStack:
     """A private Postfix + Dovecot pair reading the maps under mail_dir.
 
@@ -142,6 +155,8 @@ class MailStack:
         self.submission_port = free_port()
         self.lmtp_port = free_port()
         self.imap_port = free_port()
+        self.imaps_port = free_port()
+        self.dkim_port = free_port()
         self.postfix_dir = os.path.join(self.root, "postfix")
         self.queue_dir = os.path.join(self.root, "spool")
         self.pf_data = os.path.join(self.root, "postfix-data")
@@ -153,7 +168,16 @@ class MailStack:
         self.logs = os.path.join(self.root, "logs")
         self.postfix_log = os.path.join(self.logs, "postfix.log")
         self.dovecot_log = os.path.join(self.logs, "dovecot.log")
+        self.tls_dir = os.path.join(self.mail_dir, ".tls")
+        # OpenDKIM refuses keys on a path that others may write (/tmp is
+        # 1777): its folder lives under /run, root's, as on a backend.
+        self.dkim_dir = None
+        self.dkim_conf = os.path.join(self.root, "opendkim.conf")
+        self.dkim_pid = os.path.join(self.root, "opendkim.pid")
+        self.dkim_log = os.path.join(self.logs, "opendkim.log")
+        self.dkim = have("opendkim")
         self.dovecot_proc = None
+        self.dkim_proc = None
         self.started = False
 
     # ---- configuration ---------------------------------------------------
@@ -178,13 +202,17 @@ class MailStack:
             "MAPS_DIR": self.maps_dir,
             "LMTP_ADDR": f"127.0.0.1:{self.lmtp_port}",
             "SASL_PATH": SASL_LISTENER,
-            "TLS_CERT": "",
-            "TLS_KEY": "",
-            "SMTPD_TLS": "none",
+            "TLS_CERT": os.path.join(self.tls_dir, "cert.pem"),
+            "TLS_KEY": os.path.join(self.tls_dir, "key.pem"),
+            "SMTPD_TLS": "may",
             "SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
             "SUBMISSION_LISTEN": f"127.0.0.1:{self.submission_port}",
-            "SUBMISSION_TLS": "none",
+            "SUBMISSION_TLS": "encrypt",
+            "DKIM_MILTER": (f"inet:127.0.0.1:{self.dkim_port}" if self.dkim
+                            else ""),
         }
+        self._placeholder_tls()
+        self._render_dkim()
         main_cf = os.path.join(self.postfix_dir, "main.cf")
         render(os.path.join(mail, "main.cf.in"), main_cf, values)
         with open(main_cf, "a") as f:
@@ -213,28 +241,68 @@ class MailStack:
             "POSTMASTER": "postmaster@opsn.test",
             "IMAP_ADDR": "127.0.0.1",
             "IMAP_PORT": self.imap_port,
-            "IMAPS_PORT": 0,
+            "IMAPS_PORT": self.imaps_port,
             "LMTP_ADDR": "127.0.0.1",
             "LMTP_PORT": self.lmtp_port,
             "SASL_LISTENER": os.path.join(self.queue_dir, SASL_LISTENER),
-            "SSL": "no",
-            "SSL_CERT": "",
-            "SSL_KEY": "",
+            "SSL": "yes",
+            "SSL_CERT": "<" + os.path.join(self.tls_dir, "cert.pem"),
+            "SSL_KEY": "<" + os.path.join(self.tls_dir, "key.pem"),
         }
         render(os.path.join(mail, "dovecot.conf.in"), self.dovecot_conf, dv)
         render(os.path.join(mail, "dovecot-sql.conf.ext.in"),
                os.path.join(self.dovecot_dir, "dovecot-sql.conf.ext"), dv)
 
+    def _placeholder_tls(self):
+        """What the agent installs before a real certificate: the daemons
+        need one to start (the agent keeps it if it finds one)."""
+        os.makedirs(self.tls_dir, mode=0o700, exist_ok=True)
+        if os.path.exists(os.path.join(self.tls_dir, "cert.pem")):
+            return
+        run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=mx.opsn.test",
+             "-days", "30", "-keyout", os.path.join(self.tls_dir, "key.pem"),
+             "-out", os.path.join(self.tls_dir, "cert.pem")])
+
+    def _render_dkim(self):
+        """OpenDKIM's configuration and the empty tables the agent would
+        make (opendkim does not start without them)."""
+        if not self.dkim:
+            return
+        if self.dkim_dir is None:
+            self.dkim_dir = tempfile.mkdtemp(prefix="opsn-dkim-",
+                                             dir="/run")
+            os.chmod(self.dkim_dir, 0o755)
+        gen = os.path.join(self.dkim_dir, "gen-empty")
+        os.makedirs(os.path.join(gen, "keys"), exist_ok=True)
+        for t in ("KeyTable", "SigningTable"):
+            open(os.path.join(gen, t), "a").close()
+        cur = os.path.join(self.dkim_dir, "current")
+        if not os.path.lexists(cur):
+            os.symlink("gen-empty", cur)
+        render(os.path.join(OPS, "mail", "opendkim.conf.in"),
+               self.dkim_conf, {
+                   "SYSLOG": "no",
+                   "SOCKET": f"inet:{self.dkim_port}@127.0.0.1",
+                   "PID_FILE": self.dkim_pid,
+                   "USER": "opendkim",
+                   "DKIM_DIR": self.dkim_dir})
+
     def agent_args(self):
-        return ["--mail-dir", self.mail_dir, "--mail-owner", MAIL_OWNER,
+        args = ["--mail-dir", self.mail_dir, "--mail-owner", MAIL_OWNER,
                 "--postfix-dir", self.postfix_dir,
-                "--dovecot-conf", self.dovecot_conf]
+                "--dovecot-conf", self.dovecot_conf,
+                "--opendkim-pid", self.dkim_pid]
+        if self.dkim_dir:
+            args += ["--dkim-dir", self.dkim_dir]
+        return args
 
     # ---- start and stop ----------------------------------------------------
 
     def start(self):
         self.render()
         try:
+            self._start_opendkim()
             self._start_postfix()
             self._start_dovecot()
         except BaseException:
@@ -248,6 +316,21 @@ class MailStack:
         run(["postfix", "-c", self.postfix_dir, "start"], timeout=60)
         wait_until(lambda: _port_open(self.smtp_port), 20, 0.05,
                    what="postfix SMTP port")
+
+    def _start_opendkim(self):
+        if not self.dkim:
+            return
+        with open(self.dkim_log, "ab") as log:
+            self.dkim_proc = subprocess.Popen(
+                ["opendkim", "-f", "-x", self.dkim_conf],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+
+        def up():
+            if self.dkim_proc.poll() is not None:
+                raise AssertionError("opendkim exited:\n" +
+                                     self.tail(self.dkim_log))
+            return _port_open(self.dkim_port) and _pid_alive(self.dkim_pid)
+        wait_until(up, 20, 0.05, what="opendkim")
 
     def _start_dovecot(self):
         with open(self.dovecot_log, "ab") as log:
@@ -269,6 +352,15 @@ class MailStack:
         if os.path.exists(os.path.join(self.postfix_dir, "main.cf")):
             run(["postfix", "-c", self.postfix_dir, "stop"], check=False)
             _kill_pidfile(os.path.join(self.queue_dir, "pid", "master.pid"))
+        if self.dkim_proc is not None:
+            if self.dkim_proc.poll() is None:
+                self.dkim_proc.terminate()
+                try:
+                    self.dkim_proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.dkim_proc.kill()
+                    self.dkim_proc.wait()
+            self.dkim_proc = None
         if self.dovecot_proc is not None:
             if self.dovecot_proc.poll() is None:
                 self.dovecot_proc.terminate()
@@ -283,6 +375,8 @@ class MailStack:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.dkim_dir:
+            shutil.rmtree(self.dkim_dir, ignore_errors=True)
 
     # ---- what a user does --------------------------------------------------
 
@@ -350,7 +444,7 @@ class MailStack:
     def dump_logs(self):
         """The daemons' logs on stderr (a test of the module failed)."""
         import sys
-        for p in (self.postfix_log, self.dovecot_log):
+        for p in (self.postfix_log, self.dovecot_log, self.dkim_log):
             sys.stderr.write(f"\n----- {p} -----\n{self.tail(p, 6000)}\n")
 
     def tail(self, path, n=3000):
@@ -367,6 +461,7 @@ class WebStack:
     def __init__(self, root=None):
         self.root = root or make_tmp("opsn-web-")
         self.port = free_port()
+        self.tls_port = free_port()
         self.prefix = os.path.join(self.root, "nginx")
         self.conf = os.path.join(self.prefix, "nginx.conf")
         self.confd = os.path.join(self.root, "sites.d")
@@ -387,6 +482,7 @@ class WebStack:
             "RUN_DIR": self.run_dir,
             "LOG_DIR": self.logs,
             "LISTEN": f"127.0.0.1:{self.port}",
+            "LISTEN_TLS": f"127.0.0.1:{self.tls_port}",
             "CONFD_DIR": self.confd,
         })
 
@@ -394,6 +490,7 @@ class WebStack:
         return ["--web-root", self.web_root, "--nginx-prefix", self.prefix,
                 "--nginx-conf", self.conf, "--nginx-confd", self.confd,
                 "--web-listen", f"127.0.0.1:{self.port}",
+                "--web-listen-tls", f"127.0.0.1:{self.tls_port}",
                 "--web-pages", os.path.join(OPS, "web")]
 
     def start(self):

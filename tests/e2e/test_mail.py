@@ -22,28 +22,10 @@ DOMAIN = "mairie-agassac.fr"
 PASSWORD = "Correct horse 31001"
 
 
-@pytest.fixture(scope="module")
-def stack(request):
-    s = mailstack.MailStack()
-    failed = request.session.testsfailed
-    try:
-        s.start()
-        yield s
-    finally:
-        if request.session.testsfailed != failed:
-            s.dump_logs()
-        s.cleanup()
-
-
 @pytest.fixture
 def backend(controller, make_agent, stack):
     """A commune, a mail backend on the stack, and a domain on it."""
-    controller.opsnctl("tenant", "add", "--kind", "commune", "--name",
-                       "Agassac", "--insee", "31001", "--siren", "213100019",
-                       "--population", "115")
-    a = make_agent("mx1", role="mail", extra_args=stack.agent_args())
-    wait_until(lambda: controller.node_state("mx1") == "ready", 20,
-               what="mx1 ready")
+    a = mailstack.mail_backend(controller, make_agent, stack)
     controller.opsnctl("mail", "domain", "add", DOMAIN, "--tenant", "31001",
                        "--quota", "1G")
     return a

@@ -20,16 +20,6 @@ pytestmark = pytest.mark.skipif(not mailstack.have("nginx"),
 LONG_HOST = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 50]) + ".fr"
 
 
-@pytest.fixture(scope="module")
-def web():
-    w = mailstack.WebStack()
-    try:
-        w.start()
-        yield w
-    finally:
-        w.cleanup()
-
-
 @pytest.fixture
 def backend(controller, make_agent, web):
     for name, insee, siren in (("Agassac", "31001", "213100019"),

@@ -33,6 +33,9 @@ static uv_loop_t	 loop;
 static struct agent	 ag;
 static Opsn__ServicesStatus *last;
 static int		 nstatus;
+static Opsn__ServicesCerts *certs;
+static int		 ncerts;
+static Opsn__SiteCertResult *cert_result;
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -42,10 +45,26 @@ cap_send(uint16_t type, const ProtobufCMessage *m)
 	uint8_t	*buf;
 	size_t	 len;
 
-	assert_int_equal(type, MSG_SERVICES_STATUS);
 	len = protobuf_c_message_get_packed_size(m);
 	buf = xmalloc(len + 1);
 	protobuf_c_message_pack(m, buf);
+	if (type == MSG_SERVICES_CERTS) {
+		if (certs != NULL)
+			opsn__services_certs__free_unpacked(certs, NULL);
+		certs = opsn__services_certs__unpack(NULL, len, buf);
+		free(buf);
+		ncerts++;
+		return (0);
+	}
+	if (type == MSG_SITE_CERT_RESULT) {
+		if (cert_result != NULL)
+			opsn__site_cert_result__free_unpacked(cert_result,
+			    NULL);
+		cert_result = opsn__site_cert_result__unpack(NULL, len, buf);
+		free(buf);
+		return (0);
+	}
+	assert_int_equal(type, MSG_SERVICES_STATUS);
 	if (last != NULL)
 		opsn__services_status__free_unpacked(last, NULL);
 	last = opsn__services_status__unpack(NULL, len, buf);
@@ -105,6 +124,7 @@ setup(void **state)
 	ag.conf.nginx_bin = nginx;
 	ag.conf.nginx_prefix = "/prefix";
 	ag.conf.nginx_conf = "/prefix/nginx.conf";
+	ag.conf.acme_directory = "off";
 	svc_set_send(cap_send);
 	last = NULL;
 	nstatus = 0;
@@ -122,6 +142,13 @@ teardown(void **state)
 	if (last != NULL)
 		opsn__services_status__free_unpacked(last, NULL);
 	last = NULL;
+	if (certs != NULL)
+		opsn__services_certs__free_unpacked(certs, NULL);
+	certs = NULL;
+	ncerts = 0;
+	if (cert_result != NULL)
+		opsn__site_cert_result__free_unpacked(cert_result, NULL);
+	cert_result = NULL;
 	assert_int_equal(uv_loop_close(&loop), 0);
 	xasprintf(&cmd, "rm -rf '%s'", tmp);
 	assert_int_equal(system(cmd), 0);
