@@ -97,7 +97,7 @@ $(LIBOPSN): $(LIB_OBJ)
 
 $(BIN)/opsn-controller: $(CTL_OBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CONTROLLER)) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pc_libs,$(PKG_CONTROLLER)) -lresolv -lm
 
 $(BIN)/opsn-agent: $(AGT_OBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
@@ -111,7 +111,7 @@ $(BIN)/opsnctl: $(CLI_OBJ) $(LIBOPSN)
 # controller's objects (except main) and test_agt_*.c the agent's.
 CTL_LIBOBJ = $(filter-out $(BUILD)/controller/main.o,$(CTL_OBJ))
 AGT_LIBOBJ = $(filter-out $(BUILD)/node-agent/main.o,$(AGT_OBJ))
-TEST_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libvirt libcurl cmocka) -lm
+TEST_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libvirt libcurl cmocka) -lresolv -lm
 
 $(BUILD)/tests/test_ctl_%: tests/unit/test_ctl_%.c $(CTL_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)

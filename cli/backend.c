@@ -35,7 +35,8 @@ static const struct format_col backend_fields[] = {
 	{ "ready",		"ready",		NULL },
 	{ "hostname",		"hostname",		NULL },
 	{ "public-name",	"public_name",		NULL },
-	{ "mx",			"mx",			NULL },
+	{ "mail-hostname",	"mail_hostname",	NULL },
+	{ "certificate",	"certificate",		format_cert },
 	{ "domains",		"domains",		NULL },
 	{ "mailboxes",		"mailboxes",		NULL },
 	{ "aliases",		"aliases",		NULL },
@@ -118,11 +119,13 @@ backend_show(struct cli_call *call)
 int
 backend_set(struct cli_call *call)
 {
-	const char	*pub = cli_opt(call, "public-name");
+	const char	*pub = cli_opt(call, "mail-hostname");
 	json_t		*b;
 	char		*e, *path;
 	int		 rc;
 
+	if (pub == NULL)
+		pub = cli_opt(call, "public-name");
 	if (pub == NULL) {
 		fprintf(stderr, "opsnctl: backend set: nothing to change\n");
 		return (cli_usage(call));

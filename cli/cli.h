@@ -199,6 +199,7 @@ char	*format_mib(json_t *);		/* MiB: 512 as "512M" */
 char	*format_age(json_t *);		/* time: "12s ago"; null "never" */
 char	*format_time(json_t *);		/* time: "...Z (12s ago)" */
 char	*format_expiry(json_t *);	/* "in 89d", "expired 2d ago"; null "never" */
+char	*format_cert(json_t *);		/* "valid until ... by ...", "failed: ..." */
 char	*format_counts(json_t *);	/* {"ready":2} as "2 ready" */
 
 /* csv.c */
@@ -320,6 +321,10 @@ int	 mail_box_import(struct cli_call *);
 int	 mail_alias_add(struct cli_call *);
 int	 mail_alias_list(struct cli_call *);
 int	 mail_alias_delete(struct cli_call *);
+int	 check_domain(struct cli_call *);	/* mail domain check */
+int	 check_site(struct cli_call *);		/* site check */
+int	 site_cert(struct cli_call *);		/* site cert set, acme */
+int	 mail_domain_dkim_rotate(struct cli_call *);
 int	 site_add(struct cli_call *);
 int	 site_list(struct cli_call *);
 int	 site_show(struct cli_call *);

@@ -356,6 +356,49 @@ format_expiry(json_t *v)
 	return (s);
 }
 
+/*
+ * A certificate as the controller reports it: "valid until DATE (in 60d)
+ * by ISSUER, acme", "failed: the CA's words (next try in 4m)", "pending",
+ * "none", "off".
+ */
+char *
+format_cert(json_t *c)
+{
+	const char	*state, *msg, *src, *issuer;
+	char		*s, *until, *next, *tail = NULL;
+
+	if (!json_is_object(c))
+		return (format_value(c));
+	state = json_string_value(json_object_get(c, "state"));
+	msg = json_string_value(json_object_get(c, "message"));
+	src = json_string_value(json_object_get(c, "source"));
+	issuer = json_string_value(json_object_get(c, "issuer"));
+	if (state == NULL)
+		return (xstrdup("-"));
+	if (json_is_string(json_object_get(c, "next_attempt"))) {
+		next = format_expiry(json_object_get(c, "next_attempt"));
+		xasprintf(&tail, " (next try %s)", next);
+		free(next);
+	}
+	if (strcmp(state, "valid") == 0) {
+		until = format_expiry(json_object_get(c, "not_after"));
+		xasprintf(&s, "valid until %s (%s) by %s, %s%s%s",
+		    json_string_value(json_object_get(c, "not_after")), until,
+		    issuer ? issuer : "?", src ? src : "?",
+		    msg && *msg ? "; " : "", msg && *msg ? msg : "");
+		free(until);
+	} else if (strcmp(state, "failed") == 0)
+		xasprintf(&s, "failed: %s%s", msg ? msg : "",
+		    tail ? tail : "");
+	else
+		xasprintf(&s, "%s%s%s", state, msg && *msg ? ": " : "",
+		    msg && *msg ? msg : "");
+	free(tail);
+	tail = format_clean(s);
+	free(s);
+	return (tail);
+}
+
 char *
 format_counts(json_t *v)
 {

@@ -385,7 +385,49 @@ mail_domain_dns(struct cli_call *call)
 			printf("; records to publish in the zone of %s\n",
 			    json_string_value(json_object_get(d, "domain")));
 		fputs(zone, stdout);
+		if (json_is_string(json_object_get(d, "warning")))
+			fprintf(stderr, "opsnctl: warning: %s\n",
+			    json_string_value(json_object_get(d, "warning")));
 	}
+	json_decref(d);
+	return (CLI_EXIT_OK);
+}
+
+/*
+ * mail domain dkim-rotate NAME [--force]: a new key and the record to
+ * publish; it signs once `mail domain check` sees the record (or at once
+ * with --force).
+ */
+int
+mail_domain_dkim_rotate(struct cli_call *call)
+{
+	json_t		*d, *next;
+	const char	*zone;
+	char		*path;
+	int		 rc;
+
+	path = mail_path("domains", call->ca_argv[0], "/dkim/rotate");
+	rc = cli_request("POST", path, cli_opt(call, "force") != NULL ?
+	    json_pack("{s:b}", "force", 1) : json_object(), &d);
+	free(path);
+	if (rc == -1)
+		return (CLI_EXIT_ERROR);
+	if (cli_conf.cc_output == CLI_OUTPUT_JSON) {
+		format_json(stdout, d);
+		json_decref(d);
+		return (CLI_EXIT_OK);
+	}
+	next = json_object_get(d, "next");
+	zone = json_string_value(json_object_get(next, "zone"));
+	if (!cli_conf.cc_quiet)
+		printf("; %s DKIM key for %s, selector %s: publish\n",
+		    json_is_true(json_object_get(d, "new")) ? "a new" : "the "
+		    "waiting", json_string_value(json_object_get(d, "domain")),
+		    json_string_value(json_object_get(next, "selector")));
+	fputs(zone != NULL ? zone : "", stdout);
+	if (!cli_conf.cc_quiet)
+		printf("; signing: %s\n", json_string_value(json_object_get(d,
+		    "signing")));
 	json_decref(d);
 	return (CLI_EXIT_OK);
 }

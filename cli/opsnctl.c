@@ -159,9 +159,11 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "backend", "show" }, "NAME",
 	  "show one backend",
 	  { NULL }, 1, 1, 0, backend_show },
-	{ { "backend", "set" }, "NAME --public-name HOST|none",
-	  "set the host name a backend's MX records give",
-	  { "public-name=" }, 1, 1, 0, backend_set },
+	{ { "backend", "set" }, "NAME --mail-hostname HOST|none",
+	  "set a backend's public host name: its MX records and its "
+	  "certificate name it (default: the host's full name; "
+	  "--public-name is the same)",
+	  { "mail-hostname=", "public-name=" }, 1, 1, 0, backend_set },
 	{ { "mail", "domain", "add" }, "NAME --tenant TENANT [--quota SIZE] "
 	  "[--backend NAME]",
 	  "add a mail domain (a DKIM key is made for it)",
@@ -175,6 +177,14 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "mail", "domain", "dns" }, "NAME",
 	  "print the DNS records to publish (MX, SPF, DKIM, DMARC)",
 	  { NULL }, 1, 1, 0, mail_domain_dns },
+	{ { "mail", "domain", "check" }, "NAME [--resolver ADDR[:PORT]]",
+	  "compare the published MX, SPF, DKIM and DMARC records with "
+	  "what opsn expects",
+	  { "resolver=" }, 1, 1, 0, check_domain },
+	{ { "mail", "domain", "dkim-rotate" }, "NAME [--force]",
+	  "make a new DKIM key; it signs once its record is published "
+	  "(mail domain check), or at once with --force",
+	  { "force" }, 1, 1, 0, mail_domain_dkim_rotate },
 	{ { "mail", "domain", "delete" }, "NAME",
 	  "delete a mail domain that has no mailbox left",
 	  { NULL }, 1, 1, 0, mail_domain_delete },
@@ -240,6 +250,17 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "site", "delete" }, "HOST",
 	  "delete a website",
 	  { NULL }, 1, 1, 0, site_action },
+	{ { "site", "cert", "set" }, "HOST --cert FILE --key FILE",
+	  "serve a website with its member's certificate (chain and key in "
+	  "PEM; the key goes to the web backend only)",
+	  { "cert=", "key=" }, 1, 1, 0, site_cert },
+	{ { "site", "cert", "acme" }, "HOST",
+	  "go back to a certificate by ACME for a website",
+	  { NULL }, 1, 1, 0, site_cert },
+	{ { "site", "check" }, "HOST [--resolver ADDR[:PORT]]",
+	  "compare the host name's and aliases' A/AAAA/CNAME records with "
+	  "the web backend",
+	  { "resolver=" }, 1, 1, 0, check_site },
 	{ { "changes" }, "[--pending | --failed] [--node NAME]",
 	  "the provisioning journal of the mail and web backends",
 	  { "pending", "failed", "node=" }, 0, 0, 0, changes_list },

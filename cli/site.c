@@ -13,6 +13,8 @@
 
 #include "cli.h"
 
+#define SITE_PEM_MAX	(64 * 1024)
+
 /* suspend, activate, delete: the route and what to say. */
 static const struct site_action {
 	const char	*sa_verb;
@@ -25,6 +27,8 @@ static const struct site_action {
 	{ "delete",	"DELETE",	"",		"deleted" },
 };
 
+static char	*site_fmt_https(json_t *);
+
 static const struct format_col site_cols[] = {
 	{ "HOSTNAME",	"hostname",	NULL },
 	{ "ALIASES",	"aliases",	NULL },
@@ -33,6 +37,7 @@ static const struct format_col site_cols[] = {
 	{ "QUOTA",	"quota_bytes",	format_size },
 	{ "STATUS",	"status",	NULL },
 	{ "LIVE",	"live",		mail_fmt_live },
+	{ "HTTPS",	"certificate",	site_fmt_https },
 };
 
 static const struct format_col site_fields[] = {
@@ -47,6 +52,8 @@ static const struct format_col site_fields[] = {
 	{ "status",		"status",		NULL },
 	{ "member-suspended",	"member_suspended",	NULL },
 	{ "live",		"live",			mail_fmt_live },
+	{ "tls",		"tls",			NULL },
+	{ "certificate",	"certificate",		format_cert },
 	{ "created-at",		"created_at",		format_time },
 	{ "updated-at",		"updated_at",		format_time },
 };
@@ -165,4 +172,75 @@ site_action(struct cli_call *call)
 	}
 	json_decref(site);
 	return (CLI_EXIT_OK);
+}
+
+/* A list's HTTPS column: the certificate's state, and until when. */
+static char *
+site_fmt_https(json_t *c)
+{
+	const char	*state = json_string_value(json_object_get(c, "state"));
+	char		*until, *s;
+
+	if (state == NULL)
+		return (xstrdup("-"));
+	if (strcmp(state, "valid") != 0)
+		return (xstrdup(state));
+	until = format_expiry(json_object_get(c, "not_after"));
+	xasprintf(&s, "valid, %s", until);
+	free(until);
+	return (s);
+}
+
+/* A PEM file's text; NULL after saying why. */
+static char *
+site_read_pem(const char *opt, const char *path)
+{
+	char	*text = NULL, *cause = NULL;
+	size_t	 len;
+
+	if (util_read_file(path, SITE_PEM_MAX, &text, &len, &cause) == -1) {
+		fprintf(stderr, "opsnctl: --%s: %s\n", opt, cause);
+		free(cause);
+		return (NULL);
+	}
+	return (text);
+}
+
+/*
+ * site cert set HOST --cert FILE --key FILE: the member's own certificate
+ * (chain in PEM, leaf first) and key, checked by the controller and kept
+ * by the web backend only. site cert acme HOST: back to ACME.
+ */
+int
+site_cert(struct cli_call *call)
+{
+	const char	*certf = cli_opt(call, "cert");
+	const char	*keyf = cli_opt(call, "key");
+	json_t		*body = NULL, *site;
+	char		*path, *cert = NULL, *key = NULL;
+	int		 acme, rc;
+
+	acme = strcmp(call->ca_cmd->c_path[2], "acme") == 0;
+	if (!acme) {
+		if (certf == NULL || keyf == NULL) {
+			fprintf(stderr, "opsnctl: site cert set: --cert and "
+			    "--key are required\n");
+			return (cli_usage(call));
+		}
+		if ((cert = site_read_pem("cert", certf)) == NULL ||
+		    (key = site_read_pem("key", keyf)) == NULL) {
+			free(cert);
+			return (CLI_EXIT_ERROR);
+		}
+		body = json_pack("{s:s,s:s}", "cert_pem", cert, "key_pem", key);
+		explicit_bzero(key, strlen(key));
+		free(key);
+		free(cert);
+	}
+	path = site_path(call->ca_argv[0], "/certificate");
+	rc = cli_request(acme ? "DELETE" : "POST", path, body, &site);
+	free(path);
+	if (rc == -1)
+		return (CLI_EXIT_ERROR);
+	return (cli_show_object(site, site_fields, nitems(site_fields)));
 }

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "opsn/log.h"
+#include "opsn/tlscert.h"
 #include "opsn/util.h"
 #include "core/core.h"
 #include "agents/agents.h"
@@ -24,15 +25,6 @@
 #define MAIL_IMPORT_MAX		10000
 #define MAIL_TARGETS_MAX	100
 #define MAIL_TENANT_REF		"coalesce(t.insee, t.siren, CAST(t.id AS TEXT))"
-
-/* A mail domain as the routes need it. */
-struct mail_domain {
-	int64_t	 md_id;
-	int64_t	 md_tenant;
-	int64_t	 md_node;
-	int64_t	 md_quota;		/* -1: no limit */
-	char	 md_name[SERVICES_HOST_MAX + 1];
-};
 
 /* "2.0 GiB (2147483648 bytes)" into buf. */
 static const char *
@@ -81,8 +73,8 @@ mail_domain_load(int64_t scope, const char *name, struct mail_domain *d)
 }
 
 /* The domain a name (as typed: any case, Unicode) names; -1 after 4xx. */
-static int
-mail_domain_find(struct api_req *r, const char *ref, struct mail_domain *d)
+int
+services_mail_domain_find(struct api_req *r, const char *ref, struct mail_domain *d)
 {
 	char	 host[SERVICES_HOST_MAX + 1], *cause = NULL;
 
@@ -301,10 +293,8 @@ services_mail_domain_create(struct api_req *r)
 rollback:
 	store_rollback(ctl->db);
 out:
-	if (pem != NULL) {
-		explicit_bzero(pem, strlen(pem));
-		free(pem);
-	}
+	if (pem != NULL)
+		tlscert_free_secret(pem, strlen(pem));
 	free(pub);
 	free(cause);
 	json_decref(body);
@@ -358,32 +348,49 @@ services_mail_domain_get(struct api_req *r)
 {
 	struct mail_domain	 d;
 
-	if (mail_domain_find(r, api_param(r, "name"), &d) == -1)
+	if (services_mail_domain_find(r, api_param(r, "name"), &d) == -1)
 		return;
 	api_reply_json(r, 200, mail_domain_json(d.md_id));
 }
 
-/* GET /v1/mail/domains/{name}/dns */
+/*
+ * GET /v1/mail/domains/{name}/dns: MX, SPF, DKIM and DMARC; while a
+ * rotation waits, the next key's record too (and the previous one's for
+ * a while after the switch).
+ */
 void
 services_mail_domain_dns(struct api_req *r)
 {
 	struct mail_domain	 d;
-	sqlite3_stmt		*st;
+	struct services_dkim	*k;
 	json_t			*o;
-	char			*mx;
+	char			*mx, *name, *value;
+	size_t			 n, i;
 
-	if (mail_domain_find(r, api_param(r, "name"), &d) == -1)
+	if (services_mail_domain_find(r, api_param(r, "name"), &d) == -1)
 		return;
 	mx = services_mx(d.md_node);
-	st = store_prepare(ctl->db, "SELECT dkim_selector, dkim_public_b64 FROM "
-	    "mail_domains WHERE id = ?");
-	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
-	o = services_util_dns(d.md_name, mx, (const char *)
-	    sqlite3_column_text(st, 0), (const char *)sqlite3_column_text(st,
-	    1));
-	sqlite3_finalize(st);
+	n = services_dkim_keys(d.md_id, &k);
+	o = services_util_dns(d.md_name, mx, n > 0 ? k[0].dk_selector : "",
+	    n > 0 ? k[0].dk_public_b64 : "");
+	for (i = 1; i < n; i++) {
+		xasprintf(&name, "%s._domainkey.%s", k[i].dk_selector,
+		    d.md_name);
+		xasprintf(&value, "v=DKIM1; k=rsa; p=%s", k[i].dk_public_b64);
+		services_util_dns_add(o, name, "TXT", value, strcmp(
+		    k[i].dk_role, "next") == 0 ? "DKIM: the next key, which "
+		    "signs once this record is published" : "DKIM: the "
+		    "previous key, for mail signed with it still on its way");
+		free(name);
+		free(value);
+	}
+	services_dkim_keys_free(k, n);
 	json_object_set_new(o, "mx", json_string(mx));
+	if (strchr(mx, '.') == NULL)
+		json_object_set_new(o, "warning", json_pack("s++", "the "
+		    "backend's mail host name '", mx, "' is not a fully "
+		    "qualified name: set one with opsnctl backend set NAME "
+		    "--mail-hostname HOST"));
 	free(mx);
 	api_reply_json(r, 200, o);
 }
@@ -397,7 +404,7 @@ services_mail_domain_delete(struct api_req *r)
 	int64_t			 boxes = 0, deleted = 0, gen, aliases;
 	char			 obj[300];
 
-	if (mail_domain_find(r, api_param(r, "name"), &d) == -1)
+	if (services_mail_domain_find(r, api_param(r, "name"), &d) == -1)
 		return;
 	st = store_prepare(ctl->db, "SELECT count(*), coalesce(sum(status = "
 	    "'deleted'), 0) FROM mailboxes WHERE domain_id = ?");

@@ -74,6 +74,16 @@ static const struct api_route services_routes[] = {
 	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
 	  services_mail_domain_dns,
 	  "The DNS records to publish: MX, SPF, DKIM, DMARC" },
+	{ "GET", "/v1/mail/domains/{name}/check", "services.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
+	  services_mail_domain_check,
+	  "Resolve the published MX, SPF, DKIM and DMARC records and compare "
+	  "(resolver)" },
+	{ "POST", "/v1/mail/domains/{name}/dkim/rotate", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
+	  services_mail_domain_dkim_rotate,
+	  "Make a new DKIM key; it signs once its record is published "
+	  "(or at once with force)" },
 	{ "DELETE", "/v1/mail/domains/{name}", "services.write",
 	  API_MEMBER, "sql:SELECT tenant_id FROM mail_domains WHERE name = lower(:name)",
 	  services_mail_domain_delete,
@@ -143,6 +153,19 @@ static const struct api_route services_routes[] = {
 	{ "DELETE", "/v1/sites/{hostname}", "services.write",
 	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
 	  services_sites_delete, "Delete a website" },
+	{ "POST", "/v1/sites/{hostname}/certificate", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
+	  services_sites_cert_set,
+	  "Serve a website with its member's own certificate (the key goes "
+	  "to the backend only)" },
+	{ "DELETE", "/v1/sites/{hostname}/certificate", "services.write",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
+	  services_sites_cert_acme,
+	  "Back to a certificate by ACME for a website" },
+	{ "GET", "/v1/sites/{hostname}/check", "services.read",
+	  API_MEMBER, "sql:SELECT tenant_id FROM sites WHERE hostname = lower(:hostname)",
+	  services_sites_check,
+	  "Resolve a website's A/AAAA/CNAME records and compare (resolver)" },
 	{ "GET", "/v1/changes", "services.read",
 	  API_PLATFORM, NULL, services_changes_list,
 	  "The provisioning journal (pending, failed, node, limit, cursor)" },
@@ -566,6 +589,7 @@ services_push(int64_t node_id)
 	Opsn__ServicesDesired	 ds = OPSN__SERVICES_DESIRED__INIT;
 	struct services_strs	 s;
 	sqlite3_stmt		*st;
+	char			*mx;
 	size_t			 i, size;
 
 	memset(&s, 0, sizeof(s));
@@ -641,8 +665,9 @@ services_push(int64_t node_id)
 
 	st = store_prepare(sc->db, "SELECT s.id, s.hostname, s.aliases, "
 	    "coalesce(s.quota_bytes, 0), s.status = 'suspended' OR t.status = "
-	    "'suspended', " SERVICES_TENANT_REF " FROM sites s JOIN tenants t "
-	    "ON t.id = s.tenant_id WHERE s.node_id = ? ORDER BY s.hostname");
+	    "'suspended', " SERVICES_TENANT_REF ", s.tls, s.cert_sha256 FROM "
+	    "sites s JOIN tenants t ON t.id = s.tenant_id WHERE s.node_id = ? "
+	    "ORDER BY s.hostname");
 	sqlite3_bind_int64(st, 1, node_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		Opsn__Site *w = services_grow((void ***)&ds.sites, &ds.n_sites,
@@ -656,8 +681,14 @@ services_push(int64_t node_id)
 		w->quota_bytes = (uint64_t)sqlite3_column_int64(st, 3);
 		w->suspended = sqlite3_column_int(st, 4);
 		w->tenant = services_keep(&s, sqlite3_column_text(st, 5));
+		w->tls = services_keep(&s, sqlite3_column_text(st, 6));
+		w->cert_sha256 = services_keep(&s, sqlite3_column_text(st, 7));
 	}
 	sqlite3_finalize(st);
+	/* The name a mail backend's certificate carries: its MX's. */
+	ds.mail_hostname = services_keep(&s, (const unsigned char *)
+	    (mx = services_mx(node_id)));
+	free(mx);
 
 	size = protobuf_c_message_get_packed_size(&ds.base);
 	if (size > FRAME_MAX)
@@ -726,6 +757,14 @@ services_agent_gone(int64_t node_id)
 {
 	log_debug("services: %s is gone; its changes wait for it",
 	    nodes_name(node_id));
+	services_certs_gone(node_id);
+}
+
+/* The controller stops: requests waiting for a backend get an answer. */
+static void
+services_stop(void)
+{
+	services_certs_stop();
 }
 
 /* The table and the node test of one kind of object in a status. */
@@ -920,6 +959,14 @@ services_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
 {
 	Opsn__ServicesStatus	*m;
 
+	if (type == MSG_SERVICES_CERTS) {
+		services_certs_report(node_id, p, len);
+		return;
+	}
+	if (type == MSG_SITE_CERT_RESULT) {
+		services_certs_result(node_id, p, len);
+		return;
+	}
 	if (type != MSG_SERVICES_STATUS) {
 		log_debug("services: %s sent message type %u: ignored",
 		    nodes_name(node_id), type);
@@ -1070,6 +1117,7 @@ services_timer_cb(uv_timer_t *t)
 
 	services_mail_purge(util_now());
 	services_check_tenants();
+	services_certs_tick();
 	if (ticks++ % SERVICES_PRUNE_TICKS == 0)
 		services_prune_journal();
 }
@@ -1108,9 +1156,11 @@ services_init(struct ctl *c, char **cause)
 	"coalesce(b.public_name, ''), coalesce(b.last_error, ''), " \
 	"b.reported_at, (SELECT count(*) FROM services_changes c WHERE " \
 	"c.node_id = n.id AND c.state = 'pending'), (SELECT count(*) FROM " \
-	"services_changes c WHERE c.node_id = n.id AND c.state = 'failed')"
+	"services_changes c WHERE c.node_id = n.id AND c.state = 'failed'), " \
+	SERVICES_CERT_COLS
 #define SERVICES_BACKEND_FROM " FROM nodes n LEFT JOIN services_backends b " \
-	"ON b.node_id = n.id WHERE (instr(',' || n.roles || ',', ',mail,') > 0 " \
+	"ON b.node_id = n.id LEFT JOIN services_certs c ON c.node_id = n.id " \
+	"AND c.kind = 'mail' WHERE (instr(',' || n.roles || ',', ',mail,') > 0 " \
 	"OR instr(',' || n.roles || ',', ',web,') > 0 OR b.node_id IS NOT NULL) "
 
 static json_t *
@@ -1141,6 +1191,9 @@ services_backend_json(sqlite3_stmt *st)
 	json_object_set_new(o, "public_name", json_string(pub));
 	json_object_set_new(o, "mx", json_string(*pub ? pub : *host ? host :
 	    (const char *)sqlite3_column_text(st, 1)));
+	/* The same name: a mail backend's certificate carries it. */
+	json_object_set_new(o, "mail_hostname", json_string(*pub ? pub :
+	    *host ? host : (const char *)sqlite3_column_text(st, 1)));
 	json_object_set_new(o, "domains", json_integer(l.domains));
 	json_object_set_new(o, "mailboxes", json_integer(l.mailboxes));
 	json_object_set_new(o, "aliases", json_integer(l.aliases));
@@ -1164,6 +1217,9 @@ services_backend_json(sqlite3_stmt *st)
 	    json_integer(sqlite3_column_int64(st, 10)));
 	json_object_set_new(o, "failed_changes",
 	    json_integer(sqlite3_column_int64(st, 11)));
+	if (services_in_set((const char *)sqlite3_column_text(st, 2), "mail"))
+		json_object_set_new(o, "certificate", services_certs_json(st,
+		    12, NULL));
 	return (o);
 }
 
@@ -1282,12 +1338,15 @@ services_backends_update(struct api_req *r)
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "backend/%s", name);
+	/* Its certificate names the new host name: a new generation. */
 	if (audit_record(r, "backend.update", obj, json_pack("{s:s}",
-	    "public_name", host)) == -1 || store_commit(sc->db) == -1) {
+	    "public_name", host)) == -1 || services_bump(node_id) == -1 ||
+	    store_commit(sc->db) == -1) {
 		store_rollback(sc->db);
 		api_reply_error(r, 500, "internal", "storing the change failed");
 		goto out;
 	}
+	services_push(node_id);
 	api_reply_json(r, 200, services_backend_by_name(name));
 out:
 	free(cause);
@@ -1389,6 +1448,7 @@ static const struct ctl_msg_range services_msgs[] = {
 const struct ctl_module services_module = {
 	.m_name = "services",
 	.m_init = services_init,
+	.m_stop = services_stop,
 	.m_routes = services_routes,
 	.m_nroutes = nitems(services_routes),
 	.m_msgs = services_msgs,

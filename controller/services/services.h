@@ -68,6 +68,9 @@ int	 services_util_dkim(char **private_pem, char **public_b64,
  */
 json_t	*services_util_dns(const char *domain, const char *mx,
 	    const char *selector, const char *dkim_b64);
+/* Append a record to a document of services_util_dns (and its zone). */
+void	 services_util_dns_add(json_t *doc, const char *name,
+	    const char *type, const char *value, const char *purpose);
 /* One zone-file line for a record (caller frees). */
 char	*services_util_zone_line(const char *name, int ttl, const char *type,
 	    const char *value);
@@ -125,10 +128,23 @@ int	 services_quota_field(struct api_req *, json_t *body, const char *,
 	    int required, int64_t *out);
 
 /* services_mail.c */
+/* A mail domain as the routes need it. */
+struct mail_domain {
+	int64_t	 md_id;
+	int64_t	 md_tenant;
+	int64_t	 md_node;
+	int64_t	 md_quota;		/* -1: no limit */
+	char	 md_name[SERVICES_HOST_MAX + 1];
+};
+/* The domain a name (any case, Unicode) names in r's scope; -1 after 404. */
+int	 services_mail_domain_find(struct api_req *, const char *ref,
+	    struct mail_domain *);
 void	 services_mail_domain_create(struct api_req *);
 void	 services_mail_domain_list(struct api_req *);
 void	 services_mail_domain_get(struct api_req *);
 void	 services_mail_domain_dns(struct api_req *);
+void	 services_mail_domain_check(struct api_req *);
+void	 services_mail_domain_dkim_rotate(struct api_req *);
 void	 services_mail_domain_delete(struct api_req *);
 void	 services_mail_box_create(struct api_req *);
 void	 services_mail_box_list(struct api_req *);
@@ -148,12 +164,55 @@ void	 services_mail_alias_delete(struct api_req *);
 int	 services_mail_purge(int64_t now);
 
 /* services_sites.c */
+/* The site a {hostname} names (host name or id); -1 after a 404. */
+int	 services_sites_find(struct api_req *, char id[37], char *host,
+	    size_t hlen, char *status, size_t slen, int64_t *node);
+/* A site as the API shows it (caller owns), or NULL. */
+json_t	*services_sites_json(const char *id);
 void	 services_sites_create(struct api_req *);
 void	 services_sites_list(struct api_req *);
 void	 services_sites_get(struct api_req *);
 void	 services_sites_suspend(struct api_req *);
 void	 services_sites_activate(struct api_req *);
 void	 services_sites_delete(struct api_req *);
+
+/* certs.c: certificates as the agents report them; members' own. */
+struct sqlite3_stmt;
+/*
+ * The certificate object of the API from 7 columns at col (state,
+ * source, not_before, not_after, issuer, message, next_attempt; NULLs
+ * when nothing was reported); tls is a site's mode, NULL for a backend.
+ */
+json_t	*services_certs_json(struct sqlite3_stmt *, int col, const char *tls);
+/* Those columns of services_certs c (LEFT JOINed). */
+#define SERVICES_CERT_COLS "c.state, c.source, c.not_before, c.not_after, " \
+	"c.issuer, c.message, c.next_attempt"
+void	 services_certs_report(int64_t node_id, const uint8_t *, size_t);
+void	 services_certs_result(int64_t node_id, const uint8_t *, size_t);
+void	 services_certs_tick(void);
+void	 services_certs_gone(int64_t node_id);
+void	 services_certs_stop(void);
+void	 services_sites_cert_set(struct api_req *);
+void	 services_sites_cert_acme(struct api_req *);
+
+/* dkim.c: a mail domain's signing keys and their rotation. */
+struct services_dkim {
+	const char	*dk_role;	/* "current", "next", "previous" */
+	char		 dk_selector[64];
+	char		*dk_public_b64;
+};
+/* The keys whose records a domain publishes (current first); frees. */
+size_t	 services_dkim_keys(int64_t domain_id, struct services_dkim **);
+void	 services_dkim_keys_free(struct services_dkim *, size_t);
+/*
+ * Sign with the next key from now on (the current one becomes the
+ * previous): generation, journal, audit by r, push. -1 on a database
+ * error (rolled back).
+ */
+int	 services_dkim_promote(struct api_req *r, int64_t domain_id);
+
+/* check.c: what the DNS publishes, compared with what opsn expects. */
+void	 services_sites_check(struct api_req *);
 
 /* services/services.c: the module, and what the unit tests drive. */
 struct ctl;

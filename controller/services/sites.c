@@ -22,9 +22,10 @@
 #define SITES_COLS "s.id, s.hostname, s.aliases, " SITES_TENANT_REF ", " \
 	"n.name, s.quota_bytes, s.used_bytes, s.status, t.status, s.state, " \
 	"s.message, s.generation, s.applied_generation, s.created_at, " \
-	"s.updated_at"
+	"s.updated_at, s.tls, s.cert_sha256, " SERVICES_CERT_COLS
 #define SITES_FROM " FROM sites s JOIN tenants t ON t.id = s.tenant_id JOIN " \
-	"nodes n ON n.id = s.node_id "
+	"nodes n ON n.id = s.node_id LEFT JOIN services_certs c ON " \
+	"c.node_id = s.node_id AND c.kind = 'site' AND c.object_id = s.id "
 
 static json_t *
 sites_time(sqlite3_stmt *st, int col)
@@ -38,7 +39,7 @@ sites_time(sqlite3_stmt *st, int col)
 static json_t *
 sites_row_json(sqlite3_stmt *st)
 {
-	json_t		*o = json_object(), *a;
+	json_t		*o = json_object(), *a, *cert;
 	const char	*host = (const char *)sqlite3_column_text(st, 1);
 	const char	*own = (const char *)sqlite3_column_text(st, 7);
 	char		*u;
@@ -71,11 +72,20 @@ sites_row_json(sqlite3_stmt *st)
 	    10), sqlite3_column_int64(st, 11), sqlite3_column_int64(st, 12)));
 	json_object_set_new(o, "created_at", sites_time(st, 13));
 	json_object_set_new(o, "updated_at", sites_time(st, 14));
+	json_object_set_new(o, "tls", json_string((const char *)
+	    sqlite3_column_text(st, 15)));
+	cert = services_certs_json(st, 17, (const char *)
+	    sqlite3_column_text(st, 15));
+	if (*sqlite3_column_text(st, 16) != '\0')
+		json_object_set_new(cert, "sha256", json_string((const char *)
+		    sqlite3_column_text(st, 16)));
+	json_object_set_new(o, "certificate", cert);
 	return (o);
 }
 
-static json_t *
-sites_json(const char *id)
+/* A site as the API shows it. */
+json_t *
+services_sites_json(const char *id)
 {
 	sqlite3_stmt	*st;
 	json_t		*o = NULL;
@@ -226,7 +236,7 @@ services_sites_create(struct api_req *r)
 	services_push(node);
 	log_info("services: %s added site %s for %s on %s",
 	    api_principal(r)->ap_name, host, ref, nodes_name(node));
-	api_reply_json(r, 201, sites_json(id));
+	api_reply_json(r, 201, services_sites_json(id));
 	goto out;
 fail:
 	api_reply_error(r, 500, "internal", "storing the site failed");
@@ -281,8 +291,8 @@ services_sites_list(struct api_req *r)
 }
 
 /* The site a {hostname} names (host name as typed, or id); -1 after 404. */
-static int
-sites_find(struct api_req *r, char id[37], char *host, size_t hlen,
+int
+services_sites_find(struct api_req *r, char id[37], char *host, size_t hlen,
     char *status, size_t slen, int64_t *node)
 {
 	const char	*ref = api_param(r, "hostname");
@@ -319,10 +329,10 @@ services_sites_get(struct api_req *r)
 	char	 id[37], host[SERVICES_HOST_MAX + 1], status[16];
 	int64_t	 node;
 
-	if (sites_find(r, id, host, sizeof(host), status, sizeof(status),
+	if (services_sites_find(r, id, host, sizeof(host), status, sizeof(status),
 	    &node) == -1)
 		return;
-	api_reply_json(r, 200, sites_json(id));
+	api_reply_json(r, 200, services_sites_json(id));
 }
 
 /* suspend, activate */
@@ -333,11 +343,11 @@ sites_set_status(struct api_req *r, const char *to)
 	int64_t		 node, gen;
 	sqlite3_stmt	*st;
 
-	if (sites_find(r, id, host, sizeof(host), cur, sizeof(cur),
+	if (services_sites_find(r, id, host, sizeof(host), cur, sizeof(cur),
 	    &node) == -1)
 		return;
 	if (strcmp(cur, to) == 0) {
-		api_reply_json(r, 200, sites_json(id));
+		api_reply_json(r, 200, services_sites_json(id));
 		return;
 	}
 	if (services_begin(r) == -1)
@@ -364,7 +374,7 @@ sites_set_status(struct api_req *r, const char *to)
 	services_push(node);
 	log_info("services: %s set site %s %s", api_principal(r)->ap_name,
 	    host, to);
-	api_reply_json(r, 200, sites_json(id));
+	api_reply_json(r, 200, services_sites_json(id));
 	return;
 fail:
 	store_rollback(ctl->db);
@@ -393,7 +403,7 @@ services_sites_delete(struct api_req *r)
 	int64_t		 node, gen;
 	sqlite3_stmt	*st;
 
-	if (sites_find(r, id, host, sizeof(host), cur, sizeof(cur),
+	if (services_sites_find(r, id, host, sizeof(host), cur, sizeof(cur),
 	    &node) == -1)
 		return;
 	if (services_begin(r) == -1)

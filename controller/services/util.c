@@ -18,6 +18,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "opsn/tlscert.h"
 #include "opsn/util.h"
 #include "services.h"
 
@@ -462,10 +463,8 @@ services_util_dkim(char **private_pem, char **public_b64, char **cause)
 	pem = b64 = NULL;
 	rv = 0;
 out:
-	if (pem != NULL) {
-		explicit_bzero(pem, strlen(pem));
-		free(pem);
-	}
+	if (pem != NULL)
+		tlscert_free_secret(pem, strlen(pem));
 	free(b64);
 	OPENSSL_free(der);
 	BIO_free(bio);
@@ -503,54 +502,49 @@ json_t *
 services_util_dns(const char *domain, const char *mx, const char *selector,
     const char *dkim_b64)
 {
-	json_t	*recs = json_array(), *r;
-	char	*name, *value, *zone = xstrdup(""), *line, *tmp;
-	size_t	 i;
+	json_t	*doc;
+	char	*name, *value;
 
-	struct {
-		char		*name;
-		const char	*type;
-		char		*value;
-		const char	*purpose;
-	} rr[4];
-
-	rr[0].name = xstrdup(domain);
-	rr[0].type = "MX";
-	xasprintf(&rr[0].value, "10 %s.", mx);
-	rr[0].purpose = "mail for the domain goes to its backend";
-	rr[1].name = xstrdup(domain);
-	rr[1].type = "TXT";
-	rr[1].value = xstrdup("v=spf1 mx -all");
-	rr[1].purpose = "SPF: only the MX hosts send the domain's mail";
+	doc = json_pack("{s:s,s:[],s:s}", "domain", domain, "records", "zone",
+	    "");
+	xasprintf(&value, "10 %s.", mx);
+	services_util_dns_add(doc, domain, "MX", value,
+	    "mail for the domain goes to its backend");
+	free(value);
+	services_util_dns_add(doc, domain, "TXT", "v=spf1 mx -all",
+	    "SPF: only the MX hosts send the domain's mail");
 	xasprintf(&name, "%s._domainkey.%s", selector, domain);
-	rr[2].name = name;
-	rr[2].type = "TXT";
 	xasprintf(&value, "v=DKIM1; k=rsa; p=%s", dkim_b64);
-	rr[2].value = value;
-	rr[2].purpose = "DKIM: the key that signs the domain's mail";
-	xasprintf(&rr[3].name, "_dmarc.%s", domain);
-	rr[3].type = "TXT";
-	xasprintf(&rr[3].value, "v=DMARC1; p=quarantine; "
-	    "rua=mailto:postmaster@%s", domain);
-	rr[3].purpose = "DMARC: quarantine what fails SPF and DKIM";
-	for (i = 0; i < nitems(rr); i++) {
-		r = json_pack("{s:s,s:s,s:i,s:s,s:s}", "name", rr[i].name,
-		    "type", rr[i].type, "ttl", SERVICES_DNS_TTL, "value",
-		    rr[i].value, "purpose", rr[i].purpose);
-		json_array_append_new(recs, r);
-		line = services_util_zone_line(rr[i].name, SERVICES_DNS_TTL,
-		    rr[i].type, rr[i].value);
-		xasprintf(&tmp, "%s%s\n", zone, line);
-		free(line);
-		free(zone);
-		zone = tmp;
-		free(rr[i].name);
-		free(rr[i].value);
-	}
-	r = json_pack("{s:s,s:o,s:s}", "domain", domain, "records", recs,
-	    "zone", zone);
+	services_util_dns_add(doc, name, "TXT", value,
+	    "DKIM: the key that signs the domain's mail");
+	free(name);
+	free(value);
+	xasprintf(&name, "_dmarc.%s", domain);
+	xasprintf(&value, "v=DMARC1; p=quarantine; rua=mailto:postmaster@%s",
+	    domain);
+	services_util_dns_add(doc, name, "TXT", value,
+	    "DMARC: quarantine what fails SPF and DKIM");
+	free(name);
+	free(value);
+	return (doc);
+}
+
+/* Append a record to a document of services_util_dns (and its zone). */
+void
+services_util_dns_add(json_t *doc, const char *name, const char *type,
+    const char *value, const char *purpose)
+{
+	char	*line, *zone;
+
+	json_array_append_new(json_object_get(doc, "records"), json_pack(
+	    "{s:s,s:s,s:i,s:s,s:s}", "name", name, "type", type, "ttl",
+	    SERVICES_DNS_TTL, "value", value, "purpose", purpose));
+	line = services_util_zone_line(name, SERVICES_DNS_TTL, type, value);
+	xasprintf(&zone, "%s%s\n", json_string_value(json_object_get(doc,
+	    "zone")), line);
+	json_object_set_new(doc, "zone", json_string(zone));
 	free(zone);
-	return (r);
+	free(line);
 }
 
 void
