@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sqlite3.h>
 #include <uv.h>
 
@@ -869,6 +873,116 @@ mail_usage_sums_each_maildir(void **state)
 	assert_int_equal(usage_done, 1);
 }
 
+/* ---- DKIM ---------------------------------------------------------------- */
+
+static char *
+rsa_pem(void)
+{
+	EVP_PKEY	*k = EVP_RSA_gen(2048);
+	BIO		*bio = BIO_new(BIO_s_mem());
+	char		*data, *pem;
+	long		 n;
+
+	assert_int_equal(PEM_write_bio_PrivateKey(bio, k, NULL, NULL, 0, NULL,
+	    NULL), 1);
+	n = BIO_get_mem_data(bio, &data);
+	pem = xstrndup(data, (size_t)n);
+	BIO_free(bio);
+	EVP_PKEY_free(k);
+	return (pem);
+}
+
+/* DATA_DIR/dkim/current/NAME, or NULL. */
+static char *
+dkim_file(const char *name)
+{
+	char	*path, *text;
+
+	xasprintf(&path, "%s/dkim/current/%s", tmp, name);
+	text = svc_read(path, 1 << 20);
+	free(path);
+	return (text);
+}
+
+static void
+mail_dkim_keys_and_tables_change_together(void **state)
+{
+	Opsn__ServicesDesired	 d = desired(1);
+	Opsn__MailDomain	*v[2];
+	char			*pem = rsa_pem(), *pem2 = rsa_pem(), *kt, *st;
+	char			*path, link1[128], link2[128], *key;
+	const char		*msg;
+	struct stat		 sb;
+	ssize_t			 l;
+
+	start();
+	/* Before any domain: empty tables, so OpenDKIM can start. */
+	kt = dkim_file("KeyTable");
+	assert_string_equal(kt, "");
+	free(kt);
+	add_domain(&d, v, "mairie-agassac.fr", 0);
+	doms[0].dkim_selector = "opsn2026";
+	doms[0].dkim_private_pem = pem;
+	add_domain(&d, v, "aignes.fr", 0);
+	doms[1].dkim_selector = "bad selector";
+	doms[1].dkim_private_pem = pem2;
+	apply(&d);
+	assert_string_equal(state_of("domain", "mairie-agassac.fr", NULL),
+	    "applied");
+	/* A key that cannot be used is its domain's error, not the rest's. */
+	assert_string_equal(state_of("domain", "aignes.fr", &msg), "error");
+	assert_non_null(strstr(msg, "DKIM selector"));
+	kt = dkim_file("KeyTable");
+	st = dkim_file("SigningTable");
+	xasprintf(&path, "%s/dkim/", tmp);
+	assert_non_null(strstr(kt, "opsn2026._domainkey.mairie-agassac.fr "
+	    "mairie-agassac.fr:opsn2026:"));
+	assert_non_null(strstr(kt, path));
+	assert_null(strstr(kt, "aignes"));
+	assert_string_equal(st, "*@mairie-agassac.fr "
+	    "opsn2026._domainkey.mairie-agassac.fr\n");
+	free(kt);
+	free(st);
+	free(path);
+	key = dkim_file("keys/mairie-agassac.fr.opsn2026.pem");
+	assert_non_null(key);
+	assert_string_equal(key, pem);
+	free(key);
+	xasprintf(&path, "%s/dkim/current/keys/mairie-agassac.fr.opsn2026.pem",
+	    tmp);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	free(path);
+	xasprintf(&path, "%s/dkim/current", tmp);
+	l = readlink(path, link1, sizeof(link1) - 1);
+	assert_true(l > 0);
+	link1[l] = '\0';
+	/* The same keys again: the same folder, nothing rewritten. */
+	d.generation = 2;
+	apply(&d);
+	l = readlink(path, link2, sizeof(link2) - 1);
+	link2[l] = '\0';
+	assert_string_equal(link1, link2);
+	/* A new selector: a new folder, the previous one kept for a while. */
+	doms[0].dkim_selector = "opsn20270101";
+	d.generation = 3;
+	apply(&d);
+	l = readlink(path, link2, sizeof(link2) - 1);
+	link2[l] = '\0';
+	assert_string_not_equal(link1, link2);
+	free(path);
+	xasprintf(&path, "%s/dkim/%s/KeyTable", tmp, link1);
+	assert_int_equal(stat(path, &sb), 0);
+	free(path);
+	kt = dkim_file("KeyTable");
+	assert_non_null(strstr(kt, "opsn20270101._domainkey."));
+	assert_null(strstr(kt, "opsn2026._domainkey."));
+	free(kt);
+	free(pem);
+	free(pem2);
+	stop();
+}
+
 int
 main(void)
 {
@@ -903,6 +1017,8 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    mail_usage_sums_each_maildir, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    mail_dkim_keys_and_tables_change_together, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

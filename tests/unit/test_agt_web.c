@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "opsn/frame.h"
+#include "opsn/pki.h"
 #include "opsn/util.h"
 #include "agent.h"
 #include "svc.h"
@@ -125,6 +126,7 @@ setup(void **state)
 	ag.conf.nginx_prefix = "/prefix";
 	ag.conf.nginx_conf = "/prefix/nginx.conf";
 	ag.conf.acme_directory = "off";
+	ag.conf.web_listen_tls = "127.0.0.1:8443";
 	svc_set_send(cap_send);
 	last = NULL;
 	nstatus = 0;
@@ -649,6 +651,145 @@ web_usage_sums_each_site(void **state)
 	stop();
 }
 
+/* ---- certificates -------------------------------------------------------- */
+
+/* A member's certificate for names (PEM chain and key; caller frees). */
+static void
+member_cert(const char *const *names, size_t n, char **cert, char **key)
+{
+	EVP_PKEY	*cakey, *k;
+	X509		*ca, *leaf;
+	char		*cause = NULL, *leaf_pem, *ca_pem;
+
+	cakey = pki_key_new(&cause);
+	ca = pki_ca_new(cakey, "Syndicat test CA", 30, &cause);
+	k = pki_key_new(&cause);
+	leaf = pki_server_cert_new(k, names, n, ca, cakey, 30, &cause);
+	assert_non_null(leaf);
+	leaf_pem = pki_cert_pem(leaf, &cause);
+	ca_pem = pki_cert_pem(ca, &cause);
+	xasprintf(cert, "%s%s", leaf_pem, ca_pem);
+	*key = pki_key_pem(k, &cause);
+	free(leaf_pem);
+	free(ca_pem);
+	X509_free(leaf);
+	X509_free(ca);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(cakey);
+}
+
+/* MSG_SITE_CERT as the controller sends it; the agent's answer. */
+static void
+send_cert(const char *site, const char *const *names, size_t n,
+    const char *cert, const char *key)
+{
+	Opsn__SiteCert	 m = OPSN__SITE_CERT__INIT;
+	uint8_t		*buf;
+	size_t		 len;
+	uint64_t	 end = util_mono_ms() + 10000;
+
+	m.request = 7;
+	m.site_id = (char *)site;
+	m.names = (char **)names;
+	m.n_names = n;
+	m.cert_pem = (char *)cert;
+	m.key_pem = (char *)key;
+	len = opsn__site_cert__get_packed_size(&m);
+	buf = xmalloc(len + 1);
+	opsn__site_cert__pack(&m, buf);
+	if (cert_result != NULL)
+		opsn__site_cert_result__free_unpacked(cert_result, NULL);
+	cert_result = NULL;
+	web_role.on_frame(MSG_SITE_CERT, buf, len);
+	free(buf);
+	while (cert_result == NULL && util_mono_ms() < end)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_non_null(cert_result);
+	assert_int_equal(cert_result->request, 7);
+}
+
+static void
+web_member_certificate_serves_https_and_redirects(void **state)
+{
+	static const char *const names[] = { "www.mairie-agassac.fr",
+	    "mairie-agassac.fr" };
+	static const char *const other[] = { "www.aignes.fr" };
+	Opsn__ServicesDesired	 d = OPSN__SERVICES_DESIRED__INIT;
+	Opsn__Site		*v[2], *s;
+	char			*cert, *key, *bad, *bad_key, *b, *path, *c;
+	char			 sha[65];
+	struct stat		 st;
+	size_t			 i;
+
+	member_cert(names, 2, &cert, &key);
+	member_cert(other, 1, &bad, &bad_key);
+	start();
+	/* Refused: it does not name the site; nothing is kept. */
+	send_cert("s1", names, 2, bad, bad_key);
+	assert_false(cert_result->ok);
+	assert_non_null(strstr(cert_result->error, "does not cover"));
+	xasprintf(&path, "%s/tls/manual/s1", tmp);
+	assert_int_equal(stat(path, &st), -1);
+	free(path);
+	send_cert("s1", names, 2, cert, key);
+	assert_true(cert_result->ok);
+	strlcpy(sha, cert_result->cert_sha256, sizeof(sha));
+	assert_int_equal(strlen(sha), 64);
+
+	d.generation = 1;
+	s = add_site(&d, v, "s1", "www.mairie-agassac.fr", "mairie-agassac.fr");
+	s->tls = "manual";
+	s->cert_sha256 = sha;
+	apply(&d);
+	assert_string_equal(state_of("s1", NULL), "applied");
+	b = block("s1");
+	/* Port 80: ACME's challenges, everything else to HTTPS. */
+	assert_non_null(strstr(b, "\tlocation ^~ /.well-known/acme-challenge/ "
+	    "{\n"));
+	assert_non_null(strstr(b, "\t\treturn 301 https://$host:8443"
+	    "$request_uri;\n"));
+	assert_non_null(strstr(b, "\tlisten 127.0.0.1:8443 ssl http2;\n"));
+	assert_non_null(strstr(b, "\tssl_protocols TLSv1.2 TLSv1.3;\n"
+	    "\tssl_ciphers ECDHE+AESGCM:ECDHE+CHACHA20;\n"));
+	xasprintf(&path, "\tssl_certificate_key %s/tls/live/site-s1/key.pem;",
+	    tmp);
+	assert_non_null(strstr(b, path));
+	free(path);
+	free(b);
+	/* The key, on disk for nginx only. */
+	xasprintf(&path, "%s/tls/live/site-s1/key.pem", tmp);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	c = read_file(path);
+	assert_string_equal(c, key);
+	free(c);
+	free(path);
+	/* Reported valid, from the member, the key nowhere in the report. */
+	for (i = 0; certs == NULL || certs->n_certs == 0 ||
+	    strcmp(certs->certs[0]->state, "valid") != 0; i++) {
+		assert_true(i < 100000);
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	assert_string_equal(certs->certs[0]->source, "manual");
+	assert_string_equal(certs->certs[0]->issuer, "Syndicat test CA");
+	/* Without its certificate on the backend: plain HTTP, reported. */
+	d.generation = 2;
+	s->cert_sha256 = "0000000000000000000000000000000000000000000000000000"
+	    "000000000000";
+	apply(&d);
+	for (i = 0; strcmp(certs->certs[0]->state, "failed") != 0; i++) {
+		assert_true(i < 100000);
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	assert_non_null(strstr(certs->certs[0]->message, "not on this "
+	    "backend"));
+	free(cert);
+	free(key);
+	free(bad);
+	free(bad_key);
+	stop();
+}
+
 int
 main(void)
 {
@@ -656,6 +797,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    web_writes_one_block_per_site_then_checks_and_reloads,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    web_member_certificate_serves_https_and_redirects, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(
 		    web_suspended_site_answers_503_with_the_page, setup,
 		    teardown),
