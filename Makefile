@@ -48,6 +48,9 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(TESTDEFS) -D_GNU_SOURCE 
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 # The controller's files include other modules' headers by folder.
 ALL_CFLAGS += -Icontroller
+# Where `make install` puts the web console, for a controller that finds
+# no console folder beside its program.
+$(BUILD)/controller/console/files.o: ALL_CFLAGS += -DOPSN_PREFIX='"$(PREFIX)"'
 
 PROTOS	= $(wildcard proto/*.proto)
 PROTO_C	= $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
@@ -199,6 +202,12 @@ install: all
 	install -d $(DESTDIR)/etc/opsn/web $(DESTDIR)$(PREFIX)/share/opsn
 	install -m 644 ops/web/*.html $(DESTDIR)/etc/opsn/web/
 	cp -r ops/mail ops/web $(DESTDIR)$(PREFIX)/share/opsn/
+	install -d $(DESTDIR)$(PREFIX)/share/opsn/console/js/pages
+	install -m 644 console/*.html console/*.css console/*.svg \
+		$(DESTDIR)$(PREFIX)/share/opsn/console/
+	install -m 644 console/js/*.js $(DESTDIR)$(PREFIX)/share/opsn/console/js/
+	install -m 644 console/js/pages/*.js \
+		$(DESTDIR)$(PREFIX)/share/opsn/console/js/pages/
 
 run:
 	@ops/run.sh

@@ -21,6 +21,7 @@
 #include "members/members.h"
 #include "metering/metering.h"
 #include "services/services.h"
+#include "console/console.h"
 
 /*
  * The controller's modules, in start order: each one's init runs before
@@ -35,6 +36,8 @@ static const struct ctl_module *const ctl_modules[] = {
 	&services_module,
 	&metering_module,
 	&billing_module,
+	/* Last: its pages' addresses match only what no other route does. */
+	&console_module,
 	NULL
 };
 
@@ -86,6 +89,18 @@ static const struct cfg_option ctl_opts[] = {
 	{ "services", "mail_retention", CFG_DURATION, C(mail_retention_ms),
 	  "30d", 0, 3650LL * 86400000, NULL, 0, NULL,
 	  "how long a deleted mailbox (and its mail) can be restored" },
+	{ "console", "dir", CFG_STRING, C(console_dir), "", 0, 0, NULL, 0,
+	  "console-dir", "the web console's files (default: the console "
+	  "folder beside the program's, or the installed one)" },
+	{ "console", "idle_timeout", CFG_DURATION, C(console_idle_ms), "30m",
+	  60000, 86400000, NULL, 0, NULL,
+	  "a console session ends after this long without a request" },
+	{ "console", "session_lifetime", CFG_DURATION, C(console_lifetime_ms),
+	  "12h", 300000, 7LL * 86400000, NULL, 0, NULL,
+	  "a console session ends this long after its login in any case" },
+	{ "console", "require_totp", CFG_BOOL, C(console_require_totp), "no",
+	  0, 0, NULL, 0, NULL,
+	  "admin accounts must log in with a one-time code (TOTP)" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,

@@ -6,6 +6,8 @@
 #define OPSN_ACCESS_H
 
 struct ctl;
+struct api_principal;
+struct api_route;
 
 extern const struct ctl_module access_module;
 
@@ -13,5 +15,9 @@ extern const struct ctl_module access_module;
 int	router_start(struct ctl *, char **cause);
 /* A role's rank (admin 3, operator 2, finance and auditor 1), -1 if none. */
 int	router_role_rank(const char *role);
+/* Would the router let p call rt (its role and the route's scope)? 1 or 0. */
+int	router_allows(const struct api_principal *, const struct api_route *);
+/* Every route served, once the router has started. */
+const struct api_route *router_routes(size_t *n);
 
 #endif

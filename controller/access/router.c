@@ -19,6 +19,7 @@
 #include "access.h"
 
 static struct api_route	*router_all;	/* every module's routes */
+static size_t		 router_nall;
 
 /*
  * What each role may do: a permission matches an entry exactly, or a
@@ -32,10 +33,10 @@ static const struct {
 	{ "operator",	{ "nodes.*", "tenants.*", "vms.*", "images.*",
 			  "tariffs.*",
 			  "services.*", "usage.*", "statements.*", "audit.read",
-			  "*.read" } },
-	{ "auditor",	{ "*.read" } },
+			  "*.read", "account.*" } },
+	{ "auditor",	{ "*.read", "account.*" } },
 	{ "finance",	{ "tenants.read", "usage.read", "statements.read",
-			  "tariffs.read" } },
+			  "tariffs.read", "account.*" } },
 	{ "node",	{ "images.download" } },
 };
 
@@ -110,6 +111,47 @@ router_authenticate_cert(X509 *cert, struct api_principal *p, void *arg)
 	strlcpy(p->ap_role, "node", sizeof(p->ap_role));
 	p->ap_tenant = 0;
 	return (0);
+}
+
+/*
+ * Another credential than a bearer token or a node certificate: the
+ * first module that recognizes one (a console session) decides.
+ */
+static int
+router_authenticate_request(struct api_req *r, const struct api_route *rt,
+    struct api_principal *p, void *arg)
+{
+	const struct ctl_module *const	*mp;
+	int				 rv;
+
+	for (mp = ctl->modules; *mp != NULL; mp++) {
+		if ((*mp)->m_authenticate == NULL)
+			continue;
+		if ((rv = (*mp)->m_authenticate(r, rt, p)) != 1)
+			return (rv);
+	}
+	return (1);
+}
+
+/*
+ * Would the router let p call rt? The same table and scopes as a call
+ * (a member route is allowed to a bound caller: for its own member).
+ */
+int
+router_allows(const struct api_principal *p, const struct api_route *rt)
+{
+	if (rt->ar_perm == NULL || router_role_may(p->ap_role,
+	    rt->ar_perm) == -1)
+		return (0);
+	return (p->ap_tenant == 0 || rt->ar_scope == API_MEMBER);
+}
+
+/* Every route the router serves (valid once it has started). */
+const struct api_route *
+router_routes(size_t *n)
+{
+	*n = router_nall;
+	return (router_all);
 }
 
 /* A role's rank: a token may create tokens of its rank or lower only. */
@@ -293,7 +335,7 @@ router_start(struct ctl *c, char **cause)
 {
 	static const struct api_hooks hooks = {
 		router_authenticate, router_authorize, NULL,
-		router_authenticate_cert
+		router_authenticate_cert, router_authenticate_request
 	};
 	const struct ctl_module *const	*mp;
 	char				*host = NULL;
@@ -313,6 +355,7 @@ router_start(struct ctl *c, char **cause)
 		    sizeof(*router_all));
 		n += (*mp)->m_nroutes;
 	}
+	router_nall = n;
 	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n, &hooks,
 	    cause);
 	free(host);

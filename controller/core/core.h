@@ -29,6 +29,10 @@ struct ctl_conf {
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
 	int64_t	 mail_retention_ms;	/* deleted mailboxes kept; 0: purge */
+	char	*console_dir;		/* the web console's files; "" = found */
+	int64_t	 console_idle_ms;	/* a session ends after this idle */
+	int64_t	 console_lifetime_ms;	/* and after this in any case */
+	int	 console_require_totp;	/* admin accounts need a second factor */
 	char	*log_level;
 	char	*log_file;
 };
@@ -80,6 +84,15 @@ struct ctl_module {
 					    const char *roles);
 	/* A node's connection is gone, or the node was revoked. */
 	void				(*m_gone)(int64_t node_id);
+	/*
+	 * A credential of this module's own on a request that has neither
+	 * a bearer token nor a node certificate (a console session): 0
+	 * authenticated (*p filled), 1 none of this module's, -1 refused
+	 * after replying.
+	 */
+	int				(*m_authenticate)(struct api_req *,
+					    const struct api_route *,
+					    struct api_principal *);
 };
 
 extern const struct ctl_module audit_module;	/* the audit trail's routes */
@@ -95,6 +108,8 @@ void	store_rollback(sqlite3 *);
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
+/* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
+json_t		*store_json_time(sqlite3_stmt *, int col);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);

@@ -221,3 +221,15 @@ store_prepare(sqlite3 *db, const char *sql)
 		fatalx("store: preparing '%.60s': %s", sql, sqlite3_errmsg(db));
 	return (st);
 }
+
+/* A time column as RFC 3339 UTC text, or JSON null. */
+json_t *
+store_json_time(sqlite3_stmt *st, int col)
+{
+	char	 buf[32];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return (json_null());
+	util_time_fmt(sqlite3_column_int64(st, col), buf, sizeof(buf));
+	return (json_string(buf));
+}

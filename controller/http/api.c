@@ -387,6 +387,14 @@ api_auth(struct api_req *ar)
 		}
 		goto authorize;
 	}
+	if (h == NULL && hk->authenticate_request != NULL) {
+		switch (hk->authenticate_request(ar, ar->r_route, p, hk->arg)) {
+		case 0:
+			goto authorize;
+		case -1:
+			return (-1);
+		}
+	}
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
 		api_set_header(ar, "WWW-Authenticate", "Bearer");
 		api_reply_error(ar, 401, "unauthenticated",
@@ -1181,6 +1189,34 @@ const struct api_principal *
 api_principal(struct api_req *ar)
 {
 	return (ar->r_authed ? &ar->r_principal : NULL);
+}
+
+/* Name who a self-authenticating public route found (see http.h). */
+void
+api_set_principal(struct api_req *ar, const struct api_principal *p)
+{
+	ar->r_principal = *p;
+	ar->r_principal.ap_name[sizeof(ar->r_principal.ap_name) - 1] = '\0';
+	ar->r_principal.ap_role[sizeof(ar->r_principal.ap_role) - 1] = '\0';
+	ar->r_authed = 1;
+}
+
+/* The client's address (see http.h). */
+void
+api_peer(struct api_req *ar, char *buf, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	h2o_conn_t		*conn;
+
+	strlcpy(buf, "?", len);
+	if (ar->r_req == NULL || (conn = ar->r_req->conn) == NULL ||
+	    conn->callbacks->get_peername == NULL ||
+	    conn->callbacks->get_peername(conn, (struct sockaddr *)&ss) == 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+	else if (ss.ss_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
 }
 
 /* The request id (see http.h). */

@@ -81,6 +81,16 @@ struct api_hooks {
 	 */
 	int	(*authenticate_cert)(X509 *cert, struct api_principal *p,
 		    void *arg);
+	/*
+	 * A call with neither a bearer token nor a client certificate: a
+	 * credential the request carries otherwise (a console session's
+	 * cookie) for route r. 0 authenticated (*p filled); 1 none there
+	 * (the call gets 401 asking for a bearer token); -1 refused, after
+	 * replying. May be NULL.
+	 */
+	int	(*authenticate_request)(struct api_req *,
+		    const struct api_route *r, struct api_principal *p,
+		    void *arg);
 };
 
 /*
@@ -125,6 +135,13 @@ void	api_set_body(struct api_req *, const void *, size_t);
 const char	*api_header(struct api_req *, const char *);
 /* The authenticated caller, or NULL on a public route. */
 const struct api_principal *api_principal(struct api_req *);
+/*
+ * A public route that authenticates its caller itself (a console login)
+ * names who it was, for the audit trail and the rest of the request.
+ */
+void	api_set_principal(struct api_req *, const struct api_principal *);
+/* The client's address without its port ("127.0.0.1", "::1"), or "?". */
+void	api_peer(struct api_req *, char *buf, size_t len);
 /* The request id (also sent back as X-Request-Id). */
 const char	*api_request_id(struct api_req *);
 /*

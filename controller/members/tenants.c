@@ -607,7 +607,85 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/tenants?kind=&status=&parent=&limit=&cursor= */
+/*
+ * A name folded for search: lower case, French accents and ligatures
+ * dropped (É -> e, œ -> oe), hyphens and apostrophes as spaces, so that
+ * "saint etienne" finds Saint-Étienne. Only Latin-1's letters and the
+ * ligatures are mapped; other characters are kept as they are.
+ */
+size_t
+tenants_fold(const char *in, char *out, size_t len)
+{
+	/* U+00C0..U+00FF, "" where nothing fits (×, ÷). */
+	static const char *const latin1[64] = {
+		"a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e",
+		"i", "i", "i", "i", "d", "n", "o", "o", "o", "o", "o", "",
+		"o", "u", "u", "u", "u", "y", "th", "ss",
+		"a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e",
+		"i", "i", "i", "i", "d", "n", "o", "o", "o", "o", "o", "",
+		"o", "u", "u", "u", "u", "y", "th", "y",
+	};
+	const unsigned char *p = (const unsigned char *)in;
+	const char	*rep;
+	char		 one[2] = { 0, 0 };
+	size_t		 n = 0, k;
+
+	while (*p != '\0') {
+		rep = NULL;
+		if (p[0] == 0xc3 && p[1] >= 0x80 && p[1] <= 0xbf) {
+			rep = latin1[p[1] - 0x80];
+			p += 2;
+		} else if (p[0] == 0xc5 && (p[1] == 0x92 || p[1] == 0x93)) {
+			rep = "oe";
+			p += 2;
+		} else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0x98 ||
+		    p[2] == 0x99)) {
+			rep = " ";
+			p += 3;
+		} else {
+			one[0] = (char)(*p == '-' || *p == '\'' ? ' ' :
+			    (*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+			rep = one;
+			p++;
+		}
+		for (k = 0; rep[k] != '\0'; k++)
+			if (n + 1 < len)
+				out[n++] = rep[k];
+	}
+	if (len > 0)
+		out[n] = '\0';
+	return (n);
+}
+
+static void
+tenants_fold_sql(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *s = sqlite3_value_text(argv[0]);
+	char		 buf[512];
+
+	(void)argc;
+	if (s == NULL) {
+		sqlite3_result_null(cx);
+		return;
+	}
+	tenants_fold((const char *)s, buf, sizeof(buf));
+	sqlite3_result_text(cx, buf, -1, SQLITE_TRANSIENT);
+}
+
+/* The search's SQL function, on the loop's connection. */
+int
+tenants_init(struct ctl *c, char **cause)
+{
+	if (sqlite3_create_function(c->db, "opsn_fold", 1, SQLITE_UTF8 |
+	    SQLITE_DETERMINISTIC, NULL, tenants_fold_sql, NULL, NULL) !=
+	    SQLITE_OK) {
+		xasprintf(cause, "opsn_fold: %s", sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	return (0);
+}
+
+/* GET /v1/tenants?q=&kind=&status=&parent=&limit=&cursor= */
 void
 tenants_list(struct api_req *r)
 {
@@ -616,8 +694,10 @@ tenants_list(struct api_req *r)
 	const char	*status = api_query(r, "status");
 	const char	*parent = api_query(r, "parent");
 	const char	*one = api_query(r, "tenant");
+	const char	*q = api_query(r, "q");
 	int64_t		 pid = 0, id = 0;
-	char		*next = NULL;
+	char		*next = NULL, code[16] = "", name[256] = "", *o;
+	const char	*c;
 	int		 limit, n = 0;
 	json_t		*items;
 
@@ -644,17 +724,48 @@ tenants_list(struct api_req *r)
 		api_reply_error(r, 404, "not_found", "no tenant '%.64s'", one);
 		return;
 	}
+	/*
+	 * q: the start of an INSEE code or a SIREN (digits, or 2A/2B for
+	 * Corsica), else a part of the name, folded (see tenants_fold).
+	 */
+	if (q != NULL && strlen(q) > 100) {
+		api_reply_error(r, 400, "bad_parameter", "q is at most 100 "
+		    "bytes");
+		return;
+	}
+	if (q != NULL && *q != '\0') {
+		for (c = q; *c != '\0' && (isdigit((unsigned char)*c) ||
+		    (c == q + 1 && q[0] == '2' && (*c == 'A' || *c == 'B' ||
+		    *c == 'a' || *c == 'b'))); c++)
+			continue;
+		if (*c == '\0' && strlen(q) <= 9) {
+			strlcpy(code, q, sizeof(code));
+			code[1] = (char)toupper((unsigned char)code[1]);
+		} else {
+			/* LIKE's own characters are escaped with '\'. */
+			tenants_fold(q, name, sizeof(name) / 2);
+			for (o = name + strlen(name); o >= name; o--)
+				if (*o == '%' || *o == '_' || *o == '\\') {
+					memmove(o + 1, o, strlen(o) + 1);
+					*o = '\\';
+				}
+		}
+	}
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id > ?1 AND (?2 IS NULL OR t.kind = ?2) AND (?3 IS NULL "
 	    "OR t.status = ?3) AND (?4 = 0 OR t.parent_id = ?4) AND (?5 = 0 "
-	    "OR t.id = ?5) ORDER BY t.id LIMIT ?6");
+	    "OR t.id = ?5) AND (?7 IS NULL OR t.insee LIKE ?7 || '%' OR "
+	    "t.siren LIKE ?7 || '%') AND (?8 IS NULL OR opsn_fold(t.name) "
+	    "LIKE '%' || ?8 || '%' ESCAPE '\\') ORDER BY t.id LIMIT ?6");
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
 	tenants_bind_opt(st, 2, kind);
 	tenants_bind_opt(st, 3, status);
 	sqlite3_bind_int64(st, 4, pid);
 	sqlite3_bind_int64(st, 5, id);
 	sqlite3_bind_int(st, 6, limit + 1);
+	tenants_bind_opt(st, 7, code[0] != '\0' ? code : NULL);
+	tenants_bind_opt(st, 8, name[0] != '\0' ? name : NULL);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)

@@ -2,9 +2,15 @@
 #ifndef OPSN_MEMBERS_TENANTS_H
 #define OPSN_MEMBERS_TENANTS_H
 
+#include <stddef.h>
+
 struct api_req;
 
 /* members/tenants.c */
+struct ctl;
+int	tenants_init(struct ctl *, char **cause);
+/* name folded for search into out (len bytes); its length. */
+size_t	tenants_fold(const char *name, char *out, size_t len);
 void	tenants_create(struct api_req *);
 void	tenants_list(struct api_req *);
 void	tenants_get(struct api_req *);

@@ -463,17 +463,6 @@ services_mail_domain_delete(struct api_req *r)
 	"n.id = d.node_id "
 
 static json_t *
-mail_time_json(sqlite3_stmt *st, int col)
-{
-	char	 buf[32];
-
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return (json_null());
-	util_time_fmt(sqlite3_column_int64(st, col), buf, sizeof(buf));
-	return (json_string(buf));
-}
-
-static json_t *
 mail_box_row_json(sqlite3_stmt *st)
 {
 	json_t		*o = json_object();
@@ -502,15 +491,15 @@ mail_box_row_json(sqlite3_stmt *st)
 	    0 && member ? "suspended" : own));
 	json_object_set_new(o, "own_status", json_string(own));
 	json_object_set_new(o, "member_suspended", json_boolean(member));
-	json_object_set_new(o, "deleted_at", mail_time_json(st, 9));
-	json_object_set_new(o, "purge_after", mail_time_json(st, 10));
+	json_object_set_new(o, "deleted_at", store_json_time(st, 9));
+	json_object_set_new(o, "purge_after", store_json_time(st, 10));
 	json_object_set_new(o, "live", services_live_json((const char *)
 	    sqlite3_column_text(st, 11), (const char *)sqlite3_column_text(st,
 	    12), sqlite3_column_int64(st, 13), sqlite3_column_int64(st, 14)));
 	json_object_set_new(o, "version", json_integer(
 	    sqlite3_column_int64(st, 15)));
-	json_object_set_new(o, "created_at", mail_time_json(st, 16));
-	json_object_set_new(o, "updated_at", mail_time_json(st, 17));
+	json_object_set_new(o, "created_at", store_json_time(st, 16));
+	json_object_set_new(o, "updated_at", store_json_time(st, 17));
 	return (o);
 }
 
@@ -1492,7 +1481,7 @@ mail_alias_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "live", services_live_json((const char *)
 	    sqlite3_column_text(st, 4), (const char *)sqlite3_column_text(st,
 	    5), sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7)));
-	json_object_set_new(o, "created_at", mail_time_json(st, 8));
+	json_object_set_new(o, "created_at", store_json_time(st, 8));
 	return (o);
 }
 
