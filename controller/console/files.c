@@ -191,6 +191,8 @@ files_serve(struct api_req *r)
 	api_set_header(r, "X-Frame-Options", "DENY");
 	api_set_header(r, "Referrer-Policy", "no-referrer");
 	api_set_header(r, "Strict-Transport-Security", "max-age=31536000");
+	/* Kept by the browser, asked again each time (304 when unchanged). */
+	api_set_header(r, "Cache-Control", "no-cache");
 	if (api_reply_file(r, path, type) == -1)
 		api_reply_error(r, 404, "not_found", "no such file");
 	free(path);

@@ -1478,8 +1478,11 @@ api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 
 	if (!api_may_reply(ar, 200))
 		return (-1);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
-	    NULL, H2O_STRLIT("no-store"));
+	/* no-store, unless the caller said how the file may be cached. */
+	if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    -1) == -1)
+		h2o_add_header(&req->pool, &req->res.headers,
+		    H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	h2o_add_header_by_str(&req->pool, &req->res.headers,
 	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
 	if (h2o_file_send(req, 200, "OK", path, h2o_iovec_init(ctype,

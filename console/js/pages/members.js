@@ -98,7 +98,6 @@ function readFile(file, onProgress) {
 }
 
 function importSection() {
-	const out = h("div", { class: "import-out" });
 	const f = form({
 		legend: t("import.legend"),
 		fields: [
@@ -116,7 +115,7 @@ function importSection() {
 		    v.departement.toUpperCase()) ? { departement:
 		    t("import.bad_dep") } : null,
 		submit: t("import.submit"),
-		async onsubmit(v) {
+		async onsubmit(v, el, out) {
 			const dep = v.departement.toUpperCase();
 			const p = progress(t("import.progress"));
 			fill(out, p.el);
@@ -145,15 +144,14 @@ function importSection() {
 			    done ? p.set(0, 0, t("import.waiting", { n })) :
 			    p.set(sent, total, t("import.sending", { n })));
 			p.finish(t("import.done"));
-			return okBox(t("import.result", {
+			return h("div", p.el, okBox(t("import.result", {
 				total: fmtInt(res.total), created: fmtInt(res.created),
 				updated: fmtInt(res.updated), unchanged:
-				fmtInt(res.unchanged), linked: fmtInt(res.linked) }));
+				fmtInt(res.unchanged), linked: fmtInt(res.linked) })));
 		},
 	});
-	const d = h("details", { class: "tool" }, h("summary",
-	    t("import.title")), f, out);
-	return d;
+	return h("details", { class: "tool" }, h("summary", t("import.title")),
+	    f);
 }
 
 function addSection() {
