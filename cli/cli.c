@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -773,4 +774,49 @@ cli_usage(const struct cli_call *call)
 {
 	cli_print_usage(stderr, call->ca_cmd);
 	return (CLI_EXIT_USAGE);
+}
+
+/*
+ * A password on standard input (--password-stdin): one line, without its
+ * line end, at most max bytes, into a buffer the caller wipes and frees;
+ * NULL after saying why. On a terminal the typing is not echoed.
+ */
+char *
+cli_read_password(size_t max)
+{
+	struct termios	 t, quiet;
+	char		*buf = xmalloc(max + 2);
+	size_t		 len;
+	int		 tty = isatty(STDIN_FILENO), echo_off = 0;
+
+	if (tty && tcgetattr(STDIN_FILENO, &t) == 0) {
+		quiet = t;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+		fprintf(stderr, "password: ");
+		fflush(stderr);
+	}
+	if (fgets(buf, max + 2, stdin) == NULL)
+		buf[0] = '\0';
+	if (echo_off) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+		fputc('\n', stderr);
+	}
+	len = strlen(buf);
+	if (len > max && buf[len - 1] != '\n') {
+		explicit_bzero(buf, max + 2);
+		free(buf);
+		fprintf(stderr, "opsnctl: --password-stdin: the password is "
+		    "longer than %zu characters\n", max);
+		return (NULL);
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	if (len == 0) {
+		free(buf);
+		fprintf(stderr, "opsnctl: --password-stdin: no password on "
+		    "standard input\n");
+		return (NULL);
+	}
+	return (buf);
 }

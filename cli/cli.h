@@ -151,6 +151,8 @@ void	 cli_print_usage(FILE *, const struct cli_cmd *);
 int	 cli_usage(const struct cli_call *);
 /* Release the HTTP handle. */
 void	 cli_close(void);
+/* A password read for --password-stdin (caller wipes, frees), or NULL. */
+char	*cli_read_password(size_t max);
 
 /* format.c: human-readable output, independent of the network. */
 
@@ -290,6 +292,16 @@ int	 tenant_action(struct cli_call *);	/* suspend, withdraw, activate */
 int	 token_create(struct cli_call *);
 int	 token_list(struct cli_call *);
 int	 token_revoke(struct cli_call *);
+
+/* user.c */
+int	 user_add(struct cli_call *);
+int	 user_list(struct cli_call *);
+int	 user_show(struct cli_call *);
+int	 user_link(struct cli_call *);
+int	 user_disable(struct cli_call *);
+int	 user_enable(struct cli_call *);
+int	 user_totp_reset(struct cli_call *);
+int	 user_delete(struct cli_call *);
 
 /* usage.c */
 int	 usage_show(struct cli_call *);

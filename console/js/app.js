@@ -163,7 +163,12 @@ export async function render() {
 		    "?next=" + encodeURIComponent(next)));
 		return render();
 	}
-	if (state.session && (path === "/" || path === "/login")) {
+	// An administrator who must first set up a second factor sees only
+	// the account page (the API refuses the rest until then).
+	const mustEnrol = state.session && state.session.totp &&
+	    state.session.totp.must_enrol;
+	if (state.session && (path === "/" || path === "/login" ||
+	    (mustEnrol && path !== "/account"))) {
 		history.replaceState(null, "", home());
 		return render();
 	}

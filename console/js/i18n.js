@@ -180,7 +180,8 @@ export function fmtDuration(sec) {
 	if (sec < 60)
 		return `${sec}${NBSP}s`;
 	if (sec < 3600)
-		return `${Math.floor(sec / 60)}${NBSP}min ${sec % 60}${NBSP}s`;
+		return `${Math.floor(sec / 60)}${NBSP}min` + (sec % 60 ?
+		    ` ${sec % 60}${NBSP}s` : "");
 	return `${Math.floor(sec / 3600)}${NBSP}h ${Math.floor(sec % 3600 /
 	    60)}${NBSP}min`;
 }

@@ -8,6 +8,7 @@
 // visits, and prints one JSON line with what it measured. It exits 1 on
 // the first failed check.
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Journey, assert, until } from "./lib.mjs";
@@ -27,6 +28,22 @@ async function tabToText(j, text, max = 80) {
 		}
 	}
 	assert.fail(`Tab never reached “${text}”`);
+}
+
+// The code an authenticator app shows (RFC 6238: HMAC-SHA1, 30 s, 6
+// digits) for a base32 secret, step steps from now.
+function totp(secret, step = 0) {
+	const alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+	let bits = "";
+	for (const ch of secret.replace(/[\s=]/g, "").toUpperCase())
+		bits += alpha.indexOf(ch).toString(2).padStart(5, "0");
+	const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+	const msg = Buffer.alloc(8);
+	msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000) + step));
+	const mac = crypto.createHmac("sha1", key).update(msg).digest();
+	const off = mac[mac.length - 1] & 15;
+	return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000)
+	    .padStart(6, "0");
 }
 
 // How long a page takes to be drawn when opened by its address: the
@@ -283,6 +300,64 @@ const journeys = {
 		assert.equal(new URL(page.url()).pathname, "/login");
 		await j.check("throttled");
 		return { refusals, throttled };
+	},
+
+	// A new administrator opens the one-time link opsnctl printed,
+	// chooses a password, must set up a second factor before anything
+	// else ([console] require_totp), and from then on logs in with a code.
+	async "account-setup"(j) {
+		const a = conf.admin;
+		const page = await j.start();
+		await page.goto(a.link);
+		await j.drawn("Choisir votre mot de passe");
+		await j.check("setup");
+		await page.fill("input[name=password]", "court");
+		await page.fill("input[name=confirm]", "court");
+		await page.click("form button[type=submit]");
+		await page.waitForSelector(".field-error");
+		await j.check("setup-too-short");
+		await page.fill("input[name=password]", a.password);
+		await page.fill("input[name=confirm]", a.password);
+		await page.click("form button[type=submit]");
+		await page.waitForSelector(".ok >> text=Mot de passe enregistré");
+		// The link works once.
+		const again = await page.evaluate(async (tok) => (await fetch(
+		    "/v1/password-setup", { method: "POST", headers:
+		    { "Content-Type": "application/json" }, body: JSON.stringify(
+		    { token: tok, password: "Encore un autre mot de passe" }) }))
+		    .status, a.link.split("token=")[1]);
+		assert.equal(again, 400);
+		await j.login(a.name, a.password);
+		assert.equal(new URL(page.url()).pathname, "/account");
+		await page.waitForSelector("text=doivent activer la double");
+		await j.check("must-enrol");
+		// Nothing else until then: the API says so too.
+		const st = await page.evaluate(async () => (await fetch(
+		    "/v1/nodes")).status);
+		assert.equal(st, 403);
+		await page.click("button >> text=Activer la double authentification");
+		await page.waitForSelector("code.secret");
+		const secret = (await j.text("code.secret")).replace(/\s/g, "");
+		await page.fill("input[name=code]", totp(secret));
+		await j.check("enrol");
+		await page.click("form button[type=submit] >> text=Confirmer");
+		await page.waitForSelector("text=Double authentification activée");
+		await page.waitForSelector('#nav a[href="/dashboard"]');
+		await j.check("enrolled");
+		await page.click("button >> text=Se déconnecter");
+		await j.drawn("Connexion");
+		await page.fill("input[name=user]", a.name);
+		await page.fill("input[name=password]", a.password);
+		await page.click("form button[type=submit]");
+		await page.waitForSelector("input[name=totp]:visible");
+		await j.check("totp-asked");
+		// The next step's code: this step's was used to enrol.
+		await page.fill("input[name=totp]", totp(secret, 1));
+		await page.click("form button[type=submit]");
+		await page.waitForURL((u) => u.pathname === "/dashboard");
+		await j.drawn("Tableau de bord");
+		await j.check("dashboard");
+		return { secret_length: secret.length };
 	},
 
 	// A write that carries the session cookie but not its CSRF token is

@@ -84,7 +84,8 @@ class World:
         self.stack = mailstack.MailStack()
         self.stack.start()
         self.c = opsn.Controller(self.root, extra_conf=(
-            "[console]\ndir = %s\n" % os.path.join(opsn.TOP, "console")))
+            "[console]\ndir = %s\nrequire_totp = yes\n" %
+            os.path.join(opsn.TOP, "console")))
         self.procs.append(self.c)
         self.c.start()
         self.agent = opsn.Agent(self.root, "mx1", [self.c.agent_addr],
@@ -337,6 +338,29 @@ def test_wrong_password_is_refused_then_throttled(world):
         "user": "stagiaire", "password": PASSWORD}, token=None)
     assert st == 429 and doc["error"]["code"] == "throttled"
     assert int(hdrs["Retry-After"]) > 0
+
+
+def test_new_admin_sets_a_password_by_link_and_a_second_factor(world):
+    link = world.c.opsnctl("user", "add", "dsi", "--role", "admin",
+                           "--email", "dsi@opsn.example").stdout.strip()
+    assert link.startswith(world.c.url + "/setup#token=setup_"), link
+    world.journey("account-setup", admin={
+        "name": "dsi", "link": link, "password": "Une phrase de passe sûre"})
+    u = world.ok("GET", "/v1/users/dsi")
+    assert u["status"] == "active" and u["totp"] is True
+    actions = [a["action"] for a in world.ok(
+        "GET", "/v1/audit?limit=1000")["items"]
+        if a["object"] == "user/dsi"]
+    for a in ("user.create", "user.password_set", "user.totp_enable",
+              "session.login"):
+        assert a in actions, (a, actions)
+    # The secret never reaches the audit trail.
+    db = sqlite3.connect(os.path.join(world.c.data, "opsn.db"))
+    secret = db.execute("SELECT totp_secret FROM users WHERE name = 'dsi'"
+                        ).fetchone()[0]
+    db.close()
+    dump = json.dumps(world.ok("GET", "/v1/audit?limit=1000"))
+    assert secret not in dump
 
 
 def test_write_without_the_csrf_token_is_refused(world):
