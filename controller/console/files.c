@@ -57,14 +57,16 @@ files_is_dir_with_index(const char *dir)
 }
 
 /*
- * Where the files are: [console] dir, else the console folder beside the
- * program's own (a source tree: bin/../console), else the installed one.
+ * Where the files are: [console] dir, else the console folder of the
+ * source tree the program was built in (bin/../console, or from
+ * build/test/bin), else the installed one.
  */
 int
 files_init(struct ctl *c, char **cause)
 {
 	char	 exe[PATH_MAX], *slash, *cand;
 	ssize_t	 n;
+	int	 up;
 
 	free(files_dir);
 	files_dir = NULL;
@@ -76,14 +78,17 @@ files_init(struct ctl *c, char **cause)
 		}
 		files_dir = xstrdup(c->conf.console_dir);
 	} else if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		/* bin/, build/test/bin/, build/san/bin/ of a source tree. */
 		exe[n] = '\0';
-		if ((slash = strrchr(exe, '/')) != NULL)
+		for (up = 0; up < 4 && files_dir == NULL &&
+		    (slash = strrchr(exe, '/')) != NULL; up++) {
 			*slash = '\0';
-		xasprintf(&cand, "%s/../console", exe);
-		if (files_is_dir_with_index(cand))
-			files_dir = cand;
-		else
-			free(cand);
+			xasprintf(&cand, "%s/console", exe);
+			if (files_is_dir_with_index(cand))
+				files_dir = cand;
+			else
+				free(cand);
+		}
 	}
 	if (files_dir == NULL && files_is_dir_with_index(OPSN_PREFIX
 	    "/share/opsn/console"))

@@ -685,7 +685,7 @@ out:
 
 /*
  * The session of a call made with a session cookie, its account in *u
- * (freed by the caller); NULL after replying 404 to a bearer token.
+ * (freed by the caller); NULL after replying 400 to a bearer token.
  */
 static struct session *
 session_need(struct api_req *r, struct session_user *u)
@@ -696,7 +696,7 @@ session_need(struct api_req *r, struct session_user *u)
 	if ((s = session_of(r)) == NULL || session_user_load(s->s_user, NULL,
 	    u) == -1) {
 		session_user_free(u);
-		api_reply_error(r, 404, "no_session", "this call is for a "
+		api_reply_error(r, 400, "no_session", "this call is for a "
 		    "console session (a bearer token has none)");
 		return (NULL);
 	}

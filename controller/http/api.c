@@ -482,12 +482,17 @@ api_dispatch(struct api_req *ar)
 	h2o_req_t		*req = ar->r_req;
 	const struct api_route	*r;
 	const char		*path = req->path.base;
-	size_t			 plen, i;
+	size_t			 plen, i, k;
 	int			 pathmatch = 0;
 
 	plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 	ar->r_stat = api.nroutes + 1;
-	for (i = 0; i <= api.nroutes; i++) {
+	/*
+	 * The built-in OpenAPI route first, then the table in its order: a
+	 * table's catch-all patterns (the console's pages) never hide it.
+	 */
+	for (k = 0; k <= api.nroutes; k++) {
+		i = k == 0 ? api.nroutes : k - 1;
 		r = api_route_at(i);
 		if (api_match(r->ar_pattern, path, plen) == -1)
 			continue;

@@ -95,6 +95,9 @@ class World:
         self.agent.start()
         wait_until(lambda: self.c.node_state("mx1") == "ready", 20,
                    what="mx1 ready")
+        wait_until(lambda: any(b["name"] == "mx1" and b["ready"] for b in
+                               self.ok("GET", "/v1/backends")["items"]),
+                   20, what="mx1 a ready mail backend")
         self.members()
         self.mail()
         self.accounts()

@@ -206,9 +206,9 @@ export async function memberPage(root, ctx) {
 		[t("member.insee"), m.insee],
 		[t("member.siren"), m.siren],
 		[t("member.population"), fmtInt(m.population)],
-		[t("member.parent"), m.parent ? link("/members/" +
-		    encodeURIComponent(m.parent.siren || m.parent.id),
-		    m.parent.name) : null],
+		[t("member.parent"), !m.parent ? null : ownTenant() ?
+		    m.parent.name : link("/members/" + encodeURIComponent(
+		    m.parent.siren || m.parent.id), m.parent.name)],
 		[t("member.status"), statusBadge(m.status)],
 		[t("member.joined"), fmtDay(m.joined_on)],
 		m.left_on ? [t("member.left"), fmtDay(m.left_on)] : null,
