@@ -451,10 +451,10 @@ session_authenticate(struct api_req *r, const struct api_route *rt,
 	if (strcmp(rt->ar_method, "GET") != 0) {
 		tok = api_header(r, "x-csrf-token");
 		origin = api_header(r, "origin");
-		host = api_header(r, "host");
+		host = api_host(r);
 		if (tok == NULL || strlen(tok) != strlen(s->s_csrf) ||
 		    CRYPTO_memcmp(tok, s->s_csrf, strlen(tok)) != 0 ||
-		    (origin != NULL && host != NULL && (strncmp(origin,
+		    (origin != NULL && (host == NULL || strncmp(origin,
 		    "https://", 8) != 0 || strcmp(origin + 8, host) != 0))) {
 			log_notice("console: %s: %s %s without the session's "
 			    "CSRF token refused", u.su_name, rt->ar_method,
@@ -1122,6 +1122,18 @@ session_init(struct ctl *c, char **cause)
 
 	session_idle = c->conf.console_idle_ms / 1000;
 	session_life = c->conf.console_lifetime_ms / 1000;
+#ifdef OPSN_TEST_BUILD
+	{
+		/* Sessions that end in seconds, for the tests: "IDLE,LIFE". */
+		const char	*e = getenv("OPSN_TEST_CONSOLE_TIMEOUTS");
+		long long	 idle, life;
+
+		if (e != NULL && sscanf(e, "%lld,%lld", &idle, &life) == 2) {
+			session_idle = idle;
+			session_life = life;
+		}
+	}
+#endif
 	if (session_life < session_idle) {
 		xasprintf(cause, "[console] session_lifetime is shorter than "
 		    "idle_timeout");

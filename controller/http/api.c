@@ -1189,6 +1189,18 @@ api_header(struct api_req *ar, const char *name)
 	return (api_pool_strndup(ar, v->base, v->len));
 }
 
+/* The host the client asked for (Host, or HTTP/2's :authority). */
+const char *
+api_host(struct api_req *ar)
+{
+	h2o_req_t	*req = ar->r_req;
+
+	if (req == NULL || req->authority.base == NULL ||
+	    memchr(req->authority.base, '\0', req->authority.len) != NULL)
+		return (NULL);
+	return (api_pool_strndup(ar, req->authority.base, req->authority.len));
+}
+
 /* The authenticated caller, or NULL on a public route. */
 const struct api_principal *
 api_principal(struct api_req *ar)

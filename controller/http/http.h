@@ -133,6 +133,8 @@ void	api_set_query(struct api_req *, const char *name, const char *value);
 void	api_set_body(struct api_req *, const void *, size_t);
 /* A request header, or NULL (owned by the request). */
 const char	*api_header(struct api_req *, const char *);
+/* The host:port the client asked for, or NULL (owned by the request). */
+const char	*api_host(struct api_req *);
 /* The authenticated caller, or NULL on a public route. */
 const struct api_principal *api_principal(struct api_req *);
 /*
