@@ -24,6 +24,8 @@ export class Journey {
 		this.name = name;
 		this.conf = conf;
 		this.out = path.join(conf.out, name);
+		// Only this run's screenshots: none left from an earlier one.
+		fs.rmSync(this.out, { recursive: true, force: true });
 		fs.mkdirSync(this.out, { recursive: true });
 		this.shots = 0;
 		this.pages = [];	// every page visited, with its axe result
