@@ -32,7 +32,7 @@ TESTDEFS =
 endif
 
 PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
-PKG_CONTROLLER	= $(PKG_COMMON) libh2o libcrypt libidn2
+PKG_CONTROLLER	= $(PKG_COMMON) libh2o libcrypt libidn2 libzip
 PKG_AGENT	= $(PKG_COMMON) libvirt libcurl
 PKG_CLI		= libcurl jansson inih openssl
 

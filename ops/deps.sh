@@ -7,7 +7,7 @@ PKGS="
 build-essential pkg-config clang make
 libuv1-dev libsqlite3-dev sqlite3 libssl-dev openssl libvirt-dev
 libprotobuf-c-dev protobuf-c-compiler libh2o-dev libjansson-dev libinih-dev
-libcurl4-openssl-dev libcmocka-dev libcrypt-dev libidn2-dev
+libcurl4-openssl-dev libcmocka-dev libcrypt-dev libidn2-dev libzip-dev
 python3 python3-pytest
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 linux-image-amd64 busybox-static cpio e2fsprogs kmod iproute2 bridge-utils
@@ -16,6 +16,7 @@ nginx-light swaks procps wrk tzdata
 uacme opendkim opendkim-tools pebble knot knot-dnsutils sslscan python3-dkim
 libnet-ssleay-perl python3-cryptography curl
 chromium fonts-dejavu-core
+libxml2-utils libreoffice-calc-nogui
 "
 
 SUDO=""
