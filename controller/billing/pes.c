@@ -22,7 +22,8 @@
 #include <string.h>
 
 #include "opsn/util.h"
-#include "obuf.h"
+#include "http/http.h"
+#include "members/members.h"
 #include "pes.h"
 
 #define PES_NS	"http://www.minefi.gouv.fr/cp/helios/pes_v2/Rev0/aller"
@@ -228,32 +229,6 @@ pes_alnum(const char *s, size_t max)
 	return (pes_chars(s, 1, max, isalnum));
 }
 
-/* A SIRET; see pes.h. */
-int
-pes_siret_ok(const char *s)
-{
-	int	 i, d, luhn = 0, sum = 0;
-
-	if (s == NULL || strlen(s) != 14)
-		return (0);
-	for (i = 0; i < 14; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return (0);
-		d = s[i] - '0';
-		sum += d;
-		/* From the right, every second digit is doubled. */
-		if (i % 2 == 0) {
-			d *= 2;
-			if (d > 9)
-				d -= 9;
-		}
-		luhn += d;
-	}
-	if (luhn % 10 == 0)
-		return (1);
-	return (strncmp(s, "356000000", 9) == 0 && sum % 5 == 0);
-}
-
 /* A date "YYYY-MM-DD" with a plausible month and day. */
 static int
 pes_date_ok(const char *s)
@@ -355,7 +330,7 @@ pes_check_header(const struct pes_header *h, char **cause)
 	else if (!pes_codique_ok(h->ph_idpost))
 		what = "IdPost: the poste comptable's codique must be 6 or 7 "
 		    "digits, or 02A/02B and 3 or 4 digits";
-	else if (!pes_siret_ok(h->ph_idcoll))
+	else if (!tenants_siret_ok(h->ph_idcoll))
 		what = "IdColl must be the SIRET of the budget (14 digits, "
 		    "Luhn check)";
 	else if (h->ph_codcol == NULL || strlen(h->ph_codcol) != 3 ||
@@ -379,7 +354,7 @@ pes_check_tiers(const struct pes_tiers *t, int64_t piece, char **cause)
 	char		 l1[PES_TEXT_LINE + 1], l2[PES_TEXT_LINE + 1];
 	const char	*what = NULL;
 
-	if (!pes_siret_ok(t->pt_siret))
+	if (!tenants_siret_ok(t->pt_siret))
 		what = "the debtor's SIRET is missing or invalid";
 	else if (t->pt_cat < PES_CAT_REGION || t->pt_cat > PES_CAT_PUBLIC_OTHER)
 		what = "the debtor's category (CatTiers) is not a public body's";

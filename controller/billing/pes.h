@@ -104,13 +104,6 @@ int	 pes_write(const struct pes_header *, const struct pes_bordereau *,
 	    size_t n, char **out, size_t *len, char **cause);
 
 /*
- * Is s a SIRET: 14 digits whose Luhn sum is a multiple of 10, or, for an
- * establishment of La Poste (SIREN 356000000), whose digits add up to a
- * multiple of 5 (INSEE's documented exception)?
- */
-int	 pes_siret_ok(const char *);
-
-/*
  * A text in the postal norm: upper case ASCII letters, digits and single
  * spaces; accents dropped (É -> E, Œ -> OE), punctuation as spaces. Into
  * out, truncated to len - 1 bytes: strlen(in) + 1 always holds it all.

@@ -33,7 +33,8 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
+#include "core/core.h"
+#include "members/members.h"
 #include "billing.h"
 #include "pes.h"
 #include "titre.h"
@@ -701,7 +702,7 @@ titre_check(struct texp *x)
 	if (c->tc_siret == NULL || *c->tc_siret == '\0')
 		titre_missing(x, "accounting: siret (IdColl, the OPSN's "
 		    "SIRET) is not set");
-	else if (!pes_siret_ok(c->tc_siret))
+	else if (!tenants_siret_ok(c->tc_siret))
 		titre_missing(x, "accounting: siret %.20s is not a valid SIRET",
 		    c->tc_siret);
 	if (c->tc_poste == NULL || *c->tc_poste == '\0')
@@ -725,7 +726,7 @@ titre_check(struct texp *x)
 		    s->s_siren : "-"), s->s_name, (long long)s->s_tenant);
 		if (s->s_siret == NULL)
 			titre_missing(x, "%s: no SIRET", who);
-		else if (!pes_siret_ok(s->s_siret))
+		else if (!tenants_siret_ok(s->s_siret))
 			titre_missing(x, "%s: SIRET %.20s is not valid", who,
 			    s->s_siret);
 		if (s->s_addr == NULL || *s->s_addr == '\0')

@@ -239,4 +239,97 @@ int	params_int_field(struct api_req *, json_t *body, const char *name,
 /* YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix seconds. */
 int	params_parse_time(const char *, int64_t *);
 
+/*
+ * http/obuf.c: a growable output buffer for the documents replies carry
+ * (spreadsheets, the PES files of billing): bytes, printf, and XML
+ * character data with the five markup characters escaped. Allocation
+ * failure is fatal.
+ */
+struct obuf {
+	char	*ob_b;		/* NUL-terminated once anything was added */
+	size_t	 ob_len;
+	size_t	 ob_cap;
+};
+
+/* Append n bytes. */
+void	 obuf_add(struct obuf *, const void *, size_t n);
+/* Append a C string. */
+void	 obuf_str(struct obuf *, const char *);
+/* Append formatted text. */
+void	 obuf_printf(struct obuf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+/*
+ * Append text as XML character data or attribute value: & < > " ' become
+ * entities; characters XML 1.0 cannot carry (controls other than tab,
+ * newline and carriage return) are dropped.
+ */
+void	 obuf_xml(struct obuf *, const char *);
+/*
+ * Decode the UTF-8 character at *s and move *s past it; an invalid
+ * sequence (overlong, surrogate, truncated) gives OBUF_BAD_UTF8 and moves
+ * one byte.
+ */
+#define OBUF_BAD_UTF8	UINT32_MAX
+uint32_t obuf_utf8(const unsigned char **s);
+/* Give the bytes to the caller (NUL-terminated, "" if empty) and reset. */
+char	*obuf_take(struct obuf *, size_t *len);
+/* Free the bytes; the buffer may be reused. */
+void	 obuf_free(struct obuf *);
+
+/*
+ * http/ods.c: OpenDocument spreadsheets (.ods, ODF 1.2) for finance's
+ * exports: typed cells so that a spreadsheet keeps codes as text (the
+ * INSEE code 01001 stays "01001"), amounts as numbers in euros with two
+ * decimals, dates as dates; one sheet per view, each with a header row
+ * that stays visible while scrolling. Numbers are written from integers
+ * and decimal strings, never through a binary fraction.
+ *
+ * Cells are written row by row:
+ *
+ *	o = ods_new();
+ *	ods_sheet(o, "summary");
+ *	ods_header(o, titles, n);
+ *	ods_row(o); ods_text(o, "01001"); ods_cents(o, 11436); ...
+ *	ods_finish(o, &zip, &len, &cause);
+ *	ods_free(o);
+ */
+#define ODS_MIMETYPE	"application/vnd.oasis.opendocument.spreadsheet"
+
+struct ods;
+
+struct ods	*ods_new(void);
+/* Free a spreadsheet (NULL is fine). */
+void	 ods_free(struct ods *);
+/*
+ * The time written as the files' modification time in the archive (Unix
+ * seconds); by default 1980-01-01, so the same cells give the same bytes.
+ */
+void	 ods_set_time(struct ods *, int64_t);
+/* Start a sheet; characters a sheet name cannot hold become '_'. */
+void	 ods_sheet(struct ods *, const char *name);
+/* The sheet's header row: bold text cells, kept visible (frozen). */
+void	 ods_header(struct ods *, const char *const *titles, size_t n);
+/* Start a row of the current sheet. */
+void	 ods_row(struct ods *);
+/* Cells, left to right in the current row. */
+void	 ods_empty(struct ods *);
+/* A text cell (UTF-8; an invalid byte becomes U+FFFD). */
+void	 ods_text(struct ods *, const char *);
+/* A number cell from an integer. */
+void	 ods_int(struct ods *, int64_t);
+/*
+ * A number cell from a decimal string ("-1234.5678", point as separator).
+ * -1 (and a text cell) if the string is not such a decimal.
+ */
+int	 ods_number(struct ods *, const char *);
+/* An amount in euros from integer cents: a currency cell, two decimals. */
+void	 ods_cents(struct ods *, int64_t cents);
+/* A date cell from "YYYY-MM-DD"; -1 (and a text cell) if not one. */
+int	 ods_date(struct ods *, const char *);
+/*
+ * Write the document: a ZIP archive (mimetype first, stored) into *out
+ * (caller frees). -1 with *cause if libzip fails.
+ */
+int	 ods_finish(struct ods *, char **out, size_t *len, char **cause);
+
 #endif

@@ -18,7 +18,7 @@
 #include <zip.h>
 
 #include "opsn/util.h"
-#include "ods.h"
+#include "http/http.h"
 
 /* One member of an archive held in memory, NUL-terminated. */
 static char *

@@ -17,7 +17,8 @@
 #include <cmocka.h>
 
 #include "opsn/util.h"
-#include "pes.h"
+#include "members/members.h"
+#include "billing/pes.h"
 
 /* The schema, from the tree this test was built from. */
 static void
@@ -133,20 +134,20 @@ static void
 siret_is_luhn_checked_with_la_postes_exception(void **state)
 {
 	(void)state;
-	assert_true(pes_siret_ok("73282932000074"));
-	assert_true(pes_siret_ok("21010001200017"));
-	assert_false(pes_siret_ok("21010001200018"));
-	assert_false(pes_siret_ok("2101000120001"));
-	assert_false(pes_siret_ok("210100012000170"));
-	assert_false(pes_siret_ok("2101000120001A"));
-	assert_false(pes_siret_ok(""));
-	assert_false(pes_siret_ok(NULL));
+	assert_true(tenants_siret_ok("73282932000074"));
+	assert_true(tenants_siret_ok("21010001200017"));
+	assert_false(tenants_siret_ok("21010001200018"));
+	assert_false(tenants_siret_ok("2101000120001"));
+	assert_false(tenants_siret_ok("210100012000170"));
+	assert_false(tenants_siret_ok("2101000120001A"));
+	assert_false(tenants_siret_ok(""));
+	assert_false(tenants_siret_ok(NULL));
 	/* La Poste: its head office passes Luhn, the others add up to 5k. */
-	assert_true(pes_siret_ok("35600000000048"));
-	assert_true(pes_siret_ok("35600000049008"));
-	assert_false(pes_siret_ok("35600000049009"));
+	assert_true(tenants_siret_ok("35600000000048"));
+	assert_true(tenants_siret_ok("35600000049008"));
+	assert_false(tenants_siret_ok("35600000049009"));
 	/* The exception is La Poste's alone. */
-	assert_false(pes_siret_ok("35600000149007"));
+	assert_false(tenants_siret_ok("35600000149007"));
 }
 
 static void

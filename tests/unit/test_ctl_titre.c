@@ -21,10 +21,10 @@
 
 #include "opsn/log.h"
 #include "opsn/util.h"
-#include "ctl.h"
-#include "billing.h"
-#include "pes.h"
-#include "titre.h"
+#include "core/core.h"
+#include "billing/billing.h"
+#include "billing/pes.h"
+#include "billing/titre.h"
 
 static struct ctl	 tc;
 static char		 dir[64];

@@ -21,8 +21,7 @@
 #include <zip.h>
 
 #include "opsn/util.h"
-#include "obuf.h"
-#include "ods.h"
+#include "http.h"
 
 /* 1980-01-01T00:00Z, the first instant a ZIP archive can date. */
 #define ODS_ZIP_EPOCH	315532800

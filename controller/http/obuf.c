@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "opsn/util.h"
-#include "obuf.h"
+#include "http.h"
 
 /* Append n bytes. */
 void
