@@ -1,7 +1,8 @@
 /*
  * Tenants: the OPSN's members (communes, EPCIs, syndicats, departments,
  * others) with their INSEE code, SIREN, population, parent EPCI, status
- * and quotas. Named everywhere by id, INSEE code or SIREN. Updates carry
+ * and quotas, and what a titre de recettes needs of its debtor (SIRET,
+ * postal address, accounting category). Named everywhere by id, INSEE code or SIREN. Updates carry
  * an ETag (the row's version) so two operators never silently overwrite
  * each other. Imports (Etalab, CSV) are idempotent and all-or-nothing.
  */
@@ -17,10 +18,25 @@
 #include "tenants.h"
 
 #define TENANT_NAME_MAX	200
+#define TENANT_ADDRESS_MAX 100	/* a street line or a town */
 #define IMPORT_MAX_BODY	((size_t)64 << 20)
 
 static const char *const tenant_kinds[] = {
 	"commune", "epci", "syndicat", "department", "other", NULL
+};
+
+/* Accounting categories, and the one each kind gets unless told. */
+static const struct {
+	const char	*kind;
+	const char	*category;
+} tenant_categories[] = {
+	{ "commune",	"commune" },
+	{ "epci",	"groupement" },
+	{ "syndicat",	"groupement" },
+	{ "department",	"department" },
+	{ "other",	"other" },
+	{ NULL,		"ccas" },
+	{ NULL,		"region" },
 };
 
 /* INSEE commune code: 2 digits (or 2A/2B for Corsica) then 3 digits. */
@@ -93,6 +109,44 @@ tenants_siret_ok(const char *s)
 		return (1);
 	return (s != NULL && strlen(s) == 14 && strncmp(s, "356000000", 9) ==
 	    0 && strspn(s, "0123456789") == 14 && sum % 5 == 0);
+}
+
+/* The accounting category of a member: the one set, else its kind's. */
+const char *
+tenants_category(const char *kind, const char *set)
+{
+	size_t	 i;
+
+	if (set != NULL)
+		return (set);
+	for (i = 0; i < nitems(tenant_categories); i++)
+		if (tenant_categories[i].kind != NULL && kind != NULL &&
+		    strcmp(tenant_categories[i].kind, kind) == 0)
+			return (tenant_categories[i].category);
+	return ("other");
+}
+
+static int
+tenants_category_ok(const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(tenant_categories); i++)
+		if (strcmp(tenant_categories[i].category, s) == 0)
+			return (1);
+	return (0);
+}
+
+static int
+tenants_postcode_ok(const char *s)
+{
+	return (strlen(s) == 5 && strspn(s, "0123456789") == 5);
+}
+
+static int
+tenants_address_ok(const char *s)
+{
+	return (tenants_text_ok(s, TENANT_ADDRESS_MAX));
 }
 
 /*
@@ -238,7 +292,8 @@ tenants_opt_text(sqlite3_stmt *st, int col)
 #define TENANTS_COLS "t.id, t.kind, t.name, t.insee, t.siren, t.population, " \
 	"t.parent_id, p.name, p.siren, t.status, t.joined_on, t.left_on, " \
 	"t.email, t.quota_vcpus, t.quota_memory_mib, t.quota_disk_bytes, " \
-	"t.quota_vms, t.version, t.created_at, t.updated_at"
+	"t.quota_vms, t.version, t.created_at, t.updated_at, t.siret, " \
+	"t.address, t.postcode, t.town, t.accounting_category"
 #define TENANTS_FROM " FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id "
 
 static json_t *
@@ -276,6 +331,15 @@ tenants_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "created_at", json_string(buf));
 	util_time_fmt(sqlite3_column_int64(st, 19), buf, sizeof(buf));
 	json_object_set_new(o, "updated_at", json_string(buf));
+	json_object_set_new(o, "siret", tenants_opt_text(st, 20));
+	json_object_set_new(o, "address", tenants_opt_text(st, 21));
+	json_object_set_new(o, "postcode", tenants_opt_text(st, 22));
+	json_object_set_new(o, "town", tenants_opt_text(st, 23));
+	json_object_set_new(o, "accounting_category", json_string(
+	    tenants_category((const char *)sqlite3_column_text(st, 1),
+	    (const char *)sqlite3_column_text(st, 24))));
+	json_object_set_new(o, "accounting_category_set", json_boolean(
+	    sqlite3_column_type(st, 24) != SQLITE_NULL));
 	return (o);
 }
 
@@ -364,11 +428,45 @@ struct tenant_in {
 	int64_t		 population, parent;
 	int		 has_q[4];
 	int64_t		 q[4];		/* -1: no limit */
+	/* The debtor's fields (acc_fields), NULL to clear. */
+	int		 has_acc[TENANT_NACC];
+	const char	*acc[TENANT_NACC];
 };
 
 static const char *const quota_fields[4] = {
 	"quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms"
 };
+
+/* What a titre needs of its debtor: text fields, null to clear. */
+static const struct {
+	const char	*name;
+	int		(*ok)(const char *);
+	const char	*rule;
+} acc_fields[TENANT_NACC] = {
+	{ "siret", tenants_siret_ok, "siret must be 14 digits (the SIREN and "
+	  "the NIC of the establishment billed) with a valid check digit" },
+	{ "address", tenants_address_ok, "address must be 1 to 100 "
+	  "characters: the street line (number and street)" },
+	{ "postcode", tenants_postcode_ok, "postcode must be 5 digits" },
+	{ "town", tenants_address_ok, "town must be 1 to 100 characters" },
+	{ "accounting_category", tenants_category_ok, "accounting_category "
+	  "must be commune, groupement, ccas, department, region or other" },
+};
+
+/* The name of the debtor's field i. */
+const char *
+tenants_acc_name(size_t i)
+{
+	return (acc_fields[i].name);
+}
+
+/* Is v a valid value of the debtor's field i? Else *rule says why. */
+int
+tenants_acc_ok(size_t i, const char *v, const char **rule)
+{
+	*rule = acc_fields[i].rule;
+	return (acc_fields[i].ok(v));
+}
 
 static int
 tenants_parse(struct api_req *r, json_t *body, int create,
@@ -377,6 +475,7 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 	static const char *const known[] = { "kind", "name", "insee", "siren",
 	    "population", "parent", "email", "joined_on", "left_on",
 	    "quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms",
+	    "siret", "address", "postcode", "town", "accounting_category",
 	    NULL };
 	json_t	*v;
 	int	 i;
@@ -493,6 +592,20 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 		}
 		in->q[i] = json_integer_value(v);
 	}
+	for (i = 0; i < TENANT_NACC; i++) {
+		if ((v = json_object_get(body, acc_fields[i].name)) == NULL)
+			continue;
+		in->has_acc[i] = 1;
+		if (json_is_null(v))
+			continue;
+		if (!json_is_string(v) || !acc_fields[i].ok(
+		    json_string_value(v))) {
+			api_reply_error(r, 400, "bad_field", "%s",
+			    acc_fields[i].rule);
+			return (-1);
+		}
+		in->acc[i] = json_string_value(v);
+	}
 	return (0);
 }
 
@@ -600,8 +713,10 @@ tenants_create(struct api_req *r)
 	st = store_prepare(ctl->db, "INSERT INTO tenants (kind, name, insee, "
 	    "siren, population, parent_id, email, joined_on, left_on, "
 	    "quota_vcpus, quota_memory_mib, quota_disk_bytes, quota_vms, "
-	    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-	    "coalesce(?, date('now')), ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+	    "created_at, updated_at, siret, address, postcode, town, "
+	    "accounting_category) VALUES (?, ?, ?, ?, ?, ?, ?, "
+	    "coalesce(?, date('now')), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	    "RETURNING id");
 	sqlite3_bind_text(st, 1, in.kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, in.name, -1, SQLITE_STATIC);
 	tenants_bind_opt(st, 3, in.insee);
@@ -617,6 +732,8 @@ tenants_create(struct api_req *r)
 			sqlite3_bind_int64(st, 10 + i, in.q[i]);
 	sqlite3_bind_int64(st, 14, now);
 	sqlite3_bind_int64(st, 15, now);
+	for (i = 0; i < TENANT_NACC; i++)
+		tenants_bind_opt(st, 16 + i, in.acc[i]);
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -870,6 +987,12 @@ tenants_update(struct api_req *r)
 	    "quota_disk_bytes = CASE WHEN ?18 THEN nullif(?19, -1) ELSE "
 	    "quota_disk_bytes END, "
 	    "quota_vms = CASE WHEN ?20 THEN nullif(?21, -1) ELSE quota_vms END, "
+	    "siret = CASE WHEN ?24 THEN ?25 ELSE siret END, "
+	    "address = CASE WHEN ?26 THEN ?27 ELSE address END, "
+	    "postcode = CASE WHEN ?28 THEN ?29 ELSE postcode END, "
+	    "town = CASE WHEN ?30 THEN ?31 ELSE town END, "
+	    "accounting_category = CASE WHEN ?32 THEN ?33 ELSE "
+	    "accounting_category END, "
 	    "version = version + 1, updated_at = ?22 WHERE id = ?23");
 	tenants_bind_opt(st, 1, in.name);
 	sqlite3_bind_int(st, 2, in.has_insee);
@@ -890,6 +1013,10 @@ tenants_update(struct api_req *r)
 	}
 	sqlite3_bind_int64(st, 22, util_now());
 	sqlite3_bind_int64(st, 23, id);
+	for (i = 0; i < TENANT_NACC; i++) {
+		sqlite3_bind_int(st, 24 + 2 * i, in.has_acc[i]);
+		tenants_bind_opt(st, 25 + 2 * i, in.acc[i]);
+	}
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);

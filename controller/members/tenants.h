@@ -19,6 +19,15 @@ void	tenants_suspend(struct api_req *);
 void	tenants_withdraw(struct api_req *);
 void	tenants_activate(struct api_req *);
 
+/*
+ * What a titre needs of its debtor, fields 0 to TENANT_NACC - 1: siret,
+ * address, postcode, town, accounting_category (tenants.c).
+ */
+#define TENANT_NACC	5
+const char *tenants_acc_name(size_t);
+/* Is v a valid value of field i? Else *rule says why. */
+int	tenants_acc_ok(size_t i, const char *v, const char **rule);
+
 /* members/import.c */
 void	import_tenants(struct api_req *);
 
