@@ -40,6 +40,10 @@ struct cli_buf {
  */
 struct cli_req {
 	const char	*r_method;
+	/* A download: 2xx bytes go to r_out as they come, asked as r_accept. */
+	FILE		*r_out;
+	const char	*r_accept;
+	int		 r_werr;	/* writing r_out failed */
 	const char	*r_path;
 	json_t		*r_body;
 	struct cli_http	*r_http;
@@ -52,6 +56,13 @@ struct cli_req {
 	int		 r_short;	/* the file shrank */
 	uint64_t	 r_start_ms;
 	uint64_t	 r_shown_ms;	/* last progress update */
+};
+
+/* A download under way. */
+struct cli_dl {
+	CURL		*d_c;
+	struct cli_req	*d_r;
+	struct cli_buf	*d_b;
 };
 
 static CURL	*cli_curl;
@@ -117,6 +128,23 @@ cli_write_cb(char *data, size_t size, size_t n, void *arg)
 	return (n);
 }
 
+/* A download's bytes: into the file on 2xx, else kept for the error. */
+static size_t
+cli_download_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct cli_dl	*d = arg;
+	long		 status = 0;
+
+	curl_easy_getinfo(d->d_c, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299)
+		return (cli_write_cb(data, size, n, d->d_b));
+	if (fwrite(data, size, n, d->d_r->r_out) != n) {
+		d->d_r->r_werr = errno;
+		return (0);
+	}
+	return (n * size);
+}
+
 /* Print the server's {"error":{"code","message"}} for an HTTP failure. */
 static void
 cli_error(const char *method, const char *url, long status,
@@ -141,6 +169,18 @@ cli_error(const char *method, const char *url, long status,
 	} else
 		fprintf(stderr, "opsnctl: %s %s: HTTP %ld without an error "
 		    "message\n", method, url, status);
+	/* What is missing, one per line (an export refused as incomplete). */
+	if (json_is_array(json_object_get(e, "missing"))) {
+		json_t	*m;
+		size_t	 i;
+
+		json_array_foreach(json_object_get(e, "missing"), i, m) {
+			cmsg = format_clean(json_string_value(m) ?
+			    json_string_value(m) : "?");
+			fprintf(stderr, "  - %s\n", cmsg);
+			free(cmsg);
+		}
+	}
 	if (status == 401 && cli_conf.cc_token == NULL)
 		fprintf(stderr, "opsnctl: no token: use --token-file, "
 		    "OPSN_TOKEN_FILE, OPSN_TOKEN or token in %s\n",
@@ -331,6 +371,11 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		    method, url, CLI_REPLY_MAX);
 		return (-1);
 	}
+	if (r->r_werr != 0) {
+		fprintf(stderr, "opsnctl: writing the reply: %s\n",
+		    strerror(r->r_werr));
+		return (-1);
+	}
 	if (r->r_errno != 0 || r->r_short) {
 		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
 		    "the file shrank while it was sent" :
@@ -350,7 +395,7 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		cli_error(method, url, status, b);
 		return (-1);
 	}
-	if (b->b_len == 0)
+	if (b->b_len == 0 || r->r_out != NULL)
 		return (0);
 	/* A console log may hold NUL bytes; callers use the length. */
 	if ((j = json_loadb(b->b_data, b->b_len, JSON_ALLOW_NUL,
@@ -374,8 +419,10 @@ cli_perform(struct cli_req *r, json_t **out)
 	CURL			*c = cli_handle();
 	struct curl_slist	*hdrs = NULL;
 	struct cli_buf		 b;
+	struct cli_dl		 dl;
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			*url = NULL, *auth = NULL, *payload = NULL;
+	char			*accept = NULL;
 	size_t			 i;
 	int			 ret = -1;
 
@@ -394,12 +441,24 @@ cli_perform(struct cli_req *r, json_t **out)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "opsnctl/" OPSN_VERSION);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (r->r_out != NULL) {
+		dl.d_c = c;
+		dl.d_r = r;
+		dl.d_b = &b;
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_download_cb);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &dl);
+	} else {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_write_cb);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	}
 	if (cli_conf.cc_ca != NULL)
 		curl_easy_setopt(c, CURLOPT_CAINFO, cli_conf.cc_ca);
 
-	hdrs = cli_header(hdrs, "Accept: application/json");
+	if (r->r_accept != NULL) {
+		xasprintf(&accept, "Accept: %s", r->r_accept);
+		hdrs = cli_header(hdrs, accept);
+	} else
+		hdrs = cli_header(hdrs, "Accept: application/json");
 	hdrs = cli_header(hdrs, "Expect:");
 	if (cli_conf.cc_token != NULL) {
 		xasprintf(&auth, "Authorization: Bearer %s", cli_conf.cc_token);
@@ -422,6 +481,7 @@ out:
 		free(auth);
 	}
 	free(payload);
+	free(accept);
 	free(b.b_data);
 	free(url);
 	return (ret);
@@ -466,6 +526,74 @@ cli_http_clear(struct cli_http *h)
 		free(h->h_got[i]);
 		h->h_got[i] = NULL;
 	}
+}
+
+int
+cli_download(const char *path, const char *accept, struct cli_http *http,
+    FILE *f)
+{
+	struct cli_req	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_http = http;
+	r.r_fd = -1;
+	r.r_out = f;
+	r.r_accept = accept;
+	return (cli_perform(&r, NULL));
+}
+
+int
+cli_save(const char *path, const char *accept, struct cli_http *http,
+    const char *file, int binary)
+{
+	FILE	*f = stdout;
+	char	*tmp = NULL, *clean;
+	int	 rc;
+
+	if (file == NULL && binary && isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "opsnctl: the reply is a file: give --file or "
+		    "redirect the output\n");
+		return (-1);
+	}
+	if (file != NULL) {
+		/* Written beside, renamed when whole. */
+		xasprintf(&tmp, "%s.part", file);
+		if ((f = fopen(tmp, "we")) == NULL) {
+			clean = format_clean(tmp);
+			fprintf(stderr, "opsnctl: %s: %s\n", clean,
+			    strerror(errno));
+			free(clean);
+			free(tmp);
+			return (-1);
+		}
+	}
+	rc = cli_download(path, accept, http, f);
+	if (fflush(f) == EOF || ferror(f)) {
+		if (rc == 0)
+			fprintf(stderr, "opsnctl: writing the reply: %s\n",
+			    strerror(errno));
+		rc = -1;
+	}
+	if (file != NULL) {
+		if (fclose(f) == EOF && rc == 0) {
+			fprintf(stderr, "opsnctl: writing the reply: %s\n",
+			    strerror(errno));
+			rc = -1;
+		}
+		if (rc == 0 && rename(tmp, file) == -1) {
+			clean = format_clean(file);
+			fprintf(stderr, "opsnctl: %s: %s\n", clean,
+			    strerror(errno));
+			free(clean);
+			rc = -1;
+		}
+		if (rc == -1)
+			unlink(tmp);
+		free(tmp);
+	}
+	return (rc);
 }
 
 int

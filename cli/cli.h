@@ -110,6 +110,18 @@ int	 cli_request_http(const char *method, const char *path, json_t *body,
 	    struct cli_http *http, json_t **out);
 /* Free the response headers a cli_http holds; NULL is fine. */
 void	 cli_http_clear(struct cli_http *);
+/*
+ * GET path as a file (accept: its media type) written to f as it comes;
+ * an error reply is printed like cli_request's. 0, or -1.
+ */
+int	 cli_download(const char *path, const char *accept,
+	    struct cli_http *, FILE *f);
+/*
+ * cli_download into file (written as FILE.part, renamed once whole), or
+ * to stdout if file is NULL (refused on a terminal when binary).
+ */
+int	 cli_save(const char *path, const char *accept, struct cli_http *,
+	    const char *file, int binary);
 /* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
 int	 cli_lookup(const char *path, json_t **out);
 /*
@@ -272,6 +284,7 @@ int	 statement_list(struct cli_call *);
 int	 statement_show(struct cli_call *);
 int	 statement_periods(struct cli_call *);
 int	 statement_export(struct cli_call *);
+int	 statement_pes(struct cli_call *);
 
 /* tariff.c (billing) */
 int	 tariff_add(struct cli_call *);

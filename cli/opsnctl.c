@@ -89,10 +89,13 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	  { "follow" }, 1, 1, 0, vm_console },
 	{ { "tenant", "add" }, "--kind KIND "
 	  "--name NAME [--insee CODE] [--siren SIREN] [--population N] "
-	  "[--parent EPCI] [--email ADDRESS] [--joined YYYY-MM-DD]",
+	  "[--parent EPCI] [--email ADDRESS] [--joined YYYY-MM-DD] "
+	  "[--siret SIRET] [--address LINE] [--postcode CODE] [--town TOWN] "
+	  "[--category CATEGORY]",
 	  "add a member (tenant)",
 	  { "kind=", "name=", "insee=", "siren=", "population=", "parent=",
-	    "email=", "joined=" }, 0, 0, 0, tenant_add },
+	    "email=", "joined=", "siret=", "address=", "postcode=", "town=",
+	    "category=" }, 0, 0, 0, tenant_add },
 	{ { "tenant", "list" }, "[--kind KIND] [--status STATUS] "
 	  "[--parent EPCI]",
 	  "list the members",
@@ -103,11 +106,14 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "tenant", "set" }, "TENANT [--name NAME] [--insee CODE] "
 	  "[--siren SIREN] [--population N] [--parent EPCI | --no-parent] "
 	  "[--email ADDRESS] [--quota-vcpus N|none] [--quota-memory SIZE|none] "
-	  "[--quota-disk SIZE|none] [--quota-vms N|none]",
-	  "change a member's fields or quotas",
+	  "[--quota-disk SIZE|none] [--quota-vms N|none] [--siret SIRET|none] "
+	  "[--address LINE|none] [--postcode CODE|none] [--town TOWN|none] "
+	  "[--category commune|groupement|ccas|department|region|other|none]",
+	  "change a member's fields, quotas, or what it is billed as",
 	  { "name=", "insee=", "siren=", "population=", "parent=", "no-parent",
 	    "email=", "quota-vcpus=", "quota-memory=", "quota-disk=",
-	    "quota-vms=" }, 1, 1, 0, tenant_set },
+	    "quota-vms=", "siret=", "address=", "postcode=", "town=",
+	    "category=" }, 1, 1, 0, tenant_set },
 	{ { "tenant", "suspend" }, "TENANT",
 	  "suspend a member: it gets no new services",
 	  { NULL }, 1, 1, 0, tenant_action },
@@ -174,11 +180,11 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	  "check that the audit trail is intact",
 	  { NULL }, 0, 0, 0, audit_verify },
 	{ { "usage" }, "--from DATE --to DATE [--tenant TENANT] "
-	  "[--group metric|resource|day|month] [--format table|json|csv] "
-	  "[--sep semicolon|comma|tab] [--decimal comma|point]",
+	  "[--group metric|resource|day|month] [--format table|json|csv|ods] "
+	  "[--sep semicolon|comma|tab] [--decimal comma|point] [--file FILE]",
 	  "show what members used, per metric, resource, day or month",
-	  { "tenant=", "from=", "to=", "group=", "format=", "sep=", "decimal=" },
-	  0, 0, 0, usage_show },
+	  { "tenant=", "from=", "to=", "group=", "format=", "sep=", "decimal=",
+	    "file=" }, 0, 0, 0, usage_show },
 	{ { "backend", "list" }, "",
 	  "list the mail and web backends and their load",
 	  { NULL }, 0, 0, 0, backend_list },
@@ -324,12 +330,16 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "statement", "periods" }, "",
 	  "list billing periods with their status and checksum",
 	  { NULL }, 0, 0, 0, statement_periods },
-	{ { "statement", "export" }, "--period PERIOD --format csv|json "
+	{ { "statement", "export" }, "--period PERIOD --format csv|json|ods "
 	  "[--summary] [--sep ';'|','|tab] [--decimal comma|point] "
 	  "[--tenant TENANT] [--file FILE]",
 	  "export a period for finance, with its checksum",
 	  { "period=", "format=", "summary", "sep=", "decimal=", "tenant=",
 	    "file=" }, 0, 0, 0, statement_export },
+	{ { "statement", "pes" }, "--period PERIOD [--file FILE]",
+	  "the titres de recettes of a closed period: a PES V2 file for the "
+	  "public accountant (numbered once)",
+	  { "period=", "file=" }, 0, 0, 0, statement_pes },
 	{ { "adjustment", "add" }, "--tenant TENANT --amount EUR "
 	  "--reason TEXT [--period PERIOD]",
 	  "add a correction to a member's next open statement",

@@ -36,7 +36,7 @@ static const struct {
 			  "*.read", "account.*" } },
 	{ "auditor",	{ "*.read", "account.*" } },
 	{ "finance",	{ "tenants.read", "usage.read", "statements.read",
-			  "tariffs.read", "account.*" } },
+			  "statements.titres", "tariffs.read", "account.*" } },
 	{ "node",	{ "images.download" } },
 };
 

@@ -24,6 +24,7 @@
 #include "core/core.h"
 #include "members/members.h"
 #include "billing.h"
+#include "titre.h"
 
 #define ADJUST_REASON_MAX	500
 #define ADJUST_MAX_CENTS	((int64_t)100000000000)	/* 1e9 EUR */
@@ -102,13 +103,18 @@ static const struct api_route billing_routes[] = {
 	  billing_route_close, "Close a period: its statements never change" },
 	{ "GET", "/v1/statements", "statements.read",
 	  API_MEMBER, "query:tenant", billing_route_statements,
-	  "List statements, or export a period (format=csv|json, summary)" },
+	  "List statements, or export a period (format=csv|json|ods, "
+	  "summary)" },
 	{ "GET", "/v1/statements/{id}", "statements.read",
 	  API_MEMBER, "sql:SELECT tenant_id FROM statements WHERE id = :id",
 	  billing_route_statement, "Show a statement with its lines" },
 	{ "GET", "/v1/billing-periods", "statements.read",
 	  API_PLATFORM, NULL,
 	  billing_route_periods, "Billing periods: status, totals, checksums" },
+	{ "GET", "/v1/billing-periods/{period}/pes", "statements.titres",
+	  API_PLATFORM, NULL, titre_route_pes,
+	  "A closed period's titres de recettes as a PES V2 file, numbered "
+	  "on the first call and the same file afterwards" },
 	{ "POST", "/v1/adjustments", "statements.write",
 	  API_PLATFORM, NULL, billing_route_adjust,
 	  "Add an adjustment for a member's next open statement" },
@@ -541,7 +547,12 @@ export_after_cb(uv_work_t *w, int wstatus)
 	if (x->x_fmt == EXPORT_JSON || x->x_envelope)
 		api_defer_reply_raw(d, 200, "application/json", x->x_out,
 		    x->x_len);
-	else {
+	else if (x->x_fmt == EXPORT_ODS) {
+		snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-"
+		    "statements.ods\"", x->x_p.p_label);
+		api_defer_set_header(d, "Content-Disposition", buf);
+		api_defer_reply_raw(d, 200, ODS_MIMETYPE, x->x_out, x->x_len);
+	} else {
 		snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-"
 		    "%s.csv\"", x->x_p.p_label, x->x_o.eo_summary ? "summary" :
 		    "lines");
@@ -576,9 +587,11 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 		fmt = EXPORT_CSV;
 	else if (strcmp(format, "json") == 0)
 		fmt = EXPORT_JSON;
+	else if (strcmp(format, "ods") == 0)
+		fmt = EXPORT_ODS;
 	else {
-		api_reply_error(r, 400, "bad_parameter", "format must be csv "
-		    "or json");
+		api_reply_error(r, 400, "bad_parameter", "format must be csv, "
+		    "json or ods");
 		return;
 	}
 	if (period_parse(period, &p, &cause) == -1) {

@@ -277,11 +277,13 @@ struct export_info {
 
 #define EXPORT_CSV	0
 #define EXPORT_JSON	1
+#define EXPORT_ODS	2	/* a summary sheet and a lines sheet */
 
 /*
  * A period's export as text: CSV (the lines, or one row per member with
  * opts->eo_summary) or JSON (a document per statement, or the summary
- * rows), paged by statement id. Caller frees *out and info->ei_ids.
+ * rows), paged by statement id; or an OpenDocument spreadsheet with both
+ * the summary and the lines. Caller frees *out and info->ei_ids.
  */
 int	billing_export(sqlite3 *, const char *period, int format,
 	    const struct export_opts *, char **out, size_t *len,

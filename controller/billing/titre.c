@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -663,7 +664,7 @@ titre_plan(struct texp *x, size_t si)
 	}
 }
 
-/* CatTiers of a member: its accounting category, else from its kind. */
+/* CatTiers of a member: its accounting category (set, or its kind's). */
 static int
 titre_cat(const struct tstmt *s)
 {
@@ -673,17 +674,14 @@ titre_cat(const struct tstmt *s)
 	} cats[] = {
 		{ "commune", PES_CAT_COMMUNE },
 		{ "groupement", PES_CAT_GROUPEMENT },
-		{ "epci", PES_CAT_GROUPEMENT },
-		{ "syndicat", PES_CAT_GROUPEMENT },
 		{ "ccas", PES_CAT_CCAS },
 		{ "department", PES_CAT_DEPARTMENT },
 		{ "region", PES_CAT_REGION },
-		{ "other", PES_CAT_PUBLIC_OTHER },
 	};
-	const char	*c = s->s_category != NULL ? s->s_category : s->s_kind;
+	const char	*c = tenants_category(s->s_kind, s->s_category);
 	size_t		 i;
 
-	for (i = 0; c != NULL && i < nitems(cats); i++)
+	for (i = 0; i < nitems(cats); i++)
 		if (strcmp(cats[i].name, c) == 0)
 			return (cats[i].cat);
 	return (PES_CAT_PUBLIC_OTHER);
@@ -757,22 +755,14 @@ titre_next(sqlite3 *db, const char *sql, int exer, int type, int64_t first)
 	return (n > 0 ? n : (first > 0 ? first : 1));
 }
 
-/* The local day (YYYY-MM-DD) of instant now in zone tz. */
-static int
-titre_local_day(const char *tz, int64_t now, char *buf, size_t len,
-    char **cause)
+/* The local day (YYYY-MM-DD) of instant now, in the operator's zone. */
+static void
+titre_local_day(int64_t now, char *buf, size_t len)
 {
-	int64_t	 days[3], utc[3];
-	int	 i;
+	struct tm	 tm;
 
-	for (i = 0; i < 3; i++)
-		days[i] = now / 86400 - 1 + i;
-	if (period_utc(tz, days, utc, 3, cause) == -1)
-		return (-1);
-	for (i = 2; i > 0 && utc[i] > now; i--)
-		;
-	period_fmt_day(days[i], buf, len);
-	return (0);
+	calendar_local(now, &tm);
+	strftime(buf, len, "%Y-%m-%d", &tm);
 }
 
 static void
@@ -919,7 +909,7 @@ fail:
 
 /* Number the planned titres, write the file and record it. */
 static int
-titre_issue(struct texp *x, const char *tz, const char *who, int64_t now,
+titre_issue(struct texp *x, const char *who, int64_t now,
     struct titre_file *f, int *status, char **cause)
 {
 	const struct titre_conf	*c = x->conf;
@@ -961,10 +951,7 @@ titre_issue(struct texp *x, const char *tz, const char *who, int64_t now,
 		    "zero", x->p->p_label);
 		return (-1);
 	}
-	if (titre_local_day(tz, now, day, sizeof(day), cause) == -1) {
-		*status = BILLING_EINTERNAL;
-		return (-1);
-	}
+	titre_local_day(now, day, sizeof(day));
 	seq = titre_next(x->db, "SELECT max(seq) FROM pes_exports WHERE "
 	    "exer = ?", x->exer, 0, 1);
 	next = titre_next(x->db, "SELECT max(number) FROM pes_titres WHERE "
@@ -1115,7 +1102,7 @@ out:
 
 /* The PES file of a closed period; see titre.h. */
 int
-titre_export(sqlite3 *db, const struct titre_conf *conf, const char *tz,
+titre_export(sqlite3 *db, const struct titre_conf *conf,
     const struct period *p, const char *who, int64_t now,
     struct titre_file *f, int *status, char **cause)
 {
@@ -1164,7 +1151,7 @@ titre_export(sqlite3 *db, const struct titre_conf *conf, const char *tz,
 		x.missing = NULL;
 		goto out;
 	}
-	rv = titre_issue(&x, tz, who, now, f, status, cause);
+	rv = titre_issue(&x, who, now, f, status, cause);
 out:
 	if (rv == -1) {
 		free(f->tf_content);
@@ -1189,3 +1176,115 @@ titre_file_clear(struct titre_file *f)
 	json_decref(f->tf_missing);
 	memset(f, 0, sizeof(*f));
 }
+
+/* The [accounting] section of the controller's configuration. */
+static void
+titre_conf_get(struct titre_conf *c)
+{
+	const struct ctl_conf	*k = &ctl->conf;
+
+	memset(c, 0, sizeof(*c));
+	c->tc_siret = k->acc_siret;
+	c->tc_poste = k->acc_poste;
+	c->tc_poste_label = k->acc_poste_label;
+	c->tc_collectivity = k->acc_collectivity;
+	c->tc_budget = k->acc_budget;
+	c->tc_budget_label = k->acc_budget_label;
+	c->tc_products = k->acc_products;
+	c->tc_lines = k->acc_lines;
+	c->tc_fonction = k->acc_fonction;
+	c->tc_object = k->acc_object;
+	c->tc_signed = k->acc_signed;
+	c->tc_first_bordereau = k->acc_first_bordereau;
+	c->tc_first_titre = k->acc_first_titre;
+}
+
+/*
+ * GET /v1/billing-periods/{period}/pes: the period's titres as a PES V2
+ * file (Accept: application/xml, the default), or what it holds
+ * (Accept: application/json). The first call numbers and records them;
+ * every later one returns the same file.
+ */
+void
+titre_route_pes(struct api_req *r)
+{
+	const char		*accept = api_header(r, "accept");
+	const struct api_principal *who = api_principal(r);
+	struct titre_conf	 conf;
+	struct titre_file	 f;
+	struct period		 p;
+	json_t			*err;
+	char			*cause = NULL, obj[64], disp[160];
+	int			 status = 0, json;
+
+	if (period_parse(api_param(r, "period"), &p, &cause) == -1) {
+		api_reply_error(r, 400, "bad_parameter", "%s", cause);
+		free(cause);
+		return;
+	}
+	json = accept != NULL && strstr(accept, "application/json") != NULL &&
+	    strstr(accept, "xml") == NULL;
+	titre_conf_get(&conf);
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		return;
+	}
+	if (titre_export(ctl->db, &conf, &p, who != NULL ?
+	    who->ap_name : "controller", util_now(), &f, &status,
+	    &cause) == -1) {
+		store_rollback(ctl->db);
+		if (status == TITRE_EINCOMPLETE) {
+			err = json_pack("{s:{s:s,s:s,s:O}}", "error", "code",
+			    "incomplete", "message", cause, "missing",
+			    f.tf_missing);
+			api_reply_json(r, 422, err);
+		} else {
+			if (status == BILLING_EINTERNAL)
+				log_warnx("billing: titres of %s: %s",
+				    p.p_label, cause);
+			api_reply_error(r, status, status == 404 ? "not_found" :
+			    status == BILLING_ECONFLICT ? "conflict" :
+			    "internal", "%s", cause);
+		}
+		goto out;
+	}
+	snprintf(obj, sizeof(obj), "statements/%s", p.p_label);
+	if (f.tf_new && audit_record(r, "statement.pes", obj, json_pack(
+	    "{s:s,s:O,s:O,s:O,s:O}", "file", f.tf_name, "sha256",
+	    json_object_get(f.tf_summary, "sha256"), "bordereaux",
+	    json_object_get(f.tf_summary, "bordereaux"), "ordinary_cents",
+	    json_object_get(f.tf_summary, "ordinary_cents"), "reduced_cents",
+	    json_object_get(f.tf_summary, "reduced_cents"))) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "recording the titres "
+		    "failed");
+		goto out;
+	}
+	if (store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_reply_error(r, 500, "internal", "recording the titres "
+		    "failed");
+		goto out;
+	}
+	if (f.tf_new)
+		log_notice("billing: %s issued the titres of %s: %s",
+		    who != NULL ? who->ap_name : "controller", p.p_label,
+		    f.tf_name);
+	api_set_header(r, "X-Opsn-Pes-File", f.tf_name);
+	api_set_header(r, "X-Opsn-Sha256", json_string_value(
+	    json_object_get(f.tf_summary, "sha256")));
+	if (json) {
+		json_object_set_new(f.tf_summary, "new", json_boolean(f.tf_new));
+		api_reply_json(r, 200, json_incref(f.tf_summary));
+		goto out;
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
+	    f.tf_name);
+	api_set_header(r, "Content-Disposition", disp);
+	api_reply_raw(r, 200, "application/xml; charset=ISO-8859-1",
+	    f.tf_content, f.tf_len);
+out:
+	free(cause);
+	titre_file_clear(&f);
+}
+

@@ -56,13 +56,17 @@ struct titre_file {
 /*
  * The PES file of a closed period: the one recorded by its first export,
  * or a new one whose numbers are allocated and recorded now, inside the
- * caller's transaction (by who, at now, dated in zone tz). -1 with *cause
+ * caller's transaction (by who, at now, dated in the operator's zone). -1 with *cause
  * and *status: BILLING_E* or TITRE_EINCOMPLETE with tf_missing listing
  * what members and the configuration lack (nothing numbered).
  */
-int	 titre_export(sqlite3 *, const struct titre_conf *, const char *tz,
+int	 titre_export(sqlite3 *, const struct titre_conf *,
 	    const struct period *, const char *who, int64_t now,
 	    struct titre_file *, int *status, char **cause);
 void	 titre_file_clear(struct titre_file *);
+
+struct api_req;
+/* GET /v1/billing-periods/{period}/pes */
+void	 titre_route_pes(struct api_req *);
 
 #endif

@@ -35,6 +35,20 @@ struct ctl_conf {
 	int	 console_require_totp;	/* admin accounts need a second factor */
 	char	*log_level;
 	char	*log_file;
+	/* [accounting]: the OPSN as the ordonnateur of its titres (PES V2) */
+	char	*acc_siret;		/* IdColl */
+	char	*acc_poste;		/* IdPost */
+	char	*acc_poste_label;
+	char	*acc_collectivity;	/* CodCol */
+	char	*acc_budget;		/* CodBud */
+	char	*acc_budget_label;
+	char	*acc_products;		/* KEY=PRODUCT:NATURE ... */
+	char	*acc_lines;		/* service | statement */
+	char	*acc_fonction;
+	char	*acc_object;
+	int	 acc_signed;
+	int64_t	 acc_first_bordereau;
+	int64_t	 acc_first_titre;
 };
 
 struct ctl_module;

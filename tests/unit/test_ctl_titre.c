@@ -253,7 +253,7 @@ export(const struct titre_conf *c, const char *period, int64_t now,
 
 	assert_int_equal(period_parse(period, &p, cause), 0);
 	assert_int_equal(store_begin(tc.db), 0);
-	rv = titre_export(tc.db, c, "Europe/Paris", &p, "test", now, f,
+	rv = titre_export(tc.db, c, &p, "test", now, f,
 	    status, cause);
 	if (rv == 0)
 		assert_int_equal(store_commit(tc.db), 0);
@@ -460,6 +460,12 @@ main(void)
 		    teardown_db),
 	};
 
+	char	*cause = NULL;
+
 	log_init("test", LOG_LEVEL_WARN, NULL);
+	if (calendar_init("Europe/Paris", &cause) == -1) {
+		fprintf(stderr, "%s\n", cause);
+		return (1);
+	}
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
