@@ -111,11 +111,23 @@ struct tleft {
 	int64_t		 r_left;
 };
 
-struct texp {
+/* A period being titled: read and written on the pool, recorded after. */
+struct titre_job {
 	sqlite3			*db;
 	const struct titre_conf	*conf;
+	struct titre_conf	 conf_copy;
 	const struct period	*p;
+	struct period		 p_copy;
 	int			 exer;
+	/* The numbers as the snapshot read them, and those allocated. */
+	int64_t			 seq;
+	int64_t			 first_titre;
+	int64_t			 bord[2];
+	int64_t			 bcents[2];
+	int64_t			 cumul[2];
+	size_t			 npieces[2];
+	char			 day[16];
+	char			 sha[65];
 	struct tmap		*maps;
 	size_t			 nmaps;
 	struct tstmt		*s;
@@ -128,6 +140,7 @@ struct texp {
 	/* The member being planned: its titres of the year, what is left. */
 	struct tleft		*left;
 	size_t			 nleft;
+	sqlite3_stmt		*st_left;	/* prepared once */
 };
 
 static const struct {
@@ -156,11 +169,11 @@ titre_col(sqlite3_stmt *st, int col)
 }
 
 static void
-titre_missing(struct texp *x, const char *fmt, ...)
+titre_missing(struct titre_job *x, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
-titre_missing(struct texp *x, const char *fmt, ...)
+titre_missing(struct titre_job *x, const char *fmt, ...)
 {
 	va_list	 ap;
 	char	*s;
@@ -182,7 +195,7 @@ titre_missing(struct texp *x, const char *fmt, ...)
 
 /* Parse tc_products; problems go to the missing list. */
 static void
-titre_maps_parse(struct texp *x)
+titre_maps_parse(struct titre_job *x)
 {
 	const char	*s = x->conf->tc_products ? x->conf->tc_products : "";
 	char		*copy, *tok, *save = NULL, *eq, *colon;
@@ -219,7 +232,7 @@ titre_maps_parse(struct texp *x)
 }
 
 static const struct tmap *
-titre_map_key(const struct texp *x, const char *key)
+titre_map_key(const struct titre_job *x, const char *key)
 {
 	size_t	 i;
 
@@ -233,7 +246,7 @@ titre_map_key(const struct texp *x, const char *key)
 
 /* The product of a line: its metric, service, type, else "*". */
 static const struct tmap *
-titre_map(struct texp *x, const struct tline *l)
+titre_map(struct titre_job *x, const struct tline *l)
 {
 	const struct tmap	*m;
 
@@ -292,7 +305,7 @@ titre_period_text(const struct period *p, char *buf, size_t len)
 }
 
 static void
-titre_stmts_free(struct texp *x)
+titre_stmts_free(struct titre_job *x)
 {
 	struct tstmt	*s;
 	size_t		 i, j;
@@ -324,11 +337,12 @@ titre_stmts_free(struct texp *x)
 	free(x->t);
 	free(x->maps);
 	free(x->left);
+	sqlite3_finalize(x->st_left);
 }
 
 /* The period's statements and lines, in id and line order. */
 static void
-titre_load(struct texp *x)
+titre_load(struct titre_job *x)
 {
 	sqlite3_stmt	*st, *sl;
 	struct tstmt	*s;
@@ -385,7 +399,7 @@ titre_load(struct texp *x)
  * the statement it corrects. 0 if that statement was never titled.
  */
 static int
-titre_corrected(struct texp *x, const struct tstmt *s, const struct tline *l,
+titre_corrected(struct titre_job *x, const struct tstmt *s, const struct tline *l,
     int64_t *exer, int64_t *number)
 {
 	sqlite3_stmt	*st;
@@ -423,13 +437,18 @@ titre_corrected(struct texp *x, const struct tstmt *s, const struct tline *l,
  * line, newest titre first: what later reductions can take.
  */
 static void
-titre_left_load(struct texp *x, int64_t tenant)
+titre_left_load(struct titre_job *x, int64_t tenant)
 {
 	sqlite3_stmt	*st;
 	struct tleft	*r;
 
 	x->nleft = 0;
-	st = store_prepare(x->db, "SELECT t.number, l.line, l.product, "
+	if ((st = x->st_left) != NULL) {
+		sqlite3_reset(st);
+		goto bind;
+	}
+	st = x->st_left = store_prepare(x->db, "SELECT t.number, l.line, "
+	    "l.product, "
 	    "l.nature, l.amount_cents - coalesce((SELECT sum(rl.amount_cents) "
 	    "FROM pes_titres rt JOIN pes_titre_lines rl ON rl.exer = rt.exer "
 	    "AND rl.number = rt.number WHERE rt.orig_exer = t.exer AND "
@@ -437,6 +456,7 @@ titre_left_load(struct texp *x, int64_t tenant)
 	    "pes_titres t JOIN pes_titre_lines l ON l.exer = t.exer AND "
 	    "l.number = t.number WHERE t.tenant_id = ? AND t.exer = ? AND "
 	    "t.type = 1 ORDER BY t.number DESC, l.line");
+bind:
 	sqlite3_bind_int64(st, 1, tenant);
 	sqlite3_bind_int(st, 2, x->exer);
 	while (sqlite3_step(st) == SQLITE_ROW) {
@@ -450,12 +470,11 @@ titre_left_load(struct texp *x, int64_t tenant)
 		    sizeof(r->r_nature));
 		r->r_left = sqlite3_column_int64(st, 4);
 	}
-	sqlite3_finalize(st);
 }
 
 /* The planned reduction of titre number for statement si (made if new). */
 static struct ttitre *
-titre_reduction(struct texp *x, size_t si, int64_t number, const char *why)
+titre_reduction(struct titre_job *x, size_t si, int64_t number, const char *why)
 {
 	struct ttitre	*t;
 	size_t		 i;
@@ -509,7 +528,7 @@ titre_reduce_line(struct ttitre *t, const struct tleft *r, int64_t cents)
  * reduced.
  */
 static int64_t
-titre_reduce(struct texp *x, size_t si, int64_t number, const char *product,
+titre_reduce(struct titre_job *x, size_t si, int64_t number, const char *product,
     int64_t cents, const char *why)
 {
 	struct tleft	*r;
@@ -574,7 +593,7 @@ titre_net(struct tpl *pl, size_t *n)
 
 /* Plan the titres of statement si. */
 static void
-titre_plan(struct texp *x, size_t si)
+titre_plan(struct titre_job *x, size_t si)
 {
 	const struct tstmt	*s = &x->s[si];
 	const struct tline	*l;
@@ -689,7 +708,7 @@ titre_cat(const struct tstmt *s)
 
 /* What the configuration and the debtors lack; into x->missing. */
 static void
-titre_check(struct texp *x)
+titre_check(struct titre_job *x)
 {
 	const struct titre_conf	*c = x->conf;
 	const struct tstmt	*s;
@@ -803,12 +822,13 @@ titre_stored(sqlite3 *db, const char *period, struct titre_file *f)
 
 /* Record the numbers and the file; -1 with *cause. */
 static int
-titre_record(struct texp *x, int64_t seq, const struct titre_file *f,
-    const char *day, const char *sha, const char *who, int64_t now,
-    const int64_t bord[2], const int64_t bcents[2], const int64_t cumul[2],
-    const size_t npieces[2], char **cause)
+titre_record(struct titre_job *x, const struct titre_file *f,
+    const char *who, int64_t now, char **cause)
 {
-	sqlite3_stmt	*st;
+	const int64_t	*bord = x->bord, *bcents = x->bcents;
+	const int64_t	*cumul = x->cumul;
+	const size_t	*npieces = x->npieces;
+	sqlite3_stmt	*st = NULL, *sl = NULL;
 	const struct ttitre *t;
 	int64_t		 export_id;
 	char		*summary;
@@ -821,17 +841,18 @@ titre_record(struct texp *x, int64_t seq, const struct titre_file *f,
 	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	sqlite3_bind_text(st, 1, x->p->p_label, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, x->exer);
-	sqlite3_bind_int64(st, 3, seq);
+	sqlite3_bind_int64(st, 3, x->seq);
 	sqlite3_bind_text(st, 4, f->tf_name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, day, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, x->day, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 6, f->tf_content, (int)f->tf_len,
 	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, sha, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, x->sha, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 8, summary, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, now);
 	sqlite3_bind_text(st, 10, who, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
+	st = NULL;
 	free(summary);
 	if (rc != SQLITE_DONE)
 		goto fail;
@@ -851,15 +872,20 @@ titre_record(struct texp *x, int64_t seq, const struct titre_file *f,
 		sqlite3_bind_int64(st, 7, cumul[k]);
 		rc = sqlite3_step(st);
 		sqlite3_finalize(st);
+		st = NULL;
 		if (rc != SQLITE_DONE)
 			goto fail;
 	}
+	st = store_prepare(x->db, "INSERT INTO pes_titres (exer, number, type, "
+	    "bordereau, export_id, statement_id, tenant_id, amount_cents, "
+	    "orig_exer, orig_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	sl = store_prepare(x->db, "INSERT INTO pes_titre_lines (exer, number, "
+	    "line, product, nature, label, amount_cents, orig_line) VALUES "
+	    "(?, ?, ?, ?, ?, ?, ?, ?)");
 	for (i = 0; i < x->nt; i++) {
 		t = &x->t[i];
-		st = store_prepare(x->db, "INSERT INTO pes_titres (exer, "
-		    "number, type, bordereau, export_id, statement_id, "
-		    "tenant_id, amount_cents, orig_exer, orig_number) VALUES "
-		    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
 		sqlite3_bind_int(st, 1, x->exer);
 		sqlite3_bind_int64(st, 2, t->t_number);
 		sqlite3_bind_int(st, 3, t->t_type);
@@ -872,45 +898,74 @@ titre_record(struct texp *x, int64_t seq, const struct titre_file *f,
 			sqlite3_bind_int64(st, 9, t->t_orig_exer);
 			sqlite3_bind_int64(st, 10, t->t_orig_number);
 		}
-		rc = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE)
+		if (sqlite3_step(st) != SQLITE_DONE)
 			goto fail;
 		for (j = 0; j < t->t_npl; j++) {
-			st = store_prepare(x->db, "INSERT INTO pes_titre_lines "
-			    "(exer, number, line, product, nature, label, "
-			    "amount_cents, orig_line) VALUES (?, ?, ?, ?, ?, "
-			    "?, ?, ?)");
-			sqlite3_bind_int(st, 1, x->exer);
-			sqlite3_bind_int64(st, 2, t->t_number);
-			sqlite3_bind_int64(st, 3, (int64_t)j + 1);
-			sqlite3_bind_text(st, 4, t->t_pl[j].p_product, -1,
+			sqlite3_reset(sl);
+			sqlite3_clear_bindings(sl);
+			sqlite3_bind_int(sl, 1, x->exer);
+			sqlite3_bind_int64(sl, 2, t->t_number);
+			sqlite3_bind_int64(sl, 3, (int64_t)j + 1);
+			sqlite3_bind_text(sl, 4, t->t_pl[j].p_product, -1,
 			    SQLITE_STATIC);
-			sqlite3_bind_text(st, 5, t->t_pl[j].p_nature, -1,
+			sqlite3_bind_text(sl, 5, t->t_pl[j].p_nature, -1,
 			    SQLITE_STATIC);
-			sqlite3_bind_text(st, 6, t->t_pl[j].p_label, -1,
+			sqlite3_bind_text(sl, 6, t->t_pl[j].p_label, -1,
 			    SQLITE_STATIC);
-			sqlite3_bind_int64(st, 7, t->t_pl[j].p_cents);
+			sqlite3_bind_int64(sl, 7, t->t_pl[j].p_cents);
 			if (t->t_type == PES_BORD_REDUCTION)
-				sqlite3_bind_int64(st, 8,
+				sqlite3_bind_int64(sl, 8,
 				    t->t_pl[j].p_orig_line);
-			rc = sqlite3_step(st);
-			sqlite3_finalize(st);
-			if (rc != SQLITE_DONE)
+			if (sqlite3_step(sl) != SQLITE_DONE)
 				goto fail;
 		}
 	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(sl);
 	return (0);
 fail:
+	sqlite3_finalize(st);
+	sqlite3_finalize(sl);
 	xasprintf(cause, "recording the PES export of %s: %s", x->p->p_label,
 	    sqlite3_errmsg(x->db));
 	return (-1);
 }
 
 /* Number the planned titres, write the file and record it. */
+/*
+ * The numbers the titres get if they are recorded now: each series goes
+ * on from the exercise's last (or the configured first).
+ */
+static void
+titre_number_base(struct titre_job *x, int64_t *seq, int64_t *next,
+    int64_t bord[2], int64_t cumul[2])
+{
+	sqlite3_stmt	*st;
+	int		 k;
+
+	*seq = titre_next(x->db, "SELECT max(seq) FROM pes_exports WHERE "
+	    "exer = ?", x->exer, 0, 1);
+	*next = titre_next(x->db, "SELECT max(number) FROM pes_titres WHERE "
+	    "exer = ?", x->exer, 0, x->conf->tc_first_titre);
+	for (k = 0; k < 2; k++) {
+		bord[k] = titre_next(x->db, "SELECT max(number) FROM "
+		    "pes_bordereaux WHERE exer = ? AND type = ?", x->exer,
+		    k + 1, x->conf->tc_first_bordereau);
+		cumul[k] = 0;
+		st = store_prepare(x->db, "SELECT coalesce(sum(amount_cents), "
+		    "0) FROM pes_bordereaux WHERE exer = ? AND type = ?");
+		sqlite3_bind_int(st, 1, x->exer);
+		sqlite3_bind_int(st, 2, k + 1);
+		if (sqlite3_step(st) == SQLITE_ROW)
+			cumul[k] = sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+	}
+}
+
+/* Number the planned titres and write the file, summary and digest. */
 static int
-titre_issue(struct texp *x, const char *who, int64_t now,
-    struct titre_file *f, int *status, char **cause)
+titre_render(struct titre_job *x, int64_t now, struct titre_file *f,
+    int *status, char **cause)
 {
 	const struct titre_conf	*c = x->conf;
 	struct pes_header	 h;
@@ -920,10 +975,12 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 	struct ttitre		*t;
 	struct tstmt		*s;
 	struct pes_piece	*pp;
-	int64_t			 seq, bord[2], cumul[2], bcents[2], next;
+	int64_t			*bord = x->bord, *cumul = x->cumul;
+	int64_t			*bcents = x->bcents, next;
 	int64_t			 ordinary = 0, reduced = 0, stmts = 0;
-	size_t			 npieces[2] = { 0, 0 }, nlines = 0, i, j, nb;
-	char			 day[16], sha[65], app[64];
+	size_t			*npieces = x->npieces, nlines = 0, i, j, nb;
+	size_t			 cnt[2] = { 0, 0 };
+	char			*day = x->day, app[64];
 	json_t			*jb, *jt;
 	int			 k, rv = -1;
 
@@ -951,17 +1008,13 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 		    "zero", x->p->p_label);
 		return (-1);
 	}
-	titre_local_day(now, day, sizeof(day));
-	seq = titre_next(x->db, "SELECT max(seq) FROM pes_exports WHERE "
-	    "exer = ?", x->exer, 0, 1);
-	next = titre_next(x->db, "SELECT max(number) FROM pes_titres WHERE "
-	    "exer = ?", x->exer, 0, c->tc_first_titre);
+	titre_local_day(now, day, sizeof(x->day));
+	titre_number_base(x, &x->seq, &next, bord, cumul);
+	x->first_titre = next;
 	/* Ordinary titres first, in statement order, then reductions. */
 	for (k = 0; k < 2; k++) {
-		bord[k] = titre_next(x->db, "SELECT max(number) FROM "
-		    "pes_bordereaux WHERE exer = ? AND type = ?", x->exer,
-		    k + 1, c->tc_first_bordereau);
 		bcents[k] = 0;
+		npieces[k] = 0;
 		for (i = 0; i < x->nt; i++) {
 			if (x->t[i].t_type != k + 1)
 				continue;
@@ -969,23 +1022,12 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 			bcents[k] += x->t[i].t_cents;
 			npieces[k]++;
 		}
-		cumul[k] = bcents[k];
-		if (npieces[k] > 0) {
-			sqlite3_stmt *st = store_prepare(x->db, "SELECT "
-			    "coalesce(sum(amount_cents), 0) FROM "
-			    "pes_bordereaux WHERE exer = ? AND type = ?");
-
-			sqlite3_bind_int(st, 1, x->exer);
-			sqlite3_bind_int(st, 2, k + 1);
-			if (sqlite3_step(st) == SQLITE_ROW)
-				cumul[k] += sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
-		}
+		cumul[k] += bcents[k];
 	}
 
 	memset(&h, 0, sizeof(h));
 	xasprintf(&f->tf_name, "PESALR1_%s_%d_%04lld.xml", c->tc_siret,
-	    x->exer, (long long)seq);
+	    x->exer, (long long)x->seq);
 	snprintf(app, sizeof(app), "opsn-controller %s", OPSN_VERSION);
 	h.ph_file = f->tf_name;
 	h.ph_sigle = "opsn";
@@ -1005,12 +1047,11 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 	nlines = 0;
 	for (k = 0; k < 2; k++)
 		pieces[k] = xcalloc(npieces[k] + 1, sizeof(*pieces[k]));
-	memset(npieces, 0, sizeof(npieces));
 	for (i = 0; i < x->nt; i++) {
 		t = &x->t[i];
 		s = &x->s[t->t_stmt];
 		k = t->t_type - 1;
-		pp = &pieces[k][npieces[k]++];
+		pp = &pieces[k][cnt[k]++];
 		pp->pp_id = t->t_number;
 		pp->pp_object = t->t_object;
 		pp->pp_tiers.pt_siret = s->s_siret;
@@ -1054,7 +1095,7 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 		*status = BILLING_EINTERNAL;
 		goto out;
 	}
-	titre_sha256(f->tf_content, f->tf_len, sha);
+	titre_sha256(f->tf_content, f->tf_len, x->sha);
 
 	jb = json_array();
 	for (k = 0; k < 2; k++)
@@ -1082,16 +1123,10 @@ titre_issue(struct texp *x, const char *who, int64_t now,
 	}
 	f->tf_summary = json_pack("{s:s,s:i,s:s,s:s,s:s,s:o,s:o,s:I,s:I,s:I,"
 	    "s:O}", "period", x->p->p_label, "exercise", x->exer, "file",
-	    f->tf_name, "date", day, "sha256", sha, "bordereaux", jb, "titres",
+	    f->tf_name, "date", day, "sha256", x->sha, "bordereaux", jb, "titres",
 	    jt, "ordinary_cents", (json_int_t)ordinary, "reduced_cents",
 	    (json_int_t)reduced, "untitled_cents", (json_int_t)x->untitled,
 	    "warnings", x->warnings);
-	if (titre_record(x, seq, f, day, sha, who, now, bord, bcents, cumul,
-	    npieces, cause) == -1) {
-		*status = BILLING_EINTERNAL;
-		goto out;
-	}
-	f->tf_new = 1;
 	rv = 0;
 out:
 	free(lines);
@@ -1100,19 +1135,31 @@ out:
 	return (rv);
 }
 
-/* The PES file of a closed period; see titre.h. */
-int
-titre_export(sqlite3 *db, const struct titre_conf *conf,
-    const struct period *p, const char *who, int64_t now,
-    struct titre_file *f, int *status, char **cause)
+/* Free a job (NULL is fine). */
+void
+titre_job_free(struct titre_job *x)
 {
-	struct texp	 x;
-	sqlite3_stmt	*st;
-	const char	*pstatus = NULL;
-	size_t		 i;
-	int		 rv = -1;
+	if (x == NULL)
+		return;
+	json_decref(x->missing);
+	json_decref(x->warnings);
+	titre_stmts_free(x);
+	free(x);
+}
+
+/* The stored file, or the titres to record; see titre.h. */
+int
+titre_prepare(sqlite3 *db, const struct titre_conf *conf,
+    const struct period *p, int64_t now, struct titre_file *f,
+    struct titre_job **job, int *status, char **cause)
+{
+	struct titre_job	*x;
+	sqlite3_stmt		*st;
+	const char		*pstatus = NULL;
+	size_t			 i;
 
 	memset(f, 0, sizeof(*f));
+	*job = NULL;
 	if (titre_stored(db, p->p_label, f))
 		return (0);
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
@@ -1130,39 +1177,96 @@ titre_export(sqlite3 *db, const struct titre_conf *conf,
 		return (-1);
 	}
 
-	memset(&x, 0, sizeof(x));
-	x.db = db;
-	x.conf = conf;
-	x.p = p;
-	x.exer = p->p_year;
-	x.missing = json_array();
-	x.warnings = json_array();
-	titre_maps_parse(&x);
-	titre_load(&x);
-	for (i = 0; i < x.ns; i++)
-		titre_plan(&x, i);
-	titre_check(&x);
-	if (json_array_size(x.missing) > 0) {
+	x = xcalloc(1, sizeof(*x));
+	x->db = db;
+	x->conf_copy = *conf;
+	x->conf = &x->conf_copy;
+	x->p_copy = *p;
+	x->p = &x->p_copy;
+	x->exer = p->p_year;
+	x->missing = json_array();
+	x->warnings = json_array();
+	titre_maps_parse(x);
+	titre_load(x);
+	for (i = 0; i < x->ns; i++)
+		titre_plan(x, i);
+	titre_check(x);
+	if (json_array_size(x->missing) > 0) {
 		*status = TITRE_EINCOMPLETE;
 		xasprintf(cause, "the titres of %s cannot be issued: %zu "
 		    "things are missing", p->p_label,
-		    json_array_size(x.missing));
-		f->tf_missing = x.missing;
-		x.missing = NULL;
-		goto out;
+		    json_array_size(x->missing));
+		f->tf_missing = json_incref(x->missing);
+		goto fail;
 	}
-	rv = titre_issue(&x, who, now, f, status, cause);
-out:
-	if (rv == -1) {
-		free(f->tf_content);
-		free(f->tf_name);
-		json_decref(f->tf_summary);
-		f->tf_content = f->tf_name = NULL;
-		f->tf_summary = NULL;
+	if (titre_render(x, now, f, status, cause) == -1)
+		goto fail;
+	/* The statements stay in memory no longer than the file needs. */
+	sqlite3_finalize(x->st_left);
+	x->st_left = NULL;
+	x->db = NULL;
+	*job = x;
+	return (0);
+fail:
+	free(f->tf_content);
+	free(f->tf_name);
+	json_decref(f->tf_summary);
+	f->tf_content = f->tf_name = NULL;
+	f->tf_summary = NULL;
+	titre_job_free(x);
+	return (-1);
+}
+
+/* Record a prepared file; see titre.h. */
+int
+titre_commit(sqlite3 *db, struct titre_job *x, const char *who, int64_t now,
+    struct titre_file *f, int *status, char **cause)
+{
+	int64_t	 seq, next, bord[2], cumul[2];
+	int	 k, same;
+
+	x->db = db;
+	/* What the numbers were worked out from must still be so. */
+	titre_number_base(x, &seq, &next, bord, cumul);
+	same = seq == x->seq && next == x->first_titre;
+	for (k = 0; k < 2; k++)
+		same = same && bord[k] == x->bord[k] && cumul[k] +
+		    x->bcents[k] == x->cumul[k];
+	if (!same) {
+		*status = BILLING_ECONFLICT;
+		xasprintf(cause, "titres of %s: other titres were numbered "
+		    "meanwhile; export again", x->p->p_label);
+		return (-1);
 	}
-	json_decref(x.missing);
-	json_decref(x.warnings);
-	titre_stmts_free(&x);
+	if (titre_record(x, f, who, now, cause) == -1) {
+		*status = BILLING_EINTERNAL;
+		return (-1);
+	}
+	f->tf_new = 1;
+	return (0);
+}
+
+/* The PES file of a closed period, in one transaction; see titre.h. */
+int
+titre_export(sqlite3 *db, const struct titre_conf *conf,
+    const struct period *p, const char *who, int64_t now,
+    struct titre_file *f, int *status, char **cause)
+{
+	struct titre_job	*x;
+	int			 rv;
+
+	if (titre_prepare(db, conf, p, now, f, &x, status, cause) == -1)
+		return (-1);
+	if (x == NULL)
+		return (0);
+	if ((rv = titre_commit(db, x, who, now, f, status, cause)) == -1) {
+		json_t *missing = f->tf_missing;
+
+		f->tf_missing = NULL;
+		titre_file_clear(f);
+		f->tf_missing = missing;
+	}
+	titre_job_free(x);
 	return (rv);
 }
 
@@ -1199,92 +1303,195 @@ titre_conf_get(struct titre_conf *c)
 	c->tc_first_titre = k->acc_first_titre;
 }
 
+/* A PES export under way: read and written on the pool, recorded after. */
+struct titre_run {
+	uv_work_t		 r_work;
+	struct api_defer	*r_defer;
+	char			*r_path;	/* the database */
+	struct titre_conf	 r_conf;
+	struct period		 r_p;
+	int			 r_json;	/* the summary, not the file */
+	int64_t			 r_now;
+	/* Set by the worker. */
+	struct titre_file	 r_f;
+	struct titre_job	*r_job;
+	int			 r_rv;
+	int			 r_status;
+	char			*r_cause;
+	uint64_t		 r_ms;		/* on the pool */
+};
+
+/* One export at a time: each numbers from what the last one recorded. */
+static int	titre_running;
+
+/* On the thread pool: the stored file, or a new one (one snapshot). */
+static void
+titre_work_cb(uv_work_t *w)
+{
+	struct titre_run	*r = w->data;
+	sqlite3			*db;
+	uint64_t		 t0 = util_mono_ms();
+
+	r->r_rv = -1;
+	r->r_status = BILLING_EINTERNAL;
+	if (store_open_reader(r->r_path, &db, &r->r_cause) == -1)
+		return;
+	if (store_exec(db, "BEGIN", &r->r_cause) == 0) {
+		r->r_rv = titre_prepare(db, &r->r_conf, &r->r_p, r->r_now,
+		    &r->r_f, &r->r_job, &r->r_status, &r->r_cause);
+		store_exec(db, "COMMIT", NULL);
+	}
+	store_close(db);
+	r->r_ms = util_mono_ms() - t0;
+}
+
+static void
+titre_reply_error(struct titre_run *r)
+{
+	json_t	*err;
+
+	if (r->r_status == TITRE_EINCOMPLETE) {
+		err = json_pack("{s:{s:s,s:s,s:O}}", "error", "code",
+		    "incomplete", "message", r->r_cause, "missing",
+		    r->r_f.tf_missing);
+		api_defer_reply_json(r->r_defer, 422, err);
+		return;
+	}
+	if (r->r_status == BILLING_EINTERNAL)
+		log_warnx("billing: titres of %s: %s", r->r_p.p_label,
+		    r->r_cause);
+	api_defer_reply_error(r->r_defer, r->r_status, r->r_status == 404 ?
+	    "not_found" : r->r_status == BILLING_ECONFLICT ? "conflict" :
+	    "internal", "%s", r->r_status == BILLING_EINTERNAL ? "issuing "
+	    "the titres failed" : r->r_cause);
+}
+
+/* Back on the loop thread: record a new file, then answer. */
+static void
+titre_after_cb(uv_work_t *w, int wstatus)
+{
+	struct titre_run	*r = w->data;
+	struct titre_file	*f = &r->r_f;
+	struct api_req		*req = api_defer_req(r->r_defer);
+	const struct api_principal *who = api_principal(req);
+	const char		*name = who != NULL ? who->ap_name :
+				    "controller";
+	char			 obj[64], disp[160];
+	uint64_t		 t0 = util_mono_ms();
+
+	titre_running = 0;
+	if (wstatus == UV_ECANCELED) {
+		api_defer_reply_error(r->r_defer, 503, "busy", "the export was "
+		    "cancelled: the controller is stopping");
+		goto out;
+	}
+	if (r->r_rv == -1) {
+		titre_reply_error(r);
+		goto out;
+	}
+	if (r->r_job != NULL) {
+		if (store_begin(ctl->db) == -1) {
+			api_defer_reply_error(r->r_defer, 503, "busy", "the "
+			    "database is busy");
+			goto out;
+		}
+		free(r->r_cause);
+		r->r_cause = NULL;
+		snprintf(obj, sizeof(obj), "statements/%s", r->r_p.p_label);
+		if (titre_commit(ctl->db, r->r_job, name, util_now(), f,
+		    &r->r_status, &r->r_cause) == -1) {
+			store_rollback(ctl->db);
+			titre_reply_error(r);
+			goto out;
+		}
+		if (audit_record(req, "statement.pes", obj, json_pack(
+		    "{s:s,s:O,s:O,s:O,s:O}", "file", f->tf_name, "sha256",
+		    json_object_get(f->tf_summary, "sha256"), "bordereaux",
+		    json_object_get(f->tf_summary, "bordereaux"),
+		    "ordinary_cents", json_object_get(f->tf_summary,
+		    "ordinary_cents"), "reduced_cents", json_object_get(
+		    f->tf_summary, "reduced_cents"))) == -1 ||
+		    store_commit(ctl->db) == -1) {
+			store_rollback(ctl->db);
+			api_defer_reply_error(r->r_defer, 500, "internal",
+			    "recording the titres failed");
+			goto out;
+		}
+		log_notice("billing: %s issued the titres of %s: %s (%zu "
+		    "bytes, worked out in %llu ms on the thread pool, "
+		    "recorded in %llu ms)", name, r->r_p.p_label, f->tf_name,
+		    f->tf_len, (unsigned long long)r->r_ms,
+		    (unsigned long long)(util_mono_ms() - t0));
+	}
+	api_defer_set_header(r->r_defer, "X-Opsn-Pes-File", f->tf_name);
+	api_defer_set_header(r->r_defer, "X-Opsn-Sha256", json_string_value(
+	    json_object_get(f->tf_summary, "sha256")));
+	if (r->r_json) {
+		json_object_set_new(f->tf_summary, "new",
+		    json_boolean(f->tf_new));
+		api_defer_reply_json(r->r_defer, 200,
+		    json_incref(f->tf_summary));
+		goto out;
+	}
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
+	    f->tf_name);
+	api_defer_set_header(r->r_defer, "Content-Disposition", disp);
+	api_defer_reply_raw(r->r_defer, 200, "application/xml; "
+	    "charset=ISO-8859-1", f->tf_content, f->tf_len);
+	f->tf_content = NULL;	/* the reply has it */
+out:
+	titre_job_free(r->r_job);
+	titre_file_clear(f);
+	free(r->r_cause);
+	free(r->r_path);
+	free(r);
+}
+
 /*
  * GET /v1/billing-periods/{period}/pes: the period's titres as a PES V2
  * file (Accept: application/xml, the default), or what it holds
  * (Accept: application/json). The first call numbers and records them;
- * every later one returns the same file.
+ * every later one returns the same file. Read and written on the thread
+ * pool; only the recording is on the loop thread.
  */
 void
-titre_route_pes(struct api_req *r)
+titre_route_pes(struct api_req *req)
 {
-	const char		*accept = api_header(r, "accept");
-	const struct api_principal *who = api_principal(r);
-	struct titre_conf	 conf;
-	struct titre_file	 f;
+	const char		*accept = api_header(req, "accept");
+	const char		*path;
+	struct titre_run	*r;
 	struct period		 p;
-	json_t			*err;
-	char			*cause = NULL, obj[64], disp[160];
-	int			 status = 0, json;
+	char			*cause = NULL;
+	int			 rv;
 
-	if (period_parse(api_param(r, "period"), &p, &cause) == -1) {
-		api_reply_error(r, 400, "bad_parameter", "%s", cause);
+	if (period_parse(api_param(req, "period"), &p, &cause) == -1) {
+		api_reply_error(req, 400, "bad_parameter", "%s", cause);
 		free(cause);
 		return;
 	}
-	json = accept != NULL && strstr(accept, "application/json") != NULL &&
-	    strstr(accept, "xml") == NULL;
-	titre_conf_get(&conf);
-	if (store_begin(ctl->db) == -1) {
-		api_reply_error(r, 503, "busy", "the database is busy");
+	if (titre_running) {
+		api_set_header(req, "Retry-After", "5");
+		api_reply_error(req, 409, "busy", "titres are being issued; try "
+		    "again once that is done");
 		return;
 	}
-	if (titre_export(ctl->db, &conf, &p, who != NULL ?
-	    who->ap_name : "controller", util_now(), &f, &status,
-	    &cause) == -1) {
-		store_rollback(ctl->db);
-		if (status == TITRE_EINCOMPLETE) {
-			err = json_pack("{s:{s:s,s:s,s:O}}", "error", "code",
-			    "incomplete", "message", cause, "missing",
-			    f.tf_missing);
-			api_reply_json(r, 422, err);
-		} else {
-			if (status == BILLING_EINTERNAL)
-				log_warnx("billing: titres of %s: %s",
-				    p.p_label, cause);
-			api_reply_error(r, status, status == 404 ? "not_found" :
-			    status == BILLING_ECONFLICT ? "conflict" :
-			    "internal", "%s", cause);
-		}
-		goto out;
+	r = xcalloc(1, sizeof(*r));
+	r->r_p = p;
+	r->r_json = accept != NULL && strstr(accept, "application/json") !=
+	    NULL && strstr(accept, "xml") == NULL;
+	r->r_now = util_now();
+	titre_conf_get(&r->r_conf);
+	path = sqlite3_db_filename(ctl->db, "main");
+	r->r_path = xstrdup(path != NULL ? path : "");
+	r->r_work.data = r;
+	r->r_defer = api_defer(req);
+	if ((rv = uv_queue_work(ctl->loop, &r->r_work, titre_work_cb,
+	    titre_after_cb)) != 0) {
+		api_defer_reply_error(r->r_defer, 503, "busy", "the export could "
+		    "not start: %s", uv_strerror(rv));
+		free(r->r_path);
+		free(r);
+		return;
 	}
-	snprintf(obj, sizeof(obj), "statements/%s", p.p_label);
-	if (f.tf_new && audit_record(r, "statement.pes", obj, json_pack(
-	    "{s:s,s:O,s:O,s:O,s:O}", "file", f.tf_name, "sha256",
-	    json_object_get(f.tf_summary, "sha256"), "bordereaux",
-	    json_object_get(f.tf_summary, "bordereaux"), "ordinary_cents",
-	    json_object_get(f.tf_summary, "ordinary_cents"), "reduced_cents",
-	    json_object_get(f.tf_summary, "reduced_cents"))) == -1) {
-		store_rollback(ctl->db);
-		api_reply_error(r, 500, "internal", "recording the titres "
-		    "failed");
-		goto out;
-	}
-	if (store_commit(ctl->db) == -1) {
-		store_rollback(ctl->db);
-		api_reply_error(r, 500, "internal", "recording the titres "
-		    "failed");
-		goto out;
-	}
-	if (f.tf_new)
-		log_notice("billing: %s issued the titres of %s: %s",
-		    who != NULL ? who->ap_name : "controller", p.p_label,
-		    f.tf_name);
-	api_set_header(r, "X-Opsn-Pes-File", f.tf_name);
-	api_set_header(r, "X-Opsn-Sha256", json_string_value(
-	    json_object_get(f.tf_summary, "sha256")));
-	if (json) {
-		json_object_set_new(f.tf_summary, "new", json_boolean(f.tf_new));
-		api_reply_json(r, 200, json_incref(f.tf_summary));
-		goto out;
-	}
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"",
-	    f.tf_name);
-	api_set_header(r, "Content-Disposition", disp);
-	api_reply_raw(r, 200, "application/xml; charset=ISO-8859-1",
-	    f.tf_content, f.tf_len);
-out:
-	free(cause);
-	titre_file_clear(&f);
+	titre_running = 1;
 }
-

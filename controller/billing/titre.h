@@ -54,12 +54,28 @@ struct titre_file {
 #define TITRE_EINCOMPLETE	422
 
 /*
- * The PES file of a closed period: the one recorded by its first export,
- * or a new one whose numbers are allocated and recorded now, inside the
- * caller's transaction (by who, at now, dated in the operator's zone). -1 with *cause
- * and *status: BILLING_E* or TITRE_EINCOMPLETE with tf_missing listing
- * what members and the configuration lack (nothing numbered).
+ * Titles are worked out on the thread pool and recorded on the loop
+ * thread:
+ *
+ *	titre_prepare(reader, ...)	a snapshot: the stored file (*job
+ *					NULL), or a new one to record
+ *	titre_commit(writer, job, ...)	in the caller's transaction
+ *	titre_job_free(job)
+ *
+ * titre_prepare fails (-1 with *cause and *status: BILLING_E*, 404, or
+ * TITRE_EINCOMPLETE with tf_missing listing what members and the
+ * configuration lack) without numbering anything. titre_commit records
+ * the numbers and the file (by who, at now), or refuses with 409 if other
+ * titres were numbered since the snapshot.
  */
+struct titre_job;
+int	 titre_prepare(sqlite3 *, const struct titre_conf *,
+	    const struct period *, int64_t now, struct titre_file *,
+	    struct titre_job **, int *status, char **cause);
+int	 titre_commit(sqlite3 *, struct titre_job *, const char *who,
+	    int64_t now, struct titre_file *, int *status, char **cause);
+void	 titre_job_free(struct titre_job *);
+/* Both in the caller's transaction on one connection. */
 int	 titre_export(sqlite3 *, const struct titre_conf *,
 	    const struct period *, const char *who, int64_t now,
 	    struct titre_file *, int *status, char **cause);

@@ -38,9 +38,19 @@ void
 obuf_printf(struct obuf *ob, const char *fmt, ...)
 {
 	va_list	 ap;
-	char	*s;
+	char	 small[256], *s;
 	int	 n;
 
+	/* Most cells fit on the stack: no allocation for them. */
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n < sizeof(small)) {
+		obuf_add(ob, small, (size_t)n);
+		return;
+	}
 	va_start(ap, fmt);
 	n = xvasprintf(&s, fmt, ap);
 	va_end(ap);
@@ -48,7 +58,7 @@ obuf_printf(struct obuf *ob, const char *fmt, ...)
 	free(s);
 }
 
-/* Append text escaped for XML; see obuf.h. */
+/* Append text escaped for XML; see http.h. */
 void
 obuf_xml(struct obuf *ob, const char *s)
 {
@@ -87,7 +97,7 @@ obuf_xml(struct obuf *ob, const char *s)
 	obuf_add(ob, run, (size_t)(s - run));
 }
 
-/* Decode one UTF-8 character; see obuf.h. */
+/* Decode one UTF-8 character; see http.h. */
 uint32_t
 obuf_utf8(const unsigned char **s)
 {
@@ -122,7 +132,7 @@ bad:
 	return (OBUF_BAD_UTF8);
 }
 
-/* Hand the bytes over; see obuf.h. */
+/* Hand the bytes over; see http.h. */
 char *
 obuf_take(struct obuf *ob, size_t *len)
 {

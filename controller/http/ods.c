@@ -616,8 +616,13 @@ ods_finish(struct ods *o, char **out, size_t *len, char **cause)
 			    zip_strerror(za));
 			goto out;
 		}
+		/*
+		 * Deflate's fastest level: at national scale the cells are
+		 * hundreds of MB of repetitive XML, and the best level would
+		 * spend most of the export compressing them.
+		 */
 		if (zip_set_file_compression(za, (zip_uint64_t)idx, i == 0 ?
-		    ZIP_CM_STORE : ZIP_CM_DEFLATE, 0) == -1 ||
+		    ZIP_CM_STORE : ZIP_CM_DEFLATE, i == 0 ? 0 : 1) == -1 ||
 		    zip_file_set_mtime(za, (zip_uint64_t)idx,
 		    (time_t)o->o_time, 0) == -1) {
 			xasprintf(cause, "ods: %s: %s", names[i],

@@ -448,6 +448,53 @@ a_period_is_titled_once_and_numbers_go_on(void **state)
 	    "content = 'x'", NULL), 0);
 }
 
+static void
+a_prepared_file_is_refused_once_others_are_numbered(void **state)
+{
+	static const struct sline l[] = {
+		{ "fee", NULL, "fee.monthly", 600, NULL },
+	};
+	struct titre_job	*job;
+	struct titre_file	 f, g;
+	struct period		 p;
+	char			*cause = NULL;
+	int64_t			 a;
+	int			 status = 0;
+
+	(void)state;
+	a = add_member("commune", "Agassac", "31001", "21310395500018",
+	    "Place de la Mairie", "31410", "Agassac");
+	add_period("2026-10");
+	add_statement("2026-10", a, l, 1);
+	close_period("2026-10");
+	add_period("2026-11");
+	add_statement("2026-11", a, l, 1);
+	close_period("2026-11");
+	/* October is worked out, then November numbered first. */
+	assert_int_equal(period_parse("2026-10", &p, &cause), 0);
+	assert_int_equal(titre_prepare(tc.db, &conf_ok, &p, DEC3, &f, &job,
+	    &status, &cause), 0);
+	assert_non_null(job);
+	assert_int_equal(export(&conf_ok, "2026-11", DEC3, &g, &status,
+	    &cause), 0);
+	titre_file_clear(&g);
+	assert_int_equal(store_begin(tc.db), 0);
+	assert_int_equal(titre_commit(tc.db, job, "test", DEC3, &f, &status,
+	    &cause), -1);
+	store_rollback(tc.db);
+	assert_int_equal(status, 409);
+	assert_non_null(strstr(cause, "numbered meanwhile"));
+	free(cause);
+	titre_job_free(job);
+	titre_file_clear(&f);
+	assert_int_equal(count("SELECT count(*) FROM pes_exports"), 1);
+	/* Again from the start: October gets the next numbers. */
+	assert_int_equal(export(&conf_ok, "2026-10", DEC3, &f, &status,
+	    &cause), 0);
+	assert_non_null(strstr(f.tf_content, "<IdPce V=\"2\"/>"));
+	titre_file_clear(&f);
+}
+
 int
 main(void)
 {
@@ -458,8 +505,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    a_period_is_titled_once_and_numbers_go_on, setup_db,
 		    teardown_db),
+		cmocka_unit_test_setup_teardown(
+		    a_prepared_file_is_refused_once_others_are_numbered,
+		    setup_db, teardown_db),
 	};
-
 	char	*cause = NULL;
 
 	log_init("test", LOG_LEVEL_WARN, NULL);
