@@ -28,6 +28,7 @@ PARAMS = {
     "part": "disk", "id": None,  # A's statement id, set at run time
     # The web console's files: a file, and a page's address.
     "file": "index.html", "dir": "members", "sub": "31001",
+    "period": "2026-10",
 }
 # {name} and {address} depend on the route.
 NAMES = {
