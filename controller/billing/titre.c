@@ -21,7 +21,9 @@
  * anything. Numbers (file, bordereaux per type, titres) follow on from the
  * fiscal year's last ones and are stored with the file itself in the
  * transaction that records the export; exporting the period again returns
- * the stored file, byte for byte.
+ * the stored file, byte for byte. The work (reading one snapshot,
+ * planning, writing the file) runs on the thread pool; only the recording
+ * holds the loop thread.
  */
 #include <stdarg.h>
 #include <stdint.h>
@@ -706,6 +708,18 @@ titre_cat(const struct tstmt *s)
 	return (PES_CAT_PUBLIC_OTHER);
 }
 
+/* Does a name or address line keep something in the postal norm? */
+static int
+titre_postal_ok(const char *s)
+{
+	char	 buf[8];
+
+	if (s == NULL)
+		return (0);
+	pes_postal(s, buf, sizeof(buf));
+	return (buf[0] != '\0');
+}
+
 /* What the configuration and the debtors lack; into x->missing. */
 static void
 titre_check(struct titre_job *x)
@@ -746,12 +760,15 @@ titre_check(struct titre_job *x)
 		else if (!tenants_siret_ok(s->s_siret))
 			titre_missing(x, "%s: SIRET %.20s is not valid", who,
 			    s->s_siret);
-		if (s->s_addr == NULL || *s->s_addr == '\0')
+		if (!titre_postal_ok(s->s_name))
+			titre_missing(x, "%s: the name has no letter or digit "
+			    "for the postal norm", who);
+		if (!titre_postal_ok(s->s_addr))
 			titre_missing(x, "%s: no address", who);
 		if (s->s_postcode == NULL || strlen(s->s_postcode) != 5 ||
 		    strspn(s->s_postcode, "0123456789") != 5)
 			titre_missing(x, "%s: no postcode", who);
-		if (s->s_town == NULL || *s->s_town == '\0')
+		if (!titre_postal_ok(s->s_town))
 			titre_missing(x, "%s: no town", who);
 	}
 }
