@@ -82,7 +82,7 @@ router_authenticate(const char *token, struct api_principal *p, void *arg)
 	if (strlen(token) > 256)
 		return (-1);
 	secret_hash(token, hash);
-	st = store_prepare(ctl->db, "SELECT name, role, coalesce(tenant_id, 0) "
+	st = store_stmt(ctl->db, "SELECT name, role, coalesce(tenant_id, 0) "
 	    "FROM api_tokens WHERE hash = ? AND revoked_at IS NULL AND "
 	    "(expires_at IS NULL OR expires_at > ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
@@ -95,7 +95,7 @@ router_authenticate(const char *token, struct api_principal *p, void *arg)
 		p->ap_tenant = sqlite3_column_int64(st, 2);
 		rv = 0;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	return (rv);
 }
 

@@ -124,6 +124,12 @@ int	store_open_reader(const char *path, sqlite3 **, char **cause);
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 /* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
 json_t		*store_json_time(sqlite3_stmt *, int col);
+/*
+ * A statement prepared once per connection and kept (loop thread only):
+ * reset and unbound when handed out; give it back with store_done().
+ */
+sqlite3_stmt	*store_stmt(sqlite3 *, const char *sql);
+void		 store_done(sqlite3_stmt *);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);

@@ -2,6 +2,7 @@
  * The controller's SQLite store: WAL mode, numbered migrations applied at
  * start (PRAGMA user_version), prepared statements only.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ struct ctl	*ctl;
  * next to store_open(); it is repeated in each user until it moves there.
  */
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
+
+static void	store_cache_drop(sqlite3 *);
 
 static int
 store_pragma_int(sqlite3 *db, const char *sql, int *out)
@@ -161,12 +164,14 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 	return (0);
 }
 
-/* Close the database (NULL is fine). */
+/* Close the database (NULL is fine), with its cached statements. */
 void
 store_close(sqlite3 *db)
 {
-	if (db != NULL)
-		sqlite3_close(db);
+	if (db == NULL)
+		return;
+	store_cache_drop(db);
+	sqlite3_close(db);
 }
 
 /* Run SQL with no results. */
@@ -209,6 +214,153 @@ store_rollback(sqlite3 *db)
 {
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/*
+ * Statements prepared once per connection and kept (the loop's write
+ * connection answers most API reads with the same few dozen SQL texts):
+ * an open-addressing table keyed by connection and SQL text, grown when
+ * half full. Loop thread only, like the connection it serves.
+ */
+struct store_slot {
+	sqlite3		*ss_db;
+	uint64_t	 ss_hash;
+	sqlite3_stmt	*ss_st;		/* NULL: free */
+};
+
+static struct {
+	struct store_slot	*sc_slots;
+	size_t			 sc_cap, sc_n;
+} store_cache;
+
+static uint64_t
+store_hash(sqlite3 *db, const char *sql)
+{
+	uint64_t	 h = 1469598103934665603ULL ^ (uint64_t)(uintptr_t)db;
+
+	for (; *sql != '\0'; sql++)
+		h = (h ^ (unsigned char)*sql) * 1099511628211ULL;
+	return (h);
+}
+
+/* The slot of (db, sql): its statement, or the free slot to fill. */
+static struct store_slot *
+store_slot(sqlite3 *db, const char *sql, uint64_t h)
+{
+	struct store_slot	*s;
+	size_t			 i;
+
+	for (i = h & (store_cache.sc_cap - 1);; i = (i + 1) &
+	    (store_cache.sc_cap - 1)) {
+		s = &store_cache.sc_slots[i];
+		if (s->ss_st == NULL || (s->ss_db == db && s->ss_hash == h &&
+		    strcmp(sqlite3_sql(s->ss_st), sql) == 0))
+			return (s);
+	}
+}
+
+static void
+store_cache_grow(void)
+{
+	struct store_slot	*old = store_cache.sc_slots, *s;
+	size_t			 i, oldcap = store_cache.sc_cap;
+
+	store_cache.sc_cap = oldcap ? oldcap * 2 : 256;
+	store_cache.sc_slots = xcalloc(store_cache.sc_cap,
+	    sizeof(*store_cache.sc_slots));
+	for (i = 0; i < oldcap; i++) {
+		if (old[i].ss_st == NULL)
+			continue;
+		s = store_slot(old[i].ss_db, sqlite3_sql(old[i].ss_st),
+		    old[i].ss_hash);
+		*s = old[i];
+	}
+	free(old);
+}
+
+/* Finalize the cached statements of db (before it closes). */
+static void
+store_cache_drop(sqlite3 *db)
+{
+	struct store_slot	*old = store_cache.sc_slots, *s;
+	size_t			 i, oldcap = store_cache.sc_cap;
+
+	if (oldcap == 0)
+		return;
+	store_cache.sc_slots = xcalloc(oldcap, sizeof(*store_cache.sc_slots));
+	store_cache.sc_n = 0;
+	for (i = 0; i < oldcap; i++) {
+		if (old[i].ss_st == NULL)
+			continue;
+		if (old[i].ss_db == db) {
+			sqlite3_finalize(old[i].ss_st);
+			continue;
+		}
+		s = store_slot(old[i].ss_db, sqlite3_sql(old[i].ss_st),
+		    old[i].ss_hash);
+		*s = old[i];
+		store_cache.sc_n++;
+	}
+	free(old);
+}
+
+/*
+ * A statement for sql on db, prepared once and kept: reset, bindings
+ * cleared. Give it back with store_done(), never sqlite3_finalize(). A
+ * statement still in use (the same SQL run inside its own loop) is not
+ * handed out twice: the caller then gets a fresh one, which store_done()
+ * finalizes. A bad SQL text is fatal, as with store_prepare().
+ */
+sqlite3_stmt *
+store_stmt(sqlite3 *db, const char *sql)
+{
+	struct store_slot	*s;
+	sqlite3_stmt		*st;
+	uint64_t		 h = store_hash(db, sql);
+
+	if (2 * (store_cache.sc_n + 1) > store_cache.sc_cap)
+		store_cache_grow();
+	s = store_slot(db, sql, h);
+	if (s->ss_st != NULL) {
+		if (sqlite3_stmt_busy(s->ss_st))
+			return (store_prepare(db, sql));
+		sqlite3_reset(s->ss_st);
+		sqlite3_clear_bindings(s->ss_st);
+		return (s->ss_st);
+	}
+	if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st,
+	    NULL) != SQLITE_OK)
+		fatalx("store: preparing '%.60s': %s", sql, sqlite3_errmsg(db));
+	s->ss_db = db;
+	s->ss_hash = h;
+	s->ss_st = st;
+	store_cache.sc_n++;
+	return (st);
+}
+
+/*
+ * Done with a statement from store_stmt() (NULL is fine): a cached one is
+ * reset, which ends its read at once; a fresh one is finalized.
+ */
+void
+store_done(sqlite3_stmt *st)
+{
+	struct store_slot	*s;
+	sqlite3			*db;
+	const char		*sql;
+
+	if (st == NULL)
+		return;
+	db = sqlite3_db_handle(st);
+	sql = sqlite3_sql(st);
+	if (store_cache.sc_cap > 0 && sql != NULL) {
+		s = store_slot(db, sql, store_hash(db, sql));
+		if (s->ss_st == st) {
+			sqlite3_reset(st);
+			return;
+		}
+	}
+	sqlite3_finalize(st);
 }
 
 /* Prepare a statement; failing here is a bug in our SQL, so it is fatal. */
