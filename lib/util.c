@@ -103,14 +103,45 @@ util_now(void)
 	return ((int64_t)time(NULL));
 }
 
+/* v (not negative) as n decimal digits, zero-padded, at p. */
+static void
+util_digits(char *p, int v, int n)
+{
+	while (n-- > 0) {
+		p[n] = '0' + v % 10;
+		v /= 10;
+	}
+}
+
 void
 util_time_fmt(int64_t t, char *buf, size_t len)
 {
 	time_t		 tt = (time_t)t;
 	struct tm	 tm;
+	char		 s[21];
+	int		 y;
 
 	gmtime_r(&tt, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	y = tm.tm_year + 1900;
+	if (y < 0 || y > 9999 || len < sizeof(s)) {
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		return;
+	}
+	/* Digit by digit: list replies format thousands of these. */
+	util_digits(s, y, 4);
+	s[4] = '-';
+	util_digits(s + 5, tm.tm_mon + 1, 2);
+	s[7] = '-';
+	util_digits(s + 8, tm.tm_mday, 2);
+	s[10] = 'T';
+	util_digits(s + 11, tm.tm_hour, 2);
+	s[13] = ':';
+	util_digits(s + 14, tm.tm_min, 2);
+	s[16] = ':';
+	util_digits(s + 17, tm.tm_sec, 2);
+	s[19] = 'Z';
+	s[20] = '\0';
+	memcpy(buf, s, sizeof(s));
 }
 
 int

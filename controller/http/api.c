@@ -1526,6 +1526,17 @@ api_reply_raw(struct api_req *ar, int status, const char *ctype,
 		api_send(ar, status, ctype, body, len, 0);
 }
 
+/* Reply with an owned body, not copied (see http.h). */
+void
+api_reply_take(struct api_req *ar, int status, const char *ctype,
+    char *body, size_t len)
+{
+	if (api_may_reply(ar, status))
+		api_send(ar, status, ctype, body, len, 1);
+	else
+		free(body);
+}
+
 /* ---- deferred replies ------------------------------------------------ */
 
 /* h2o cleared the request pool: the request is gone, the handle stays. */

@@ -174,6 +174,12 @@ int	api_reply_file(struct api_req *, const char *path, const char *ctype);
 /* Reply with raw bytes (copied) and a content type. */
 void	api_reply_raw(struct api_req *, int status, const char *ctype,
 	    const void *, size_t);
+/*
+ * Reply with body (consumed: malloc()ed, freed once sent; not copied)
+ * and a content type.
+ */
+void	api_reply_take(struct api_req *, int status, const char *ctype,
+	    char *body, size_t len);
 
 /*
  * Deferred replies, for a handler whose answer comes later (work on the
@@ -331,5 +337,67 @@ int	 ods_date(struct ods *, const char *);
  * (caller frees). -1 with *cause if libzip fails.
  */
 int	 ods_finish(struct ods *, char **out, size_t *len, char **cause);
+
+/*
+ * http/jsonw.c: JSON written straight from rows, without a document tree.
+ * The output is what json_dumps(JSON_COMPACT) gives for the same
+ * document. Keys and values in order; commas are the writer's business:
+ *
+ *	jsonw_obj(&w); jsonw_key(&w, "items"); jsonw_arr(&w);
+ *	while (row) { jsonw_obj(&w); jsonw_key(&w, "id"); jsonw_int(&w, id);
+ *	    jsonw_obj_end(&w); }
+ *	jsonw_arr_end(&w); jsonw_obj_end(&w);
+ *	api_reply_take(r, 200, "application/json", jsonw_take(&w, &len), len);
+ */
+#define JSONW_DEPTH	16
+struct jsonw {
+	char		*jw_b;
+	size_t		 jw_len, jw_cap;
+	int		 jw_depth;
+	int		 jw_key;		/* a key awaits its value */
+	unsigned char	 jw_more[JSONW_DEPTH];	/* a value came before */
+};
+struct sqlite3_stmt;
+
+void	 jsonw_obj(struct jsonw *);
+void	 jsonw_obj_end(struct jsonw *);
+void	 jsonw_arr(struct jsonw *);
+void	 jsonw_arr_end(struct jsonw *);
+void	 jsonw_key(struct jsonw *, const char *);
+/* A string (NULL: null); invalid UTF-8 bytes become '?'. */
+void	 jsonw_str(struct jsonw *, const char *);
+void	 jsonw_strn(struct jsonw *, const char *, size_t);
+void	 jsonw_int(struct jsonw *, int64_t);
+void	 jsonw_bool(struct jsonw *, int);
+void	 jsonw_null(struct jsonw *);
+/* A column as stored (NULL, integer or text), or forced to text or int. */
+void	 jsonw_col(struct jsonw *, struct sqlite3_stmt *, int col);
+void	 jsonw_col_text(struct jsonw *, struct sqlite3_stmt *, int col);
+void	 jsonw_col_int(struct jsonw *, struct sqlite3_stmt *, int col);
+/*
+ * A row's fields from a table, in order: a column as text, an integer
+ * or an RFC 3339 time (NULL gives null); JW_OBJ opens an object under
+ * the key, JW_OBJ_IF too unless its column is NULL (then null, and the
+ * fields up to its JW_END are skipped); JW_END closes it.
+ */
+enum jsonw_type { JW_TEXT, JW_INT, JW_TIME, JW_OBJ, JW_OBJ_IF, JW_END };
+struct jsonw_field {
+	const char	*jf_key;	/* NULL for JW_END */
+	enum jsonw_type	 jf_type;
+	int		 jf_col;
+};
+void	 jsonw_row(struct jsonw *, struct sqlite3_stmt *,
+	    const struct jsonw_field *, size_t n);
+/* A jansson value, written in place. */
+void	 jsonw_json(struct jsonw *, const json_t *);
+/* The text (malloc()ed, NUL-terminated); the writer is reset. */
+char	*jsonw_take(struct jsonw *, size_t *len);
+void	 jsonw_free(struct jsonw *);
+/* The text parsed back (caller owns); the writer is reset. */
+json_t	*jsonw_load(struct jsonw *);
+/* Reply {"items": ..., "next_cursor": next} from a writer holding the
+ * items array's elements written between params_page_open() and this. */
+void	 params_page_open(struct jsonw *);
+void	 params_page_reply(struct api_req *, struct jsonw *, const char *next);
 
 #endif

@@ -122,3 +122,28 @@ params_reply_page(struct api_req *r, json_t *items, char *next)
 	free(next);
 	api_reply_json(r, 200, o);
 }
+
+/* Start a page: {"items":[ ... the caller writes the items. */
+void
+params_page_open(struct jsonw *w)
+{
+	memset(w, 0, sizeof(*w));
+	jsonw_obj(w);
+	jsonw_key(w, "items");
+	jsonw_arr(w);
+}
+
+/* End the page with its next cursor (NULL: none) and send it. */
+void
+params_page_reply(struct api_req *r, struct jsonw *w, const char *next)
+{
+	char	*s;
+	size_t	 len;
+
+	jsonw_arr_end(w);
+	jsonw_key(w, "next_cursor");
+	jsonw_str(w, next);
+	jsonw_obj_end(w);
+	s = jsonw_take(w, &len);
+	api_reply_take(r, 200, "application/json", s, len);
+}

@@ -275,20 +275,6 @@ tenants_from_path(struct api_req *r, const char *ref)
 	return (id);
 }
 
-static json_t *
-tenants_opt_int(sqlite3_stmt *st, int col)
-{
-	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
-	    json_integer(sqlite3_column_int64(st, col)));
-}
-
-static json_t *
-tenants_opt_text(sqlite3_stmt *st, int col)
-{
-	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
-	    json_string((const char *)sqlite3_column_text(st, col)));
-}
-
 #define TENANTS_COLS "t.id, t.kind, t.name, t.insee, t.siren, t.population, " \
 	"t.parent_id, p.name, p.siren, t.status, t.joined_on, t.left_on, " \
 	"t.email, t.quota_vcpus, t.quota_memory_mib, t.quota_disk_bytes, " \
@@ -296,51 +282,49 @@ tenants_opt_text(sqlite3_stmt *st, int col)
 	"t.address, t.postcode, t.town, t.accounting_category"
 #define TENANTS_FROM " FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id "
 
-static json_t *
-tenants_row_json(sqlite3_stmt *st)
-{
-	json_t	*o = json_object(), *q;
-	char	 buf[32];
+/* A tenant as JSON, from the columns of TENANTS_COLS. */
+static const struct jsonw_field tenants_fields[] = {
+	{ "id", JW_INT, 0 },
+	{ "kind", JW_TEXT, 1 },
+	{ "name", JW_TEXT, 2 },
+	{ "insee", JW_TEXT, 3 },
+	{ "siren", JW_TEXT, 4 },
+	{ "population", JW_INT, 5 },
+	{ "parent", JW_OBJ_IF, 6 },
+	{ "id", JW_INT, 6 },
+	{ "name", JW_TEXT, 7 },
+	{ "siren", JW_TEXT, 8 },
+	{ NULL, JW_END, 0 },
+	{ "status", JW_TEXT, 9 },
+	{ "joined_on", JW_TEXT, 10 },
+	{ "left_on", JW_TEXT, 11 },
+	{ "email", JW_TEXT, 12 },
+	{ "quotas", JW_OBJ, 0 },
+	{ "vcpus", JW_INT, 13 },
+	{ "memory_mib", JW_INT, 14 },
+	{ "disk_bytes", JW_INT, 15 },
+	{ "vms", JW_INT, 16 },
+	{ NULL, JW_END, 0 },
+	{ "version", JW_INT, 17 },
+	{ "created_at", JW_TIME, 18 },
+	{ "updated_at", JW_TIME, 19 },
+	{ "siret", JW_TEXT, 20 },
+	{ "address", JW_TEXT, 21 },
+	{ "postcode", JW_TEXT, 22 },
+	{ "town", JW_TEXT, 23 },
+};
 
-	json_object_set_new(o, "id", json_integer(sqlite3_column_int64(st, 0)));
-	json_object_set_new(o, "kind", tenants_opt_text(st, 1));
-	json_object_set_new(o, "name", tenants_opt_text(st, 2));
-	json_object_set_new(o, "insee", tenants_opt_text(st, 3));
-	json_object_set_new(o, "siren", tenants_opt_text(st, 4));
-	json_object_set_new(o, "population", json_integer(sqlite3_column_int64(
-	    st, 5)));
-	if (sqlite3_column_type(st, 6) == SQLITE_NULL)
-		json_object_set_new(o, "parent", json_null());
-	else
-		json_object_set_new(o, "parent", json_pack("{s:I,s:o,s:o}",
-		    "id", (json_int_t)sqlite3_column_int64(st, 6), "name",
-		    tenants_opt_text(st, 7), "siren", tenants_opt_text(st, 8)));
-	json_object_set_new(o, "status", tenants_opt_text(st, 9));
-	json_object_set_new(o, "joined_on", tenants_opt_text(st, 10));
-	json_object_set_new(o, "left_on", tenants_opt_text(st, 11));
-	json_object_set_new(o, "email", tenants_opt_text(st, 12));
-	q = json_object();
-	json_object_set_new(q, "vcpus", tenants_opt_int(st, 13));
-	json_object_set_new(q, "memory_mib", tenants_opt_int(st, 14));
-	json_object_set_new(q, "disk_bytes", tenants_opt_int(st, 15));
-	json_object_set_new(q, "vms", tenants_opt_int(st, 16));
-	json_object_set_new(o, "quotas", q);
-	json_object_set_new(o, "version", json_integer(sqlite3_column_int64(st,
-	    17)));
-	util_time_fmt(sqlite3_column_int64(st, 18), buf, sizeof(buf));
-	json_object_set_new(o, "created_at", json_string(buf));
-	util_time_fmt(sqlite3_column_int64(st, 19), buf, sizeof(buf));
-	json_object_set_new(o, "updated_at", json_string(buf));
-	json_object_set_new(o, "siret", tenants_opt_text(st, 20));
-	json_object_set_new(o, "address", tenants_opt_text(st, 21));
-	json_object_set_new(o, "postcode", tenants_opt_text(st, 22));
-	json_object_set_new(o, "town", tenants_opt_text(st, 23));
-	json_object_set_new(o, "accounting_category", json_string(
-	    tenants_category((const char *)sqlite3_column_text(st, 1),
-	    (const char *)sqlite3_column_text(st, 24))));
-	json_object_set_new(o, "accounting_category_set", json_boolean(
-	    sqlite3_column_type(st, 24) != SQLITE_NULL));
-	return (o);
+static void
+tenants_row_write(struct jsonw *w, sqlite3_stmt *st)
+{
+	jsonw_obj(w);
+	jsonw_row(w, st, tenants_fields, nitems(tenants_fields));
+	jsonw_key(w, "accounting_category");
+	jsonw_str(w, tenants_category((const char *)sqlite3_column_text(st, 1),
+	    (const char *)sqlite3_column_text(st, 24)));
+	jsonw_key(w, "accounting_category_set");
+	jsonw_bool(w, sqlite3_column_type(st, 24) != SQLITE_NULL);
+	jsonw_obj_end(w);
 }
 
 /* JSON of tenant id (NULL if none), with its current use of resources. */
@@ -350,15 +334,20 @@ tenants_json(int64_t id)
 	sqlite3_stmt	*st;
 	json_t		*o = NULL;
 
-	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
+	struct jsonw	 w;
+
+	memset(&w, 0, sizeof(w));
+	st = store_stmt(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		o = tenants_row_json(st);
-	sqlite3_finalize(st);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		tenants_row_write(&w, st);
+		o = jsonw_load(&w);
+	}
+	store_done(st);
 	if (o == NULL)
 		return (NULL);
-	st = store_prepare(ctl->db, "SELECT coalesce(sum(vcpus), 0), "
+	st = store_stmt(ctl->db, "SELECT coalesce(sum(vcpus), 0), "
 	    "coalesce(sum(memory_mib), 0), coalesce(sum(disk_bytes), 0), "
 	    "count(*) FROM vms WHERE tenant_id = ? AND desired != 'deleted'");
 	sqlite3_bind_int64(st, 1, id);
@@ -368,7 +357,7 @@ tenants_json(int64_t id)
 		    "memory_mib", (json_int_t)sqlite3_column_int64(st, 1),
 		    "disk_bytes", (json_int_t)sqlite3_column_int64(st, 2),
 		    "vms", (json_int_t)sqlite3_column_int64(st, 3)));
-	sqlite3_finalize(st);
+	store_done(st);
 	return (o);
 }
 
@@ -845,10 +834,10 @@ tenants_list(struct api_req *r)
 	const char	*one = api_query(r, "tenant");
 	const char	*q = api_query(r, "q");
 	int64_t		 pid = 0, id = 0;
-	char		*next = NULL, code[16] = "", name[256] = "", *o;
+	char		*sql, next[24], code[16] = "", name[256] = "", *o;
 	const char	*c;
 	int		 limit, n = 0;
-	json_t		*items;
+	struct jsonw	 w;
 
 	if (params_page(r, &limit, &cursor) == -1)
 		return;
@@ -900,31 +889,44 @@ tenants_list(struct api_req *r)
 				}
 		}
 	}
-	items = json_array();
-	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
-	    "WHERE t.id > ?1 AND (?2 IS NULL OR t.kind = ?2) AND (?3 IS NULL "
-	    "OR t.status = ?3) AND (?4 = 0 OR t.parent_id = ?4) AND (?5 = 0 "
-	    "OR t.id = ?5) AND (?7 IS NULL OR t.insee LIKE ?7 || '%' OR "
-	    "t.siren LIKE ?7 || '%') AND (?8 IS NULL OR opsn_fold(t.name) "
-	    "LIKE '%' || ?8 || '%' ESCAPE '\\') ORDER BY t.id LIMIT ?6");
+	/*
+	 * Only the filters asked for are in the SQL, so that the index of
+	 * the one that narrows (kind, status, parent) serves the page in id
+	 * order: no row outside the page is read.
+	 */
+	xasprintf(&sql, "SELECT " TENANTS_COLS TENANTS_FROM "WHERE t.id > ?1"
+	    "%s%s%s%s%s%s ORDER BY t.id LIMIT ?6", kind ? " AND t.kind = ?2" :
+	    "", status ? " AND t.status = ?3" : "", pid ? " AND t.parent_id = "
+	    "?4" : "", id ? " AND t.id = ?5" : "", code[0] != '\0' ? " AND "
+	    "(t.insee LIKE ?7 || '%' OR t.siren LIKE ?7 || '%')" : "",
+	    name[0] != '\0' ? " AND opsn_fold(t.name) LIKE '%' || ?8 || '%' "
+	    "ESCAPE '\\'" : "");
+	st = store_stmt(ctl->db, sql);
+	free(sql);
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
-	tenants_bind_opt(st, 2, kind);
-	tenants_bind_opt(st, 3, status);
+	if (kind != NULL)
+		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+	if (status != NULL)
+		sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, pid);
 	sqlite3_bind_int64(st, 5, id);
+	/* One row past the page says whether there is a next one. */
 	sqlite3_bind_int(st, 6, limit + 1);
-	tenants_bind_opt(st, 7, code[0] != '\0' ? code : NULL);
-	tenants_bind_opt(st, 8, name[0] != '\0' ? name : NULL);
+	if (code[0] != '\0')
+		sqlite3_bind_text(st, 7, code, -1, SQLITE_STATIC);
+	if (name[0] != '\0')
+		sqlite3_bind_text(st, 8, name, -1, SQLITE_STATIC);
+	params_page_open(&w);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			xasprintf(&next, "%lld", (long long)
+			snprintf(next, sizeof(next), "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
 			break;
 		}
-		json_array_append_new(items, tenants_row_json(st));
+		tenants_row_write(&w, st);
 	}
-	sqlite3_finalize(st);
-	params_reply_page(r, items, next);
+	store_done(st);
+	params_page_reply(r, &w, n > limit ? next : NULL);
 }
 
 /* GET /v1/tenants/{tenant} */
