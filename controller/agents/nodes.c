@@ -581,21 +581,83 @@ nodes_by_id(int64_t id)
 	return (NULL);
 }
 
-/* Send a frame to a connected node. */
-int
-nodes_send(int64_t id, uint16_t type, const ProtobufCMessage *m)
-{
-	struct node	*n = nodes_by_id(id);
+/*
+ * Frames for agents while the store's group transaction is open: they
+ * announce changes that are not durable yet, so they wait for its
+ * commit, and are dropped if it fails (the next push heals the node).
+ */
+struct held_frame {
+	TAILQ_ENTRY(held_frame)	 hf_entry;
+	int64_t			 hf_node;
+	uint16_t		 hf_type;
+	uint8_t			*hf_buf;
+	size_t			 hf_len;
+};
+static TAILQ_HEAD(, held_frame)	 held_frames =
+    TAILQ_HEAD_INITIALIZER(held_frames);
 
-	if (n == NULL || n->n_sess == NULL || n->n_sess->s_node != n)
-		return (-1);
-	if (conn_send_msg(n->n_sess->s_conn, n->n_sess->s_version, type, 0,
-	    ST_OK, m) == -1) {
+static int	nodes_send_now(struct node *, uint16_t, const void *, size_t,
+		    const ProtobufCMessage *);
+
+static void
+nodes_group_cb(int ok, void *arg)
+{
+	struct held_frame	*hf;
+	struct node		*n;
+
+	while ((hf = TAILQ_FIRST(&held_frames)) != NULL) {
+		TAILQ_REMOVE(&held_frames, hf, hf_entry);
+		if (ok && (n = nodes_by_id(hf->hf_node)) != NULL &&
+		    n->n_sess != NULL && n->n_sess->s_node == n)
+			nodes_send_now(n, hf->hf_type, hf->hf_buf, hf->hf_len,
+			    NULL);
+		free(hf->hf_buf);
+		free(hf);
+	}
+}
+
+static int
+nodes_send_now(struct node *n, uint16_t type, const void *buf, size_t len,
+    const ProtobufCMessage *m)
+{
+	int	 rc;
+
+	if (m != NULL)
+		rc = conn_send_msg(n->n_sess->s_conn, n->n_sess->s_version,
+		    type, 0, ST_OK, m);
+	else
+		rc = conn_send_raw(n->n_sess->s_conn, n->n_sess->s_version,
+		    type, 0, ST_OK, buf, len);
+	if (rc == -1) {
 		/* Its queue is full: start over, the HELLO push heals it. */
 		conn_close(n->n_sess->s_conn, "send queue full");
 		return (-1);
 	}
 	return (0);
+}
+
+/* Send a frame to a connected node (after the open group commits). */
+int
+nodes_send(int64_t id, uint16_t type, const ProtobufCMessage *m)
+{
+	struct node		*n = nodes_by_id(id);
+	struct held_frame	*hf;
+
+	if (n == NULL || n->n_sess == NULL || n->n_sess->s_node != n)
+		return (-1);
+	if (store_group_open()) {
+		hf = xcalloc(1, sizeof(*hf));
+		hf->hf_node = id;
+		hf->hf_type = type;
+		hf->hf_len = m != NULL ? protobuf_c_message_get_packed_size(m) :
+		    0;
+		hf->hf_buf = xmalloc(hf->hf_len ? hf->hf_len : 1);
+		if (m != NULL)
+			protobuf_c_message_pack(m, hf->hf_buf);
+		TAILQ_INSERT_TAIL(&held_frames, hf, hf_entry);
+		return (0);
+	}
+	return (nodes_send_now(n, type, NULL, 0, m));
 }
 
 /* Node id by name; *usable says whether it may get new work. */
@@ -711,6 +773,7 @@ nodes_init(struct ctl *c, char **cause)
 	nc = c;
 	if (nodes_load(cause) == -1)
 		return (-1);
+	store_group_watch(nodes_group_cb, NULL);
 	if (util_parse_hostport(c->conf.agent_listen, &host, &port,
 	    cause) == -1)
 		return (-1);

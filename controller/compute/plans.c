@@ -72,7 +72,7 @@ plans_create(struct api_req *r)
 		api_reply_error(r, 503, "busy", "the database is busy");
 		goto out;
 	}
-	st = store_prepare(ctl->db, "INSERT INTO plans (name, vcpus, "
+	st = store_stmt(ctl->db, "INSERT INTO plans (name, vcpus, "
 	    "memory_mib, disk_bytes, created_at) VALUES (?, ?, ?, ?, ?) "
 	    "ON CONFLICT DO NOTHING");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -81,7 +81,7 @@ plans_create(struct api_req *r)
 	sqlite3_bind_int64(st, 4, disk);
 	sqlite3_bind_int64(st, 5, util_now());
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
 		api_reply_error(r, 409, "exists", "a plan named '%s' exists",

@@ -61,17 +61,17 @@ audit_record(struct api_req *r, const char *action, const char *object,
 		summary = json_object();
 	sum = json_dumps(summary, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(summary);
-	st = store_prepare(ctl->db, "SELECT count, hash FROM audit_head");
+	st = store_stmt(ctl->db, "SELECT count, hash FROM audit_head");
 	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
+		store_done(st);
 		goto out;
 	}
 	count = sqlite3_column_int64(st, 0);
 	strlcpy(prev, (const char *)sqlite3_column_text(st, 1), sizeof(prev));
-	sqlite3_finalize(st);
+	store_done(st);
 	id = count + 1;
 	audit_hash(id, at, token, role, action, object, sum, reqid, prev, hash);
-	st = store_prepare(ctl->db, "INSERT INTO audit (id, at, token, role, "
+	st = store_stmt(ctl->db, "INSERT INTO audit (id, at, token, role, "
 	    "action, object, summary, request_id, prev_hash, hash) VALUES "
 	    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
 	sqlite3_bind_int64(st, 1, id);
@@ -86,15 +86,15 @@ audit_record(struct api_req *r, const char *action, const char *object,
 	sqlite3_bind_text(st, 10, hash, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) != SQLITE_DONE) {
 		log_warnx("audit: %s", sqlite3_errmsg(ctl->db));
-		sqlite3_finalize(st);
+		store_done(st);
 		goto out;
 	}
-	sqlite3_finalize(st);
-	st = store_prepare(ctl->db, "UPDATE audit_head SET count = ?, hash = ?");
+	store_done(st);
+	st = store_stmt(ctl->db, "UPDATE audit_head SET count = ?, hash = ?");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
 	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_finalize(st);
+	store_done(st);
 out:
 	free(sum);
 	return (rv);

@@ -118,6 +118,25 @@ int	store_exec(sqlite3 *, const char *sql, char **cause);
 int	store_begin(sqlite3 *);
 int	store_commit(sqlite3 *);
 void	store_rollback(sqlite3 *);
+/*
+ * Group commit on the loop's connection (core/store.c): from
+ * store_group_start() on, store_begin/commit/rollback on db are a
+ * savepoint each inside one transaction per loop iteration, committed
+ * (one fsync) in the iteration's check phase. Replies wait for it (the
+ * API holds them); store_group_open() says whether a change made now is
+ * not durable yet (hold what would announce it), store_group_watch()
+ * calls fn(ok) once each group has ended.
+ */
+void	store_group_start(sqlite3 *, uv_loop_t *);
+void	store_group_stop(void);
+int	store_group_open(void);
+void	store_group_watch(void (*fn)(int ok, void *), void *);
+struct store_stats {
+	uint64_t	ss_commits;	/* group transactions committed */
+	uint64_t	ss_joined;	/* savepoints they held */
+	uint64_t	ss_failed;	/* groups lost */
+};
+void	store_group_stats(struct store_stats *);
 /* A read-only connection (WAL) for work on the thread pool. */
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
 /* Prepare a statement; a failure here is a programming error: fatal. */

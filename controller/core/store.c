@@ -24,6 +24,7 @@ struct ctl	*ctl;
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
 
 static void	store_cache_drop(sqlite3 *);
+static int	store_grouped(sqlite3 *);
 
 static int
 store_pragma_int(sqlite3 *db, const char *sql, int *out)
@@ -170,6 +171,8 @@ store_close(sqlite3 *db)
 {
 	if (db == NULL)
 		return;
+	if (store_grouped(db))
+		store_group_stop();
 	store_cache_drop(db);
 	sqlite3_close(db);
 }
@@ -189,31 +192,228 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
 	return (0);
 }
 
-/* Start a write transaction. */
+/*
+ * Group commit. Once store_group_start() names the loop's connection,
+ * store_begin() on it opens (or joins) one transaction per loop
+ * iteration and a savepoint per caller; store_commit() releases the
+ * savepoint, store_rollback() undoes that caller's work only. The
+ * transaction commits (one fsync) in the iteration's check phase, after
+ * every request the iteration read has been handled; until then the
+ * API holds every reply (api_hold) and modules hold what they would
+ * tell agents (store_group_open()), so that no one hears of a change
+ * before it is durable. Watchers learn how each group ended.
+ */
+#define STORE_WATCH_MAX		8
+
+static struct {
+	sqlite3		*g_db;		/* the grouped connection; NULL: off */
+	uv_check_t	 g_check;
+	uv_idle_t	 g_idle;	/* no poll wait while a group is open */
+	int		 g_open;
+	int		 g_depth;	/* savepoints open in the group */
+	uint64_t	 g_joined;	/* savepoints released into it */
+	struct store_stats g_stats;
+	struct {
+		void	(*w_fn)(int ok, void *);
+		void	*w_arg;
+	}		 g_watch[STORE_WATCH_MAX];
+	size_t		 g_nwatch;
+} store_group;
+
+static int
+store_step_sql(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt	*st = store_stmt(db, sql);
+	int		 rc = sqlite3_step(st);
+
+	store_done(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* End the open group: commit (ok) or roll back, then tell everyone. */
+static void
+store_group_end(int ok)
+{
+	sqlite3	*db = store_group.g_db;
+	size_t	 i;
+
+	if (!store_group.g_open)
+		return;
+	if (store_group.g_depth > 0)
+		log_warnx("store: %d savepoints still open at group commit",
+		    store_group.g_depth);
+	if (ok && !sqlite3_get_autocommit(db) && store_step_sql(db,
+	    "COMMIT") == -1) {
+		log_warnx("store: group commit of %llu changes failed: %s",
+		    (unsigned long long)store_group.g_joined,
+		    sqlite3_errmsg(db));
+		ok = 0;
+	}
+	if (!ok) {
+		store_group.g_stats.ss_failed++;
+		if (!sqlite3_get_autocommit(db))
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	} else {
+		store_group.g_stats.ss_commits++;
+		store_group.g_stats.ss_joined += store_group.g_joined;
+	}
+	store_group.g_open = 0;
+	store_group.g_depth = 0;
+	store_group.g_joined = 0;
+	uv_idle_stop(&store_group.g_idle);
+	api_release(ok);
+	for (i = 0; i < store_group.g_nwatch; i++)
+		store_group.g_watch[i].w_fn(ok, store_group.g_watch[i].w_arg);
+}
+
+/*
+ * SQLite rolls a whole transaction back on some errors (a full disk, an
+ * I/O error): the group is lost, and every change in it.
+ */
+static int
+store_group_lost(void)
+{
+	if (store_group.g_open && sqlite3_get_autocommit(store_group.g_db)) {
+		log_warnx("store: the group transaction was rolled back by "
+		    "SQLite: %s", sqlite3_errmsg(store_group.g_db));
+		store_group_end(0);
+		return (1);
+	}
+	return (0);
+}
+
+static void
+store_group_check_cb(uv_check_t *h)
+{
+	if (!store_group_lost())
+		store_group_end(1);
+}
+
+static void
+store_group_idle_cb(uv_idle_t *h)
+{
+}
+
+/* Group the writes of db (the loop's connection) from now on. */
+void
+store_group_start(sqlite3 *db, uv_loop_t *loop)
+{
+	store_group.g_db = db;
+	uv_check_init(loop, &store_group.g_check);
+	uv_idle_init(loop, &store_group.g_idle);
+	uv_check_start(&store_group.g_check, store_group_check_cb);
+	/* An open group (its idle handle active) keeps the loop alive. */
+	uv_unref((uv_handle_t *)&store_group.g_check);
+}
+
+/* Commit what is open and stop grouping (at shutdown). */
+void
+store_group_stop(void)
+{
+	if (store_group.g_db == NULL)
+		return;
+	store_group_check_cb(&store_group.g_check);
+	uv_close((uv_handle_t *)&store_group.g_check, NULL);
+	uv_close((uv_handle_t *)&store_group.g_idle, NULL);
+	store_group.g_db = NULL;
+}
+
+static int
+store_grouped(sqlite3 *db)
+{
+	return (db != NULL && db == store_group.g_db);
+}
+
+/* Is a group transaction open (its changes not yet durable)? */
+int
+store_group_open(void)
+{
+	return (store_group.g_open);
+}
+
+/* Call fn(ok) after each group transaction ends (committed or not). */
+void
+store_group_watch(void (*fn)(int ok, void *), void *arg)
+{
+	size_t	 i;
+
+	for (i = 0; i < store_group.g_nwatch; i++)
+		if (store_group.g_watch[i].w_fn == fn &&
+		    store_group.g_watch[i].w_arg == arg)
+			return;
+	if (store_group.g_nwatch == STORE_WATCH_MAX)
+		fatalx("store: more than %d group watchers", STORE_WATCH_MAX);
+	store_group.g_watch[store_group.g_nwatch].w_fn = fn;
+	store_group.g_watch[store_group.g_nwatch].w_arg = arg;
+	store_group.g_nwatch++;
+}
+
+/* Counters since start, for /metrics. */
+void
+store_group_stats(struct store_stats *out)
+{
+	*out = store_group.g_stats;
+}
+
+/* Start a write transaction (a savepoint in the group, when grouped). */
 int
 store_begin(sqlite3 *db)
 {
-	return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+	if (db != store_group.g_db)
+		return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+	store_group_lost();
+	if (!store_group.g_open) {
+		if (store_step_sql(db, "BEGIN IMMEDIATE") == -1)
+			return (-1);
+		store_group.g_open = 1;
+		uv_idle_start(&store_group.g_idle, store_group_idle_cb);
+		api_hold();
+	}
+	if (store_step_sql(db, "SAVEPOINT opsn") == -1)
+		return (-1);
+	store_group.g_depth++;
+	return (0);
 }
 
 /* Commit; on failure the transaction is rolled back. */
 int
 store_commit(sqlite3 *db)
 {
-	if (store_exec(db, "COMMIT", NULL) == -1) {
-		log_warnx("store: commit failed: %s", sqlite3_errmsg(db));
+	if (db != store_group.g_db) {
+		if (store_exec(db, "COMMIT", NULL) == -1) {
+			log_warnx("store: commit failed: %s",
+			    sqlite3_errmsg(db));
+			store_rollback(db);
+			return (-1);
+		}
+		return (0);
+	}
+	if (store_group_lost() || store_group.g_depth == 0)
+		return (-1);
+	if (store_step_sql(db, "RELEASE opsn") == -1) {
+		log_warnx("store: release failed: %s", sqlite3_errmsg(db));
 		store_rollback(db);
 		return (-1);
 	}
+	store_group.g_depth--;
+	store_group.g_joined++;
 	return (0);
 }
 
-/* Roll back the open transaction, if any. */
+/* Roll back the open transaction, if any (the caller's savepoint only). */
 void
 store_rollback(sqlite3 *db)
 {
-	if (!sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (db != store_group.g_db) {
+		if (!sqlite3_get_autocommit(db))
+			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		return;
+	}
+	if (store_group_lost() || store_group.g_depth == 0)
+		return;
+	store_step_sql(db, "ROLLBACK TO opsn");
+	store_step_sql(db, "RELEASE opsn");
+	store_group.g_depth--;
 }
 
 /*

@@ -118,6 +118,7 @@ static struct {
 } api = { .max_body = API_MAX_BODY_DEFAULT };
 
 static void	api_openapi_cb(struct api_req *);
+static char	*api_dump(json_t *);
 
 static const struct api_route api_builtin = {
 	"GET", "/v1/openapi.json", NULL, API_PUBLIC, NULL, api_openapi_cb,
@@ -1348,18 +1349,119 @@ api_free_slot_cb(void *p)
 	free(*(void **)p);
 }
 
+/* Hand the reply to h2o; body is the pool's or linked to it. */
+static void
+api_emit(h2o_req_t *req, const char *id, int status, const char *ctype,
+    h2o_iovec_t buf)
+{
+	static h2o_generator_t	 generator = { NULL, NULL };
+	h2o_iovec_t		 ct;
+
+	ct = h2o_strdup(&req->pool, ctype, SIZE_MAX);
+	req->res.status = status;
+	req->res.reason = api_reason(status);
+	req->res.content_length = buf.len;
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
+	    NULL, ct.base, ct.len);
+	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    NULL, H2O_STRLIT("no-store"));
+	h2o_add_header_by_str(&req->pool, &req->res.headers,
+	    H2O_STRLIT("x-request-id"), 0, NULL, id, strlen(id));
+	/* As h2o_send_inline(), which copies: HEAD gets the headers only. */
+	h2o_start_response(req, &generator);
+	if (h2o_memis(req->input.method.base, req->input.method.len,
+	    H2O_STRLIT("HEAD")))
+		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
+	else
+		h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+}
+
+/*
+ * A reply held until the store's group transaction ends (api_hold): the
+ * request pool links back to it, so a client gone meanwhile is noticed.
+ */
+struct api_held {
+	TAILQ_ENTRY(api_held)	 h_entry;
+	h2o_req_t		*h_req;		/* NULL once h2o disposed of it */
+	char			 h_id[API_MAX_ID + 1];
+	size_t			 h_stat;
+	int			 h_status;
+	const char		*h_ctype;	/* in the request pool */
+	h2o_iovec_t		 h_buf;		/* in, or linked to, the pool */
+	struct api_held		**h_link;	/* in the pool, back to us */
+};
+TAILQ_HEAD(api_helds, api_held);
+
+static struct {
+	int			 on;
+	struct api_helds	 list;
+} api_holding = { 0, TAILQ_HEAD_INITIALIZER(api_holding.list) };
+
+static void
+api_held_dispose(void *p)
+{
+	struct api_held	**slot = p;
+
+	if (*slot != NULL)
+		(*slot)->h_req = NULL;
+}
+
+/* Hold every reply from now until api_release() (see http.h). */
+void
+api_hold(void)
+{
+	api_holding.on = 1;
+}
+
+/*
+ * Send the held replies (ok), or instead of each a 500 saying its change
+ * was not stored (the transaction it joined failed).
+ */
+void
+api_release(int ok)
+{
+	struct api_held	*h;
+	json_t		*j;
+	char		*s;
+
+	api_holding.on = 0;
+	while ((h = TAILQ_FIRST(&api_holding.list)) != NULL) {
+		TAILQ_REMOVE(&api_holding.list, h, h_entry);
+		if (h->h_req == NULL) {
+			free(h);
+			continue;
+		}
+		*h->h_link = NULL;
+		if (!ok) {
+			j = json_pack("{s:{s:s,s:s}}", "error", "code",
+			    "internal", "message", "the change could not be "
+			    "stored (the database refused the commit)");
+			s = api_dump(j);
+			h->h_req->res.headers = (h2o_headers_t){ NULL, 0, 0 };
+			h->h_status = 500;
+			h->h_ctype = "application/json";
+			h->h_buf = h2o_strdup(&h->h_req->pool, s, SIZE_MAX);
+			free(s);
+		}
+		api_count(h->h_stat, h->h_status);
+		api_emit(h->h_req, h->h_id, h->h_status, h->h_ctype, h->h_buf);
+		free(h);
+	}
+}
+
 /*
  * Send the whole reply. The body is copied into the request pool, or with
  * owned it is a malloc()ed buffer (consumed) the pool frees once h2o is
- * done with it: a large export is not copied again.
+ * done with it: a large export is not copied again. While replies are
+ * held, it waits in the list.
  */
 static void
 api_send(struct api_req *ar, int status, const char *ctype, const void *body,
     size_t len, int owned)
 {
-	static h2o_generator_t	 generator = { NULL, NULL };
 	h2o_req_t		*req = ar->r_req;
-	h2o_iovec_t		 ct, buf;
+	h2o_iovec_t		 buf;
+	struct api_held		*h, **link;
 	void			**slot;
 
 	if (req == NULL || ar->r_replied) {
@@ -1370,21 +1472,9 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 		return;
 	}
 	ar->r_replied = 1;
-	api_count(ar->r_stat, status);
 	log_debug("api: %.*s %.*s -> %d (request %s)", (int)req->method.len,
 	    req->method.base, (int)(req->path.len > 256 ? 256 : req->path.len),
 	    req->path.base, status, ar->r_id);
-
-	ct = h2o_strdup(&req->pool, ctype, SIZE_MAX);
-	req->res.status = status;
-	req->res.reason = api_reason(status);
-	req->res.content_length = len;
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE,
-	    NULL, ct.base, ct.len);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
-	    NULL, H2O_STRLIT("no-store"));
-	h2o_add_header_by_str(&req->pool, &req->res.headers,
-	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
 	if (owned) {
 		slot = h2o_mem_alloc_shared(&req->pool, sizeof(*slot),
 		    api_free_slot_cb);
@@ -1392,13 +1482,23 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 		buf = h2o_iovec_init(body, len);
 	} else
 		buf = h2o_strdup(&req->pool, body, len);
-	/* As h2o_send_inline(), which copies: HEAD gets the headers only. */
-	h2o_start_response(req, &generator);
-	if (h2o_memis(req->input.method.base, req->input.method.len,
-	    H2O_STRLIT("HEAD")))
-		h2o_send(req, NULL, 0, H2O_SEND_STATE_FINAL);
-	else
-		h2o_send(req, &buf, 1, H2O_SEND_STATE_FINAL);
+	if (!api_holding.on) {
+		api_count(ar->r_stat, status);
+		api_emit(req, ar->r_id, status, ctype, buf);
+		return;
+	}
+	h = xcalloc(1, sizeof(*h));
+	h->h_req = req;
+	memcpy(h->h_id, ar->r_id, sizeof(h->h_id));
+	h->h_stat = ar->r_stat;
+	h->h_status = status;
+	h->h_ctype = h2o_strdup(&req->pool, ctype, SIZE_MAX).base;
+	h->h_buf = buf;
+	link = h2o_mem_alloc_shared(&req->pool, sizeof(*link),
+	    api_held_dispose);
+	*link = h;
+	h->h_link = link;
+	TAILQ_INSERT_TAIL(&api_holding.list, h, h_entry);
 }
 
 /* Is a synchronous reply still allowed? Logs why not. */

@@ -182,6 +182,14 @@ void	api_reply_take(struct api_req *, int status, const char *ctype,
 	    char *body, size_t len);
 
 /*
+ * Replies held back: from api_hold() until api_release(), every reply
+ * waits (the store's group transaction is not durable yet); then each is
+ * sent, or with ok == 0 becomes a 500 saying its change was not stored.
+ */
+void	api_hold(void);
+void	api_release(int ok);
+
+/*
  * Deferred replies, for a handler whose answer comes later (work on the
  * thread pool, a timer):
  *

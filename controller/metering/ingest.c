@@ -511,6 +511,17 @@ out:
 	free(fresh);
 }
 
+/* A group that failed took new meter_resources rows with it. */
+static void
+meter_group_cb(int ok, void *arg)
+{
+	if (ok)
+		return;
+	free(meter_known);
+	meter_known = NULL;
+	meter_known_cap = meter_known_n = 0;
+}
+
 /* After the loop has read every socket that was ready: commit. */
 static void
 meter_check_cb(uv_check_t *h)
@@ -766,6 +777,7 @@ metering_init(struct ctl *c, char **cause)
 		    sqlite3_errmsg(c->db));
 		return (-1);
 	}
+	store_group_watch(meter_group_cb, NULL);
 	uv_check_init(c->loop, &meter_check);
 	uv_timer_init(c->loop, &meter_timer);
 	uv_timer_start(&meter_timer, meter_timer_cb, (uint64_t)meter_rollup_ms,

@@ -579,7 +579,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 
 	if (r->r_to_id <= r->r_from_id)
 		return (0);
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_begin(db) == -1) {
 		xasprintf(cause, "BEGIN: %s", sqlite3_errmsg(db));
 		return (-1);
 	}
@@ -627,7 +627,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 		xasprintf(cause, "another rollup moved the mark");
 		goto out;
 	}
-	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (store_commit(db) == -1)
 		goto sqlerr;
 	ok = 1;
 	goto out;
@@ -637,8 +637,8 @@ out:
 	sqlite3_finalize(del);
 	sqlite3_finalize(ins);
 	sqlite3_finalize(mark);
-	if (!ok && !sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	if (!ok)
+		store_rollback(db);
 	return (ok ? 0 : -1);
 }
 

@@ -719,6 +719,7 @@ static void
 metrics_get(struct api_req *r)
 {
 	struct prom	 pr = { NULL, 0, 0 };
+	struct store_stats ss;
 	json_t		*counts, *v;
 	const char	*k;
 	char		*l;
@@ -789,6 +790,18 @@ metrics_get(struct api_req *r)
 	    "# TYPE opsn_meter_spool_dropped_total counter\n"
 	    "# TYPE opsn_meter_node_samples_ingested_total counter\n");
 	metering_foreach_node(prom_node_cb, &pr);
+	store_group_stats(&ss);
+	prom_add(&pr, "# HELP opsn_store_commits_total Group transactions "
+	    "committed (one fsync each).\n# TYPE opsn_store_commits_total "
+	    "counter\nopsn_store_commits_total %llu\n"
+	    "# HELP opsn_store_writes_total Writes (API calls, sample "
+	    "batches...) those transactions held.\n# TYPE "
+	    "opsn_store_writes_total counter\nopsn_store_writes_total %llu\n"
+	    "# TYPE opsn_store_failed_total counter\n"
+	    "opsn_store_failed_total %llu\n",
+	    (unsigned long long)ss.ss_commits,
+	    (unsigned long long)ss.ss_joined,
+	    (unsigned long long)ss.ss_failed);
 	prom_add(&pr, "# HELP opsn_api_requests_total API requests by route "
 	    "and status class.\n# TYPE opsn_api_requests_total counter\n");
 	api_foreach_stat(prom_api_cb, &pr);

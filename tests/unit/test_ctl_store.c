@@ -1,0 +1,183 @@
+/*
+ * The store's group commit and statement cache: writes of several
+ * callers in one loop iteration share one transaction, one caller's
+ * failure undoes its own work only, nothing is visible to another
+ * connection before the commit, and watchers learn how the group ended.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <uv.h>
+
+#include "opsn/log.h"
+#include "opsn/util.h"
+#include "core/core.h"
+
+static char	 tdir[] = "/tmp/opsn-store-XXXXXX";
+static char	*path;
+static sqlite3	*db;
+static uv_loop_t loop;
+static int	 ended, ended_ok;
+
+static void
+watch_cb(int ok, void *arg)
+{
+	ended++;
+	ended_ok = ok;
+}
+
+static int
+setup(void **state)
+{
+	char	*cause = NULL;
+
+	if (mkdtemp(tdir) == NULL)
+		return (-1);
+	xasprintf(&path, "%s/opsn.db", tdir);
+	if (store_open(path, &db, &cause) == -1) {
+		fprintf(stderr, "%s\n", cause);
+		return (-1);
+	}
+	uv_loop_init(&loop);
+	store_group_start(db, &loop);
+	store_group_watch(watch_cb, NULL);
+	return (0);
+}
+
+static int
+teardown(void **state)
+{
+	char	*cmd;
+
+	store_close(db);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	uv_loop_close(&loop);
+	xasprintf(&cmd, "rm -rf %s", tdir);
+	if (system(cmd) != 0)
+		return (-1);
+	free(cmd);
+	free(path);
+	return (0);
+}
+
+/* Rows of plans another connection sees (what is durable). */
+static int
+durable_plans(void)
+{
+	sqlite3		*r;
+	sqlite3_stmt	*st;
+	int		 n = -1;
+
+	assert_int_equal(sqlite3_open_v2(path, &r, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(r, "SELECT count(*) FROM plans",
+	    -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(r);
+	return (n);
+}
+
+static int
+insert_plan(const char *name)
+{
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	st = store_stmt(db, "INSERT INTO plans (name, vcpus, memory_mib, "
+	    "disk_bytes, created_at) VALUES (?, 1, 512, 1048576, 0)");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	store_done(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+static void
+callers_share_one_commit_and_a_failure_stays_its_own(void **state)
+{
+	struct store_stats	 s0, s1;
+
+	store_group_stats(&s0);
+	/* First caller: a plan. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("a"), 0);
+	assert_int_equal(store_commit(db), 0);
+	/* Second: a plan, then a clash; it rolls back its own work. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("b"), 0);
+	assert_int_equal(insert_plan("a"), -1);
+	store_rollback(db);
+	/* Third: a plan. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("c"), 0);
+	assert_int_equal(store_commit(db), 0);
+
+	/* Nothing is durable before the iteration's check phase. */
+	assert_true(store_group_open());
+	assert_int_equal(durable_plans(), 0);
+	assert_int_equal(ended, 0);
+
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_false(store_group_open());
+	assert_int_equal(ended, 1);
+	assert_int_equal(ended_ok, 1);
+	assert_int_equal(durable_plans(), 2);
+	store_group_stats(&s1);
+	assert_int_equal(s1.ss_commits - s0.ss_commits, 1);
+	assert_int_equal(s1.ss_joined - s0.ss_joined, 2);
+}
+
+static void
+a_stray_rollback_leaves_the_group_alone(void **state)
+{
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("d"), 0);
+	assert_int_equal(store_commit(db), 0);
+	/* A caller's error path rolling back after its own commit. */
+	store_rollback(db);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(durable_plans(), 3);
+}
+
+static void
+cached_statements_are_reused_but_never_shared_while_busy(void **state)
+{
+	sqlite3_stmt	*a, *b, *c;
+
+	a = store_stmt(db, "SELECT name FROM plans ORDER BY name");
+	assert_int_equal(sqlite3_step(a), SQLITE_ROW);
+	/* The same SQL inside its own loop: a fresh statement. */
+	b = store_stmt(db, "SELECT name FROM plans ORDER BY name");
+	assert_ptr_not_equal(a, b);
+	assert_int_equal(sqlite3_step(b), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(a, 0), "a");
+	store_done(b);
+	store_done(a);
+	/* Done with: the cached one comes back, reset. */
+	c = store_stmt(db, "SELECT name FROM plans ORDER BY name");
+	assert_ptr_equal(a, c);
+	assert_int_equal(sqlite3_step(c), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(c, 0), "a");
+	store_done(c);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(callers_share_one_commit_and_a_failure_stays_its_own),
+		cmocka_unit_test(a_stray_rollback_leaves_the_group_alone),
+		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
+	};
+
+	log_init("test", LOG_LEVEL_WARN, NULL);
+	return (cmocka_run_group_tests_name("store", tests, setup, teardown));
+}
