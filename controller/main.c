@@ -83,6 +83,10 @@ static const struct cfg_option ctl_opts[] = {
 	{ "metering", "raw_retention", CFG_DURATION, C(meter_raw_retention_ms),
 	  "35d", 3600000, 3650LL * 86400000, NULL, 0, NULL,
 	  "how long raw samples are kept once rolled up" },
+	{ "metering", "hourly_retention", CFG_DURATION,
+	  C(meter_hourly_retention_ms), "0", 0, 36500LL * 86400000, NULL, 0,
+	  NULL, "how long VMs' hourly usage is kept (0: for ever); monthly "
+	  "totals and mailboxes' and sites' days are always kept" },
 	{ "metering", "rollup_interval", CFG_DURATION, C(meter_rollup_ms),
 	  "60s", 100, 3600000, NULL, 0, NULL,
 	  "how often hourly usage is brought up to date" },
@@ -272,6 +276,12 @@ main(int argc, char **argv)
 	umask(027);
 	if (util_mkdirs(c.conf.data_dir, 0750, &cause) == -1)
 		fatalx("data folder: %s", cause);
+	/*
+	 * Before any thread: the calendar reads the zone with TZ set. Before
+	 * the store too: migrations and the usage rollups use its days.
+	 */
+	if (calendar_init(c.conf.tz, &cause) == -1)
+		fatalx("[operator] tz: %s", cause);
 	xasprintf(&dbpath, "%s/opsn.db", c.conf.data_dir);
 	if (store_open(dbpath, &c.db, &cause) == -1)
 		fatalx("store: %s", cause);
@@ -279,9 +289,6 @@ main(int argc, char **argv)
 	if (ca_init(&c, &cause) == -1)
 		fatalx("ca: %s", cause);
 	ctl_proto_range(&c);
-	/* Before any thread: the calendar reads the zone with TZ set. */
-	if (calendar_init(c.conf.tz, &cause) == -1)
-		fatalx("[operator] tz: %s", cause);
 
 	c.loop = uv_default_loop();
 	c.modules = ctl_modules;

@@ -28,6 +28,7 @@ struct ctl_conf {
 	char	*tz;			/* [operator] tz: the calendar's zone */
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
+	int64_t	 meter_hourly_retention_ms;	/* 0: kept */
 	int64_t	 mail_retention_ms;	/* deleted mailboxes kept; 0: purge */
 	char	*console_dir;		/* the web console's files; "" = found */
 	int64_t	 console_idle_ms;	/* a session ends after this idle */

@@ -42,6 +42,54 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 	return (rv);
 }
 
+static void
+store_sql_day(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	sqlite3_result_int64(ctx, calendar_day(sqlite3_value_int64(argv[0])));
+}
+
+static void
+store_sql_month(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	sqlite3_result_int64(ctx, calendar_month(sqlite3_value_int64(
+	    argv[0])));
+}
+
+static void
+store_sql_tz(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	sqlite3_result_text(ctx, calendar_tz(), -1, SQLITE_STATIC);
+}
+
+/*
+ * The operator's calendar in SQL, on every connection the store opens
+ * (migrations use it): opsn_day(t) and opsn_month(t) are the local
+ * midnights (UTC seconds) starting the day and the month holding t;
+ * opsn_tz() names the zone.
+ */
+static int
+store_sql_functions(sqlite3 *db)
+{
+	static const struct {
+		const char	*name;
+		int		 nargs;
+		void		(*fn)(sqlite3_context *, int,
+				    sqlite3_value **);
+	} fns[] = {
+		{ "opsn_day", 1, store_sql_day },
+		{ "opsn_month", 1, store_sql_month },
+		{ "opsn_tz", 0, store_sql_tz },
+	};
+	size_t	 i;
+
+	for (i = 0; i < nitems(fns); i++)
+		if (sqlite3_create_function(db, fns[i].name, fns[i].nargs,
+		    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, fns[i].fn, NULL,
+		    NULL) != SQLITE_OK)
+			return (-1);
+	return (0);
+}
+
 static int
 store_migrate(sqlite3 *db, char **cause)
 {
@@ -100,6 +148,12 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 		return (-1);
 	}
 	sqlite3_busy_timeout(db, 5000);
+	if (store_sql_functions(db) == -1) {
+		xasprintf(cause, "%s: SQL functions: %s", path,
+		    sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return (-1);
+	}
 	if (sqlite3_exec(db, "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = FULL;"
 	    "PRAGMA foreign_keys = ON;", NULL, NULL, &err) != SQLITE_OK) {
@@ -150,6 +204,12 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 		return (-1);
 	}
 	sqlite3_busy_timeout(db, 5000);
+	if (store_sql_functions(db) == -1) {
+		xasprintf(cause, "%s: SQL functions: %s", path,
+		    sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return (-1);
+	}
 	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st,
 	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
 	    (mode = (const char *)sqlite3_column_text(st, 0)) != NULL)

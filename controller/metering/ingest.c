@@ -27,7 +27,12 @@
 #include "metering.pb-c.h"
 
 #define METER_BATCH_MAX		100000	/* samples in one MSG_SAMPLES */
-#define METER_ROUND_MAX		500000	/* samples read by one rollup round */
+/*
+ * Samples one rollup round reads: its writes run on the loop, which
+ * answers nothing meanwhile, so a round is kept short and rounds follow
+ * each other while there is more.
+ */
+#define METER_ROUND_MAX		5000
 #define METER_RETAIN_STEP	20000	/* sample ids one retention step spans */
 #define METER_ROLLUP_MS		60000
 #define METER_RETENTION_MS	(35 * 86400 * 1000LL)
@@ -67,6 +72,7 @@ static int			 meter_round_busy;
 static char			*meter_dbpath;
 static int64_t			 meter_rollup_ms = METER_ROLLUP_MS;
 static int64_t			 meter_retention_ms = METER_RETENTION_MS;
+static int64_t			 meter_hourly_ms;	/* 0: kept */
 
 /* Counters for /metrics (metering_api.c reads them). */
 struct meter_stats	 meter_stats;
@@ -615,6 +621,117 @@ meter_round_work_cb(uv_work_t *req)
 	w->w_ms = util_mono_ms() - t0;
 }
 
+/*
+ * One step of hourly retention: a day of usage_hourly rows older than
+ * hourly_retention. Their monthly totals stay (the triggers stand aside
+ * while meter_state.quiet is set), and those hours, like the ones raw
+ * retention froze, are never recomputed.
+ */
+static void
+meter_retain_hours(void)
+{
+	sqlite3_stmt	*st;
+	int64_t		 oldest = -1, cutoff, end;
+	int		 deleted;
+
+	if (meter_hourly_ms <= 0)
+		return;
+	cutoff = ((int64_t)util_now() * 1000 - meter_hourly_ms) / 1000;
+	st = store_stmt(mc->db, "SELECT min(hour) FROM usage_hourly");
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    sqlite3_column_type(st, 0) != SQLITE_NULL)
+		oldest = sqlite3_column_int64(st, 0);
+	store_done(st);
+	if (oldest < 0 || oldest >= cutoff || store_begin(mc->db) == -1)
+		return;
+	end = oldest + 86400 < cutoff ? oldest + 86400 : cutoff;
+	st = store_stmt(mc->db, "UPDATE meter_state SET quiet = ?1, "
+	    "frozen_ms = max(frozen_ms, ?2)");
+	sqlite3_bind_int(st, 1, 1);
+	sqlite3_bind_int64(st, 2, end * 1000);
+	sqlite3_step(st);
+	store_done(st);
+	st = store_stmt(mc->db, "DELETE FROM usage_hourly WHERE hour >= ? AND "
+	    "hour < ?");
+	sqlite3_bind_int64(st, 1, oldest);
+	sqlite3_bind_int64(st, 2, end);
+	sqlite3_step(st);
+	store_done(st);
+	deleted = sqlite3_changes(mc->db);
+	st = store_stmt(mc->db, "UPDATE meter_state SET quiet = 0");
+	sqlite3_step(st);
+	store_done(st);
+	if (store_commit(mc->db) == 0)
+		log_info("metering: deleted %d hourly rows older than %lld "
+		    "days (their monthly totals stay)", deleted,
+		    (long long)(meter_hourly_ms / 86400000));
+}
+
+/*
+ * The operator's calendar, as usage_calendar lists it for the triggers,
+ * must be the one the controller runs with: after [operator] tz changed,
+ * the days are listed again, each daily row moves to the month of its
+ * day (daily rows keep the days they were counted in), and the monthly
+ * totals are summed again.
+ */
+static int
+meter_calendar_sync(char **cause)
+{
+	sqlite3_stmt	*st;
+	char		 tz[80] = "";
+	int64_t		 day, first, last;
+
+	st = store_stmt(mc->db, "SELECT calendar_tz FROM meter_state");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		strlcpy(tz, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(tz));
+	store_done(st);
+	if (strcmp(tz, calendar_tz()) == 0)
+		return (0);
+	log_notice("metering: the calendar was %s, it is now %s: listing its "
+	    "days and summing the monthly totals again", tz, calendar_tz());
+	if (store_begin(mc->db) == -1 || store_exec(mc->db, "DELETE FROM "
+	    "usage_calendar", cause) == -1)
+		goto fail;
+	st = store_stmt(mc->db, "INSERT INTO usage_calendar (day, month) "
+	    "VALUES (?, ?)");
+	first = calendar_midnight(2000, 1, 1);
+	last = calendar_midnight(2200, 1, 1);
+	for (day = first; day < last; day = calendar_day(day + 129600)) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, day);
+		sqlite3_bind_int64(st, 2, calendar_month(day));
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			xasprintf(cause, "usage_calendar: %s",
+			    sqlite3_errmsg(mc->db));
+			store_done(st);
+			goto fail;
+		}
+	}
+	store_done(st);
+	if (store_exec(mc->db, "UPDATE usage_daily SET month = "
+	    "opsn_month(day) WHERE month != opsn_month(day);"
+	    "DELETE FROM usage_monthly;"
+	    "INSERT INTO usage_monthly (month, tenant_id, kind, metric, "
+	    "quantity, changed) SELECT month, tenant, kind, metric, sum(q), "
+	    "(SELECT change_seq FROM meter_state) FROM (SELECT "
+	    "opsn_month(hour) AS month, coalesce(tenant_id, 0) AS tenant, "
+	    "kind, metric, quantity AS q FROM usage_hourly UNION ALL SELECT "
+	    "month, coalesce(tenant_id, 0), kind, metric, quantity FROM "
+	    "usage_daily) GROUP BY month, tenant, kind, metric;"
+	    "UPDATE meter_state SET calendar_tz = opsn_tz()", cause) == -1)
+		goto fail;
+	if (store_commit(mc->db) == -1) {
+		xasprintf(cause, "committing the calendar: %s",
+		    sqlite3_errmsg(mc->db));
+		return (-1);
+	}
+	return (0);
+fail:
+	store_rollback(mc->db);
+	return (-1);
+}
+
 /* One retention step: raw samples older than the retention, rolled up. */
 static void
 meter_retain(void)
@@ -669,6 +786,7 @@ meter_retain(void)
 		    "days", deleted, (long long)(meter_retention_ms /
 		    86400000));
 	}
+	meter_retain_hours();
 }
 
 static void
@@ -772,11 +890,18 @@ metering_init(struct ctl *c, char **cause)
 	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",
 	    meter_retention_ms);
 #endif
-	if (metering_sql_functions(c->db) == -1) {
-		xasprintf(cause, "registering SQL functions: %s",
-		    sqlite3_errmsg(c->db));
-		return (-1);
+	meter_hourly_ms = c->conf.meter_hourly_retention_ms;
+	/* Hours are recomputed from raw samples: keep them longer. */
+	if (meter_hourly_ms > 0 && meter_hourly_ms < meter_retention_ms +
+	    METER_FROZEN_MARGIN_MS) {
+		log_warnx("metering: hourly_retention is shorter than "
+		    "raw_retention and a day: hourly rows kept %lld days",
+		    (long long)((meter_retention_ms + METER_FROZEN_MARGIN_MS) /
+		    86400000));
+		meter_hourly_ms = meter_retention_ms + METER_FROZEN_MARGIN_MS;
 	}
+	if (meter_calendar_sync(cause) == -1)
+		return (-1);
 	store_group_watch(meter_group_cb, NULL);
 	uv_check_init(c->loop, &meter_check);
 	uv_timer_init(c->loop, &meter_timer);
@@ -785,8 +910,10 @@ metering_init(struct ctl *c, char **cause)
 	/* Neither handle keeps the loop alive at shutdown. */
 	uv_unref((uv_handle_t *)&meter_check);
 	uv_unref((uv_handle_t *)&meter_timer);
-	log_info("metering: rollups every %lld ms, raw samples kept %lld days",
-	    (long long)meter_rollup_ms, (long long)(meter_retention_ms /
-	    86400000));
+	log_info("metering: rollups every %lld ms, raw samples kept %lld days, "
+	    "hourly rows %s%lld%s", (long long)meter_rollup_ms,
+	    (long long)(meter_retention_ms / 86400000), meter_hourly_ms ? "" :
+	    "for ever", (long long)(meter_hourly_ms / 86400000),
+	    meter_hourly_ms ? " days" : "");
 	return (0);
 }

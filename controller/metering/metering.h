@@ -19,6 +19,12 @@
 #define METER_MIB		(1024 * 1024LL)
 #define METER_BOOT_MAX		64
 #define METER_RESOURCE_MAX	255
+/*
+ * Hours within a day after the frozen mark (meter_state.frozen_ms: raw
+ * samples before it may be gone) are not recomputed either: a sample
+ * retention dropped could still have counted in them.
+ */
+#define METER_FROZEN_MARGIN_MS	(86400 * 1000LL)
 
 /* libvirt's VIR_DOMAIN_RUNNING: vCPU and memory are billed in it only. */
 #define METER_STATE_RUNNING	1
@@ -95,11 +101,6 @@ extern struct meter_stats	meter_stats;
 void	 metering_foreach_node(void (*cb)(int64_t id, uint64_t spool_samples,
 	    uint64_t spool_bytes, int64_t oldest_ms, uint64_t dropped,
 	    uint64_t ingested, int connected, void *), void *);
-/*
- * Register opsn_local_period(t, month) on a connection (for group=day):
- * the operator's calendar (core/calendar.c).
- */
-int	 metering_sql_functions(sqlite3 *);
 
 /* metering_rollup.c: one round over the samples not rolled up yet. */
 struct meter_round;

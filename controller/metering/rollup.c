@@ -1,5 +1,6 @@
 /*
- * Hourly rollups: raw samples -> usage_hourly.
+ * Usage rollups: raw samples -> usage_hourly (VMs), usage_daily (mailboxes
+ * and sites), and through triggers usage_monthly.
  *
  * The rules (docs/metering.md says the same for finance):
  *  - Allocated metrics (gauges) integrate between consecutive samples of a
@@ -15,6 +16,11 @@
  *  - A round recomputes every hour that the samples it has not seen yet
  *    can change, from the raw samples only, so a late sample lands where
  *    its timestamp says and a recomputation always gives the same numbers.
+ *  - VMs keep those hours (usage_hourly). Mailboxes and sites keep days
+ *    (usage_daily): a round adds to each day what its new samples changed
+ *    in that day's hours. A round adds what it changed to the monthly
+ *    totals per member (usage_monthly) too; any other writer's changes
+ *    reach them through triggers (migration 010).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -252,10 +258,18 @@ metering_rollup_compute(const char *kind, const struct meter_sample *s,
 
 /* ---- a round: read and compute on a read connection ------------------ */
 
+/*
+ * What a round found for one resource. VMs: the hours h0..h1 recomputed
+ * (rr_rows, hour starts), which replace what usage_hourly holds there.
+ * Mailboxes and sites (rr_daily): what the new samples changed, per
+ * local day (rr_rows, day starts): each day's quantity moves by that
+ * much, so a day is never recomputed from samples retention dropped.
+ */
 struct round_res {
 	char		*rr_kind;
 	char		*rr_resource;
 	int64_t		 rr_tenant;	/* 0: NULL */
+	int		 rr_daily;
 	int64_t		 rr_h0, rr_h1;
 	struct meter_row *rr_rows;
 	size_t		 rr_nrows;
@@ -349,6 +363,11 @@ round_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char **cause)
 	return (0);
 }
 
+/*
+ * Every query but the first sees only samples up to an id (?6): the
+ * round's end for what the usage is now, its start for what the earlier
+ * rounds counted.
+ */
 enum {
 	Q_GROUPS, Q_PREV, Q_NEXT, Q_RANGE, Q_LINEAGE, Q_TENANT, Q_N
 };
@@ -356,25 +375,28 @@ static const char *const round_sql[Q_N] = {
 	"SELECT kind, resource, min(ts_ms), max(ts_ms) FROM samples WHERE "
 	    "id > ?1 AND id <= ?2 GROUP BY kind, resource",
 	"SELECT " SAMPLE_COLS " FROM samples WHERE kind = ?1 AND resource = ?2 "
-	    "AND ts_ms < ?3 ORDER BY ts_ms DESC, id DESC LIMIT 1",
+	    "AND ts_ms < ?3 AND id <= ?6 ORDER BY ts_ms DESC, id DESC LIMIT 1",
 	"SELECT " SAMPLE_COLS " FROM samples WHERE kind = ?1 AND resource = ?2 "
-	    "AND ts_ms >= ?3 ORDER BY ts_ms, id LIMIT 1",
+	    "AND ts_ms >= ?3 AND id <= ?6 ORDER BY ts_ms, id LIMIT 1",
 	"SELECT " SAMPLE_COLS " FROM samples WHERE kind = ?1 AND resource = ?2 "
-	    "AND ts_ms >= ?3 AND ts_ms < ?4 ORDER BY ts_ms, id",
+	    "AND ts_ms >= ?3 AND ts_ms < ?4 AND id <= ?6 ORDER BY ts_ms, id",
 	"SELECT " SAMPLE_COLS " FROM samples WHERE kind = ?1 AND resource = ?2 "
-	    "AND ts_ms < ?3 AND node_id = ?4 AND boot = ?5 ORDER BY ts_ms DESC, "
-	    "id DESC LIMIT 1",
+	    "AND ts_ms < ?3 AND node_id = ?4 AND boot = ?5 AND id <= ?6 ORDER "
+	    "BY ts_ms DESC, id DESC LIMIT 1",
 	"SELECT tenant_id FROM meter_resources WHERE kind = ?1 AND "
 	    "resource = ?2",
 };
 
 static void
-round_bind_res(sqlite3_stmt *st, const char *kind, const char *res)
+round_bind_res(sqlite3_stmt *st, const char *kind, const char *res,
+    int64_t upto)
 {
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(st) >= 6)
+		sqlite3_bind_int64(st, 6, upto);
 }
 
 /* One sample or none from a LIMIT 1 query; 1 found, 0 none, -1 error. */
@@ -390,55 +412,74 @@ round_one(sqlite3_stmt *st, struct meter_sample *m)
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
-/* Recompute one resource whose new samples span [tmin, tmax] ms. */
+/*
+ * The hours [lo, hi] that samples of a resource spanning [tmin, tmax] ms
+ * can change, among the samples up to id upto: from the hour of the
+ * sample before them to the hour of the one after. Hours before frozen
+ * are left out. 1 with the window, 0 if it is all frozen, -1 on error.
+ */
 static int
-round_resource(sqlite3 *db, sqlite3_stmt **q, const char *kind,
-    const char *res, int64_t tmin, int64_t tmax, int64_t frozen_ms,
-    struct round_res *out)
+round_window(sqlite3_stmt **q, const char *kind, const char *res,
+    int64_t tmin, int64_t tmax, int64_t upto, int64_t frozen_ms,
+    int64_t *lop, int64_t *hip)
 {
-	struct sample_vec	 v = { NULL, 0, 0 };
 	struct meter_sample	 m;
 	int64_t			 lo = hour_of(tmin), hi = hour_of(tmax);
 	int64_t			 frozen_h;
-	size_t			 i, j, nwin;
 	int			 rc;
 
-	memset(out, 0, sizeof(*out));
-	/* Hours a change of these samples can reach: neighbours included. */
-	round_bind_res(q[Q_PREV], kind, res);
+	round_bind_res(q[Q_PREV], kind, res, upto);
 	sqlite3_bind_int64(q[Q_PREV], 3, lo * 1000);
 	if ((rc = round_one(q[Q_PREV], &m)) == -1)
 		return (-1);
 	if (rc == 1)
 		lo = hour_of(m.ms_ts);
-	round_bind_res(q[Q_NEXT], kind, res);
+	round_bind_res(q[Q_NEXT], kind, res, upto);
 	sqlite3_bind_int64(q[Q_NEXT], 3, (hi + METER_HOUR) * 1000);
 	if ((rc = round_one(q[Q_NEXT], &m)) == -1)
 		return (-1);
 	if (rc == 1)
 		hi = hour_of(m.ms_ts);
 	if (frozen_ms > 0) {
-		frozen_h = hour_of(frozen_ms + METER_HOUR_MS - 1);
+		frozen_h = hour_of(frozen_ms + METER_FROZEN_MARGIN_MS +
+		    METER_HOUR_MS - 1);
 		if (lo < frozen_h)
 			lo = frozen_h;
 	}
-	if (lo > hi)
-		return (0);		/* only frozen hours: nothing to do */
+	*lop = lo;
+	*hip = hi;
+	return (lo <= hi);
+}
 
-	/* The window, then its neighbours and each boot's last before it. */
-	round_bind_res(q[Q_RANGE], kind, res);
+/*
+ * The hours lo..hi of a resource computed from its samples up to id
+ * upto: the window, its neighbours and each boot's last sample before it.
+ * 0 with *rows (the caller frees), 1 for a kind that is not rolled up,
+ * -1 on error.
+ */
+static int
+round_hours(sqlite3_stmt **q, const char *kind, const char *res,
+    int64_t lo, int64_t hi, int64_t upto, struct meter_row **rows,
+    size_t *nrows)
+{
+	struct sample_vec	 v = { NULL, 0, 0 };
+	struct meter_sample	 m;
+	size_t			 i, j, nwin;
+	int			 rc;
+
+	round_bind_res(q[Q_RANGE], kind, res, upto);
 	sqlite3_bind_int64(q[Q_RANGE], 3, lo * 1000);
 	sqlite3_bind_int64(q[Q_RANGE], 4, (hi + METER_HOUR) * 1000);
 	if (round_collect(q[Q_RANGE], &v) == -1)
 		goto fail;
 	nwin = v.n;
-	round_bind_res(q[Q_PREV], kind, res);
+	round_bind_res(q[Q_PREV], kind, res, upto);
 	sqlite3_bind_int64(q[Q_PREV], 3, lo * 1000);
 	if ((rc = round_one(q[Q_PREV], &m)) == -1)
 		goto fail;
 	if (rc == 1)
 		*vec_push(&v) = m;
-	round_bind_res(q[Q_NEXT], kind, res);
+	round_bind_res(q[Q_NEXT], kind, res, upto);
 	sqlite3_bind_int64(q[Q_NEXT], 3, (hi + METER_HOUR) * 1000);
 	if ((rc = round_one(q[Q_NEXT], &m)) == -1)
 		goto fail;
@@ -452,7 +493,7 @@ round_resource(sqlite3 *db, sqlite3_stmt **q, const char *kind,
 				break;
 		if (j < i)
 			continue;
-		round_bind_res(q[Q_LINEAGE], kind, res);
+		round_bind_res(q[Q_LINEAGE], kind, res, upto);
 		sqlite3_bind_int64(q[Q_LINEAGE], 3, lo * 1000);
 		sqlite3_bind_int64(q[Q_LINEAGE], 4, v.v[i].ms_node);
 		sqlite3_bind_text(q[Q_LINEAGE], 5, v.v[i].ms_boot, -1,
@@ -470,25 +511,103 @@ round_resource(sqlite3 *db, sqlite3_stmt **q, const char *kind,
 		v.v[j++] = v.v[i];
 	}
 	v.n = j;
+	rc = metering_rollup_compute(kind, v.v, v.n, lo, hi, rows, nrows) ==
+	    -1 ? 1 : 0;
+	free(v.v);
+	return (rc);
+fail:
+	free(v.v);
+	return (-1);
+}
 
-	round_bind_res(q[Q_TENANT], kind, res);
+/* Add q to the (day, metric) row of rows, or append one. */
+static void
+round_day_add(struct meter_row **rows, size_t *n, int64_t day,
+    const char *metric, int64_t q)
+{
+	size_t	 i;
+
+	for (i = 0; i < *n; i++)
+		if ((*rows)[i].mr_hour == day && (*rows)[i].mr_metric == metric)
+			break;
+	if (i == *n) {
+		*rows = xrealloc(*rows, (*n + 1) * sizeof(**rows));
+		(*rows)[i].mr_hour = day;
+		(*rows)[i].mr_metric = metric;
+		(*rows)[i].mr_quantity = 0;
+		(*n)++;
+	}
+	(*rows)[i].mr_quantity += q;
+}
+
+/*
+ * What the samples (from, to] change in the days of a mailbox or site:
+ * the hours of the window computed with them, minus the same hours as
+ * the earlier rounds computed them (samples up to from), summed per local
+ * day. Exact: a gauge's hours outside the window do not move.
+ */
+static int
+round_days(sqlite3_stmt **q, const char *kind, const char *res,
+    int64_t lo, int64_t hi, int64_t from, int64_t to, struct meter_row **out,
+    size_t *nout)
+{
+	struct meter_row	*now = NULL, *was = NULL, *rows = NULL;
+	size_t			 nnow = 0, nwas = 0, n = 0, i, k;
+	int			 rc;
+
+	if ((rc = round_hours(q, kind, res, lo, hi, to, &now, &nnow)) != 0 ||
+	    (rc = round_hours(q, kind, res, lo, hi, from, &was, &nwas)) != 0) {
+		free(now);
+		return (rc);
+	}
+	for (i = 0; i < nnow; i++)
+		round_day_add(&rows, &n, calendar_day(now[i].mr_hour),
+		    now[i].mr_metric, now[i].mr_quantity);
+	for (i = 0; i < nwas; i++)
+		round_day_add(&rows, &n, calendar_day(was[i].mr_hour),
+		    was[i].mr_metric, -was[i].mr_quantity);
+	for (i = k = 0; i < n; i++)
+		if (rows[i].mr_quantity != 0)
+			rows[k++] = rows[i];
+	free(now);
+	free(was);
+	*out = rows;
+	*nout = k;
+	return (0);
+}
+
+/* Recompute one resource whose new samples span [tmin, tmax] ms. */
+static int
+round_resource(sqlite3_stmt **q, const char *kind, const char *res,
+    int64_t tmin, int64_t tmax, int64_t frozen_ms, int64_t from, int64_t to,
+    struct round_res *out)
+{
+	int64_t		 lo, hi;
+	int		 rc;
+
+	memset(out, 0, sizeof(*out));
+	if (metering_metrics(kind) == NULL)
+		return (0);		/* an unknown kind: stored, not rolled */
+	if ((rc = round_window(q, kind, res, tmin, tmax, to, frozen_ms, &lo,
+	    &hi)) <= 0)
+		return (rc);		/* only frozen hours: nothing to do */
+	out->rr_daily = strcmp(kind, "vm") != 0;
+	if (out->rr_daily)
+		rc = round_days(q, kind, res, lo, hi, from, to, &out->rr_rows,
+		    &out->rr_nrows);
+	else
+		rc = round_hours(q, kind, res, lo, hi, to, &out->rr_rows,
+		    &out->rr_nrows);
+	if (rc != 0)
+		return (rc == 1 ? 0 : -1);
+	round_bind_res(q[Q_TENANT], kind, res, to);
 	if (sqlite3_step(q[Q_TENANT]) == SQLITE_ROW)
 		out->rr_tenant = sqlite3_column_int64(q[Q_TENANT], 0);
-	if (metering_rollup_compute(kind, v.v, v.n, lo, hi, &out->rr_rows,
-	    &out->rr_nrows) == -1) {
-		/* An unknown kind: stored, never rolled up. */
-		free(v.v);
-		return (0);
-	}
 	out->rr_kind = xstrdup(kind);
 	out->rr_resource = xstrdup(res);
 	out->rr_h0 = lo;
 	out->rr_h1 = hi;
-	free(v.v);
 	return (0);
-fail:
-	free(v.v);
-	return (-1);
 }
 
 /* Read the samples not rolled up yet (at most max) and compute. */
@@ -541,9 +660,10 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 			cap = cap ? cap * 2 : 64;
 			r->r_res = xrealloc(r->r_res, cap * sizeof(*r->r_res));
 		}
-		if (round_resource(db, q, kind, res, sqlite3_column_int64(
+		if (round_resource(q, kind, res, sqlite3_column_int64(
 		    q[Q_GROUPS], 2), sqlite3_column_int64(q[Q_GROUPS], 3),
-		    frozen, &r->r_res[r->r_nres]) == -1) {
+		    frozen, r->r_from_id, r->r_to_id,
+		    &r->r_res[r->r_nres]) == -1) {
 			xasprintf(cause, "rollup of %s %s: %s", kind, res,
 			    sqlite3_errmsg(db));
 			goto fail;
@@ -569,13 +689,294 @@ fail:
 	return (NULL);
 }
 
-/* Replace the computed hours and move the mark, in one transaction. */
+/* ---- a round: write on the loop's connection ------------------------- */
+
+enum {
+	W_HOURS, W_HOUR_SET, W_HOUR_ADD, W_HOUR_DEL, W_DAY_ADD, W_MONTH_ADD,
+	W_QUIET, W_MARK, W_N
+};
+static const char *const round_wsql[W_N] = {
+	"SELECT hour, metric, quantity, tenant_id FROM usage_hourly WHERE "
+	    "kind = ?1 AND resource = ?2 AND hour >= ?3 AND hour <= ?4",
+	"UPDATE usage_hourly SET quantity = ?5, tenant_id = ?6 WHERE hour = ?1 "
+	    "AND kind = ?2 AND resource = ?3 AND metric = ?4",
+	"INSERT INTO usage_hourly (hour, kind, resource, metric, quantity, "
+	    "tenant_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	"DELETE FROM usage_hourly WHERE hour = ?1 AND kind = ?2 AND "
+	    "resource = ?3 AND metric = ?4",
+	"INSERT INTO usage_daily (day, kind, resource, metric, tenant_id, "
+	    "month, quantity) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT "
+	    "(day, kind, resource, metric) DO UPDATE SET quantity = quantity + "
+	    "excluded.quantity",
+	"INSERT INTO usage_monthly (month, tenant_id, kind, metric, quantity, "
+	    "changed) VALUES (?1, ?2, ?3, ?4, ?5, (SELECT change_seq FROM "
+	    "meter_state)) ON CONFLICT (month, tenant_id, kind, metric) DO "
+	    "UPDATE SET quantity = quantity + excluded.quantity, changed = "
+	    "excluded.changed",
+	"UPDATE meter_state SET quiet = ?1, change_seq = change_seq + ?1",
+	"UPDATE meter_state SET rolled_id = ?2 WHERE rolled_id = ?1",
+};
+
+/*
+ * What a round's writes change in the monthly totals, added up per
+ * member, month, resource class and metric: written once per round
+ * (the triggers stand aside while meter_state.quiet is set).
+ */
+struct month_delta {
+	int64_t		 md_tenant, md_month;
+	const char	*md_kind;	/* the round's string */
+	char		 md_metric[32];
+	int64_t		 md_q;
+};
+
+struct month_acc {
+	struct month_delta	*ma_v;
+	size_t			 ma_n, ma_cap;	/* ma_cap: a power of 2 */
+};
+
+static uint64_t
+month_hash(int64_t tenant, int64_t month, const char *kind,
+    const char *metric)
+{
+	uint64_t	 h = (uint64_t)tenant * 1000003 ^ (uint64_t)month;
+
+	for (; *kind != '\0'; kind++)
+		h = (h ^ (unsigned char)*kind) * 1099511628211ULL;
+	for (; *metric != '\0'; metric++)
+		h = (h ^ (unsigned char)*metric) * 1099511628211ULL;
+	return (h);
+}
+
+static struct month_delta *
+month_slot(struct month_acc *a, int64_t tenant, int64_t month,
+    const char *kind, const char *metric)
+{
+	struct month_delta	*d;
+	size_t			 i;
+
+	for (i = month_hash(tenant, month, kind, metric) & (a->ma_cap - 1);;
+	    i = (i + 1) & (a->ma_cap - 1)) {
+		d = &a->ma_v[i];
+		if (d->md_kind == NULL || (d->md_tenant == tenant &&
+		    d->md_month == month && strcmp(d->md_kind, kind) == 0 &&
+		    strcmp(d->md_metric, metric) == 0))
+			return (d);
+	}
+}
+
+/* Add q to the total of (tenant, month of t, kind, metric). */
+static void
+month_add(struct month_acc *a, int64_t tenant, int64_t t, const char *kind,
+    const char *metric, int64_t q)
+{
+	struct month_delta	*d, *old;
+	size_t			 i, oldcap;
+	int64_t			 month = calendar_month(t);
+
+	if (q == 0)
+		return;
+	if (2 * (a->ma_n + 1) > a->ma_cap) {
+		old = a->ma_v;
+		oldcap = a->ma_cap;
+		a->ma_cap = oldcap ? oldcap * 2 : 1024;
+		a->ma_v = xcalloc(a->ma_cap, sizeof(*a->ma_v));
+		for (i = 0; i < oldcap; i++)
+			if (old[i].md_kind != NULL)
+				*month_slot(a, old[i].md_tenant,
+				    old[i].md_month, old[i].md_kind,
+				    old[i].md_metric) = old[i];
+		free(old);
+	}
+	d = month_slot(a, tenant, month, kind, metric);
+	if (d->md_kind == NULL) {
+		d->md_tenant = tenant;
+		d->md_month = month;
+		d->md_kind = kind;
+		strlcpy(d->md_metric, metric, sizeof(d->md_metric));
+		a->ma_n++;
+	}
+	d->md_q += q;
+}
+
+/* Write the round's changes to the monthly totals. */
+static int
+month_write(sqlite3_stmt *st, const struct month_acc *a)
+{
+	const struct month_delta	*d;
+	size_t				 i;
+
+	for (i = 0; i < a->ma_cap; i++) {
+		d = &a->ma_v[i];
+		if (d->md_kind == NULL || d->md_q == 0)
+			continue;
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, d->md_month);
+		sqlite3_bind_int64(st, 2, d->md_tenant);
+		sqlite3_bind_text(st, 3, d->md_kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, d->md_metric, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 5, d->md_q);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			return (-1);
+	}
+	return (0);
+}
+
+static void
+round_bind_tenant(sqlite3_stmt *st, int i, int64_t tenant)
+{
+	if (tenant > 0)
+		sqlite3_bind_int64(st, i, tenant);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* Bind (hour, kind, resource, metric) of a usage_hourly row. */
+static void
+round_bind_hour(sqlite3_stmt *st, const struct round_res *rr, int64_t hour,
+    const char *metric)
+{
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, hour);
+	sqlite3_bind_text(st, 2, rr->rr_kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, rr->rr_resource, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, metric, -1, SQLITE_TRANSIENT);
+}
+
+/* What usage_hourly holds for a VM's hour and metric. */
+struct round_old {
+	int64_t		 ro_hour;
+	char		 ro_metric[32];
+	int64_t		 ro_quantity;
+	int64_t		 ro_tenant;	/* 0: NULL */
+};
+
+/*
+ * A VM's hours h0..h1 become rr_rows: rows that did not change are not
+ * written (the monthly totals' triggers then have nothing to do).
+ */
+static int
+round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
+    struct month_acc *ma)
+{
+	const struct meter_row	*nr;
+	struct round_old	*old = NULL, *o;
+	sqlite3_stmt		*st = w[W_HOURS];
+	size_t			 i, j, nold = 0;
+	unsigned char		*seen;
+	int			 rc = 0;
+
+	/* What is there, read whole before anything changes it. */
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, rr->rr_kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, rr->rr_resource, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, rr->rr_h0);
+	sqlite3_bind_int64(st, 4, rr->rr_h1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		old = xrealloc(old, (nold + 1) * sizeof(*old));
+		o = &old[nold++];
+		o->ro_hour = sqlite3_column_int64(st, 0);
+		strlcpy(o->ro_metric, (const char *)sqlite3_column_text(st, 1),
+		    sizeof(o->ro_metric));
+		o->ro_quantity = sqlite3_column_int64(st, 2);
+		o->ro_tenant = sqlite3_column_int64(st, 3);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(old);
+		return (-1);
+	}
+	seen = xcalloc(rr->rr_nrows ? rr->rr_nrows : 1, 1);
+	rc = -1;
+	for (j = 0; j < nold; j++) {
+		o = &old[j];
+		for (i = 0, nr = NULL; i < rr->rr_nrows; i++)
+			if (rr->rr_rows[i].mr_hour == o->ro_hour &&
+			    strcmp(rr->rr_rows[i].mr_metric, o->ro_metric) ==
+			    0) {
+				nr = &rr->rr_rows[i];
+				seen[i] = 1;
+				break;
+			}
+		if (nr != NULL && nr->mr_quantity == o->ro_quantity &&
+		    o->ro_tenant == rr->rr_tenant)
+			continue;
+		month_add(ma, o->ro_tenant, o->ro_hour, rr->rr_kind,
+		    o->ro_metric, -o->ro_quantity);
+		if (nr != NULL) {
+			month_add(ma, rr->rr_tenant, o->ro_hour, rr->rr_kind,
+			    o->ro_metric, nr->mr_quantity);
+			round_bind_hour(w[W_HOUR_SET], rr, o->ro_hour,
+			    o->ro_metric);
+			sqlite3_bind_int64(w[W_HOUR_SET], 5, nr->mr_quantity);
+			round_bind_tenant(w[W_HOUR_SET], 6, rr->rr_tenant);
+			if (sqlite3_step(w[W_HOUR_SET]) != SQLITE_DONE)
+				goto out;
+		} else {
+			round_bind_hour(w[W_HOUR_DEL], rr, o->ro_hour,
+			    o->ro_metric);
+			if (sqlite3_step(w[W_HOUR_DEL]) != SQLITE_DONE)
+				goto out;
+		}
+	}
+	for (i = 0; i < rr->rr_nrows; i++) {
+		if (seen[i])
+			continue;
+		nr = &rr->rr_rows[i];
+		month_add(ma, rr->rr_tenant, nr->mr_hour, rr->rr_kind,
+		    nr->mr_metric, nr->mr_quantity);
+		round_bind_hour(w[W_HOUR_ADD], rr, nr->mr_hour, nr->mr_metric);
+		sqlite3_bind_int64(w[W_HOUR_ADD], 5, nr->mr_quantity);
+		round_bind_tenant(w[W_HOUR_ADD], 6, rr->rr_tenant);
+		if (sqlite3_step(w[W_HOUR_ADD]) != SQLITE_DONE)
+			goto out;
+	}
+	rc = 0;
+out:
+	free(seen);
+	free(old);
+	return (rc);
+}
+
+/* A mailbox's or site's days move by rr_rows. */
+static int
+round_write_days(sqlite3_stmt **w, const struct round_res *rr,
+    struct month_acc *ma)
+{
+	sqlite3_stmt	*st = w[W_DAY_ADD];
+	size_t		 i;
+
+	for (i = 0; i < rr->rr_nrows; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, rr->rr_rows[i].mr_hour);
+		sqlite3_bind_text(st, 2, rr->rr_kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, rr->rr_resource, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, rr->rr_rows[i].mr_metric, -1,
+		    SQLITE_STATIC);
+		round_bind_tenant(st, 5, rr->rr_tenant);
+		sqlite3_bind_int64(st, 6, calendar_month(
+		    rr->rr_rows[i].mr_hour));
+		sqlite3_bind_int64(st, 7, rr->rr_rows[i].mr_quantity);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			return (-1);
+		month_add(ma, rr->rr_tenant, rr->rr_rows[i].mr_hour,
+		    rr->rr_kind, rr->rr_rows[i].mr_metric,
+		    rr->rr_rows[i].mr_quantity);
+	}
+	return (0);
+}
+
+/*
+ * Write a computed round and move the mark, in one transaction: the
+ * round counts once, or not at all (another round then computes it
+ * again from the same mark).
+ */
 int
 metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 {
-	sqlite3_stmt	*del = NULL, *ins = NULL, *mark = NULL;
-	size_t		 i, j;
-	int		 ok = 0;
+	sqlite3_stmt	*w[W_N];
+	struct month_acc ma;
+	size_t		 i;
+	int		 ok = 0, rc;
 
 	if (r->r_to_id <= r->r_from_id)
 		return (0);
@@ -583,60 +984,50 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 		xasprintf(cause, "BEGIN: %s", sqlite3_errmsg(db));
 		return (-1);
 	}
-	if (round_prepare(db, "DELETE FROM usage_hourly WHERE kind = ?1 AND "
-	    "resource = ?2 AND hour >= ?3 AND hour <= ?4", &del, cause) == -1 ||
-	    round_prepare(db, "INSERT INTO usage_hourly (tenant_id, hour, kind, "
-	    "resource, metric, quantity) VALUES (?, ?, ?, ?, ?, ?)", &ins,
-	    cause) == -1 ||
-	    round_prepare(db, "UPDATE meter_state SET rolled_id = ?2 WHERE "
-	    "rolled_id = ?1", &mark, cause) == -1)
-		goto out;
+	memset(&ma, 0, sizeof(ma));
+	for (i = 0; i < W_N; i++)
+		w[i] = store_stmt(db, round_wsql[i]);
+	/* A new change_seq for the totals this round moves. */
+	sqlite3_bind_int(w[W_QUIET], 1, 1);
+	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
+		goto sqlerr;
 	for (i = 0; i < r->r_nres; i++) {
-		struct round_res *rr = &r->r_res[i];
-
-		sqlite3_reset(del);
-		sqlite3_bind_text(del, 1, rr->rr_kind, -1, SQLITE_STATIC);
-		sqlite3_bind_text(del, 2, rr->rr_resource, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(del, 3, rr->rr_h0);
-		sqlite3_bind_int64(del, 4, rr->rr_h1);
-		if (sqlite3_step(del) != SQLITE_DONE)
+		rc = r->r_res[i].rr_daily ? round_write_days(w, &r->r_res[i],
+		    &ma) : round_write_hours(w, &r->r_res[i], &ma);
+		if (rc == -1)
 			goto sqlerr;
-		for (j = 0; j < rr->rr_nrows; j++) {
-			sqlite3_reset(ins);
-			if (rr->rr_tenant > 0)
-				sqlite3_bind_int64(ins, 1, rr->rr_tenant);
-			else
-				sqlite3_bind_null(ins, 1);
-			sqlite3_bind_int64(ins, 2, rr->rr_rows[j].mr_hour);
-			sqlite3_bind_text(ins, 3, rr->rr_kind, -1,
-			    SQLITE_STATIC);
-			sqlite3_bind_text(ins, 4, rr->rr_resource, -1,
-			    SQLITE_STATIC);
-			sqlite3_bind_text(ins, 5, rr->rr_rows[j].mr_metric, -1,
-			    SQLITE_STATIC);
-			sqlite3_bind_int64(ins, 6, rr->rr_rows[j].mr_quantity);
-			if (sqlite3_step(ins) != SQLITE_DONE)
-				goto sqlerr;
-		}
 	}
-	sqlite3_bind_int64(mark, 1, r->r_from_id);
-	sqlite3_bind_int64(mark, 2, r->r_to_id);
-	if (sqlite3_step(mark) != SQLITE_DONE)
+	if (month_write(w[W_MONTH_ADD], &ma) == -1)
+		goto sqlerr;
+	sqlite3_reset(w[W_QUIET]);
+	sqlite3_bind_int(w[W_QUIET], 1, 0);
+	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
+		goto sqlerr;
+	sqlite3_bind_int64(w[W_MARK], 1, r->r_from_id);
+	sqlite3_bind_int64(w[W_MARK], 2, r->r_to_id);
+	if (sqlite3_step(w[W_MARK]) != SQLITE_DONE)
 		goto sqlerr;
 	if (sqlite3_changes(db) != 1) {
 		xasprintf(cause, "another rollup moved the mark");
 		goto out;
 	}
-	if (store_commit(db) == -1)
-		goto sqlerr;
-	ok = 1;
-	goto out;
+	for (i = 0; i < W_N; i++) {
+		store_done(w[i]);
+		w[i] = NULL;
+	}
+	free(ma.ma_v);
+	if (store_commit(db) == -1) {
+		xasprintf(cause, "committing the rollup: %s",
+		    sqlite3_errmsg(db));
+		return (-1);
+	}
+	return (0);
 sqlerr:
-	xasprintf(cause, "writing usage_hourly: %s", sqlite3_errmsg(db));
+	xasprintf(cause, "writing usage: %s", sqlite3_errmsg(db));
 out:
-	sqlite3_finalize(del);
-	sqlite3_finalize(ins);
-	sqlite3_finalize(mark);
+	for (i = 0; i < W_N; i++)
+		store_done(w[i]);
+	free(ma.ma_v);
 	if (!ok)
 		store_rollback(db);
 	return (ok ? 0 : -1);
@@ -669,24 +1060,4 @@ metering_round_free(struct meter_round *r)
 	}
 	free(r->r_res);
 	free(r);
-}
-
-/* ---- the operator's calendar in SQL ---------------------------------- */
-
-static void
-sql_local_period(sqlite3_context *ctx, int argc, sqlite3_value **argv)
-{
-	int64_t		 t = sqlite3_value_int64(argv[0]);
-
-	sqlite3_result_int64(ctx, sqlite3_value_int(argv[1]) ?
-	    calendar_month(t) : calendar_day(t));
-}
-
-/* opsn_local_period(t, month): the local day (0) or month (1) start. */
-int
-metering_sql_functions(sqlite3 *db)
-{
-	return (sqlite3_create_function(db, "opsn_local_period", 2,
-	    SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, sql_local_period,
-	    NULL, NULL) == SQLITE_OK ? 0 : -1);
 }

@@ -206,28 +206,89 @@ struct usage_job {
 
 static int	 usage_jobs;	/* on the thread pool */
 
+/* The start of the month after the one that starts at m. */
+static int64_t
+usage_next_month(int64_t m)
+{
+	return (calendar_month(m + 32 * 86400));
+}
+
+/*
+ * One source of rows for usage_prepare(): table t with its time column
+ * (hour, day or month) in [?lo, ?hi), the period and resource columns the
+ * grouping wants, and the tenant filter (?3) an index can serve.
+ */
+static void
+usage_source(char **sql, const struct usage_q *q, const char *t,
+    const char *time, int lo, int hi)
+{
+	const char	*period, *res, *who, *sep = *sql[0] ? " UNION ALL " : "";
+	char		*s;
+	int		 monthly = strcmp(t, "usage_monthly") == 0;
+
+	if (q->g == G_DAY)
+		period = strcmp(time, "day") == 0 ? "day" : "opsn_day(hour)";
+	else if (q->g == G_MONTH)
+		period = strcmp(time, "hour") == 0 ? "opsn_month(hour)" :
+		    "month";
+	else
+		period = "0";
+	res = q->g == G_RESOURCE ? "resource" : "''";
+	if (q->tenant > 0)
+		who = " AND tenant_id = ?3";
+	else if (q->tenant == -1)
+		who = monthly ? " AND tenant_id = 0" : " AND tenant_id IS NULL";
+	else
+		who = "";
+	xasprintf(&s, "%s%sSELECT %s AS tid, %s AS period, kind, %s AS res, "
+	    "metric, quantity AS q FROM %s WHERE %s >= ?%d AND %s < ?%d%s",
+	    *sql, sep, monthly ? "tenant_id" : "coalesce(tenant_id, 0)", period,
+	    res, t, time, lo, time, hi, who);
+	free(*sql);
+	*sql = s;
+}
+
+/*
+ * The usage query. Whole months of the range come from the monthly
+ * totals (a few rows per member); the days before the first and after
+ * the last from VMs' hours (usage_hourly) and mailboxes' and sites' days
+ * (usage_daily: a day counts where it starts). Grouped per resource or
+ * day, every row comes from the hours and days. Parameters: ?1 from,
+ * ?2 to, ?3 tenant, ?4 the first whole month, ?5 the end of the last.
+ */
 static sqlite3_stmt *
 usage_prepare(sqlite3 *db, const struct usage_q *q)
 {
-	char		*sql;
-	const char	*period, *res;
+	char		*src = xstrdup(""), *sql;
 	sqlite3_stmt	*st;
+	int64_t		 m1, m2;
 
-	period = q->g == G_DAY ? "opsn_local_period(u.hour, 0)" :
-	    q->g == G_MONTH ? "opsn_local_period(u.hour, 1)" : "0";
-	res = q->g == G_RESOURCE ? "u.resource" : "''";
-	xasprintf(&sql, "SELECT u.tenant_id, t.name, t.insee, t.siren, %s AS "
-	    "period, u.kind, %s AS res, u.metric, sum(u.quantity) FROM "
-	    "usage_hourly u LEFT JOIN tenants t ON t.id = u.tenant_id WHERE "
-	    "u.hour >= ?1 AND u.hour < ?2 AND (?3 = 0 OR (?3 = -1 AND "
-	    "u.tenant_id IS NULL) OR u.tenant_id = ?3) GROUP BY u.tenant_id, "
-	    "period, u.kind, res, u.metric ORDER BY u.tenant_id, period, "
-	    "u.kind, res, u.metric", period, res);
+	m1 = calendar_month(q->from) == q->from ? q->from :
+	    usage_next_month(calendar_month(q->from));
+	m2 = calendar_month(q->to);
+	if (m1 >= m2 || q->g == G_DAY || q->g == G_RESOURCE)
+		m1 = m2 = q->to;
+	if (m1 < m2)
+		usage_source(&src, q, "usage_monthly", "month", 4, 5);
+	usage_source(&src, q, "usage_hourly", "hour", 1, 4);
+	usage_source(&src, q, "usage_daily", "day", 1, 4);
+	if (m1 < m2) {
+		usage_source(&src, q, "usage_hourly", "hour", 5, 2);
+		usage_source(&src, q, "usage_daily", "day", 5, 2);
+	}
+	xasprintf(&sql, "SELECT nullif(s.tid, 0), t.name, t.insee, t.siren, "
+	    "s.period, s.kind, s.res, s.metric, sum(s.q) FROM (%s) s LEFT JOIN "
+	    "tenants t ON t.id = s.tid GROUP BY s.tid, s.period, s.kind, "
+	    "s.res, s.metric HAVING sum(s.q) != 0 ORDER BY s.tid, s.period, "
+	    "s.kind, s.res, s.metric", src);
 	st = store_prepare(db, sql);
+	free(src);
 	free(sql);
 	sqlite3_bind_int64(st, 1, q->from);
 	sqlite3_bind_int64(st, 2, q->to);
 	sqlite3_bind_int64(st, 3, q->tenant);
+	sqlite3_bind_int64(st, 4, m1);
+	sqlite3_bind_int64(st, 5, m2);
 	return (st);
 }
 
@@ -459,12 +520,6 @@ usage_work_cb(uv_work_t *w)
 
 	if (store_open_reader(j->j_path, &db, &j->j_cause) == -1)
 		return;
-	if (metering_sql_functions(db) == -1) {
-		xasprintf(&j->j_cause, "registering SQL functions: %s",
-		    sqlite3_errmsg(db));
-		store_close(db);
-		return;
-	}
 	st = usage_prepare(db, &j->j_q);
 	if (j->j_q.ods)
 		rv = usage_build_ods(&j->j_q, st, &j->j_out, &j->j_len,

@@ -3,13 +3,14 @@
 #  1. samples/s ingested end to end (TLS, decode, dedup, FULL commit, ack)
 #     from simulated agents, next to a raw SQLite bulk insert into the same
 #     table in the same run (the physical limit);
-#  2. the time to roll up and sum a month of usage for BENCH_METER_TENANTS
-#     tenants, BENCH_METER_VMS VMs and BENCH_METER_MAILBOXES mailboxes.
+#  2. the rollup: BENCH_METER_MINUTES of raw samples for BENCH_METER_VMS VMs
+#     and BENCH_METER_MAILBOXES mailboxes of BENCH_METER_TENANTS tenants
+#     rolled up by the controller's code, next to the rate they arrive at.
 # Figures only: a slow one never fails; a broken run exits 1.
 # Knobs: BENCH_METER_AGENTS (3), BENCH_METER_SECONDS (20),
 # BENCH_METER_BATCH (500), BENCH_METER_WINDOW (4), BENCH_METER_VMS (2000),
 # BENCH_METER_MAILBOXES (100000), BENCH_METER_TENANTS (35000),
-# BENCH_METER_SCALE (10: month rows of mailboxes at 1/10, extrapolated).
+# BENCH_METER_MINUTES (10).
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top" || exit 1
@@ -33,15 +34,19 @@ free_port() {
 }
 
 mkdir -p "$OUT"
-# shellcheck disable=SC2046
-cc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
-    -Iinclude -I"$BUILD/proto" -Icontroller \
-    $(pkg-config --cflags libuv openssl libprotobuf-c sqlite3) \
-    -o "$OUT/metering_bench" tests/bench/metering_bench.c \
-    "$BUILD/controller/metering/rollup.o" \
-    "$BUILD/controller/core/calendar.o" "$BUILD/libopsn.a" \
-    $(pkg-config --libs libuv openssl libprotobuf-c sqlite3 jansson inih) \
-    -lm || { problem "metering_bench did not build"; exit 1; }
+# The controller's objects (rollup, store, migrations) and its flags.
+objs=$(ls "$BUILD"/controller/*/*.o | grep -v '/main\.o$')
+# shellcheck disable=SC2016 # make expands these
+cflags=$(make -s --no-print-directory BUILD="$BUILD" \
+    --eval 'bench-cflags: ; @echo $(ALL_CFLAGS)' bench-cflags)
+# shellcheck disable=SC2016
+libs=$(make -s --no-print-directory BUILD="$BUILD" \
+    --eval 'bench-libs: ; @echo $(call pc_libs,$(PKG_CONTROLLER)) -lm' \
+    bench-libs)
+# shellcheck disable=SC2086 # flags are split on purpose
+cc $cflags -Wno-missing-prototypes -o "$OUT/metering_bench" \
+    tests/bench/metering_bench.c $objs "$BUILD/gen/migrations.o" \
+    "$BUILD/libopsn.a" $libs || { problem "metering_bench did not build"; exit 1; }
 
 say "metering 1. ingest: $AGENTS simulated agents, batches of $BATCH, $WINDOW ahead, ${SECONDS_} s"
 api=$(free_port); agt=$(free_port)
@@ -87,11 +92,11 @@ raw=$("$OUT/metering_bench" raw -n "$got" controller/core/migrations/005_meterin
 echo "  $raw"
 rawrate=$(echo "$raw" | tr ' ' '\n' | sed -n 's/^rows_per_s=//p')
 
-say "metering 2. a month of usage"
-month=$("$OUT/metering_bench" month -v "${BENCH_METER_VMS:-2000}" \
+say "metering 2. the rollup"
+month=$("$OUT/metering_bench" rollup -v "${BENCH_METER_VMS:-2000}" \
     -m "${BENCH_METER_MAILBOXES:-100000}" -t "${BENCH_METER_TENANTS:-35000}" \
-    -s "${BENCH_METER_SCALE:-10}" controller/core/migrations/005_metering.sql \
-    "$tmp/month.db") || problem "month run failed"
+    -s "${BENCH_METER_MINUTES:-10}" "$tmp/rollup.db") ||
+    problem "rollup run failed"
 
 echo
 echo "==================== opsn metering bench ===================="

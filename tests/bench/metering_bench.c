@@ -10,11 +10,11 @@
  *   metering_bench raw -n ROWS SCHEMA.sql DB
  *	The reference: ROWS rows inserted into the same samples table in one
  *	transaction (WAL, synchronous=FULL). Prints rows per second.
- *   metering_bench month -v VMS -m MAILBOXES -t TENANTS -s SCALE SCHEMA.sql DB
- *	One day of raw samples (VMs every 60 s, mailboxes every hour) rolled
- *	up by the controller's own code, then a month of usage_hourly
- *	(mailboxes at 1/SCALE) summed per tenant and metric. Prints times,
- *	and the month extrapolated from them.
+ *   metering_bench rollup -v VMS -m MAILBOXES -t TENANTS -s MINUTES DB
+ *	MINUTES of raw samples (every resource once a minute) rolled up by
+ *	the controller's own code (rounds of 20,000 samples) into a database
+ *	its migrations made. Prints samples rolled up per second next to the
+ *	rate at which they arrive.
  */
 #include <sys/time.h>
 
@@ -36,6 +36,7 @@
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
 #include "metering.pb-c.h"
+#include "core/core.h"
 #include "core/core.h"
 #include "metering/metering.h"
 
@@ -356,21 +357,29 @@ bench_raw(long rows, const char *schema, const char *path)
 	return (0);
 }
 
-/* ---- a month of usage ------------------------------------------------ */
+/* ---- the rollup ------------------------------------------------------ */
 
+/*
+ * MINUTES of raw samples for VMS VMs and MAILBOXES mailboxes (one a
+ * minute each, as the agents send them), rolled up by the controller's
+ * own code into a database made by its migrations (store_open): hours for
+ * the VMs, days for the mailboxes, monthly totals through the triggers.
+ */
 static int
-bench_month(long vms, long mailboxes, long tenants, long scale,
-    const char *schema, const char *path)
+bench_rollup(long vms, long mailboxes, long tenants, long minutes,
+    const char *path)
 {
-	sqlite3			*db = open_db(schema, path);
+	sqlite3			*db;
 	sqlite3_stmt		*st;
 	struct meter_round	*r;
 	char			*cause = NULL, res[64];
-	double			 t0, t_gen, t_read, t_write, t_q;
-	int64_t			 day0 = 1793491200LL;	/* 2026-11-01 UTC */
-	long			 i, k, n = 0, rows;
+	double			 t0, t_gen, t_read = 0, t_write = 0;
+	int64_t			 t0_s = 1793574000LL;	/* 2026-11-01T23:00Z */
+	long			 i, k, n = 0, rounds = 0;
 
-	/* One day of raw samples. */
+	unlink(path);
+	if (store_open(path, &db, &cause) == -1)
+		fatalx("%s", cause);
 	t0 = now_s();
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	sqlite3_prepare_v2(db, "INSERT INTO meter_resources VALUES (?, ?, ?, "
@@ -390,18 +399,18 @@ bench_month(long vms, long mailboxes, long tenants, long scale,
 	    "resource, state, boot, vcpus, memory_mib, disk_mib, disk_used_mib, "
 	    "cpu_ns, net_rx, net_tx, used_bytes, interval_ms, received_at) "
 	    "VALUES (?, ?, ?, ?, ?, 1, 'b', 2, 2048, 20480, 3072, ?, ?, ?, ?, "
-	    "?, 0)", -1, &st, NULL);
-	for (k = 0; k < 1440; k++) {
-		for (i = 0; i < vms + (k % 60 == 0 ? mailboxes : 0); i++) {
+	    "60000, 0)", -1, &st, NULL);
+	for (k = 0; k < minutes; k++) {
+		for (i = 0; i < vms + mailboxes; i++) {
 			int vm = i < vms;
 
 			snprintf(res, sizeof(res), vm ? "vm-%ld" :
 			    "mb-%ld@x.fr", i);
 			sqlite3_reset(st);
-			sqlite3_bind_int64(st, 1, vm ? 1 + i % 20 : 100 +
-			    i % 10);
+			sqlite3_bind_int64(st, 1, vm ? 1 + i % 2500 : 3000 +
+			    i % 4);
 			sqlite3_bind_int64(st, 2, ++n);
-			sqlite3_bind_int64(st, 3, (day0 + k * 60) * 1000 +
+			sqlite3_bind_int64(st, 3, (t0_s + k * 60) * 1000 +
 			    i % 60000);
 			sqlite3_bind_text(st, 4, vm ? "vm" : "mailbox", -1,
 			    SQLITE_STATIC);
@@ -411,13 +420,11 @@ bench_month(long vms, long mailboxes, long tenants, long scale,
 				sqlite3_bind_int64(st, 7, k * 100000);
 				sqlite3_bind_int64(st, 8, k * 50000);
 				sqlite3_bind_null(st, 9);
-				sqlite3_bind_int64(st, 10, 60000);
 			} else {
 				sqlite3_bind_null(st, 6);
 				sqlite3_bind_null(st, 7);
 				sqlite3_bind_null(st, 8);
 				sqlite3_bind_int64(st, 9, 100000000 + i);
-				sqlite3_bind_int64(st, 10, 3600000);
 			}
 			sqlite3_step(st);
 		}
@@ -425,14 +432,13 @@ bench_month(long vms, long mailboxes, long tenants, long scale,
 	sqlite3_finalize(st);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	t_gen = now_s() - t0;
-	printf("month: generated one day: %ld raw samples (%ld VMs every 60 s, "
-	    "%ld mailboxes every hour) in %.1f s\n", n, vms, mailboxes, t_gen);
+	printf("rollup: generated %ld raw samples (%ld minutes of %ld VMs and "
+	    "%ld mailboxes) in %.1f s\n", n, minutes, vms, mailboxes, t_gen);
 
-	/* Roll the day up with the controller's code. */
-	t_read = t_write = 0;
+	/* Rounds of 20,000 samples, as the controller runs them. */
 	for (;;) {
 		t0 = now_s();
-		if ((r = metering_round_compute(db, 500000, &cause)) == NULL)
+		if ((r = metering_round_compute(db, 20000, &cause)) == NULL)
 			fatalx("%s", cause);
 		t_read += now_s() - t0;
 		t0 = now_s();
@@ -441,76 +447,15 @@ bench_month(long vms, long mailboxes, long tenants, long scale,
 		t_write += now_s() - t0;
 		k = metering_round_samples(r);
 		metering_round_free(r);
-		if (k < 500000)
+		if (k == 0)
 			break;
+		rounds++;
 	}
-	st = NULL;
-	sqlite3_prepare_v2(db, "SELECT count(*) FROM usage_hourly", -1, &st,
-	    NULL);
-	sqlite3_step(st);
-	rows = (long)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	printf("month: rollup of the day: read+compute %.1f s, write %.1f s, "
-	    "%ld hourly rows; a month (x30): %.0f s\n", t_read, t_write, rows,
-	    30 * (t_read + t_write));
-
-	/* A month of hourly rows (mailboxes at 1/scale), then the query. */
-	t0 = now_s();
-	sqlite3_exec(db, "BEGIN; DELETE FROM usage_hourly", NULL, NULL, NULL);
-	sqlite3_prepare_v2(db, "INSERT INTO usage_hourly VALUES (?, ?, ?, ?, ?, "
-	    "?)", -1, &st, NULL);
-	rows = 0;
-	for (k = 0; k < 720; k++) {
-		for (i = 0; i < vms + mailboxes / scale; i++) {
-			static const char *vmm[] = { "vcpu_seconds",
-			    "memory_mib_seconds", "disk_mib_seconds",
-			    "disk_used_mib_seconds", "cpu_ns", "net_rx_bytes",
-			    "net_tx_bytes" };
-			static const char *mbm[] = { "mailbox_seconds",
-			    "mailbox_mib_seconds" };
-			int vm = i < vms, m, nm = vm ? 7 : 2;
-
-			snprintf(res, sizeof(res), vm ? "vm-%ld" :
-			    "mb-%ld@x.fr", i);
-			for (m = 0; m < nm; m++) {
-				sqlite3_reset(st);
-				sqlite3_bind_int64(st, 1, i % tenants + 1);
-				sqlite3_bind_int64(st, 2, day0 + k * 3600);
-				sqlite3_bind_text(st, 3, vm ? "vm" : "mailbox",
-				    -1, SQLITE_STATIC);
-				sqlite3_bind_text(st, 4, res, -1,
-				    SQLITE_TRANSIENT);
-				sqlite3_bind_text(st, 5, vm ? vmm[m] : mbm[m],
-				    -1, SQLITE_STATIC);
-				sqlite3_bind_int64(st, 6, 3600 + m);
-				sqlite3_step(st);
-				rows++;
-			}
-		}
-	}
-	sqlite3_finalize(st);
-	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	printf("month: generated %ld hourly rows (%ld VMs, %ld mailboxes) in "
-	    "%.1f s\n", rows, vms, mailboxes / scale, now_s() - t0);
-	metering_sql_functions(db);
-	t0 = now_s();
-	sqlite3_prepare_v2(db, "SELECT u.tenant_id, opsn_local_period(u.hour, "
-	    "1) AS p, u.kind, u.metric, sum(u.quantity) FROM usage_hourly u "
-	    "WHERE u.hour >= ?1 AND u.hour < ?2 GROUP BY u.tenant_id, p, "
-	    "u.kind, u.metric", -1, &st, NULL);
-	sqlite3_bind_int64(st, 1, day0 - 3600);
-	sqlite3_bind_int64(st, 2, day0 + 720 * 3600);
-	n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW)
-		n++;
-	sqlite3_finalize(st);
-	t_q = now_s() - t0;
-	printf("month: usage per tenant and metric for the month (group=month): "
-	    "%ld result rows in %.1f s; with all %ld mailboxes (x%ld rows for "
-	    "them): ~%.0f s\n", n, t_q, mailboxes, scale,
-	    t_q * (double)(vms * 7 + mailboxes * 2) /
-	    (double)(vms * 7 + mailboxes / scale * 2));
-	sqlite3_close(db);
+	printf("rollup: %ld samples in %ld rounds: read+compute %.1f s (pool), "
+	    "write %.1f s (loop), %.0f samples/s; they arrive at %.0f/s\n",
+	    n, rounds, t_read, t_write, n / (t_read + t_write),
+	    (double)(vms + mailboxes) / 60);
+	store_close(db);
 	return (0);
 }
 
@@ -519,12 +464,12 @@ main(int argc, char **argv)
 {
 	int	 ch, seconds = 20;
 	long	 rows = 200000, vms = 2000, mbx = 100000, tenants = 35000,
-		 scale = 10;
+		 scale = 10;	/* rollup: minutes of samples */
 	const char *mode;
 	char	*cause = NULL;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: metering_bench ingest|raw|month ...\n");
+		fprintf(stderr, "usage: metering_bench ingest|raw|rollup ...\n");
 		return (2);
 	}
 	mode = argv[1];
@@ -553,9 +498,8 @@ main(int argc, char **argv)
 		return (bench_ingest(seconds, argv[0], argv + 1, argc - 1));
 	if (strcmp(mode, "raw") == 0 && argc == 2)
 		return (bench_raw(rows, argv[0], argv[1]));
-	if (strcmp(mode, "month") == 0 && argc == 2)
-		return (bench_month(vms, mbx, tenants, scale > 0 ? scale : 1,
-		    argv[0], argv[1]));
+	if (strcmp(mode, "rollup") == 0 && argc == 1)
+		return (bench_rollup(vms, mbx, tenants, scale, argv[0]));
 	fprintf(stderr, "metering_bench: bad arguments\n");
 	return (2);
 }

@@ -320,3 +320,42 @@ def test_real_vm_usage_matches_its_running_time(controller, hypervisor):
     line = next(x for x in r.stdout.splitlines()
                 if uuid in x and "vcpu_seconds" in x)
     assert line.endswith(";vCPU-hour") and "," in line.split(";")[-2]
+
+
+def test_usage_answers_the_same_from_monthly_totals_and_from_hours(
+        workdir, procs, mcontroller):
+    """A month asked whole comes from the monthly totals; a day range from
+    the hours: both give what the hourly rows hold, metric by metric."""
+    c = mcontroller
+    a = make_synthetic_agent(workdir, procs, c, "tot", n=3)
+    wait_until(lambda: c.node_state(a.name) == "ready", 20)
+    wait_until(lambda: db(c).execute(
+        "SELECT count(*) FROM usage_hourly").fetchone()[0] > 0, 20,
+        what="usage rolled up")
+    a.stop()
+    wait_until(lambda: db(c).execute(
+        "SELECT (SELECT max(id) FROM samples) = rolled_id FROM meter_state"
+    ).fetchone()[0] == 1, 20, what="rolled up")
+    cx = db(c)
+    want = {(k, m): q for k, m, q in cx.execute(
+        "SELECT kind, metric, sum(quantity) FROM usage_hourly "
+        "GROUP BY kind, metric")}
+    assert want
+    # Both totals and hours see the same rows.
+    monthly = {(k, m): q for k, m, q in cx.execute(
+        "SELECT kind, metric, sum(quantity) FROM usage_monthly "
+        "GROUP BY kind, metric")}
+    assert monthly == want
+    now = time.gmtime()
+    first = time.strftime("%Y-%m-01", now)
+    nxt = (now.tm_year + (now.tm_mon == 12), now.tm_mon % 12 + 1)
+    last = "%04d-%02d-01" % nxt
+    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
+    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
+    prev = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 40 * 86400))
+    for frm, to in ((first, last), (day, tomorrow), (prev, tomorrow)):
+        st, doc, _ = c.api("GET", f"/v1/usage?from={frm}&to={to}"
+                           "&tenant=platform")
+        assert st == 200, doc
+        got = {(i["kind"], i["metric"]): i["quantity"] for i in doc["items"]}
+        assert got == want, (frm, to)

@@ -212,6 +212,9 @@ setup_db(void **state)
 	/* Rounds only when the test asks; raw samples kept. */
 	tc.conf.meter_rollup_ms = 3600 * 1000;
 	tc.conf.meter_raw_retention_ms = (int64_t)35 * 86400 * 1000;
+	/* Before the store: its migrations list the calendar's days. */
+	if (calendar_init("Europe/Paris", &cause) == -1)
+		return (-1);
 	xasprintf(&path, "%s/opsn.db", tdir);
 	if (store_open(path, &tc.db, &cause) == -1) {
 		fprintf(stderr, "%s\n", cause);
@@ -237,9 +240,13 @@ teardown_db(void **state)
 	return (0);
 }
 
-/* Pack a batch of n synthetic VM samples from seq, one every 60 s. */
+/*
+ * Pack a batch of n synthetic samples of kind from seq, one every 60 s:
+ * a running VM, or a mailbox whose storage grows by a MiB a sample.
+ */
 static uint8_t *
-batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
+batch_of(const char *kind, uint64_t seq, size_t n, int64_t t0_ms,
+    const char *res, size_t *len)
 {
 	Opsn__Samples	 m = OPSN__SAMPLES__INIT;
 	Opsn__Sample	*v = xcalloc(n, sizeof(*v)), **pv = xcalloc(n,
@@ -251,8 +258,14 @@ batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
 		opsn__sample__init(&v[i]);
 		v[i].seq = seq + i;
 		v[i].ts_ms = t0_ms + (int64_t)(seq + i) * 60000;
-		v[i].kind = "vm";
+		v[i].kind = (char *)kind;
 		v[i].resource = (char *)res;
+		v[i].interval_ms = 60000;
+		pv[i] = &v[i];
+		if (strcmp(kind, "vm") != 0) {
+			v[i].used_bytes = (100 + seq + i) * METER_MIB;
+			continue;
+		}
 		v[i].state = 1;
 		v[i].boot = "b";
 		v[i].vcpus = 1;
@@ -260,8 +273,6 @@ batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
 		v[i].disk_bytes = 1ULL << 30;
 		v[i].has_cpu = 1;
 		v[i].cpu_ns = (seq + i) * 1000;
-		v[i].interval_ms = 60000;
-		pv[i] = &v[i];
 	}
 	m.samples = pv;
 	m.n_samples = n;
@@ -272,6 +283,12 @@ batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
 	free(v);
 	free(pv);
 	return (out);
+}
+
+static uint8_t *
+batch(uint64_t seq, size_t n, int64_t t0_ms, const char *res, size_t *len)
+{
+	return (batch_of("vm", seq, n, t0_ms, res, len));
 }
 
 static int64_t
@@ -398,6 +415,222 @@ late_samples_give_the_same_hours(void **state)
 	    "resource = 'vm-c' AND metric = 'vcpu_seconds'"), 149 * 60);
 }
 
+/*
+ * Rows of a resource computed in one go from every raw sample it has: what
+ * any order of delivery and rounds must end up with.
+ */
+static void
+recompute(const char *kind, const char *res, struct meter_row **rows,
+    size_t *n)
+{
+	sqlite3_stmt		*st;
+	struct meter_sample	*s = NULL;
+	size_t			 ns = 0;
+
+	st = store_prepare(tc.db, "SELECT ts_ms, node_id, state, boot, vcpus, "
+	    "memory_mib, disk_mib, disk_used_mib, cpu_ns, used_bytes, "
+	    "interval_ms, id FROM samples WHERE kind = ? AND resource = ? "
+	    "ORDER BY ts_ms, id");
+	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		s = xrealloc(s, (ns + 1) * sizeof(*s));
+		memset(&s[ns], 0, sizeof(s[ns]));
+		s[ns].ms_ts = sqlite3_column_int64(st, 0);
+		s[ns].ms_node = sqlite3_column_int64(st, 1);
+		s[ns].ms_state = sqlite3_column_int(st, 2);
+		strlcpy(s[ns].ms_boot, (const char *)sqlite3_column_text(st, 3),
+		    sizeof(s[ns].ms_boot));
+		s[ns].ms_vcpus = sqlite3_column_int64(st, 4);
+		s[ns].ms_memory_mib = sqlite3_column_int64(st, 5);
+		s[ns].ms_disk_mib = sqlite3_column_int64(st, 6);
+		s[ns].ms_disk_used_mib = sqlite3_column_int64(st, 7);
+		if ((s[ns].ms_has_cpu = sqlite3_column_type(st, 8) !=
+		    SQLITE_NULL))
+			s[ns].ms_cpu_ns = sqlite3_column_int64(st, 8);
+		if ((s[ns].ms_has_used = sqlite3_column_type(st, 9) !=
+		    SQLITE_NULL))
+			s[ns].ms_used_bytes = sqlite3_column_int64(st, 9);
+		s[ns].ms_interval = sqlite3_column_int64(st, 10);
+		s[ns].ms_id = sqlite3_column_int64(st, 11);
+		ns++;
+	}
+	sqlite3_finalize(st);
+	assert_true(ns > 0);
+	assert_int_equal(metering_rollup_compute(kind, s, ns,
+	    s[0].ms_ts / 1000 / 3600 * 3600, s[ns - 1].ms_ts / 1000 / 3600 *
+	    3600, rows, n), 0);
+	free(s);
+}
+
+/* The stored quantity of one row, or 0. */
+static int64_t
+stored(const char *sql, int64_t t, const char *res, const char *metric)
+{
+	sqlite3_stmt	*st = store_prepare(tc.db, sql);
+	int64_t		 q = 0;
+
+	sqlite3_bind_int64(st, 1, t);
+	sqlite3_bind_text(st, 2, res, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, metric, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		q = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (q);
+}
+
+/*
+ * A VM and a mailbox, six hours over the Paris midnight that starts
+ * November, delivered a third first and the rest late in a scrambled
+ * order over many rounds: the VM's hours, the mailbox's days and the
+ * monthly totals are what one computation over every sample gives, each
+ * sample counted once.
+ */
+static void
+rollups_equal_a_recomputation_from_raw_samples(void **state)
+{
+	const int64_t	 t0 = MS(1793480400LL);	/* 2026-10-31T21:00Z */
+	struct meter_row *rows;
+	size_t		 n, i, len;
+	int64_t		 sum, want, month, total = 0;
+	uint8_t		*p;
+	int		 k, order[360];
+	unsigned	 seed = 42;
+
+	for (k = 0; k < 360; k++)
+		order[k] = k;
+	for (k = 359; k > 0; k--) {
+		int j = rand_r(&seed) % (k + 1), x = order[k];
+
+		order[k] = order[j];
+		order[j] = x;
+	}
+	/* A third on time... */
+	for (k = 0; k < 360; k += 3) {
+		p = batch_of("vm", 1 + k, 3, t0, "vm-r", &len);
+		metering_agent_msg(50, MSG_SAMPLES, p, len);
+		free(p);
+		p = batch_of("mailbox", 1 + k, 1, t0, "mb-r@x.fr", &len);
+		metering_agent_msg(51, MSG_SAMPLES, p, len);
+		free(p);
+	}
+	spin();
+	roll_all();
+	/* ...the rest late, scrambled, rolled up as they come. */
+	for (k = 0; k < 360; k++) {
+		if (order[k] % 3 == 0)
+			continue;
+		p = batch_of("mailbox", 1 + order[k], 1, t0, "mb-r@x.fr", &len);
+		metering_agent_msg(51, MSG_SAMPLES, p, len);
+		free(p);
+		if (k % 17 == 0) {
+			spin();
+			roll_all();
+		}
+	}
+	spin();
+	roll_all();
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE resource = "
+	    "'mb-r@x.fr'"), 360);
+
+	/* The VM: exactly the recomputed hours. */
+	recompute("vm", "vm-r", &rows, &n);
+	for (i = 0; i < n; i++) {
+		assert_int_equal(stored("SELECT quantity FROM usage_hourly "
+		    "WHERE hour = ? AND resource = ? AND metric = ?",
+		    rows[i].mr_hour, "vm-r", rows[i].mr_metric),
+		    rows[i].mr_quantity);
+		if (strcmp(rows[i].mr_metric, "vcpu_seconds") == 0)
+			total += rows[i].mr_quantity;
+	}
+	assert_int_equal(count("SELECT count(*) FROM usage_hourly WHERE "
+	    "resource = 'vm-r'"), (int64_t)n);
+	assert_int_equal(total, 359 * 60);	/* 360 samples a minute apart */
+	/* Its October total: the hours before Paris's midnight. */
+	month = calendar_month(1793480400LL);
+	for (i = 0, want = 0; i < n; i++)
+		if (strcmp(rows[i].mr_metric, "vcpu_seconds") == 0 &&
+		    calendar_month(rows[i].mr_hour) == month)
+			want += rows[i].mr_quantity;
+	assert_int_equal(stored("SELECT quantity FROM usage_monthly WHERE "
+	    "month = ? AND tenant_id = 0 AND kind = 'vm' AND kind != ? AND "
+	    "metric = ?", month, "", "vcpu_seconds"), want);
+	assert_true(want > 0 && want < total);
+	free(rows);
+
+	/* The mailbox: each day the sum of its recomputed hours. */
+	recompute("mailbox", "mb-r@x.fr", &rows, &n);
+	assert_int_equal(count("SELECT count(DISTINCT day) FROM usage_daily "
+	    "WHERE resource = 'mb-r@x.fr'"), 2);
+	for (i = 0; i < n; i++) {
+		int64_t day = calendar_day(rows[i].mr_hour);
+		size_t	 j;
+
+		for (j = 0, sum = 0; j < n; j++)
+			if (calendar_day(rows[j].mr_hour) == day &&
+			    strcmp(rows[j].mr_metric, rows[i].mr_metric) == 0)
+				sum += rows[j].mr_quantity;
+		assert_int_equal(stored("SELECT quantity FROM usage_daily "
+		    "WHERE day = ? AND resource = ? AND metric = ?", day,
+		    "mb-r@x.fr", rows[i].mr_metric), sum);
+	}
+	free(rows);
+	/* Every monthly total is the sum of the rows below it. */
+	assert_int_equal(count("SELECT count(*) FROM (SELECT month, tenant_id, "
+	    "kind, metric, sum(q) AS q FROM (SELECT (SELECT month FROM "
+	    "usage_calendar WHERE day <= hour ORDER BY day DESC LIMIT 1) AS "
+	    "month, coalesce(tenant_id, 0) AS tenant_id, kind, metric, "
+	    "quantity AS q FROM usage_hourly UNION ALL SELECT month, "
+	    "coalesce(tenant_id, 0), kind, metric, quantity FROM usage_daily) "
+	    "GROUP BY 1, 2, 3, 4 EXCEPT SELECT month, tenant_id, kind, metric, "
+	    "quantity FROM usage_monthly)"), 0);
+	assert_int_equal(count("SELECT count(*) FROM usage_monthly WHERE "
+	    "quantity != 0"), count("SELECT count(*) FROM (SELECT DISTINCT "
+	    "(SELECT month FROM usage_calendar WHERE day <= hour ORDER BY day "
+	    "DESC LIMIT 1), kind, metric FROM usage_hourly UNION SELECT "
+	    "DISTINCT month, kind, metric FROM usage_daily)"));
+}
+
+/*
+ * Rows written by hand (a repair, a test) keep the monthly totals too:
+ * inserts, quantity changes, moves to another member, deletes.
+ */
+static void
+totals_follow_rows_written_by_hand(void **state)
+{
+	const char	*total = "SELECT coalesce(sum(quantity), 0) FROM "
+			    "usage_monthly WHERE tenant_id = %d AND kind = 'site'";
+	char		*q7, *q8;
+	int64_t		 h = 1793487600LL;	/* 1 November in Paris */
+	char		*sql;
+
+	xasprintf(&q7, total, 7);
+	xasprintf(&q8, total, 8);
+	xasprintf(&sql, "INSERT INTO usage_hourly (tenant_id, hour, kind, "
+	    "resource, metric, quantity) VALUES (7, %lld, 'site', 's1', "
+	    "'site_seconds', 3600), (7, %lld, 'site', 's1', 'site_seconds', "
+	    "3600);"
+	    "INSERT INTO usage_daily (day, kind, resource, metric, tenant_id, "
+	    "month, quantity) VALUES (%lld, 'site', 's2', 'site_seconds', 7, "
+	    "%lld, 86400)", (long long)h, (long long)h + 3600, (long long)h,
+	    (long long)h);
+	assert_int_equal(store_exec(tc.db, sql, NULL), 0);
+	free(sql);
+	assert_int_equal(count(q7), 2 * 3600 + 86400);
+	assert_int_equal(store_exec(tc.db, "UPDATE usage_hourly SET quantity "
+	    "= 1800 WHERE resource = 's1'; UPDATE usage_daily SET tenant_id = "
+	    "8 WHERE resource = 's2'", NULL), 0);
+	assert_int_equal(count(q7), 2 * 1800);
+	assert_int_equal(count(q8), 86400);
+	assert_int_equal(store_exec(tc.db, "DELETE FROM usage_hourly WHERE "
+	    "resource = 's1'; DELETE FROM usage_daily WHERE resource = 's2'",
+	    NULL), 0);
+	assert_int_equal(count(q7), 0);
+	assert_int_equal(count(q8), 0);
+	free(q7);
+	free(q8);
+}
+
 /* ---- display helpers ---------------------------------------------------- */
 
 static void
@@ -455,6 +688,8 @@ main(void)
 	const struct CMUnitTest db[] = {
 		cmocka_unit_test(ingest_ignores_a_resent_batch),
 		cmocka_unit_test(late_samples_give_the_same_hours),
+		cmocka_unit_test(rollups_equal_a_recomputation_from_raw_samples),
+		cmocka_unit_test(totals_follow_rows_written_by_hand),
 	};
 	char	*cause = NULL;
 	int	 rc;
