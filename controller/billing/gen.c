@@ -28,6 +28,7 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 #include "core/core.h"
+#include "metering/metering.h"
 #include "billing.h"
 
 /*
@@ -45,14 +46,31 @@ struct usage_range {
 	int64_t		*r_sums;
 };
 
+/*
+ * A member of a closed period whose usage in that period changed since
+ * it was generated, and what its usage is now in one of its segments.
+ */
+struct late_cand {
+	int64_t		 lc_tenant;
+	char		 lc_period[PERIOD_LABEL_MAX];
+};
+struct late_sum {
+	int64_t		 ls_tenant, ls_start, ls_end;
+	int64_t		 ls_sums[BILLING_NMETRICS];
+};
+
 struct billing_usage {
 	int64_t		 u_first;	/* the period's first day */
 	int64_t		 u_maxid;	/* tenant ids 0..u_maxid are summed */
-	/* The period's stretches between tariff boundaries, in order, then
-	 * the ranges of closed statements (read by billing_usage_read). */
+	/* The period's stretches between tariff boundaries, in order. */
 	struct usage_range *u_r;
 	size_t		 u_nr;
-	size_t		 u_nfine;
+	/* The late usage candidates, and their segments' sums (sorted). */
+	struct late_cand *u_cand;
+	size_t		 u_ncand;
+	struct late_sum	*u_late;
+	size_t		 u_nlate;
+	int64_t		 u_seq;		/* meter_state.change_seq read */
 	int64_t		 u_ms;		/* reading */
 };
 
@@ -209,27 +227,39 @@ gen_metric_lookup(const char *metric, int len)
 /*
  * Add the usage of hours [start, end) into sums out[row * stride +
  * metric], where row is idx[tenant id] (rows below 0 are skipped), or the
- * tenant id itself without idx. Tenant ids above maxid are skipped. One
- * pass in key order. Runs on the loop thread or a worker (its own db).
+ * tenant id itself without idx; tenant > 0: that member's only (in row
+ * 0 without idx). Tenant
+ * ids above maxid are skipped. Whole months are read from the monthly
+ * totals, the rest from VMs' hours and mailboxes' and sites' days
+ * (metering_usage_sql), summed in one pass without a sort. Runs on the
+ * loop thread or a worker (its own db).
  */
 static int
-gen_sum_usage(sqlite3 *db, int64_t start, int64_t end, const int32_t *idx,
-    int64_t maxid, int64_t *out, size_t stride, char **cause)
+gen_sum_usage(sqlite3 *db, int64_t start, int64_t end, int64_t tenant,
+    const int32_t *idx, int64_t maxid, int64_t *out, size_t stride,
+    char **cause)
 {
 	sqlite3_stmt	*st;
-	int64_t		 tid, q, *slot, row;
+	int64_t		 tid, q, *slot, row, m1, m2;
+	char		*src, *sql;
 	int		 m, rc;
 
-	st = store_prepare(db, "SELECT tenant_id, metric, quantity FROM "
-	    "usage_hourly WHERE hour >= ? AND hour < ? AND +tenant_id IS NOT "
-	    "NULL");
+	src = metering_usage_sql(METER_BY_TOTAL, tenant, start, end, &m1, &m2);
+	xasprintf(&sql, "SELECT tid, metric, q FROM (%s)", src);
+	st = store_prepare(db, sql);
+	free(src);
+	free(sql);
 	sqlite3_bind_int64(st, 1, start);
 	sqlite3_bind_int64(st, 2, end);
+	sqlite3_bind_int64(st, 3, tenant);
+	sqlite3_bind_int64(st, 4, m1);
+	sqlite3_bind_int64(st, 5, m2);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		tid = sqlite3_column_int64(st, 0);
 		if (tid < 1 || tid > maxid)
 			continue;
-		if ((row = idx != NULL ? idx[tid] : tid) < 0)
+		/* One member's usage goes in the first row. */
+		if ((row = idx != NULL ? idx[tid] : tenant > 0 ? 0 : tid) < 0)
 			continue;
 		m = gen_metric_lookup((const char *)sqlite3_column_text(st, 1),
 		    sqlite3_column_bytes(st, 1));
@@ -283,8 +313,7 @@ gen_snap_add(struct gen *g, const struct usage_range *r, int64_t *out,
 
 /*
  * The read-ahead usage of hours [start, end): a run of the period's
- * stretches, or one closed statement's range. Missing: the tariffs or
- * closed statements changed since the read (g->stale).
+ * stretches. Missing: the tariffs changed since the read (g->stale).
  */
 static int
 gen_snap_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
@@ -293,24 +322,20 @@ gen_snap_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
 	const struct billing_usage *u = g->usage;
 	size_t		 i, j;
 
-	for (i = 0; i < u->u_nfine && u->u_r[i].r_start != start; i++)
+	for (i = 0; i < u->u_nr && u->u_r[i].r_start != start; i++)
 		continue;
-	for (j = i; j < u->u_nfine && u->u_r[j].r_end < end; j++)
+	for (j = i; j < u->u_nr && u->u_r[j].r_end < end; j++)
 		continue;
-	if (j < u->u_nfine && u->u_r[j].r_end == end) {
+	if (j < u->u_nr && u->u_r[j].r_end == end) {
 		for (; i <= j; i++)
 			if (gen_snap_add(g, &u->u_r[i], out, stride,
 			    cause) == -1)
 				return (-1);
 		return (0);
 	}
-	for (i = u->u_nfine; i < u->u_nr; i++)
-		if (u->u_r[i].r_start == start && u->u_r[i].r_end == end)
-			return (gen_snap_add(g, &u->u_r[i], out, stride,
-			    cause));
 	g->stale = 1;
-	xasprintf(cause, "tariffs or closed statements changed while the "
-	    "usage of %s was read: generate it again", g->p->p_label);
+	xasprintf(cause, "tariffs changed while the usage of %s was read: "
+	    "generate it again", g->p->p_label);
 	return (-1);
 }
 
@@ -325,7 +350,7 @@ gen_read_usage(struct gen *g, int64_t start, int64_t end, int64_t *out,
 {
 	if (g->usage != NULL)
 		return (gen_snap_usage(g, start, end, out, stride, cause));
-	return (gen_sum_usage(g->db, start, end, g->idx, g->maxid, out,
+	return (gen_sum_usage(g->db, start, end, 0, g->idx, g->maxid, out,
 	    stride, cause));
 }
 
@@ -680,10 +705,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 
 /* A closed segment, as the comparison needs it. */
 struct late_seg {
-	int64_t		 stmt, tenant, tariff, start, end, day_from, day_end;
+	int64_t		 stmt, tariff, start, end, day_from, day_end;
 	int64_t		 mf;
 	char		 band[33];
-	char		 period[PERIOD_LABEL_MAX];
 };
 
 /* The last known state of a closed line: metered quantity and amount. */
@@ -693,172 +717,375 @@ struct late_base {
 };
 
 /*
+ * The members of the closed periods that ended within BILLING_LATE_DAYS
+ * before day first whose usage in the period changed since it was
+ * generated: metering stamps every change of a monthly total with its
+ * change sequence, and each generation kept the one of its read
+ * (billing_periods.usage_seq). A total stamped with that very sequence
+ * may predate the read: it is compared again, which changes nothing if
+ * nothing changed. No month is read again, only the totals' stamps.
+ * In the order of the periods.
+ */
+static int
+gen_late_candidates(sqlite3 *db, int64_t first, struct late_cand **out,
+    size_t *nout, char **cause)
+{
+	sqlite3_stmt	*sp, *sc;
+	struct late_cand *c = NULL;
+	size_t		 n = 0;
+	int		 rc;
+
+	*out = NULL;
+	*nout = 0;
+	if (!billing_have_usage(db))
+		return (0);
+	sp = store_prepare(db, "SELECT period, usage_seq, start_utc, end_utc "
+	    "FROM billing_periods WHERE status = 'closed' AND end_day > ? "
+	    "ORDER BY start_utc");
+	sc = store_prepare(db, "SELECT DISTINCT tenant_id FROM usage_monthly "
+	    "WHERE month >= ? AND month < ? AND changed >= ? AND tenant_id > 0 "
+	    "ORDER BY tenant_id");
+	sqlite3_bind_int64(sp, 1, first - BILLING_LATE_DAYS);
+	while ((rc = sqlite3_step(sp)) == SQLITE_ROW) {
+		sqlite3_reset(sc);
+		sqlite3_bind_int64(sc, 1, calendar_month(sqlite3_column_int64(
+		    sp, 2)));
+		sqlite3_bind_int64(sc, 2, sqlite3_column_int64(sp, 3));
+		sqlite3_bind_int64(sc, 3, sqlite3_column_int64(sp, 1));
+		while ((rc = sqlite3_step(sc)) == SQLITE_ROW) {
+			c = xrealloc(c, (n + 1) * sizeof(*c));
+			c[n].lc_tenant = sqlite3_column_int64(sc, 0);
+			strlcpy(c[n].lc_period, (const char *)
+			    sqlite3_column_text(sp, 0), sizeof(c[n].lc_period));
+			n++;
+		}
+		if (rc != SQLITE_DONE)
+			break;
+	}
+	sqlite3_finalize(sp);
+	sqlite3_finalize(sc);
+	if (rc != SQLITE_DONE) {
+		xasprintf(cause, "finding late usage: %s", sqlite3_errmsg(db));
+		free(c);
+		return (-1);
+	}
+	*out = c;
+	*nout = n;
+	return (0);
+}
+
+/* The segments of a member's closed statement of a period. */
+static sqlite3_stmt *
+gen_late_segments(sqlite3 *db, const struct late_cand *c)
+{
+	sqlite3_stmt	*st;
+
+	st = store_prepare(db, "SELECT g.statement_id, g.tariff_id, "
+	    "g.start_utc, g.end_utc, g.day_from, g.day_end, g.member_mf, "
+	    "g.band FROM statements s JOIN statement_segments g ON "
+	    "g.statement_id = s.id WHERE s.tenant_id = ? AND s.period = ? AND "
+	    "s.status = 'closed' ORDER BY g.start_utc, g.end_utc");
+	sqlite3_bind_int64(st, 1, c->lc_tenant);
+	sqlite3_bind_text(st, 2, c->lc_period, -1, SQLITE_TRANSIENT);
+	return (st);
+}
+
+static int
+late_sum_cmp(const void *a, const void *b)
+{
+	const struct late_sum *x = a, *y = b;
+
+	if (x->ls_tenant != y->ls_tenant)
+		return (x->ls_tenant < y->ls_tenant ? -1 : 1);
+	if (x->ls_start != y->ls_start)
+		return (x->ls_start < y->ls_start ? -1 : 1);
+	if (x->ls_end != y->ls_end)
+		return (x->ls_end < y->ls_end ? -1 : 1);
+	return (0);
+}
+
+static int
+late_sum_range_cmp(const void *a, const void *b)
+{
+	const struct late_sum *x = a, *y = b;
+
+	if (x->ls_start != y->ls_start)
+		return (x->ls_start < y->ls_start ? -1 : 1);
+	if (x->ls_end != y->ls_end)
+		return (x->ls_end < y->ls_end ? -1 : 1);
+	return (x->ls_tenant < y->ls_tenant ? -1 : x->ls_tenant >
+	    y->ls_tenant);
+}
+
+/*
+ * The usage now of every segment of the candidates, sorted by tenant and
+ * range: per member (an index serves it), or in one pass over a range
+ * for every member when many share it (the first generation after an
+ * upgrade compares everything once).
+ */
+static int
+gen_late_sums(sqlite3 *db, const struct late_cand *c, size_t nc,
+    int64_t maxid, struct late_sum **out, size_t *nout, char **cause)
+{
+	struct late_sum	*ls = NULL;
+	sqlite3_stmt	*st;
+	int64_t		*all = NULL;
+	size_t		 n = 0, i, j, k;
+	int		 rc = 0;
+
+	for (i = 0; i < nc; i++) {
+		st = gen_late_segments(db, &c[i]);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			ls = xrealloc(ls, (n + 1) * sizeof(*ls));
+			memset(&ls[n], 0, sizeof(ls[n]));
+			ls[n].ls_tenant = c[i].lc_tenant;
+			ls[n].ls_start = sqlite3_column_int64(st, 2);
+			ls[n].ls_end = sqlite3_column_int64(st, 3);
+			n++;
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			xasprintf(cause, "reading closed segments: %s",
+			    sqlite3_errmsg(db));
+			goto fail;
+		}
+	}
+	if (n > 0)
+		qsort(ls, n, sizeof(*ls), late_sum_range_cmp);
+	for (i = 0; i < n; i = j) {
+		for (j = i; j < n && ls[j].ls_start == ls[i].ls_start &&
+		    ls[j].ls_end == ls[i].ls_end; j++)
+			continue;
+		if (j - i <= 64) {
+			for (k = i; k < j; k++)
+				if (gen_sum_usage(db, ls[k].ls_start,
+				    ls[k].ls_end, ls[k].ls_tenant, NULL, maxid,
+				    ls[k].ls_sums, BILLING_NMETRICS,
+				    cause) == -1)
+					goto fail;
+			continue;
+		}
+		all = xcalloc(((size_t)maxid + 1) * BILLING_NMETRICS,
+		    sizeof(*all));
+		if (gen_sum_usage(db, ls[i].ls_start, ls[i].ls_end, 0, NULL,
+		    maxid, all, BILLING_NMETRICS, cause) == -1)
+			goto fail;
+		for (k = i; k < j; k++)
+			if (ls[k].ls_tenant <= maxid)
+				memcpy(ls[k].ls_sums, &all[(size_t)ls[k].ls_tenant *
+				    BILLING_NMETRICS], sizeof(ls[k].ls_sums));
+		free(all);
+		all = NULL;
+	}
+	if (n > 0)
+		qsort(ls, n, sizeof(*ls), late_sum_cmp);
+	*out = ls;
+	*nout = n;
+	return (0);
+fail:
+	free(all);
+	free(ls);
+	return (-1);
+}
+
+/*
+ * The usage now of a candidate's segment: from the read ahead, or read
+ * here. Missing from the read ahead: a statement was closed since (stale).
+ */
+static int
+gen_late_now(struct gen *g, int64_t tenant, int64_t start, int64_t end,
+    int64_t *sums, char **cause)
+{
+	const struct billing_usage *u = g->usage;
+	struct late_sum	 key, *ls;
+
+	memset(sums, 0, BILLING_NMETRICS * sizeof(*sums));
+	if (u == NULL)
+		return (gen_sum_usage(g->db, start, end, tenant, NULL, g->maxid,
+		    sums, BILLING_NMETRICS, cause));
+	key.ls_tenant = tenant;
+	key.ls_start = start;
+	key.ls_end = end;
+	if ((ls = bsearch(&key, u->u_late, u->u_nlate, sizeof(*u->u_late),
+	    late_sum_cmp)) == NULL) {
+		g->stale = 1;
+		xasprintf(cause, "closed statements changed while the usage of "
+		    "%s was read: generate it again", g->p->p_label);
+		return (-1);
+	}
+	memcpy(sums, ls->ls_sums, sizeof(ls->ls_sums));
+	return (0);
+}
+
+/* The baseline of a member's closed range, per metric. */
+static void
+gen_late_base(struct gen *g, sqlite3_stmt *sb, int64_t tenant, int64_t start,
+    int64_t end, struct late_base *base)
+{
+	struct late_base *bb;
+	int		 mx, prio;
+
+	memset(base, 0, BILLING_NMETRICS * sizeof(*base));
+	sqlite3_reset(sb);
+	sqlite3_bind_int64(sb, 1, tenant);
+	sqlite3_bind_int64(sb, 2, start);
+	sqlite3_bind_int64(sb, 3, end);
+	while (sqlite3_step(sb) == SQLITE_ROW) {
+		if ((mx = tariff_metric((const char *)sqlite3_column_text(sb,
+		    0))) < 0)
+			continue;
+		prio = sqlite3_column_int(sb, 4);
+		bb = &base[mx];
+		if (bb->seen && bb->prio >= prio)
+			continue;
+		bb->seen = 1;
+		bb->prio = prio;
+		bb->used = sqlite3_column_int64(sb, 1);
+		bb->amount = sqlite3_column_int64(sb, 2);
+		bb->has_allow = sqlite3_column_type(sb, 3) != SQLITE_NULL;
+		bb->allow = sqlite3_column_int64(sb, 3);
+	}
+}
+
+/* The late_usage lines of one closed segment of member mi. */
+static void
+gen_late_lines(struct gen *g, size_t mi, const struct late_seg *sg,
+    const char *period, const int64_t *cur, const struct late_base *base)
+{
+	const struct late_base *bb;
+	const struct tariff *t;
+	struct gen_line	*l;
+	int64_t		 bill_old, bill_new, allow;
+	size_t		 band;
+	int		 mx;
+	char		 from[11], last[11];
+
+	if ((t = tariff_by_id(&g->ts, sg->tariff)) == NULL)
+		return;
+	for (band = 0; band + 1 < t->t_nbands; band++)
+		if (strcmp(t->t_bands[band].tb_name, sg->band) == 0)
+			break;
+	for (mx = 0; mx < BILLING_NMETRICS; mx++) {
+		bb = &base[mx];
+		if (!t->t_has_rate[mx] || cur[mx] == bb->used)
+			continue;
+		allow = bb->has_allow ? bb->allow : gen_allowance(t, mx, band,
+		    sg->mf);
+		bill_old = bb->used > allow ? bb->used - allow : 0;
+		g->late[mi] = xrealloc(g->late[mi], (g->nlate[mi] + 1) *
+		    sizeof(*g->late[mi]));
+		l = &g->late[mi][g->nlate[mi]++];
+		memset(l, 0, sizeof(*l));
+		l->l_type = "late_usage";
+		l->l_class = billing_metrics[mx].bm_kind;
+		strlcpy(l->l_metric, billing_metrics[mx].bm_key,
+		    sizeof(l->l_metric));
+		period_fmt_day(sg->day_from, from, sizeof(from));
+		period_fmt_day(sg->day_end - 1, last, sizeof(last));
+		snprintf(l->l_label, sizeof(l->l_label), "%s: usage metered "
+		    "after %s was closed (%s to %s)",
+		    billing_metrics[mx].bm_label, period, from, last);
+		l->l_unit = billing_metrics[mx].bm_unit;
+		l->l_has_used = 1;
+		l->l_used = cur[mx];
+		l->l_allow = allow;
+		bill_new = l->l_used > allow ? l->l_used - allow : 0;
+		l->l_qbase = bill_new - bill_old;
+		l->l_div = billing_metrics[mx].bm_div;
+		l->l_price = t->t_rate[mx][band];
+		l->l_has_basis = 1;
+		l->l_basis = money_line(bill_new, l->l_div, l->l_price);
+		l->l_amount.c = l->l_basis.c - bb->amount;
+		gen_line_tariff(l, t, band);
+		l->l_has_range = 1;
+		l->l_day_from = sg->day_from;
+		l->l_day_end = sg->day_end;
+		l->l_start = sg->start;
+		l->l_end = sg->end;
+		strlcpy(l->l_corrects, period, sizeof(l->l_corrects));
+		l->l_corrects_stmt = sg->stmt;
+		xasprintf(&l->l_reason, "late usage for %s: %s metered after "
+		    "the statement was closed", period,
+		    billing_metrics[mx].bm_key);
+	}
+}
+
+/*
  * Compare usage now with what the closed statements of the last
  * BILLING_LATE_DAYS billed (or later corrections already closed), for
- * the members whose statement in this generation is their earliest open
- * one; the differences become late_usage lines for them.
+ * the members whose usage there changed since (gen_late_candidates) and
+ * whose statement in this generation is their earliest open one; the
+ * differences become late_usage lines for them.
  */
 static int
 gen_late(struct gen *g, char **cause)
 {
 	sqlite3_stmt	*st, *sb;
-	struct late_seg	*segs = NULL, *sg;
-	struct late_base *base = NULL, *bb;
-	struct gen_line	*l;
-	const struct tariff *t;
-	int64_t		*cur = NULL, start, end, bill_old, bill_new, allow;
-	size_t		 nsegs = 0, i, j, band, nm = g->nm;
-	int		 mx, mi, rv = -1;
-	char		 from[11], last[11];
+	struct late_cand *c = NULL;
+	struct late_seg	 sg;
+	struct late_base base[BILLING_NMETRICS];
+	int64_t		 cur[BILLING_NMETRICS];
+	size_t		 nc = 0, i, nm = g->nm;
+	int32_t		 mi;
+	int		 rc, rv = -1;
 
 	g->late = xcalloc(nm ? nm : 1, sizeof(*g->late));
 	g->nlate = xcalloc(nm ? nm : 1, sizeof(*g->nlate));
-	if (!billing_have_usage(g->db))
-		return (0);
-	st = store_prepare(g->db, "SELECT g.statement_id, s.tenant_id, "
-	    "g.tariff_id, g.start_utc, g.end_utc, g.day_from, g.day_end, "
-	    "g.member_mf, g.band, s.period FROM statement_segments g JOIN "
-	    "statements s ON s.id = g.statement_id WHERE s.status = 'closed' "
-	    "AND s.end_day > ? ORDER BY g.start_utc, g.end_utc");
-	sqlite3_bind_int64(st, 1, g->p->p_first - BILLING_LATE_DAYS);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		int64_t tid = sqlite3_column_int64(st, 1);
-
-		if (tid < 1 || tid > g->maxid || g->idx[tid] < 0 ||
-		    !g->m[g->idx[tid]].earliest)
-			continue;
-		segs = xrealloc(segs, (nsegs + 1) * sizeof(*segs));
-		sg = &segs[nsegs++];
-		sg->stmt = sqlite3_column_int64(st, 0);
-		sg->tenant = tid;
-		sg->tariff = sqlite3_column_int64(st, 2);
-		sg->start = sqlite3_column_int64(st, 3);
-		sg->end = sqlite3_column_int64(st, 4);
-		sg->day_from = sqlite3_column_int64(st, 5);
-		sg->day_end = sqlite3_column_int64(st, 6);
-		sg->mf = sqlite3_column_int64(st, 7);
-		strlcpy(sg->band, (const char *)sqlite3_column_text(st, 8),
-		    sizeof(sg->band));
-		strlcpy(sg->period, (const char *)sqlite3_column_text(st, 9),
-		    sizeof(sg->period));
-	}
-	sqlite3_finalize(st);
-	if (nsegs == 0)
-		return (0);
-	cur = xcalloc(nm * BILLING_NMETRICS, sizeof(*cur));
-	base = xcalloc(nm * BILLING_NMETRICS, sizeof(*base));
+	if (g->usage != NULL) {
+		c = g->usage->u_cand;
+		nc = g->usage->u_ncand;
+	} else if (gen_late_candidates(g->db, g->p->p_first, &c, &nc,
+	    cause) == -1)
+		return (-1);
 	/*
-	 * The baseline of each (member, metric) in a range: the closed usage
+	 * The baseline of a (member, range) per metric: the closed usage
 	 * line, or the most recently closed late_usage line correcting it.
 	 */
-	sb = store_prepare(g->db, "SELECT s.tenant_id, l.metric, l.used_base, "
+	sb = store_prepare(g->db, "SELECT l.metric, l.used_base, "
 	    "coalesce(l.basis_cents, l.amount_cents), l.allowance_base, "
 	    "CASE l.type WHEN 'usage' THEN 0 ELSE p.close_seq END FROM "
-	    "statement_lines l JOIN statements s ON s.id = l.statement_id "
-	    "JOIN billing_periods p ON p.period = s.period WHERE s.status = "
-	    "'closed' AND l.type IN ('usage', 'late_usage') AND l.start_utc = "
-	    "? AND l.end_utc = ?");
-	for (i = 0; i < nsegs; i = j) {
-		start = segs[i].start;
-		end = segs[i].end;
-		for (j = i; j < nsegs && segs[j].start == start &&
-		    segs[j].end == end; j++)
-			;
-		memset(cur, 0, nm * BILLING_NMETRICS * sizeof(*cur));
-		memset(base, 0, nm * BILLING_NMETRICS * sizeof(*base));
-		if (gen_read_usage(g, start, end, cur, BILLING_NMETRICS,
-		    cause) == -1)
-			goto out;
-		sqlite3_reset(sb);
-		sqlite3_bind_int64(sb, 1, start);
-		sqlite3_bind_int64(sb, 2, end);
-		while (sqlite3_step(sb) == SQLITE_ROW) {
-			int64_t tid = sqlite3_column_int64(sb, 0);
-			int prio = sqlite3_column_int(sb, 5);
-
-			if (tid < 1 || tid > g->maxid || g->idx[tid] < 0 ||
-			    (mx = tariff_metric((const char *)
-			    sqlite3_column_text(sb, 1))) < 0)
-				continue;
-			bb = &base[(size_t)g->idx[tid] * BILLING_NMETRICS + mx];
-			if (bb->seen && bb->prio >= prio)
-				continue;
-			bb->seen = 1;
-			bb->prio = prio;
-			bb->used = sqlite3_column_int64(sb, 2);
-			bb->amount = sqlite3_column_int64(sb, 3);
-			bb->has_allow = sqlite3_column_type(sb, 4) !=
-			    SQLITE_NULL;
-			bb->allow = sqlite3_column_int64(sb, 4);
-		}
-		for (; i < j; i++) {
-			sg = &segs[i];
-			mi = g->idx[sg->tenant];
-			if ((t = tariff_by_id(&g->ts, sg->tariff)) == NULL)
-				continue;
-			for (band = 0; band + 1 < t->t_nbands; band++)
-				if (strcmp(t->t_bands[band].tb_name,
-				    sg->band) == 0)
-					break;
-			for (mx = 0; mx < BILLING_NMETRICS; mx++) {
-				bb = &base[(size_t)mi * BILLING_NMETRICS + mx];
-				if (!t->t_has_rate[mx] || cur[(size_t)mi *
-				    BILLING_NMETRICS + mx] == bb->used)
-					continue;
-				allow = bb->has_allow ? bb->allow :
-				    gen_allowance(t, mx, band, sg->mf);
-				bill_old = bb->used > allow ? bb->used - allow :
-				    0;
-				g->late[mi] = xrealloc(g->late[mi],
-				    (g->nlate[mi] + 1) * sizeof(*g->late[mi]));
-				l = &g->late[mi][g->nlate[mi]++];
-				memset(l, 0, sizeof(*l));
-				l->l_type = "late_usage";
-				l->l_class = billing_metrics[mx].bm_kind;
-				strlcpy(l->l_metric, billing_metrics[mx].bm_key,
-				    sizeof(l->l_metric));
-				period_fmt_day(sg->day_from, from, sizeof(from));
-				period_fmt_day(sg->day_end - 1, last,
-				    sizeof(last));
-				snprintf(l->l_label, sizeof(l->l_label),
-				    "%s: usage metered after %s was closed "
-				    "(%s to %s)", billing_metrics[mx].bm_label,
-				    sg->period, from, last);
-				l->l_unit = billing_metrics[mx].bm_unit;
-				l->l_has_used = 1;
-				l->l_used = cur[(size_t)mi * BILLING_NMETRICS +
-				    mx];
-				l->l_allow = allow;
-				bill_new = l->l_used > allow ? l->l_used -
-				    allow : 0;
-				l->l_qbase = bill_new - bill_old;
-				l->l_div = billing_metrics[mx].bm_div;
-				l->l_price = t->t_rate[mx][band];
-				l->l_has_basis = 1;
-				l->l_basis = money_line(bill_new, l->l_div,
-				    l->l_price);
-				l->l_amount.c = l->l_basis.c - bb->amount;
-				gen_line_tariff(l, t, band);
-				l->l_has_range = 1;
-				l->l_day_from = sg->day_from;
-				l->l_day_end = sg->day_end;
-				l->l_start = sg->start;
-				l->l_end = sg->end;
-				strlcpy(l->l_corrects, sg->period,
-				    sizeof(l->l_corrects));
-				l->l_corrects_stmt = sg->stmt;
-				xasprintf(&l->l_reason, "late usage for %s: %s "
-				    "metered after the statement was closed",
-				    sg->period, billing_metrics[mx].bm_key);
+	    "statements s JOIN statement_lines l ON l.statement_id = s.id "
+	    "JOIN billing_periods p ON p.period = s.period WHERE s.tenant_id = "
+	    "? AND s.status = 'closed' AND l.type IN ('usage', 'late_usage') "
+	    "AND l.start_utc = ? AND l.end_utc = ?");
+	for (i = 0; i < nc; i++) {
+		if (c[i].lc_tenant > g->maxid ||
+		    (mi = g->idx[c[i].lc_tenant]) < 0 || !g->m[mi].earliest)
+			continue;
+		st = gen_late_segments(g->db, &c[i]);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			memset(&sg, 0, sizeof(sg));
+			sg.stmt = sqlite3_column_int64(st, 0);
+			sg.tariff = sqlite3_column_int64(st, 1);
+			sg.start = sqlite3_column_int64(st, 2);
+			sg.end = sqlite3_column_int64(st, 3);
+			sg.day_from = sqlite3_column_int64(st, 4);
+			sg.day_end = sqlite3_column_int64(st, 5);
+			sg.mf = sqlite3_column_int64(st, 6);
+			strlcpy(sg.band, (const char *)sqlite3_column_text(st,
+			    7), sizeof(sg.band));
+			if (gen_late_now(g, c[i].lc_tenant, sg.start, sg.end,
+			    cur, cause) == -1) {
+				sqlite3_finalize(st);
+				goto out;
 			}
+			gen_late_base(g, sb, c[i].lc_tenant, sg.start, sg.end,
+			    base);
+			gen_late_lines(g, (size_t)mi, &sg, c[i].lc_period, cur,
+			    base);
+		}
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			xasprintf(cause, "reading closed segments: %s",
+			    sqlite3_errmsg(g->db));
+			goto out;
 		}
 	}
 	rv = 0;
 out:
 	sqlite3_finalize(sb);
-	free(cur);
-	free(base);
-	free(segs);
+	if (g->usage == NULL)
+		free(c);
 	return (rv);
 }
 
@@ -1184,6 +1411,22 @@ gen_check_period(sqlite3 *db, const struct period *p, int *status,
 	return (0);
 }
 
+/* Metering's usage change sequence now (0 without metering). */
+static int64_t
+gen_usage_seq(sqlite3 *db)
+{
+	sqlite3_stmt	*st;
+	int64_t		 seq = 0;
+
+	if (!billing_have_usage(db))
+		return (0);
+	st = store_prepare(db, "SELECT change_seq FROM meter_state");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		seq = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return (seq);
+}
+
 /* Generate the period's drafts, reading usage here or from usage. */
 static int
 gen_run(sqlite3 *db, const struct period *p,
@@ -1260,12 +1503,16 @@ gen_run(sqlite3 *db, const struct period *p,
 	if (gen_late(&g, cause) == -1)
 		goto out;
 
+	/*
+	 * The usage change sequence the statements were computed at: late
+	 * usage is what changes after it (gen_late_candidates).
+	 */
 	st = store_prepare(db, "INSERT INTO billing_periods (period, "
 	    "first_day, end_day, tz, start_utc, end_utc, revision, "
-	    "generated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7) ON CONFLICT "
-	    "(period) DO UPDATE SET revision = revision + 1, tz = ?4, "
-	    "start_utc = ?5, end_utc = ?6, generated_at = ?7 RETURNING "
-	    "revision");
+	    "generated_at, usage_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, "
+	    "?8) ON CONFLICT (period) DO UPDATE SET revision = revision + 1, "
+	    "tz = ?4, start_utc = ?5, end_utc = ?6, generated_at = ?7, "
+	    "usage_seq = ?8 RETURNING revision");
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, p->p_first);
 	sqlite3_bind_int64(st, 3, p->p_end);
@@ -1273,6 +1520,8 @@ gen_run(sqlite3 *db, const struct period *p,
 	sqlite3_bind_int64(st, 5, utc[0]);
 	sqlite3_bind_int64(st, 6, utc[1]);
 	sqlite3_bind_int64(st, 7, util_now());
+	sqlite3_bind_int64(st, 8, usage != NULL ? usage->u_seq :
+	    gen_usage_seq(db));
 	if (sqlite3_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "recording the period: %s",
 		    sqlite3_errmsg(db));
@@ -1392,7 +1641,7 @@ billing_usage_plan(sqlite3 *db, const struct period *p, int *status,
 	period_utc(days, utc, n);
 	u = xcalloc(1, sizeof(*u));
 	u->u_first = p->p_first;
-	u->u_nfine = u->u_nr = n - 1;
+	u->u_nr = n - 1;
 	u->u_r = xcalloc(n - 1, sizeof(*u->u_r));
 	for (i = 0; i + 1 < n; i++) {
 		u->u_r[i].r_start = utc[i];
@@ -1410,15 +1659,15 @@ gen_usage_range(sqlite3 *db, struct billing_usage *u, struct usage_range *r,
 {
 	r->r_sums = xcalloc(((size_t)u->u_maxid + 1) * BILLING_NMETRICS,
 	    sizeof(*r->r_sums));
-	return (gen_sum_usage(db, r->r_start, r->r_end, NULL, u->u_maxid,
+	return (gen_sum_usage(db, r->r_start, r->r_end, 0, NULL, u->u_maxid,
 	    r->r_sums, BILLING_NMETRICS, cause));
 }
 
 /*
  * Read the usage that billing_generate_usage() will need, on a read
- * connection (any thread; one snapshot): the planned stretches, then
- * every range of the closed statements that late usage is compared with.
- * -1 with *cause.
+ * connection (any thread; one snapshot): the planned stretches, then the
+ * members of closed periods whose usage changed since they were generated
+ * and their closed segments' usage now. -1 with *cause.
  */
 int
 billing_usage_read(struct billing_usage *u, sqlite3 *db, char **cause)
@@ -1434,38 +1683,24 @@ billing_usage_read(struct billing_usage *u, sqlite3 *db, char **cause)
 		rv = 0;
 		goto out;
 	}
-	st = store_prepare(db, "SELECT coalesce(max(id), 0) FROM tenants");
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	st = store_prepare(db, "SELECT coalesce(max(id), 0), (SELECT "
+	    "change_seq FROM meter_state) FROM tenants");
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		u->u_maxid = sqlite3_column_int64(st, 0);
+		u->u_seq = sqlite3_column_int64(st, 1);
+	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW) {
 		xasprintf(cause, "reading tenants: %s", sqlite3_errmsg(db));
 		goto out;
 	}
-	for (i = 0; i < u->u_nfine; i++)
+	for (i = 0; i < u->u_nr; i++)
 		if (gen_usage_range(db, u, &u->u_r[i], cause) == -1)
 			goto out;
-	st = store_prepare(db, "SELECT DISTINCT g.start_utc, g.end_utc FROM "
-	    "statement_segments g JOIN statements s ON s.id = "
-	    "g.statement_id WHERE s.status = 'closed' AND s.end_day > ? "
-	    "ORDER BY 1, 2");
-	sqlite3_bind_int64(st, 1, u->u_first - BILLING_LATE_DAYS);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		u->u_r = xrealloc(u->u_r, (u->u_nr + 1) * sizeof(*u->u_r));
-		memset(&u->u_r[u->u_nr], 0, sizeof(u->u_r[u->u_nr]));
-		u->u_r[u->u_nr].r_start = sqlite3_column_int64(st, 0);
-		u->u_r[u->u_nr].r_end = sqlite3_column_int64(st, 1);
-		u->u_nr++;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		xasprintf(cause, "reading closed statements: %s",
-		    sqlite3_errmsg(db));
+	if (gen_late_candidates(db, u->u_first, &u->u_cand, &u->u_ncand,
+	    cause) == -1 || gen_late_sums(db, u->u_cand, u->u_ncand,
+	    u->u_maxid, &u->u_late, &u->u_nlate, cause) == -1)
 		goto out;
-	}
-	for (i = u->u_nfine; i < u->u_nr; i++)
-		if (gen_usage_range(db, u, &u->u_r[i], cause) == -1)
-			goto out;
 	rv = 0;
 out:
 	store_exec(db, "COMMIT", NULL);
@@ -1484,6 +1719,8 @@ billing_usage_free(struct billing_usage *u)
 	for (i = 0; i < u->u_nr; i++)
 		free(u->u_r[i].r_sums);
 	free(u->u_r);
+	free(u->u_cand);
+	free(u->u_late);
 	free(u);
 }
 

@@ -113,6 +113,20 @@ int64_t	 metering_round_samples(const struct meter_round *);
 int64_t	 metering_round_resources(const struct meter_round *);
 void	 metering_round_free(struct meter_round *);
 
+/*
+ * metering/usage.c: the usage rows of [from, to) as the text of a SELECT
+ * (caller frees) giving (tid, period, kind, res, metric, q): tid 0 for the
+ * platform; period 0, a local day or month start by what by asks; res ''
+ * unless per resource. Bind ?1 from, ?2 to, ?3 tenant (>0: that member,
+ * -1: the platform, 0: all), ?4 *m1 and ?5 *m2 (the whole months it
+ * reads from the monthly totals: [m1, m2), empty when m1 == m2). Billing
+ * sums a statement's usage with it.
+ */
+enum meter_by { METER_BY_TOTAL, METER_BY_MONTH, METER_BY_DAY,
+	METER_BY_RESOURCE };
+char	*metering_usage_sql(enum meter_by, int64_t tenant, int64_t from,
+	    int64_t to, int64_t *m1, int64_t *m2);
+
 /* The module (metering.c) and what its files give it. */
 struct ctl;
 extern const struct ctl_module metering_module;

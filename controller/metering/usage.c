@@ -214,29 +214,29 @@ usage_next_month(int64_t m)
 }
 
 /*
- * One source of rows for usage_prepare(): table t with its time column
- * (hour, day or month) in [?lo, ?hi), the period and resource columns the
- * grouping wants, and the tenant filter (?3) an index can serve.
+ * One source of rows for metering_usage_sql(): table t with its time
+ * column (hour, day or month) in [?lo, ?hi), the period and resource
+ * columns the grouping wants, and the tenant filter an index can serve.
  */
 static void
-usage_source(char **sql, const struct usage_q *q, const char *t,
+usage_source(char **sql, enum meter_by by, int64_t tenant, const char *t,
     const char *time, int lo, int hi)
 {
-	const char	*period, *res, *who, *sep = *sql[0] ? " UNION ALL " : "";
+	const char	*period, *res, *who, *sep = **sql ? " UNION ALL " : "";
 	char		*s;
 	int		 monthly = strcmp(t, "usage_monthly") == 0;
 
-	if (q->g == G_DAY)
+	if (by == METER_BY_DAY)
 		period = strcmp(time, "day") == 0 ? "day" : "opsn_day(hour)";
-	else if (q->g == G_MONTH)
+	else if (by == METER_BY_MONTH)
 		period = strcmp(time, "hour") == 0 ? "opsn_month(hour)" :
 		    "month";
 	else
 		period = "0";
-	res = q->g == G_RESOURCE ? "resource" : "''";
-	if (q->tenant > 0)
+	res = by == METER_BY_RESOURCE ? "resource" : "''";
+	if (tenant > 0)
 		who = " AND tenant_id = ?3";
-	else if (q->tenant == -1)
+	else if (tenant == -1)
 		who = monthly ? " AND tenant_id = 0" : " AND tenant_id IS NULL";
 	else
 		who = "";
@@ -249,33 +249,49 @@ usage_source(char **sql, const struct usage_q *q, const char *t,
 }
 
 /*
- * The usage query. Whole months of the range come from the monthly
- * totals (a few rows per member); the days before the first and after
- * the last from VMs' hours (usage_hourly) and mailboxes' and sites' days
- * (usage_daily: a day counts where it starts). Grouped per resource or
- * day, every row comes from the hours and days. Parameters: ?1 from,
- * ?2 to, ?3 tenant, ?4 the first whole month, ?5 the end of the last.
+ * The usage rows of [from, to) (see metering.h). Whole months come from
+ * the monthly totals (a few rows per member); the days before the first
+ * and after the last from VMs' hours (usage_hourly) and mailboxes' and
+ * sites' days (usage_daily: a day counts where it starts). Per resource
+ * or day, every row comes from the hours and days.
  */
+char *
+metering_usage_sql(enum meter_by by, int64_t tenant, int64_t from,
+    int64_t to, int64_t *m1p, int64_t *m2p)
+{
+	char	*sql = xstrdup("");
+	int64_t	 m1, m2;
+
+	m1 = calendar_month(from) == from ? from :
+	    usage_next_month(calendar_month(from));
+	m2 = calendar_month(to);
+	if (m1 >= m2 || by == METER_BY_DAY || by == METER_BY_RESOURCE)
+		m1 = m2 = to;
+	if (m1 < m2)
+		usage_source(&sql, by, tenant, "usage_monthly", "month", 4, 5);
+	usage_source(&sql, by, tenant, "usage_hourly", "hour", 1, 4);
+	usage_source(&sql, by, tenant, "usage_daily", "day", 1, 4);
+	if (m1 < m2) {
+		usage_source(&sql, by, tenant, "usage_hourly", "hour", 5, 2);
+		usage_source(&sql, by, tenant, "usage_daily", "day", 5, 2);
+	}
+	*m1p = m1;
+	*m2p = m2;
+	return (sql);
+}
+
+/* The usage query of GET /v1/usage, grouped and named. */
 static sqlite3_stmt *
 usage_prepare(sqlite3 *db, const struct usage_q *q)
 {
-	char		*src = xstrdup(""), *sql;
+	static const enum meter_by by[] = { METER_BY_TOTAL, METER_BY_RESOURCE,
+	    METER_BY_DAY, METER_BY_MONTH };
+	char		*src, *sql;
 	sqlite3_stmt	*st;
 	int64_t		 m1, m2;
 
-	m1 = calendar_month(q->from) == q->from ? q->from :
-	    usage_next_month(calendar_month(q->from));
-	m2 = calendar_month(q->to);
-	if (m1 >= m2 || q->g == G_DAY || q->g == G_RESOURCE)
-		m1 = m2 = q->to;
-	if (m1 < m2)
-		usage_source(&src, q, "usage_monthly", "month", 4, 5);
-	usage_source(&src, q, "usage_hourly", "hour", 1, 4);
-	usage_source(&src, q, "usage_daily", "day", 1, 4);
-	if (m1 < m2) {
-		usage_source(&src, q, "usage_hourly", "hour", 5, 2);
-		usage_source(&src, q, "usage_daily", "day", 5, 2);
-	}
+	src = metering_usage_sql(by[q->g], q->tenant, q->from, q->to, &m1,
+	    &m2);
 	xasprintf(&sql, "SELECT nullif(s.tid, 0), t.name, t.insee, t.siren, "
 	    "s.period, s.kind, s.res, s.metric, sum(s.q) FROM (%s) s LEFT JOIN "
 	    "tenants t ON t.id = s.tid GROUP BY s.tid, s.period, s.kind, "

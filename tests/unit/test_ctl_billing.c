@@ -957,6 +957,50 @@ late_usage_goes_on_the_next_statement_once(void **state)
 	    "WHERE statement_id = ? AND type = 'late_usage'", dec), 18);
 }
 
+/*
+ * Late usage is found by metering's change marker alone: a member whose
+ * totals in a closed month were stamped after its generation is compared
+ * again; one whose were not is not read at all (here its hours changed
+ * behind metering's back, without a stamp, and stay unseen).
+ */
+static void
+late_usage_is_found_by_the_change_marker(void **state)
+{
+	struct billing_gen_result res;
+	struct golden	 g;
+	int64_t		 mid;
+	char		 sum[72];
+
+	golden_fixture(&g);
+	/* Rollups ran before October was generated. */
+	assert_int_equal(store_exec(tc.db, "UPDATE meter_state SET change_seq "
+	    "= change_seq + 5", NULL), 0);
+	must_generate("2026-10", &res);
+	must_close("2026-10", sum);
+	/* A rollup brings A ten more hours, stamped with its sequence. */
+	assert_int_equal(store_exec(tc.db, "UPDATE meter_state SET change_seq "
+	    "= change_seq + 1", NULL), 0);
+	mid = utc(2026, 10, 15, 22);
+	for (int i = 50; i < 60; i++)
+		usage(g.a, mid + i * 3600, "vm", "a-vm", "vcpu_seconds", 7200);
+	/* B's site hours double, but nothing stamps its totals. */
+	assert_int_equal(store_exec(tc.db, "UPDATE meter_state SET quiet = 1; "
+	    "UPDATE usage_hourly SET quantity = 2 * quantity WHERE resource = "
+	    "'b-site'; UPDATE meter_state SET quiet = 0", NULL), 0);
+	must_generate("2026-11", &res);
+	assert_int_equal(res.g_late_lines, 1);
+	assert_int_equal(scalar("SELECT count(*) FROM statement_lines WHERE "
+	    "statement_id = ? AND type = 'late_usage'", statement_of(g.a,
+	    "2026-11")), 1);
+	assert_int_equal(scalar("SELECT count(*) FROM statement_lines WHERE "
+	    "statement_id = ? AND type = 'late_usage'", statement_of(g.b,
+	    "2026-11")), 0);
+	/* The period keeps the sequence its statements were computed at. */
+	assert_int_equal(scalar("SELECT usage_seq FROM billing_periods WHERE "
+	    "period = '2026-11'", 0), scalar("SELECT change_seq FROM "
+	    "meter_state", 0));
+}
+
 static void
 an_adjustment_appears_on_the_next_statement(void **state)
 {
@@ -1204,6 +1248,7 @@ main(void)
 		DB(generation_refuses_gaps_and_overlapping_periods),
 		DB(a_closed_statement_never_changes),
 		DB(late_usage_goes_on_the_next_statement_once),
+		DB(late_usage_is_found_by_the_change_marker),
 		DB(an_adjustment_appears_on_the_next_statement),
 		DB(random_lines_totals_are_sums_of_rounded_lines),
 		DB(csv_export_opens_in_french_libreoffice),
