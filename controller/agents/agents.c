@@ -54,12 +54,14 @@ agents_nodes_list(struct api_req *r)
 	const char	*cursor;
 	char		*next;
 	int		 limit;
-	json_t		*items;
+	struct jsonw	 w;
 
 	if (params_page(r, &limit, &cursor) == -1)
 		return;
-	items = nodes_list_json(cursor, limit, &next);
-	params_reply_page(r, items, next);
+	params_page_open(&w);
+	nodes_list_write(&w, cursor, limit, &next);
+	params_page_reply(r, &w, next);
+	free(next);
 }
 
 static void

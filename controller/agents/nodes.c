@@ -85,15 +85,89 @@ static struct node_list		 nodes = TAILQ_HEAD_INITIALIZER(nodes);
 static struct session_list	 sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static size_t			 nsessions;
 
+/*
+ * Nodes by id and by name: every frame sent and every node listed looks
+ * one up, and there are thousands. Nodes are never forgotten (a revoked
+ * one keeps its row), so the tables only grow; open addressing, at most
+ * half full.
+ */
+static struct {
+	struct node	**by_id, **by_name;
+	size_t		  cap, n;
+} nodes_idx;
+
+static uint64_t
+nodes_hash_name(const char *name)
+{
+	uint64_t	 h = 1469598103934665603ULL;
+
+	for (; *name != '\0'; name++)
+		h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+	return (h);
+}
+
+static struct node **
+nodes_idx_id(int64_t id)
+{
+	struct node	**slot;
+	size_t		  i;
+
+	for (i = (uint64_t)id * 11400714819323198485ULL & (nodes_idx.cap - 1);;
+	    i = (i + 1) & (nodes_idx.cap - 1)) {
+		slot = &nodes_idx.by_id[i];
+		if (*slot == NULL || (*slot)->n_id == id)
+			return (slot);
+	}
+}
+
+static struct node **
+nodes_idx_name(const char *name)
+{
+	struct node	**slot;
+	size_t		  i;
+
+	for (i = nodes_hash_name(name) & (nodes_idx.cap - 1);;
+	    i = (i + 1) & (nodes_idx.cap - 1)) {
+		slot = &nodes_idx.by_name[i];
+		if (*slot == NULL || strcmp((*slot)->n_name, name) == 0)
+			return (slot);
+	}
+}
+
+/* Index a node once its id and name are set (again: a no-op). */
+static void
+nodes_idx_add(struct node *n)
+{
+	struct node	*m;
+
+	if (2 * (nodes_idx.n + 1) > nodes_idx.cap) {
+		free(nodes_idx.by_id);
+		free(nodes_idx.by_name);
+		nodes_idx.cap = nodes_idx.cap ? nodes_idx.cap * 2 : 256;
+		nodes_idx.by_id = xcalloc(nodes_idx.cap, sizeof(*nodes_idx.by_id));
+		nodes_idx.by_name = xcalloc(nodes_idx.cap,
+		    sizeof(*nodes_idx.by_name));
+		nodes_idx.n = 0;
+		TAILQ_FOREACH(m, &nodes, n_entry) {
+			if (m == n)
+				continue;
+			*nodes_idx_id(m->n_id) = m;
+			*nodes_idx_name(m->n_name) = m;
+			nodes_idx.n++;
+		}
+	}
+	if (*nodes_idx_id(n->n_id) == NULL)
+		nodes_idx.n++;
+	*nodes_idx_id(n->n_id) = n;
+	*nodes_idx_name(n->n_name) = n;
+}
+
 static struct node *
 nodes_find(const char *name)
 {
-	struct node	*n;
-
-	TAILQ_FOREACH(n, &nodes, n_entry)
-		if (strcmp(n->n_name, name) == 0)
-			return (n);
-	return (NULL);
+	if (nodes_idx.cap == 0)
+		return (NULL);
+	return (*nodes_idx_name(name));
 }
 
 static int
@@ -404,6 +478,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	}
 	n->n_id = id;
 	strlcpy(n->n_name, e->name, sizeof(n->n_name));
+	nodes_idx_add(n);
 	strlcpy(n->n_state, "enrolling", sizeof(n->n_state));
 	strlcpy(n->n_fpr, fpr, sizeof(n->n_fpr));
 	n->n_revoked = 0;
@@ -573,12 +648,9 @@ nodes_touch(struct node *n)
 static struct node *
 nodes_by_id(int64_t id)
 {
-	struct node	*n;
-
-	TAILQ_FOREACH(n, &nodes, n_entry)
-		if (n->n_id == id)
-			return (n);
-	return (NULL);
+	if (nodes_idx.cap == 0)
+		return (NULL);
+	return (*nodes_idx_id(id));
 }
 
 /*
@@ -756,6 +828,7 @@ nodes_load(char **cause)
 		/* Give every node a full timeout to come back after a restart. */
 		n->n_seen_mono = now;
 		TAILQ_INSERT_TAIL(&nodes, n, n_entry);
+		nodes_idx_add(n);
 	}
 	sqlite3_finalize(st);
 	return (0);
@@ -883,66 +956,72 @@ nodes_version_str(int64_t v, char *buf, size_t len)
 	return (buf);
 }
 
-static json_t *
-json_str_or_null(const char *s)
+/* One node row (NODES_COLS) as JSON, with what memory knows of it. */
+static void
+nodes_row_write(struct jsonw *w, sqlite3_stmt *st)
 {
-	return (s != NULL ? json_string(s) : json_null());
-}
-
-static json_t *
-nodes_row_json(sqlite3_stmt *st)
-{
-	json_t		*o, *roles;
 	const char	*name = (const char *)sqlite3_column_text(st, 0);
 	const char	*r = (const char *)sqlite3_column_text(st, 2);
 	struct node	*n = nodes_find(name);
-	char		 buf[32], *copy, *tok, *save = NULL;
+	char		 buf[32];
+	size_t		 len;
 	int64_t		 seen;
 
-	roles = json_array();
-	copy = xstrdup(r);
-	for (tok = strtok_r(copy, ",", &save); tok != NULL;
-	    tok = strtok_r(NULL, ",", &save))
-		json_array_append_new(roles, json_string(tok));
-	free(copy);
-	o = json_object();
-	json_object_set_new(o, "name", json_string(name));
-	json_object_set_new(o, "state", json_string(n ? n->n_state :
-	    (const char *)sqlite3_column_text(st, 1)));
-	json_object_set_new(o, "connected", json_boolean(n && n->n_sess));
-	json_object_set_new(o, "roles", roles);
-	json_object_set_new(o, "address",
-	    json_string((const char *)sqlite3_column_text(st, 3)));
-	json_object_set_new(o, "proto_version",
-	    json_integer(sqlite3_column_int64(st, 4)));
-	json_object_set_new(o, "agent_version",
-	    json_string((const char *)sqlite3_column_text(st, 5)));
-	json_object_set_new(o, "cpus", json_integer(sqlite3_column_int64(st, 6)));
-	json_object_set_new(o, "memory_bytes",
-	    json_integer(sqlite3_column_int64(st, 7)));
-	json_object_set_new(o, "disk_bytes",
-	    json_integer(sqlite3_column_int64(st, 8)));
-	json_object_set_new(o, "libvirt_version", json_str_or_null(
-	    nodes_version_str(sqlite3_column_int64(st, 9), buf, sizeof(buf))));
-	json_object_set_new(o, "qemu_version", json_str_or_null(
-	    nodes_version_str(sqlite3_column_int64(st, 10), buf, sizeof(buf))));
-	json_object_set_new(o, "hostname",
-	    json_string((const char *)sqlite3_column_text(st, 11)));
+	jsonw_obj(w);
+	jsonw_key(w, "name");
+	jsonw_str(w, name);
+	jsonw_key(w, "state");
+	jsonw_str(w, n ? n->n_state : (const char *)sqlite3_column_text(st,
+	    1));
+	jsonw_key(w, "connected");
+	jsonw_bool(w, n && n->n_sess);
+	jsonw_key(w, "roles");
+	jsonw_arr(w);
+	for (; r != NULL && *r != '\0'; r += len) {
+		if ((len = strcspn(r, ",")) > 0)
+			jsonw_strn(w, r, len);
+		if (r[len] == ',')
+			len++;
+	}
+	jsonw_arr_end(w);
+	jsonw_key(w, "address");
+	jsonw_col_text(w, st, 3);
+	jsonw_key(w, "proto_version");
+	jsonw_int(w, sqlite3_column_int64(st, 4));
+	jsonw_key(w, "agent_version");
+	jsonw_col_text(w, st, 5);
+	jsonw_key(w, "cpus");
+	jsonw_int(w, sqlite3_column_int64(st, 6));
+	jsonw_key(w, "memory_bytes");
+	jsonw_int(w, sqlite3_column_int64(st, 7));
+	jsonw_key(w, "disk_bytes");
+	jsonw_int(w, sqlite3_column_int64(st, 8));
+	jsonw_key(w, "libvirt_version");
+	jsonw_str(w, nodes_version_str(sqlite3_column_int64(st, 9), buf,
+	    sizeof(buf)));
+	jsonw_key(w, "qemu_version");
+	jsonw_str(w, nodes_version_str(sqlite3_column_int64(st, 10), buf,
+	    sizeof(buf)));
+	jsonw_key(w, "hostname");
+	jsonw_col_text(w, st, 11);
+	jsonw_key(w, "enrolled_at");
 	util_time_fmt(sqlite3_column_int64(st, 12), buf, sizeof(buf));
-	json_object_set_new(o, "enrolled_at", json_string(buf));
+	jsonw_str(w, buf);
+	jsonw_key(w, "state_since");
 	util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
-	json_object_set_new(o, "state_since", json_string(buf));
+	jsonw_str(w, buf);
+	jsonw_key(w, "last_seen");
 	seen = n && n->n_seen ? n->n_seen : sqlite3_column_int64(st, 14);
 	if (seen > 0) {
 		util_time_fmt(seen, buf, sizeof(buf));
-		json_object_set_new(o, "last_seen", json_string(buf));
+		jsonw_str(w, buf);
 	} else
-		json_object_set_new(o, "last_seen", json_null());
-	json_object_set_new(o, "revoked", json_boolean(sqlite3_column_int(st,
-	    15)));
-	json_object_set_new(o, "cert_fingerprint",
-	    json_string((const char *)sqlite3_column_text(st, 16)));
-	return (o);
+		jsonw_null(w);
+	jsonw_key(w, "revoked");
+	jsonw_bool(w, sqlite3_column_int(st, 15));
+	jsonw_key(w, "cert_fingerprint");
+	jsonw_col_text(w, st, 16);
+	jsonw_obj_end(w);
 }
 
 #define NODES_COLS "name, state, roles, address, proto_version, " \
@@ -955,40 +1034,51 @@ json_t *
 nodes_json(const char *name)
 {
 	sqlite3_stmt	*st;
+	struct jsonw	 w;
 	json_t		*o = NULL;
 
-	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
+	memset(&w, 0, sizeof(w));
+	st = store_stmt(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		o = nodes_row_json(st);
-	sqlite3_finalize(st);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		nodes_row_write(&w, st);
+		o = jsonw_load(&w);
+	}
+	store_done(st);
 	return (o);
 }
 
-/* A page of nodes by name after cursor; *next is the next cursor or NULL. */
-json_t *
-nodes_list_json(const char *after, int limit, char **next)
+/*
+ * A page of nodes by name after cursor, written into w (opened by
+ * params_page_open()); *next is the next cursor (the caller frees) or
+ * NULL.
+ */
+void
+nodes_list_write(struct jsonw *w, const char *after, int limit, char **next)
 {
 	sqlite3_stmt	*st;
-	json_t		*a = json_array();
 	int		 n = 0;
 
 	*next = NULL;
-	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
+	st = store_stmt(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
-			*next = params_last_key(a, "name");
 			break;
 		}
-		json_array_append_new(a, nodes_row_json(st));
+		free(*next);
+		*next = xstrdup((const char *)sqlite3_column_text(st, 0));
+		nodes_row_write(w, st);
 	}
-	sqlite3_finalize(st);
-	return (a);
+	store_done(st);
+	if (n <= limit) {
+		free(*next);
+		*next = NULL;
+	}
 }
 
 /* Count of nodes per state, for /v1/health. */

@@ -18,7 +18,9 @@ int	nodes_revoke(const char *name, int64_t *id, char **cause);
 void	nodes_revoked(int64_t id);
 /* JSON of one node (NULL if none) and of all nodes (array). */
 json_t	*nodes_json(const char *name);
-json_t	*nodes_list_json(const char *after, int limit, char **next);
+struct jsonw;
+void	 nodes_list_write(struct jsonw *, const char *after, int limit,
+	    char **next);
 
 /* agents/enrol.c */
 /* A new join token valid for ttl seconds (caller frees the token). */

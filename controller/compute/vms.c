@@ -115,57 +115,51 @@ vms_image_url(void)
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
 	"LEFT JOIN plans pl ON pl.id = v.plan_id "
 
-static json_t *
-vms_row_json(sqlite3_stmt *st)
-{
-	json_t	*o = json_object(), *obs, *nics;
-	char	 buf[32];
+/* A VM as JSON, from the columns of VMS_COLS. */
+static const struct jsonw_field vms_fields[] = {
+	{ "id", JW_TEXT, 0 },
+	{ "name", JW_TEXT, 1 },
+	{ "node", JW_TEXT, 2 },
+	{ "tenant", JW_TEXT, 3 },
+	{ "vcpus", JW_INT, 4 },
+	{ "memory_mib", JW_INT, 5 },
+	{ "disk_bytes", JW_INT, 6 },
+	{ "image", JW_TEXT, 7 },
+};
+static const struct jsonw_field vms_fields_after_nics[] = {
+	{ "desired", JW_TEXT, 9 },
+	{ "generation", JW_INT, 10 },
+	{ "observed", JW_OBJ, 0 },
+	{ "state", JW_TEXT, 11 },
+	{ "reason", JW_TEXT, 12 },
+	{ "since", JW_TIME, 13 },
+	{ "error", JW_TEXT, 14 },
+	{ "generation", JW_INT, 15 },
+	{ "pid", JW_INT, 16 },
+	{ NULL, JW_END, 0 },
+	{ "created_at", JW_TIME, 17 },
+	{ "plan", JW_TEXT, 19 },
+};
 
-	json_object_set_new(o, "id",
-	    json_string((const char *)sqlite3_column_text(st, 0)));
-	json_object_set_new(o, "name",
-	    json_string((const char *)sqlite3_column_text(st, 1)));
-	json_object_set_new(o, "node",
-	    json_string((const char *)sqlite3_column_text(st, 2)));
-	json_object_set_new(o, "tenant",
-	    json_string((const char *)sqlite3_column_text(st, 3)));
-	json_object_set_new(o, "vcpus", json_integer(sqlite3_column_int64(st,
-	    4)));
-	json_object_set_new(o, "memory_mib",
-	    json_integer(sqlite3_column_int64(st, 5)));
-	json_object_set_new(o, "disk_bytes",
-	    json_integer(sqlite3_column_int64(st, 6)));
-	json_object_set_new(o, "image",
-	    json_string((const char *)sqlite3_column_text(st, 7)));
+static void
+vms_row_write(struct jsonw *w, sqlite3_stmt *st)
+{
+	json_t	*nics;
+
+	jsonw_obj(w);
+	jsonw_row(w, st, vms_fields, nitems(vms_fields));
+	/* The NICs are stored as a JSON array. */
 	nics = json_loads((const char *)sqlite3_column_text(st, 8), 0, NULL);
-	json_object_set_new(o, "nics", nics ? nics : json_array());
-	json_object_set_new(o, "desired",
-	    json_string((const char *)sqlite3_column_text(st, 9)));
-	json_object_set_new(o, "generation",
-	    json_integer(sqlite3_column_int64(st, 10)));
-	obs = json_object();
-	json_object_set_new(obs, "state",
-	    json_string((const char *)sqlite3_column_text(st, 11)));
-	json_object_set_new(obs, "reason",
-	    json_string((const char *)sqlite3_column_text(st, 12)));
-	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
-		util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
-		json_object_set_new(obs, "since", json_string(buf));
-	} else
-		json_object_set_new(obs, "since", json_null());
-	json_object_set_new(obs, "error",
-	    json_string((const char *)sqlite3_column_text(st, 14)));
-	json_object_set_new(obs, "generation",
-	    json_integer(sqlite3_column_int64(st, 15)));
-	json_object_set_new(obs, "pid", json_integer(sqlite3_column_int64(st,
-	    16)));
-	json_object_set_new(o, "observed", obs);
-	util_time_fmt(sqlite3_column_int64(st, 17), buf, sizeof(buf));
-	json_object_set_new(o, "created_at", json_string(buf));
-	json_object_set_new(o, "plan", sqlite3_column_type(st, 19) ==
-	    SQLITE_NULL ? json_null() : json_string((const char *)
-	    sqlite3_column_text(st, 19)));
-	return (o);
+	jsonw_key(w, "nics");
+	if (nics != NULL)
+		jsonw_json(w, nics);
+	else {
+		jsonw_arr(w);
+		jsonw_arr_end(w);
+	}
+	json_decref(nics);
+	jsonw_row(w, st, vms_fields_after_nics, nitems(vms_fields_after_nics));
+	jsonw_obj_end(w);
 }
 
 /*
@@ -209,11 +203,16 @@ vms_json(int64_t id)
 	sqlite3_stmt	*st;
 	json_t		*o = NULL;
 
-	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id = ?");
+	struct jsonw	 w;
+
+	memset(&w, 0, sizeof(w));
+	st = store_stmt(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		o = vms_row_json(st);
-	sqlite3_finalize(st);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		vms_row_write(&w, st);
+		o = jsonw_load(&w);
+	}
+	store_done(st);
 	return (o);
 }
 
@@ -526,43 +525,50 @@ vms_list(struct api_req *r)
 	const char	*cursor, *node = api_query(r, "node");
 	const char	*tenant = api_query(r, "tenant");
 	const char	*state = api_query(r, "state");
-	char		*next = NULL;
-	int		 limit, n = 0;
-	int64_t		 tid = 0;
-	json_t		*items;
+	char		*sql, next[24];
+	int		 limit, n = 0, usable;
+	int64_t		 tid = 0, nid = 0, last = 0;
+	struct jsonw	 w;
 
 	if (params_page(r, &limit, &cursor) == -1)
 		return;
-	items = json_array();
 	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
 		    "'%.64s'", tenant);
-		json_decref(items);
 		return;
 	}
 	if (p != NULL && p->ap_tenant != 0)
 		tid = p->ap_tenant;
-	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id > ? "
-	    "AND (?2 IS NULL OR n.name = ?2) AND (?4 = 0 OR v.tenant_id = ?4) "
-	    "AND (?5 IS NULL OR v.obs_state = ?5 OR v.desired = ?5) "
-	    "ORDER BY v.id LIMIT ?3");
+	/* A node that does not exist holds no VM: an empty page. */
+	if (node != NULL && (nid = nodes_id(node, &usable)) == -1)
+		nid = 0;
+	/*
+	 * Only the filters asked for are in the SQL, so that the index of
+	 * the node or the member serves the page in id order.
+	 */
+	xasprintf(&sql, "SELECT " VMS_COLS VMS_FROM "WHERE v.id > ?1%s%s%s "
+	    "ORDER BY v.id LIMIT ?3", node ? " AND v.node_id = ?2" : "",
+	    tid ? " AND v.tenant_id = ?4" : "", state ? " AND (v.obs_state = "
+	    "?5 OR v.desired = ?5)" : "");
+	st = store_stmt(ctl->db, sql);
+	free(sql);
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
-	if (node != NULL)
-		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, nid);
 	sqlite3_bind_int(st, 3, limit + 1);
 	sqlite3_bind_int64(st, 4, tid);
 	if (state != NULL)
 		sqlite3_bind_text(st, 5, state, -1, SQLITE_STATIC);
+	params_page_open(&w);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
-			xasprintf(&next, "%lld", (long long)
-			    sqlite3_column_int64(st, 18) - 1);
+			snprintf(next, sizeof(next), "%lld", (long long)last);
 			break;
 		}
-		json_array_append_new(items, vms_row_json(st));
+		last = sqlite3_column_int64(st, 18);
+		vms_row_write(&w, st);
 	}
-	sqlite3_finalize(st);
-	params_reply_page(r, items, next);
+	store_done(st);
+	params_page_reply(r, &w, n > limit ? next : NULL);
 }
 
 /* GET /v1/vms/{vm} */

@@ -25,9 +25,13 @@
 #define USAGE_MAX_RANGE		(400 * 86400LL)	/* a year and some */
 /*
  * Usage queries on the thread pool at once; more get 503. The pool is
- * small (4 threads) and shared with metering's rollups and billing.
+ * small (4 threads) and shared with metering's rollups and billing: a
+ * query that may read many rows (every member, more than two months, per
+ * resource or day) is one of USAGE_MAX_HEAVY; one member's months read a
+ * few totals each and queue for the pool.
  */
-#define USAGE_MAX_JOBS		2
+#define USAGE_MAX_JOBS		64
+#define USAGE_MAX_HEAVY		2
 
 
 static void	usage_get(struct api_req *);
@@ -202,9 +206,11 @@ struct usage_job {
 	size_t		 j_len;
 	char		*j_cause;
 	uint64_t	 j_ms;
+	int		 j_heavy;
 };
 
 static int	 usage_jobs;	/* on the thread pool */
+static int	 usage_heavy;	/* of which heavy */
 
 /* The start of the month after the one that starts at m. */
 static int64_t
@@ -559,6 +565,7 @@ usage_after_cb(uv_work_t *w, int status)
 	struct usage_job	*j = w->data;
 
 	usage_jobs--;
+	usage_heavy -= j->j_heavy;
 	if (status == UV_ECANCELED)
 		api_defer_reply_error(j->j_defer, 503, "busy", "the usage "
 		    "query was cancelled: the controller is stopping");
@@ -600,7 +607,7 @@ usage_get(struct api_req *r)
 	struct usage_q	 q;
 	struct usage_job *j;
 	const char	*v, *path;
-	int		 i, rv;
+	int		 i, rv, heavy;
 
 	memset(&q, 0, sizeof(q));
 	q.tz = calendar_tz();
@@ -683,7 +690,10 @@ usage_get(struct api_req *r)
 		}
 		q.tenant = p->ap_tenant;
 	}
-	if (usage_jobs >= USAGE_MAX_JOBS) {
+	heavy = q.tenant == 0 || q.g == G_RESOURCE || q.g == G_DAY ||
+	    q.to - q.from > 62 * 86400;
+	if (usage_jobs >= USAGE_MAX_JOBS || (heavy &&
+	    usage_heavy >= USAGE_MAX_HEAVY)) {
 		api_set_header(r, "Retry-After", "2");
 		api_reply_error(r, 503, "busy", "%d usage queries are running; "
 		    "try again shortly", usage_jobs);
@@ -691,6 +701,7 @@ usage_get(struct api_req *r)
 	}
 	path = sqlite3_db_filename(ctl->db, "main");
 	j = xcalloc(1, sizeof(*j));
+	j->j_heavy = heavy;
 	j->j_q = q;
 	j->j_path = xstrdup(path != NULL ? path : "");
 	j->j_work.data = j;
@@ -704,6 +715,7 @@ usage_get(struct api_req *r)
 		return;
 	}
 	usage_jobs++;
+	usage_heavy += heavy;
 }
 
 /* ---- GET /metrics ------------------------------------------------------ */
