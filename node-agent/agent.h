@@ -98,6 +98,7 @@ void	link_stop(void);
  */
 int	link_send(uint16_t type, const ProtobufCMessage *);
 int	link_is_up(void);
+uint32_t link_proto(void);
 
 /*
  * What a role (hypervisor, mail, web) plugs into the agent. Frames of

@@ -207,6 +207,13 @@ link_send(uint16_t type, const ProtobufCMessage *m)
 	    ST_OK, m));
 }
 
+/* The protocol version the link speaks; 0 when it is down. */
+uint32_t
+link_proto(void)
+{
+	return (link_conn != NULL && link_hello_ok ? link_version : 0);
+}
+
 /* Is the link established (HELLO answered)? */
 int
 link_is_up(void)

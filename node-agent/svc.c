@@ -12,6 +12,8 @@
  * roles skip writing and reloading). A generation that failed as a whole
  * (a map not written, a daemon not reloaded) is retried with backoff until
  * another state arrives; the last good configuration stays in service.
+ * From protocol 2 on, whole states come in parts and changes as deltas
+ * (svcsync.c), which become whole states here.
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -64,7 +66,8 @@ svc_obj_new(const char *kind, const char *id, const char *state,
 	return (o);
 }
 
-static void
+/* Free an object status of a result (NULL is fine). */
+void
 svc_obj_free(Opsn__ObjectStatus *o)
 {
 	if (o == NULL)
@@ -191,6 +194,7 @@ svc_after_cb(uv_work_t *req, int status)
 
 	s->s_busy = 0;
 	if (s->s_stopping) {
+		svc_only_free(j->j_only);
 		svc_result_clear(&j->j_res);
 		if (s->s_current != NULL)
 			opsn__services_desired__free_unpacked(s->s_current,
@@ -201,6 +205,9 @@ svc_after_cb(uv_work_t *req, int status)
 		return;
 	}
 	svc_result_clear(&s->s_last);
+	/* A delta's status names its objects, not the whole backend's. */
+	svc_only_filter(j->j_only, &j->j_res);
+	svc_only_free(j->j_only);
 	s->s_last = j->j_res;
 	s->s_have_last = 1;
 	if (s->s_last.r_failed)
@@ -264,6 +271,8 @@ svc_next(struct svc *s)
 	j = xcalloc(1, sizeof(*j));
 	j->j_req.data = j;
 	j->j_svc = s;
+	j->j_only = s->s_pending_only;
+	s->s_pending_only = NULL;
 	j->j_desired = s->s_current;
 	j->j_res.r_gen = s->s_current->generation;
 	s->s_busy = 1;
@@ -300,6 +309,18 @@ svc_desired(struct svc *s, const uint8_t *p, size_t len)
 		log_warnx("%s: a desired state that does not decode", s->s_name);
 		return;
 	}
+	svc_only_free(s->s_pending_only);
+	s->s_pending_only = NULL;
+	svc_queue(s, d);
+}
+
+/*
+ * Queue a whole desired state (consumed) to be applied next; with only
+ * set (consumed), the status reports those objects only.
+ */
+void
+svc_queue(struct svc *s, Opsn__ServicesDesired *d)
+{
 	if (d->generation < s->s_newest)
 		log_notice("%s: generation %llu after %llu: the controller's "
 		    "state went back; applying it", s->s_name,
@@ -321,6 +342,8 @@ svc_connected(struct svc *s)
 {
 	if (s->s_inited && !s->s_busy)
 		svc_report(s);
+	if (s->s_inited && !s->s_stopping)
+		svc_sync_connected(s);
 }
 
 /* Is nothing running or waiting? */
@@ -345,6 +368,9 @@ svc_stop(struct svc *s)
 	if (s->s_pending != NULL)
 		opsn__services_desired__free_unpacked(s->s_pending, NULL);
 	s->s_pending = NULL;
+	svc_only_free(s->s_pending_only);
+	s->s_pending_only = NULL;
+	svc_sync_free(s);
 	/* A running job still reads s_current: svc_after_cb frees it. */
 	if (!s->s_busy && s->s_current != NULL) {
 		opsn__services_desired__free_unpacked(s->s_current, NULL);
@@ -390,6 +416,10 @@ svc_frame(struct svc *s, uint16_t type, const uint8_t *p, size_t len)
 {
 	if (type == MSG_SERVICES_DESIRED)
 		svc_desired(s, p, len);
+	else if (type == MSG_SERVICES_PART)
+		svc_sync_part(s, p, len);
+	else if (type == MSG_SERVICES_DELTA)
+		svc_sync_delta(s, p, len);
 	else
 		log_debug("%s: ignoring message type %u", s->s_name, type);
 }

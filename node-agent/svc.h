@@ -50,12 +50,18 @@ struct svc_result {
 	size_t			 r_nobjs;
 };
 
+/* The objects a delta named ("kind id"), sorted; NULL: every object. */
+struct svc_only;
+
 struct svc_job {
 	uv_work_t		 j_req;
 	struct svc		*j_svc;
 	const Opsn__ServicesDesired *j_desired;	/* owned by the svc */
+	struct svc_only		*j_only;	/* report these only */
 	struct svc_result	 j_res;
 };
+
+struct svc_parts;
 
 struct svc {
 	const char		*s_name;	/* "mail", "web" (logs) */
@@ -80,6 +86,9 @@ struct svc {
 	int			 s_again;	/* apply s_current once more */
 	/* On the loop thread after each apply (may be NULL). */
 	void			(*s_applied)(struct svc *);
+	/* Protocol 2 (svcsync.c): what s_pending changed, parts coming. */
+	struct svc_only		*s_pending_only;
+	struct svc_parts	*s_parts;
 };
 
 /* Start the queue (on the loop thread). */
@@ -87,6 +96,8 @@ void	svc_init(struct svc *, uv_loop_t *, const char *name,
 	    void (*apply)(struct svc_job *), void (*done)(void));
 /* A MSG_SERVICES_DESIRED payload: the state to apply next. */
 void	svc_desired(struct svc *, const uint8_t *, size_t);
+/* Queue a whole state (consumed) to apply next. */
+void	svc_queue(struct svc *, Opsn__ServicesDesired *);
 /* The link is back: send the last status again. */
 void	svc_connected(struct svc *);
 /* Stop: no new apply; s_done runs once no apply and no walk runs. */
@@ -110,6 +121,23 @@ void	svc_release(struct svc *);
 int	svc_send(uint16_t type, const ProtobufCMessage *);
 /* A frame for the role: MSG_SERVICES_DESIRED is queued, others ignored. */
 void	svc_frame(struct svc *, uint16_t type, const uint8_t *, size_t);
+
+/* ---- protocol 2: parts and deltas (svcsync.c) --------------------------- */
+
+/* The link is up: say which generation the role holds (protocol 2). */
+void	svc_sync_connected(struct svc *);
+/* MSG_SERVICES_PART: a part of a whole state; the last one queues it. */
+void	svc_sync_part(struct svc *, const uint8_t *, size_t);
+/* MSG_SERVICES_DELTA: merged into the newest state held, then queued. */
+void	svc_sync_delta(struct svc *, const uint8_t *, size_t);
+/* Drop a partial state (stopping). */
+void	svc_sync_free(struct svc *);
+/* Keep only the objects a delta named in a result; free the set. */
+void	svc_only_filter(const struct svc_only *, struct svc_result *);
+void	svc_only_free(struct svc_only *);
+/* The protocol the link speaks (0: down); tests set it (0: the link's). */
+uint32_t svc_proto(void);
+void	svc_set_proto(uint32_t);
 
 /* ---- usage walks, for metering ----------------------------------------- */
 
@@ -136,6 +164,7 @@ void	svc_result_add(struct svc_result *, const char *kind, const char *id,
 void	svc_result_fail(struct svc_result *, const char *fmt, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	svc_result_clear(struct svc_result *);
+void	svc_obj_free(Opsn__ObjectStatus *);
 
 /*
  * Replace link_send (unit tests capture the frames); NULL restores it.

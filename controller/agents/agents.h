@@ -16,6 +16,10 @@ extern const struct ctl_module agents_module;
 
 /* Send a frame to a connected node; -1 if it is not connected. */
 int	nodes_send(int64_t node_id, uint16_t type, const ProtobufCMessage *);
+/* The protocol version of a node's session (0: not connected). */
+uint32_t nodes_version(int64_t node_id);
+/* Bytes waiting in a node's send queue (0: not connected). */
+size_t	nodes_sendq_bytes(int64_t node_id);
 /* Node id by name, and whether it may get new work (enrolled, not revoked). */
 int64_t	nodes_id(const char *name, int *usable);
 const char *nodes_name(int64_t id);

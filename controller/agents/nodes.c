@@ -732,6 +732,28 @@ nodes_send(int64_t id, uint16_t type, const ProtobufCMessage *m)
 	return (nodes_send_now(n, type, NULL, 0, m));
 }
 
+/* The protocol version a node's session speaks; 0 if none. */
+uint32_t
+nodes_version(int64_t id)
+{
+	struct node	*n = nodes_by_id(id);
+
+	if (n == NULL || n->n_sess == NULL || n->n_sess->s_node != n)
+		return (0);
+	return (n->n_sess->s_version);
+}
+
+/* What a node's connection still has to send; 0 if none. */
+size_t
+nodes_sendq_bytes(int64_t id)
+{
+	struct node	*n = nodes_by_id(id);
+
+	if (n == NULL || n->n_sess == NULL || n->n_sess->s_node != n)
+		return (0);
+	return (conn_sendq_bytes(n->n_sess->s_conn));
+}
+
 /* Node id by name; *usable says whether it may get new work. */
 int64_t
 nodes_id(const char *name, int *usable)

@@ -6,9 +6,10 @@
  *
  * Every change follows the house path: validate, then in one transaction
  * change the rows, bump the backend's generation, write the journal row
- * (pending) and the audit record, commit, then push the backend its whole
- * ServicesDesired. A lost push is healed by the next one or by the push
- * that follows the agent's HELLO.
+ * (pending) and the audit record, commit, then push the backend what
+ * changed (sync.c: a delta, or its whole state in parts; an agent of
+ * protocol 1 its whole ServicesDesired). A lost push is healed by the
+ * next one or by the one that follows the agent's HELLO.
  *
  * A member's suspension is read when the desired state is built; a timer
  * notices a member suspended or reactivated since a backend's last
@@ -519,208 +520,6 @@ services_journal(int64_t node_id, int64_t generation, const char *kind,
 	return (rv);
 }
 
-/* Strings the desired state borrows, freed together after the send. */
-struct services_strs {
-	char	**ss_v;
-	size_t	  ss_n, ss_cap;
-};
-
-static char *
-services_keep(struct services_strs *s, const unsigned char *text)
-{
-	char	*copy = xstrdup(text != NULL ? (const char *)text : "");
-
-	if (s->ss_n == s->ss_cap) {
-		s->ss_cap = s->ss_cap ? s->ss_cap * 2 : 256;
-		s->ss_v = xrealloc(s->ss_v, s->ss_cap * sizeof(*s->ss_v));
-	}
-	s->ss_v[s->ss_n++] = copy;
-	return (copy);
-}
-
-static void
-services_strs_free(struct services_strs *s)
-{
-	size_t	 i;
-
-	/* Password hashes and DKIM keys pass through here. */
-	for (i = 0; i < s->ss_n; i++) {
-		explicit_bzero(s->ss_v[i], strlen(s->ss_v[i]));
-		free(s->ss_v[i]);
-	}
-	free(s->ss_v);
-}
-
-/* A JSON list of strings as a repeated field (strings kept in s). */
-static char **
-services_list_field(struct services_strs *s, const unsigned char *json,
-    size_t *n)
-{
-	json_t	*a, *v;
-	char	**out;
-	size_t	 i;
-
-	*n = 0;
-	a = json_loads(json != NULL ? (const char *)json : "[]", 0, NULL);
-	out = xcalloc(json_array_size(a) + 1, sizeof(*out));
-	json_array_foreach(a, i, v) {
-		if (json_is_string(v))
-			out[(*n)++] = services_keep(s, (const unsigned char *)
-			    json_string_value(v));
-	}
-	json_decref(a);
-	return (out);
-}
-
-/* Grow a pointer array by one, returning the new slot. */
-static void *
-services_grow(void ***v, size_t *n, size_t size)
-{
-	void	*p = xcalloc(1, size);
-
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-	(*v)[(*n)++] = p;
-	return (p);
-}
-
-void
-services_push(int64_t node_id)
-{
-	Opsn__ServicesDesired	 ds = OPSN__SERVICES_DESIRED__INIT;
-	struct services_strs	 s;
-	sqlite3_stmt		*st;
-	char			*mx;
-	size_t			 i, size;
-
-	memset(&s, 0, sizeof(s));
-	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
-	    "WHERE node_id = ?");
-	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-
-	st = store_prepare(sc->db, "SELECT d.name, " SERVICES_TENANT_REF ", "
-	    "coalesce(d.quota_bytes, 0), t.status = 'suspended', "
-	    "d.dkim_selector, d.dkim_private_pem FROM mail_domains d JOIN "
-	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
-	    "d.name");
-	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		Opsn__MailDomain *d = services_grow((void ***)&ds.domains,
-		    &ds.n_domains, sizeof(*d));
-
-		opsn__mail_domain__init(d);
-		d->name = services_keep(&s, sqlite3_column_text(st, 0));
-		d->tenant = services_keep(&s, sqlite3_column_text(st, 1));
-		d->quota_bytes = (uint64_t)sqlite3_column_int64(st, 2);
-		d->suspended = sqlite3_column_int(st, 3);
-		d->dkim_selector = services_keep(&s, sqlite3_column_text(st, 4));
-		d->dkim_private_pem = services_keep(&s,
-		    sqlite3_column_text(st, 5));
-	}
-	sqlite3_finalize(st);
-
-	st = store_prepare(sc->db, "SELECT m.address, d.name, m.name, "
-	    "m.password_hash, m.quota_bytes, m.status = 'suspended' OR "
-	    "t.status = 'suspended', m.status = 'deleted', "
-	    "coalesce(m.purge_after, 0), m.id, " SERVICES_TENANT_REF " FROM "
-	    "mailboxes m JOIN mail_domains d ON d.id = m.domain_id JOIN "
-	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
-	    "m.address");
-	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		Opsn__Mailbox *m = services_grow((void ***)&ds.mailboxes,
-		    &ds.n_mailboxes, sizeof(*m));
-
-		opsn__mailbox__init(m);
-		m->address = services_keep(&s, sqlite3_column_text(st, 0));
-		m->domain = services_keep(&s, sqlite3_column_text(st, 1));
-		m->name = services_keep(&s, sqlite3_column_text(st, 2));
-		m->password_hash = services_keep(&s, sqlite3_column_text(st, 3));
-		m->quota_bytes = (uint64_t)sqlite3_column_int64(st, 4);
-		m->suspended = sqlite3_column_int(st, 5);
-		m->deleted = sqlite3_column_int(st, 6);
-		m->purge_after = sqlite3_column_int64(st, 7);
-		m->id = services_keep(&s, sqlite3_column_text(st, 8));
-		m->tenant = services_keep(&s, sqlite3_column_text(st, 9));
-	}
-	sqlite3_finalize(st);
-
-	st = store_prepare(sc->db, "SELECT a.address, a.targets, a.id FROM "
-	    "aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE "
-	    "d.node_id = ? ORDER BY a.address");
-	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		Opsn__Alias *a = services_grow((void ***)&ds.aliases,
-		    &ds.n_aliases, sizeof(*a));
-
-		opsn__alias__init(a);
-		a->address = services_keep(&s, sqlite3_column_text(st, 0));
-		a->targets = services_list_field(&s, sqlite3_column_text(st, 1),
-		    &a->n_targets);
-		a->id = services_keep(&s, sqlite3_column_text(st, 2));
-	}
-	sqlite3_finalize(st);
-
-	st = store_prepare(sc->db, "SELECT s.id, s.hostname, s.aliases, "
-	    "coalesce(s.quota_bytes, 0), s.status = 'suspended' OR t.status = "
-	    "'suspended', " SERVICES_TENANT_REF ", s.tls, s.cert_sha256 FROM "
-	    "sites s JOIN tenants t ON t.id = s.tenant_id WHERE s.node_id = ? "
-	    "ORDER BY s.hostname");
-	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		Opsn__Site *w = services_grow((void ***)&ds.sites, &ds.n_sites,
-		    sizeof(*w));
-
-		opsn__site__init(w);
-		w->id = services_keep(&s, sqlite3_column_text(st, 0));
-		w->hostname = services_keep(&s, sqlite3_column_text(st, 1));
-		w->aliases = services_list_field(&s, sqlite3_column_text(st, 2),
-		    &w->n_aliases);
-		w->quota_bytes = (uint64_t)sqlite3_column_int64(st, 3);
-		w->suspended = sqlite3_column_int(st, 4);
-		w->tenant = services_keep(&s, sqlite3_column_text(st, 5));
-		w->tls = services_keep(&s, sqlite3_column_text(st, 6));
-		w->cert_sha256 = services_keep(&s, sqlite3_column_text(st, 7));
-	}
-	sqlite3_finalize(st);
-	/* The name a mail backend's certificate carries: its MX's. */
-	ds.mail_hostname = services_keep(&s, (const unsigned char *)
-	    (mx = services_mx(node_id)));
-	free(mx);
-
-	size = protobuf_c_message_get_packed_size(&ds.base);
-	if (size > FRAME_MAX)
-		log_warnx("services: the desired state of %s is %zu bytes, "
-		    "over the %d-byte frame limit: not sent", nodes_name(node_id),
-		    size, FRAME_MAX);
-	else if (nodes_send(node_id, MSG_SERVICES_DESIRED, &ds.base) == 0)
-		log_debug("services: pushed generation %llu to %s (%zu domains, "
-		    "%zu mailboxes, %zu aliases, %zu sites, %zu bytes)",
-		    (unsigned long long)ds.generation, nodes_name(node_id),
-		    ds.n_domains, ds.n_mailboxes, ds.n_aliases, ds.n_sites,
-		    size);
-
-	for (i = 0; i < ds.n_domains; i++)
-		free(ds.domains[i]);
-	for (i = 0; i < ds.n_mailboxes; i++)
-		free(ds.mailboxes[i]);
-	for (i = 0; i < ds.n_aliases; i++) {
-		free(ds.aliases[i]->targets);
-		free(ds.aliases[i]);
-	}
-	for (i = 0; i < ds.n_sites; i++) {
-		free(ds.sites[i]->aliases);
-		free(ds.sites[i]);
-	}
-	free(ds.domains);
-	free(ds.mailboxes);
-	free(ds.aliases);
-	free(ds.sites);
-	services_strs_free(&s);
-}
-
 /* Does a roles list ("mail,web") name a services role? */
 static int
 services_is_backend_roles(const char *roles)
@@ -749,12 +548,13 @@ services_agent_hello(int64_t node_id, const char *roles)
 	sqlite3_bind_int64(st, 1, node_id);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	services_push(node_id);
+	services_sync_hello(node_id);
 }
 
 void
 services_agent_gone(int64_t node_id)
 {
+	services_sync_gone(node_id);
 	log_debug("services: %s is gone; its changes wait for it",
 	    nodes_name(node_id));
 	services_certs_gone(node_id);
@@ -765,6 +565,7 @@ static void
 services_stop(void)
 {
 	services_certs_stop();
+	services_sync_stop();
 }
 
 /* The table and the node test of one kind of object in a status. */
@@ -967,6 +768,10 @@ services_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
 		services_certs_result(node_id, p, len);
 		return;
 	}
+	if (type == MSG_SERVICES_HAVE) {
+		services_sync_have(node_id, p, len);
+		return;
+	}
 	if (type != MSG_SERVICES_STATUS) {
 		log_debug("services: %s sent message type %u: ignored",
 		    nodes_name(node_id), type);
@@ -1103,6 +908,17 @@ services_prune_journal(void)
 {
 	sqlite3_stmt	*st;
 
+	/* Deltas cannot reach back past what goes (sync.c). */
+	st = store_prepare(sc->db, "UPDATE services_backends SET journal_from "
+	    "= max(journal_from, (SELECT max(generation) + 1 FROM "
+	    "services_changes c WHERE c.node_id = services_backends.node_id "
+	    "AND c.state = 'applied' AND c.done_at < ?1)) WHERE EXISTS "
+	    "(SELECT 1 FROM services_changes c WHERE c.node_id = "
+	    "services_backends.node_id AND c.state = 'applied' AND c.done_at "
+	    "< ?1)");
+	sqlite3_bind_int64(st, 1, util_now() - SERVICES_JOURNAL_DAYS * 86400);
+	sqlite3_step(st);
+	sqlite3_finalize(st);
 	st = store_prepare(sc->db, "DELETE FROM services_changes WHERE state = "
 	    "'applied' AND done_at < ?");
 	sqlite3_bind_int64(st, 1, util_now() - SERVICES_JOURNAL_DAYS * 86400);
@@ -1145,6 +961,7 @@ services_init(struct ctl *c, char **cause)
 	    SERVICES_TICK_MS);
 	/* The timer alone never keeps the controller running. */
 	uv_unref((uv_handle_t *)&services_timer);
+	services_sync_init(c->loop);
 	log_info("services: deleted mailboxes are kept %lld days",
 	    (long long)(services_retention_s / 86400));
 	return (0);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 struct api_req;
 
@@ -103,6 +104,12 @@ int	 services_journal(int64_t node_id, int64_t generation,
 	    const char *action);
 /* After the commit: send the backend its whole desired state. */
 void	 services_push(int64_t node_id);
+/* services/sync.c: a backend's desired state on the wire. */
+void	 services_sync_init(uv_loop_t *);
+void	 services_sync_stop(void);
+void	 services_sync_hello(int64_t node_id);
+void	 services_sync_have(int64_t node_id, const uint8_t *, size_t);
+void	 services_sync_gone(int64_t node_id);
 /* "31001": how logs and the desired state name a tenant. */
 void	 services_tenant_ref(int64_t tenant, char *, size_t);
 /* The tenant's status ("active", "suspended", "withdrawn", "" if none). */

@@ -16,7 +16,7 @@
 
 /* Protocol versions this build speaks (HELLO negotiates within them). */
 #define OPSN_PROTO_MIN		1
-#define OPSN_PROTO_MAX		1
+#define OPSN_PROTO_MAX		2	/* 2: services in parts and deltas */
 
 /* Message types live in numbered ranges and are never renumbered. */
 enum msg_type {
@@ -43,6 +43,9 @@ enum msg_type {
 	MSG_SERVICES_CERTS = 386,	/* agent -> controller: certificates */
 	MSG_SITE_CERT = 387,		/* controller -> web agent: a key pair */
 	MSG_SITE_CERT_RESULT = 388,	/* agent -> controller */
+	MSG_SERVICES_HAVE = 389,	/* agent -> controller (protocol 2) */
+	MSG_SERVICES_PART = 390,	/* controller -> agent (protocol 2) */
+	MSG_SERVICES_DELTA = 391,	/* controller -> agent (protocol 2) */
 };
 
 #define MSG_RANGE_HV_MIN	128

@@ -128,14 +128,14 @@ def _next_source():
     return f"127.{100 + n // 65025 % 100}.{n // 255 % 255}.{n % 255 + 1}"
 
 
-def mail_backend(controller, make_agent, stack, extra_args=()):
+def mail_backend(controller, make_agent, stack, extra_args=(), env=None):
     """The commune of Agassac (31001) and a mail backend mx1 whose agent
     writes the stack's maps; returns the agent once mx1 is ready."""
     controller.opsnctl("tenant", "add", "--kind", "commune", "--name",
                        "Agassac", "--insee", "31001", "--siren", "213100019",
                        "--population", "115")
     a = make_agent("mx1", role="mail",
-                   extra_args=stack.agent_args() + list(extra_args))
+                   extra_args=stack.agent_args() + list(extra_args), env=env)
     wait_until(lambda: controller.node_state("mx1") == "ready", 20,
                what="mx1 ready")
     return a

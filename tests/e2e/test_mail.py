@@ -201,3 +201,48 @@ def test_quota_over_what_the_domain_has_left_is_refused(controller, backend,
     assert (after_maps.st_ino, after_maps.st_mtime_ns) == \
         (before_maps.st_ino, before_maps.st_mtime_ns)
     assert stack.rcpt_reply("rh@" + DOMAIN)[0] == 550
+
+
+def agent_log(agent):
+    with open(agent.log, errors="replace") as f:
+        return f.read()
+
+
+def test_changes_reach_the_backend_as_deltas_and_a_restart_as_parts(
+        controller, backend, stack):
+    """Protocol 2: the whole state in parts once, then each change alone."""
+    first = "secretariat@" + DOMAIN
+    box_add(controller, first)
+    live(controller, first)
+    for n in range(3):
+        box_add(controller, f"agent{n}@" + DOMAIN)
+    live(controller, "agent2@" + DOMAIN)
+    gen, applied = backend_generation(controller)
+    wait_until(lambda: backend_generation(controller)[1] == gen, 15,
+               what="backend in step")
+    log = agent_log(backend)
+    assert "whole, in 1 parts" in log
+    assert log.count("delta ") >= 3, log[-2000:]
+    # Restarted, it holds nothing: the whole state again, in parts.
+    backend.stop()
+    backend.start()
+    wait_until(lambda: log.count("whole, in") < agent_log(backend).count(
+        "whole, in"), 20, what="whole state after a restart")
+    wait_until(lambda: can_login(stack, first, PASSWORD), 15, 0.05,
+               what="login after the restart")
+
+
+def test_an_agent_of_protocol_1_gets_whole_states(controller, make_agent,
+                                                  stack):
+    """An agent one protocol version older keeps working."""
+    a = mailstack.mail_backend(controller, make_agent, stack,
+                               env={"OPSN_TEST_PROTO_RANGE": "1-1"})
+    controller.opsnctl("mail", "domain", "add", DOMAIN, "--tenant", "31001",
+                       "--quota", "1G")
+    addr = "ancien-agent@" + DOMAIN
+    box_add(controller, addr)
+    live(controller, addr)
+    wait_until(lambda: can_login(stack, addr, PASSWORD), 15, 0.05)
+    log = agent_log(a)
+    assert "protocol 1)" in log
+    assert "delta" not in log and "parts" not in log

@@ -41,6 +41,7 @@ static uv_loop_t	 loop;
 static struct agent	 ag;
 static Opsn__ServicesStatus *last;
 static int		 nstatus;
+static int64_t		 have = -1;	/* last MSG_SERVICES_HAVE */
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -53,6 +54,10 @@ cap_send(uint16_t type, const ProtobufCMessage *m)
 	/* Certificates are test_agt_web's and the e2e tests' business. */
 	if (type == MSG_SERVICES_CERTS)
 		return (0);
+	if (type == MSG_SERVICES_HAVE) {
+		have = (int64_t)((const Opsn__ServicesHave *)m)->generation;
+		return (0);
+	}
 	assert_int_equal(type, MSG_SERVICES_STATUS);
 	len = protobuf_c_message_get_packed_size(m);
 	buf = xmalloc(len + 1);
@@ -225,22 +230,31 @@ add_alias(Opsn__ServicesDesired *d, Opsn__Alias **v, const char *id,
 	d->aliases = v;
 }
 
-/* Send a desired state and run the loop until its status comes back. */
+/* Send a frame of the services range and run the loop until a status. */
 static void
-apply(const Opsn__ServicesDesired *d)
+frame(uint16_t type, const ProtobufCMessage *m, int wait_status)
 {
 	uint8_t		*buf;
-	size_t		 len = opsn__services_desired__get_packed_size(d);
+	size_t		 len = protobuf_c_message_get_packed_size(m);
 	uint64_t	 end = util_mono_ms() + 10000;
 	int		 want = nstatus + 1;
 
 	buf = xmalloc(len + 1);
-	opsn__services_desired__pack(d, buf);
-	mail_role.on_frame(MSG_SERVICES_DESIRED, buf, len);
+	protobuf_c_message_pack(m, buf);
+	mail_role.on_frame(type, buf, len);
 	free(buf);
-	while ((nstatus < want || !mail_idle()) && util_mono_ms() < end)
+	while (wait_status && (nstatus < want || !mail_idle()) &&
+	    util_mono_ms() < end)
 		uv_run(&loop, UV_RUN_ONCE);
-	assert_true(nstatus >= want);
+	if (wait_status)
+		assert_true(nstatus >= want);
+}
+
+/* Send a desired state and run the loop until its status comes back. */
+static void
+apply(const Opsn__ServicesDesired *d)
+{
+	frame(MSG_SERVICES_DESIRED, &d->base, 1);
 	assert_non_null(last);
 	assert_int_equal(last->generation, d->generation);
 }
@@ -982,6 +996,107 @@ mail_dkim_keys_and_tables_change_together(void **state)
 	free(pem2);
 	stop();
 }
+/*
+ * Protocol 2: a whole state in two parts, then a delta that changes one
+ * mailbox, adds one and removes an alias. The maps follow, the status
+ * names only what the delta changed, and a delta from a generation the
+ * agent does not hold is dropped with a MSG_SERVICES_HAVE.
+ */
+static void
+mail_parts_then_deltas_change_only_what_they_name(void **state)
+{
+	Opsn__ServicesDesired	 d = desired(5), p0 = desired(5), p1;
+	Opsn__ServicesDesired	 ch = desired(6);
+	Opsn__ServicesPart	 part = OPSN__SERVICES_PART__INIT;
+	Opsn__ServicesDelta	 delta = OPSN__SERVICES_DELTA__INIT;
+	Opsn__MailDomain	*dv[4];
+	Opsn__Mailbox		*bv[8], *b, *cbv[4];
+	Opsn__Alias		*av[4];
+	char			*rm[1] = { "a1" }, *home;
+	int			 n;
+
+	add_domain(&d, dv, "mairie-agassac.fr", 0);
+	add_box(&d, bv, "m1", "secretariat@mairie-agassac.fr", HASH_A);
+	add_box(&d, bv, "m2", "urbanisme@mairie-agassac.fr", HASH_A);
+	add_alias(&d, av, "a1", "contact@mairie-agassac.fr",
+	    "secretariat@mairie-agassac.fr");
+	svc_set_proto(2);
+	start();
+	mail_role.on_connected();
+	assert_int_equal(have, 0);	/* it holds nothing yet */
+	/* Part 0: the domain and one mailbox; part 1: the rest. */
+	p0.domains = d.domains;
+	p0.n_domains = 1;
+	p0.mailboxes = d.mailboxes;
+	p0.n_mailboxes = 1;
+	part.state = &p0;
+	part.index = 0;
+	n = nstatus;
+	frame(MSG_SERVICES_PART, &part.base, 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(nstatus, n);	/* nothing applied before the last */
+	p1 = desired(5);
+	p1.mailboxes = d.mailboxes + 1;
+	p1.n_mailboxes = 1;
+	p1.aliases = d.aliases;
+	p1.n_aliases = 1;
+	part.state = &p1;
+	part.index = 1;
+	part.last = 1;
+	frame(MSG_SERVICES_PART, &part.base, 1);
+	assert_int_equal(last->generation, 5);
+	assert_string_equal(state_of("mailbox", "m2", NULL), "applied");
+	assert_string_equal(state_of("alias", "a1", NULL), "applied");
+	PF("opsn-aliases.cf.in", "contact@mairie-agassac.fr",
+	    "secretariat@mairie-agassac.fr");
+
+	/* The delta: m2's quota, a new m3, alias a1 gone. */
+	b = &boxes[8];
+	opsn__mailbox__init(b);
+	*b = *d.mailboxes[1];
+	b->quota_bytes = 5 << 20;
+	cbv[0] = b;
+	b = &boxes[9];
+	opsn__mailbox__init(b);
+	b->id = "m3";
+	b->address = "maire@mairie-agassac.fr";
+	b->domain = "mairie-agassac.fr";
+	b->password_hash = HASH_B;
+	b->tenant = "31001";
+	cbv[1] = b;
+	ch.mailboxes = cbv;
+	ch.n_mailboxes = 2;
+	delta.base_generation = 5;
+	delta.changes = &ch;
+	delta.removed_aliases = rm;
+	delta.n_removed_aliases = 1;
+	frame(MSG_SERVICES_DELTA, &delta.base, 1);
+	assert_true(last->ok);
+	assert_int_equal(last->generation, 6);
+	/* Only what the delta named; the rest stays as it was. */
+	assert_int_equal(last->n_objects, 2);
+	assert_string_equal(state_of("mailbox", "m2", NULL), "applied");
+	assert_string_equal(state_of("mailbox", "m3", NULL), "applied");
+	PF("opsn-aliases.cf.in", "contact@mairie-agassac.fr", NULL);
+	xasprintf(&home, "%s/mairie-agassac.fr/maire", mail_dir);
+	PF("opsn-mailboxes.cf.in", "maire@mairie-agassac.fr", home);
+	free(home);
+	xasprintf(&home, "%s/mairie-agassac.fr/secretariat", mail_dir);
+	PF("opsn-mailboxes.cf.in", "secretariat@mairie-agassac.fr", home);
+	free(home);
+
+	/* A delta from a generation it does not hold: asked again. */
+	have = -1;
+	delta.base_generation = 3;
+	ch.generation = 7;
+	n = nstatus;
+	frame(MSG_SERVICES_DELTA, &delta.base, 0);
+	assert_int_equal(have, 6);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(nstatus, n);
+	stop();
+	svc_set_proto(0);
+}
 
 int
 main(void)
@@ -1019,6 +1134,9 @@ main(void)
 		    mail_usage_sums_each_maildir, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    mail_dkim_keys_and_tables_change_together, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    mail_parts_then_deltas_change_only_what_they_name, setup,
+		    teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
