@@ -236,14 +236,11 @@ meter_tenant_of(const Opsn__Sample *s)
 	for (i = 0; i < nitems(q); i++) {
 		if (strcmp(q[i].kind, s->kind) != 0)
 			continue;
-		/* The services tables may not exist in this build. */
-		if (sqlite3_prepare_v2(mc->db, q[i].sql, -1, &st, NULL) !=
-		    SQLITE_OK)
-			break;
+		st = store_stmt(mc->db, q[i].sql);
 		sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
 		if (sqlite3_step(st) == SQLITE_ROW)
 			t = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
+		store_done(st);
 		if (t > 0)
 			return (t);
 		/* A VM the controller knows, of the platform: no fallback. */
@@ -273,12 +270,11 @@ meter_resource_name(const Opsn__Sample *s)
 		sql = "SELECT hostname FROM sites WHERE id = ?";
 	else
 		return (NULL);
-	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return (NULL);
+	st = store_stmt(mc->db, sql);
 	sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
 		name = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
+	store_done(st);
 	return (name);
 }
 
@@ -298,12 +294,11 @@ meter_used_bytes(const Opsn__Sample *s, int64_t now_ms)
 		sql = "UPDATE sites SET used_bytes = ? WHERE hostname = ?";
 	else
 		return;
-	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return;
+	st = store_stmt(mc->db, sql);
 	sqlite3_bind_int64(st, 1, meter_u2i(s->used_bytes));
 	sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 }
 
 /* Insert one batch inside the open transaction; -1 on a database error. */
@@ -467,20 +462,20 @@ meter_flush(void)
 		log_warnx("metering: cannot begin: %s", sqlite3_errmsg(mc->db));
 		goto out;
 	}
-	ins = store_prepare(mc->db, "INSERT OR IGNORE INTO samples (node_id, "
+	ins = store_stmt(mc->db, "INSERT OR IGNORE INTO samples (node_id, "
 	    "seq, ts_ms, kind, resource, state, boot, boot_started_ms, vcpus, "
 	    "memory_mib, disk_mib, disk_used_mib, cpu_ns, net_rx, net_tx, "
 	    "used_bytes, interval_ms, received_at) VALUES (?, ?, ?, ?, ?, ?, "
 	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-	res = store_prepare(mc->db, "INSERT OR IGNORE INTO meter_resources "
+	res = store_stmt(mc->db, "INSERT OR IGNORE INTO meter_resources "
 	    "(kind, resource, tenant_id, first_seen) VALUES (?, ?, ?, ?)");
 	i = 0;
 	TAILQ_FOREACH(b, &todo, b_entry) {
 		if (meter_insert(ins, res, b, now_ms, &fresh[i++]) == -1) {
 			log_warnx("metering: inserting samples of %s: %s",
 			    nodes_name(b->b_node), sqlite3_errmsg(mc->db));
-			sqlite3_finalize(ins);
-			sqlite3_finalize(res);
+			store_done(ins);
+			store_done(res);
 			ins = res = NULL;
 			store_rollback(mc->db);
 			/* The known-resource cache may name rolled-back rows. */
@@ -490,8 +485,8 @@ meter_flush(void)
 			goto out;
 		}
 	}
-	sqlite3_finalize(ins);
-	sqlite3_finalize(res);
+	store_done(ins);
+	store_done(res);
 	if (store_commit(mc->db) == -1) {
 		free(meter_known);
 		meter_known = NULL;
@@ -606,6 +601,7 @@ struct meter_work {
 };
 
 static void	meter_round_start(void);
+static void	meter_timer_cb(uv_timer_t *);
 
 static void
 meter_round_work_cb(uv_work_t *req)
@@ -825,8 +821,14 @@ out:
 	metering_round_free(w->w_round);
 	free(w->w_cause);
 	free(w);
+	/*
+	 * More to roll up: the next round reads a snapshot, which must hold
+	 * this round's mark, committed in this iteration's check phase; a
+	 * zero timer runs in the next iteration.
+	 */
 	if (again)
-		meter_round_start();
+		uv_timer_start(&meter_timer, meter_timer_cb, 0,
+		    (uint64_t)meter_rollup_ms);
 }
 
 static void

@@ -987,6 +987,15 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	memset(&ma, 0, sizeof(ma));
 	for (i = 0; i < W_N; i++)
 		w[i] = store_stmt(db, round_wsql[i]);
+	/* The mark first: a round computed from a stale one writes nothing. */
+	sqlite3_bind_int64(w[W_MARK], 1, r->r_from_id);
+	sqlite3_bind_int64(w[W_MARK], 2, r->r_to_id);
+	if (sqlite3_step(w[W_MARK]) != SQLITE_DONE)
+		goto sqlerr;
+	if (sqlite3_changes(db) != 1) {
+		xasprintf(cause, "another rollup moved the mark");
+		goto out;
+	}
 	/* A new change_seq for the totals this round moves. */
 	sqlite3_bind_int(w[W_QUIET], 1, 1);
 	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
@@ -1003,14 +1012,6 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	sqlite3_bind_int(w[W_QUIET], 1, 0);
 	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
 		goto sqlerr;
-	sqlite3_bind_int64(w[W_MARK], 1, r->r_from_id);
-	sqlite3_bind_int64(w[W_MARK], 2, r->r_to_id);
-	if (sqlite3_step(w[W_MARK]) != SQLITE_DONE)
-		goto sqlerr;
-	if (sqlite3_changes(db) != 1) {
-		xasprintf(cause, "another rollup moved the mark");
-		goto out;
-	}
 	for (i = 0; i < W_N; i++) {
 		store_done(w[i]);
 		w[i] = NULL;
