@@ -54,6 +54,7 @@ struct sync_peer {
 	struct sync_set		*p_stream;
 	size_t			 p_next[4];	/* next object of each kind */
 	uint32_t		 p_index;	/* next part */
+	size_t			 p_bytes;	/* the parts' payloads so far */
 	struct sync_peer	*p_nextpeer;
 };
 
@@ -463,6 +464,7 @@ sync_stream(struct sync_peer *p)
 		part.last = p->p_next[0] == w->n_domains && p->p_next[1] ==
 		    w->n_mailboxes && p->p_next[2] == w->n_aliases &&
 		    p->p_next[3] == w->n_sites;
+		p->p_bytes += protobuf_c_message_get_packed_size(&part.base);
 		if (nodes_send(p->p_node, MSG_SERVICES_PART, &part.base) == -1) {
 			/* Gone: its next HELLO starts over. */
 			sync_set_free(p->p_stream);
@@ -471,8 +473,9 @@ sync_stream(struct sync_peer *p)
 		}
 		if (part.last) {
 			log_info("services: %s got generation %llu whole, in "
-			    "%u parts", nodes_name(p->p_node),
-			    (unsigned long long)w->generation, p->p_index);
+			    "%u parts, %zu bytes", nodes_name(p->p_node),
+			    (unsigned long long)w->generation, p->p_index,
+			    p->p_bytes);
 			p->p_sent = w->generation;
 			sync_set_free(p->p_stream);
 			p->p_stream = NULL;
@@ -510,6 +513,7 @@ sync_start_stream(struct sync_peer *p)
 	p->p_stream = sync_whole(p->p_node);
 	memset(p->p_next, 0, sizeof(p->p_next));
 	p->p_index = 0;
+	p->p_bytes = 0;
 	if (sync_stream(p) == 1)
 		return;
 	if (!sync_timer_on) {
@@ -535,7 +539,7 @@ sync_peer_sync(struct sync_peer *p)
 	}
 	if (s->ss_d.generation != base) {
 		bytes = sync_send_delta(p->p_node, base, s);
-		log_debug("services: %s: delta %llu -> %llu (%zu domains, "
+		log_info("services: %s: delta %llu -> %llu (%zu domains, "
 		    "%zu mailboxes, %zu aliases, %zu sites; %zu bytes)",
 		    nodes_name(p->p_node), (unsigned long long)base,
 		    (unsigned long long)s->ss_d.generation, s->ss_d.n_domains,

@@ -34,19 +34,9 @@ free_port() {
 }
 
 mkdir -p "$OUT"
-# The controller's objects (rollup, store, migrations) and its flags.
-objs=$(ls "$BUILD"/controller/*/*.o | grep -v '/main\.o$')
-# shellcheck disable=SC2016 # make expands these
-cflags=$(make -s --no-print-directory BUILD="$BUILD" \
-    --eval 'bench-cflags: ; @echo $(ALL_CFLAGS)' bench-cflags)
-# shellcheck disable=SC2016
-libs=$(make -s --no-print-directory BUILD="$BUILD" \
-    --eval 'bench-libs: ; @echo $(call pc_libs,$(PKG_CONTROLLER)) -lm' \
-    bench-libs)
-# shellcheck disable=SC2086 # flags are split on purpose
-cc $cflags -Wno-missing-prototypes -o "$OUT/metering_bench" \
-    tests/bench/metering_bench.c $objs "$BUILD/gen/migrations.o" \
-    "$BUILD/libopsn.a" $libs || { problem "metering_bench did not build"; exit 1; }
+# Against the controller's objects (rollup, store, migrations).
+BUILD=$BUILD sh tests/bench/ctlbuild.sh "$OUT/metering_bench" \
+    tests/bench/metering_bench.c || { problem "metering_bench did not build"; exit 1; }
 
 say "metering 1. ingest: $AGENTS simulated agents, batches of $BATCH, $WINDOW ahead, ${SECONDS_} s"
 api=$(free_port); agt=$(free_port)

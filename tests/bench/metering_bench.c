@@ -36,6 +36,7 @@
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
 #include "metering.pb-c.h"
+#include "vmsample.h"
 #include "core/core.h"
 #include "core/core.h"
 #include "metering/metering.h"
@@ -95,17 +96,7 @@ sim_send(struct sim *s)
 			snprintf(res, sizeof(res), "bench-%s-%d", s->name, i % 100);
 			v[i].resource = xstrdup(res);
 			v[i].tenant = "";
-			v[i].boot = "pid:1:1";
-			v[i].state = 1;
-			v[i].vcpus = 2;
-			v[i].memory_mib = 2048;
-			v[i].disk_bytes = 20ULL << 30;
-			v[i].disk_used_bytes = 3ULL << 30;
-			v[i].has_cpu = 1;
-			v[i].cpu_ns = v[i].seq * 1000000;
-			v[i].has_net = 1;
-			v[i].net_rx_bytes = v[i].seq * 1000;
-			v[i].net_tx_bytes = v[i].seq * 500;
+			bench_vm_sample(&v[i], v[i].seq);
 			v[i].interval_ms = 60000;
 			pv[i] = &v[i];
 		}

@@ -16,11 +16,32 @@
 #  5. (api) HTTPS keep-alive requests/s and p99 with wrk: GET
 #     /v1/tenants?limit=100 with every commune imported (~35,000 tenants)
 #     and small POST /v1/plans, against a private nginx serving static
-#     files of the same sizes with the same certificate.
+#     files of the same sizes with the same certificate; the POSTs also
+#     against one-row-per-transaction inserts with synchronous=FULL into
+#     the same database file (tests/bench/sqlref.c).
+#  6. (usage, billing) National scale through the API: every commune,
+#     2,000 VMs, 100,000 mailboxes, 1,000 sites, October and November 2026
+#     of usage (built once into build/bench/national-v1, ~6 GiB; October
+#     closed, late October usage for 100 members): a month of one member's
+#     usage (wrk, a random member per request) against nginx serving the
+#     same bytes; the month's usage CSV for every member against a plain
+#     scan of the month's rows; November's statements (POST
+#     /v1/statements/generate) against SUM ... GROUP BY over its rows.
+#  7. (backend) A mail backend with BENCH_BACKEND_MAILBOXES (250,000)
+#     mailboxes on real Postfix and Dovecot: bytes and time of one changed
+#     mailbox (a delta) and of a full resync, next to the whole state that
+#     protocol 1 sends at every change (tests/bench/backend.py).
+#  8. (sim) The scale simulation: 2,500 simulated hypervisors with 50,000
+#     VMs, 35,000 members, 100,000 mailboxes on 4 simulated mail backends,
+#     all over TLS to the real controller, samples every BENCH_SIM_SAMPLES
+#     seconds (60; 0: none): the controller's RSS and CPU at steady state
+#     next to the same controller with no agent, API list p99 under that
+#     load, and the time until every agent is ready and in step after a
+#     controller restart (data set built once into build/bench/sim-v1).
 #
 # A slow figure never fails the run; only something broken does (exit 1).
-# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing (comma list;
-# default all) picks
+# BENCH_ONLY=tls,agents,boot,scale,api,metering,usage,billing,backend,sim
+# (comma list; default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
@@ -210,6 +231,13 @@ build() {
 	    -o "$OUT/simagents" tests/bench/simagents.c "$BUILD/libopsn.a" \
 	    $(pkg-config --libs libuv openssl libprotobuf-c sqlite3 jansson \
 	    inih) -lm || return 1
+	say "building $OUT/sqlref and $OUT/national"
+	# shellcheck disable=SC2046,SC2086
+	cc $cflags $(pkg-config --cflags sqlite3) -o "$OUT/sqlref" \
+	    tests/bench/sqlref.c $(pkg-config --libs sqlite3) || return 1
+	# Against the controller's own objects (store, calendar, migrations).
+	BUILD=$BUILD sh tests/bench/ctlbuild.sh "$OUT/national" \
+	    tests/bench/national.c || return 1
 	say "building $OUT/resyncshim.so"
 	# shellcheck disable=SC2086
 	cc $cflags -shared -fPIC -o "$OUT/resyncshim.so" \
@@ -473,10 +501,7 @@ bench_api() {
 	say "5. API over HTTPS keep-alive (wrk $WRK_ARGS) against nginx"
 	dir=$tmp/api
 	mkdir -p "$dir"
-	if [ ! -f "$COMMUNES" ]; then
-		problem "no communes file at $COMMUNES (set BENCH_COMMUNES)"
-		return 1
-	fi
+	need_communes || return 1
 	start_controller "$dir" || return 1
 	say "  importing every commune from $COMMUNES"
 	t0=$(now)
@@ -520,9 +545,347 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	wrk_run "GET /plan.json (nginx)" "$nginx_pid" \
 	    "https://127.0.0.1:$nginx_port/plan.json" &&
 	    n_small="$w_rps $w_p50 $w_p99 $w_cpu"
+	api_commits=$(curl_api /metrics - | awk '
+	    /^opsn_store_commits_total / { c = $2 }
+	    /^opsn_store_writes_total / { w = $2 }
+	    END { if (c > 0) printf "%d writes in %d commits (%.1f a commit)",
+	    w, c, w / c }')
 	stop_pid "$nginx_pid"
 	nginx_pid=
 	stop_controller
+	# The same file, one row a transaction, synchronous=FULL.
+	if bg "$tmp/sqlref.out" "$OUT/sqlref" -d \
+	    "$(echo "$WRK_ARGS" | sed -n 's/.*-d *\([0-9]*\)s.*/\1/p')" \
+	    "$ctl_data/opsn.db"; then
+		line=$(cat "$tmp/sqlref.out")
+		s_ref="$(kv commits_per_s "$line") 0 $(calc \
+		    "$(kv p99_us "$line") / 1000") 0"
+		say "  reference, one row a transaction (FULL) into the same" \
+		    "file: $(kv commits_per_s "$line") commits/s, p99" \
+		    "$(calc "$(kv p99_us "$line") / 1000") ms"
+	else
+		problem "the SQLite reference failed"
+	fi
+}
+
+# The national data set, built once: the communes through the API, a
+# tariff, usage written as the rollups keep it (tests/bench/national.c),
+# October generated and closed through the API, then late October usage.
+NATIONAL=$OUT/national-v1
+NAT_TARIFF='{"name":"national","default":true,"deliberation":{"number":
+"2025-100","date":"2025-12-01"},"effective_from":"2026-01-01",
+"effective_to":null,"monthly_fee":{"S":"6.00","M":"18.00","L":"45.00"},
+"contribution_per_inhabitant":"0.73","bands":[{"name":"S","max":999},
+{"name":"M","max":9999},{"name":"L"}],"rates":{"vm.vcpu_hours":"0.0180",
+"vm.memory_gib_hours":{"S":"0.0045","M":"0.0055","L":"0.0065"},
+"vm.disk_gib_hours":"0.00012","vm.net_tx_gib":"0.01",
+"mailbox.mailbox_days":"0.0120","mailbox.storage_gib_hours":"0.00005",
+"site.site_days":"0.0333"},"allowances":{"mailbox.mailbox_days":"100"}}'
+
+# need_communes: the Etalab communes file is there, or say so.
+need_communes() {
+	[ -f "$COMMUNES" ] && return 0
+	problem "no communes file at $COMMUNES (set BENCH_COMMUNES)"
+	return 1
+}
+
+national_build() {
+	[ -f "$NATIONAL/.built" ] && return 0
+	need_communes || return 1
+	say "  building the national data set in $NATIONAL (once; long)"
+	rm -rf "$NATIONAL"
+	start_controller "$NATIONAL" || return 1
+	if ! bg "$NATIONAL/import.out" opsnctl_as_admin tenant import \
+	    --etalab "$COMMUNES" || ! curl_api /v1/tariffs "$NATIONAL/t.json" \
+	    "$(echo "$NAT_TARIFF" | tr -d '\n')"; then
+		problem "importing the communes or the tariff failed"
+		return 1
+	fi
+	stop_controller
+	bg - "$OUT/national" usage "$ctl_data/opsn.db" || {
+		problem "writing the national usage failed"
+		return 1
+	}
+	start_controller "$NATIONAL" || return 1
+	if ! curl_api /v1/statements/generate "$NATIONAL/oct.json" \
+	    '{"period":"2026-10"}' || ! curl_api /v1/statements/close \
+	    "$NATIONAL/close.json" '{"period":"2026-10"}'; then
+		problem "October's statements failed"
+		return 1
+	fi
+	stop_controller
+	bg - "$OUT/national" late -n 100 "$ctl_data/opsn.db" || return 1
+	touch "$NATIONAL/.built"
+}
+
+# time_api OUT PATH [BODY]: seconds one call takes (curl's own clock).
+time_api() {
+	curl -sS -f --cacert "$ctl_data/ca.pem" -w '%{time_total}' \
+	    -H "Authorization: Bearer $(cat "$ctl_data/admin.token")" \
+	    ${3:+-H 'Content-Type: application/json' -d "$3"} \
+	    -o "$1" "$ctl_url$2"
+}
+
+bench_national() {
+	say "6. national scale through the API: usage and statements"
+	national_build || return 1
+	start_controller "$NATIONAL" || return 1
+	nat_members=$(sqlite3 "$ctl_data/opsn.db" "SELECT count(*) FROM tenants")
+	start_nginx "$tmp/natnginx" || return 1
+	www=$tmp/natnginx/www
+	month='from=2026-11-01&to=2026-12-01'
+	if ! curl_api "/v1/usage?$month&tenant=1" "$www/usage.json"; then
+		problem "GET /v1/usage failed"
+		return 1
+	fi
+	chmod 644 "$www/usage.json"
+	nat_one=$(wc -c <"$www/usage.json")
+	if want usage; then
+		WRK_PATH="/v1/usage?$month&tenant="
+		WRK_TENANTS=$nat_members
+		export WRK_PATH WRK_TENANTS
+		wrk_run "a member's month of usage (opsn)" "$ctl_pid" \
+		    "$ctl_url/" "usage" && u_one="$w_rps $w_p50 $w_p99 $w_cpu"
+		wrk_run "GET /usage.json (nginx)" "$nginx_pid" \
+		    "https://127.0.0.1:$nginx_port/usage.json" &&
+		    n_one="$w_rps $w_p50 $w_p99 $w_cpu"
+		for k in 1 2 3; do
+			t=$(time_api "$tmp/usage.csv" "/v1/usage?$month&format=csv") ||
+			    { problem "the usage CSV failed"; break; }
+			u_csv="${u_csv:-} $t"
+		done
+		u_csv_bytes=$(wc -c <"$tmp/usage.csv")
+		u_csv_rows=$(($(wc -l <"$tmp/usage.csv") - 1))
+	fi
+	if want billing; then
+		for k in 1 2; do
+			t=$(time_api "$tmp/gen.json" /v1/statements/generate \
+			    '{"period":"2026-11"}') ||
+			    { problem "generating November failed"; break; }
+			b_gen="${b_gen:-} $t"
+		done
+		b_doc=$(cat "$tmp/gen.json")
+	fi
+	stop_pid "$nginx_pid"
+	nginx_pid=
+	stop_controller
+	# References on the same rows, the controller stopped.
+	lo=$(sqlite3 "$ctl_data/opsn.db" "SELECT min(day) FROM usage_calendar \
+	    WHERE month = (SELECT month FROM usage_calendar WHERE day > \
+	    1793487600 - 3600 ORDER BY day LIMIT 1)")
+	hi=$(sqlite3 "$ctl_data/opsn.db" "SELECT min(day) FROM usage_calendar \
+	    WHERE month > $lo AND day = month")
+	t0=$(now)
+	nat_rows=$(sqlite3 "$ctl_data/opsn.db" "SELECT (SELECT count(*) FROM \
+	    usage_hourly WHERE hour >= $lo AND hour < $hi) + (SELECT count(*) \
+	    FROM usage_daily WHERE day >= $lo AND day < $hi)")
+	r_scan=$(calc "$(now) - $t0")
+	t0=$(now)
+	sqlite3 "$ctl_data/opsn.db" "SELECT count(*) FROM (SELECT tenant_id, \
+	    kind, metric, sum(quantity) FROM (SELECT tenant_id, kind, metric, \
+	    quantity FROM usage_hourly WHERE hour >= $lo AND hour < $hi UNION \
+	    ALL SELECT tenant_id, kind, metric, quantity FROM usage_daily WHERE \
+	    day >= $lo AND day < $hi) GROUP BY tenant_id, kind, metric)" \
+	    >/dev/null
+	r_group=$(calc "$(now) - $t0")
+}
+
+summary_national() {
+	echo
+	printf 'National scale through the API (%s members, 2,000 VMs, 100,000 mailboxes,\n' \
+	    "${nat_members:-?}"
+	printf '1,000 sites; November 2026: %s usage rows), client and servers on %s CPUs\n' \
+	    "${nat_rows:-?}" "$(nproc)"
+	if [ -n "${u_one:-}" ]; then
+		printf '  %-36s %10s %8s %8s %12s\n' "" requests/s "p50 ms" \
+		    "p99 ms" "server CPU %"
+		api_row "a member's month (opsn, $nat_one B)" "${u_one:-}"
+		api_row "nginx: static file, $nat_one B" "${n_one:-}"
+		printf '  opsn/nginx: %s x requests/s, %s x p99\n' \
+		    "$(ratio 1 "${u_one:-}" "${n_one:-}")" \
+		    "$(ratio 3 "${u_one:-}" "${n_one:-}")"
+	fi
+	if [ -n "${u_csv:-}" ]; then
+		printf '  usage CSV of the month for every member (%s rows, %s B):%s s\n' \
+		    "${u_csv_rows:-?}" "${u_csv_bytes:-?}" "$u_csv"
+	fi
+	if [ -n "${b_gen:-}" ]; then
+		printf '  POST /v1/statements/generate 2026-11 (every member, late October\n'
+		printf '  usage for 100 of them):%s s\n' "$b_gen"
+		printf '  %s\n' "$(echo "${b_doc:-}" | "$PYTHON" -c 'import json, sys
+d = json.load(sys.stdin)
+print("%d statements, %d lines, %d late-usage lines, total %s EUR, "
+      "usage read in %d ms" % (d["statements"], d["lines"],
+      d["late_usage_lines"], d["total"], d["usage_ms"]))' 2>/dev/null)"
+	fi
+	printf '  references on the same rows: scan of the month (count) %.2f s;\n' \
+	    "${r_scan:-0}"
+	printf '  SUM(quantity) GROUP BY member, class, metric over the month %.2f s\n' \
+	    "${r_group:-0}"
+}
+
+# ---- 8. the scale simulation ---------------------------------------------
+
+SIM=$OUT/sim-v1
+SIM_HV=2500
+SIM_MX=4
+SIM_AGENTS=$((SIM_HV + SIM_MX))
+SIM_SAMPLES=${BENCH_SIM_SAMPLES:-60}
+
+sim_conf() {
+	printf '[controller]\nheartbeat_interval = 10s\nunreachable_timeout = 30s\n' \
+	    >"$SIM/controller.conf"
+}
+
+# The data set: members through the API, agents enrolled once (their keys
+# kept in $SIM/ids), then 50,000 VMs and 100,000 mailboxes written into the
+# database as the controller keeps them.
+sim_build() {
+	[ -f "$SIM/.built" ] && return 0
+	need_communes || return 1
+	say "  building the simulation's data set in $SIM (once)"
+	rm -rf "$SIM"
+	mkdir -p "$SIM/ids"
+	sim_conf
+	start_controller "$SIM" "$SIM/controller.conf" || return 1
+	if ! bg "$SIM/import.out" opsnctl_as_admin tenant import \
+	    --etalab "$COMMUNES" || ! OPSN_TOKEN_FILE=$ctl_data/admin.token \
+	    "$PYTHON" tests/bench/api.py "$ctl_url" "$ctl_data/ca.pem" tokens \
+	    "$SIM_AGENTS" "$SIM/tokens"; then
+		problem "importing the communes or the join tokens failed"
+		return 1
+	fi
+	if ! bg "$SIM/enrol.out" "$OUT/simagents" -S -E -i "$SIM/ids" \
+	    -t "$SIM/tokens" -m "$SIM_MX" -n "$SIM_AGENTS" \
+	    -a "$ctl_data/ca.pem" "127.0.0.1:$ctl_agent_port"; then
+		problem "enrolling the simulated agents failed"
+		tail_log "$SIM/enrol.out"
+		return 1
+	fi
+	stop_controller
+	sqlite3 "$ctl_data/opsn.db" <<-'EOF' || { problem "writing the VMs and mailboxes failed"; return 1; }
+	BEGIN;
+	INSERT INTO images (id, name, format, state, created_at)
+	    VALUES (1, 'sim', 'qcow2', 'ready', 0);
+	INSERT INTO image_parts VALUES (1, 'disk', printf('%064d', 0), 1048576, 1);
+	INSERT INTO plans (id, name, vcpus, memory_mib, disk_bytes, created_at)
+	    VALUES (1, 'sim', 2, 2048, 21474836480, 0);
+	WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c
+	    WHERE i < 49999)
+	INSERT INTO vms (uuid, name, node_id, tenant_id, plan_id, vcpus,
+	    memory_mib, disk_bytes, image_id, generation, created_at)
+	SELECT printf('5e1f%04x-0b1e-4c0a-9d2e-%012x', i % 65536, i),
+	    'vm' || i, (SELECT id FROM nodes WHERE name = printf('hv%04d',
+	    i / 20)), (i * 7) % (SELECT count(*) FROM tenants) + 1, 1, 2, 2048,
+	    21474836480, 1, 1, 0 FROM c;
+	UPDATE nodes SET generation = 1 WHERE name LIKE 'hv%';
+	INSERT INTO services_backends (node_id, generation, journal_from)
+	    SELECT id, 1, 2 FROM nodes WHERE name LIKE 'mx%';
+	WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c
+	    WHERE i < 99)
+	INSERT INTO mail_domains (id, name, tenant_id, node_id, dkim_selector,
+	    dkim_private_pem, dkim_public_b64, state, generation,
+	    applied_generation, created_at)
+	SELECT i + 1, printf('mairie-%d.fr', i), (i * 349) %
+	    (SELECT count(*) FROM tenants) + 1, (SELECT id FROM nodes WHERE
+	    name = printf('mx%d', i % 4)), 'opsn', 'sim', 'sim', 'applied', 1,
+	    1, 0 FROM c;
+	WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c
+	    WHERE i < 99999)
+	INSERT INTO mailboxes (id, address, domain_id, password_hash,
+	    quota_bytes, state, generation, applied_generation, created_at,
+	    updated_at)
+	SELECT printf('%08x-5e1f-4b0b-8c0c-%012x', i, i),
+	    printf('agent%d@mairie-%d.fr', i, i % 100), i % 100 + 1,
+	    '{SHA512-CRYPT}$6$sim$sim', 104857600, 'applied', 1, 1, 0, 0
+	    FROM c;
+	COMMIT;
+	EOF
+	touch "$SIM/.built"
+}
+
+# sim_wait_step N TIMEOUT: wait for the Nth "all in step" line of the
+# simulator; sets sim_step (seconds waited) or fails.
+sim_wait_step() {
+	sw_t0=$(now)
+	sw_i=0
+	while [ "$(grep -c 'in step at' "$tmp/sim.out")" -lt "$1" ]; do
+		sw_i=$((sw_i + 1))
+		if [ "$sw_i" -gt "$(($2 * 10))" ] || ! alive "$sim_pid"; then
+			problem "the agents were not all in step after $2 s" \
+			    "(ready: $(ready_nodes))"
+			tail_log "$tmp/sim.out"
+			return 1
+		fi
+		sleep 0.1
+	done
+	sim_step=$(calc "$(now) - $sw_t0")
+}
+
+bench_sim() {
+	say "8. scale simulation: $SIM_HV hypervisors (50,000 VMs), $SIM_MX" \
+	    "mail backends (100,000 mailboxes), every commune"
+	sim_build || return 1
+	sim_conf
+	start_controller "$SIM" "$SIM/controller.conf" || return 1
+	say "  reference: no agent, settle ${SETTLE} s, measure ${STEADY} s"
+	sleep "$SETTLE"
+	measure "$ctl_pid" "$STEADY"
+	sim_idle_rss=$m_rss sim_idle_cpu=$m_cpu
+	"$OUT/simagents" -S -i "$SIM/ids" -m "$SIM_MX" -n "$SIM_AGENTS" \
+	    -s "$SIM_SAMPLES" -a "$ctl_data/ca.pem" \
+	    "127.0.0.1:$ctl_agent_port" </dev/null >"$tmp/sim.out" 2>&1 &
+	sim_pid=$!
+	sim_wait_step 1 600 || return 1
+	sim_first=$sim_step
+	say "  every agent connected and in step in $sim_first s"
+	say "  loaded: settle ${SETTLE} s, measure ${STEADY} s"
+	sleep "$SETTLE"
+	measure "$ctl_pid" "$STEADY"
+	sim_rss=$m_rss sim_cpu=$m_cpu
+	sim_hv_ok=$(sqlite3 "$ctl_data/opsn.db" "SELECT count(*) FROM nodes \
+	    WHERE name LIKE 'hv%' AND generation = applied_generation")
+	wrk_run "GET /v1/tenants?limit=100 under load" "$ctl_pid" \
+	    "$ctl_url/v1/tenants?limit=100" && sim_t="$w_rps $w_p50 $w_p99 $w_cpu"
+	wrk_run "GET /v1/vms?limit=100 under load" "$ctl_pid" \
+	    "$ctl_url/v1/vms?limit=100" && sim_v="$w_rps $w_p50 $w_p99 $w_cpu"
+	say "  restarting the controller"
+	stop_controller
+	start_controller "$SIM" "$SIM/controller.conf" || return 1
+	sim_wait_step 2 600 || return 1
+	sim_restart=$sim_step
+	say "  every agent back and in step in $sim_restart s after the start"
+	stop_pid "$sim_pid"
+	sim_pid=
+	sim_line=$(grep '^agents=' "$tmp/sim.out")
+	stop_controller
+}
+
+summary_sim() {
+	echo
+	printf 'Scale simulation: %s hypervisors with 50,000 VMs, %s mail backends with\n' \
+	    "$SIM_HV" "$SIM_MX"
+	printf '100,000 mailboxes, every commune; TLS to the real controller; samples every %s s\n' \
+	    "$SIM_SAMPLES"
+	if [ -z "${sim_rss:-}" ]; then
+		echo "  (no result: see the errors above)"
+		return
+	fi
+	printf '  %-34s %10s %8s\n' "" "RSS MiB" "CPU %"
+	printf '  %-34s %10.1f %8.2f\n' "reference: no agent" \
+	    "$(calc "$sim_idle_rss / 1024")" "$sim_idle_cpu"
+	printf '  %-34s %10.1f %8.2f\n' "$SIM_AGENTS agents, steady state" \
+	    "$(calc "$sim_rss / 1024")" "$sim_cpu"
+	printf '  hypervisors in step (generation applied): %s of %s\n' \
+	    "${sim_hv_ok:-?}" "$SIM_HV"
+	printf '  %-34s %10s %8s %8s %12s\n' "" requests/s "p50 ms" "p99 ms" \
+	    "server CPU %"
+	api_row "GET /v1/tenants?limit=100" "${sim_t:-}"
+	api_row "GET /v1/vms?limit=100" "${sim_v:-}"
+	printf '  every agent connected and in step: %.1f s from an empty start;\n' \
+	    "${sim_first:-0}"
+	printf '  %.1f s after a controller restart\n' "${sim_restart:-0}"
+	printf '  simulator: %s\n' "${sim_line:-}"
 }
 
 summary_file() {
@@ -569,11 +932,14 @@ summary_api() {
 	api_row "nginx: static file, $api_page B" "${n_get:-}"
 	api_row "POST /v1/plans, a new plan (opsn)" "${a_post:-}"
 	api_row "nginx: static file, $api_small B" "${n_small:-}"
+	api_row "SQLite: a row a transaction, FULL" "${s_ref:-}"
 	printf '  opsn/nginx: GET %s x requests/s, %s x p99; POST %s x requests/s, %s x p99\n' \
 	    "$(ratio 1 "${a_get:-}" "${n_get:-}")" \
 	    "$(ratio 3 "${a_get:-}" "${n_get:-}")" \
 	    "$(ratio 1 "${a_post:-}" "${n_small:-}")" \
 	    "$(ratio 3 "${a_post:-}" "${n_small:-}")"
+	printf '  POST/SQLite commits: %s x the rate (same database file, same run); %s\n' \
+	    "$(ratio 1 "${a_post:-}" "${s_ref:-}")" "${api_commits:-}"
 	printf '  (%s tenants/page; nginx: 1 worker, TLS 1.3, the controller'"'"'s key and certificate,\n' \
 	    "$api_items"
 	printf '  the same bytes as the API'"'"'s answers; the POST row is compared with the small file)\n'
@@ -588,6 +954,10 @@ summary() {
 	want scale && summary_file "$tmp/scale.txt" \
 	    "Hypervisor agent with VMs on the test driver"
 	want api && summary_api
+	{ want usage || want billing; } && summary_national
+	want backend && summary_file "$tmp/backend.txt" \
+	    "A mail backend with many mailboxes"
+	want sim && summary_sim
 	echo "============================================================"
 }
 
@@ -644,9 +1014,11 @@ case ",$ONLY," in
 *)
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
-		tls | agents | boot | scale | api | metering | billing) ;;
+		tls | agents | boot | scale | api | metering | usage | billing | \
+		    backend | sim) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
-		    "(tls, agents, boot, scale, api, metering, billing)" ;;
+		    "(tls, agents, boot, scale, api, metering, usage," \
+		    "billing, backend, sim)" ;;
 		esac
 	done
 	;;
@@ -673,16 +1045,35 @@ if [ "$broken" -eq 0 ] && build; then
 		nginx_pid=
 		stop_controller
 	fi
-	# Their own scripts print their own figures (metering: ingest rate
-	# next to a raw SQLite bulk insert; billing: a month of statements for
-	# every commune next to a plain GROUP BY, ~13 GiB built once).
+	# Its own script prints its own figures (ingest rate next to a raw
+	# SQLite bulk insert, the rollup next to the rate samples arrive at).
 	if want metering; then
 		BIN=$BIN BUILD=$BUILD PYTHON=$PYTHON tests/bench/metering.sh ||
 		    problem "the metering bench broke"
 	fi
-	if want billing; then
-		BUILD=$BUILD sh tests/bench/billing.sh ||
-		    problem "the billing bench broke"
+	if want backend; then
+		say "7. a mail backend with ${BENCH_BACKEND_MAILBOXES:-250000}" \
+		    "mailboxes"
+		bg - env OPSN_BIN="$abs_bin" "$PYTHON" -W ignore \
+		    tests/bench/backend.py "$tmp/backend.txt" \
+		    "${BENCH_BACKEND_MAILBOXES:-250000}" ||
+		    problem "the backend benchmark failed"
+	fi
+	if want sim; then
+		need=$((SIM_AGENTS * 2 + 1024))
+		# shellcheck disable=SC3045
+		[ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ] &&
+		    { ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"; }
+		bench_sim
+		stop_pid "$sim_pid"
+		sim_pid=
+		stop_controller
+	fi
+	if want usage || want billing; then
+		bench_national
+		stop_pid "$nginx_pid"
+		nginx_pid=
+		stop_controller
 	fi
 elif [ "$broken" -eq 0 ]; then
 	problem "the benchmark programs did not build"

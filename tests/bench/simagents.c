@@ -12,6 +12,17 @@
  * Runs until SIGTERM or SIGINT, then prints one line of key=value counts.
  * Agents are not reconnected: a lost connection is counted, so the run
  * shows it.
+ *
+ * The scale simulation (-S, tests/bench/scale.sh) goes further: agents
+ * "hv0000"... are hypervisors and the last -m of them ("mx0"...) mail
+ * backends. A hypervisor answers each desired state with an observed
+ * state that shows every VM running at that generation; a mail backend
+ * speaks protocol 2 (says the generation it holds, assembles parts,
+ * merges nothing but answers each state or delta with a status). With
+ * -s they send metering samples of their VMs and mailboxes at that
+ * interval. Identities are kept in -i DIR (key and certificate per
+ * agent): enrolled once (-E enrols and exits), reused by later runs. A
+ * lost connection is dialled again after a second or two, as agents do.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +40,9 @@
 #include "opsn/pki.h"
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
+#include "metering.pb-c.h"
+#include "services.pb-c.h"
+#include "vmsample.h"
 
 #define SIM_AGENTS_MAX		100000
 #define SIM_WINDOW		32
@@ -64,6 +78,15 @@ struct sim_agent {
 	enum sim_phase	 a_phase;
 	uint32_t	 a_version;
 	uint32_t	 a_reqid;
+	/* Scale mode. */
+	int		 a_mail;	/* a mail backend, else a hypervisor */
+	uint64_t	 a_gen;		/* the generation it holds */
+	char		**a_res;	/* its VMs' or mailboxes' ids */
+	size_t		 a_nres;
+	uint64_t	 a_seq;		/* metering sequence */
+	uv_timer_t	 a_sample;
+	int		 a_parts;	/* parts of a whole state so far */
+	int		 a_synced;	/* in step since it last connected */
 };
 
 static uv_loop_t	*sim_loop;
@@ -83,13 +106,27 @@ static uint64_t		 sim_t0;
 
 static struct {
 	size_t		 enrolled, enrol_failed;
-	size_t		 ready, connect_failed, lost;
-	uint64_t	 beats_sent, acks, pushes, errors;
+	size_t		 ready, connect_failed, lost, reconnects;
+	uint64_t	 beats_sent, acks, pushes, errors, samples;
 	unsigned	 logged_enrol, logged_link, logged_lost;
 } sim_stats;
 
+/* Scale mode (-S): roles, identities, samples, reconnection. */
+static int		 sim_scale;
+static size_t		 sim_mail_n;
+static const char	*sim_ids;	/* -i: identities folder */
+static int		 sim_enrol_only;
+static uint64_t		 sim_sample_ms;	/* 0: no samples */
+static size_t		 sim_synced;	/* agents in step */
+
 static void	sim_enrol_start(struct sim_agent *);
 static void	sim_link_start(struct sim_agent *);
+static void	sim_id_save(struct sim_agent *);
+static void	sim_scale_ready(struct sim_agent *);
+static void	sim_scale_frame(struct sim_agent *, const struct frame_hdr *,
+		    const uint8_t *);
+static void	sim_redial_cb(uv_timer_t *);
+static void	sim_set_synced(struct sim_agent *, int);
 static void	sim_stop(void);
 static void	sim_phase_check(void);
 
@@ -97,6 +134,8 @@ static void __attribute__((noreturn))
 sim_usage(void)
 {
 	fprintf(stderr, "usage: simagents -n count -t tokens-file -a ca-file "
+	    "host:port\n       simagents -S [-E] -i ids-dir [-t tokens-file] "
+	    "[-m mail-backends] [-s sample-seconds] -n count -a ca-file "
 	    "host:port\n");
 	exit(2);
 }
@@ -110,6 +149,11 @@ sim_fill_window(void)
 
 		if (sim_stage == SIM_STAGE_LINK && a->a_phase != SIM_ENROLLED) {
 			/* Its enrolment failed: nothing to connect. */
+			sim_finished++;
+			continue;
+		}
+		if (sim_stage == SIM_STAGE_ENROL && a->a_phase == SIM_ENROLLED) {
+			/* Its identity was kept from an earlier run. */
 			sim_finished++;
 			continue;
 		}
@@ -143,6 +187,10 @@ sim_phase_check(void)
 		printf("simagents: enrolled %zu of %zu in %.1f s\n",
 		    sim_stats.enrolled, sim_n,
 		    (util_mono_ms() - sim_t0) / 1000.0);
+		if (sim_enrol_only) {
+			sim_stop();
+			return;
+		}
 		sim_t0 = util_mono_ms();
 		sim_stage = SIM_STAGE_LINK;
 		sim_next = sim_finished = 0;
@@ -235,6 +283,7 @@ sim_enrol_close_cb(struct conn *c, const char *reason, void *arg)
 	if (a->a_cert != NULL) {
 		a->a_phase = SIM_ENROLLED;
 		sim_stats.enrolled++;
+		sim_id_save(a);
 	} else {
 		a->a_phase = SIM_FAILED;
 		sim_stats.enrol_failed++;
@@ -297,6 +346,12 @@ sim_link_ready_cb(struct conn *c, void *arg)
 	inv.cpus = 8;
 	inv.memory_bytes = 32ULL << 30;
 	inv.disk_bytes = 1ULL << 40;
+	if (sim_scale) {
+		roles[0] = a->a_mail ? "mail" : "hypervisor";
+		inv.cpus = 64;
+		inv.memory_bytes = 512ULL << 30;
+		inv.disk_bytes = 10ULL << 40;
+	}
 	inv.hostname = a->a_name;
 	h.name = a->a_name;
 	h.roles = roles;
@@ -332,7 +387,10 @@ sim_link_hello_ok(struct sim_agent *a, struct conn *c,
 	/* A random first beat spreads the load over the whole interval. */
 	util_random(&r, sizeof(r));
 	uv_timer_start(&a->a_beat, sim_beat_cb, r % beat, beat);
-	sim_phase_done();
+	if (sim_scale)
+		sim_scale_ready(a);
+	if (sim_stage != SIM_STAGE_STEADY)
+		sim_phase_done();
 }
 
 static void
@@ -349,9 +407,15 @@ sim_link_frame_cb(struct conn *c, const struct frame_hdr *h,
 	case MSG_HEARTBEAT_ACK:
 		sim_stats.acks++;
 		break;
-	/* State the controller pushes; nothing to act on here. */
+	/* State the controller pushes: answered in scale mode only. */
 	case MSG_DESIRED_STATE:
 	case MSG_SERVICES_DESIRED:
+	case MSG_SERVICES_PART:
+	case MSG_SERVICES_DELTA:
+		sim_stats.pushes++;
+		if (sim_scale)
+			sim_scale_frame(a, h, p);
+		break;
 	case MSG_SAMPLES_ACK:
 		sim_stats.pushes++;
 		break;
@@ -369,6 +433,21 @@ sim_link_close_cb(struct conn *c, const char *reason, void *arg)
 
 	a->a_conn = NULL;
 	uv_timer_stop(&a->a_beat);
+	if (sim_scale) {
+		uv_timer_stop(&a->a_sample);
+		sim_set_synced(a, 0);
+	}
+	if (sim_scale && !sim_stopping && sim_stage == SIM_STAGE_STEADY) {
+		/* As an agent does: dial again after a second or two. */
+		uint32_t r;
+
+		if (a->a_phase == SIM_READY)
+			sim_stats.lost++;
+		a->a_phase = SIM_ENROLLED;
+		util_random(&r, sizeof(r));
+		uv_timer_start(&a->a_beat, sim_redial_cb, 1000 + r % 1000, 0);
+		return;
+	}
 	if (a->a_phase == SIM_READY) {
 		a->a_phase = SIM_LOST;
 		if (!sim_stopping) {
@@ -383,7 +462,8 @@ sim_link_close_cb(struct conn *c, const char *reason, void *arg)
 	sim_stats.connect_failed++;
 	if (sim_stats.logged_link++ < SIM_LOG_MAX)
 		log_warnx("%s: could not connect: %s", a->a_name, reason);
-	sim_phase_done();
+	if (sim_stage != SIM_STAGE_STEADY)
+		sim_phase_done();
 }
 
 static const struct conn_cbs sim_link_cbs = {
@@ -398,7 +478,8 @@ sim_link_start(struct sim_agent *a)
 	SSL			*ssl;
 
 	if (a->a_phase != SIM_ENROLLED) {
-		sim_phase_done();
+		if (sim_stage != SIM_STAGE_STEADY)
+			sim_phase_done();
 		return;
 	}
 	o.co_max_frame = FRAME_MAX_PREAUTH;
@@ -412,7 +493,8 @@ sim_link_start(struct sim_agent *a)
 		free(cause);
 		a->a_phase = SIM_FAILED;
 		sim_stats.connect_failed++;
-		sim_phase_done();
+		if (sim_stage != SIM_STAGE_STEADY)
+			sim_phase_done();
 		return;
 	}
 	/* The ClientHello leaves from the connect callback: still in time. */
@@ -424,6 +506,290 @@ sim_link_start(struct sim_agent *a)
 		ERR_clear_error();
 		conn_close(a->a_conn, "cannot use the agent's certificate");
 	}
+}
+
+/* ---- scale mode ----------------------------------------------------------- */
+
+static void
+sim_redial_cb(uv_timer_t *t)
+{
+	struct sim_agent	*a = t->data;
+
+	if (sim_stopping || a->a_conn != NULL)
+		return;
+	sim_stats.reconnects++;
+	sim_link_start(a);
+}
+
+/*
+ * An agent is in step once it answered its state on this connection (a
+ * mail backend holding the controller's generation gets none: once it
+ * said what it holds). The line tells the bench when all of them are.
+ */
+static void
+sim_set_synced(struct sim_agent *a, int yes)
+{
+	if (a->a_synced == yes)
+		return;
+	a->a_synced = yes;
+	if (yes && ++sim_synced == sim_n)
+		printf("simagents: all %zu in step at %.1f s\n", sim_n,
+		    util_mono_ms() / 1000.0);
+	else if (!yes)
+		sim_synced--;
+}
+
+static void
+sim_send(struct sim_agent *a, uint16_t type, const ProtobufCMessage *m)
+{
+	if (a->a_conn == NULL || conn_send_msg(a->a_conn, a->a_version, type,
+	    ++a->a_reqid, ST_OK, m) == -1)
+		sim_stats.errors++;
+}
+
+static void
+sim_have(struct sim_agent *a)
+{
+	Opsn__ServicesHave	 m = OPSN__SERVICES_HAVE__INIT;
+
+	m.generation = a->a_gen;
+	sim_send(a, MSG_SERVICES_HAVE, &m.base);
+}
+
+/* The ids of its VMs or mailboxes, for samples. */
+static void
+sim_res_clear(struct sim_agent *a)
+{
+	size_t	 i;
+
+	for (i = 0; i < a->a_nres; i++)
+		free(a->a_res[i]);
+	free(a->a_res);
+	a->a_res = NULL;
+	a->a_nres = 0;
+}
+
+static void
+sim_res_add(struct sim_agent *a, const char *id)
+{
+	a->a_res = xrealloc(a->a_res, (a->a_nres + 1) * sizeof(*a->a_res));
+	a->a_res[a->a_nres++] = xstrdup(id);
+}
+
+/* One metering batch of every resource it has, 1,000 a frame. */
+static void
+sim_sample_cb(uv_timer_t *t)
+{
+	struct sim_agent	*a = t->data;
+	Opsn__Samples		 m = OPSN__SAMPLES__INIT;
+	Opsn__Sample		*v, **pv;
+	size_t			 i, k, n;
+	int64_t			 now = (int64_t)util_now() * 1000;
+
+	if (a->a_phase != SIM_READY)
+		return;
+	for (k = 0; k < a->a_nres; k += n) {
+		n = a->a_nres - k < 1000 ? a->a_nres - k : 1000;
+		v = xcalloc(n, sizeof(*v));
+		pv = xcalloc(n, sizeof(*pv));
+		for (i = 0; i < n; i++) {
+			opsn__sample__init(&v[i]);
+			v[i].seq = ++a->a_seq;
+			v[i].ts_ms = now;
+			v[i].kind = a->a_mail ? "mailbox" : "vm";
+			v[i].resource = a->a_res[k + i];
+			v[i].tenant = "";
+			v[i].interval_ms = sim_sample_ms;
+			if (a->a_mail) {
+				v[i].used_bytes = 100ULL << 20;
+			} else
+				bench_vm_sample(&v[i], a->a_seq);
+			pv[i] = &v[i];
+		}
+		m.samples = pv;
+		m.n_samples = n;
+		/* It holds nothing older: what it sent was all acknowledged. */
+		m.spool_low_seq = v[0].seq;
+		m.spool_samples = n;
+		sim_send(a, MSG_SAMPLES, &m.base);
+		sim_stats.samples += n;
+		free(v);
+		free(pv);
+	}
+}
+
+static void
+sim_scale_ready(struct sim_agent *a)
+{
+	uint32_t	 r;
+
+	if (a->a_mail && a->a_version >= 2) {
+		sim_have(a);
+		sim_set_synced(a, 1);
+	}
+	if (sim_sample_ms > 0) {
+		util_random(&r, sizeof(r));
+		uv_timer_start(&a->a_sample, sim_sample_cb, r % sim_sample_ms,
+		    sim_sample_ms);
+	}
+}
+
+/* A hypervisor shows every VM of a desired state running at once. */
+static void
+sim_hv_desired(struct sim_agent *a, const uint8_t *p, size_t len)
+{
+	Opsn__DesiredState	*d;
+	Opsn__ObservedState	 o = OPSN__OBSERVED_STATE__INIT;
+	Opsn__VmStatus		*v, **pv;
+	size_t			 i;
+
+	if ((d = opsn__desired_state__unpack(NULL, len, p)) == NULL) {
+		sim_stats.errors++;
+		return;
+	}
+	sim_res_clear(a);
+	v = xcalloc(d->n_vms + 1, sizeof(*v));
+	pv = xcalloc(d->n_vms + 1, sizeof(*pv));
+	for (i = 0; i < d->n_vms; i++) {
+		opsn__vm_status__init(&v[i]);
+		v[i].id = d->vms[i]->id;
+		v[i].state = "running";
+		v[i].reason = "booted";
+		v[i].since = util_now();
+		v[i].generation = d->generation;
+		v[i].vcpus = d->vms[i]->vcpus;
+		v[i].memory_mib = d->vms[i]->memory_mib;
+		v[i].pid = 1;
+		pv[i] = &v[i];
+		sim_res_add(a, d->vms[i]->id);
+	}
+	o.generation = d->generation;
+	o.full = 1;
+	o.vms = pv;
+	o.n_vms = d->n_vms;
+	sim_send(a, MSG_OBSERVED_STATE, &o.base);
+	sim_set_synced(a, 1);
+	a->a_gen = d->generation;
+	free(v);
+	free(pv);
+	opsn__desired_state__free_unpacked(d, NULL);
+}
+
+/* A mail backend reports a generation applied. */
+static void
+sim_mail_status(struct sim_agent *a, uint64_t gen)
+{
+	Opsn__ServicesStatus	 st = OPSN__SERVICES_STATUS__INIT;
+
+	a->a_gen = gen;
+	st.generation = gen;
+	st.ok = 1;
+	st.error = "";
+	sim_send(a, MSG_SERVICES_STATUS, &st.base);
+}
+
+static void
+sim_mail_ids(struct sim_agent *a, const Opsn__ServicesDesired *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->n_mailboxes; i++)
+		sim_res_add(a, d->mailboxes[i]->id);
+}
+
+static void
+sim_scale_frame(struct sim_agent *a, const struct frame_hdr *h,
+    const uint8_t *p)
+{
+	Opsn__ServicesDesired	*d;
+	Opsn__ServicesPart	*part;
+	Opsn__ServicesDelta	*delta;
+
+	switch (h->fh_type) {
+	case MSG_DESIRED_STATE:
+		sim_hv_desired(a, p, h->fh_len);
+		break;
+	case MSG_SERVICES_DESIRED:
+		if ((d = opsn__services_desired__unpack(NULL, h->fh_len,
+		    p)) == NULL)
+			break;
+		sim_res_clear(a);
+		sim_mail_ids(a, d);
+		sim_mail_status(a, d->generation);
+		opsn__services_desired__free_unpacked(d, NULL);
+		break;
+	case MSG_SERVICES_PART:
+		if ((part = opsn__services_part__unpack(NULL, h->fh_len,
+		    p)) == NULL || part->state == NULL)
+			break;
+		if (part->index == 0) {
+			sim_res_clear(a);
+			a->a_parts = 0;
+		}
+		a->a_parts++;
+		sim_mail_ids(a, part->state);
+		if (part->last)
+			sim_mail_status(a, part->state->generation);
+		opsn__services_part__free_unpacked(part, NULL);
+		break;
+	case MSG_SERVICES_DELTA:
+		if ((delta = opsn__services_delta__unpack(NULL, h->fh_len,
+		    p)) == NULL || delta->changes == NULL)
+			break;
+		if (delta->base_generation != a->a_gen)
+			sim_have(a);
+		else {
+			sim_mail_ids(a, delta->changes);
+			sim_mail_status(a, delta->changes->generation);
+		}
+		opsn__services_delta__free_unpacked(delta, NULL);
+		break;
+	}
+}
+
+/* Keep an enrolled agent's key and certificate for the next runs. */
+static void
+sim_id_save(struct sim_agent *a)
+{
+	char	*path, *pem, *cause = NULL;
+
+	if (sim_ids == NULL)
+		return;
+	xasprintf(&path, "%s/%s.key", sim_ids, a->a_name);
+	if ((pem = pki_key_pem(a->a_key, &cause)) == NULL ||
+	    util_write_file(path, pem, strlen(pem), 0600, &cause) == -1)
+		fatalx("%s: %s", path, cause);
+	free(pem);
+	free(path);
+	xasprintf(&path, "%s/%s.crt", sim_ids, a->a_name);
+	if ((pem = pki_cert_pem(a->a_cert, &cause)) == NULL ||
+	    util_write_file(path, pem, strlen(pem), 0600, &cause) == -1)
+		fatalx("%s: %s", path, cause);
+	free(pem);
+	free(path);
+}
+
+/* An identity kept by an earlier run: 1 loaded, 0 none. */
+static int
+sim_id_load(struct sim_agent *a)
+{
+	char	*key, *crt, *cause = NULL;
+	int	 rv = 0;
+
+	if (sim_ids == NULL)
+		return (0);
+	xasprintf(&key, "%s/%s.key", sim_ids, a->a_name);
+	xasprintf(&crt, "%s/%s.crt", sim_ids, a->a_name);
+	if (access(key, R_OK) == 0 && access(crt, R_OK) == 0) {
+		if ((a->a_key = pki_key_load(key, &cause)) == NULL ||
+		    (a->a_cert = pki_cert_load(crt, &cause)) == NULL)
+			fatalx("%s: %s", a->a_name, cause);
+		a->a_phase = SIM_ENROLLED;
+		rv = 1;
+	}
+	free(key);
+	free(crt);
+	return (rv);
 }
 
 static void
@@ -445,6 +811,11 @@ sim_stop(void)
 
 		uv_timer_stop(&a->a_beat);
 		uv_close((uv_handle_t *)&a->a_beat, sim_timer_close_cb);
+		if (sim_scale) {
+			uv_timer_stop(&a->a_sample);
+			uv_close((uv_handle_t *)&a->a_sample,
+			    sim_timer_close_cb);
+		}
 		if (a->a_conn != NULL)
 			conn_close(a->a_conn, "simulation over");
 	}
@@ -494,6 +865,8 @@ sim_make_keys(void)
 	for (i = 0; i < sim_n; i++) {
 		struct sim_agent *a = &sim_agents[i];
 
+		if (sim_id_load(a))
+			continue;
 		if ((a->a_key = pki_key_new(&cause)) == NULL ||
 		    (a->a_csr = pki_csr_new(a->a_key, a->a_name,
 		    &cause)) == NULL) {
@@ -531,6 +904,7 @@ sim_free(void)
 	size_t	 i;
 
 	for (i = 0; i < sim_n; i++) {
+		sim_res_clear(&sim_agents[i]);
 		free(sim_agents[i].a_token);
 		free(sim_agents[i].a_csr);
 		EVP_PKEY_free(sim_agents[i].a_key);
@@ -550,8 +924,24 @@ main(int argc, char **argv)
 	size_t		 i;
 	int		 ch, rc = 1;
 
-	while ((ch = getopt(argc, argv, "a:n:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "a:n:t:Si:Em:s:")) != -1) {
 		switch (ch) {
+		case 'S':
+			sim_scale = 1;
+			break;
+		case 'i':
+			sim_ids = optarg;
+			break;
+		case 'E':
+			sim_enrol_only = 1;
+			break;
+		case 'm':
+			sim_mail_n = (size_t)strtol(optarg, NULL, 10);
+			break;
+		case 's':
+			sim_sample_ms = (uint64_t)strtol(optarg, NULL, 10) *
+			    1000;
+			break;
 		case 'a':
 			ca = optarg;
 			break;
@@ -565,8 +955,9 @@ main(int argc, char **argv)
 			sim_usage();
 		}
 	}
-	if (optind != argc - 1 || ca == NULL || tokens == NULL || n < 1 ||
-	    n > SIM_AGENTS_MAX)
+	if (optind != argc - 1 || ca == NULL || (tokens == NULL &&
+	    sim_ids == NULL) || n < 1 || n > SIM_AGENTS_MAX ||
+	    sim_mail_n > (size_t)n)
 		sim_usage();
 	log_init("simagents", LOG_LEVEL_WARN, NULL);
 	if (util_parse_hostport(argv[optind], &sim_host, &sim_port,
@@ -577,11 +968,22 @@ main(int argc, char **argv)
 
 	sim_n = (size_t)n;
 	sim_agents = xcalloc(sim_n, sizeof(*sim_agents));
-	for (i = 0; i < sim_n; i++)
-		snprintf(sim_agents[i].a_name, sizeof(sim_agents[i].a_name),
-		    "sim%04zu", i);
-	if (sim_load_tokens(tokens) == -1 || sim_make_keys() == -1 ||
-	    (sim_ctx = sim_ctx_new(ca)) == NULL)
+	for (i = 0; i < sim_n; i++) {
+		struct sim_agent *a = &sim_agents[i];
+
+		if (!sim_scale)
+			snprintf(a->a_name, sizeof(a->a_name), "sim%04zu", i);
+		else if (i >= sim_n - sim_mail_n) {
+			a->a_mail = 1;
+			snprintf(a->a_name, sizeof(a->a_name), "mx%zu",
+			    i - (sim_n - sim_mail_n));
+		} else
+			snprintf(a->a_name, sizeof(a->a_name), "hv%04zu", i);
+		/* A metering sequence no earlier run used. */
+		a->a_seq = (uint64_t)util_now() * 1000000;
+	}
+	if ((tokens != NULL && sim_load_tokens(tokens) == -1) ||
+	    sim_make_keys() == -1 || (sim_ctx = sim_ctx_new(ca)) == NULL)
 		goto out;
 
 	sim_loop = uv_default_loop();
@@ -589,6 +991,11 @@ main(int argc, char **argv)
 		uv_timer_init(sim_loop, &sim_agents[i].a_beat);
 		sim_agents[i].a_beat.data = &sim_agents[i];
 		sim_timers_open++;
+		if (sim_scale) {
+			uv_timer_init(sim_loop, &sim_agents[i].a_sample);
+			sim_agents[i].a_sample.data = &sim_agents[i];
+			sim_timers_open++;
+		}
 	}
 	uv_signal_init(sim_loop, &sim_sigint);
 	uv_signal_init(sim_loop, &sim_sigterm);
@@ -601,15 +1008,18 @@ main(int argc, char **argv)
 
 	printf("agents=%zu enrolled=%zu enrol_failed=%zu ready=%zu "
 	    "connect_failed=%zu lost=%zu heartbeats=%llu acks=%llu "
-	    "pushes=%llu errors=%llu\n", sim_n, sim_stats.enrolled,
-	    sim_stats.enrol_failed, sim_stats.ready, sim_stats.connect_failed,
-	    sim_stats.lost, (unsigned long long)sim_stats.beats_sent,
+	    "pushes=%llu errors=%llu reconnects=%zu samples=%llu\n", sim_n,
+	    sim_stats.enrolled, sim_stats.enrol_failed, sim_stats.ready,
+	    sim_stats.connect_failed, sim_stats.lost,
+	    (unsigned long long)sim_stats.beats_sent,
 	    (unsigned long long)sim_stats.acks,
 	    (unsigned long long)sim_stats.pushes,
-	    (unsigned long long)sim_stats.errors);
+	    (unsigned long long)sim_stats.errors, sim_stats.reconnects,
+	    (unsigned long long)sim_stats.samples);
 	if (sim_timers_open != 0 || uv_loop_close(sim_loop) != 0)
 		log_warnx("the loop still has handles open");
-	rc = sim_stats.ready > 0 ? 0 : 1;
+	rc = sim_stats.ready > 0 || (sim_enrol_only && sim_stats.enrol_failed ==
+	    0) ? 0 : 1;
 out:
 	sim_free();
 	return (rc);

@@ -4,6 +4,8 @@
 -- (sent to nginx too, so that both servers get the same request bytes).
 -- WRK_MODE=post: POST /v1/plans bodies with a unique plan name per
 -- request (WRK_TAG-THREAD-N), so that every request creates one plan.
+-- WRK_MODE=usage: GET WRK_PATH followed by a member id drawn at random
+-- from 1 to WRK_TENANTS, a new one each request.
 -- WRK_TOKEN: the bearer token.
 --
 -- done() prints one line for run.sh:
@@ -23,10 +25,19 @@ function setup(thread)
 end
 
 function init(args)
+	math.randomseed(os.time() * 1000 + (tid or 0))
 	wrk.headers["Authorization"] = "Bearer " .. token
 	if mode == "post" then
 		wrk.method = "POST"
 		wrk.headers["Content-Type"] = "application/json"
+	end
+end
+
+if mode == "usage" then
+	local path = os.getenv("WRK_PATH") or "/"
+	local tenants = tonumber(os.getenv("WRK_TENANTS") or "1")
+	function request()
+		return wrk.format(nil, path .. math.random(1, tenants))
 	end
 end
 
