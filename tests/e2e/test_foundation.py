@@ -30,7 +30,8 @@ def test_three_agents_enrol_and_show_ready(controller, make_agent):
     node = json.loads(show)
     assert node["roles"] == ["mail"]
     assert node["cpus"] >= 1 and node["memory_bytes"] > 0
-    assert node["proto_version"] == 1
+    # Both speak 1 and 2: the highest is chosen.
+    assert node["proto_version"] == 2
 
 
 def test_first_start_writes_secrets_with_safe_modes(controller, make_agent):

@@ -5,11 +5,13 @@ made-up VMs, so that a stream of samples needs no guest); everything after
 the source -- spool, sequence numbers, acks, dedup, commit, rollup -- is the
 real path. The source writes a ledger of what it committed to its spool.
 """
+import datetime
 import os
 import socket
 import sqlite3
 import threading
 import time
+import zoneinfo
 
 import pytest
 
@@ -346,13 +348,15 @@ def test_usage_answers_the_same_from_monthly_totals_and_from_hours(
         "SELECT kind, metric, sum(quantity) FROM usage_monthly "
         "GROUP BY kind, metric")}
     assert monthly == want
-    now = time.gmtime()
-    first = time.strftime("%Y-%m-01", now)
-    nxt = (now.tm_year + (now.tm_mon == 12), now.tm_mon % 12 + 1)
+    # Dates are local midnights in the operator's zone (Paris).
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    now = datetime.datetime.now(paris)
+    first = now.strftime("%Y-%m-01")
+    nxt = (now.year + (now.month == 12), now.month % 12 + 1)
     last = "%04d-%02d-01" % nxt
-    day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86400))
-    tomorrow = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))
-    prev = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 40 * 86400))
+    day = (now - datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+    tomorrow = (now + datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+    prev = (now - datetime.timedelta(days=40)).strftime("%Y-%m-%d")
     for frm, to in ((first, last), (day, tomorrow), (prev, tomorrow)):
         st, doc, _ = c.api("GET", f"/v1/usage?from={frm}&to={to}"
                            "&tenant=platform")
