@@ -16,7 +16,9 @@
  * over the old one, and both daemons are reloaded (PLATFORM.md). Dovecot
  * goes first (file and reload): a new mailbox is a user before Postfix
  * accepts mail for it. A state whose content did not change (the digest
- * kept in the maps) is neither written nor reloaded.
+ * kept in the maps) is neither written nor reloaded. A delta that changed
+ * mailboxes only patches copies of the live maps instead of writing them
+ * whole (mail_apply_delta).
  *
  * Semantics (docs/services.md): a suspended mailbox, or any mailbox of a
  * suspended domain, cannot log in and its mail is held (451 at RCPT; what
@@ -78,6 +80,7 @@ static const char mail_pf_schema[] =
 	" tenant TEXT NOT NULL, domain TEXT NOT NULL, home TEXT NOT NULL,"
 	" quota_bytes INTEGER NOT NULL, suspended INTEGER NOT NULL,"
 	" deleted INTEGER NOT NULL, purge_after INTEGER NOT NULL);"
+	"CREATE INDEX mailboxes_id ON mailboxes (id);"
 	"CREATE TABLE aliases (address TEXT PRIMARY KEY, id TEXT NOT NULL,"
 	" targets TEXT NOT NULL);"
 	"CREATE TABLE access (key TEXT PRIMARY KEY, action TEXT NOT NULL);"
@@ -132,6 +135,7 @@ struct mail_plan {
 	char			**al_targets;
 	size_t			 nals;
 	char			 digest[65];
+	uint64_t		 gen;
 };
 
 static struct agent	*ma;
@@ -293,15 +297,12 @@ mail_alias_id(const Opsn__Alias *a)
  * domain or alias, one (the controller's names are unique anyway).
  */
 static void
-mail_plan_build(const Opsn__ServicesDesired *d, struct mail_plan *p,
+mail_plan_doms(const Opsn__ServicesDesired *d, struct mail_plan *p,
     struct svc_result *r)
 {
-	const Opsn__MailDomain	*dom;
-	struct mail_box		*b;
-	char			*cause = NULL, *targets;
-	size_t			 i, k, n, len;
+	char	*cause = NULL;
+	size_t	 i, n;
 
-	memset(p, 0, sizeof(*p));
 	p->doms = xcalloc(d->n_domains + 1, sizeof(*p->doms));
 	for (i = 0; i < d->n_domains; i++) {
 		if (svc_valid_hostname(d->domains[i]->name, &cause) == -1) {
@@ -321,47 +322,66 @@ mail_plan_build(const Opsn__ServicesDesired *d, struct mail_plan *p,
 		p->doms[n++] = p->doms[i];
 	}
 	p->ndoms = n;
+}
 
+/*
+ * A mailbox of the desired state (its index i) as the maps write it, if
+ * it can be written: -1 with *cause otherwise.
+ */
+static int
+mail_box_make(const struct mail_plan *p, const Opsn__Mailbox *m, size_t i,
+    struct mail_box *b, char **cause)
+{
+	const Opsn__MailDomain	*dom;
+	const char		*at;
+
+	if (svc_valid_address(m->address, 0, cause) == -1)
+		return (-1);
+	at = strchr(m->address, '@');
+	if (*m->domain != '\0' && strcmp(m->domain, at + 1) != 0) {
+		xasprintf(cause, "address %s is not in domain %s", m->address,
+		    m->domain);
+		return (-1);
+	}
+	if ((dom = mail_dom_find(p, at + 1)) == NULL) {
+		xasprintf(cause, "domain %s is not on this backend", at + 1);
+		return (-1);
+	}
+	if (!m->deleted && mail_valid_hash(m->password_hash, cause) == -1)
+		return (-1);
+	b->b_idx = i;
+	b->b_addr = m->address;
+	b->b_id = mail_box_id(m);
+	b->b_tenant = *m->tenant != '\0' ? m->tenant : dom->tenant;
+	b->b_domain = dom->name;
+	b->b_hash = m->deleted ? "" : m->password_hash;
+	b->b_quota = m->quota_bytes;
+	b->b_held = m->suspended || dom->suspended;
+	b->b_deleted = m->deleted;
+	b->b_purge_after = m->deleted ? m->purge_after : 0;
+	xasprintf(&b->b_home, "%s/%s/%.*s", mail_dir, dom->name,
+	    (int)(at - m->address), m->address);
+	return (0);
+}
+
+static void
+mail_plan_build(const Opsn__ServicesDesired *d, struct mail_plan *p,
+    struct svc_result *r)
+{
+	char			*cause = NULL, *targets;
+	size_t			 i, k, n, len;
+
+	memset(p, 0, sizeof(*p));
+	mail_plan_doms(d, p, r);
 	p->boxes = xcalloc(d->n_mailboxes + 1, sizeof(*p->boxes));
 	for (i = 0; i < d->n_mailboxes; i++) {
-		const Opsn__Mailbox	*m = d->mailboxes[i];
-		const char		*at;
-
-		if (svc_valid_address(m->address, 0, &cause) == -1) {
-			mail_obj_error(r, "mailbox", mail_box_id(m), cause);
+		if (mail_box_make(p, d->mailboxes[i], i,
+		    &p->boxes[p->nboxes], &cause) == -1) {
+			mail_obj_error(r, "mailbox",
+			    mail_box_id(d->mailboxes[i]), cause);
 			continue;
 		}
-		at = strchr(m->address, '@');
-		if (*m->domain != '\0' && strcmp(m->domain, at + 1) != 0) {
-			xasprintf(&cause, "address %s is not in domain %s",
-			    m->address, m->domain);
-			mail_obj_error(r, "mailbox", mail_box_id(m), cause);
-			continue;
-		}
-		if ((dom = mail_dom_find(p, at + 1)) == NULL) {
-			xasprintf(&cause, "domain %s is not on this backend",
-			    at + 1);
-			mail_obj_error(r, "mailbox", mail_box_id(m), cause);
-			continue;
-		}
-		if (!m->deleted &&
-		    mail_valid_hash(m->password_hash, &cause) == -1) {
-			mail_obj_error(r, "mailbox", mail_box_id(m), cause);
-			continue;
-		}
-		b = &p->boxes[p->nboxes++];
-		b->b_idx = i;
-		b->b_addr = m->address;
-		b->b_id = mail_box_id(m);
-		b->b_tenant = *m->tenant != '\0' ? m->tenant : dom->tenant;
-		b->b_domain = dom->name;
-		b->b_hash = m->deleted ? "" : m->password_hash;
-		b->b_quota = m->quota_bytes;
-		b->b_held = m->suspended || dom->suspended;
-		b->b_deleted = m->deleted;
-		b->b_purge_after = m->deleted ? m->purge_after : 0;
-		xasprintf(&b->b_home, "%s/%s/%.*s", mail_dir, dom->name,
-		    (int)(at - m->address), m->address);
+		p->nboxes++;
 	}
 	qsort(p->boxes, p->nboxes, sizeof(*p->boxes), mail_box_order);
 	for (i = 0, n = 0; i < p->nboxes; i++) {
@@ -467,8 +487,9 @@ mail_dg_num(EVP_MD_CTX *c, int64_t v)
 	mail_dg(c, buf);
 }
 
+/* seed: "" for a whole state; a delta's names what it was applied to. */
 static void
-mail_plan_digest(struct mail_plan *p)
+mail_plan_digest(struct mail_plan *p, const char *seed)
 {
 	EVP_MD_CTX	*c = EVP_MD_CTX_new();
 	unsigned char	 md[EVP_MAX_MD_SIZE];
@@ -478,7 +499,9 @@ mail_plan_digest(struct mail_plan *p)
 	if (c == NULL)
 		fatalx("mail: EVP_MD_CTX_new");
 	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-	mail_dg(c, "opsn-mail-maps-1");
+	/* 2: the maps index mailboxes by id (for deltas). */
+	mail_dg(c, "opsn-mail-maps-2");
+	mail_dg(c, seed);
 	mail_dg(c, mail_dir);
 	for (i = 0; i < p->ndoms; i++) {
 		mail_dg(c, "D");
@@ -660,6 +683,36 @@ mail_exec(sqlite3 *db, sqlite3_stmt *st, const char *fmt, ...)
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
+/* A mailbox's rows in the postfix maps: itself, its access and transport. */
+static int
+mail_put_postfix(sqlite3 *db, sqlite3_stmt *box, sqlite3_stmt *acc,
+    sqlite3_stmt *tr, const struct mail_box *b)
+{
+	if (mail_exec(db, box, "tttttiiii", b->b_addr, b->b_id, b->b_tenant,
+	    b->b_domain, b->b_home, (int64_t)b->b_quota, (int64_t)b->b_held,
+	    (int64_t)b->b_deleted, b->b_purge_after) == -1)
+		return (-1);
+	if (b->b_deleted)
+		return (mail_exec(db, acc, "tt", b->b_addr, MAIL_GONE));
+	if (b->b_held && (mail_exec(db, acc, "tt", b->b_addr, MAIL_HOLD) ==
+	    -1 || mail_exec(db, tr, "tt", b->b_addr, MAIL_RETRY) == -1))
+		return (-1);
+	return (0);
+}
+
+/* A mailbox's user for Dovecot. */
+static int
+mail_put_dovecot(sqlite3 *db, sqlite3_stmt *u, const struct mail_box *b)
+{
+	char	 rule[64];
+
+	/* No rule: Dovecot's default, no limit. */
+	snprintf(rule, sizeof(rule), "*:bytes=%" PRIu64, b->b_quota);
+	return (mail_exec(db, u, "ttttii", b->b_addr, b->b_hash, b->b_home,
+	    b->b_quota > 0 ? rule : NULL, (int64_t)(!b->b_held &&
+	    !b->b_deleted), (int64_t)b->b_deleted));
+}
+
 static int
 mail_fill_postfix(sqlite3 *db, const struct mail_plan *p, char **cause)
 {
@@ -693,25 +746,9 @@ mail_fill_postfix(sqlite3 *db, const struct mail_plan *p, char **cause)
 		    MAIL_HOLD_DOM) == -1)
 			goto fail;
 	}
-	for (i = 0; i < p->nboxes; i++) {
-		const struct mail_box *b = &p->boxes[i];
-
-		if (mail_exec(db, box, "tttttiiii", b->b_addr, b->b_id,
-		    b->b_tenant, b->b_domain, b->b_home, (int64_t)b->b_quota,
-		    (int64_t)b->b_held, (int64_t)b->b_deleted,
-		    b->b_purge_after) == -1)
+	for (i = 0; i < p->nboxes; i++)
+		if (mail_put_postfix(db, box, acc, tr, &p->boxes[i]) == -1)
 			goto fail;
-		if (b->b_deleted) {
-			if (mail_exec(db, acc, "tt", b->b_addr, MAIL_GONE) ==
-			    -1)
-				goto fail;
-		} else if (b->b_held) {
-			if (mail_exec(db, acc, "tt", b->b_addr, MAIL_HOLD) ==
-			    -1 || mail_exec(db, tr, "tt", b->b_addr,
-			    MAIL_RETRY) == -1)
-				goto fail;
-		}
-	}
 	for (i = 0; i < p->nals; i++)
 		if (mail_exec(db, al, "ttt", p->als[i]->address,
 		    mail_alias_id(p->als[i]), p->al_targets[i]) == -1)
@@ -736,7 +773,6 @@ static int
 mail_fill_dovecot(sqlite3 *db, const struct mail_plan *p, char **cause)
 {
 	sqlite3_stmt	*u = NULL, *meta = NULL;
-	char		 rule[64];
 	size_t		 i;
 	int		 rc = -1;
 
@@ -747,19 +783,11 @@ mail_fill_dovecot(sqlite3 *db, const struct mail_plan *p, char **cause)
 		mail_sql_err(db, "preparing the dovecot users", cause);
 		goto done;
 	}
-	for (i = 0; i < p->nboxes; i++) {
-		const struct mail_box *b = &p->boxes[i];
-
-		/* No rule: Dovecot's default, no limit. */
-		snprintf(rule, sizeof(rule), "*:bytes=%" PRIu64, b->b_quota);
-		if (mail_exec(db, u, "ttttii", b->b_addr, b->b_hash, b->b_home,
-		    b->b_quota > 0 ? rule : NULL,
-		    (int64_t)(!b->b_held && !b->b_deleted),
-		    (int64_t)b->b_deleted) == -1) {
+	for (i = 0; i < p->nboxes; i++)
+		if (mail_put_dovecot(db, u, &p->boxes[i]) == -1) {
 			mail_sql_err(db, "writing the dovecot users", cause);
 			goto done;
 		}
-	}
 	if (mail_exec(db, meta, "tt", "digest", p->digest) == -1) {
 		mail_sql_err(db, "writing the dovecot users", cause);
 		goto done;
@@ -769,6 +797,24 @@ done:
 	sqlite3_finalize(u);
 	sqlite3_finalize(meta);
 	return (rc);
+}
+
+/* A written file's mode and group, then fsync (before it goes live). */
+static int
+mail_db_seal(const char *tmp, mode_t mode, gid_t gid, char **cause)
+{
+	int	 fd;
+
+	if ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fchmod(fd, mode) == -1 ||
+	    (gid != (gid_t)-1 && fchown(fd, 0, gid) == -1) || fsync(fd) == -1) {
+		xasprintf(cause, "%s: %s", tmp, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	close(fd);
+	return (0);
 }
 
 /*
@@ -782,7 +828,6 @@ mail_db_write(const char *tmp, const char *schema, const struct mail_plan *p,
     gid_t gid, char **cause)
 {
 	sqlite3	*db = NULL;
-	int	 fd;
 
 	unlink(tmp);
 	if (sqlite3_open_v2(tmp, &db, SQLITE_OPEN_READWRITE |
@@ -811,15 +856,8 @@ mail_db_write(const char *tmp, const char *schema, const struct mail_plan *p,
 		goto fail;
 	}
 	db = NULL;
-	if ((fd = open(tmp, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fchmod(fd, mode) == -1 ||
-	    (gid != (gid_t)-1 && fchown(fd, 0, gid) == -1) || fsync(fd) == -1) {
-		xasprintf(cause, "%s: %s", tmp, strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if (mail_db_seal(tmp, mode, gid, cause) == -1)
 		goto fail;
-	}
-	close(fd);
 	return (0);
 fail:
 	if (db != NULL)
@@ -1232,6 +1270,333 @@ mail_purges(const struct mail_plan *p, const struct mail_olds *o,
 	}
 }
 
+/* ---- a delta of mailboxes: the live maps patched, not rewritten ----------- */
+
+/*
+ * The generation the live maps were written for and the daemons loaded
+ * (0: not known, as after a start or a failed apply). Only the pool
+ * thread of the running apply touches it.
+ */
+static uint64_t		 mail_live_gen;
+static unsigned		 mail_npatched;
+
+/* More mailboxes than this in one delta: the whole maps again. */
+#define MAIL_DELTA_MAX	1000
+
+/* A live map copied under its temporary name, to be patched there. */
+static int
+mail_file_copy(const char *from, const char *to, char **cause)
+{
+	char	*buf = xmalloc(1 << 20);
+	ssize_t	 n, w = 0, off;
+	int	 in, out = -1, rc = -1;
+
+	unlink(to);
+	if ((in = open(from, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    (out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600)) == -1)
+		goto done;
+	while ((n = read(in, buf, 1 << 20)) > 0) {
+		for (off = 0; off < n; off += w)
+			if ((w = write(out, buf + off, n - off)) == -1)
+				goto done;
+	}
+	rc = n == 0 ? 0 : -1;
+done:
+	if (rc == -1)
+		xasprintf(cause, "copying %s: %s", from, strerror(errno));
+	if (in != -1)
+		close(in);
+	if (out != -1)
+		close(out);
+	free(buf);
+	return (rc);
+}
+
+/* The statements of a patch, on the postfix copy with "dv" attached. */
+enum {
+	MP_DIGEST, MP_OLD, MP_DBOX, MP_DACC, MP_DTR, MP_DUSER, MP_BOX, MP_ACC,
+	MP_TR, MP_USER, MP_PFMETA, MP_DVMETA, MP_N
+};
+
+static const char *const mail_patch_sql[MP_N] = {
+	"SELECT value FROM main.meta WHERE key = 'digest'",
+	"SELECT m.address, m.suspended, m.deleted, u.password, u.login"
+	" FROM main.mailboxes m LEFT JOIN dv.users u ON u.address = m.address"
+	" WHERE m.id = ?",
+	"DELETE FROM main.mailboxes WHERE address = ?",
+	"DELETE FROM main.access WHERE key = ?",
+	"DELETE FROM main.transport WHERE address = ?",
+	"DELETE FROM dv.users WHERE address = ?",
+	"INSERT INTO main.mailboxes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	"INSERT OR REPLACE INTO main.access VALUES (?, ?)",
+	"INSERT INTO main.transport VALUES (?, ?)",
+	"INSERT INTO dv.users VALUES (?, ?, ?, ?, ?, ?)",
+	"UPDATE main.meta SET value = ? WHERE key = 'digest'",
+	"UPDATE dv.meta SET value = ? WHERE key = 'digest'",
+};
+
+/* What the maps say of a mailbox id (none: a new mailbox). */
+static void
+mail_patch_old(sqlite3_stmt *st, const char *id, struct mail_olds *o)
+{
+	struct mail_old	*m;
+
+	sqlite3_reset(st);
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		o->v = xrealloc(o->v, (o->n + 1) * sizeof(*o->v));
+		m = &o->v[o->n++];
+		memset(m, 0, sizeof(*m));
+		m->o_addr = mail_col(st, 0);
+		m->o_id = xstrdup(id);
+		m->o_held = sqlite3_column_int(st, 1);
+		m->o_deleted = sqlite3_column_int(st, 2);
+		if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+			m->o_hash = mail_col(st, 3);
+		m->o_login = sqlite3_column_int(st, 4);
+	}
+}
+
+/*
+ * In the copies (pf with dv attached): the rows of the mailboxes a delta
+ * named go, p's go in, and both digests become p's. o gets what the rows
+ * said. 1 when an address is taken (by a mailbox the delta did not name,
+ * or twice in it): the whole maps sort that out.
+ */
+static int
+mail_patch(sqlite3 *db, const char **ids, size_t nids, struct mail_plan *p,
+    struct mail_olds *o, char **cause)
+{
+	sqlite3_stmt	*st[MP_N];
+	const unsigned char *t;
+	size_t		 i;
+	int		 rc = -1;
+
+	memset(st, 0, sizeof(st));
+	for (i = 0; i < MP_N; i++)
+		if (sqlite3_prepare_v2(db, mail_patch_sql[i], -1, &st[i],
+		    NULL) != SQLITE_OK) {
+			mail_sql_err(db, "preparing a delta", cause);
+			goto done;
+		}
+	if (sqlite3_step(st[MP_DIGEST]) != SQLITE_ROW ||
+	    (t = sqlite3_column_text(st[MP_DIGEST], 0)) == NULL) {
+		xasprintf(cause, "the maps have no digest");
+		goto done;
+	}
+	{
+		char	*seed;
+
+		xasprintf(&seed, "delta %llu %s", (unsigned long long)
+		    p->gen, (const char *)t);
+		mail_plan_digest(p, seed);
+		free(seed);
+	}
+	for (i = 0; i < nids; i++)
+		mail_patch_old(st[MP_OLD], ids[i], o);
+	for (i = 0; i < o->n; i++)
+		if (mail_exec(db, st[MP_DBOX], "t", o->v[i].o_addr) == -1 ||
+		    mail_exec(db, st[MP_DACC], "t", o->v[i].o_addr) == -1 ||
+		    mail_exec(db, st[MP_DTR], "t", o->v[i].o_addr) == -1 ||
+		    mail_exec(db, st[MP_DUSER], "t", o->v[i].o_addr) == -1)
+			goto fail;
+	for (i = 0; i < p->nboxes; i++) {
+		if (mail_put_postfix(db, st[MP_BOX], st[MP_ACC], st[MP_TR],
+		    &p->boxes[i]) == -1 ||
+		    mail_put_dovecot(db, st[MP_USER], &p->boxes[i]) == -1) {
+			if (sqlite3_errcode(db) == SQLITE_CONSTRAINT) {
+				rc = 1;
+				goto done;
+			}
+			goto fail;
+		}
+	}
+	if (mail_exec(db, st[MP_PFMETA], "t", p->digest) == -1 ||
+	    mail_exec(db, st[MP_DVMETA], "t", p->digest) == -1)
+		goto fail;
+	rc = 0;
+	goto done;
+fail:
+	mail_sql_err(db, "writing a delta", cause);
+done:
+	for (i = 0; i < MP_N; i++)
+		sqlite3_finalize(st[i]);
+	qsort(o->v, o->n, sizeof(*o->v), mail_old_cmp);
+	return (rc);
+}
+
+/*
+ * The live maps copied, patched (mail_patch) and put live as a whole
+ * generation is: fsynced, Dovecot's first, then the daemons reloaded.
+ * -1 with *cause before anything went live; 1 to write the whole maps.
+ */
+static int
+mail_patch_maps(const char **ids, size_t nids, struct mail_plan *p,
+    struct mail_olds *o, char **cause)
+{
+	sqlite3	*db = NULL;
+	char	*pf, *pf_tmp, *dv, *dv_tmp, *sql;
+	int	 rc = -1;
+
+	xasprintf(&pf, "%s/%s", mail_maps, MAIL_PF_DB);
+	xasprintf(&pf_tmp, "%s/.%s.new", mail_maps, MAIL_PF_DB);
+	xasprintf(&dv, "%s/%s", mail_maps, MAIL_DV_DB);
+	xasprintf(&dv_tmp, "%s/.%s.new", mail_maps, MAIL_DV_DB);
+	if (mail_file_copy(pf, pf_tmp, cause) == -1 ||
+	    mail_file_copy(dv, dv_tmp, cause) == -1)
+		goto fail;
+	if (sqlite3_open_v2(pf_tmp, &db, SQLITE_OPEN_READWRITE, NULL) !=
+	    SQLITE_OK) {
+		xasprintf(cause, "%s: %s", pf_tmp, db ? sqlite3_errmsg(db) :
+		    "cannot open");
+		goto fail;
+	}
+	sql = sqlite3_mprintf("ATTACH %Q AS dv; PRAGMA main.journal_mode = "
+	    "OFF; PRAGMA dv.journal_mode = OFF; PRAGMA synchronous = OFF; "
+	    "BEGIN", dv_tmp);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_free(sql);
+		mail_sql_err(db, pf_tmp, cause);
+		goto fail;
+	}
+	sqlite3_free(sql);
+	if ((rc = mail_patch(db, ids, nids, p, o, cause)) != 0)
+		goto fail;
+	rc = -1;
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		mail_sql_err(db, pf_tmp, cause);
+		goto fail;
+	}
+	if (sqlite3_close(db) != SQLITE_OK) {
+		xasprintf(cause, "%s: close failed", pf_tmp);
+		db = NULL;
+		goto fail;
+	}
+	db = NULL;
+	if (mail_db_seal(dv_tmp, 0600, (gid_t)-1, cause) == -1 ||
+	    mail_db_seal(pf_tmp, mail_postfix_gid != (gid_t)-1 ? 0640 : 0644,
+	    mail_postfix_gid, cause) == -1)
+		goto fail;
+	if (rename(dv_tmp, dv) == -1 || rename(pf_tmp, pf) == -1) {
+		xasprintf(cause, "rename into %s: %s", mail_maps,
+		    strerror(errno));
+		goto fail;
+	}
+	rc = svc_fsync_dir(mail_maps, cause);
+	goto done;
+fail:
+	if (db != NULL)
+		sqlite3_close(db);
+	unlink(dv_tmp);
+	unlink(pf_tmp);
+done:
+	free(pf);
+	free(pf_tmp);
+	free(dv);
+	free(dv_tmp);
+	return (rc);
+}
+
+/*
+ * A delta that changed mailboxes only (a password, a quota, a suspension,
+ * a mailbox added or removed): the rows of those mailboxes are replaced
+ * in copies of the live maps, which then go live as a whole generation
+ * does. The SQL work, the sessions looked at and the status follow what
+ * changed, not the backend's size (the copy of the files is the part
+ * that does not). Returns 0, with nothing done, when the delta does not
+ * fit: domains or aliases changed, the live maps are not those of the
+ * generation it starts from, or an address is taken; the whole maps are
+ * written then, as for any state. The maps' digest is chained (the
+ * previous one and the generation): the next whole state writes them
+ * once more even if nothing changed.
+ */
+static int
+mail_apply_delta(struct svc_job *j)
+{
+	const Opsn__ServicesDesired	*d = j->j_desired;
+	struct svc_result		*r = &j->j_res;
+	struct mail_plan		 p;
+	struct mail_olds		 o;
+	const char			**ids, *id;
+	char				*cause = NULL;
+	size_t				 nids, others, i;
+	int				 rc, tls_changed;
+	uint64_t			 t0 = util_mono_ms();
+
+	if (j->j_only == NULL || j->j_base_gen == 0 ||
+	    j->j_base_gen != mail_live_gen)
+		return (0);
+	ids = svc_only_ids(j->j_only, "mailbox", &nids, &others);
+	if (others > 0 || nids == 0 || nids > MAIL_DELTA_MAX) {
+		free(ids);
+		return (0);
+	}
+	memset(&p, 0, sizeof(p));
+	memset(&o, 0, sizeof(o));
+	p.gen = d->generation;
+	mail_plan_doms(d, &p, r);
+	p.boxes = xcalloc(nids + 1, sizeof(*p.boxes));
+	for (i = 0; i < d->n_mailboxes && p.nboxes < nids; i++) {
+		id = mail_box_id(d->mailboxes[i]);
+		if (bsearch(&id, ids, nids, sizeof(*ids), mail_str_cmp) ==
+		    NULL)
+			continue;
+		/* Left out of the maps, as the whole state would. */
+		if (mail_box_make(&p, d->mailboxes[i], i, &p.boxes[p.nboxes],
+		    &cause) == -1)
+			mail_obj_error(r, "mailbox", id, cause);
+		else
+			p.nboxes++;
+	}
+	qsort(p.boxes, p.nboxes, sizeof(*p.boxes), mail_box_order);
+	mail_live_gen = 0;
+	if ((rc = mail_patch_maps(ids, nids, &p, &o, &cause)) != 0) {
+		if (rc == -1) {
+			log_warnx("mail: generation %llu as a delta: %s; "
+			    "writing the whole maps", (unsigned long long)
+			    d->generation, cause);
+			free(cause);
+		}
+		svc_result_clear(r);
+		r->r_gen = d->generation;
+		rc = 0;
+		goto done;
+	}
+	rc = 1;
+	tls_changed = mail_tls_install(d);
+	mail_reloaded[0] = '\0';
+	if (mail_domain_dirs(&p, r) == -1)
+		goto done;
+	if (mail_doveadm("reload", NULL, &cause) == -1 ||
+	    mail_postfix("reload", &cause) == -1) {
+		svc_result_fail(r, "maps written but not loaded: %s", cause);
+		free(cause);
+		goto done;
+	}
+	strlcpy(mail_reloaded, p.digest, sizeof(mail_reloaded));
+	if (mail_sessions(&p, &o) && mail_postfix("flush", &cause) == -1) {
+		log_warnx("mail: %s", cause);
+		free(cause);
+	}
+	mail_purges(&p, &o, r);
+	mail_live_gen = d->generation;
+	mail_npatched++;
+	log_debug("mail: generation %llu: %zu mailboxes of a delta in %llu "
+	    "ms%s", (unsigned long long)d->generation, nids,
+	    (unsigned long long)(util_mono_ms() - t0),
+	    tls_changed ? " (new certificate)" : "");
+done:
+	if (rc == 1 && r->r_failed)
+		for (i = 0; i < p.nboxes; i++)
+			svc_result_add(r, "mailbox", p.boxes[i].b_id, "error",
+			    r->r_error);
+	free(ids);
+	mail_olds_free(&o);
+	mail_plan_free(&p);
+	return (rc);
+}
+
 static void
 mail_apply(struct svc_job *j)
 {
@@ -1244,8 +1609,11 @@ mail_apply(struct svc_job *j)
 	int				 changed, tls_changed, flush;
 	uint64_t			 t0 = util_mono_ms();
 
+	if (mail_apply_delta(j) == 1)
+		return;
+	mail_live_gen = 0;
 	mail_plan_build(d, &p, r);
-	mail_plan_digest(&p);
+	mail_plan_digest(&p, "");
 	mail_olds_read(&o);
 	dkim_err = xcalloc(p.ndoms + 1, sizeof(*dkim_err));
 	changed = strcmp(o.digest, p.digest) != 0;
@@ -1272,6 +1640,7 @@ mail_apply(struct svc_job *j)
 	    p.ndoms, p.nboxes, p.nals,
 	    (unsigned long long)(util_mono_ms() - t0),
 	    changed ? "" : " (maps unchanged)");
+	mail_live_gen = d->generation;
 done:
 	/* Nothing of this generation is live: every object says why. */
 	if (r->r_failed) {
@@ -1469,6 +1838,7 @@ mail_init(struct agent *a, char **cause)
 	if (rc == -1)
 		return (-1);
 	mail_reloaded[0] = '\0';
+	mail_live_gen = 0;
 	svc_init(&mail_svc, a->loop, "mail", mail_apply, mail_done);
 	mail_svc.s_applied = mail_applied_cb;
 	log_info("mail: maps in %s, postfix %s, dovecot %s", mail_maps,
@@ -1500,6 +1870,12 @@ int
 mail_idle(void)
 {
 	return (svc_idle(&mail_svc));
+}
+
+unsigned
+mail_patched(void)
+{
+	return (mail_npatched);
 }
 
 const struct role_ops mail_role = {

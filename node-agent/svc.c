@@ -264,11 +264,13 @@ svc_next(struct svc *s)
 	if (s->s_busy || s->s_pending == NULL || s->s_stopping)
 		return;
 	uv_timer_stop(&s->s_retry);
-	if (s->s_current != NULL)
+	j = xcalloc(1, sizeof(*j));
+	if (s->s_current != NULL) {
+		j->j_base_gen = s->s_current->generation;
 		opsn__services_desired__free_unpacked(s->s_current, NULL);
+	}
 	s->s_current = s->s_pending;
 	s->s_pending = NULL;
-	j = xcalloc(1, sizeof(*j));
 	j->j_req.data = j;
 	j->j_svc = s;
 	j->j_only = s->s_pending_only;

@@ -37,6 +37,8 @@ void	web_usage(svc_usage_cb emit, void *arg);
 
 /* Nothing applying or waiting in the role (unit tests). */
 int	mail_idle(void);
+/* Generations applied as a patch of the live maps (unit tests). */
+unsigned mail_patched(void);
 int	web_idle(void);
 
 /* ---- the generation queue ---------------------------------------------- */
@@ -58,6 +60,8 @@ struct svc_job {
 	struct svc		*j_svc;
 	const Opsn__ServicesDesired *j_desired;	/* owned by the svc */
 	struct svc_only		*j_only;	/* report these only */
+	/* With j_only: the generation applied before, which it changes. */
+	uint64_t		 j_base_gen;
 	struct svc_result	 j_res;
 };
 
@@ -135,6 +139,12 @@ void	svc_sync_free(struct svc *);
 /* Keep only the objects a delta named in a result; free the set. */
 void	svc_only_filter(const struct svc_only *, struct svc_result *);
 void	svc_only_free(struct svc_only *);
+/*
+ * The ids of one kind a delta named, sorted (the array is the caller's,
+ * the strings the set's); *others counts the objects of other kinds.
+ */
+const char **svc_only_ids(const struct svc_only *, const char *kind,
+	    size_t *n, size_t *others);
 /* The protocol the link speaks (0: down); tests set it (0: the link's). */
 uint32_t svc_proto(void);
 void	svc_set_proto(uint32_t);

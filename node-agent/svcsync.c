@@ -117,6 +117,36 @@ svc_only_filter(const struct svc_only *o, struct svc_result *r)
 	r->r_nobjs = j;
 }
 
+static int
+only_cmp(const void *a, const void *b)
+{
+	return (strcmp(*(const char *const *)a, *(const char *const *)b));
+}
+
+const char **
+svc_only_ids(const struct svc_only *o, const char *kind, size_t *n,
+    size_t *others)
+{
+	const char	**v;
+	size_t		 i, len = strlen(kind);
+
+	*n = *others = 0;
+	if (o == NULL)
+		return (NULL);
+	v = xcalloc(o->o_set.n + 1, sizeof(*v));
+	for (i = 0; i < o->o_set.cap; i++) {
+		if (o->o_set.v[i] == NULL)
+			continue;
+		if (strncmp(o->o_set.v[i], kind, len) == 0 &&
+		    o->o_set.v[i][len] == ' ')
+			v[(*n)++] = o->o_set.v[i] + len + 1;
+		else
+			(*others)++;
+	}
+	qsort(v, *n, sizeof(*v), only_cmp);
+	return (v);
+}
+
 void
 svc_only_free(struct svc_only *o)
 {

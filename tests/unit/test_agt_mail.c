@@ -196,11 +196,11 @@ add_domain(Opsn__ServicesDesired *d, Opsn__MailDomain **v, const char *name,
 	d->domains = v;
 }
 
+/* The mailbox in boxes[i], made anew. */
 static Opsn__Mailbox *
-add_box(Opsn__ServicesDesired *d, Opsn__Mailbox **v, const char *id,
-    const char *addr, const char *hash)
+box_at(size_t i, const char *id, const char *addr, const char *hash)
 {
-	Opsn__Mailbox	*m = &boxes[d->n_mailboxes];
+	Opsn__Mailbox	*m = &boxes[i];
 
 	opsn__mailbox__init(m);
 	m->id = (char *)id;
@@ -209,6 +209,15 @@ add_box(Opsn__ServicesDesired *d, Opsn__Mailbox **v, const char *id,
 	m->password_hash = (char *)hash;
 	m->quota_bytes = 1 << 20;
 	m->tenant = "31001";
+	return (m);
+}
+
+static Opsn__Mailbox *
+add_box(Opsn__ServicesDesired *d, Opsn__Mailbox **v, const char *id,
+    const char *addr, const char *hash)
+{
+	Opsn__Mailbox	*m = box_at(d->n_mailboxes, id, addr, hash);
+
 	v[d->n_mailboxes++] = m;
 	d->mailboxes = v;
 	return (m);
@@ -1056,14 +1065,7 @@ mail_parts_then_deltas_change_only_what_they_name(void **state)
 	*b = *d.mailboxes[1];
 	b->quota_bytes = 5 << 20;
 	cbv[0] = b;
-	b = &boxes[9];
-	opsn__mailbox__init(b);
-	b->id = "m3";
-	b->address = "maire@mairie-agassac.fr";
-	b->domain = "mairie-agassac.fr";
-	b->password_hash = HASH_B;
-	b->tenant = "31001";
-	cbv[1] = b;
+	cbv[1] = box_at(9, "m3", "maire@mairie-agassac.fr", HASH_B);
 	ch.mailboxes = cbv;
 	ch.n_mailboxes = 2;
 	delta.base_generation = 5;
@@ -1094,6 +1096,124 @@ mail_parts_then_deltas_change_only_what_they_name(void **state)
 	assert_int_equal(have, 6);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_int_equal(nstatus, n);
+	stop();
+	svc_set_proto(0);
+}
+
+/*
+ * Deltas that change mailboxes only patch the live maps: one suspended
+ * with a new password (its sessions end), one removed after its deletion
+ * (purged), one added; the others stay as they were. A delta whose
+ * address a mailbox it does not name holds is written as a whole state,
+ * which reports the duplicate.
+ */
+static void
+mail_mailbox_deltas_patch_the_live_maps(void **state)
+{
+	Opsn__ServicesDesired	 d = desired(5), ch = desired(6);
+	Opsn__ServicesDelta	 delta = OPSN__SERVICES_DELTA__INIT;
+	Opsn__MailDomain	*dv[2];
+	Opsn__Mailbox		*bv[4], *cbv[2], *b;
+	char			*rm[1] = { "m3" }, *calls, *home, *gone;
+	char			*cause = NULL;
+	struct stat		 st;
+	unsigned		 patched;
+
+	add_domain(&d, dv, "mairie-agassac.fr", 0);
+	add_box(&d, bv, "m1", "secretariat@mairie-agassac.fr", HASH_A);
+	add_box(&d, bv, "m2", "urbanisme@mairie-agassac.fr", HASH_A);
+	b = add_box(&d, bv, "m3", "ancien@mairie-agassac.fr", "");
+	b->deleted = 1;
+	b->purge_after = util_now() + 3600;
+	svc_set_proto(2);
+	start();
+	mail_role.on_connected();
+	apply(&d);
+	xasprintf(&gone, "%s/mairie-agassac.fr/ancien", mail_dir);
+	xasprintf(&home, "%s/Maildir/cur", gone);
+	assert_int_equal(svc_mkdirs(home, 0700, -1, -1, &cause), 0);
+	free(home);
+	free(tool_calls());
+	patched = mail_patched();
+
+	/* m2 suspended with a new password, m3 gone, m4 new. */
+	b = &boxes[8];
+	*b = *d.mailboxes[1];
+	b->suspended = 1;
+	b->password_hash = HASH_B;
+	cbv[0] = b;
+	cbv[1] = box_at(9, "m4", "maire@mairie-agassac.fr", HASH_B);
+	ch.mailboxes = cbv;
+	ch.n_mailboxes = 2;
+	delta.base_generation = 5;
+	delta.changes = &ch;
+	delta.removed_mailboxes = rm;
+	delta.n_removed_mailboxes = 1;
+	frame(MSG_SERVICES_DELTA, &delta.base, 1);
+	assert_true(last->ok);
+	assert_int_equal(last->generation, 6);
+	assert_int_equal(mail_patched(), patched + 1);
+	assert_int_equal(last->n_objects, 3);
+	assert_string_equal(state_of("mailbox", "m2", NULL), "applied");
+	assert_string_equal(state_of("mailbox", "m3", NULL), "purged");
+	assert_string_equal(state_of("mailbox", "m4", NULL), "applied");
+	assert_int_equal(stat(gone, &st), -1);
+	calls = tool_calls();
+	assert_non_null(strstr(calls, "doveadm -c /dv.conf reload\n"));
+	assert_non_null(strstr(calls, "postfix -c /pf reload\n"));
+	assert_non_null(strstr(calls, "kick urbanisme@mairie-agassac.fr\n"));
+	assert_null(strstr(calls, "kick secretariat@"));
+	free(calls);
+	xasprintf(&home, "%s/mairie-agassac.fr/maire", mail_dir);
+	PF("opsn-mailboxes.cf.in", "maire@mairie-agassac.fr", home);
+	free(home);
+	xasprintf(&home, "%s/mairie-agassac.fr/secretariat", mail_dir);
+	PF("opsn-mailboxes.cf.in", "secretariat@mairie-agassac.fr", home);
+	free(home);
+	PF("opsn-mailboxes.cf.in", "ancien@mairie-agassac.fr", NULL);
+	PF("opsn-access.cf.in", "ancien@mairie-agassac.fr", NULL);
+	PF("opsn-access.cf.in", "urbanisme@mairie-agassac.fr",
+	    "451 4.7.1 mailbox suspended");
+	PF("opsn-transport.cf.in", "urbanisme@mairie-agassac.fr",
+	    "retry:4.7.1 mailbox suspended");
+	DV("password_query", "urbanisme@mairie-agassac.fr", NULL);
+	DV("password_query", "maire@mairie-agassac.fr",
+	    "maire@mairie-agassac.fr");
+	DV("password_query", "secretariat@mairie-agassac.fr",
+	    "secretariat@mairie-agassac.fr");
+
+	/* Reactivated: its rows go back, and the mail held goes out. */
+	boxes[8].suspended = 0;
+	cbv[0] = &boxes[8];
+	ch.n_mailboxes = 1;
+	ch.generation = 7;
+	delta.base_generation = 6;
+	delta.n_removed_mailboxes = 0;
+	frame(MSG_SERVICES_DELTA, &delta.base, 1);
+	assert_int_equal(mail_patched(), patched + 2);
+	assert_int_equal(last->n_objects, 1);
+	calls = tool_calls();
+	assert_non_null(strstr(calls, "postfix -c /pf flush\n"));
+	free(calls);
+	PF("opsn-access.cf.in", "urbanisme@mairie-agassac.fr", NULL);
+	PF("opsn-transport.cf.in", "urbanisme@mairie-agassac.fr", NULL);
+	DV("password_query", "urbanisme@mairie-agassac.fr",
+	    "urbanisme@mairie-agassac.fr");
+
+	/* m4 takes m1's address: the whole maps, which keep m1. */
+	boxes[9].address = "secretariat@mairie-agassac.fr";
+	cbv[0] = &boxes[9];
+	ch.generation = 8;
+	delta.base_generation = 7;
+	frame(MSG_SERVICES_DELTA, &delta.base, 1);
+	assert_int_equal(mail_patched(), patched + 2);
+	assert_int_equal(last->generation, 8);
+	assert_string_equal(state_of("mailbox", "m4", NULL), "error");
+	PF("opsn-mailboxes.cf.in", "maire@mairie-agassac.fr", NULL);
+	xasprintf(&home, "%s/mairie-agassac.fr/secretariat", mail_dir);
+	PF("opsn-mailboxes.cf.in", "secretariat@mairie-agassac.fr", home);
+	free(home);
+	free(gone);
 	stop();
 	svc_set_proto(0);
 }
@@ -1137,6 +1257,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(
 		    mail_parts_then_deltas_change_only_what_they_name, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(
+		    mail_mailbox_deltas_patch_the_live_maps, setup, teardown),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));
