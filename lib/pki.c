@@ -524,6 +524,7 @@ pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 	X509_REQ	*req = NULL;
 	EVP_PKEY	*pub;
 	X509		*x = NULL;
+	GENERAL_NAMES	*san = NULL;
 	char		*cn = NULL, *safe;
 	int		 count;
 
@@ -576,9 +577,16 @@ pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 		free(safe);
 		goto out;
 	}
+	/*
+	 * The node's name as a DNS subjectAltName too: peers that follow
+	 * RFC 6125 match names against the SAN only, never the CN.
+	 */
+	if ((san = pki_san(&expect_cn, 1, cause)) == NULL)
+		goto out;
 	x = pki_cert_build(pub, expect_cn, 0, ca, cakey, days, pki_client_exts,
-	    nitems(pki_client_exts), NULL, cause);
+	    nitems(pki_client_exts), san, cause);
 out:
+	GENERAL_NAMES_free(san);
 	free(cn);
 	X509_REQ_free(req);
 	BIO_free(bio);
@@ -767,6 +775,56 @@ pki_serial_hex(X509 *x)
 	for (p = s; *p != '\0'; p++)
 		*p = tolower((unsigned char)*p);
 	return (s);
+}
+
+/*
+ * Every name a certificate answers to: its CN, and its subjectAltName's
+ * DNS names and IP addresses (as text). *names and each are the
+ * caller's; returns how many.
+ */
+size_t
+pki_cert_names(X509 *x, char ***names)
+{
+	GENERAL_NAMES		*gens;
+	const GENERAL_NAME	*g;
+	const unsigned char	*d;
+	char			 addr[INET6_ADDRSTRLEN], *cn;
+	size_t			 n = 0;
+	int			 i, len;
+
+	*names = NULL;
+	if (x == NULL)
+		return (0);
+	if ((cn = pki_cert_cn(x)) != NULL) {
+		*names = xrealloc(*names, (n + 1) * sizeof(**names));
+		(*names)[n++] = cn;
+	}
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		d = NULL;
+		if (g->type == GEN_DNS) {
+			d = ASN1_STRING_get0_data(g->d.dNSName);
+			len = ASN1_STRING_length(g->d.dNSName);
+			if (len <= 0 || memchr(d, '\0', (size_t)len) != NULL)
+				continue;
+			*names = xrealloc(*names, (n + 1) * sizeof(**names));
+			(*names)[n++] = xstrndup((const char *)d, (size_t)len);
+			continue;
+		}
+		if (g->type != GEN_IPADD)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.iPAddress);
+		len = ASN1_STRING_length(g->d.iPAddress);
+		if ((len != 4 || inet_ntop(AF_INET, d, addr, sizeof(addr)) ==
+		    NULL) && (len != 16 || inet_ntop(AF_INET6, d, addr,
+		    sizeof(addr)) == NULL))
+			continue;
+		*names = xrealloc(*names, (n + 1) * sizeof(**names));
+		(*names)[n++] = xstrdup(addr);
+	}
+	GENERAL_NAMES_free(gens);
+	return (n);
 }
 
 /* The subject CN (caller frees), NULL if none or several. */

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/x509.h>
@@ -329,6 +330,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	char		 fpr[65];
 	struct node	*n;
 	int64_t		 now = util_now();
+	size_t		 i;
 
 	if (s->s_cn != NULL) {
 		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "enrolled",
@@ -345,6 +347,18 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 		    "letters, digits, '-', '.', '_'; at most %d)", e->name,
 		    NODE_NAME_MAX);
 		goto refuse;
+	}
+	for (i = 0; i < nc->nserver_names; i++) {
+		/*
+		 * A node named as the controller would hold a certificate
+		 * for one of its names: a careless client could take it
+		 * for the controller.
+		 */
+		if (strcasecmp(e->name, nc->server_names[i]) == 0) {
+			xasprintf(&cause, "node name '%s' is one of the "
+			    "controller's own names: choose another", e->name);
+			goto refuse;
+		}
 	}
 	if ((n = nodes_find(e->name)) != NULL && !n->n_revoked) {
 		xasprintf(&cause, "a node named '%s' is already enrolled; "

@@ -60,6 +60,9 @@ struct ctl {
 	X509		*ca;
 	EVP_PKEY	*ca_key;
 	char		 ca_fpr[65];
+	/* The names the server certificate answers to (CN, SAN). */
+	char		**server_names;
+	size_t		 nserver_names;
 	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
 	SSL_CTX		*api_ctx;
 	uint32_t	 proto_min, proto_max;

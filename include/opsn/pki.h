@@ -30,7 +30,8 @@ char	*pki_csr_new(EVP_PKEY *key, const char *cn, char **cause);
 /*
  * Sign a CSR given as PEM: checks its self-signature and that its CN equals
  * expect_cn, then issues a client certificate (extendedKeyUsage clientAuth,
- * CN = expect_cn) with a random 128-bit serial, valid for days.
+ * CN = expect_cn, and expect_cn as a DNS subjectAltName) with a random
+ * 128-bit serial, valid for days.
  */
 X509	*pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 	    X509 *ca, EVP_PKEY *cakey, int days, char **cause);
@@ -53,5 +54,11 @@ void	 pki_fingerprint(X509 *, char out[65]);
 char	*pki_serial_hex(X509 *);
 /* The subject CN (caller frees), NULL if none. */
 char	*pki_cert_cn(X509 *);
+/*
+ * Every name a certificate answers to (its CN, its subjectAltName's DNS
+ * names and IP addresses as text); the array and each name are the
+ * caller's. Returns how many.
+ */
+size_t	 pki_cert_names(X509 *, char ***names);
 
 #endif
