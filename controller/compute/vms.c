@@ -895,11 +895,36 @@ vms_push(int64_t node_id)
 	free(ds.image_url);
 }
 
+/*
+ * Is the VM a hypervisor reports on placed on that node? A VM placed on
+ * another node is refused and counted under kind; one placed nowhere
+ * (deleted since) is skipped quietly.
+ */
+static int
+vms_ours(int64_t node_id, const char *uuid, const char *kind)
+{
+	sqlite3_stmt	*st;
+	int64_t		 on = -1;
+
+	st = store_prepare(ctl->db, "SELECT node_id FROM vms WHERE uuid = ?");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		on = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (on != -1 && on != node_id)
+		reports_reject(node_id, kind, "VM %.64s is placed on %s", uuid,
+		    nodes_name(on));
+	return (on == node_id);
+}
+
 /* Record one VM's observed state; a VM deleted on purpose is forgotten. */
 static void
 vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 {
 	sqlite3_stmt	*st;
+
+	if (!vms_ours(node_id, vs->id, "vm_state"))
+		return;
 
 	if (strcmp(vs->state, "deleted") == 0) {
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
@@ -1016,21 +1041,13 @@ vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
 {
 	Opsn__ConsoleData	*m;
 	struct console		*c;
-	sqlite3_stmt		*st;
 	const uint8_t		*d;
 	size_t			 n, drop;
-	int			 ours;
 
 	if ((m = opsn__console_data__unpack(NULL, len, p)) == NULL)
 		return;
 	/* Only the node that runs the VM may write its console. */
-	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE uuid = ? AND "
-	    "node_id = ?");
-	sqlite3_bind_text(st, 1, m->vm_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, node_id);
-	ours = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (!ours)
+	if (!vms_ours(node_id, m->vm_id, "console"))
 		goto out;
 	c = vms_console_find(m->vm_id, 1);
 	if (m->reset || m->offset != c->c_start + c->c_len) {

@@ -702,6 +702,18 @@ prom_node_cb(int64_t id, uint64_t samples, uint64_t bytes, int64_t oldest_ms,
 }
 
 static void
+prom_reject_cb(int64_t node, const char *kind, uint64_t count, void *arg)
+{
+	struct prom	*pr = arg;
+	char		*n = prom_label(nodes_name(node)), *k = prom_label(kind);
+
+	prom_add(pr, "opsn_agent_reports_rejected_total{node=\"%s\","
+	    "kind=\"%s\"} %llu\n", n, k, (unsigned long long)count);
+	free(n);
+	free(k);
+}
+
+static void
 prom_api_cb(const char *method, const char *pattern, int status,
     uint64_t count, void *arg)
 {
@@ -759,7 +771,7 @@ metrics_get(struct api_req *r)
 	    "counter\nopsn_meter_samples_duplicate_total %llu\n",
 	    (unsigned long long)meter_stats.ms_duplicates);
 	prom_add(&pr, "# HELP opsn_meter_samples_rejected_total Samples "
-	    "with an impossible time.\n# TYPE "
+	    "with an impossible time or counter.\n# TYPE "
 	    "opsn_meter_samples_rejected_total counter\n"
 	    "opsn_meter_samples_rejected_total %llu\n",
 	    (unsigned long long)meter_stats.ms_rejected);
@@ -789,6 +801,11 @@ metrics_get(struct api_req *r)
 	    "# TYPE opsn_meter_spool_dropped_total counter\n"
 	    "# TYPE opsn_meter_node_samples_ingested_total counter\n");
 	metering_foreach_node(prom_node_cb, &pr);
+	prom_add(&pr, "# HELP opsn_agent_reports_rejected_total Reports "
+	    "(samples, states, console bytes) an agent sent about what is "
+	    "not placed on its node or not of its roles.\n"
+	    "# TYPE opsn_agent_reports_rejected_total counter\n");
+	reports_foreach_rejected(prom_reject_cb, &pr);
 	prom_add(&pr, "# HELP opsn_api_requests_total API requests by route "
 	    "and status class.\n# TYPE opsn_api_requests_total counter\n");
 	api_foreach_stat(prom_api_cb, &pr);

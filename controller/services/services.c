@@ -767,14 +767,21 @@ services_stop(void)
 	services_certs_stop();
 }
 
-/* The table and the node test of one kind of object in a status. */
+/*
+ * The table and the node test of one kind of object in a status. A
+ * backend is believed only about objects placed on it, of its role.
+ */
 static const struct {
 	const char	*kind;
+	const char	*role;		/* the reporting node must hold it */
+	const char	*reject;	/* kind of refusal, for /metrics */
+	const char	*where;		/* ?1 id -> the node it is placed on */
 	const char	*update;	/* ?1 state ?2 message ?3 gen ?4 id ?5 node */
 	const char	*settle;	/* pending -> applied up to ?1 on ?2 */
 	const char	*journal;	/* journal rows of this kind from the rows */
 } services_kinds[] = {
-	{ "domain",
+	{ "domain", "mail", "status_domain",
+	  "SELECT node_id FROM mail_domains WHERE name = ?1",
 	  "UPDATE mail_domains SET state = ?1, message = ?2, "
 	  "applied_generation = ?3 WHERE name = ?4 AND node_id = ?5 AND "
 	  "generation <= ?3 AND (state, message, applied_generation) IS NOT "
@@ -784,7 +791,9 @@ static const struct {
 	  "AND generation <= ?1",
 	  "SELECT name AS oid, state AS ostate, message AS omsg FROM "
 	  "mail_domains WHERE node_id = ?1" },
-	{ "mailbox",
+	{ "mailbox", "mail", "status_mailbox",
+	  "SELECT d.node_id FROM mailboxes m JOIN mail_domains d ON d.id = "
+	  "m.domain_id WHERE m.id = ?1",
 	  "UPDATE mailboxes SET state = ?1, message = ?2, applied_generation "
 	  "= ?3 WHERE id = ?4 AND domain_id IN (SELECT id FROM mail_domains "
 	  "WHERE node_id = ?5) AND generation <= ?3 AND (state, message, "
@@ -796,7 +805,9 @@ static const struct {
 	  "SELECT m.id AS oid, m.state AS ostate, m.message AS omsg FROM "
 	  "mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE "
 	  "d.node_id = ?1" },
-	{ "alias",
+	{ "alias", "mail", "status_alias",
+	  "SELECT d.node_id FROM aliases a JOIN mail_domains d ON d.id = "
+	  "a.domain_id WHERE a.id = ?1",
 	  "UPDATE aliases SET state = ?1, message = ?2, applied_generation = "
 	  "?3 WHERE id = ?4 AND domain_id IN (SELECT id FROM mail_domains "
 	  "WHERE node_id = ?5) AND generation <= ?3 AND (state, message, "
@@ -808,7 +819,8 @@ static const struct {
 	  "SELECT a.id AS oid, a.state AS ostate, a.message AS omsg FROM "
 	  "aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE "
 	  "d.node_id = ?1" },
-	{ "site",
+	{ "site", "web", "status_site",
+	  "SELECT node_id FROM sites WHERE id = ?1",
 	  "UPDATE sites SET state = ?1, message = ?2, applied_generation = ?3 "
 	  "WHERE id = ?4 AND node_id = ?5 AND generation <= ?3 AND (state, "
 	  "message, applied_generation) IS NOT (?1, ?2, ?3)",
@@ -819,6 +831,37 @@ static const struct {
 	  "WHERE node_id = ?1" },
 };
 
+/*
+ * Is an object a status names placed on the reporting node, in one of its
+ * roles? One placed nowhere (deleted since) is skipped quietly; one placed
+ * on another node, or outside the node's roles, is refused and counted.
+ */
+static int
+services_status_ours(int64_t node_id, size_t k, const Opsn__ObjectStatus *o,
+    int *roles)
+{
+	sqlite3_stmt	*st;
+	int64_t		 on = -1;
+
+	if (roles[k] == -1)
+		roles[k] = reports_has_role(node_id, services_kinds[k].role);
+	if (!roles[k]) {
+		reports_reject(node_id, services_kinds[k].reject, "%.64s: the "
+		    "node does not have the %s role", o->id,
+		    services_kinds[k].role);
+		return (0);
+	}
+	st = store_prepare(sc->db, services_kinds[k].where);
+	sqlite3_bind_text(st, 1, o->id, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		on = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (on != -1 && on != node_id)
+		reports_reject(node_id, services_kinds[k].reject, "%.64s is "
+		    "placed on %s", o->id, nodes_name(on));
+	return (on == node_id);
+}
+
 /* MSG_SERVICES_STATUS: the generation a backend applied, per object. */
 static void
 services_status(int64_t node_id, const Opsn__ServicesStatus *m)
@@ -827,7 +870,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	int64_t		 gen = (int64_t)m->generation, have = -1, now = util_now();
 	const char	*state;
 	size_t		 i, k;
-	int		 errors = 0;
+	int		 errors = 0, roles[nitems(services_kinds)];
 
 	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
@@ -843,8 +886,10 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	}
 	if (store_begin(sc->db) == -1)
 		return;
-	for (k = 0; k < nitems(services_kinds); k++)
+	for (k = 0; k < nitems(services_kinds); k++) {
 		upd[k] = store_prepare(sc->db, services_kinds[k].update);
+		roles[k] = -1;
+	}
 	for (i = 0; i < m->n_objects; i++) {
 		const Opsn__ObjectStatus *o = m->objects[i];
 
@@ -853,7 +898,8 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 				break;
 		/* "purged": the folder of a mailbox we dropped is gone. */
 		if (k == nitems(services_kinds) ||
-		    strcmp(o->state, "purged") == 0)
+		    strcmp(o->state, "purged") == 0 ||
+		    !services_status_ours(node_id, k, o, roles))
 			continue;
 		state = strcmp(o->state, "applied") == 0 ? "applied" : "error";
 		if (*state == 'e')
@@ -970,6 +1016,12 @@ services_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
 	if (type != MSG_SERVICES_STATUS) {
 		log_debug("services: %s sent message type %u: ignored",
 		    nodes_name(node_id), type);
+		return;
+	}
+	if (!reports_has_role(node_id, "mail") &&
+	    !reports_has_role(node_id, "web")) {
+		reports_reject(node_id, "status", "the node has neither the "
+		    "mail nor the web role");
 		return;
 	}
 	if ((m = opsn__services_status__unpack(NULL, len, p)) == NULL) {
