@@ -21,7 +21,8 @@
 #define CA_DAYS		3650
 #define SERVER_DAYS	825
 
-static char *
+/* A file in the data folder (caller frees). */
+char *
 ca_path(const struct ctl *c, const char *name)
 {
 	char	*p;

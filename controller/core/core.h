@@ -33,6 +33,7 @@ struct ctl_conf {
 	int64_t	 console_idle_ms;	/* a session ends after this idle */
 	int64_t	 console_lifetime_ms;	/* and after this in any case */
 	int	 console_require_totp;	/* admin accounts need a second factor */
+	int64_t	 audit_checkpoint_ms;	/* signed checkpoints; 0: default */
 	char	*log_level;
 	char	*log_file;
 	/* [accounting]: the OPSN as the ordonnateur of its titres (PES V2) */
@@ -130,6 +131,8 @@ json_t		*store_json_time(sqlite3_stmt *, int col);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);
+/* A file in the data folder (caller frees). */
+char	*ca_path(const struct ctl *, const char *file);
 void	ca_free(struct ctl *);
 
 /* core/secret.c: what is handed out once and stored hashed. */
@@ -161,6 +164,5 @@ void	calendar_local(int64_t t, struct tm *);
 /* core/audit.c: call inside the mutation's transaction. */
 int	audit_record(struct api_req *, const char *action, const char *object,
 	    json_t *summary);
-int	audit_verify(int64_t *checked, int64_t *bad_id, char **why);
 
 #endif
