@@ -590,10 +590,22 @@ gen_line_tariff(struct gen_line *l, const struct tariff *t, size_t band)
 	strlcpy(l->l_band, t->t_bands[band].tb_name, sizeof(l->l_band));
 }
 
-/* The lines of one member for one version stretch. */
-static void
+/* A line whose amount (or quantity) does not fit: the generation fails. */
+static int
+gen_too_large(const struct gen_member *m, const char *what, char **cause)
+{
+	xasprintf(cause, "the %s of member %lld is too large to bill: check "
+	    "its usage and its tariff", what, (long long)m->id);
+	return (-1);
+}
+
+/*
+ * The lines of one member for one version stretch; -1 with *cause when a
+ * quantity or an amount would not fit (never wrapped).
+ */
+static int
 gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
-    int64_t member_days, int64_t mf)
+    int64_t member_days, int64_t mf, char **cause)
 {
 	const struct gen_member *m = &g->m[mi];
 	const struct tariff *t = s->s_t;
@@ -611,7 +623,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 			continue;
 		used = 0;
 		for (k = k0; k < k1; k++)
-			used += SUM(g, mi, k, mx);
+			if (__builtin_add_overflow(used, SUM(g, mi, k, mx),
+			    &used))
+				return (gen_too_large(m, "usage", cause));
 		if (used <= 0)
 			continue;
 		bm = &billing_metrics[mx];
@@ -627,7 +641,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_qbase = used > l->l_allow ? used - l->l_allow : 0;
 		l->l_div = bm->bm_div;
 		l->l_price = t->t_rate[mx][band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (money_line(l->l_qbase, l->l_div, l->l_price,
+		    &l->l_amount) == -1)
+			return (gen_too_large(m, bm->bm_key, cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -645,7 +661,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_qbase = mf;
 		l->l_div = PERIOD_MONTH_DIV;
 		l->l_price = t->t_fee[band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (money_line(l->l_qbase, l->l_div, l->l_price,
+		    &l->l_amount) == -1)
+			return (gen_too_large(m, "monthly fee", cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -663,10 +681,12 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		    (long long)m->population, (long long)member_days,
 		    period_days_in_year(g->p->p_year));
 		l->l_unit = "inhabitant-year";
-		l->l_qbase = m->population * member_days;
 		l->l_div = period_days_in_year(g->p->p_year);
 		l->l_price = t->t_contrib[band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (__builtin_mul_overflow(m->population, member_days,
+		    &l->l_qbase) || money_line(l->l_qbase, l->l_div,
+		    l->l_price, &l->l_amount) == -1)
+			return (gen_too_large(m, "contribution", cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -674,6 +694,7 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_start = start;
 		l->l_end = end;
 	}
+	return (0);
 }
 
 /* ---- late usage ---- */
@@ -835,8 +856,14 @@ gen_late(struct gen *g, char **cause)
 				l->l_div = billing_metrics[mx].bm_div;
 				l->l_price = t->t_rate[mx][band];
 				l->l_has_basis = 1;
-				l->l_basis = money_line(bill_new, l->l_div,
-				    l->l_price);
+				if (money_line(bill_new, l->l_div, l->l_price,
+				    &l->l_basis) == -1) {
+					xasprintf(cause, "the late usage of "
+					    "member %lld is too large to bill",
+					    (long long)g->m[mi].id);
+					goto out;
+				}
+				/* Both within MONEY_MAX_CENTS: no overflow. */
 				l->l_amount.c = l->l_basis.c - bb->amount;
 				gen_line_tariff(l, t, band);
 				l->l_has_range = 1;
@@ -1035,7 +1062,8 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 		s = &n->n_segs[i];
 		gen_member_days(m, s->s_from, s->s_end, &days, &mf);
 		band = tariff_band(s->s_t, m->population);
-		gen_segment_lines(g, mi, s, days, mf);
+		if (gen_segment_lines(g, mi, s, days, mf, cause) == -1)
+			return (-1);
 		st = g->st_seg;
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, stmt);

@@ -96,7 +96,7 @@ rollup_integrate(struct rollup_acc *acc, int m, int64_t value, int64_t a,
 static void
 rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 {
-	int64_t	 lo = acc->h0 * 1000;
+	int64_t	 lo = acc->h0 * 1000, sum;
 	size_t	 h;
 
 	if (delta <= 0 || ts < lo)
@@ -104,7 +104,17 @@ rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 	h = (size_t)((ts - lo) / METER_HOUR_MS);
 	if (h >= acc->nh)
 		return;
-	acc->counter[h * acc->nm + m] += delta;
+	/*
+	 * Each sample's counter is below 2^63 (ingest refuses more), but
+	 * an hour of restarts could still add up past it: such growth is
+	 * impossible, dropped and said, never wrapped.
+	 */
+	if (__builtin_add_overflow(acc->counter[h * acc->nm + m], delta,
+	    &sum))
+		log_warnx("metering: a counter grows past 2^63 in one hour at "
+		    "%lld: its growth there is dropped", (long long)ts);
+	else
+		acc->counter[h * acc->nm + m] = sum;
 }
 
 static int64_t

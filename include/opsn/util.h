@@ -35,7 +35,12 @@ int	 util_parse_hostport(const char *, char **, int *, char **cause);
 /* Parse a duration such as "90", "30s", "15m", "1h", "90d" into seconds. */
 int	 util_parse_duration(const char *, int64_t *, char **cause);
 
-/* Write a whole file atomically (temporary name, fsync, rename) with mode. */
+/* fsync a folder: what a rename into it did is then on disk. */
+int	 util_fsync_dir(const char *dir, char **cause);
+/*
+ * Write a whole file atomically (temporary name, fsync, rename, fsync of
+ * the folder) with mode.
+ */
 int	 util_write_file(const char *, const void *, size_t, int mode,
 	    char **cause);
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer. */

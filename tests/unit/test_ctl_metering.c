@@ -172,6 +172,24 @@ rollup_move_between_nodes_never_doubles_cpu(void **state)
 	free(rows);
 }
 
+/* An hour of counter growth past 2^63 is dropped, never wrapped. */
+static void
+rollup_counter_growth_never_wraps(void **state)
+{
+	struct meter_sample	 s[4];
+	struct meter_row	*rows;
+	size_t			 n;
+
+	s[0] = vm(MS(H), 1, "b1", 0);
+	s[1] = vm(MS(H + 60), 1, "b1", INT64_MAX);
+	s[2] = vm(MS(H + 120), 1, "b2", 5);		/* a restart */
+	s[3] = vm(MS(H + 180), 1, "b2", INT64_MAX);
+	assert_int_equal(metering_rollup_compute("vm", s, 4, H, H, &rows, &n),
+	    0);
+	assert_int_equal(find(rows, n, H, "cpu_ns"), INT64_MAX);
+	free(rows);
+}
+
 static void
 rollup_mailbox_storage_in_mib_seconds(void **state)
 {
@@ -586,6 +604,7 @@ main(void)
 		cmocka_unit_test(rollup_table_of_cases),
 		cmocka_unit_test(rollup_move_between_nodes_never_doubles_cpu),
 		cmocka_unit_test(rollup_mailbox_storage_in_mib_seconds),
+		cmocka_unit_test(rollup_counter_growth_never_wraps),
 		cmocka_unit_test(decimals_round_half_up_with_the_mark_asked),
 		cmocka_unit_test(csv_cells_are_quoted_and_formulas_defused),
 		cmocka_unit_test(paris_calendar_follows_summer_time),
