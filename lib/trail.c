@@ -155,7 +155,9 @@ trail_match(struct trail_check *c, int64_t count, const char *hash)
 	char		 when[32];
 
 	if (!c->tc_sorted) {
-		qsort(c->tc_cps, c->tc_ncps, sizeof(*c->tc_cps), trail_cp_cmp);
+		if (c->tc_ncps > 1)
+			qsort(c->tc_cps, c->tc_ncps, sizeof(*c->tc_cps),
+			    trail_cp_cmp);
 		c->tc_sorted = 1;
 	}
 	for (; c->tc_next < c->tc_ncps && (cp = &c->tc_cps[c->tc_next])->

@@ -25,6 +25,8 @@ size_t	 strlcpy(char *, const char *, size_t);
 
 /* Milliseconds on a monotonic clock, for timeouts. */
 uint64_t	 util_mono_ms(void);
+/* CPU time of the calling thread, ms: what it cost, whatever the load. */
+uint64_t	 util_thread_cpu_ms(void);
 /* Seconds since the epoch (UTC). */
 int64_t		 util_now(void);
 /* RFC 3339 UTC time ("2026-11-29T18:38:25Z") into buf (at least 21 bytes). */

@@ -1,12 +1,13 @@
 """Work that takes seconds never runs on the controller's loop.
 
-While a 10,000-mailbox import (10,000 password hashes) or a 1 GiB image
-upload (hashing and writing) is under way, three agents keep heartbeating
-every 500 ms against an unreachable timeout of 3 s: every node must stay
-ready throughout, and the API keep answering. A monitor thread asks
-/v1/health every 100 ms and records what it saw and how long it took.
+While a 10,000-mailbox import (10,000 password hashes, half a minute of
+CPU) or a 1 GiB image upload (hashing and writing) is under way, three
+agents keep heartbeating every 500 ms: every node must stay ready
+throughout, and the API keep answering. A monitor thread asks /v1/health
+every 100 ms and records what it saw and how long it took.
 """
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -56,7 +57,7 @@ def ready_agents(controller, make_agent):
                            for n in AGENTS), 20, what="agents ready")
 
 
-def check(controller, mon, what):
+def check(controller, mon, what, timeout=3.0):
     print(f"{what}: {mon.polls} health polls, slowest {mon.slowest:.3f} s")
     assert mon.polls > 10
     assert not mon.not_ready, f"nodes not ready during {what}: " \
@@ -65,12 +66,26 @@ def check(controller, mon, what):
     assert all(controller.node_state(n) == "ready" for n in AGENTS)
     # The loop answered all along (the figure is printed; on a loaded CI
     # machine a poll may wait for the CPU, never for the work).
-    assert mon.slowest < 3.0, f"/v1/health took {mon.slowest:.1f} s"
+    assert mon.slowest < timeout, f"/v1/health took {mon.slowest:.1f} s"
 
 
-def test_nodes_stay_ready_during_a_10000_mailbox_import(controller,
-                                                         make_agent,
-                                                         workdir):
+def test_nodes_stay_ready_during_a_10000_mailbox_import(workdir, procs):
+    # What the import leaves on the loop (checking, then storing 10,000
+    # rows in one transaction) is a few hundred ms of CPU, measured below;
+    # under ASan on a loaded machine that can stretch past the tests'
+    # usual 3 s timeout, so this one allows 10 s (hashing on the loop took
+    # half a minute).
+    controller = opsn.Controller(workdir, extra_conf="unreachable_timeout "
+                                 "= 10s\n")
+    procs.append(controller)
+    controller.start()
+
+    def make_agent(name):
+        a = opsn.Agent(workdir, name, [controller.agent_addr],
+                       token=controller.join_token())
+        procs.append(a)
+        a.start()
+
     controller.opsnctl("tenant", "add", "--kind", "commune", "--name",
                        "Agassac", "--insee", "31001")
     ready_agents(controller, make_agent)
@@ -100,9 +115,14 @@ def test_nodes_stay_ready_during_a_10000_mailbox_import(controller,
     mon.stop()
     assert "10000 created" in r.stdout, r.stdout
     print(f"import of 10,000 mailboxes: {took:.1f} s")
-    print("\n".join(line for line in controller.output().splitlines()
-                    if "mailboxes into" in line))
-    check(controller, mon, "the import")
+    log = controller.output()
+    print("\n".join(line for line in log.splitlines()
+                    if "mailboxes into" in line or "import into" in line))
+    check(controller, mon, "the import", 10.0)
+    # The loop's own CPU for the import, whatever the machine's load.
+    cpu = sum(int(m) for m in re.findall(
+        r"(?:checked in \d+ ms \(|stored in \d+ ms, )(\d+) ms", log))
+    assert 0 < cpu < 3000, f"the import held the loop {cpu} ms of CPU"
     with sqlite3.connect(os.path.join(controller.data, "opsn.db")) as db:
         n, bad = db.execute("SELECT count(*), sum(password_hash NOT LIKE "
                             "'{SHA512-CRYPT}$6$%') FROM mailboxes"
