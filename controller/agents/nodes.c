@@ -133,7 +133,7 @@ nodes_set_state(struct node *n, const char *state, const char *why)
 	else
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_int64(st, 4, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving the state of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -387,7 +387,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_text(st, 3, fpr, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(&cause, "storing the node: %s", sqlite3_errmsg(nc->db));
 		sqlite3_finalize(st);
 		goto rollback;
@@ -516,7 +516,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_int64(st, 9, hi);
 	sqlite3_bind_int64(st, 11, n->n_seen);
 	sqlite3_bind_int64(st, 12, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving HELLO of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -694,7 +694,7 @@ nodes_load(char **cause)
 
 	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
 	    "last_seen FROM nodes");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		n = xcalloc(1, sizeof(*n));
 		n->n_id = sqlite3_column_int64(st, 0);
 		strlcpy(n->n_name, (const char *)sqlite3_column_text(st, 1),
@@ -792,7 +792,7 @@ nodes_revoke(const char *name, int64_t *id, char **cause)
 	    "'revoked', state_since = ? WHERE id = ?");
 	sqlite3_bind_int64(st, 1, util_now());
 	sqlite3_bind_int64(st, 2, n->n_id);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		xasprintf(cause, "revoking %s: %s", name,
@@ -911,7 +911,7 @@ nodes_json(const char *name)
 	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = nodes_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -930,7 +930,7 @@ nodes_list_json(const char *after, int limit, char **next)
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
 			*next = params_last_key(a, "name");

@@ -42,7 +42,7 @@ reports_has_role(int64_t node_id, const char *role)
 	    "instr(',' || roles || ',', ',' || ?2 || ',') > 0");
 	sqlite3_bind_int64(st, 1, node_id);
 	sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
-	yes = sqlite3_step(st) == SQLITE_ROW;
+	yes = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	return (yes);
 }

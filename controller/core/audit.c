@@ -68,7 +68,7 @@ audit_record(struct api_req *r, const char *action, const char *object,
 	sum = json_dumps(summary, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(summary);
 	st = store_prepare(ctl->db, "SELECT count, hash FROM audit_head");
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		goto out;
 	}
@@ -95,7 +95,7 @@ audit_record(struct api_req *r, const char *action, const char *object,
 	sqlite3_bind_text(st, 8, reqid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 9, prev, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 10, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("audit: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		goto out;
@@ -104,7 +104,7 @@ audit_record(struct api_req *r, const char *action, const char *object,
 	st = store_prepare(ctl->db, "UPDATE audit_head SET count = ?, hash = ?");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, hash, -1, SQLITE_STATIC);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	sqlite3_finalize(st);
 out:
 	free(sum);
@@ -140,7 +140,7 @@ audit_list(struct api_req *r)
 	if (object != NULL)
 		sqlite3_bind_text(st, 3, object, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 4, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -286,7 +286,7 @@ audit_checkpoint(int forced, int sync, json_t **out, char **cause)
 
 	*out = NULL;
 	st = store_prepare(ctl->db, "SELECT count, hash FROM audit_head");
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "reading the trail's head: %s",
 		    sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -313,7 +313,7 @@ audit_checkpoint(int forced, int sync, json_t **out, char **cause)
 	sqlite3_bind_int64(st, 2, count);
 	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, sig, -1, SQLITE_STATIC);
-	id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+	id = store_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
 	sqlite3_finalize(st);
 	if (id == -1 || store_commit(ctl->db) == -1) {
 		xasprintf(cause, "storing the checkpoint: %s",
@@ -411,7 +411,7 @@ audit_read_checkpoints(sqlite3 *db, json_t *anchor)
 	    "audit_checkpoints ORDER BY count, id", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return (a);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (anchor != NULL && strcmp((const char *)
 		    sqlite3_column_text(st, 3), json_string_value(
 		    json_object_get(anchor, "sig"))) == 0)
@@ -468,7 +468,7 @@ audit_check(sqlite3 *db, struct audit_job *j, json_t *cps)
 	if (sqlite3_prepare_v2(db, "SELECT " AUDIT_COLS " FROM audit ORDER BY "
 	    "id", -1, &st, NULL) != SQLITE_OK)
 		goto fail;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		audit_row(st, &r);
 		if (trail_check_record(c, &r) == -1)
 			break;
@@ -482,7 +482,7 @@ audit_check(sqlite3 *db, struct audit_job *j, json_t *cps)
 	if (sqlite3_prepare_v2(db, "SELECT count, hash FROM audit_head", -1,
 	    &st, NULL) != SQLITE_OK)
 		goto fail;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		count = sqlite3_column_int64(st, 0);
 		head = (const char *)sqlite3_column_text(st, 1);
 	}
@@ -518,7 +518,7 @@ audit_export(sqlite3 *db, struct audit_job *j, json_t *cps)
 		    sqlite3_errmsg(db));
 		return (-1);
 	}
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		audit_row(st, &r);
 		/* The summary as the text that was hashed, not re-encoded. */
 		json_array_append_new(recs, json_pack("{s:I,s:I,s:s,s:s,s:s,"
@@ -685,7 +685,7 @@ audit_init(struct ctl *c, char **cause)
 	audit_anchor_path = ca_path(c, AUDIT_ANCHOR);
 	st = store_prepare(c->db, "SELECT count FROM audit_checkpoints ORDER "
 	    "BY id DESC LIMIT 1");
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		audit_signed_count = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	uv_timer_init(c->loop, &audit_timer);

@@ -128,6 +128,14 @@ int	store_open_reader(const char *path, sqlite3 **, char **cause);
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 /* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
 json_t		*store_json_time(sqlite3_stmt *, int col);
+/*
+ * sqlite3_step, checked: SQLITE_ROW or SQLITE_DONE, or the error, logged
+ * with the statement. An error in the write connection's transaction
+ * dooms it: store_commit() then rolls it back and fails.
+ */
+int	store_step(sqlite3_stmt *);
+/* How many statements of the write connection failed since start. */
+uint64_t store_write_failures(void);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);

@@ -337,14 +337,14 @@ meter_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
 	sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
 	p->mp_live = 1;
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		st = q->q_gone;
 		sqlite3_reset(st);
 		sqlite3_bind_text(st, 1, k->mk_kind, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, node);
 		p->mp_live = 0;
-		if (sqlite3_step(st) != SQLITE_ROW) {
+		if (store_step(st) != SQLITE_ROW) {
 			reports_reject(node, k->mk_reject, "%.64s is placed on "
 			    "no node", s->resource);
 			return (-1);
@@ -379,7 +379,7 @@ meter_used_bytes(struct meter_stmts *q, const Opsn__Sample *s,
 	sqlite3_reset(st);
 	sqlite3_bind_int64(st, 1, (int64_t)s->used_bytes);
 	sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
-	return (sqlite3_step(st) == SQLITE_DONE ? 0 : -1);
+	return (store_step(st) == SQLITE_DONE ? 0 : -1);
 }
 
 /* Insert one batch inside the open transaction; -1 on a database error. */
@@ -440,7 +440,7 @@ meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
 			sqlite3_bind_null(ins, 16);
 		sqlite3_bind_int64(ins, 17, s->interval_ms);
 		sqlite3_bind_int64(ins, 18, now_ms / 1000);
-		if (sqlite3_step(ins) != SQLITE_DONE)
+		if (store_step(ins) != SQLITE_DONE)
 			return (-1);
 		if (sqlite3_changes(mc->db) == 0) {
 			meter_stats.ms_duplicates++;
@@ -462,7 +462,7 @@ meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
 		sqlite3_bind_int64(res, 4, now_ms / 1000);
 		sqlite3_bind_int64(res, 5, b->b_node);
 		sqlite3_bind_text(res, 6, s->resource, -1, SQLITE_STATIC);
-		if (sqlite3_step(res) != SQLITE_DONE)
+		if (store_step(res) != SQLITE_DONE)
 			return (-1);
 		meter_known_add(h);
 	}
@@ -730,7 +730,7 @@ meter_retain(void)
 
 	st = store_prepare(mc->db, "SELECT rolled_id, retained_id, frozen_ms "
 	    "FROM meter_state");
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return;
 	}
@@ -747,7 +747,7 @@ meter_retain(void)
 	sqlite3_bind_int64(st, 1, retained);
 	sqlite3_bind_int64(st, 2, hi);
 	sqlite3_bind_int64(st, 3, cutoff);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	deleted = sqlite3_changes(mc->db);
 	/* The cursor stops at the first sample still too young to go. */
@@ -755,7 +755,7 @@ meter_retain(void)
 	    "AND id <= ?");
 	sqlite3_bind_int64(st, 1, retained);
 	sqlite3_bind_int64(st, 2, hi);
-	if (sqlite3_step(st) == SQLITE_ROW &&
+	if (store_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL)
 		left = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -764,7 +764,7 @@ meter_retain(void)
 	sqlite3_bind_int64(st, 1, left > 0 ? left - 1 : hi);
 	sqlite3_bind_int64(st, 2, deleted > 0 && cutoff > frozen ? cutoff :
 	    frozen);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (store_commit(mc->db) == 0 && deleted > 0) {
 		meter_stats.ms_retained += (uint64_t)deleted;

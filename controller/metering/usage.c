@@ -250,7 +250,7 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	int64_t			 qty;
 	int			 rc;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		it = json_object();
 		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? json_null() :
@@ -347,7 +347,7 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
 	}
 	buf_add(&b, &len, &cap, "\r\n", 2);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
 		for (i = 2; i <= 4; i++) {
@@ -411,7 +411,7 @@ usage_build_ods(const struct usage_q *q, sqlite3_stmt *st, char **out,
 
 	ods_sheet(ods, "usage");
 	ods_header(ods, hdr, usage_header(q, hdr));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		ods_text(ods, sqlite3_column_type(st, 0) == SQLITE_NULL ?
 		    "platform" : col_text(st, 0));
@@ -753,7 +753,7 @@ metrics_get(struct api_req *r)
 	    "# TYPE opsn_vms gauge\n");
 	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
 	    "GROUP BY obs_state ORDER BY obs_state");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		l = prom_label(col_text(st, 0));
 		prom_add(&pr, "opsn_vms{state=\"%s\"} %lld\n", l,
 		    (long long)sqlite3_column_int64(st, 1));
@@ -788,7 +788,7 @@ metrics_get(struct api_req *r)
 	prom_add(&pr, "# HELP opsn_meter_rollup_pending_samples Samples not "
 	    "rolled up yet.\n# TYPE opsn_meter_rollup_pending_samples gauge\n"
 	    "opsn_meter_rollup_pending_samples %lld\n",
-	    sqlite3_step(st) == SQLITE_ROW ? (long long)
+	    store_step(st) == SQLITE_ROW ? (long long)
 	    sqlite3_column_int64(st, 0) : 0LL);
 	sqlite3_finalize(st);
 	prom_add(&pr, "# HELP opsn_meter_spool_samples Unacknowledged "

@@ -43,7 +43,7 @@ services_dkim_keys(int64_t domain_id, struct services_dkim **out)
 	    "dkim_prev_public_b64, coalesce(dkim_rotated_at, 0) FROM "
 	    "mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, domain_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		for (i = 0; i < 3; i++) {
 			const char *sel = (const char *)sqlite3_column_text(st,
 			    2 * i);
@@ -99,7 +99,7 @@ dkim_selector(int64_t domain_id, char *out, size_t len)
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, domain_id);
 		sqlite3_bind_text(st, 2, out, -1, SQLITE_STATIC);
-		taken = sqlite3_step(st) == SQLITE_ROW;
+		taken = store_step(st) == SQLITE_ROW;
 	}
 	sqlite3_finalize(st);
 }
@@ -119,7 +119,7 @@ services_dkim_promote(struct api_req *r, int64_t domain_id)
 	    "dkim_selector FROM mail_domains WHERE id = ? AND "
 	    "dkim_next_selector != ''");
 	sqlite3_bind_int64(st, 1, domain_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		node = sqlite3_column_int64(st, 0);
 		strlcpy(name, (const char *)sqlite3_column_text(st, 1),
 		    sizeof(name));
@@ -146,7 +146,7 @@ services_dkim_promote(struct api_req *r, int64_t domain_id)
 	sqlite3_bind_int64(st, 1, domain_id);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_int64(st, 3, gen);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "mail/domain/%s", name);
 	if (services_journal(node, gen, "domain", name, name, "dkim") == -1 ||
@@ -215,7 +215,7 @@ services_mail_domain_dkim_rotate(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT dkim_next_selector FROM "
 	    "mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(sel, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(sel));
 	sqlite3_finalize(st);
@@ -234,7 +234,7 @@ services_mail_domain_dkim_rotate(struct api_req *r)
 		sqlite3_bind_text(st, 2, pem, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 3, pub, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 4, d.md_id);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 		snprintf(obj, sizeof(obj), "mail/domain/%s", d.md_name);
 		if (audit_record(r, "mail.domain.dkim_rotate", obj,
@@ -250,7 +250,7 @@ services_mail_domain_dkim_rotate(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT dkim_next_public_b64 FROM "
 	    "mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
+	store_step(st);
 	o = json_pack("{s:s,s:b,s:o}", "domain", d.md_name, "new", made,
 	    "next", dkim_key_json(d.md_name, sel, (const char *)
 	    sqlite3_column_text(st, 0)));

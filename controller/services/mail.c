@@ -69,7 +69,7 @@ mail_domain_load(int64_t scope, const char *name, struct mail_domain *d)
 	    "AND (?2 = 0 OR tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, scope);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		d->md_id = sqlite3_column_int64(st, 0);
 		d->md_tenant = sqlite3_column_int64(st, 1);
 		d->md_node = sqlite3_column_int64(st, 2);
@@ -113,7 +113,7 @@ mail_domain_used(int64_t domain_id, const char *except_id)
 	    "mailboxes WHERE domain_id = ? AND status != 'deleted' AND id != ?");
 	sqlite3_bind_int64(st, 1, domain_id);
 	sqlite3_bind_text(st, 2, except_id ? except_id : "", -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (n);
@@ -188,7 +188,7 @@ mail_domain_json(int64_t id)
 	    "d.created_at, d.tenant_id FROM mail_domains d JOIN tenants t ON "
 	    "t.id = d.tenant_id JOIN nodes n ON n.id = d.node_id WHERE d.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (NULL);
 	}
@@ -298,7 +298,7 @@ mail_domain_store_cb(uv_work_t *w, int status)
 	sqlite3_bind_text(st, 7, nd->nd_pub, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, gen);
 	sqlite3_bind_int64(st, 9, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		/* Made meanwhile by another request (the name is unique). */
 		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -370,7 +370,7 @@ services_mail_domain_create(struct api_req *r)
 		goto out;
 	st = store_prepare(ctl->db, "SELECT 1 FROM mail_domains WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	exists = sqlite3_step(st) == SQLITE_ROW;
+	exists = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (exists) {
 		api_reply_error(r, 409, "exists", "mail domain %s exists", name);
@@ -425,7 +425,7 @@ services_mail_domain_list(struct api_req *r)
 	if (backend != NULL)
 		sqlite3_bind_text(st, 4, backend, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "name");
 			break;
@@ -504,7 +504,7 @@ services_mail_domain_delete(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT count(*), coalesce(sum(status = "
 	    "'deleted'), 0) FROM mailboxes WHERE domain_id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		boxes = sqlite3_column_int64(st, 0);
 		deleted = sqlite3_column_int64(st, 1);
 	}
@@ -522,12 +522,12 @@ services_mail_domain_delete(struct api_req *r)
 	/* Aliases belong to the domain and go with it. */
 	st = store_prepare(ctl->db, "DELETE FROM aliases WHERE domain_id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
+	store_step(st);
 	aliases = sqlite3_changes(ctl->db);
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "DELETE FROM mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "mail-domain/%s", d.md_name);
 	if ((gen = services_bump(d.md_node)) == -1 ||
@@ -609,7 +609,7 @@ mail_box_reply(struct api_req *r, int status, const char *id)
 	st = store_prepare(ctl->db, "SELECT " MAIL_BOX_COLS MAIL_BOX_FROM
 	    "WHERE m.id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = mail_box_row_json(st);
 	sqlite3_finalize(st);
 	if (o == NULL) {
@@ -652,7 +652,7 @@ mail_box_find(struct api_req *r, struct mail_box *b)
 	    "(m.address = ?1 OR m.id = ?1) AND (?2 = 0 OR d.tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, services_scope(r));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(b->mb_id, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(b->mb_id));
 		strlcpy(b->mb_address, (const char *)sqlite3_column_text(st,
@@ -765,7 +765,7 @@ mail_address_free(struct api_req *r, const char *addr, const char *where)
 	st = store_prepare(ctl->db, "SELECT status, coalesce(purge_after, 0) "
 	    "FROM mailboxes WHERE address = ?");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		box = strcmp((const char *)sqlite3_column_text(st, 0),
 		    "deleted") == 0 ? 2 : 1;
 		purge = sqlite3_column_int64(st, 1);
@@ -773,7 +773,7 @@ mail_address_free(struct api_req *r, const char *addr, const char *where)
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "SELECT 1 FROM aliases WHERE address = ?");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	alias = sqlite3_step(st) == SQLITE_ROW;
+	alias = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (box == 1 || alias) {
 		api_reply_error(r, 409, "exists", "%s%s%s is already %s",
@@ -820,7 +820,7 @@ mail_box_insert(sqlite3_stmt **keep, const char *id, const char *addr,
 	sqlite3_bind_int64(st, 6, quota);
 	sqlite3_bind_int64(st, 7, gen);
 	sqlite3_bind_int64(st, 8, now);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rv == -1)
 		log_warnx("services: inserting %s: %s", addr,
 		    sqlite3_errmsg(ctl->db));
@@ -969,7 +969,7 @@ services_mail_box_list(struct api_req *r)
 	if (status != NULL)
 		sqlite3_bind_text(st, 5, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "address");
 			break;
@@ -1017,7 +1017,7 @@ mail_box_change(struct api_req *r, const struct mail_box *b,
 	sqlite3_bind_int64(st, 3, util_now());
 	if (bind != NULL)
 		bind(st, arg);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("services: %s: %s", b->mb_address,
 		    sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -1375,7 +1375,7 @@ mail_import_rec(struct api_req *r, const struct mail_domain *d, json_t *rec,
 	m->mr_quota = json_integer_value(v);
 	sqlite3_reset(exists);
 	sqlite3_bind_text(exists, 1, m->mr_addr, -1, SQLITE_STATIC);
-	m->mr_exists = sqlite3_step(exists) == SQLITE_ROW;
+	m->mr_exists = store_step(exists) == SQLITE_ROW;
 	/* An existing address is left as it is: no need to hash for it. */
 	if (m->mr_exists)
 		return (0);
@@ -1532,7 +1532,7 @@ mail_import_store(struct mail_import *mi)
 	}
 	st = store_prepare(ctl->db, "SELECT 1 FROM mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d->md_id);
-	i = sqlite3_step(st) == SQLITE_ROW;
+	i = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!i) {
 		api_defer_reply_error(df, 404, "not_found", "mail domain %s was "
@@ -1550,7 +1550,7 @@ mail_import_store(struct mail_import *mi)
 			sqlite3_reset(st);
 			sqlite3_bind_text(st, 1, mi->mi_recs[i].mr_addr, -1,
 			    SQLITE_STATIC);
-			mi->mi_recs[i].mr_exists = sqlite3_step(st) ==
+			mi->mi_recs[i].mr_exists = store_step(st) ==
 			    SQLITE_ROW;
 		}
 		json_array_append_new(mi->mi_recs[i].mr_exists ? existing :
@@ -1594,7 +1594,7 @@ mail_import_store(struct mail_import *mi)
 	sqlite3_bind_int64(st, 2, d->md_node);
 	sqlite3_bind_int64(st, 3, gen);
 	sqlite3_bind_int64(st, 4, d->md_id);
-	i = sqlite3_step(st) == SQLITE_DONE;
+	i = store_step(st) == SQLITE_DONE;
 	sqlite3_finalize(st);
 	if (!i)
 		goto fail;
@@ -1770,7 +1770,7 @@ services_mail_purge(int64_t now)
 	st = store_prepare(ctl->db, "SELECT 1 FROM mailboxes WHERE status = "
 	    "'deleted' AND purge_after <= ? LIMIT 1");
 	sqlite3_bind_int64(st, 1, now);
-	i = sqlite3_step(st) == SQLITE_ROW;
+	i = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (i == 0 || store_begin(ctl->db) == -1)
 		return (0);
@@ -1781,7 +1781,7 @@ services_mail_purge(int64_t now)
 	sqlite3_bind_int64(st, 1, now);
 	del = store_prepare(ctl->db, "DELETE FROM mailboxes WHERE id = ?");
 	gen = -1;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *addr = (const char *)sqlite3_column_text(st, 1);
 		int64_t node = sqlite3_column_int64(st, 2);
@@ -1793,7 +1793,7 @@ services_mail_purge(int64_t now)
 		}
 		sqlite3_reset(del);
 		sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
-		sqlite3_step(del);
+		store_step(del);
 		snprintf(obj, sizeof(obj), "mailbox/%s", addr);
 		services_journal(node, gen, "mailbox", id, addr, "purge");
 		audit_record(NULL, "mail.box.purge", obj, json_pack("{s:s}",
@@ -1850,7 +1850,7 @@ mail_alias_json(const char *id)
 	st = store_prepare(ctl->db, "SELECT " MAIL_ALIAS_COLS MAIL_ALIAS_FROM
 	    "WHERE a.id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = mail_alias_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -1889,7 +1889,7 @@ mail_alias_targets(struct api_req *r, json_t *v, const char *self,
 		    "name = ?");
 		sqlite3_bind_text(st, 1, mail_domain_of(addr), -1,
 		    SQLITE_STATIC);
-		ours = sqlite3_step(st) == SQLITE_ROW;
+		ours = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (ours) {
 			/* Our own addresses are stored in lower case. */
@@ -1900,7 +1900,7 @@ mail_alias_targets(struct api_req *r, json_t *v, const char *self,
 			    "WHERE address = ?1 AND status != 'deleted' UNION "
 			    "ALL SELECT 1 FROM aliases WHERE address = ?1");
 			sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-			found = sqlite3_step(st) == SQLITE_ROW;
+			found = store_step(st) == SQLITE_ROW;
 			sqlite3_finalize(st);
 			if (!found) {
 				api_reply_error(r, 400, "bad_field", "targets"
@@ -1984,7 +1984,7 @@ services_mail_alias_create(struct api_req *r)
 	sqlite3_bind_text(st, 4, tstr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, gen);
 	sqlite3_bind_int64(st, 6, util_now());
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		goto fail;
@@ -2046,7 +2046,7 @@ services_mail_alias_list(struct api_req *r)
 	sqlite3_bind_int64(st, 3, services_scope(r));
 	sqlite3_bind_int(st, 4, limit + 1);
 	sqlite3_bind_int64(st, 5, tid);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "address");
 			break;
@@ -2077,7 +2077,7 @@ mail_alias_find(struct api_req *r, char id[37], char *addr, size_t alen,
 	    "(a.address = ?1 OR a.id = ?1) AND (?2 = 0 OR d.tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, services_scope(r));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(id, (const char *)sqlite3_column_text(st, 0), 37);
 		strlcpy(addr, (const char *)sqlite3_column_text(st, 1), alen);
 		*node = sqlite3_column_int64(st, 2);
@@ -2115,7 +2115,7 @@ services_mail_alias_delete(struct api_req *r)
 		return;
 	st = store_prepare(ctl->db, "DELETE FROM aliases WHERE id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "alias/%s", addr);
 	if ((gen = services_bump(node)) == -1 || services_journal(node, gen,

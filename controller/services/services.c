@@ -204,7 +204,7 @@ services_tenant_ref(int64_t tenant, char *buf, size_t len)
 	st = store_prepare(sc->db, "SELECT " SERVICES_TENANT_REF " FROM "
 	    "tenants t WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(buf, (const char *)sqlite3_column_text(st, 0), len);
 	sqlite3_finalize(st);
 }
@@ -217,7 +217,7 @@ services_tenant_status(int64_t tenant, char *buf, size_t len)
 	buf[0] = '\0';
 	st = store_prepare(sc->db, "SELECT status FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(buf, (const char *)sqlite3_column_text(st, 0), len);
 	sqlite3_finalize(st);
 }
@@ -372,7 +372,7 @@ services_load(int64_t node_id, struct services_load *l)
 	    "(SELECT coalesce(sum(quota_bytes), 0) FROM sites WHERE "
 	    "node_id = ?1)");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		l->domains = sqlite3_column_int64(st, 0);
 		l->mailboxes = sqlite3_column_int64(st, 1);
 		l->aliases = sqlite3_column_int64(st, 2);
@@ -397,7 +397,7 @@ services_place(struct api_req *r, const char *role, const char *pinned)
 		    SERVICES_HAS_ROLE ", n.roles FROM nodes n WHERE n.name = ?2");
 		sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, pinned, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW) {
+		if (store_step(st) != SQLITE_ROW) {
 			sqlite3_finalize(st);
 			api_reply_error(r, 404, "not_found", "no backend named "
 			    "'%.64s'", pinned);
@@ -420,7 +420,7 @@ services_place(struct api_req *r, const char *role, const char *pinned)
 	st = store_prepare(sc->db, "SELECT n.id FROM nodes n WHERE "
 	    "n.revoked = 0 AND " SERVICES_HAS_ROLE " ORDER BY n.name");
 	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		if (!nodes_is_ready(id))
 			continue;
@@ -461,7 +461,7 @@ services_suspended_set(int64_t node_id)
 	    "AND d.node_id = ?1) OR EXISTS (SELECT 1 FROM sites s WHERE "
 	    "s.tenant_id = t.id AND s.node_id = ?1)) ORDER BY t.id)");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	s = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (s);
@@ -477,7 +477,7 @@ services_bump(int64_t node_id)
 	st = store_prepare(sc->db, "INSERT INTO services_backends (node_id) "
 	    "VALUES (?) ON CONFLICT (node_id) DO NOTHING");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	/* The generation records which members it carries as suspended. */
 	st = store_prepare(sc->db, "UPDATE services_backends SET generation = "
@@ -485,7 +485,7 @@ services_bump(int64_t node_id)
 	    "RETURNING generation");
 	sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		gen = sqlite3_column_int64(st, 0);
 	else
 		log_warnx("services: bumping the generation of %s: %s",
@@ -512,7 +512,7 @@ services_journal(int64_t node_id, int64_t generation, const char *kind,
 	sqlite3_bind_text(st, 5, object_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 6, object, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, action, -1, SQLITE_STATIC);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rv == -1)
 		log_warnx("services: journal: %s", sqlite3_errmsg(sc->db));
 	sqlite3_finalize(st);
@@ -596,7 +596,7 @@ services_push(int64_t node_id)
 	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 
@@ -606,7 +606,7 @@ services_push(int64_t node_id)
 	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
 	    "d.name");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__MailDomain *d = services_grow((void ***)&ds.domains,
 		    &ds.n_domains, sizeof(*d));
 
@@ -629,7 +629,7 @@ services_push(int64_t node_id)
 	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
 	    "m.address");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Mailbox *m = services_grow((void ***)&ds.mailboxes,
 		    &ds.n_mailboxes, sizeof(*m));
 
@@ -651,7 +651,7 @@ services_push(int64_t node_id)
 	    "aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE "
 	    "d.node_id = ? ORDER BY a.address");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Alias *a = services_grow((void ***)&ds.aliases,
 		    &ds.n_aliases, sizeof(*a));
 
@@ -669,7 +669,7 @@ services_push(int64_t node_id)
 	    "sites s JOIN tenants t ON t.id = s.tenant_id WHERE s.node_id = ? "
 	    "ORDER BY s.hostname");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Site *w = services_grow((void ***)&ds.sites, &ds.n_sites,
 		    sizeof(*w));
 
@@ -747,7 +747,7 @@ services_agent_hello(int64_t node_id, const char *roles)
 	st = store_prepare(sc->db, "INSERT INTO services_backends (node_id) "
 	    "VALUES (?) ON CONFLICT (node_id) DO NOTHING");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	services_push(node_id);
 }
@@ -853,7 +853,7 @@ services_status_ours(int64_t node_id, size_t k, const Opsn__ObjectStatus *o,
 	}
 	st = store_prepare(sc->db, services_kinds[k].where);
 	sqlite3_bind_text(st, 1, o->id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		on = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (on != -1 && on != node_id)
@@ -875,7 +875,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		have = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (have == -1 || gen > have) {
@@ -910,7 +910,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(upd[k], 3, gen);
 		sqlite3_bind_text(upd[k], 4, o->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(upd[k], 5, node_id);
-		sqlite3_step(upd[k]);
+		store_step(upd[k]);
 	}
 	for (k = 0; k < nitems(services_kinds); k++)
 		sqlite3_finalize(upd[k]);
@@ -921,7 +921,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 			st = store_prepare(sc->db, services_kinds[k].settle);
 			sqlite3_bind_int64(st, 1, gen);
 			sqlite3_bind_int64(st, 2, node_id);
-			sqlite3_step(st);
+			store_step(st);
 			sqlite3_finalize(st);
 		}
 		/* A change is failed while its object reports an error. */
@@ -944,7 +944,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 			sqlite3_bind_int64(st, 1, node_id);
 			sqlite3_bind_int64(st, 2, gen);
 			sqlite3_bind_int64(st, 3, now);
-			sqlite3_step(st);
+			store_step(st);
 			sqlite3_finalize(st);
 		}
 		/* Objects since removed, and member status changes. */
@@ -960,7 +960,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(st, 1, node_id);
 		sqlite3_bind_int64(st, 2, gen);
 		sqlite3_bind_int64(st, 3, now);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 		st = store_prepare(sc->db, "UPDATE services_backends SET "
 		    "applied_generation = max(applied_generation, ?1), "
@@ -973,7 +973,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(st, 2, gen);
 		sqlite3_bind_int64(st, 3, now);
 		sqlite3_bind_text(st, 4, m->error, -1, SQLITE_STATIC);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 		st = store_prepare(sc->db, "UPDATE services_backends SET "
 		    "last_error = ?4, reported_at = ?2 WHERE node_id = ?3");
@@ -982,7 +982,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (store_commit(sc->db) == -1)
 		return;
@@ -1091,7 +1091,7 @@ services_mark_pending(int64_t node_id, int64_t gen)
 		st = store_prepare(sc->db, sql[i]);
 		sqlite3_bind_int64(st, 1, node_id);
 		sqlite3_bind_int64(st, 2, gen);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 	}
 }
@@ -1107,7 +1107,7 @@ services_check_tenants(void)
 
 	st = store_prepare(sc->db, "SELECT node_id, suspended_tenants FROM "
 	    "services_backends");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
 		was = xrealloc(was, (n + 1) * sizeof(*was));
 		ids[n] = sqlite3_column_int64(st, 0);
@@ -1158,7 +1158,7 @@ services_prune_journal(void)
 	st = store_prepare(sc->db, "DELETE FROM services_changes WHERE state = "
 	    "'applied' AND done_at < ?");
 	sqlite3_bind_int64(st, 1, util_now() - SERVICES_JOURNAL_DAYS * 86400);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 }
 
@@ -1303,7 +1303,7 @@ services_backends_list(struct api_req *r)
 	if (role != NULL)
 		sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The cursor is the last name of this page. */
 			next = params_last_key(items, "name");
@@ -1324,7 +1324,7 @@ services_backend_by_name(const char *name)
 	st = store_prepare(sc->db, "SELECT " SERVICES_BACKEND_COLS
 	    SERVICES_BACKEND_FROM "AND n.name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = services_backend_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -1387,7 +1387,7 @@ services_backends_update(struct api_req *r)
 	    "public_name = ?2");
 	sqlite3_bind_int64(st, 1, node_id);
 	sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "backend/%s", name);
 	/* Its certificate names the new host name: a new generation. */
@@ -1416,7 +1416,7 @@ services_mx(int64_t node_id)
 	    "nullif(n.hostname, ''), n.name) FROM nodes n LEFT JOIN "
 	    "services_backends b ON b.node_id = n.id WHERE n.id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		mx = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (mx != NULL ? mx : xstrdup("?"));
@@ -1453,7 +1453,7 @@ services_changes_list(struct api_req *r)
 	sqlite3_bind_int(st, 3, want_p);
 	sqlite3_bind_int(st, 4, want_f);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)json_integer_value(
 			    json_object_get(json_array_get(items,

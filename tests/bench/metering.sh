@@ -40,7 +40,8 @@ cc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
     $(pkg-config --cflags libuv openssl libprotobuf-c sqlite3) \
     -o "$OUT/metering_bench" tests/bench/metering_bench.c \
     "$BUILD/controller/metering/rollup.o" \
-    "$BUILD/controller/core/calendar.o" "$BUILD/libopsn.a" \
+    "$BUILD/controller/core/calendar.o" "$BUILD/controller/core/store.o" \
+    "$BUILD/gen/migrations.o" "$BUILD/libopsn.a" \
     $(pkg-config --libs libuv openssl libprotobuf-c sqlite3 jansson inih) \
     -lm || { problem "metering_bench did not build"; exit 1; }
 
