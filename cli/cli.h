@@ -49,6 +49,7 @@ struct cli_cmd {
 	int		 c_max;
 	int		 c_flags;
 #define CLI_CMD_LOCAL	0x1		/* needs no settings or network */
+#define CLI_CMD_OFFLINE	0x2		/* may run without a controller */
 	int		(*c_fn)(struct cli_call *);	/* exit status */
 };
 
@@ -61,6 +62,11 @@ struct cli_call {
 	const char		*ca_optv[CLI_MAXOPTS];
 	const char		**ca_optl[CLI_MAXOPTS];
 	size_t			 ca_optn[CLI_MAXOPTS];
+	/*
+	 * CLI_CMD_OFFLINE: why the settings name no controller, or NULL.
+	 * The command says it only when it needs one.
+	 */
+	char			*ca_conf_error;
 };
 
 /* Flag-level settings from the command line, before they are merged. */
@@ -248,6 +254,8 @@ int	 adjustment_list(struct cli_call *);
 /* audit.c */
 int	 audit_list(struct cli_call *);
 int	 audit_verify(struct cli_call *);
+int	 audit_export(struct cli_call *);
+int	 audit_checkpoint(struct cli_call *);
 
 /* health.c */
 int	 health_show(struct cli_call *);

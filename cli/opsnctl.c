@@ -176,9 +176,16 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "audit", "list" }, "[--since DATE|DURATION] [--object OBJECT]",
 	  "show the audit trail",
 	  { "since=", "object=" }, 0, 0, 0, audit_list },
-	{ { "audit", "verify" }, "",
-	  "check that the audit trail is intact",
-	  { NULL }, 0, 0, 0, audit_verify },
+	{ { "audit", "verify" }, "[--file EXPORT]",
+	  "check the audit trail against its signed checkpoints (in the "
+	  "controller, or offline in an export with the CA of --ca)",
+	  { "file=" }, 0, 0, CLI_CMD_OFFLINE, audit_verify },
+	{ { "audit", "export" }, "[--file FILE]",
+	  "write the whole audit trail with its signed checkpoints",
+	  { "file=" }, 0, 0, 0, audit_export },
+	{ { "audit", "checkpoint" }, "",
+	  "sign the audit trail's head now",
+	  { NULL }, 0, 0, 0, audit_checkpoint },
 	{ { "usage" }, "--from DATE --to DATE [--tenant TENANT] "
 	  "[--group metric|resource|day|month] [--format table|json|csv|ods] "
 	  "[--sep semicolon|comma|tab] [--decimal comma|point] [--file FILE]",
@@ -583,7 +590,7 @@ main(int argc, char *argv[])
 	struct cli_call		 call;
 	struct option		 longopts[nitems(opsnctl_globals) +
 				    CLI_MAXOPTS + 1];
-	char			**avbase, **av, *cause, *name;
+	char			**avbase, **av, *cause = NULL, *name;
 	size_t			 i, n = 0;
 	int			 ac, ch, rc, used;
 
@@ -686,7 +693,10 @@ main(int argc, char *argv[])
 	}
 
 	if (!(cmd->c_flags & CLI_CMD_LOCAL)) {
-		if (conf_load(&flags, &cause) == -1) {
+		if (conf_load(&flags, &cause) == -1 &&
+		    (cmd->c_flags & CLI_CMD_OFFLINE))
+			call.ca_conf_error = cause;
+		else if (cause != NULL) {
 			fprintf(stderr, "opsnctl: %s\n", cause);
 			free(cause);
 			rc = CLI_EXIT_ERROR;
@@ -714,6 +724,7 @@ out:
 		free((char *)longopts[i].name);
 	for (i = 0; i < CLI_MAXOPTS; i++)
 		free(call.ca_optl[i]);
+	free(call.ca_conf_error);
 	free(avbase);
 	return (rc);
 }

@@ -87,7 +87,7 @@ router_authenticate(const char *token, struct api_principal *p, void *arg)
 	    "(expires_at IS NULL OR expires_at > ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(p->ap_name, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(p->ap_name));
 		strlcpy(p->ap_role, (const char *)sqlite3_column_text(st, 1),
@@ -213,7 +213,7 @@ router_owner_is(struct api_req *r, json_t *body, const char *sql,
 		if (v != NULL)
 			sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
 	}
-	while (!found && sqlite3_step(st) == SQLITE_ROW)
+	while (!found && store_step(st) == SQLITE_ROW)
 		found = sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
 		    sqlite3_column_int64(st, 0) == tenant;
 	sqlite3_finalize(st);
@@ -329,13 +329,20 @@ router_authorize(struct api_req *r, const struct api_principal *p,
 	return (0);
 }
 
+static uint64_t
+router_write_failures(void *arg)
+{
+	return (store_write_failures());
+}
+
 /* Serve every module's routes on the configured address. */
 int
 router_start(struct ctl *c, char **cause)
 {
 	static const struct api_hooks hooks = {
 		router_authenticate, router_authorize, NULL,
-		router_authenticate_cert, router_authenticate_request
+		router_authenticate_cert, router_authenticate_request,
+		router_write_failures
 	};
 	const struct ctl_module *const	*mp;
 	char				*host = NULL;

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/x509.h>
@@ -132,7 +133,7 @@ nodes_set_state(struct node *n, const char *state, const char *why)
 	else
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_int64(st, 4, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving the state of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -329,6 +330,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	char		 fpr[65];
 	struct node	*n;
 	int64_t		 now = util_now();
+	size_t		 i;
 
 	if (s->s_cn != NULL) {
 		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "enrolled",
@@ -345,6 +347,18 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 		    "letters, digits, '-', '.', '_'; at most %d)", e->name,
 		    NODE_NAME_MAX);
 		goto refuse;
+	}
+	for (i = 0; i < nc->nserver_names; i++) {
+		/*
+		 * A node named as the controller would hold a certificate
+		 * for one of its names: a careless client could take it
+		 * for the controller.
+		 */
+		if (strcasecmp(e->name, nc->server_names[i]) == 0) {
+			xasprintf(&cause, "node name '%s' is one of the "
+			    "controller's own names: choose another", e->name);
+			goto refuse;
+		}
 	}
 	if ((n = nodes_find(e->name)) != NULL && !n->n_revoked) {
 		xasprintf(&cause, "a node named '%s' is already enrolled; "
@@ -373,7 +387,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_text(st, 3, fpr, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(&cause, "storing the node: %s", sqlite3_errmsg(nc->db));
 		sqlite3_finalize(st);
 		goto rollback;
@@ -502,7 +516,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_int64(st, 9, hi);
 	sqlite3_bind_int64(st, 11, n->n_seen);
 	sqlite3_bind_int64(st, 12, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving HELLO of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -680,7 +694,7 @@ nodes_load(char **cause)
 
 	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
 	    "last_seen FROM nodes");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		n = xcalloc(1, sizeof(*n));
 		n->n_id = sqlite3_column_int64(st, 0);
 		strlcpy(n->n_name, (const char *)sqlite3_column_text(st, 1),
@@ -778,7 +792,7 @@ nodes_revoke(const char *name, int64_t *id, char **cause)
 	    "'revoked', state_since = ? WHERE id = ?");
 	sqlite3_bind_int64(st, 1, util_now());
 	sqlite3_bind_int64(st, 2, n->n_id);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		xasprintf(cause, "revoking %s: %s", name,
@@ -897,7 +911,7 @@ nodes_json(const char *name)
 	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = nodes_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -916,7 +930,7 @@ nodes_list_json(const char *after, int limit, char **next)
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
 			*next = params_last_key(a, "name");

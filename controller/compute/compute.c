@@ -8,6 +8,7 @@
 #include "opsn/frame.h"
 #include "opsn/util.h"
 #include "core/core.h"
+#include "agents/agents.h"
 #include "compute.h"
 #include "vms.h"
 
@@ -62,11 +63,18 @@ static const struct api_route compute_routes[] = {
 	  API_MEMBER, NULL, plans_list, "List plans" },
 };
 
-/* Hypervisor messages. */
+/* Hypervisor messages: from a node with the hypervisor role only. */
 static void
 compute_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
     size_t len)
 {
+	if (!reports_has_role(node_id, "hypervisor")) {
+		reports_reject(node_id, type == MSG_CONSOLE_DATA ? "console" :
+		    type == MSG_OBSERVED_STATE ? "vm_state" : "hypervisor",
+		    "message type %u: the node does not have the hypervisor "
+		    "role", type);
+		return;
+	}
 	switch (type) {
 	case MSG_OBSERVED_STATE:
 		vms_observed(node_id, p, len);

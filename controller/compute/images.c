@@ -91,7 +91,7 @@ images_row_json(sqlite3_stmt *st)
 	ps = store_prepare(ctl->db, "SELECT part, sha256, size, uploaded FROM "
 	    "image_parts WHERE image_id = ?");
 	sqlite3_bind_int64(ps, 1, sqlite3_column_int64(st, 0));
-	while (sqlite3_step(ps) == SQLITE_ROW) {
+	while (store_step(ps) == SQLITE_ROW) {
 		part = json_pack("{s:s,s:I,s:b}", "sha256",
 		    (const char *)sqlite3_column_text(ps, 1), "size",
 		    (json_int_t)sqlite3_column_int64(ps, 2), "uploaded",
@@ -114,7 +114,7 @@ images_json(const char *name)
 	st = store_prepare(ctl->db, "SELECT " IMAGES_COLS " FROM images WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = images_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -130,7 +130,7 @@ images_mark_ready(int64_t id)
 	    "id = ?1 AND NOT EXISTS (SELECT 1 FROM image_parts WHERE "
 	    "image_id = ?1 AND uploaded = 0)");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 }
 
@@ -240,7 +240,7 @@ images_create(struct api_req *r)
 	sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, cmdline, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
 		api_reply_error(r, 409, "exists", "an image named '%s' exists",
@@ -264,7 +264,7 @@ images_create(struct api_req *r)
 		sqlite3_bind_int64(st, 4, size[i]);
 		sqlite3_bind_int(st, 5, access(path, R_OK) == 0);
 		free(path);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		if (store_step(st) != SQLITE_DONE) {
 			sqlite3_finalize(st);
 			store_rollback(ctl->db);
 			api_reply_error(r, 500, "internal", "storing the image "
@@ -311,7 +311,7 @@ images_upload(struct api_req *r)
 	    "p.part = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		api_reply_error(r, 404, "not_found", "image '%s' has no %s "
 		    "declared", name, part);
@@ -353,7 +353,7 @@ images_upload(struct api_req *r)
 	    "image_id = ? AND part = ?");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	images_mark_ready(id);
 	snprintf(obj, sizeof(obj), "image/%s", name);
@@ -391,7 +391,7 @@ images_list(struct api_req *r)
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
 			next = params_last_key(items, "name");
@@ -430,7 +430,7 @@ images_download(struct api_req *r)
 	    "AND p.uploaded = 1");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		path = images_path((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (path == NULL) {
@@ -456,7 +456,7 @@ images_ready_id(const char *name, char **cause)
 	st = store_prepare(ctl->db, "SELECT id, state FROM images WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (store_step(st) != SQLITE_ROW)
 		xasprintf(cause, "no image named '%s'", name);
 	else if (strcmp((const char *)sqlite3_column_text(st, 1), "ready") != 0)
 		xasprintf(cause, "image '%s' is still being uploaded", name);
@@ -477,7 +477,7 @@ images_ref(int64_t id, Opsn__ImageRef *ref)
 	st = store_prepare(ctl->db, "SELECT name, format, cmdline FROM images "
 	    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (-1);
 	}
@@ -488,7 +488,7 @@ images_ref(int64_t id, Opsn__ImageRef *ref)
 	st = store_prepare(ctl->db, "SELECT part, sha256, size FROM image_parts "
 	    "WHERE image_id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		char *sha = xstrdup((const char *)sqlite3_column_text(st, 1));
 		uint64_t size = (uint64_t)sqlite3_column_int64(st, 2);
 

@@ -27,7 +27,7 @@ plans_find(const char *name, int64_t *vcpus, int64_t *mem, int64_t *disk)
 	st = store_prepare(ctl->db, "SELECT id, vcpus, memory_mib, disk_bytes "
 	    "FROM plans WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		*vcpus = sqlite3_column_int64(st, 1);
 		*mem = sqlite3_column_int64(st, 2);
@@ -80,7 +80,7 @@ plans_create(struct api_req *r)
 	sqlite3_bind_int64(st, 3, mem);
 	sqlite3_bind_int64(st, 4, disk);
 	sqlite3_bind_int64(st, 5, util_now());
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
@@ -119,7 +119,7 @@ plans_list(struct api_req *r)
 	    "FROM plans WHERE name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The previous row's name: the next page starts after. */
 			break;

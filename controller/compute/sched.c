@@ -30,7 +30,7 @@ sched_place(int64_t vcpus, int64_t mem_mib, int64_t disk, char **cause)
 	    "AND ',' || n.roles || ',' LIKE '%,hypervisor,%' GROUP BY n.id "
 	    "ORDER BY n.id");
 	sqlite3_bind_int64(st, 1, SCHED_CPU_RATIO);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (!nodes_is_ready(sqlite3_column_int64(st, 0)))
 			continue;
 		ready++;

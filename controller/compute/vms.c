@@ -186,7 +186,7 @@ vms_find(struct api_req *r, const char *ref)
 	    "name = ?1) AND (?2 = 0 OR tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, p != NULL ? p->ap_tenant : 0);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
 			id = sqlite3_column_int64(st, 0);
 	}
@@ -211,7 +211,7 @@ vms_json(int64_t id)
 
 	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = vms_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -227,7 +227,7 @@ vms_bump(int64_t node_id)
 	st = store_prepare(ctl->db, "UPDATE nodes SET generation = generation "
 	    "+ 1 WHERE id = ? RETURNING generation");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		gen = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (gen);
@@ -301,7 +301,7 @@ vms_quota(struct api_req *r, int64_t tenant, int64_t nvms, int64_t vcpus,
 	    "vms WHERE tenant_id = t.id AND desired != 'deleted') FROM tenants "
 	    "t WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		api_reply_error(r, 404, "not_found", "no such tenant");
 		return (-1);
@@ -456,7 +456,7 @@ vms_create(struct api_req *r)
 	    "coalesce(tenant_id, 0) = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, tenant);
-	usable = sqlite3_step(st) == SQLITE_ROW;
+	usable = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (usable) {
 		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s",
@@ -483,7 +483,7 @@ vms_create(struct api_req *r)
 	sqlite3_bind_text(st, 11, power, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 12, gen);
 	sqlite3_bind_int64(st, 13, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("vms: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		api_reply_error(r, 500, "internal", "storing the VM failed");
@@ -553,7 +553,7 @@ vms_list(struct api_req *r)
 	sqlite3_bind_int64(st, 4, tid);
 	if (state != NULL)
 		sqlite3_bind_text(st, 5, state, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 18) - 1);
@@ -590,7 +590,7 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	st = store_prepare(ctl->db, "SELECT node_id, desired, uuid FROM vms "
 	    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	node_id = sqlite3_column_int64(st, 0);
 	cur = (const char *)sqlite3_column_text(st, 1);
 	strlcpy(uuid, (const char *)sqlite3_column_text(st, 2), sizeof(uuid));
@@ -618,7 +618,7 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	sqlite3_bind_int64(st, 2, gen);
 	sqlite3_bind_int(st, 3, reboot ? 1 : 0);
 	sqlite3_bind_int64(st, 4, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	if (audit_record(r, reboot ? "vm.reboot" : desired[0] == 'd' ?
@@ -678,7 +678,7 @@ vms_resize(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT node_id, coalesce(tenant_id, 0), "
 	    "vcpus, memory_mib, uuid, desired FROM vms WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	node_id = sqlite3_column_int64(st, 0);
 	tenant = sqlite3_column_int64(st, 1);
 	ov = sqlite3_column_int64(st, 2);
@@ -712,7 +712,7 @@ vms_resize(struct api_req *r)
 	sqlite3_bind_int64(st, 2, mem);
 	sqlite3_bind_int64(st, 3, gen);
 	sqlite3_bind_int64(st, 4, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	if (audit_record(r, "vm.resize", obj, json_pack("{s:I,s:I}", "vcpus",
@@ -781,7 +781,7 @@ vms_console(struct api_req *r)
 		return;
 	st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	strlcpy(uuid, (const char *)sqlite3_column_text(st, 0), sizeof(uuid));
 	sqlite3_finalize(st);
 	c = vms_console_find(uuid, 0);
@@ -830,7 +830,7 @@ vms_push(int64_t node_id)
 
 	st = store_prepare(ctl->db, "SELECT generation FROM nodes WHERE id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
@@ -840,7 +840,7 @@ vms_push(int64_t node_id)
 	    "v.tenant_id WHERE v.node_id = ? AND v.desired != 'deleted' "
 	    "ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));
 		opsn__vm_spec__init(s);
 		s->id = xstrdup((const char *)sqlite3_column_text(st, 0));
@@ -895,18 +895,43 @@ vms_push(int64_t node_id)
 	free(ds.image_url);
 }
 
+/*
+ * Is the VM a hypervisor reports on placed on that node? A VM placed on
+ * another node is refused and counted under kind; one placed nowhere
+ * (deleted since) is skipped quietly.
+ */
+static int
+vms_ours(int64_t node_id, const char *uuid, const char *kind)
+{
+	sqlite3_stmt	*st;
+	int64_t		 on = -1;
+
+	st = store_prepare(ctl->db, "SELECT node_id FROM vms WHERE uuid = ?");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	if (store_step(st) == SQLITE_ROW)
+		on = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (on != -1 && on != node_id)
+		reports_reject(node_id, kind, "VM %.64s is placed on %s", uuid,
+		    nodes_name(on));
+	return (on == node_id);
+}
+
 /* Record one VM's observed state; a VM deleted on purpose is forgotten. */
 static void
 vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 {
 	sqlite3_stmt	*st;
 
+	if (!vms_ours(node_id, vs->id, "vm_state"))
+		return;
+
 	if (strcmp(vs->state, "deleted") == 0) {
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
 		    "node_id = ? AND desired = 'deleted'");
 		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, node_id);
-		sqlite3_step(st);
+		store_step(st);
 		if (sqlite3_changes(ctl->db) > 0) {
 			log_info("vms: %s is deleted on %s", vs->id,
 			    nodes_name(node_id));
@@ -929,7 +954,7 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 	sqlite3_bind_int64(st, 6, vs->pid);
 	sqlite3_bind_text(st, 7, vs->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	if (sqlite3_changes(ctl->db) > 0)
 		log_info("vms: %s on %s is %s%s%s%s", vs->id,
 		    nodes_name(node_id), vs->state, *vs->reason ? " (" : "",
@@ -962,7 +987,7 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 		st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE "
 		    "node_id = ? AND desired = 'deleted'");
 		sqlite3_bind_int64(st, 1, node_id);
-		while (sqlite3_step(st) == SQLITE_ROW) {
+		while (store_step(st) == SQLITE_ROW) {
 			const char *u = (const char *)sqlite3_column_text(st, 0);
 			Opsn__VmStatus gone = OPSN__VM_STATUS__INIT;
 
@@ -981,7 +1006,7 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	    "WHERE id = ? AND applied_generation != ?1");
 	sqlite3_bind_int64(st, 1, (int64_t)m->generation);
 	sqlite3_bind_int64(st, 2, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	store_commit(ctl->db);
 out:
@@ -1016,21 +1041,13 @@ vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
 {
 	Opsn__ConsoleData	*m;
 	struct console		*c;
-	sqlite3_stmt		*st;
 	const uint8_t		*d;
 	size_t			 n, drop;
-	int			 ours;
 
 	if ((m = opsn__console_data__unpack(NULL, len, p)) == NULL)
 		return;
 	/* Only the node that runs the VM may write its console. */
-	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE uuid = ? AND "
-	    "node_id = ?");
-	sqlite3_bind_text(st, 1, m->vm_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, node_id);
-	ours = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (!ours)
+	if (!vms_ours(node_id, m->vm_id, "console"))
 		goto out;
 	c = vms_console_find(m->vm_id, 1);
 	if (m->reset || m->offset != c->c_start + c->c_len) {

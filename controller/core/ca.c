@@ -21,7 +21,8 @@
 #define CA_DAYS		3650
 #define SERVER_DAYS	825
 
-static char *
+/* A file in the data folder (caller frees). */
+char *
 ca_path(const struct ctl *c, const char *name)
 {
 	char	*p;
@@ -175,6 +176,8 @@ ca_init(struct ctl *c, char **cause)
 	pki_fingerprint(c->ca, c->ca_fpr);
 	if (ca_server_cert(c, &scert, &skey, cause) == -1)
 		goto out;
+	/* A node may not be named as the controller (nodes.c refuses it). */
+	c->nserver_names = pki_cert_names(scert, &c->server_names);
 	if ((c->agent_ctx = ca_ssl_ctx(c, scert, skey, TLS1_3_VERSION,
 	    cause)) == NULL)
 		goto out;
@@ -194,6 +197,13 @@ out:
 void
 ca_free(struct ctl *c)
 {
+	size_t	 i;
+
+	for (i = 0; i < c->nserver_names; i++)
+		free(c->server_names[i]);
+	free(c->server_names);
+	c->server_names = NULL;
+	c->nserver_names = 0;
 	SSL_CTX_free(c->agent_ctx);
 	SSL_CTX_free(c->api_ctx);
 	X509_free(c->ca);

@@ -33,6 +33,7 @@ struct ctl_conf {
 	int64_t	 console_idle_ms;	/* a session ends after this idle */
 	int64_t	 console_lifetime_ms;	/* and after this in any case */
 	int	 console_require_totp;	/* admin accounts need a second factor */
+	int64_t	 audit_checkpoint_ms;	/* signed checkpoints; 0: default */
 	char	*log_level;
 	char	*log_file;
 	/* [accounting]: the OPSN as the ordonnateur of its titres (PES V2) */
@@ -60,6 +61,9 @@ struct ctl {
 	X509		*ca;
 	EVP_PKEY	*ca_key;
 	char		 ca_fpr[65];
+	/* The names the server certificate answers to (CN, SAN). */
+	char		**server_names;
+	size_t		 nserver_names;
 	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
 	SSL_CTX		*api_ctx;
 	uint32_t	 proto_min, proto_max;
@@ -124,9 +128,19 @@ int	store_open_reader(const char *path, sqlite3 **, char **cause);
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 /* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
 json_t		*store_json_time(sqlite3_stmt *, int col);
+/*
+ * sqlite3_step, checked: SQLITE_ROW or SQLITE_DONE, or the error, logged
+ * with the statement. An error in the write connection's transaction
+ * dooms it: store_commit() then rolls it back and fails.
+ */
+int	store_step(sqlite3_stmt *);
+/* How many statements of the write connection failed since start. */
+uint64_t store_write_failures(void);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);
+/* A file in the data folder (caller frees). */
+char	*ca_path(const struct ctl *, const char *file);
 void	ca_free(struct ctl *);
 
 /* core/secret.c: what is handed out once and stored hashed. */
@@ -158,6 +172,5 @@ void	calendar_local(int64_t t, struct tm *);
 /* core/audit.c: call inside the mutation's transaction. */
 int	audit_record(struct api_req *, const char *action, const char *object,
 	    json_t *summary);
-int	audit_verify(int64_t *checked, int64_t *bad_id, char **why);
 
 #endif

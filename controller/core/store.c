@@ -16,6 +16,11 @@
 /* The controller's state; set by main, read by every subsystem. */
 struct ctl	*ctl;
 
+/* A statement of the write connection's open transaction failed. */
+static int	 store_doomed;
+/* Statements of the write connection that failed. */
+static uint64_t	 store_failures;
+
 /*
  * Read connections for the thread pool. The prototype belongs in ctl.h,
  * next to store_open(); it is repeated in each user until it moves there.
@@ -30,7 +35,7 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return (-1);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		*out = sqlite3_column_int(st, 0);
 		rv = 0;
 	}
@@ -147,7 +152,7 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 	}
 	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st,
-	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    NULL) == SQLITE_OK && store_step(st) == SQLITE_ROW &&
 	    (mode = (const char *)sqlite3_column_text(st, 0)) != NULL)
 		wal = strcmp(mode, "wal") == 0;
 	sqlite3_finalize(st);
@@ -188,13 +193,27 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
 int
 store_begin(sqlite3 *db)
 {
-	return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+	if (store_exec(db, "BEGIN IMMEDIATE", NULL) == -1)
+		return (-1);
+	if (ctl != NULL && db == ctl->db)
+		store_doomed = 0;
+	return (0);
 }
 
-/* Commit; on failure the transaction is rolled back. */
+/*
+ * Commit; on failure the transaction is rolled back. A transaction in
+ * which a statement failed (store_step) is rolled back, never committed
+ * in part: the caller answers 500 as for a failed commit.
+ */
 int
 store_commit(sqlite3 *db)
 {
+	if (ctl != NULL && db == ctl->db && store_doomed) {
+		log_warnx("store: a statement of this transaction failed: "
+		    "rolled back");
+		store_rollback(db);
+		return (-1);
+	}
 	if (store_exec(db, "COMMIT", NULL) == -1) {
 		log_warnx("store: commit failed: %s", sqlite3_errmsg(db));
 		store_rollback(db);
@@ -207,8 +226,40 @@ store_commit(sqlite3 *db)
 void
 store_rollback(sqlite3 *db)
 {
+	if (ctl != NULL && db == ctl->db)
+		store_doomed = 0;
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+store_step(sqlite3_stmt *st)
+{
+	sqlite3	*db = sqlite3_db_handle(st);
+	int	 rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return (rc);
+	/* A constraint is the caller's answer (409 and the like). */
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		log_debug("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	else
+		log_warnx("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	/* Pool threads have their own (read) connections: never ctl->db. */
+	if (ctl == NULL || db != ctl->db)
+		return (rc);
+	if (!sqlite3_get_autocommit(db))
+		store_doomed = 1;
+	store_failures++;
+	return (rc);
+}
+
+uint64_t
+store_write_failures(void)
+{
+	return (store_failures);
 }
 
 /* Prepare a statement; failing here is a bug in our SQL, so it is fatal. */

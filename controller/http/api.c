@@ -56,6 +56,8 @@ struct api_req {
 	int			 r_replied;
 	int			 r_deferred;	/* api_defer() took the reply */
 	int			 r_authed;
+	int			 r_in_handler;	/* the handler is running */
+	uint64_t		 r_failures;	/* write failures before it */
 	struct api_principal	 r_principal;
 	char			 r_id[API_MAX_ID + 1];
 	struct api_param	 r_params[API_MAX_PARAMS];
@@ -521,7 +523,11 @@ api_dispatch(struct api_req *ar)
 		return;
 	if (ar->r_route->ar_perm != NULL && api_auth(ar) == -1)
 		return;
+	if (api.hooks.write_failures != NULL)
+		ar->r_failures = api.hooks.write_failures(api.hooks.arg);
+	ar->r_in_handler = 1;
 	ar->r_route->ar_fn(ar);
+	ar->r_in_handler = 0;
 }
 
 static int
@@ -1420,6 +1426,15 @@ api_may_reply(struct api_req *ar, int status)
 		    ar->r_id, status);
 		return (0);
 	}
+	/* A write failed while the handler ran: never a success. */
+	if (status < 400 && ar->r_in_handler && api.hooks.write_failures !=
+	    NULL && api.hooks.write_failures(api.hooks.arg) != ar->r_failures) {
+		log_warnx("api: request %s: a write failed, %d becomes 500",
+		    ar->r_id, status);
+		api_reply_error(ar, 500, "internal", "the change could not be "
+		    "stored (request %s)", ar->r_id);
+		return (0);
+	}
 	return (1);
 }
 
@@ -1438,7 +1453,8 @@ api_dump(json_t *j)
 
 /* {"error":{"code":code,"message":...}} */
 static json_t *
-api_error_doc(const char *code, const char *fmt, va_list ap)
+api_error_doc(int status, const char *reqid, const char *code,
+    const char *fmt, va_list ap)
 {
 	char	*msg;
 	json_t	*j;
@@ -1449,6 +1465,10 @@ api_error_doc(const char *code, const char *fmt, va_list ap)
 	free(msg);
 	if (j == NULL)
 		fatalx("api: json_pack error");
+	/* A server error is ours: the id finds it in the controller's log. */
+	if (status >= 500 && reqid != NULL && *reqid != '\0')
+		json_object_set_new(json_object_get(j, "error"), "request_id",
+		    json_string(reqid));
 	return (j);
 }
 
@@ -1482,7 +1502,7 @@ api_reply_error(struct api_req *ar, int status, const char *code,
 	json_t	*j;
 
 	va_start(ap, fmt);
-	j = api_error_doc(code, fmt, ap);
+	j = api_error_doc(status, ar->r_id, code, fmt, ap);
 	va_end(ap);
 	api_reply_json(ar, status, j);
 }
@@ -1648,7 +1668,8 @@ api_defer_reply_error(struct api_defer *d, int status, const char *code,
 	json_t	*j;
 
 	va_start(ap, fmt);
-	j = api_error_doc(code, fmt, ap);
+	j = api_error_doc(status, api_request_id(api_defer_req(d)), code, fmt,
+	    ap);
 	va_end(ap);
 	api_defer_reply_json(d, status, j);
 }

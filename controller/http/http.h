@@ -91,6 +91,13 @@ struct api_hooks {
 	int	(*authenticate_request)(struct api_req *,
 		    const struct api_route *r, struct api_principal *p,
 		    void *arg);
+	/*
+	 * A count that grows whenever a statement of the write connection
+	 * failed (the store's). A handler that answers success after it grew
+	 * answers 500 with the request id instead: its write did not happen.
+	 * May be NULL.
+	 */
+	uint64_t (*write_failures)(void *arg);
 };
 
 /*
