@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -140,6 +141,10 @@ static const struct cfg_option ctl_opts[] = {
 	{ "api", "max_connections", CFG_INT, C(api_max_conns), "1024", 1,
 	  1000000, NULL, 0, NULL,
 	  "API connections at once; more are closed on arrival" },
+	{ "api", "max_buffered", CFG_INT, C(api_max_buffered), "16777216",
+	  1 << 20, (int64_t)1 << 40, NULL, 0, NULL,
+	  "bytes of request bodies being read, all connections together; "
+	  "past it the connections holding the most are cut" },
 	{ "api", "handshake_timeout", CFG_DURATION, C(api_handshake_ms),
 	  "10s", 100, 300000, NULL, 0, NULL,
 	  "time for a client to finish its TLS handshake" },
@@ -286,6 +291,13 @@ main(int argc, char **argv)
 		fatal("log file %s", c.conf.log_file);
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * h2o's input buffers past 256 KiB (request bodies) get their own
+	 * mappings, given back whole when a connection closes, rather than
+	 * heap memory the next flood of bodies fragments (glibc raises its
+	 * threshold after each such free otherwise).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	umask(027);
 	if (util_mkdirs(c.conf.data_dir, 0750, &cause) == -1)
 		fatalx("data folder: %s", cause);

@@ -374,6 +374,7 @@ router_start(struct ctl *c, char **cause)
 	lim.al_request_ms = (uint64_t)c->conf.api_request_ms;
 	lim.al_rate = c->conf.api_rate > 0 ? (double)c->conf.api_rate : -1;
 	lim.al_burst = (double)c->conf.api_burst;
+	lim.al_max_buffered = (size_t)c->conf.api_max_buffered;
 	xasprintf(&staging, "%s/parts", c->conf.data_dir);
 	lim.al_staging = staging;
 	api_configure(&lim);

@@ -55,6 +55,7 @@ struct ctl_conf {
 	int64_t	 api_request_ms;
 	int64_t	 api_rate;		/* requests/s per token, 0 = none */
 	int64_t	 api_burst;
+	int64_t	 api_max_buffered;	/* bytes of bodies being read */
 };
 
 struct ctl_module;

@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +41,14 @@
 #define API_MAX_HDRNAME		128
 #define API_NCLASS		5	/* status classes 1xx .. 5xx */
 #define API_LOG_EVERY_MS	10000	/* refused connections: one line */
+#define API_MAX_BUFFERED	(16 * 1024 * 1024)
+#define API_BUFFERED_MIN	(64 * 1024)	/* a connection worth cutting */
+#define API_PRESSURE_BODY	(64 * 1024)	/* h2o's limit under pressure */
 
 struct api_conn {
 	uv_tcp_t		 c_tcp;	/* first: the close callback casts back */
 	LIST_ENTRY(api_conn)	 c_entry;
+	int			 c_cut;	/* shut down for holding too much */
 };
 
 /*
@@ -70,6 +75,8 @@ static struct {
 	int			 running;	/* started, not yet disposed */
 	int			 stopping;
 	enum api_lstate		 lstate;
+	uv_check_t		 check;
+	int			 check_open;
 	struct api_limits	 lim;
 	h2o_globalconf_t	 config;
 	h2o_context_t		 ctx;
@@ -88,9 +95,11 @@ static struct {
 	uv_thread_t		 loop_thread;
 	uint64_t		 refused;	/* connections over the cap */
 	uint64_t		 refused_logged_ms;
+	uint64_t		 cut;		/* over al_max_buffered */
+	int			 pressure;	/* h2o's limit is lowered */
 } api = { .lim = { API_MAX_BODY_DEFAULT, API_MAX_CONNS_DEFAULT,
     API_HANDSHAKE_MS, API_REQUEST_MS, API_RATE_DEFAULT, API_BURST_DEFAULT,
-    NULL } };
+    NULL, API_MAX_BUFFERED } };
 
 static void	api_openapi_cb(struct api_req *);
 static void	api_free_slot_cb(void *);
@@ -655,7 +664,9 @@ api_errfilter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 	if (status == 413) {
 		code = "too_large";
 		xasprintf(&msg, "the body is over %zu bytes; send a larger "
-		    "one in parts (Content-Range)", api.lim.al_max_body);
+		    "one in parts (Content-Range)%s",
+		    api.config.max_request_entity_size, api.pressure ?
+		    " (the server is busy reading other bodies)" : "");
 	} else {
 		if (status == 404)
 			code = "not_found";
@@ -716,9 +727,91 @@ api_dispose(void)
 static void
 api_maybe_dispose(void)
 {
-	if (api.running && api.stopping &&
+	if (api.running && api.stopping && !api.check_open &&
 	    api.lstate == API_LISTENER_NONE && api.nconns == 0)
 		api_dispose();
+}
+
+static void
+api_check_close_cb(uv_handle_t *h)
+{
+	(void)h;
+	api.check_open = 0;
+	api_maybe_dispose();
+}
+
+/* The bytes h2o holds for a connection: what it read and did not consume. */
+static size_t
+api_conn_buffered(struct api_conn *c)
+{
+	h2o_socket_t	*sock = c->c_tcp.data;	/* h2o_uv_socket_create() */
+
+	if (sock == NULL || c->c_cut ||
+	    uv_is_closing((uv_handle_t *)&c->c_tcp) ||
+	    sock->input == NULL || sock->input->bytes == NULL)
+		return (0);
+	return (sock->input->capacity);
+}
+
+/*
+ * After each loop iteration: h2o 2.2.5 reads a whole body (up to
+ * al_max_body) before any handler, and so before authentication, and
+ * many anonymous chunked bodies at once could hold al_max_body each.
+ * Past half of al_max_buffered in all, h2o's limit drops to
+ * API_PRESSURE_BODY until the pressure is gone: it refuses larger bodies
+ * at their next bytes (413). Past al_max_buffered, the connections
+ * holding the most are cut (a body in parts resumes).
+ */
+static void
+api_check_cb(uv_check_t *h)
+{
+	struct api_conn	*c, *big;
+	struct linger	 lg = { 1, 0 };
+	size_t		 total = 0, n, most, lim = api.lim.al_max_buffered;
+	uv_os_fd_t	 fd;
+
+	(void)h;
+	LIST_FOREACH(c, &api.conns, c_entry)
+		total += api_conn_buffered(c);
+	if (total > lim / 2 && !api.pressure) {
+		api.pressure = 1;
+		api.config.max_request_entity_size = API_PRESSURE_BODY;
+		log_warnx("api: bodies being read hold %zu bytes; refusing "
+		    "those over %d bytes for now", total, API_PRESSURE_BODY);
+	} else if (total < lim / 4 && api.pressure) {
+		api.pressure = 0;
+		api.config.max_request_entity_size = api.lim.al_max_body;
+		/* Give the flood's freed heap back. */
+		(void)malloc_trim(0);
+		log_notice("api: bodies being read hold %zu bytes; back to "
+		    "%zu bytes a request (%llu connections cut)", total,
+		    api.lim.al_max_body, (unsigned long long)api.cut);
+	}
+	while (total > lim) {
+		big = NULL;
+		most = API_BUFFERED_MIN - 1;
+		LIST_FOREACH(c, &api.conns, c_entry) {
+			if ((n = api_conn_buffered(c)) > most) {
+				most = n;
+				big = c;
+			}
+		}
+		if (big == NULL)
+			break;
+		big->c_cut = 1;
+		total -= most;
+		api.cut++;
+		/*
+		 * h2o reads EOF and closes; no lingering, so the client's
+		 * next write fails at once (RST) instead of filling a
+		 * window nobody reads.
+		 */
+		if (uv_fileno((uv_handle_t *)&big->c_tcp, &fd) == 0) {
+			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+			(void)shutdown(fd, SHUT_RD);
+		}
+	}
 }
 
 static void
@@ -976,6 +1069,12 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	api.accept_ctx.hosts = api.config.hosts;
 	api.accept_ctx.ssl_ctx = ssl;
 
+	uv_check_init(loop, &api.check);
+	uv_check_start(&api.check, api_check_cb);
+	uv_unref((uv_handle_t *)&api.check);
+	api.check_open = 1;
+	api.cut = 0;
+	api.pressure = 0;
 	ratelimit_configure(api.lim.al_rate, api.lim.al_burst);
 	/* Copied: the caller's string need not outlive api_start(). */
 	parts_init(loop, api.lim.al_staging);
@@ -1009,6 +1108,8 @@ api_stop(void)
 		api.lstate = API_LISTENER_CLOSING;
 		uv_close((uv_handle_t *)&api.listener, api_listener_close_cb);
 	}
+	if (api.check_open && !uv_is_closing((uv_handle_t *)&api.check))
+		uv_close((uv_handle_t *)&api.check, api_check_close_cb);
 	LIST_FOREACH(c, &api.conns, c_entry) {
 		if (uv_fileno((uv_handle_t *)&c->c_tcp, &fd) == 0)
 			(void)shutdown(fd, SHUT_RDWR);
@@ -1057,6 +1158,11 @@ api_configure(const struct api_limits *l)
 	api.lim.al_rate = l->al_rate != 0 ? l->al_rate : API_RATE_DEFAULT;
 	api.lim.al_burst = l->al_burst != 0 ? l->al_burst : API_BURST_DEFAULT;
 	api.lim.al_staging = l->al_staging;
+	api.lim.al_max_buffered = l->al_max_buffered != 0 ?
+	    l->al_max_buffered : API_MAX_BUFFERED;
+	/* Room for a few whole requests at least. */
+	if (api.lim.al_max_buffered < 4 * api.lim.al_max_body)
+		api.lim.al_max_buffered = 4 * api.lim.al_max_body;
 }
 
 /* Call cb for every non-zero counter: requests by route and status class. */

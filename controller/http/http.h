@@ -125,6 +125,9 @@ struct api_limits {
 	double		 al_burst;	/* requests at once per token [200] */
 	const char	*al_staging;	/* folder for bodies sent in parts;
 					   NULL: bodies in parts are refused */
+	size_t		 al_max_buffered; /* bodies being read, all
+					   connections; past it the largest
+					   are cut [32 MiB] */
 };
 
 /*
