@@ -337,24 +337,19 @@ router_authorize(struct api_req *r, const struct api_principal *p,
 	return (0);
 }
 
-/* Serve every module's routes on the configured address. */
-int
-router_start(struct ctl *c, char **cause)
+static const struct api_hooks router_hooks = {
+	router_authenticate, router_authorize, NULL,
+	router_authenticate_cert, router_authenticate_request,
+	router_permits
+};
+
+/* Gather every module's routes into router_all; their number. */
+static size_t
+router_collect(struct ctl *c)
 {
-	static const struct api_hooks hooks = {
-		router_authenticate, router_authorize, NULL,
-		router_authenticate_cert, router_authenticate_request,
-		router_permits
-	};
-	struct api_limits		 lim;
-	char				*staging;
 	const struct ctl_module *const	*mp;
-	char				*host = NULL;
-	int				 port, rv;
 	size_t				 n = 0;
 
-	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
-		return (-1);
 	for (mp = c->modules; *mp != NULL; mp++)
 		n += (*mp)->m_nroutes;
 	router_all = xcalloc(n, sizeof(*router_all));
@@ -367,6 +362,32 @@ router_start(struct ctl *c, char **cause)
 		n += (*mp)->m_nroutes;
 	}
 	router_nall = n;
+	return (n);
+}
+
+#ifdef OPSN_FUZZ
+/* Fuzzing builds: every module's routes, served to api_fuzz_call(). */
+void
+router_fuzz_start(struct ctl *c)
+{
+	size_t	 n = router_collect(c);
+
+	api_fuzz_init(c->loop, router_all, n, &router_hooks);
+}
+#endif
+
+/* Serve every module's routes on the configured address. */
+int
+router_start(struct ctl *c, char **cause)
+{
+	struct api_limits	 lim;
+	char			*staging, *host = NULL;
+	int			 port, rv;
+	size_t			 n;
+
+	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
+		return (-1);
+	n = router_collect(c);
 	memset(&lim, 0, sizeof(lim));
 	lim.al_max_body = (size_t)c->conf.api_max_body;
 	lim.al_max_conns = (size_t)c->conf.api_max_conns;
@@ -378,8 +399,8 @@ router_start(struct ctl *c, char **cause)
 	xasprintf(&staging, "%s/parts", c->conf.data_dir);
 	lim.al_staging = staging;
 	api_configure(&lim);
-	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n, &hooks,
-	    cause);
+	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n,
+	    &router_hooks, cause);
 	free(staging);
 	free(host);
 	if (rv == 0)

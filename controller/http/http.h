@@ -292,6 +292,14 @@ void	api_defer_reply_raw(struct api_defer *, int status, const char *ctype,
  * if the whole body had come at once (authorization included).
  */
 
+#ifdef OPSN_FUZZ
+/* Fuzzing builds only: run requests through the router without I/O. */
+void	api_fuzz_init(uv_loop_t *, const struct api_route *, size_t,
+	    const struct api_hooks *);
+int	api_fuzz_call(const char *method, const char *path, const char *auth,
+	    const void *body, size_t len);
+#endif
+
 /* http/params.c: request parameters every module reads the same way. */
 /* limit and cursor query parameters; -1 after replying 400. */
 int	params_page(struct api_req *, int *limit, const char **cursor);
