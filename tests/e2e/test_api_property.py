@@ -20,16 +20,21 @@ import os
 import sqlite3
 import ssl
 import string
+import tempfile
 import time
 import urllib.parse
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import opsn
 
 SECONDS = float(os.environ.get("OPSN_PROPERTY_SECONDS", "60"))
+# Hypothesis keeps caches in .hypothesis/: not in the source tree.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(),
+                                     "opsn-hypothesis"))
 
 # The fields the handlers know (their "known" lists), and values that
 # name objects the setup creates, so that some requests get far.
