@@ -30,6 +30,8 @@
 /* A larger body goes in parts: the controller's default limit. */
 #define CLI_PART_BODY	(1024 * 1024)
 #define CLI_PART_MIN	4096
+#define CLI_RETRIES	5		/* 429s waited out */
+#define CLI_RETRY_MAX	60		/* seconds, the longest wait */
 
 struct cli_buf {
 	char	*b_data;
@@ -448,6 +450,43 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 	return (0);
 }
 
+/*
+ * Perform the request; a 429 (too many requests with this token) is
+ * waited out as its Retry-After says, a few times, then answered as is.
+ */
+static CURLcode
+cli_send(CURL *c, struct cli_req *r, struct cli_buf *b)
+{
+	struct curl_header	*h;
+	CURLcode		 rc;
+	long			 status, wait;
+	int			 tries;
+
+	for (tries = 0; ; tries++) {
+		rc = curl_easy_perform(c);
+		status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (rc != CURLE_OK || status != 429 || tries == CLI_RETRIES ||
+		    curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1,
+		    &h) != CURLHE_OK)
+			return (rc);
+		wait = strtol(h->value, NULL, 10);
+		if (wait < 1 || wait > CLI_RETRY_MAX)
+			return (rc);
+		cli_status("too many requests with this token: waiting %ld s",
+		    wait);
+		sleep((unsigned)wait);
+		cli_status_end(0);
+		free(b->b_data);
+		memset(b, 0, sizeof(*b));
+		/* A file body is sent again from its start. */
+		if (r->r_fd != -1 && lseek(r->r_fd, (off_t)r->r_base,
+		    SEEK_SET) == -1)
+			return (rc);
+		r->r_sent = 0;
+	}
+}
+
 /* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
 static int
 cli_perform(struct cli_req *r, json_t **out)
@@ -514,7 +553,7 @@ cli_perform(struct cli_req *r, json_t **out)
 	else if (cli_setup_json(c, r, &hdrs, &payload) == -1)
 		goto out;
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	ret = cli_result(c, r, curl_easy_perform(c), &b, url, errbuf, out);
+	ret = cli_result(c, r, cli_send(c, r, &b), &b, url, errbuf, out);
 out:
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);

@@ -319,6 +319,13 @@ def test_rate_limit_answers_429_with_retry_after(limited):
     assert limited.api("GET", "/v1/health", token=None)[0] == 200
     time.sleep(int(hdrs["Retry-After"]) + 0.2)
     assert limited.api("GET", "/v1/plans")[0] == 200
+    # opsnctl waits out a 429 as Retry-After says, and carries on.
+    while limited.api("GET", "/v1/plans")[0] != 429:
+        pass
+    t0 = time.monotonic()
+    r = limited.opsnctl("plan", "list")
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 >= 0.9
 
 
 def test_connection_cap_and_slow_clients(limited):
