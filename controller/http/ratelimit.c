@@ -26,6 +26,7 @@ static struct {
 	double		 rate, burst;	/* rate <= 0: no limit */
 	struct rl_entry	*tab[RL_BUCKETS];
 	size_t		 n;
+	size_t		 prune_at;	/* entries before the next prune */
 } rl;
 
 static size_t
@@ -92,8 +93,12 @@ ratelimit_take(const char *name, uint64_t now, unsigned *retry)
 		if (strcmp(e->e_name, name) == 0)
 			break;
 	if (e == NULL) {
-		if (rl.n >= RL_PRUNE_AT)
+		if (rl.n >= rl.prune_at) {
 			rl_prune(now);
+			/* Many callers at once: do not scan on every one. */
+			rl.prune_at = rl.n >= RL_PRUNE_AT / 2 ? 2 * rl.n :
+			    RL_PRUNE_AT;
+		}
 		len = strlen(name);
 		e = xmalloc(sizeof(*e) + len + 1);
 		memcpy(e->e_name, name, len + 1);
@@ -128,4 +133,5 @@ ratelimit_clear(void)
 		}
 	}
 	rl.n = 0;
+	rl.prune_at = RL_PRUNE_AT;
 }
