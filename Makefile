@@ -188,7 +188,7 @@ fuzz_objs_fuzz_etalab = $(CLI_NOIMPORT)
 # controller's (import_tenants, audit_verify).
 fuzz_objs_fuzz_tariff = $(CTL_LIBOBJ) $(filter-out $(BUILD)/cli/tariff.o \
 	$(BUILD)/cli/audit.o,$(CLI_NOIMPORT))
-FUZZ_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libcurl) -lm
+FUZZ_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libcurl) -lresolv -lm
 
 .SECONDEXPANSION:
 $(BUILD)/fuzz/%: tests/fuzz/%.c $$(fuzz_objs_$$*) $(LIBOPSN)

@@ -6,10 +6,11 @@
  * Whatever the path, query and JSON body: no crash, no leak, no undefined
  * behaviour, and never a 5xx.
  *
- * Input: byte 0 picks the route, byte 1 the caller (bit 0: a token bound
- * to a member, bit 1: no token) and whether a query string follows (bit
- * 2); then the path parameters separated by '/' up to a newline, the
- * query up to the next newline, and the body.
+ * Input: the route, as a line "METHOD /pattern" or as one byte (its
+ * index); one byte for the caller (bit 0: a token bound to a member, bit
+ * 1: no token) and whether a query string follows (bit 2); then the path
+ * parameters separated by '/' up to a newline, the query up to the next
+ * newline, and the body.
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@
 #include "members/members.h"
 #include "metering/metering.h"
 #include "services/services.h"
+#include "console/console.h"
 #include "fuzz.h"
 
 int	LLVMFuzzerInitialize(int *, char ***);
@@ -40,7 +42,7 @@ int	LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 static const struct ctl_module *const fuzz_modules[] = {
 	&audit_module, &members_module, &access_module, &agents_module,
 	&compute_module, &services_module, &metering_module, &billing_module,
-	NULL
+	&console_module, NULL
 };
 
 static struct ctl	 fuzz_ctl;
@@ -127,6 +129,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_ctl.conf.heartbeat_ms = 10000;
 	fuzz_ctl.conf.node_token_ttl_ms = 3600000;
 	fuzz_ctl.conf.max_agents = 100;
+	/* The console's files, from the top of the tree (run.sh runs there). */
+	fuzz_ctl.conf.console_dir = xstrdup(access("console/index.html",
+	    R_OK) == 0 ? "console" : "");
+	fuzz_ctl.conf.console_idle_ms = 1800000;
+	fuzz_ctl.conf.mail_retention_ms = 30LL * 86400000;
+	fuzz_ctl.conf.console_lifetime_ms = 43200000;
 	xasprintf(&path, "%s/opsn.db", tmpl);
 	if (store_open(path, &fuzz_ctl.db, &cause) == -1)
 		fatalx("%s", cause);
@@ -175,6 +183,37 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	return (0);
 }
 
+/*
+ * An input may start with "METHOD /pattern" and a newline (the seeds do,
+ * so they keep their route when the table grows): that route, and the
+ * input after the line. NULL otherwise.
+ */
+static const struct api_route *
+fuzz_named_route(const uint8_t **data, size_t *size)
+{
+	const uint8_t	*nl;
+	size_t		 i, len;
+
+	if (*size < 4 || (nl = memchr(*data, '\n', *size < 128 ? *size :
+	    128)) == NULL)
+		return (NULL);
+	len = (size_t)(nl - *data);
+	for (i = 0; i < fuzz_nroutes; i++) {
+		const struct api_route *r = &fuzz_routes[i];
+		size_t	 ml = strlen(r->ar_method), pl = strlen(r->ar_pattern);
+
+		if (len == ml + 1 + pl &&
+		    memcmp(*data, r->ar_method, ml) == 0 &&
+		    (*data)[ml] == ' ' &&
+		    memcmp(*data + ml + 1, r->ar_pattern, pl) == 0) {
+			*size -= len + 1;
+			*data = nl + 1;
+			return (r);
+		}
+	}
+	return (NULL);
+}
+
 /* Append s (len bytes) to b as a path or query would carry it. */
 static void
 fuzz_escape(char **b, size_t *blen, const uint8_t *s, size_t len, int query)
@@ -196,7 +235,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const struct api_route	*r;
-	const uint8_t		*p, *end = data + size, *nl, *seg;
+	const uint8_t		*p, *end, *nl, *seg;
 	const char		*pat, *token;
 	char			*path = NULL;
 	size_t			 plen = 0, slen;
@@ -204,9 +243,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 2 || fuzz_nroutes == 0)
 		return (0);
-	r = &fuzz_routes[data[0] % fuzz_nroutes];
-	flags = data[1];
-	p = data + 2;
+	if ((r = fuzz_named_route(&data, &size)) == NULL) {
+		r = &fuzz_routes[data[0] % fuzz_nroutes];
+		data++;
+		size--;
+	}
+	if (size < 1)
+		return (0);
+	flags = data[0];
+	p = data + 1;
+	end = data + size;
 	nl = memchr(p, '\n', (size_t)(end - p));
 	if (nl == NULL)
 		nl = end;
