@@ -131,13 +131,14 @@ int	 cli_save(const char *path, const char *accept, struct cli_http *,
 /* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
 int	 cli_lookup(const char *path, json_t **out);
 /*
- * PUT size bytes of the regular file open on fd (read from its start) to
- * path as application/octet-stream, streamed, never held in memory. name
- * (the file's) labels the progress line on a terminal and the messages.
- * Returns like cli_request; fd stays open.
+ * PUT size bytes of the regular file open on fd, whose SHA-256 is sha256
+ * (hex), to path as application/octet-stream, in parts no larger than the
+ * controller takes in one request, resuming after the bytes it already
+ * holds; never held in memory. name (the file's) labels the progress line
+ * on a terminal and the messages. Returns like cli_request; fd stays open.
  */
-int	 cli_upload(const char *path, int fd, uint64_t size, const char *name,
-	    json_t **out);
+int	 cli_upload(const char *path, int fd, uint64_t size,
+	    const char *sha256, const char *name, json_t **out);
 /* Show a one-line status on stderr, rewritten in place, if it is a tty. */
 void	 cli_status(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));

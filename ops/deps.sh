@@ -17,6 +17,7 @@ uacme opendkim opendkim-tools pebble knot knot-dnsutils sslscan python3-dkim
 libnet-ssleay-perl python3-cryptography curl
 chromium fonts-dejavu-core
 libxml2-utils libreoffice-calc-nogui
+python3-hypothesis
 "
 
 SUDO=""

@@ -12,8 +12,8 @@
 #include "compute.h"
 #include "vms.h"
 
-/* h2o keeps a request body in memory (or a temporary file past 32 MiB). */
-#define COMPUTE_MAX_UPLOAD	((size_t)4 << 30)
+/* An image part (as declared), sent in parts and stored on disk. */
+#define COMPUTE_MAX_UPLOAD	((size_t)1 << 42)
 #define VM_OWNER	"sql:SELECT tenant_id FROM vms WHERE uuid = :vm OR " \
 			"name = :vm"
 
@@ -28,8 +28,9 @@ static const struct api_route compute_routes[] = {
 	  "Show one image" },
 	{ "PUT", "/v1/images/{name}/{part}", "images.write",
 	  API_PLATFORM, NULL, images_upload,
-	  "Upload one part (disk, kernel, initrd), checked against its SHA-256",
-	  COMPUTE_MAX_UPLOAD },
+	  "Upload one part (disk, kernel, initrd), checked against its SHA-256;"
+	  " over one request's limit, in parts (Content-Range)",
+	  COMPUTE_MAX_UPLOAD, API_BODY_FILE },
 	{ "GET", "/v1/images/{name}/{part}", "images.download",
 	  API_PLATFORM, NULL, images_download,
 	  "Download one part (agents, with their node certificate; Range)" },

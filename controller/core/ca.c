@@ -21,6 +21,24 @@
 #define CA_DAYS		3650
 #define SERVER_DAYS	825
 
+/*
+ * TLS 1.2 on the API: only the ECDHE suites with AEAD from the ANSSI TLS
+ * guide's recommended list (annex A.1, v1.2), strongest first; the ECDSA
+ * ones are what our P-256 certificate can use. TLS 1.3 is preferred (the
+ * highest common version always wins) and keeps OpenSSL's AEAD suites.
+ * Key exchange only on the guide's elliptic curves.
+ */
+#define CA_TLS12_SUITES	"ECDHE-ECDSA-AES256-GCM-SHA384:" \
+			"ECDHE-ECDSA-AES128-GCM-SHA256:" \
+			"ECDHE-ECDSA-CHACHA20-POLY1305:" \
+			"ECDHE-ECDSA-AES256-CCM:ECDHE-ECDSA-AES128-CCM:" \
+			"ECDHE-RSA-AES256-GCM-SHA384:" \
+			"ECDHE-RSA-AES128-GCM-SHA256:" \
+			"ECDHE-RSA-CHACHA20-POLY1305"
+#define CA_TLS13_SUITES	"TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:" \
+			"TLS_CHACHA20_POLY1305_SHA256"
+#define CA_GROUPS	"X25519:P-256:P-384:X448:P-521"
+
 /* A file in the data folder (caller frees). */
 char *
 ca_path(const struct ctl *c, const char *name)
@@ -131,7 +149,15 @@ ca_ssl_ctx(struct ctl *c, X509 *cert, EVP_PKEY *key, int min_version,
 
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
 		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, min_version);
+	if (SSL_CTX_set_min_proto_version(ctx, min_version) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, CA_TLS12_SUITES) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, CA_TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, CA_GROUPS) != 1)
+		goto fail;
+	/* Our order, no renegotiation, no compression. */
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1)

@@ -50,6 +50,13 @@ struct ctl_conf {
 	int	 acc_signed;
 	int64_t	 acc_first_bordereau;
 	int64_t	 acc_first_titre;
+	int64_t	 api_max_body;		/* bytes in one request */
+	int64_t	 api_max_conns;
+	int64_t	 api_handshake_ms;
+	int64_t	 api_request_ms;
+	int64_t	 api_rate;		/* requests/s per token, 0 = none */
+	int64_t	 api_burst;
+	int64_t	 api_max_buffered;	/* bytes of bodies being read */
 };
 
 struct ctl_module;

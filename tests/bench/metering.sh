@@ -47,7 +47,10 @@ cc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
 
 say "metering 1. ingest: $AGENTS simulated agents, batches of $BATCH, $WINDOW ahead, ${SECONDS_} s"
 api=$(free_port); agt=$(free_port)
-"$BIN/opsn-controller" --data-dir "$tmp/ctl" --api-listen "127.0.0.1:$api" \
+# The join tokens come from one token: no per-token rate limit here.
+printf '[api]\nrate = 0\n' >"$tmp/controller.conf"
+"$BIN/opsn-controller" -c "$tmp/controller.conf" --data-dir "$tmp/ctl" \
+    --api-listen "127.0.0.1:$api" \
     --agent-listen "127.0.0.1:$agt" --log-file "$tmp/controller.log" \
     </dev/null >"$tmp/ctl.err" 2>&1 &
 ctl_pid=$!

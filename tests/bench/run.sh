@@ -145,14 +145,18 @@ tail_log() {
 }
 
 # start_controller DIR [CONF]: sets ctl_pid, ctl_url, ctl_agent_port.
+# The benchmarks measure the server, not its per-token rate limit: CONF
+# (default DIR/controller.conf) gets "[api] rate = 0".
 start_controller() {
 	dir=$1
 	mkdir -p "$dir"
+	set -- "$1" "${2:-$dir/controller.conf}"
+	printf '\n[api]\nrate = 0\n' >>"$2"
 	ctl_api_port=$(free_port)
 	ctl_agent_port=$(free_port)
 	ctl_url=https://127.0.0.1:$ctl_api_port
 	ctl_data=$dir/data
-	"$BIN/opsn-controller" ${2:+-c "$2"} --data-dir "$ctl_data" \
+	"$BIN/opsn-controller" -c "$2" --data-dir "$ctl_data" \
 	    --api-listen "127.0.0.1:$ctl_api_port" \
 	    --agent-listen "127.0.0.1:$ctl_agent_port" \
 	    --log-file "$dir/controller.log" </dev/null >"$dir/stderr.log" 2>&1 &
