@@ -129,6 +129,13 @@ $(BUILD)/tests/test_cli_%: tests/unit/test_cli_%.c $(CLI_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icli -o $@ $^ $(TEST_LIBS)
 
+# The placement engine is pure: its tests link place.o alone.
+PLACE_TESTS = $(filter $(BUILD)/tests/test_place%,$(UNIT_BIN))
+$(PLACE_TESTS): $(BUILD)/tests/%: tests/unit/%.c \
+    $(BUILD)/controller/compute/place.o $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
