@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "opsn/util.h"
-#include "place.h"
+#include "compute/place.h"
 
 #define GIB	(1024LL * 1024 * 1024)
 #define G_HARD	1		/* group ids in the tables */

@@ -23,7 +23,7 @@
 #include <cmocka.h>
 
 #include "opsn/util.h"
-#include "place.h"
+#include "compute/place.h"
 
 #define NODES	12
 #define MAXVMS	4096
