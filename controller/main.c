@@ -134,6 +134,9 @@ static const struct cfg_option ctl_opts[] = {
 	  "bordereau of each type" },
 	{ "accounting", "first_titre", CFG_INT, C(acc_first_titre), "1", 1,
 	  99999999, NULL, 0, NULL, "number of a fiscal year's first titre" },
+	{ "scheduler", "policy", CFG_ENUM, C(sched_policy), "spread", 0, 0,
+	  "spread|pack", 0, NULL, "where new VMs go: spread (balance free "
+	  "memory and vCPUs) or pack (the fullest node that fits)" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,

@@ -1025,6 +1025,62 @@ place_vm_remove(struct place *p, int64_t vm_id)
 	return (0);
 }
 
+/* Does node i hold dv vCPUs, dm MiB and dd bytes more? */
+static int
+node_room(const struct pnode *n, int64_t dv, int64_t dm, int64_t dd,
+    char **cause)
+{
+	if (dm > 0 && n->use_mem + dm > n->cap_mem)
+		say(cause, "node %s has %lld MiB of memory free", n->name,
+		    (long long)(n->cap_mem - n->use_mem));
+	else if (dv > 0 && n->use_vcpus + dv > n->cap_vcpus)
+		say(cause, "node %s has %lld vCPUs free", n->name,
+		    (long long)(n->cap_vcpus - n->use_vcpus));
+	else if (dd > 0 && n->use_disk + dd > n->cap_disk)
+		say(cause, "node %s has %lld bytes of disk free", n->name,
+		    (long long)(n->cap_disk - n->use_disk));
+	else
+		return (0);
+	return (-1);
+}
+
+/* A new size for a VM, within its nodes' capacity. */
+int
+place_vm_resize(struct place *p, int64_t vm_id, int64_t vcpus,
+    int64_t memory, int64_t disk, char **cause)
+{
+	struct pvm	*v, old;
+	int32_t		 vi;
+
+	if ((vi = map_get(&p->vmmap, vm_id)) == -1) {
+		say(cause, "no such VM");
+		return (-1);
+	}
+	v = &p->vms[vi];
+	if (disk < 0)
+		disk = v->disk;
+	if (vcpus < 1 || memory < 1) {
+		say(cause, "a VM needs at least one vCPU and 1 MiB of memory");
+		return (-1);
+	}
+	if (node_room(&p->nodes[v->node], vcpus - v->vcpus, memory - v->mem,
+	    disk - v->disk, cause) == -1 || (v->dest != -1 &&
+	    node_room(&p->nodes[v->dest], vcpus - v->vcpus, memory - v->mem,
+	    disk - v->disk, cause) == -1))
+		return (-1);
+	old = *v;
+	node_use(p, v->node, &old, -1);
+	if (v->dest != -1)
+		node_use(p, v->dest, &old, -1);
+	v->vcpus = vcpus;
+	v->mem = memory;
+	v->disk = disk;
+	node_use(p, v->node, v, 1);
+	if (v->dest != -1)
+		node_use(p, v->dest, v, 1);
+	return (0);
+}
+
 /* The node of a VM (its source while migrating), or -1. */
 int64_t
 place_vm_node(const struct place *p, int64_t vm_id, int64_t *dest)
@@ -1382,14 +1438,54 @@ place_decide_vm(const struct place *p, int64_t vm_id, enum place_policy pol,
 	return (decide_public(p, &w, pol, cause));
 }
 
-/* Start a cold migration to dest, checked by every filter. */
+/* The members of w's group on node di (w's own VM left out). */
+static int32_t
+group_members_on(const struct place *p, const struct want *w, int32_t di)
+{
+	int32_t	 g, n = 0;
+
+	if (w->group == -1)
+		return (0);
+	for (g = p->groups[w->group].vms; g != -1; g = p->vms[g].gnext)
+		if (g != w->self && (p->vms[g].node == di ||
+		    p->vms[g].dest == di))
+			n++;
+	return (n);
+}
+
+/* Would node_id take a VM like vm, by every filter? */
 int
-place_migrate_begin(struct place *p, int64_t vm_id, int64_t dest,
+place_fits(const struct place *p, const struct place_vm *vm, int64_t node_id,
     char **cause)
 {
 	struct want	 w;
 	int64_t		 fails[NR] = { 0 };
-	int32_t		 vi, di, members = 0, g;
+	int32_t		 di;
+	int		 r;
+
+	if ((di = map_get(&p->nodemap, node_id)) == -1) {
+		say(cause, "no such node");
+		return (-1);
+	}
+	if (want_make((struct place *)p, vm, 0, &w, cause) == -1)
+		return (-1);
+	if ((r = node_filter(p, &p->nodes[di], &w, group_members_on(p, &w,
+	    di))) == -1)
+		return (0);
+	fails[r] = 1;
+	if (cause != NULL)
+		*cause = fails_text(p, &w, fails);
+	return (-1);
+}
+
+/* Start a cold migration to dest, checked by every filter. */
+int
+place_migrate_begin(struct place *p, int64_t vm_id, int64_t dest, int check,
+    char **cause)
+{
+	struct want	 w;
+	int64_t		 fails[NR] = { 0 };
+	int32_t		 vi, di;
 	int		 r;
 
 	if ((vi = map_get(&p->vmmap, vm_id)) == -1 ||
@@ -1403,12 +1499,8 @@ place_migrate_begin(struct place *p, int64_t vm_id, int64_t dest,
 		return (-1);
 	}
 	want_of(p, vi, &w);
-	if (w.group != -1)
-		for (g = p->groups[w.group].vms; g != -1; g = p->vms[g].gnext)
-			if (g != vi && (p->vms[g].node == di ||
-			    p->vms[g].dest == di))
-				members++;
-	if ((r = node_filter(p, &p->nodes[di], &w, members)) != -1) {
+	if (check && (r = node_filter(p, &p->nodes[di], &w,
+	    group_members_on(p, &w, di))) != -1) {
 		fails[r] = 1;
 		if (cause != NULL)
 			*cause = fails_text(p, &w, fails);

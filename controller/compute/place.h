@@ -146,6 +146,9 @@ int	place_group_remove(struct place *, int64_t id, char **cause);
  */
 int64_t	place_decide(const struct place *, const struct place_vm *,
 	    enum place_policy, char **cause);
+/* Would a new VM pass every filter on this node? 0, or -1 and why. */
+int	place_fits(const struct place *, const struct place_vm *,
+	    int64_t node_id, char **cause);
 /* A new node for a VM already placed (never its current one). */
 int64_t	place_decide_vm(const struct place *, int64_t vm_id,
 	    enum place_policy, char **cause);
@@ -155,6 +158,13 @@ int64_t	place_claim(struct place *, int64_t vm_id, const struct place_vm *,
 /* Record a VM already on a node, without checks (rebuilding the model). */
 int	place_vm_add(struct place *, int64_t vm_id, const struct place_vm *,
 	    int64_t node_id, char **cause);
+/*
+ * Give a VM a new size on its node(s), if their capacity holds it (the
+ * node's state does not matter; a negative disk keeps it); -1 and why,
+ * the VM unchanged.
+ */
+int	place_vm_resize(struct place *, int64_t vm_id, int64_t vcpus,
+	    int64_t memory, int64_t disk, char **cause);
 /* Release a VM's claims (a migration's target too). */
 int	place_vm_remove(struct place *, int64_t vm_id);
 /* The node holding a VM (its source while it migrates), or -1. */
@@ -164,11 +174,12 @@ int	place_vm_move(struct place *, int64_t vm_id, int64_t node_id,
 	    char **cause);
 /*
  * Start a cold migration: the VM is claimed on both nodes until it ends;
- * 0 on end moves it to the target, otherwise it stays on its source.
- * place_migrate_begin checks the target with every filter.
+ * moved set on end moves it to the target, otherwise it stays on its
+ * source. With check set the target must pass every filter (not when
+ * the model is rebuilt from migrations already under way).
  */
 int	place_migrate_begin(struct place *, int64_t vm_id, int64_t dest,
-	    char **cause);
+	    int check, char **cause);
 int	place_migrate_end(struct place *, int64_t vm_id, int moved);
 
 /* How many more VMs of this size fit now on ready nodes. */

@@ -549,7 +549,7 @@ place_migration_claims_both_nodes_until_it_ends(void **state)
 
 	(void)state;
 	add_vm(p, 1, 1, 2, 10000, 10);
-	assert_int_equal(place_migrate_begin(p, 1, 2, &cause), 0);
+	assert_int_equal(place_migrate_begin(p, 1, 2, 1, &cause), 0);
 	place_node_info(p, 1, &a);
 	place_node_info(p, 2, &b);
 	assert_int_equal(a.use_memory, 10000);
@@ -558,7 +558,7 @@ place_migration_claims_both_nodes_until_it_ends(void **state)
 	assert_int_equal(dest, 2);
 	/* The target's room is taken: another big VM does not fit there. */
 	add_vm(p, 2, 1, 1, 1, 1);
-	assert_int_equal(place_migrate_begin(p, 2, 2, &cause), 0);
+	assert_int_equal(place_migrate_begin(p, 2, 2, 1, &cause), 0);
 	assert_int_equal(place_migrate_end(p, 2, 0), 0);
 	check(p);
 	assert_int_equal(place_migrate_end(p, 1, 1), 0);
@@ -579,11 +579,11 @@ place_migration_target_is_filtered(void **state)
 	(void)state;
 	add_vm(p, 1, 1, 2, 10000, 10);
 	add_vm(p, 2, 2, 2, 10000, 10);
-	assert_int_equal(place_migrate_begin(p, 1, 2, &cause), -1);
+	assert_int_equal(place_migrate_begin(p, 1, 2, 1, &cause), -1);
 	assert_string_equal(cause, "1 node lacked memory");
 	free(cause);
 	place_node_state(p, 3, PLACE_CORDONED);
-	assert_int_equal(place_migrate_begin(p, 1, 3, &cause), -1);
+	assert_int_equal(place_migrate_begin(p, 1, 3, 1, &cause), -1);
 	assert_string_equal(cause, "1 node was cordoned");
 	free(cause);
 	check(p);
@@ -606,12 +606,12 @@ place_hard_group_holds_through_migrations(void **state)
 	assert_true(n1 != -1 && n2 != -1 && n1 != n2);
 	n3 = 6 - n1 - n2;
 	/* VM 1 on its way to n3: n3 is taken for VM 3 too. */
-	assert_int_equal(place_migrate_begin(p, 1, n3, &cause), 0);
+	assert_int_equal(place_migrate_begin(p, 1, n3, 1, &cause), 0);
 	assert_int_equal(place_claim(p, 3, &vm, PLACE_PACK, &cause), -1);
 	assert_string_equal(cause, "3 nodes already held a VM of group web");
 	free(cause);
 	/* A member may not move onto another member. */
-	assert_int_equal(place_migrate_begin(p, 2, n3, &cause), -1);
+	assert_int_equal(place_migrate_begin(p, 2, n3, 1, &cause), -1);
 	free(cause);
 	assert_int_equal(place_group_remove(p, 5, &cause), -1);
 	free(cause);
@@ -643,6 +643,56 @@ place_evacuation_moves_claims_and_releases_the_dead_node(void **state)
 	place_free(p);
 }
 
+static void
+place_fits_checks_one_node_with_every_filter(void **state)
+{
+	struct place	*p = cluster(2, 8, 16384, 100);
+	struct place_vm	 vm = { .vcpus = 1, .memory = 8192, .disk = GIB };
+	char		*cause = NULL;
+
+	(void)state;
+	add_vm(p, 1, 1, 1, 10000, 1);
+	assert_int_equal(place_fits(p, &vm, 2, &cause), 0);
+	assert_int_equal(place_fits(p, &vm, 1, &cause), -1);
+	assert_string_equal(cause, "1 node lacked memory");
+	free(cause);
+	place_node_state(p, 2, PLACE_UNREACHABLE);
+	assert_int_equal(place_fits(p, &vm, 2, &cause), -1);
+	assert_string_equal(cause, "1 node was unreachable");
+	free(cause);
+	assert_int_equal(place_fits(p, &vm, 9, &cause), -1);
+	assert_string_equal(cause, "no such node");
+	free(cause);
+	place_free(p);
+}
+
+static void
+place_resize_stays_within_the_node(void **state)
+{
+	struct place		*p = cluster(1, 2, 16384, 100);
+	struct place_node_info	 ni;
+	char			*cause = NULL;
+
+	(void)state;
+	add_vm(p, 1, 1, 2, 4096, 10);
+	add_vm(p, 2, 1, 2, 4096, 10);
+	/* The node's state does not matter to a resize. */
+	place_node_state(p, 1, PLACE_CORDONED);
+	assert_int_equal(place_vm_resize(p, 1, 4, 8192, -1, &cause), 0);
+	place_node_info(p, 1, &ni);
+	assert_int_equal(ni.use_memory, 12288);
+	assert_int_equal(ni.use_vcpus, 6);
+	assert_int_equal(ni.use_disk, 20 * GIB);
+	assert_int_equal(place_vm_resize(p, 2, 2, 8193, -1, &cause), -1);
+	assert_string_equal(cause, "node n1 has 4096 MiB of memory free");
+	free(cause);
+	assert_int_equal(place_vm_resize(p, 2, 5, 4096, -1, &cause), -1);
+	assert_string_equal(cause, "node n1 has 2 vCPUs free");
+	free(cause);
+	check(p);
+	place_free(p);
+}
+
 /* ---- rebalance ---- */
 
 static void
@@ -667,7 +717,7 @@ place_rebalance_lowers_the_score(void **state)
 		assert_int_equal(place_vm_node(p, pl.moves[i].vm, NULL),
 		    pl.moves[i].from);
 		assert_int_equal(place_migrate_begin(p, pl.moves[i].vm,
-		    pl.moves[i].to, &cause), 0);
+		    pl.moves[i].to, 1, &cause), 0);
 		assert_int_equal(place_migrate_end(p, pl.moves[i].vm, 1), 0);
 	}
 	place_score(p, &s);
@@ -863,6 +913,8 @@ main(void)
 		cmocka_unit_test(place_hard_group_holds_through_migrations),
 		cmocka_unit_test(
 		    place_evacuation_moves_claims_and_releases_the_dead_node),
+		cmocka_unit_test(place_fits_checks_one_node_with_every_filter),
+		cmocka_unit_test(place_resize_stays_within_the_node),
 		cmocka_unit_test(place_rebalance_lowers_the_score),
 		cmocka_unit_test(
 		    place_rebalance_separates_soft_groups_and_keeps_hard_ones),

@@ -259,7 +259,7 @@ mig_start(struct sim *s, int i, int64_t to)
 		free(cause);
 		return (-1);
 	}
-	if (place_migrate_begin(s->p, i + 1, to, &cause) == -1) {
+	if (place_migrate_begin(s->p, i + 1, to, 1, &cause) == -1) {
 		free(cause);
 		return (-1);
 	}
