@@ -895,13 +895,14 @@ vms_push(int64_t node_id)
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
 	/*
-	 * The node's VMs, and the stopped copies it keeps of VMs migrating
-	 * away: a VM leaving this node is stopped here until it runs on its
-	 * target.
+	 * The node's VMs, and the copies it keeps of VMs migrating away: a
+	 * VM leaving this node is stopped, then parked (its domain goes, its
+	 * disk stays) until it runs on its target.
 	 */
 	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
-	    "CASE WHEN m.src_node = ?1 THEN 'stopped' ELSE v.desired END, "
+	    "CASE WHEN m.src_node = ?1 AND m.state = 'stopping' THEN "
+	    "'stopped' WHEN m.src_node = ?1 THEN 'parked' ELSE v.desired END, "
 	    "v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
 	    "v.tenant_id LEFT JOIN migrations m ON m.vm_id = v.id AND m.state "
 	    "IN ('stopping', 'copying', 'starting') WHERE (v.node_id = ?1 OR "
