@@ -212,6 +212,7 @@ static uint64_t		 hv_applied_gen;
  * node coming back never acts on stale instructions.
  */
 static uint64_t		 hv_gen_floor;
+static uint64_t		 hv_reported_gen;	/* in the last report sent */
 static uint64_t		 hv_gen_saved;
 static int		 hv_gen_saving;
 static uint64_t		 hv_epoch;
@@ -1651,8 +1652,10 @@ hv_report(int full)
 		}
 		sts[n++] = st;
 	}
-	if (full || n > 0) {
-		os.generation = hv_applied();
+	/* A newly applied generation is news even when no VM changed. */
+	os.generation = hv_applied();
+	if (full || n > 0 || os.generation != hv_reported_gen) {
+		hv_reported_gen = os.generation;
 		os.full = full;
 		os.vms = sts;
 		os.n_vms = n;

@@ -69,7 +69,7 @@ static int		 mg_listening;
 static char		 mg_host[64];
 static int		 mg_port;
 static char		*mg_image_url;
-static uint64_t		 mg_cut_at;	/* OPSN_TEST_DISK_CUT: close once */
+static uint64_t		 mg_cut_at;	/* test builds: close once there */
 
 /* ---- source side: one session per connection ---- */
 
@@ -348,9 +348,9 @@ mg_sess_read_cb(uv_fs_t *req)
 	    &d.base);
 	s->s_off += (uint64_t)n;
 	if (mg_cut_at > 0 && s->s_off >= mg_cut_at) {
-		/* Test switch: lose the connection once, mid-way. */
+		/* Test builds: lose the connection once, mid-way. */
 		mg_cut_at = 0;
-		conn_close(s->s_conn, "OPSN_TEST_DISK_CUT");
+		conn_close(s->s_conn, "cut on purpose (test build)");
 		return;
 	}
 	mg_sess_next(s);
@@ -1058,8 +1058,13 @@ migrate_init(struct agent *a, char **cause)
 	const char		*cut;
 
 	ma = a;
+#ifdef OPSN_TEST_BUILD
+	/* Test builds: cut a disk transfer once, to show it resumes. */
 	if ((cut = getenv("OPSN_TEST_DISK_CUT")) != NULL)
 		mg_cut_at = strtoull(cut, NULL, 10);
+#else
+	(void)cut;
+#endif
 	if (mg_tls_init(cause) == -1)
 		return (-1);
 	if (util_parse_hostport(a->conf.disk_listen, &host, &port,

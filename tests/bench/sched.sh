@@ -13,7 +13,7 @@
 #     that fit: hspace --no-capacity-checks against our capacity count,
 #     up to BENCH_SCHED_HSPACE_NODES nodes (hspace takes minutes beyond).
 # Figures only: a slow one never fails; a broken run exits 1.
-# Knobs: BENCH_SCHED_SIZES ("20:300:400 200:3000:500 1000:15000:20", each
+# Knobs: BENCH_SCHED_SIZES ("20:300:400 200:4000:500 1000:15000:20", each
 # NODES:VMS:STREAM), BENCH_SCHED_TIMED (10000), BENCH_SCHED_HAIL_RUNS
 # (20), BENCH_SCHED_HSPACE_NODES (200), BENCH_HTOOLS (the folder of
 # gen_cluster.py and run_ref.sh).
@@ -23,15 +23,11 @@ cd "$top" || exit 1
 BUILD=${BUILD:-build/obj}
 PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=build/bench
-SIZES=${BENCH_SCHED_SIZES:-20:300:400 200:3000:500 1000:15000:20}
+SIZES=${BENCH_SCHED_SIZES:-20:300:400 200:4000:500 1000:15000:20}
 TIMED=${BENCH_SCHED_TIMED:-10000}
 HAIL_RUNS=${BENCH_SCHED_HAIL_RUNS:-20}
 HSPACE_NODES=${BENCH_SCHED_HSPACE_NODES:-200}
-HT=${BENCH_HTOOLS:-}
-if [ -z "$HT" ]; then
-	HT=/work/shared/bench/htools
-	[ -d "$HT" ] || HT=$top/../shared/bench/htools
-fi
+HT=${BENCH_HTOOLS:-$top/../shared/bench/htools}
 HAIL=/usr/lib/ganeti/iallocators/hail
 PLAN_MEM=4096 PLAN_CPU=2 PLAN_DISK=81920
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/opsn-sched-bench.XXXXXX") || exit 1

@@ -767,7 +767,7 @@ place_rebalance_separates_soft_groups_and_keeps_hard_ones(void **state)
 /* ---- the score ---- */
 
 /*
- * /work/shared/bench/htools/examples_tiny.txt: `hinfo -t` and htscore.py
+ * ../shared/bench/htools/examples_tiny.txt: `hinfo -t` and htscore.py
  * both say 2.06054688: 4 x σ(VMs) = 2, then σ of free memory 0.015625,
  * free disk 0.009765625, vCPU ratio 0.03125, spindles 0.00390625.
  */
