@@ -179,8 +179,9 @@ fuzz: $(PROTO_H)
 		n=$$(basename $$f .c); \
 		echo "fuzz: building $$n"; \
 		clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-			-Iinclude -I$(BUILD)/proto $(call pc_cflags,$(PKG_COMMON)) \
+			-Iinclude -I$(BUILD)/proto -Icontroller $(call pc_cflags,$(PKG_COMMON)) \
 			-o build/fuzz/$$n $$f lib/*.c proto/*.c $(PROTO_C) \
+			controller/compute/place.c \
 			$(call pc_libs,$(PKG_COMMON)) -lm || exit 1; \
 		mkdir -p build/fuzz/corpus-$$n; \
 		echo "fuzz: running $$n for $(FUZZ_SECONDS)s"; \
