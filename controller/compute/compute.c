@@ -94,11 +94,16 @@ static const struct api_route compute_routes[] = {
 	  "Delete an anti-affinity group without VMs" },
 };
 
+/* Set once the module stopped: frames still in flight are dropped. */
+static int	compute_stopped;
+
 /* Hypervisor messages. */
 static void
 compute_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
     size_t len)
 {
+	if (compute_stopped)
+		return;
 	switch (type) {
 	case MSG_OBSERVED_STATE:
 		vms_observed(node_id, p, len);
@@ -124,7 +129,7 @@ static const struct ctl_msg_range compute_msgs[] = {
 static void
 compute_agent_hello(int64_t node_id, const char *roles)
 {
-	if (strstr(roles, "hypervisor") == NULL)
+	if (compute_stopped || strstr(roles, "hypervisor") == NULL)
 		return;
 	sched_node_sync(node_id);
 	vms_push(node_id);
@@ -145,6 +150,8 @@ compute_node_json(int64_t node_id, json_t *node)
 	json_t		*pl;
 	const char	*admin;
 
+	if (compute_stopped)
+		return;
 	if ((pl = sched_node_json(node_id)) == NULL)
 		return;
 	/* The operator's state shows where the connection is fine. */
@@ -167,6 +174,7 @@ compute_init(struct ctl *c, char **cause)
 static void
 compute_stop(void)
 {
+	compute_stopped = 1;
 	migrate_stop();
 	sched_stop();
 }

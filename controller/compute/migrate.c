@@ -34,6 +34,12 @@
 #include "vms.h"
 
 #define MIGRATE_TICK_MS		1000
+/*
+ * A target marked unreachable this long before the switch ends the
+ * migration: the VM goes back to running on its source rather than wait
+ * parked.
+ */
+#define MIGRATE_LOST_S		60
 
 /* Fetch progress reported by targets (memory only). */
 struct mig_progress {
@@ -356,6 +362,7 @@ mig_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
 	sqlite3_stmt	*st;
 	char		*token;
 	int64_t		 gen, now = util_now();
+	int		 rc;
 
 	if (place_migrate_begin(sched_engine(), vm_id, dst, 1, cause) == -1)
 		return (-1);
@@ -387,8 +394,9 @@ mig_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
 		sqlite3_bind_int64(st, 6, gen);
 		sqlite3_bind_int64(st, 7, now);
 	}
-	free(token);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	rc = sqlite3_step(st);
+	free(token);	/* bound SQLITE_STATIC: only after the step */
+	if (rc != SQLITE_DONE) {
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
 		place_migrate_end(sched_engine(), vm_id, 0);
@@ -675,6 +683,33 @@ mig_rebalance_next(void)
 	}
 }
 
+/* End the migrations whose target went silent before the switch. */
+static void
+mig_lost_targets(void)
+{
+	struct mig	 m[64];
+	sqlite3_stmt	*st;
+	size_t		 i, n = 0;
+	char		*why;
+
+	/* Marked unreachable (silent past the timeout) that long ago. */
+	st = store_prepare(ctl->db, "SELECT " MIG_COLS " FROM migrations m "
+	    "JOIN nodes d ON d.id = m.dst_node WHERE m.state IN ('stopping', "
+	    "'copying') AND d.state = 'unreachable' AND d.state_since < ?");
+	sqlite3_bind_int64(st, 1, util_now() - MIGRATE_LOST_S);
+	while (n < nitems(m) && sqlite3_step(st) == SQLITE_ROW)
+		mig_row(st, &m[n++]);
+	sqlite3_finalize(st);
+	for (i = 0; i < n; i++) {
+		if (nodes_is_ready(m[i].dst))
+			continue;
+		xasprintf(&why, "node %s has been unreachable for over %d s",
+		    nodes_name(m[i].dst), MIGRATE_LOST_S);
+		mig_fail(&m[i], why);
+		free(why);
+	}
+}
+
 /* Drive every migration and drain as far as the agents' reports allow. */
 void
 migrate_tick(void)
@@ -685,9 +720,10 @@ migrate_tick(void)
 	size_t		 i, n, nn = 0;
 	char		 obs[32], desired[16];
 
-	if (mig_ticking)
+	if (mig_ticking || sched_engine() == NULL)
 		return;
 	mig_ticking = 1;
+	mig_lost_targets();
 	n = mig_list("stopping", m, nitems(m));
 	for (i = 0; i < n; i++) {
 		mig_vm_obs(m[i].vm, obs, sizeof(obs), desired, sizeof(desired));

@@ -96,11 +96,17 @@ sched_node_row(sqlite3_stmt *st)
 	    nodes_is_ready(id)));
 }
 
-/* Bring one node's capacity, settings and state into the engine. */
+/*
+ * Bring one node's capacity, settings and state into the engine. After
+ * the module stopped (agents' connections close later) it does nothing.
+ */
 void
 sched_node_sync(int64_t node_id)
 {
 	sqlite3_stmt	*st;
+
+	if (sched_p == NULL)
+		return;
 
 	st = store_prepare(ctl->db, SCHED_NODE_SQL "AND n.id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
@@ -229,7 +235,8 @@ sched_claim(int64_t vm_id, const struct place_vm *vm, int64_t node,
 void
 sched_release(int64_t vm_id)
 {
-	place_vm_remove(sched_p, vm_id);
+	if (sched_p != NULL)
+		place_vm_remove(sched_p, vm_id);
 }
 
 /* A VM's new vCPUs and memory, if its node holds them; -1 and why. */
