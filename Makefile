@@ -139,6 +139,13 @@ $(BUILD)/tests/test_cli_%: tests/unit/test_cli_%.c $(CLI_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icli -o $@ $^ $(TEST_LIBS)
 
+# The placement engine is pure: its tests link place.o alone.
+PLACE_TESTS = $(filter $(BUILD)/tests/test_place%,$(UNIT_BIN))
+$(PLACE_TESTS): $(BUILD)/tests/%: tests/unit/%.c \
+    $(BUILD)/controller/compute/place.o $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
@@ -188,6 +195,8 @@ fuzz_objs_fuzz_etalab = $(CLI_NOIMPORT)
 # controller's (import_tenants, audit_verify).
 fuzz_objs_fuzz_tariff = $(CTL_LIBOBJ) $(filter-out $(BUILD)/cli/tariff.o \
 	$(BUILD)/cli/audit.o,$(CLI_NOIMPORT))
+# The placement engine is pure: it links alone.
+fuzz_objs_fuzz_place = $(BUILD)/controller/compute/place.o
 FUZZ_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libcurl) -lresolv -lm
 
 .SECONDEXPANSION:

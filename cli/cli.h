@@ -190,6 +190,9 @@ void	 format_table(FILE *, const struct format_col *, size_t,
 	    json_t *items);
 /* Print obj as aligned "field: value" lines. */
 void	 format_fields(FILE *, const struct format_col *, size_t, json_t *obj);
+/* For each object of list, fmt with its string members k1, k2, k3. */
+void	 format_each(FILE *, json_t *list, const char *fmt, const char *k1,
+	    const char *k2, const char *k3);
 /* Print v as JSON indented by 2 spaces, with a final newline. */
 void	 format_json(FILE *, json_t *);
 /* Columns a UTF-8 string takes on a terminal (one per code point). */
@@ -281,6 +284,22 @@ int	 node_list(struct cli_call *);
 int	 node_show(struct cli_call *);
 int	 node_token(struct cli_call *);
 int	 node_revoke(struct cli_call *);
+int	 node_cordon(struct cli_call *);
+int	 node_uncordon(struct cli_call *);
+int	 node_drain(struct cli_call *);
+int	 node_evacuate(struct cli_call *);
+int	 node_set(struct cli_call *);
+/* A VM's migration object as "migrating 43 % to hv-b (copying)". */
+char	*node_fmt_migration(json_t *);
+
+/* group.c */
+int	 group_add(struct cli_call *);
+int	 group_list(struct cli_call *);
+int	 group_delete(struct cli_call *);
+
+/* cluster.c */
+int	 cluster_capacity(struct cli_call *);
+int	 cluster_rebalance(struct cli_call *);
 
 /* plan.c */
 int	 plan_add(struct cli_call *);

@@ -159,6 +159,9 @@ static const struct cfg_option ctl_opts[] = {
 	  NULL, "requests a second per token (0: no limit)" },
 	{ "api", "burst", CFG_INT, C(api_burst), "200", 1, 1000000, NULL, 0,
 	  NULL, "requests a token may make at once before its rate applies" },
+	{ "scheduler", "policy", CFG_ENUM, C(sched_policy), "spread", 0, 0,
+	  "spread|pack", 0, NULL, "where new VMs go: spread (balance free "
+	  "memory and vCPUs) or pack (the fullest node that fits)" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,

@@ -19,6 +19,7 @@ struct agent_conf {
 	char	*virt_type;
 	char	*pool_dir;		/* libvirt dir pool; "" = default */
 	int64_t	 resync_ms;		/* full resync period */
+	char	*disk_listen;		/* disk server for migrations */
 	int64_t	 sample_interval_ms;	/* metering */
 	int64_t	 spool_max_samples;
 	int64_t	 spool_max_mib;

@@ -234,6 +234,17 @@ nodes_gone_hooks(int64_t id)
 			(*mp)->m_gone(id);
 }
 
+/* Let every module add what it knows of a node to its JSON. */
+static void
+nodes_json_hooks(int64_t id, json_t *o)
+{
+	const struct ctl_module *const	*mp;
+
+	for (mp = nc->modules; *mp != NULL; mp++)
+		if ((*mp)->m_node_json != NULL)
+			(*mp)->m_node_json(id, o);
+}
+
 static void
 nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
     void *arg)
@@ -893,6 +904,8 @@ nodes_row_json(sqlite3_stmt *st)
 	    15)));
 	json_object_set_new(o, "cert_fingerprint",
 	    json_string((const char *)sqlite3_column_text(st, 16)));
+	if (n != NULL)
+		nodes_json_hooks(n->n_id, o);
 	return (o);
 }
 

@@ -501,29 +501,8 @@ fail:
 void
 images_list(struct api_req *r)
 {
-	sqlite3_stmt	*st;
-	const char	*cursor;
-	char		*next = NULL;
-	int		 limit, n = 0;
-	json_t		*items;
-
-	if (params_page(r, &limit, &cursor) == -1)
-		return;
-	items = json_array();
-	st = store_prepare(ctl->db, "SELECT " IMAGES_COLS " FROM images WHERE "
-	    "name > ? ORDER BY name LIMIT ?");
-	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, limit + 1);
-	while (store_step(st) == SQLITE_ROW) {
-		if (n++ == limit) {
-			/* More: the next page starts after the last one here. */
-			next = params_last_key(items, "name");
-			break;
-		}
-		json_array_append_new(items, images_row_json(st));
-	}
-	sqlite3_finalize(st);
-	params_reply_page(r, items, next);
+	compute_page_by_name(r, "SELECT " IMAGES_COLS " FROM images WHERE "
+	    "name > ? ORDER BY name LIMIT ?", images_row_json);
 }
 
 /* GET /v1/images/{name} */

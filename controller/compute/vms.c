@@ -20,6 +20,7 @@
 #include "core/core.h"
 #include "agents/agents.h"
 #include "members/members.h"
+#include "place.h"
 #include "vms.h"
 
 #define VM_NAME_MAX		63
@@ -109,11 +110,12 @@ vms_image_url(void)
 	"v.memory_mib, " \
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
-	"v.created_at, v.id, pl.name"
+	"v.created_at, v.id, pl.name, v.node_id, g.name, v.require_tags"
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
 	"JOIN images i ON i.id = v.image_id " \
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
-	"LEFT JOIN plans pl ON pl.id = v.plan_id "
+	"LEFT JOIN plans pl ON pl.id = v.plan_id " \
+	"LEFT JOIN vm_groups g ON g.id = v.group_id "
 
 static json_t *
 vms_row_json(sqlite3_stmt *st)
@@ -144,10 +146,19 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "generation",
 	    json_integer(sqlite3_column_int64(st, 10)));
 	obs = json_object();
-	json_object_set_new(obs, "state",
-	    json_string((const char *)sqlite3_column_text(st, 11)));
-	json_object_set_new(obs, "reason",
-	    json_string((const char *)sqlite3_column_text(st, 12)));
+	if (nodes_is_ready(sqlite3_column_int64(st, 20))) {
+		json_object_set_new(obs, "state", json_string((const char *)
+		    sqlite3_column_text(st, 11)));
+		json_object_set_new(obs, "reason", json_string((const char *)
+		    sqlite3_column_text(st, 12)));
+	} else {
+		/* Its node is silent: what it last said may be stale. */
+		json_object_set_new(obs, "state", json_string("unknown"));
+		json_object_set_new(obs, "reason", json_string("node "
+		    "unreachable"));
+		json_object_set_new(obs, "last_state", json_string((const char *)
+		    sqlite3_column_text(st, 11)));
+	}
 	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
 		util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
 		json_object_set_new(obs, "since", json_string(buf));
@@ -165,6 +176,13 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "plan", sqlite3_column_type(st, 19) ==
 	    SQLITE_NULL ? json_null() : json_string((const char *)
 	    sqlite3_column_text(st, 19)));
+	json_object_set_new(o, "group", sqlite3_column_type(st, 21) ==
+	    SQLITE_NULL ? json_null() : json_string((const char *)
+	    sqlite3_column_text(st, 21)));
+	json_object_set_new(o, "require", json_string((const char *)
+	    sqlite3_column_text(st, 22)));
+	json_object_set_new(o, "migration", migrate_vm_json(
+	    sqlite3_column_int64(st, 18)));
 	return (o);
 }
 
@@ -218,7 +236,7 @@ vms_json(int64_t id)
 }
 
 /* Bump the node's generation inside the caller's transaction. */
-static int64_t
+int64_t
 vms_bump(int64_t node_id)
 {
 	sqlite3_stmt	*st;
@@ -343,15 +361,16 @@ vms_create(struct api_req *r)
 {
 	static const char *const known[] = { "name", "node", "tenant", "plan",
 	    "vcpus", "memory_mib", "disk_bytes", "image", "power", "nics",
-	    NULL };
+	    "group", "policy", "require", NULL };
 	const struct api_principal *p = api_principal(r);
 	json_t		*body, *v, *nics = NULL, *sum;
 	const char	*name, *node = NULL, *power = "running";
-	int64_t		 vcpus, mem, disk, node_id, image_id, gen, id;
+	int64_t		 vcpus, mem, disk, node_id = 0, image_id, gen, id;
 	int64_t		 tenant = 0, plan = 0, pv = 0, pm = 0, pd = 0;
 	sqlite3_stmt	*st;
 	char		 uuid[37], *cause = NULL, *nicstr = NULL, obj[64];
-	int		 usable;
+	int		 usable, pol, claimed = 0;
+	struct place_vm	 want;
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
@@ -422,6 +441,12 @@ vms_create(struct api_req *r)
 	}
 	if (vms_parse_nics(r, json_object_get(body, "nics"), &nics) == -1)
 		goto out;
+	memset(&want, 0, sizeof(want));
+	want.vcpus = vcpus;
+	want.memory = mem;
+	want.disk = disk;
+	if (sched_parse_request(r, body, &want, &pol) == -1)
+		goto out;
 	if ((v = json_object_get(body, "node")) != NULL) {
 		if (!json_is_string(v)) {
 			api_reply_error(r, 400, "bad_field", "node must be a "
@@ -447,9 +472,10 @@ vms_create(struct api_req *r)
 	/* Quota and placement are decided in the transaction that claims. */
 	if (tenant != 0 && vms_quota(r, tenant, 1, vcpus, mem, disk) == -1)
 		goto rollback;
-	if (node == NULL && (node_id = sched_place(vcpus, mem, disk,
+	if ((node_id = sched_decide(&want, (enum place_policy)pol, node_id,
 	    &cause)) == -1) {
-		api_reply_error(r, 409, "no_capacity", "%s", cause);
+		api_reply_error(r, 409, "no_capacity", "no node can take the "
+		    "VM: %s", cause);
 		goto rollback;
 	}
 	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE name = ? AND "
@@ -466,8 +492,9 @@ vms_create(struct api_req *r)
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "INSERT INTO vms (uuid, name, node_id, "
 	    "tenant_id, plan_id, vcpus, memory_mib, disk_bytes, image_id, nics, "
-	    "desired, generation, obs_state, created_at) VALUES (?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id");
+	    "desired, generation, obs_state, created_at, group_id, require_tags) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+	    "RETURNING id");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, node_id);
@@ -483,6 +510,10 @@ vms_create(struct api_req *r)
 	sqlite3_bind_text(st, 11, power, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 12, gen);
 	sqlite3_bind_int64(st, 13, util_now());
+	if (want.group != 0)
+		sqlite3_bind_int64(st, 14, want.group);
+	sqlite3_bind_text(st, 15, want.require ? want.require : "", -1,
+	    SQLITE_STATIC);
 	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("vms: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -491,6 +522,13 @@ vms_create(struct api_req *r)
 	}
 	id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
+	/* The claim, in the same turn of the loop as the decision. */
+	if (sched_claim(id, &want, node_id, &cause) == -1) {
+		log_warnx("vms: claiming %s: %s", name, cause);
+		api_reply_error(r, 500, "internal", "storing the VM failed");
+		goto rollback;
+	}
+	claimed = 1;
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	sum = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:O}", "name", name, "node",
 	    nodes_name(node_id), "vcpus", (json_int_t)vcpus, "memory_mib",
@@ -498,6 +536,10 @@ vms_create(struct api_req *r)
 	    "nics", nics);
 	if (tenant != 0)
 		json_object_set_new(sum, "tenant", json_integer(tenant));
+	if (want.group != 0)
+		json_object_set_new(sum, "group", json_integer(want.group));
+	if (want.require != NULL && *want.require != '\0')
+		json_object_set_new(sum, "require", json_string(want.require));
 	if (audit_record(r, "vm.create", obj, sum) == -1 ||
 	    store_commit(ctl->db) == -1) {
 		api_reply_error(r, 500, "internal", "storing the VM failed");
@@ -510,6 +552,8 @@ vms_create(struct api_req *r)
 	goto out;
 rollback:
 	store_rollback(ctl->db);
+	if (claimed)
+		sched_release(id);
 out:
 	free(cause);
 	free(nicstr);
@@ -607,6 +651,12 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 		return;
 	}
 	sqlite3_finalize(st);
+	/* A VM half way between two nodes is deleted once it has landed. */
+	if (desired[0] == 'd' && migrate_active(id)) {
+		api_reply_error(r, 409, "migrating", "VM '%s' is migrating; "
+		    "delete it once it has moved", api_param(r, "vm"));
+		return;
+	}
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");
 		return;
@@ -667,7 +717,8 @@ vms_resize(struct api_req *r)
 	json_t		*body;
 	sqlite3_stmt	*st;
 	int64_t		 id, node_id, tenant, gen, vcpus, mem, ov, om;
-	char		 uuid[37], obj[64];
+	char		 uuid[37], obj[64], *cause = NULL;
+	int		 resized = 0;
 
 	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
 		return;
@@ -705,6 +756,13 @@ vms_resize(struct api_req *r)
 	if (tenant != 0 && vms_quota(r, tenant, 0, vcpus - ov, mem - om, 0) ==
 	    -1)
 		goto rollback;
+	/* Its node must hold the new size (both nodes while it migrates). */
+	if (sched_resize(id, vcpus, mem, &cause) == -1) {
+		api_reply_error(r, 409, "no_capacity", "%s", cause);
+		free(cause);
+		goto rollback;
+	}
+	resized = 1;
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "UPDATE vms SET vcpus = ?, memory_mib = ?, "
 	    "generation = ? WHERE id = ?");
@@ -726,6 +784,8 @@ vms_resize(struct api_req *r)
 	goto out;
 rollback:
 	store_rollback(ctl->db);
+	if (resized)
+		sched_resize(id, ov, om, NULL);
 out:
 	json_decref(body);
 }
@@ -834,11 +894,20 @@ vms_push(int64_t node_id)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
+	/*
+	 * The node's VMs, and the copies it keeps of VMs migrating away: a
+	 * VM leaving this node is stopped, then parked (its domain goes, its
+	 * disk stays) until it runs on its target.
+	 */
 	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
-	    "v.desired, v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
-	    "v.tenant_id WHERE v.node_id = ? AND v.desired != 'deleted' "
-	    "ORDER BY v.id");
+	    "CASE WHEN m.src_node = ?1 AND m.state = 'stopping' THEN "
+	    "'stopped' WHEN m.src_node = ?1 THEN 'parked' ELSE v.desired END, "
+	    "v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
+	    "v.tenant_id LEFT JOIN migrations m ON m.vm_id = v.id AND m.state "
+	    "IN ('stopping', 'copying', 'starting') WHERE (v.node_id = ?1 OR "
+	    "(m.src_node = ?1 AND m.state = 'starting')) AND v.desired != "
+	    "'deleted' ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
 	while (store_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));
@@ -872,6 +941,7 @@ vms_push(int64_t node_id)
 	sqlite3_finalize(st);
 	ds.vms = specs;
 	ds.n_vms = n;
+	migrate_desired(node_id, &ds);
 	if (nodes_send(node_id, MSG_DESIRED_STATE, &ds.base) == 0)
 		log_debug("vms: pushed generation %llu (%zu VMs) to %s",
 		    (unsigned long long)ds.generation, n, nodes_name(node_id));
@@ -893,25 +963,34 @@ vms_push(int64_t node_id)
 	}
 	free(specs);
 	free(ds.image_url);
+	migrate_desired_free(&ds);
 }
 
 /*
  * Is the VM a hypervisor reports on placed on that node? A VM placed on
  * another node is refused and counted under kind; one placed nowhere
- * (deleted since) is skipped quietly.
+ * (deleted since), or the copy a migration's source keeps until the VM
+ * runs on its target, is skipped quietly.
  */
 static int
 vms_ours(int64_t node_id, const char *uuid, const char *kind)
 {
 	sqlite3_stmt	*st;
 	int64_t		 on = -1;
+	int		 source = 0;
 
-	st = store_prepare(ctl->db, "SELECT node_id FROM vms WHERE uuid = ?");
+	st = store_prepare(ctl->db, "SELECT v.node_id, EXISTS (SELECT 1 FROM "
+	    "migrations m WHERE m.vm_id = v.id AND m.src_node = ?2 AND "
+	    "m.state IN ('stopping', 'copying', 'starting')) FROM vms v "
+	    "WHERE v.uuid = ?1");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	if (store_step(st) == SQLITE_ROW)
+	sqlite3_bind_int64(st, 2, node_id);
+	if (store_step(st) == SQLITE_ROW) {
 		on = sqlite3_column_int64(st, 0);
+		source = sqlite3_column_int(st, 1);
+	}
 	sqlite3_finalize(st);
-	if (on != -1 && on != node_id)
+	if (on != -1 && on != node_id && !source)
 		reports_reject(node_id, kind, "VM %.64s is placed on %s", uuid,
 		    nodes_name(on));
 	return (on == node_id);
@@ -928,15 +1007,25 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 
 	if (strcmp(vs->state, "deleted") == 0) {
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
-		    "node_id = ? AND desired = 'deleted'");
+		    "node_id = ? AND desired = 'deleted' RETURNING id");
 		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, node_id);
-		store_step(st);
-		if (sqlite3_changes(ctl->db) > 0) {
+		if (store_step(st) == SQLITE_ROW) {
+			sched_release(sqlite3_column_int64(st, 0));
 			log_info("vms: %s is deleted on %s", vs->id,
 			    nodes_name(node_id));
 			vms_console_forget(vs->id);
 		}
+		sqlite3_finalize(st);
+		/* A copy an evacuation left behind is gone too. */
+		st = store_prepare(ctl->db, "DELETE FROM vm_moved WHERE "
+		    "vm_uuid = ? AND node_id = ?");
+		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, node_id);
+		store_step(st);
+		if (sqlite3_changes(ctl->db) > 0)
+			log_info("vms: %s: the copy left on %s is gone", vs->id,
+			    nodes_name(node_id));
 		sqlite3_finalize(st);
 		return;
 	}
@@ -1009,6 +1098,8 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	store_step(st);
 	sqlite3_finalize(st);
 	store_commit(ctl->db);
+	/* Migrations wait for what the agents report. */
+	migrate_observed(node_id, m);
 out:
 	opsn__observed_state__free_unpacked(m, NULL);
 }

@@ -34,6 +34,7 @@ struct ctl_conf {
 	int64_t	 console_lifetime_ms;	/* and after this in any case */
 	int	 console_require_totp;	/* admin accounts need a second factor */
 	int64_t	 audit_checkpoint_ms;	/* signed checkpoints; 0: default */
+	char	*sched_policy;		/* spread or pack */
 	char	*log_level;
 	char	*log_file;
 	/* [accounting]: the OPSN as the ordonnateur of its titres (PES V2) */
@@ -118,6 +119,9 @@ struct ctl_module {
 	int				(*m_authenticate)(struct api_req *,
 					    const struct api_route *,
 					    struct api_principal *);
+	/* Add what this module knows of a node to its JSON (node show). */
+	void				(*m_node_json)(int64_t node_id,
+					    json_t *node);
 };
 
 extern const struct ctl_module audit_module;	/* the audit trail's routes */

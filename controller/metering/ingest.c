@@ -213,13 +213,24 @@ static const struct meter_kind {
 	const char	*mk_kind;
 	const char	*mk_reject;	/* kind of refusal, for /metrics */
 	const char	*mk_role;	/* the reporting node must hold it */
-	/* ?1 the agent's id -> the name usage is kept by, node, tenant */
+	/*
+	 * ?1 the agent's id (?2 the reporting node, ?3 the sample's time in
+	 * ms, where used) -> the name usage is kept by, node, tenant
+	 */
 	const char	*mk_place;
 	/* ?1 bytes, ?2 the agent's id: the figure services list */
 	const char	*mk_used;
 } meter_kinds[] = {
+	/*
+	 * A VM migrated away is still the node's for samples of the time it
+	 * ran there (the source's spool may send them after the move).
+	 */
 	{ "vm", "sample_vm", "hypervisor",
-	  "SELECT uuid, node_id, tenant_id FROM vms WHERE uuid = ?1", NULL },
+	  "SELECT v.uuid, CASE WHEN v.node_id != ?2 AND EXISTS (SELECT 1 "
+	  "FROM migrations m WHERE m.vm_id = v.id AND m.src_node = ?2 AND "
+	  "m.state IN ('stopping', 'copying', 'starting', 'done') AND "
+	  "?3 <= coalesce(m.finished_at, 1 << 40) * 1000) THEN ?2 ELSE "
+	  "v.node_id END, v.tenant_id FROM vms v WHERE v.uuid = ?1", NULL },
 	{ "mailbox", "sample_mailbox", "mail",
 	  "SELECT m.address, d.node_id, d.tenant_id FROM mailboxes m JOIN "
 	  "mail_domains d ON d.id = m.domain_id WHERE m.id = ?1",
@@ -336,6 +347,10 @@ meter_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
 	st = q->q_place[ki];
 	sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
+	if (sqlite3_bind_parameter_count(st) >= 3) {
+		sqlite3_bind_int64(st, 2, node);
+		sqlite3_bind_int64(st, 3, (int64_t)s->ts_ms);
+	}
 	p->mp_live = 1;
 	if (store_step(st) != SQLITE_ROW) {
 		st = q->q_gone;

@@ -18,8 +18,12 @@
 #     and small POST /v1/plans, against a private nginx serving static
 #     files of the same sizes with the same certificate.
 #
+#  6. (sched) Placement against Ganeti's hail and hspace on the same
+#     synthetic clusters (tests/bench/sched.sh): decisions/s, p99, the
+#     cluster score after the same stream, VMs of one plan that fit.
+#
 # A slow figure never fails the run; only something broken does (exit 1).
-# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing (comma list;
+# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing,sched (comma list;
 # default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
@@ -648,9 +652,9 @@ case ",$ONLY," in
 *)
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
-		tls | agents | boot | scale | api | metering | billing) ;;
+		tls | agents | boot | scale | api | metering | billing | sched) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
-		    "(tls, agents, boot, scale, api, metering, billing)" ;;
+		    "(tls, agents, boot, scale, api, metering, billing, sched)" ;;
 		esac
 	done
 	;;
@@ -687,6 +691,10 @@ if [ "$broken" -eq 0 ] && build; then
 	if want billing; then
 		BUILD=$BUILD sh tests/bench/billing.sh ||
 		    problem "the billing bench broke"
+	fi
+	if want sched; then
+		BUILD=$BUILD PYTHON=$PYTHON sh tests/bench/sched.sh ||
+		    problem "the placement bench broke"
 	fi
 elif [ "$broken" -eq 0 ]; then
 	problem "the benchmark programs did not build"
