@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "opsn/util.h"
 
@@ -26,6 +27,11 @@
 #define CLI_UPLOAD_STALL 300L			/* seconds without a byte */
 #define CLI_PROGRESS_MS	100			/* between progress updates */
 #define CLI_USAGE_COLS	80
+/* A larger body goes in parts: the controller's default limit. */
+#define CLI_PART_BODY	(1024 * 1024)
+#define CLI_PART_MIN	4096
+#define CLI_RETRIES	5		/* 429s waited out */
+#define CLI_RETRY_MAX	60		/* seconds, the longest wait */
 
 struct cli_buf {
 	char	*b_data;
@@ -34,9 +40,11 @@ struct cli_buf {
 };
 
 /*
- * One request. r_fd != -1 streams a file as the body (PUT); otherwise
- * r_body, if not NULL, is sent as JSON (the caller keeps it). r_http, if
- * not NULL, adds request headers and collects response headers.
+ * One request. r_fd != -1 streams r_size bytes of a file from r_base as
+ * the body (PUT); r_raw sends r_rawlen bytes as they are (a part of a
+ * body); otherwise r_body, if not NULL, is sent as JSON (the caller keeps
+ * it). r_http, if not NULL, adds request headers and collects response
+ * headers; r_range and r_sha are a part's headers.
  */
 struct cli_req {
 	const char	*r_method;
@@ -48,7 +56,13 @@ struct cli_req {
 	json_t		*r_body;
 	struct cli_http	*r_http;
 	int		 r_quiet404;	/* 404: return 1, print nothing */
+	const char	*r_raw;
+	size_t		 r_rawlen;
+	const char	*r_ctype;	/* of r_raw */
+	const char	*r_range;	/* "Content-Range: ..." */
+	const char	*r_sha;		/* "Upload-Sha256: ..." */
 	int		 r_fd;
+	uint64_t	 r_base;
 	uint64_t	 r_size;
 	uint64_t	 r_sent;	/* bytes read from r_fd */
 	const char	*r_name;	/* labels the progress line, or NULL */
@@ -223,7 +237,7 @@ cli_seek_cb(void *arg, curl_off_t off, int origin)
 	struct cli_req	*r = arg;
 
 	if (origin != SEEK_SET || off < 0 || (uint64_t)off > r->r_size ||
-	    lseek(r->r_fd, (off_t)off, SEEK_SET) == -1)
+	    lseek(r->r_fd, (off_t)(r->r_base + (uint64_t)off), SEEK_SET) == -1)
 		return (CURL_SEEKFUNC_CANTSEEK);
 	r->r_sent = (uint64_t)off;
 	return (CURL_SEEKFUNC_OK);
@@ -297,10 +311,34 @@ cli_setup_upload(CURL *c, struct cli_req *r, struct curl_slist *hdrs)
 	curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cli_seek_cb);
 	curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
 	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->r_size);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	/* A part's progress is the whole body's (cli_parts). */
+	if (r->r_range == NULL) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	}
 	return (cli_header(hdrs, "Content-Type: application/octet-stream"));
+}
+
+/* A part of a body in memory (cli_parts): the last may take a while. */
+static struct curl_slist *
+cli_setup_part(CURL *c, struct cli_req *r, struct curl_slist *hdrs)
+{
+	char	*ct;
+
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
+	if (r->r_ctype != NULL) {
+		xasprintf(&ct, "Content-Type: %s", r->r_ctype);
+		hdrs = cli_header(hdrs, ct);
+		free(ct);
+	}
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->r_raw);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)r->r_rawlen);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->r_method);
+	return (hdrs);
 }
 
 /*
@@ -412,6 +450,43 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 	return (0);
 }
 
+/*
+ * Perform the request; a 429 (too many requests with this token) is
+ * waited out as its Retry-After says, a few times, then answered as is.
+ */
+static CURLcode
+cli_send(CURL *c, struct cli_req *r, struct cli_buf *b)
+{
+	struct curl_header	*h;
+	CURLcode		 rc;
+	long			 status, wait;
+	int			 tries;
+
+	for (tries = 0; ; tries++) {
+		rc = curl_easy_perform(c);
+		status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (rc != CURLE_OK || status != 429 || tries == CLI_RETRIES ||
+		    curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1,
+		    &h) != CURLHE_OK)
+			return (rc);
+		wait = strtol(h->value, NULL, 10);
+		if (wait < 1 || wait > CLI_RETRY_MAX)
+			return (rc);
+		cli_status("too many requests with this token: waiting %ld s",
+		    wait);
+		sleep((unsigned)wait);
+		cli_status_end(0);
+		free(b->b_data);
+		memset(b, 0, sizeof(*b));
+		/* A file body is sent again from its start. */
+		if (r->r_fd != -1 && lseek(r->r_fd, (off_t)r->r_base,
+		    SEEK_SET) == -1)
+			return (rc);
+		r->r_sent = 0;
+	}
+}
+
 /* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
 static int
 cli_perform(struct cli_req *r, json_t **out)
@@ -467,12 +542,18 @@ cli_perform(struct cli_req *r, json_t **out)
 	for (i = 0; r->r_http != NULL && i < CLI_HTTP_MAXHDRS &&
 	    r->r_http->h_send[i] != NULL; i++)
 		hdrs = cli_header(hdrs, r->r_http->h_send[i]);
-	if (r->r_fd != -1)
+	if (r->r_range != NULL) {
+		hdrs = cli_header(hdrs, r->r_range);
+		hdrs = cli_header(hdrs, r->r_sha);
+	}
+	if (r->r_raw != NULL)
+		hdrs = cli_setup_part(c, r, hdrs);
+	else if (r->r_fd != -1)
 		hdrs = cli_setup_upload(c, r, hdrs);
 	else if (cli_setup_json(c, r, &hdrs, &payload) == -1)
 		goto out;
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	ret = cli_result(c, r, curl_easy_perform(c), &b, url, errbuf, out);
+	ret = cli_result(c, r, cli_send(c, r, &b), &b, url, errbuf, out);
 out:
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
@@ -493,11 +574,141 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 	return (cli_request_http(method, path, body, NULL, out));
 }
 
+/* SHA-256 of len bytes as hex. */
+static void
+cli_sha256(const void *p, size_t len, char hex[65])
+{
+	unsigned char	 md[32];
+	unsigned int	 mdlen = sizeof(md);
+
+	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+		fprintf(stderr, "opsnctl: SHA-256 failed\n");
+		exit(CLI_EXIT_ERROR);
+	}
+	util_hex(md, sizeof(md), hex);
+}
+
+/* A whole number member of a part's answer, or -1. */
+static int64_t
+cli_part_num(json_t *reply, const char *key)
+{
+	json_t	*v = json_object_get(reply, key);
+
+	return (json_is_integer(v) && json_integer_value(v) >= 0 ?
+	    (int64_t)json_integer_value(v) : -1);
+}
+
+/*
+ * Send a body in parts (the controller's limit on one request is small;
+ * see its http.h): ask how much of this body it already holds, then send
+ * the rest one part at a time; the last part's answer is the call's. The
+ * body is the len bytes at mem, or else the file open on fd. tmpl gives
+ * the method, path, headers and label.
+ */
+static int
+cli_parts(const struct cli_req *tmpl, const char *mem, int fd, uint64_t len,
+    const char *sha, json_t **out)
+{
+	struct cli_req	 r;
+	json_t		*reply = NULL;
+	char		*range = NULL, *hsha = NULL, done[32], total[32];
+	uint64_t	 off, n, part;
+	int64_t		 v;
+	int		 ret = -1;
+
+	xasprintf(&hsha, "Upload-Sha256: %s", sha);
+	xasprintf(&range, "Content-Range: bytes */%" PRIu64, len);
+	memset(&r, 0, sizeof(r));
+	r.r_method = tmpl->r_method;
+	r.r_path = tmpl->r_path;
+	r.r_fd = -1;
+	r.r_raw = "";
+	r.r_range = range;
+	r.r_sha = hsha;
+	if (cli_perform(&r, &reply) == -1)
+		goto out;
+	if ((v = cli_part_num(reply, "received")) == -1 ||
+	    (uint64_t)v > len || cli_part_num(reply, "part_max") <
+	    CLI_PART_MIN) {
+		fprintf(stderr, "opsnctl: %s %s: the controller's answer to a "
+		    "body in parts is not understood\n", r.r_method, r.r_path);
+		goto out;
+	}
+	off = (uint64_t)v;
+	part = (uint64_t)cli_part_num(reply, "part_max");
+	/* Whole but not taken (the call failed): send the last part again. */
+	if (off == len)
+		off = len > part ? len - part : 0;
+	if (off > 0 && tmpl->r_name != NULL && !cli_conf.cc_quiet) {
+		format_bytes(off, done, sizeof(done));
+		cli_status("%s: resuming after %s", tmpl->r_name, done);
+		cli_status_end(1);
+	}
+	format_bytes(len, total, sizeof(total));
+	for (;;) {
+		n = len - off < part ? len - off : part;
+		r = *tmpl;
+		free(range);
+		xasprintf(&range, "Content-Range: bytes %" PRIu64 "-%" PRIu64
+		    "/%" PRIu64, off, off + n - 1, len);
+		r.r_range = range;
+		r.r_sha = hsha;
+		r.r_name = NULL;
+		if (mem != NULL) {
+			r.r_fd = -1;
+			r.r_raw = mem + off;
+			r.r_rawlen = (size_t)n;
+		} else {
+			if (lseek(fd, (off_t)off, SEEK_SET) == -1) {
+				fprintf(stderr, "opsnctl: %s: %s\n",
+				    tmpl->r_name, strerror(errno));
+				goto out;
+			}
+			r.r_fd = fd;
+			r.r_base = off;
+			r.r_size = n;
+			r.r_name = tmpl->r_name;	/* for read errors */
+		}
+		if (off + n == len) {
+			if (tmpl->r_name != NULL)
+				cli_status("%s: %s sent, waiting for the "
+				    "controller", tmpl->r_name, total);
+			ret = cli_perform(&r, out);
+			break;
+		}
+		json_decref(reply);
+		reply = NULL;
+		if (cli_perform(&r, &reply) == -1)
+			goto out;
+		if ((v = cli_part_num(reply, "received")) == -1 ||
+		    (uint64_t)v <= off || (uint64_t)v >= len) {
+			fprintf(stderr, "opsnctl: %s %s: the controller kept "
+			    "no more of the body\n", r.r_method, r.r_path);
+			goto out;
+		}
+		off = (uint64_t)v;
+		if (tmpl->r_name != NULL) {
+			format_bytes(off, done, sizeof(done));
+			cli_status("%s: %s of %s (%d%%)", tmpl->r_name, done,
+			    total, (int)(off * 100 / len));
+		}
+	}
+out:
+	if (tmpl->r_name != NULL)
+		cli_status_end(ret == 0);
+	json_decref(reply);
+	free(range);
+	free(hsha);
+	return (ret);
+}
+
 int
 cli_request_http(const char *method, const char *path, json_t *body,
     struct cli_http *http, json_t **out)
 {
 	struct cli_req	 r;
+	char		*payload = NULL, sha[65];
+	size_t		 len;
 	int		 ret;
 
 	memset(&r, 0, sizeof(r));
@@ -508,9 +719,18 @@ cli_request_http(const char *method, const char *path, json_t *body,
 	r.r_fd = -1;
 	if (http != NULL && http->h_label != NULL)
 		r.r_name = http->h_label;
-	ret = cli_perform(&r, out);
-	if (r.r_name != NULL)
-		cli_status_end(0);
+	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) != NULL &&
+	    (len = strlen(payload)) > CLI_PART_BODY) {
+		cli_sha256(payload, len, sha);
+		r.r_body = NULL;
+		r.r_ctype = "application/json";
+		ret = cli_parts(&r, payload, -1, len, sha, out);
+	} else {
+		ret = cli_perform(&r, out);
+		if (r.r_name != NULL)
+			cli_status_end(0);
+	}
+	free(payload);
 	json_decref(body);
 	return (ret);
 }
@@ -610,31 +830,20 @@ cli_lookup(const char *path, json_t **out)
 }
 
 int
-cli_upload(const char *path, int fd, uint64_t size, const char *name,
-    json_t **out)
+cli_upload(const char *path, int fd, uint64_t size, const char *sha256,
+    const char *name, json_t **out)
 {
 	struct cli_req	 r;
-	char		*clean, total[32];
+	char		*clean;
 	int		 ret;
 
 	clean = format_clean(name);
-	if (lseek(fd, 0, SEEK_SET) == -1) {
-		fprintf(stderr, "opsnctl: %s: %s\n", clean, strerror(errno));
-		free(clean);
-		return (-1);
-	}
 	memset(&r, 0, sizeof(r));
 	r.r_method = "PUT";
 	r.r_path = path;
 	r.r_fd = fd;
-	r.r_size = size;
 	r.r_name = clean;
-	ret = cli_perform(&r, out);
-	if (ret == 0) {
-		format_bytes(size, total, sizeof(total));
-		cli_status("%s: %s sent", clean, total);
-		cli_status_end(1);
-	}
+	ret = cli_parts(&r, NULL, fd, size, sha256, out);
 	free(clean);
 	return (ret);
 }

@@ -49,6 +49,7 @@ struct cli_cmd {
 	int		 c_max;
 	int		 c_flags;
 #define CLI_CMD_LOCAL	0x1		/* needs no settings or network */
+#define CLI_CMD_OFFLINE	0x2		/* may run without a controller */
 	int		(*c_fn)(struct cli_call *);	/* exit status */
 };
 
@@ -61,6 +62,11 @@ struct cli_call {
 	const char		*ca_optv[CLI_MAXOPTS];
 	const char		**ca_optl[CLI_MAXOPTS];
 	size_t			 ca_optn[CLI_MAXOPTS];
+	/*
+	 * CLI_CMD_OFFLINE: why the settings name no controller, or NULL.
+	 * The command says it only when it needs one.
+	 */
+	char			*ca_conf_error;
 };
 
 /* Flag-level settings from the command line, before they are merged. */
@@ -125,13 +131,14 @@ int	 cli_save(const char *path, const char *accept, struct cli_http *,
 /* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
 int	 cli_lookup(const char *path, json_t **out);
 /*
- * PUT size bytes of the regular file open on fd (read from its start) to
- * path as application/octet-stream, streamed, never held in memory. name
- * (the file's) labels the progress line on a terminal and the messages.
- * Returns like cli_request; fd stays open.
+ * PUT size bytes of the regular file open on fd, whose SHA-256 is sha256
+ * (hex), to path as application/octet-stream, in parts no larger than the
+ * controller takes in one request, resuming after the bytes it already
+ * holds; never held in memory. name (the file's) labels the progress line
+ * on a terminal and the messages. Returns like cli_request; fd stays open.
  */
-int	 cli_upload(const char *path, int fd, uint64_t size, const char *name,
-	    json_t **out);
+int	 cli_upload(const char *path, int fd, uint64_t size,
+	    const char *sha256, const char *name, json_t **out);
 /* Show a one-line status on stderr, rewritten in place, if it is a tty. */
 void	 cli_status(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
@@ -183,6 +190,9 @@ void	 format_table(FILE *, const struct format_col *, size_t,
 	    json_t *items);
 /* Print obj as aligned "field: value" lines. */
 void	 format_fields(FILE *, const struct format_col *, size_t, json_t *obj);
+/* For each object of list, fmt with its string members k1, k2, k3. */
+void	 format_each(FILE *, json_t *list, const char *fmt, const char *k1,
+	    const char *k2, const char *k3);
 /* Print v as JSON indented by 2 spaces, with a final newline. */
 void	 format_json(FILE *, json_t *);
 /* Columns a UTF-8 string takes on a terminal (one per code point). */
@@ -248,6 +258,8 @@ int	 adjustment_list(struct cli_call *);
 /* audit.c */
 int	 audit_list(struct cli_call *);
 int	 audit_verify(struct cli_call *);
+int	 audit_export(struct cli_call *);
+int	 audit_checkpoint(struct cli_call *);
 
 /* health.c */
 int	 health_show(struct cli_call *);
@@ -272,6 +284,22 @@ int	 node_list(struct cli_call *);
 int	 node_show(struct cli_call *);
 int	 node_token(struct cli_call *);
 int	 node_revoke(struct cli_call *);
+int	 node_cordon(struct cli_call *);
+int	 node_uncordon(struct cli_call *);
+int	 node_drain(struct cli_call *);
+int	 node_evacuate(struct cli_call *);
+int	 node_set(struct cli_call *);
+/* A VM's migration object as "migrating 43 % to hv-b (copying)". */
+char	*node_fmt_migration(json_t *);
+
+/* group.c */
+int	 group_add(struct cli_call *);
+int	 group_list(struct cli_call *);
+int	 group_delete(struct cli_call *);
+
+/* cluster.c */
+int	 cluster_capacity(struct cli_call *);
+int	 cluster_rebalance(struct cli_call *);
 
 /* plan.c */
 int	 plan_add(struct cli_call *);

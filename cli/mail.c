@@ -721,6 +721,7 @@ mail_box_import(struct cli_call *call)
 {
 	const char	*domain = cli_opt(call, "domain");
 	const char	*file = cli_opt(call, "csv");
+	struct cli_http	 http;
 	json_t		*records, *body, *rep, *v;
 	char		*text = NULL, *cause = NULL;
 	size_t		 len, i;
@@ -746,7 +747,13 @@ mail_box_import(struct cli_call *call)
 	}
 	body = json_pack("{s:s,s:o}", "domain", domain, "records", records);
 	json_incref(body);
-	rc = cli_request("POST", "/v1/mail/mailboxes/import", body, &rep);
+	/* Hashing 10,000 passwords takes the controller half a minute. */
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	http.h_label = "importing mailboxes";
+	rc = cli_request_http("POST", "/v1/mail/mailboxes/import", body, &http,
+	    &rep);
+	cli_http_clear(&http);
 	/* Wipe the passwords the request carried. */
 	json_array_foreach(records, i, v) {
 		json_t *pw = json_object_get(v, "password");

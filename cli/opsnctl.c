@@ -47,6 +47,40 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "node", "revoke" }, "NAME",
 	  "revoke a node's certificate",
 	  { NULL }, 1, 1, 0, node_revoke },
+	{ { "node", "cordon" }, "NAME",
+	  "take a hypervisor out of placement",
+	  { NULL }, 1, 1, 0, node_cordon },
+	{ { "node", "uncordon" }, "NAME",
+	  "put a hypervisor back into placement (stops a drain)",
+	  { NULL }, 1, 1, 0, node_uncordon },
+	{ { "node", "drain" }, "NAME [--wait [--timeout DURATION]]",
+	  "move every VM elsewhere (cold migration); ends cordoned",
+	  { "wait", "timeout=" }, 1, 1, 0, node_drain },
+	{ { "node", "evacuate" }, "NAME --fenced",
+	  "rebuild an off node's VMs elsewhere from their images",
+	  { "fenced" }, 1, 1, 0, node_evacuate },
+	{ { "node", "set" }, "NAME [--cpu-ratio R] [--memory-ratio R] "
+	  "[--disk-ratio R] [--reserve-cpus N] [--reserve-memory SIZE] "
+	  "[--tags K=V,...]",
+	  "set a hypervisor's allocation ratios, host reserve and tags",
+	  { "cpu-ratio=", "memory-ratio=", "disk-ratio=", "reserve-cpus=",
+	    "reserve-memory=", "tags=" }, 1, 1, 0, node_set },
+	{ { "group", "add" }, "NAME [--policy anti-affinity|"
+	  "soft-anti-affinity]",
+	  "add an anti-affinity group of VMs",
+	  { "policy=" }, 1, 1, 0, group_add },
+	{ { "group", "list" }, "",
+	  "list the anti-affinity groups",
+	  { NULL }, 0, 0, 0, group_list },
+	{ { "group", "delete" }, "NAME",
+	  "delete an anti-affinity group without VMs",
+	  { NULL }, 1, 1, 0, group_delete },
+	{ { "cluster", "capacity" }, "[--plan PLAN]",
+	  "VMs of each plan that still fit, N+1, empty nodes",
+	  { "plan=" }, 0, 0, 0, cluster_capacity },
+	{ { "cluster", "rebalance" }, "[--dry-run] [--max-moves N]",
+	  "move VMs to lower the imbalance (hbal's way)",
+	  { "dry-run", "max-moves=" }, 0, 0, 0, cluster_rebalance },
 	{ { "image", "add" }, "NAME --file DISK [--format qcow2|raw] "
 	  "[--kernel FILE [--initrd FILE] [--cmdline TEXT]]",
 	  "upload a disk image (and a kernel to boot it)",
@@ -60,11 +94,13 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	  { NULL }, 1, 1, 0, image_show },
 	{ { "vm", "create" }, "--name NAME --image IMAGE [--plan PLAN] "
 	  "[--vcpus N] [--memory SIZE] [--disk SIZE] [--node NODE] "
+	  "[--group GROUP] [--policy spread|pack] [--require K=V,...] "
 	  "[--tenant TENANT] [--nic BRIDGE]... [--stopped] "
 	  "[--wait [--timeout DURATION]]",
 	  "create a VM, on a node or where it fits",
 	  { "name=", "node=", "image=", "plan=", "vcpus=", "memory=", "disk=",
-	    "tenant=", "nic=", "stopped", "wait", "timeout=" },
+	    "tenant=", "nic=", "stopped", "wait", "timeout=", "group=",
+	    "policy=", "require=" },
 	  0, 0, 0, vm_create },
 	{ { "vm", "list" }, "[--node NODE] [--tenant TENANT] [--state STATE]",
 	  "list the VMs",
@@ -176,9 +212,16 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "audit", "list" }, "[--since DATE|DURATION] [--object OBJECT]",
 	  "show the audit trail",
 	  { "since=", "object=" }, 0, 0, 0, audit_list },
-	{ { "audit", "verify" }, "",
-	  "check that the audit trail is intact",
-	  { NULL }, 0, 0, 0, audit_verify },
+	{ { "audit", "verify" }, "[--file EXPORT]",
+	  "check the audit trail against its signed checkpoints (in the "
+	  "controller, or offline in an export with the CA of --ca)",
+	  { "file=" }, 0, 0, CLI_CMD_OFFLINE, audit_verify },
+	{ { "audit", "export" }, "[--file FILE]",
+	  "write the whole audit trail with its signed checkpoints",
+	  { "file=" }, 0, 0, 0, audit_export },
+	{ { "audit", "checkpoint" }, "",
+	  "sign the audit trail's head now",
+	  { NULL }, 0, 0, 0, audit_checkpoint },
 	{ { "usage" }, "--from DATE --to DATE [--tenant TENANT] "
 	  "[--group metric|resource|day|month] [--format table|json|csv|ods] "
 	  "[--sep semicolon|comma|tab] [--decimal comma|point] [--file FILE]",
@@ -583,7 +626,7 @@ main(int argc, char *argv[])
 	struct cli_call		 call;
 	struct option		 longopts[nitems(opsnctl_globals) +
 				    CLI_MAXOPTS + 1];
-	char			**avbase, **av, *cause, *name;
+	char			**avbase, **av, *cause = NULL, *name;
 	size_t			 i, n = 0;
 	int			 ac, ch, rc, used;
 
@@ -686,7 +729,10 @@ main(int argc, char *argv[])
 	}
 
 	if (!(cmd->c_flags & CLI_CMD_LOCAL)) {
-		if (conf_load(&flags, &cause) == -1) {
+		if (conf_load(&flags, &cause) == -1 &&
+		    (cmd->c_flags & CLI_CMD_OFFLINE))
+			call.ca_conf_error = cause;
+		else if (cause != NULL) {
 			fprintf(stderr, "opsnctl: %s\n", cause);
 			free(cause);
 			rc = CLI_EXIT_ERROR;
@@ -714,6 +760,7 @@ out:
 		free((char *)longopts[i].name);
 	for (i = 0; i < CLI_MAXOPTS; i++)
 		free(call.ca_optl[i]);
+	free(call.ca_conf_error);
 	free(avbase);
 	return (rc);
 }

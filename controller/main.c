@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -138,6 +139,33 @@ static const struct cfg_option ctl_opts[] = {
 	  "bordereau of each type" },
 	{ "accounting", "first_titre", CFG_INT, C(acc_first_titre), "1", 1,
 	  99999999, NULL, 0, NULL, "number of a fiscal year's first titre" },
+	{ "audit", "checkpoint_interval", CFG_DURATION,
+	  C(audit_checkpoint_ms), "15m", 1000, 7LL * 86400000, NULL, 0, NULL,
+	  "how often the audit trail's head is signed (when it moved)" },
+	{ "api", "max_body", CFG_INT, C(api_max_body), "1048576", 4096,
+	  64 << 20, NULL, 0, NULL,
+	  "bytes in one request's body; larger ones come in parts" },
+	{ "api", "max_connections", CFG_INT, C(api_max_conns), "1024", 1,
+	  1000000, NULL, 0, NULL,
+	  "API connections at once; more are closed on arrival" },
+	{ "api", "max_buffered", CFG_INT, C(api_max_buffered), "16777216",
+	  1 << 20, (int64_t)1 << 40, NULL, 0, NULL,
+	  "bytes of request bodies being read, all connections together; "
+	  "past it the connections holding the most are cut" },
+	{ "api", "handshake_timeout", CFG_DURATION, C(api_handshake_ms),
+	  "10s", 100, 300000, NULL, 0, NULL,
+	  "time for a client to finish its TLS handshake" },
+	{ "api", "request_timeout", CFG_DURATION, C(api_request_ms),
+	  "30s", 100, 3600000, NULL, 0, NULL,
+	  "time for a request's head and body to arrive, and for a kept-alive "
+	  "connection to send its next request" },
+	{ "api", "rate", CFG_INT, C(api_rate), "20", 0, 1000000, NULL, 0,
+	  NULL, "requests a second per token (0: no limit)" },
+	{ "api", "burst", CFG_INT, C(api_burst), "200", 1, 1000000, NULL, 0,
+	  NULL, "requests a token may make at once before its rate applies" },
+	{ "scheduler", "policy", CFG_ENUM, C(sched_policy), "spread", 0, 0,
+	  "spread|pack", 0, NULL, "where new VMs go: spread (balance free "
+	  "memory and vCPUs) or pack (the fullest node that fits)" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,
@@ -273,6 +301,13 @@ main(int argc, char **argv)
 		fatal("log file %s", c.conf.log_file);
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * h2o's input buffers past 256 KiB (request bodies) get their own
+	 * mappings, given back whole when a connection closes, rather than
+	 * heap memory the next flood of bodies fragments (glibc raises its
+	 * threshold after each such free otherwise).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	umask(027);
 	if (util_mkdirs(c.conf.data_dir, 0750, &cause) == -1)
 		fatalx("data folder: %s", cause);

@@ -13,6 +13,9 @@ extern const struct ctl_module access_module;
 
 /* Serve every module's routes (after the modules' init). */
 int	router_start(struct ctl *, char **cause);
+#ifdef OPSN_FUZZ
+void	router_fuzz_start(struct ctl *);
+#endif
 /* A role's rank (admin 3, operator 2, finance and auditor 1), -1 if none. */
 int	router_role_rank(const char *role);
 /* Would the router let p call rt (its role and the route's scope)? 1 or 0. */

@@ -87,7 +87,7 @@ router_authenticate(const char *token, struct api_principal *p, void *arg)
 	    "(expires_at IS NULL OR expires_at > ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(p->ap_name, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(p->ap_name));
 		strlcpy(p->ap_role, (const char *)sqlite3_column_text(st, 1),
@@ -213,7 +213,7 @@ router_owner_is(struct api_req *r, json_t *body, const char *sql,
 		if (v != NULL)
 			sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
 	}
-	while (!found && sqlite3_step(st) == SQLITE_ROW)
+	while (!found && store_step(st) == SQLITE_ROW)
 		found = sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
 		    sqlite3_column_int64(st, 0) == tenant;
 	sqlite3_finalize(st);
@@ -284,6 +284,14 @@ out:
 	return (rv);
 }
 
+/* Does p's role hold rt's permission (before a body in parts is kept)? */
+static int
+router_permits(const struct api_principal *p, const struct api_route *rt,
+    void *arg)
+{
+	return (router_role_may(p->ap_role, rt->ar_perm));
+}
+
 /* May p call rt? The role's permissions, then the route's scope. */
 static int
 router_decide(struct api_req *r, const struct api_principal *p,
@@ -329,21 +337,25 @@ router_authorize(struct api_req *r, const struct api_principal *p,
 	return (0);
 }
 
-/* Serve every module's routes on the configured address. */
-int
-router_start(struct ctl *c, char **cause)
+static uint64_t
+router_write_failures(void *arg)
 {
-	static const struct api_hooks hooks = {
-		router_authenticate, router_authorize, NULL,
-		router_authenticate_cert, router_authenticate_request
-	};
+	return (store_write_failures());
+}
+
+static const struct api_hooks router_hooks = {
+	router_authenticate, router_authorize, NULL,
+	router_authenticate_cert, router_authenticate_request,
+	router_write_failures, router_permits
+};
+
+/* Gather every module's routes into router_all; their number. */
+static size_t
+router_collect(struct ctl *c)
+{
 	const struct ctl_module *const	*mp;
-	char				*host = NULL;
-	int				 port, rv;
 	size_t				 n = 0;
 
-	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
-		return (-1);
 	for (mp = c->modules; *mp != NULL; mp++)
 		n += (*mp)->m_nroutes;
 	router_all = xcalloc(n, sizeof(*router_all));
@@ -356,8 +368,46 @@ router_start(struct ctl *c, char **cause)
 		n += (*mp)->m_nroutes;
 	}
 	router_nall = n;
-	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n, &hooks,
-	    cause);
+	return (n);
+}
+
+#ifdef OPSN_FUZZ
+/* Fuzzing builds: every module's routes, served to api_fuzz_call(). */
+void
+router_fuzz_start(struct ctl *c)
+{
+	size_t	 n = router_collect(c);
+
+	api_fuzz_init(c->loop, router_all, n, &router_hooks);
+}
+#endif
+
+/* Serve every module's routes on the configured address. */
+int
+router_start(struct ctl *c, char **cause)
+{
+	struct api_limits	 lim;
+	char			*staging, *host = NULL;
+	int			 port, rv;
+	size_t			 n;
+
+	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
+		return (-1);
+	n = router_collect(c);
+	memset(&lim, 0, sizeof(lim));
+	lim.al_max_body = (size_t)c->conf.api_max_body;
+	lim.al_max_conns = (size_t)c->conf.api_max_conns;
+	lim.al_handshake_ms = (uint64_t)c->conf.api_handshake_ms;
+	lim.al_request_ms = (uint64_t)c->conf.api_request_ms;
+	lim.al_rate = c->conf.api_rate > 0 ? (double)c->conf.api_rate : -1;
+	lim.al_burst = (double)c->conf.api_burst;
+	lim.al_max_buffered = (size_t)c->conf.api_max_buffered;
+	xasprintf(&staging, "%s/parts", c->conf.data_dir);
+	lim.al_staging = staging;
+	api_configure(&lim);
+	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n,
+	    &router_hooks, cause);
+	free(staging);
 	free(host);
 	if (rv == 0)
 		log_info("api: listening on https://%s", c->conf.api_listen);

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/x509.h>
@@ -206,7 +207,7 @@ nodes_set_state(struct node *n, const char *state, const char *why)
 	else
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_int64(st, 4, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving the state of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -307,6 +308,17 @@ nodes_gone_hooks(int64_t id)
 			(*mp)->m_gone(id);
 }
 
+/* Let every module add what it knows of a node to its JSON. */
+static void
+nodes_json_hooks(int64_t id, json_t *o)
+{
+	const struct ctl_module *const	*mp;
+
+	for (mp = nc->modules; *mp != NULL; mp++)
+		if ((*mp)->m_node_json != NULL)
+			(*mp)->m_node_json(id, o);
+}
+
 static void
 nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
     void *arg)
@@ -403,6 +415,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	char		 fpr[65];
 	struct node	*n;
 	int64_t		 now = util_now();
+	size_t		 i;
 
 	if (s->s_cn != NULL) {
 		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "enrolled",
@@ -419,6 +432,18 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 		    "letters, digits, '-', '.', '_'; at most %d)", e->name,
 		    NODE_NAME_MAX);
 		goto refuse;
+	}
+	for (i = 0; i < nc->nserver_names; i++) {
+		/*
+		 * A node named as the controller would hold a certificate
+		 * for one of its names: a careless client could take it
+		 * for the controller.
+		 */
+		if (strcasecmp(e->name, nc->server_names[i]) == 0) {
+			xasprintf(&cause, "node name '%s' is one of the "
+			    "controller's own names: choose another", e->name);
+			goto refuse;
+		}
 	}
 	if ((n = nodes_find(e->name)) != NULL && !n->n_revoked) {
 		xasprintf(&cause, "a node named '%s' is already enrolled; "
@@ -447,7 +472,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_text(st, 3, fpr, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(&cause, "storing the node: %s", sqlite3_errmsg(nc->db));
 		sqlite3_finalize(st);
 		goto rollback;
@@ -577,7 +602,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_int64(st, 9, hi);
 	sqlite3_bind_int64(st, 11, n->n_seen);
 	sqlite3_bind_int64(st, 12, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving HELLO of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -836,7 +861,7 @@ nodes_load(char **cause)
 
 	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
 	    "last_seen FROM nodes");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		n = xcalloc(1, sizeof(*n));
 		n->n_id = sqlite3_column_int64(st, 0);
 		strlcpy(n->n_name, (const char *)sqlite3_column_text(st, 1),
@@ -936,7 +961,7 @@ nodes_revoke(const char *name, int64_t *id, char **cause)
 	    "'revoked', state_since = ? WHERE id = ?");
 	sqlite3_bind_int64(st, 1, util_now());
 	sqlite3_bind_int64(st, 2, n->n_id);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		xasprintf(cause, "revoking %s: %s", name,
@@ -985,16 +1010,22 @@ nodes_row_write(struct jsonw *w, sqlite3_stmt *st)
 	const char	*name = (const char *)sqlite3_column_text(st, 0);
 	const char	*r = (const char *)sqlite3_column_text(st, 2);
 	struct node	*n = nodes_find(name);
+	json_t		*hooked = json_object(), *v;
+	const char	*key;
 	char		 buf[32];
 	size_t		 len;
 	int64_t		 seen;
 
+	/* What modules know of a connected node; its state may change. */
+	json_object_set_new(hooked, "state", json_string(n ? n->n_state :
+	    (const char *)sqlite3_column_text(st, 1)));
+	if (n != NULL)
+		nodes_json_hooks(n->n_id, hooked);
 	jsonw_obj(w);
 	jsonw_key(w, "name");
 	jsonw_str(w, name);
 	jsonw_key(w, "state");
-	jsonw_str(w, n ? n->n_state : (const char *)sqlite3_column_text(st,
-	    1));
+	jsonw_json(w, json_object_get(hooked, "state"));
 	jsonw_key(w, "connected");
 	jsonw_bool(w, n && n->n_sess);
 	jsonw_key(w, "roles");
@@ -1043,6 +1074,12 @@ nodes_row_write(struct jsonw *w, sqlite3_stmt *st)
 	jsonw_bool(w, sqlite3_column_int(st, 15));
 	jsonw_key(w, "cert_fingerprint");
 	jsonw_col_text(w, st, 16);
+	json_object_del(hooked, "state");
+	json_object_foreach(hooked, key, v) {
+		jsonw_key(w, key);
+		jsonw_json(w, v);
+	}
+	json_decref(hooked);
 	jsonw_obj_end(w);
 }
 
@@ -1063,7 +1100,7 @@ nodes_json(const char *name)
 	st = store_stmt(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		nodes_row_write(&w, st);
 		o = jsonw_load(&w);
 	}
@@ -1087,7 +1124,7 @@ nodes_list_write(struct jsonw *w, const char *after, int limit, char **next)
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
 			break;

@@ -706,7 +706,7 @@ billing_route_statements(struct api_req *r)
 	if (status != NULL)
 		sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -774,7 +774,7 @@ billing_route_periods(struct api_req *r)
 	    "s.tenant_id = ?1)), p.checksum FROM billing_periods p ORDER BY "
 	    "p.first_day, p.end_day");
 	sqlite3_bind_int64(st, 1, billing_scope(r));
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		total.c = sqlite3_column_int64(st, 9);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		util_time_fmt(sqlite3_column_int64(st, 4), gen, sizeof(gen));
@@ -915,7 +915,7 @@ billing_route_adjust(struct api_req *r)
 	sqlite3_bind_int64(st, 5, util_now());
 	sqlite3_bind_text(st, 6, api_principal(r)->ap_name, -1,
 	    SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		goto fail;
 	}
@@ -933,7 +933,7 @@ billing_route_adjust(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id = "
 	    "?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = billing_adj_json(st);
 	sqlite3_finalize(st);
 	api_reply_json(r, 201, o);
@@ -971,7 +971,7 @@ billing_route_adjustments(struct api_req *r)
 	sqlite3_bind_int64(st, 2, tenant);
 	sqlite3_bind_int(st, 3, pending);
 	sqlite3_bind_int(st, 4, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);

@@ -132,7 +132,7 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	    "member_kind, member_name, insee, siren, population, total_cents, "
 	    "checksum FROM statements WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		o = json_object();
 		json_object_set_new(o, "id", exp_int(st, 0));
 		json_object_set_new(o, "period", exp_text(st, 1));
@@ -163,7 +163,7 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	    "l LEFT JOIN tariffs t ON t.id = l.tariff_id WHERE "
 	    "l.statement_id = ? ORDER BY l.seq");
 	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		json_array_append_new(lines, exp_line_json(st));
 	sqlite3_finalize(st);
 	json_object_set_new(o, "lines", lines);
@@ -219,7 +219,7 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 	    "period = ?1 AND (?2 = 0 OR tenant_id = ?2) ORDER BY id");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, tenant);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		snprintf(line, sizeof(line), "%lld %s\n", (long long)
 		    sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1));
 		EVP_DigestUpdate(md, line, strlen(line));
@@ -345,7 +345,7 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 
 	exp_header(x, o, cols);
 	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		exp_cell(x, o, exp_col(st, 0), 0, 0);
 		exp_cell(x, o, exp_col(st, 1), 0, 0);
 		exp_cell(x, o, exp_col(st, 2), 0, 0);
@@ -409,7 +409,7 @@ exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 
 	exp_header(x, o, cols);
 	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		exp_cell(x, o, exp_col(st, 0), 0, 0);
 		exp_cell(x, o, exp_col(st, 1), 0, 0);
 		exp_cell(x, o, exp_col(st, 2), 0, 0);
@@ -438,7 +438,7 @@ exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	int		 rc, n = 0;
 
 	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		row = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,"
@@ -468,7 +468,7 @@ exp_titres(sqlite3_stmt *tq, int64_t stmt, char *buf, size_t len)
 	buf[0] = '\0';
 	sqlite3_reset(tq);
 	sqlite3_bind_int64(tq, 1, stmt);
-	while (sqlite3_step(tq) == SQLITE_ROW && n + 24 < len)
+	while (store_step(tq) == SQLITE_ROW && n + 24 < len)
 		n += (size_t)snprintf(buf + n, len - n, "%s%lld/%lld",
 		    n > 0 ? ", " : "", (long long)sqlite3_column_int64(tq, 0),
 		    (long long)sqlite3_column_int64(tq, 1));
@@ -522,7 +522,7 @@ exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
 	    "t.id = s.tenant_id WHERE s.period = ?1 AND (?2 = 0 OR "
 	    "s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id",
 	    period, o, after, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		for (i = 0; i < 7; i++)
 			ods_text(ods, exp_col(st, i));
@@ -541,7 +541,7 @@ exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
 	ods_sheet(ods, "lines");
 	ods_header(ods, lcols, nitems(lcols));
 	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		for (i = 0; i < 10; i++)
 			ods_text(ods, exp_col(st, i));
@@ -585,7 +585,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(status, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(status));
 	sqlite3_finalize(st);
@@ -600,7 +600,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 	sqlite3_bind_int64(st, 2, o->eo_tenant);
 	sqlite3_bind_int64(st, 3, after);
 	sqlite3_bind_int64(st, 4, o->eo_limit > 0 ? o->eo_limit + 1 : -1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		if (o->eo_limit > 0 && n == o->eo_limit) {
 			info->ei_next = upto;

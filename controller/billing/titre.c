@@ -359,7 +359,7 @@ titre_load(struct titre_job *x)
 	    "amount_cents, corrects_period, corrects_statement FROM "
 	    "statement_lines WHERE statement_id = ? ORDER BY seq");
 	sqlite3_bind_text(st, 1, x->p->p_label, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		x->s = xrealloc(x->s, (x->ns + 1) * sizeof(*x->s));
 		s = &x->s[x->ns++];
 		memset(s, 0, sizeof(*s));
@@ -377,7 +377,7 @@ titre_load(struct titre_job *x)
 		s->s_total = sqlite3_column_int64(st, 11);
 		sqlite3_reset(sl);
 		sqlite3_bind_int64(sl, 1, s->s_id);
-		while (sqlite3_step(sl) == SQLITE_ROW) {
+		while (store_step(sl) == SQLITE_ROW) {
 			s->s_l = xrealloc(s->s_l, (s->s_nl + 1) *
 			    sizeof(*s->s_l));
 			l = &s->s_l[s->s_nl++];
@@ -416,7 +416,7 @@ titre_corrected(struct titre_job *x, const struct tstmt *s, const struct tline *
 		    "tenant_id = ? AND period = ?");
 		sqlite3_bind_int64(st, 1, s->s_tenant);
 		sqlite3_bind_text(st, 2, l->l_corrects, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
+		if (store_step(st) == SQLITE_ROW)
 			stmt = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
@@ -425,7 +425,7 @@ titre_corrected(struct titre_job *x, const struct tstmt *s, const struct tline *
 	st = store_prepare(x->db, "SELECT exer, number FROM pes_titres WHERE "
 	    "statement_id = ? AND type = 1");
 	sqlite3_bind_int64(st, 1, stmt);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		*exer = sqlite3_column_int64(st, 0);
 		*number = sqlite3_column_int64(st, 1);
 		found = 1;
@@ -461,7 +461,7 @@ titre_left_load(struct titre_job *x, int64_t tenant)
 bind:
 	sqlite3_bind_int64(st, 1, tenant);
 	sqlite3_bind_int(st, 2, x->exer);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		x->left = xrealloc(x->left, (x->nleft + 1) * sizeof(*x->left));
 		r = &x->left[x->nleft++];
 		r->r_number = sqlite3_column_int64(st, 0);
@@ -784,7 +784,7 @@ titre_next(sqlite3 *db, const char *sql, int exer, int type, int64_t first)
 	sqlite3_bind_int(st, 1, exer);
 	if (type != 0)
 		sqlite3_bind_int(st, 2, type);
-	if (sqlite3_step(st) == SQLITE_ROW &&
+	if (store_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL)
 		n = sqlite3_column_int64(st, 0) + 1;
 	sqlite3_finalize(st);
@@ -821,7 +821,7 @@ titre_stored(sqlite3 *db, const char *period, struct titre_file *f)
 	st = store_prepare(db, "SELECT content, name, summary FROM "
 	    "pes_exports WHERE period = ?");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		f->tf_len = (size_t)sqlite3_column_bytes(st, 0);
 		f->tf_content = xmalloc(f->tf_len + 1);
 		if (f->tf_len > 0)
@@ -867,7 +867,7 @@ titre_record(struct titre_job *x, const struct titre_file *f,
 	sqlite3_bind_text(st, 8, summary, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 9, now);
 	sqlite3_bind_text(st, 10, who, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	sqlite3_finalize(st);
 	st = NULL;
 	free(summary);
@@ -887,7 +887,7 @@ titre_record(struct titre_job *x, const struct titre_file *f,
 		sqlite3_bind_int64(st, 5, (int64_t)npieces[k]);
 		sqlite3_bind_int64(st, 6, bcents[k]);
 		sqlite3_bind_int64(st, 7, cumul[k]);
-		rc = sqlite3_step(st);
+		rc = store_step(st);
 		sqlite3_finalize(st);
 		st = NULL;
 		if (rc != SQLITE_DONE)
@@ -915,7 +915,7 @@ titre_record(struct titre_job *x, const struct titre_file *f,
 			sqlite3_bind_int64(st, 9, t->t_orig_exer);
 			sqlite3_bind_int64(st, 10, t->t_orig_number);
 		}
-		if (sqlite3_step(st) != SQLITE_DONE)
+		if (store_step(st) != SQLITE_DONE)
 			goto fail;
 		for (j = 0; j < t->t_npl; j++) {
 			sqlite3_reset(sl);
@@ -933,7 +933,7 @@ titre_record(struct titre_job *x, const struct titre_file *f,
 			if (t->t_type == PES_BORD_REDUCTION)
 				sqlite3_bind_int64(sl, 8,
 				    t->t_pl[j].p_orig_line);
-			if (sqlite3_step(sl) != SQLITE_DONE)
+			if (store_step(sl) != SQLITE_DONE)
 				goto fail;
 		}
 	}
@@ -973,7 +973,7 @@ titre_number_base(struct titre_job *x, int64_t *seq, int64_t *next,
 		    "0) FROM pes_bordereaux WHERE exer = ? AND type = ?");
 		sqlite3_bind_int(st, 1, x->exer);
 		sqlite3_bind_int(st, 2, k + 1);
-		if (sqlite3_step(st) == SQLITE_ROW)
+		if (store_step(st) == SQLITE_ROW)
 			cumul[k] = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
@@ -1182,7 +1182,7 @@ titre_prepare(sqlite3 *db, const struct titre_conf *conf,
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		pstatus = strcmp((const char *)sqlite3_column_text(st, 0),
 		    "closed") == 0 ? "closed" : "draft";
 	sqlite3_finalize(st);

@@ -306,7 +306,7 @@ session_user_load(int64_t id, const char *name, struct session_user *u)
 	    "(?1 = 0 AND name = ?2)");
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, name != NULL ? name : "", -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		found = sqlite3_column_int64(st, 0);
 		strlcpy(u->su_name, (const char *)sqlite3_column_text(st, 1),
 		    sizeof(u->su_name));
@@ -363,7 +363,7 @@ session_json(const struct session *s, const struct session_user *u)
 		st = store_prepare(ctl->db, "SELECT id, name, insee, siren, "
 		    "kind FROM tenants WHERE id = ?");
 		sqlite3_bind_int64(st, 1, u->su_tenant);
-		if (sqlite3_step(st) == SQLITE_ROW)
+		if (store_step(st) == SQLITE_ROW)
 			t = json_pack("{s:I,s:s,s:s?,s:s?,s:s}", "id",
 			    (json_int_t)sqlite3_column_int64(st, 0), "name",
 			    sqlite3_column_text(st, 1), "insee",
@@ -375,7 +375,7 @@ session_json(const struct session *s, const struct session_user *u)
 	json_object_set_new(o, "tenant", t);
 	st = store_prepare(ctl->db, "SELECT email FROM users WHERE name = ?");
 	sqlite3_bind_text(st, 1, u->su_name, -1, SQLITE_STATIC);
-	json_object_set_new(o, "email", sqlite3_step(st) == SQLITE_ROW &&
+	json_object_set_new(o, "email", store_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL ? json_string((const
 	    char *)sqlite3_column_text(st, 0)) : json_null());
 	sqlite3_finalize(st);
@@ -572,7 +572,7 @@ session_login_checked(struct pw_job *j)
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_int64(st, 2, step);
 	sqlite3_bind_int64(st, 3, l->l_user);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (audit_record(api_defer_req(l->l_defer), "session.login", obj,
 	    json_pack("{s:s,s:b}", "address", l->l_addr, "totp",
@@ -763,7 +763,7 @@ session_store_hash(struct api_req *r, int64_t user, const char *name,
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_int64(st, 3, user);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		sqlite3_finalize(st);
 		return (-1);
 	}
@@ -771,7 +771,7 @@ session_store_hash(struct api_req *r, int64_t user, const char *name,
 	st = store_prepare(ctl->db, "DELETE FROM user_setup_tokens WHERE "
 	    "user_id = ?");
 	sqlite3_bind_int64(st, 1, user);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "user/%s", name);
 	return (audit_record(r, action, obj, NULL));
@@ -891,7 +891,7 @@ session_totp_start(struct api_req *r)
 	    "id = ?");
 	sqlite3_bind_text(st, 1, secret, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, s->s_user);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (audit_record(r, "user.totp_start", obj, NULL) == -1 ||
 	    store_commit(ctl->db) == -1) {
@@ -958,7 +958,7 @@ session_totp_confirm(struct api_req *r)
 	    "totp_pending, totp_pending = NULL, totp_last_step = ? WHERE id = ?");
 	sqlite3_bind_int64(st, 1, step);
 	sqlite3_bind_int64(st, 2, s->s_user);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (audit_record(r, "user.totp_enable", obj, NULL) == -1 ||
 	    store_commit(ctl->db) == -1) {
@@ -1012,7 +1012,7 @@ session_setup_hashed(struct pw_job *j)
 	    "hash = ? AND expires_at > ? RETURNING user_id");
 	sqlite3_bind_text(st, 1, su->st_hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		user = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (user == 0 || session_user_load(user, NULL, &u) == -1) {
@@ -1077,7 +1077,7 @@ session_setup(struct api_req *r)
 	    "hash = ? AND expires_at > ?");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
-	found = sqlite3_step(st) == SQLITE_ROW;
+	found = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!found) {
 		throttle_fail(key, now, THROTTLE_ADDRESS_FREE, &first);

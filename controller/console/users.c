@@ -137,7 +137,7 @@ users_setup_token(int64_t user, int64_t *expires, char **cause)
 	    "user_id = ? OR expires_at <= ?");
 	sqlite3_bind_int64(st, 1, user);
 	sqlite3_bind_int64(st, 2, now);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	secret = secret_new();
 	xasprintf(&token, "setup_%s", secret);
@@ -150,7 +150,7 @@ users_setup_token(int64_t user, int64_t *expires, char **cause)
 	sqlite3_bind_int64(st, 2, user);
 	sqlite3_bind_int64(st, 3, now);
 	sqlite3_bind_int64(st, 4, *expires);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "storing a setup link: %s",
 		    sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -217,7 +217,7 @@ users_get_json(const char *name, int64_t *id, char role[16])
 	st = store_prepare(ctl->db, "SELECT " USERS_COLS USERS_FROM
 	    "WHERE u.name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		o = users_row_json(st);
 		if (id != NULL)
 			*id = sqlite3_column_int64(st, 13);
@@ -290,7 +290,7 @@ users_insert(struct api_req *r, struct api_defer *d,
 		sqlite3_bind_int64(st, 6, now);
 	}
 	sqlite3_bind_int64(st, 7, now);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
@@ -441,7 +441,7 @@ users_list(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT " USERS_COLS USERS_FROM
 	    "WHERE ?1 = 0 OR u.tenant_id = ?1 ORDER BY u.name");
 	sqlite3_bind_int64(st, 1, tenant);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		json_array_append_new(items, users_row_json(st));
 	sqlite3_finalize(st);
 	params_reply_page(r, items, NULL);
@@ -519,7 +519,7 @@ users_change(struct api_req *r, const char *sql, const char *action,
 	sqlite3_bind_int64(st, 1, id);
 	if (sqlite3_bind_parameter_count(st) >= 2)
 		sqlite3_bind_int64(st, 2, util_now());
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "user/%s", api_param(r, "name"));
 	if (audit_record(r, action, obj, NULL) == -1 ||

@@ -17,6 +17,11 @@
 /* The controller's state; set by main, read by every subsystem. */
 struct ctl	*ctl;
 
+/* A statement of the write connection's open transaction failed. */
+static int	 store_doomed;
+/* Statements of the write connection that failed. */
+static uint64_t	 store_failures;
+
 /*
  * Read connections for the thread pool. The prototype belongs in ctl.h,
  * next to store_open(); it is repeated in each user until it moves there.
@@ -34,7 +39,7 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return (-1);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		*out = sqlite3_column_int(st, 0);
 		rv = 0;
 	}
@@ -211,7 +216,7 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 		return (-1);
 	}
 	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st,
-	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    NULL) == SQLITE_OK && store_step(st) == SQLITE_ROW &&
 	    (mode = (const char *)sqlite3_column_text(st, 0)) != NULL)
 		wal = strcmp(mode, "wal") == 0;
 	sqlite3_finalize(st);
@@ -284,7 +289,7 @@ static int
 store_step_sql(sqlite3 *db, const char *sql)
 {
 	sqlite3_stmt	*st = store_stmt(db, sql);
-	int		 rc = sqlite3_step(st);
+	int		 rc = store_step(st);
 
 	store_done(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -419,8 +424,13 @@ store_group_stats(struct store_stats *out)
 int
 store_begin(sqlite3 *db)
 {
-	if (db != store_group.g_db)
-		return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+	if (db != store_group.g_db) {
+		if (store_exec(db, "BEGIN IMMEDIATE", NULL) == -1)
+			return (-1);
+		if (ctl != NULL && db == ctl->db)
+			store_doomed = 0;
+		return (0);
+	}
 	store_group_lost();
 	if (!store_group.g_open) {
 		if (store_step_sql(db, "BEGIN IMMEDIATE") == -1)
@@ -431,14 +441,25 @@ store_begin(sqlite3 *db)
 	}
 	if (store_step_sql(db, "SAVEPOINT opsn") == -1)
 		return (-1);
-	store_group.g_depth++;
+	if (++store_group.g_depth == 1)
+		store_doomed = 0;
 	return (0);
 }
 
-/* Commit; on failure the transaction is rolled back. */
+/*
+ * Commit; on failure the transaction is rolled back. A transaction in
+ * which a statement failed (store_step) is rolled back, never committed
+ * in part: the caller answers 500 as for a failed commit.
+ */
 int
 store_commit(sqlite3 *db)
 {
+	if (ctl != NULL && db == ctl->db && store_doomed) {
+		log_warnx("store: a statement of this transaction failed: "
+		    "rolled back");
+		store_rollback(db);
+		return (-1);
+	}
 	if (db != store_group.g_db) {
 		if (store_exec(db, "COMMIT", NULL) == -1) {
 			log_warnx("store: commit failed: %s",
@@ -464,6 +485,8 @@ store_commit(sqlite3 *db)
 void
 store_rollback(sqlite3 *db)
 {
+	if (ctl != NULL && db == ctl->db)
+		store_doomed = 0;
 	if (db != store_group.g_db) {
 		if (!sqlite3_get_autocommit(db))
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -621,6 +644,38 @@ store_done(sqlite3_stmt *st)
 		}
 	}
 	sqlite3_finalize(st);
+}
+
+int
+store_step(sqlite3_stmt *st)
+{
+	sqlite3	*db = sqlite3_db_handle(st);
+	int	 rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return (rc);
+	/* A constraint is the caller's answer (409 and the like). */
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		log_debug("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	else
+		log_warnx("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	/* Pool threads have their own (read) connections: never ctl->db. */
+	if (ctl == NULL || db != ctl->db)
+		return (rc);
+	/* Grouped: inside a caller's savepoint, not between two. */
+	if (!sqlite3_get_autocommit(db) && (db != store_group.g_db ||
+	    store_group.g_depth > 0))
+		store_doomed = 1;
+	store_failures++;
+	return (rc);
+}
+
+uint64_t
+store_write_failures(void)
+{
+	return (store_failures);
 }
 
 /* Prepare a statement; failing here is a bug in our SQL, so it is fatal. */

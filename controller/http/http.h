@@ -57,8 +57,17 @@ struct api_route {
 	const char	*ar_member;	/* API_MEMBER: where the member is */
 	api_handler	 ar_fn;
 	const char	*ar_summary;	/* one line, for /v1/openapi.json */
-	size_t		 ar_max_body;	/* 0: the server default (1 MiB) */
+	/*
+	 * The largest body; 0: the server's limit for one request (1 MiB).
+	 * A larger limit admits bodies sent in parts (see "Bodies in
+	 * parts" below); no single request is ever over the server's limit.
+	 */
+	size_t		 ar_max_body;
+	unsigned	 ar_flags;	/* API_BODY_FILE */
 };
+
+/* The handler takes a body sent in parts as a file (api_body_file()). */
+#define API_BODY_FILE	0x1
 
 struct api_hooks {
 	/*
@@ -91,6 +100,41 @@ struct api_hooks {
 	int	(*authenticate_request)(struct api_req *,
 		    const struct api_route *r, struct api_principal *p,
 		    void *arg);
+	/*
+	 * A count that grows whenever a statement of the write connection
+	 * failed (the store's). A handler that answers success after it grew
+	 * answers 500 with the request id instead: its write did not happen.
+	 * May be NULL.
+	 */
+	uint64_t (*write_failures)(void *arg);
+	/*
+	 * Does p's role hold r's permission, whatever the member? Asked
+	 * before a body sent in parts is stored, when the member the body
+	 * may name is not known yet (authorize runs on the whole body). May
+	 * be NULL: then only authorize decides, once the body is whole.
+	 */
+	int	(*permits)(const struct api_principal *p,
+		    const struct api_route *r, void *arg);
+};
+
+/*
+ * What the server lets a client do before and after it authenticates
+ * (api_configure(); zero fields keep their defaults, in brackets).
+ */
+struct api_limits {
+	size_t		 al_max_body;	/* one request's body [1 MiB] */
+	size_t		 al_max_conns;	/* connections at once [1024] */
+	uint64_t	 al_handshake_ms; /* TLS handshake [10 s] */
+	uint64_t	 al_request_ms;	/* a request's head and body, and
+					   a kept-alive connection's idle
+					   time [30 s] */
+	double		 al_rate;	/* requests/s per token; <0: none [20] */
+	double		 al_burst;	/* requests at once per token [200] */
+	const char	*al_staging;	/* folder for bodies sent in parts;
+					   NULL: bodies in parts are refused */
+	size_t		 al_max_buffered; /* bodies being read, all
+					   connections; past it the largest
+					   are cut [32 MiB] */
 };
 
 /*
@@ -110,6 +154,8 @@ void	api_stop(void);
 int	api_port(void);
 /* Set the largest request body accepted (default 1 MiB). */
 void	api_set_max_body(size_t);
+/* Set the limits (before api_start; see struct api_limits). */
+void	api_configure(const struct api_limits *);
 /* The OpenAPI 3.0.3 document built from the route table (caller owns). */
 json_t	*api_openapi(void);
 /*
@@ -151,8 +197,17 @@ const char	*api_request_id(struct api_req *);
  * valid until the reply).
  */
 X509		*api_client_cert(struct api_req *);
-/* Raw body. */
+/* Raw body (whole, also when it was sent in parts). */
 const void	*api_body(struct api_req *, size_t *len);
+/*
+ * An API_BODY_FILE route's body sent in parts: the path of the stored
+ * file, which the caller then owns (it renames or unlinks it; the string
+ * is malloc()ed), with its size and SHA-256 (hex, checked against the
+ * client's Upload-Sha256 on the thread pool). NULL when the body came in
+ * the request itself (read it with api_body()), or on a second call.
+ */
+char		*api_body_file(struct api_req *, uint64_t *size,
+		    char sha256[65]);
 /*
  * Parse the body as a JSON object; on failure reply 400 "bad_json" with
  * jansson's line/column message and return NULL. Caller owns the result.
@@ -236,6 +291,35 @@ void	api_defer_reply_error(struct api_defer *, int status, const char *code,
  */
 void	api_defer_reply_raw(struct api_defer *, int status, const char *ctype,
 	    char *body, size_t len);
+
+/*
+ * Bodies in parts. h2o 2.2.5 reads a request's whole body before any
+ * handler runs, so the server caps every request body at al_max_body
+ * (h2o refuses a larger Content-Length before reading a byte of it, and
+ * stops a chunked body there). A larger body, up to its route's own
+ * limit, comes in parts, each one request to the route itself:
+ *
+ *	Content-Range: bytes START-END/TOTAL	the part (END inclusive);
+ *						'*' for START-END and no
+ *						body asks how much is stored
+ *	Upload-Sha256: HEX			SHA-256 of the whole body
+ *
+ * The caller is authenticated and must hold the route's permission
+ * before a part is stored; TOTAL is checked against the route's limit.
+ * Parts are written on the thread pool to a file kept per caller, route,
+ * size and checksum, so an interrupted upload resumes where the stored
+ * bytes end (Upload-Offset). A part answers 202 {"received","size"};
+ * the last one is checked against Upload-Sha256, then the call runs as
+ * if the whole body had come at once (authorization included).
+ */
+
+#ifdef OPSN_FUZZ
+/* Fuzzing builds only: run requests through the router without I/O. */
+void	api_fuzz_init(uv_loop_t *, const struct api_route *, size_t,
+	    const struct api_hooks *);
+int	api_fuzz_call(const char *method, const char *path, const char *auth,
+	    const void *body, size_t len);
+#endif
 
 /* http/params.c: request parameters every module reads the same way. */
 /* limit and cursor query parameters; -1 after replying 400. */

@@ -136,7 +136,7 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		return (import_fail(cause, rec, idx, "siren", "required for a "
 		    "%s", kind));
 	}
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		same = strcmp((const char *)sqlite3_column_text(st, 1),
 		    name) == 0 && sqlite3_column_int64(st, 3) == pop &&
@@ -171,7 +171,7 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 			if (acc[i] != NULL)
 				sqlite3_bind_text(st, 6 + (int)i, acc[i], -1,
 				    SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		if (store_step(st) != SQLITE_DONE) {
 			sqlite3_finalize(st);
 			return (import_fail(cause, rec, idx, "siren", "%s is "
 			    "already another tenant's", siren));
@@ -198,7 +198,7 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		if (acc[i] != NULL)
 			sqlite3_bind_text(st, 7 + (int)i, acc[i], -1,
 			    SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (import_fail(cause, rec, idx, siren ? "siren" : "insee",
 		    "%s is already another tenant's", siren ? siren : insee));
@@ -237,7 +237,7 @@ import_members(json_t *rec, size_t idx, int64_t epci,
 		sqlite3_bind_int64(st, 2, util_now());
 		sqlite3_bind_text(st, 3, json_string_value(m), -1,
 		    SQLITE_STATIC);
-		sqlite3_step(st);
+		store_step(st);
 		if (sqlite3_changes(ctl->db) > 0)
 			n->linked++;
 		else {
@@ -245,7 +245,7 @@ import_members(json_t *rec, size_t idx, int64_t epci,
 			    "FROM tenants WHERE siren = ?");
 			sqlite3_bind_text(ex, 1, json_string_value(m), -1,
 			    SQLITE_STATIC);
-			if (sqlite3_step(ex) != SQLITE_ROW)
+			if (store_step(ex) != SQLITE_ROW)
 				n->missing++;
 			sqlite3_finalize(ex);
 		}

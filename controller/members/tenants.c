@@ -214,7 +214,7 @@ tenants_by_id(const char *ref)
 		return (-1);
 	st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE id = ?");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (id);
@@ -248,7 +248,7 @@ tenants_resolve(const char *ref)
 	else
 		return (tenants_by_id(ref));
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	/* A 5-digit reference that is no commune's INSEE code may be an id. */
@@ -340,7 +340,7 @@ tenants_json(int64_t id)
 	st = store_stmt(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		tenants_row_write(&w, st);
 		o = jsonw_load(&w);
 	}
@@ -351,7 +351,7 @@ tenants_json(int64_t id)
 	    "coalesce(sum(memory_mib), 0), coalesce(sum(disk_bytes), 0), "
 	    "count(*) FROM vms WHERE tenant_id = ? AND desired != 'deleted'");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		json_object_set_new(o, "usage", json_pack("{s:I,s:I,s:I,s:I}",
 		    "vcpus", (json_int_t)sqlite3_column_int64(st, 0),
 		    "memory_mib", (json_int_t)sqlite3_column_int64(st, 1),
@@ -389,7 +389,7 @@ tenants_if_match(struct api_req *r, int64_t id)
 		return (0);
 	st = store_prepare(ctl->db, "SELECT version FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
@@ -620,7 +620,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE "
 		    "id = ?");
 		sqlite3_bind_int64(st, 1, in->parent);
-		clash = sqlite3_step(st) != SQLITE_ROW || strcmp((const char *)
+		clash = store_step(st) != SQLITE_ROW || strcmp((const char *)
 		    sqlite3_column_text(st, 0), "epci") != 0;
 		sqlite3_finalize(st);
 		if (clash) {
@@ -634,7 +634,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		    "siren = ? AND id != ?");
 		sqlite3_bind_text(st, 1, in->siren, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, self);
-		clash = sqlite3_step(st) == SQLITE_ROW;
+		clash = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (clash) {
 			api_reply_error(r, 409, "exists", "another tenant has "
@@ -647,7 +647,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		    "insee = ? AND kind = 'commune' AND id != ?");
 		sqlite3_bind_text(st, 1, in->insee, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, self);
-		clash = sqlite3_step(st) == SQLITE_ROW;
+		clash = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (clash) {
 			api_reply_error(r, 409, "exists", "another commune has "
@@ -723,7 +723,7 @@ tenants_create(struct api_req *r)
 	sqlite3_bind_int64(st, 15, now);
 	for (i = 0; i < TENANT_NACC; i++)
 		tenants_bind_opt(st, 16 + i, in.acc[i]);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
@@ -917,7 +917,7 @@ tenants_list(struct api_req *r)
 	if (name[0] != '\0')
 		sqlite3_bind_text(st, 8, name, -1, SQLITE_STATIC);
 	params_page_open(&w);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			snprintf(next, sizeof(next), "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -959,7 +959,7 @@ tenants_update(struct api_req *r)
 		goto out;
 	st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(kind, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(kind));
 	sqlite3_finalize(st);
@@ -1019,7 +1019,7 @@ tenants_update(struct api_req *r)
 		sqlite3_bind_int(st, 24 + 2 * i, in.has_acc[i]);
 		tenants_bind_opt(st, 25 + 2 * i, in.acc[i]);
 	}
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
@@ -1051,7 +1051,7 @@ tenants_set_status(struct api_req *r, const char *status)
 		return;
 	st = store_prepare(ctl->db, "SELECT status FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(cur, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(cur));
 	sqlite3_finalize(st);
@@ -1076,7 +1076,7 @@ tenants_set_status(struct api_req *r, const char *status)
 	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_int64(st, 3, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
 	if (sqlite3_changes(ctl->db) > 0 && (audit_record(r, "tenant.status",
@@ -1124,7 +1124,7 @@ tenants_may_grow(int64_t id, char **cause)
 	st = store_prepare(ctl->db, "SELECT status, coalesce(insee, siren, "
 	    "name) FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (store_step(st) != SQLITE_ROW)
 		xasprintf(cause, "no such tenant");
 	else if (strcmp((const char *)sqlite3_column_text(st, 0), "active") != 0)
 		xasprintf(cause, "tenant %s is %s: it gets no new services",

@@ -20,7 +20,7 @@
  *    (usage_daily): a round adds to each day what its new samples changed
  *    in that day's hours. A round adds what it changed to the monthly
  *    totals per member (usage_monthly) too; any other writer's changes
- *    reach them through triggers (migration 010).
+ *    reach them through triggers (migration 012).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +102,7 @@ rollup_integrate(struct rollup_acc *acc, int m, int64_t value, int64_t a,
 static void
 rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 {
-	int64_t	 lo = acc->h0 * 1000;
+	int64_t	 lo = acc->h0 * 1000, sum;
 	size_t	 h;
 
 	if (delta <= 0 || ts < lo)
@@ -110,7 +110,17 @@ rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 	h = (size_t)((ts - lo) / METER_HOUR_MS);
 	if (h >= acc->nh)
 		return;
-	acc->counter[h * acc->nm + m] += delta;
+	/*
+	 * Each sample's counter is below 2^63 (ingest refuses more), but
+	 * an hour of restarts could still add up past it: such growth is
+	 * impossible, dropped and said, never wrapped.
+	 */
+	if (__builtin_add_overflow(acc->counter[h * acc->nm + m], delta,
+	    &sum))
+		log_warnx("metering: a counter grows past 2^63 in one hour at "
+		    "%lld: its growth there is dropped", (long long)ts);
+	else
+		acc->counter[h * acc->nm + m] = sum;
 }
 
 static int64_t
@@ -347,7 +357,7 @@ round_collect(sqlite3_stmt *st, struct sample_vec *v)
 {
 	int	 rc;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	while ((rc = store_step(st)) == SQLITE_ROW)
 		round_read_sample(st, vec_push(v));
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
@@ -403,7 +413,7 @@ round_bind_res(sqlite3_stmt *st, const char *kind, const char *res,
 static int
 round_one(sqlite3_stmt *st, struct meter_sample *m)
 {
-	int	 rc = sqlite3_step(st);
+	int	 rc = store_step(st);
 
 	if (rc == SQLITE_ROW) {
 		round_read_sample(st, m);
@@ -601,7 +611,7 @@ round_resource(sqlite3_stmt **q, const char *kind, const char *res,
 	if (rc != 0)
 		return (rc == 1 ? 0 : -1);
 	round_bind_res(q[Q_TENANT], kind, res, to);
-	if (sqlite3_step(q[Q_TENANT]) == SQLITE_ROW)
+	if (store_step(q[Q_TENANT]) == SQLITE_ROW)
 		out->rr_tenant = sqlite3_column_int64(q[Q_TENANT], 0);
 	out->rr_kind = xstrdup(kind);
 	out->rr_resource = xstrdup(res);
@@ -630,7 +640,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 	    "coalesce(max(id), 0) FROM samples) FROM meter_state", &st,
 	    cause) == -1)
 		goto fail;
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "reading meter_state: %s", sqlite3_errmsg(db));
 		goto fail;
 	}
@@ -650,7 +660,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 			goto fail;
 	sqlite3_bind_int64(q[Q_GROUPS], 1, r->r_from_id);
 	sqlite3_bind_int64(q[Q_GROUPS], 2, r->r_to_id);
-	while ((rc = sqlite3_step(q[Q_GROUPS])) == SQLITE_ROW) {
+	while ((rc = store_step(q[Q_GROUPS])) == SQLITE_ROW) {
 		const char *kind = (const char *)sqlite3_column_text(
 		    q[Q_GROUPS], 0);
 		const char *res = (const char *)sqlite3_column_text(
@@ -815,7 +825,7 @@ month_write(sqlite3_stmt *st, const struct month_acc *a)
 		sqlite3_bind_text(st, 3, d->md_kind, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, d->md_metric, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 5, d->md_q);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		if (store_step(st) != SQLITE_DONE)
 			return (-1);
 	}
 	return (0);
@@ -871,7 +881,7 @@ round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
 	sqlite3_bind_text(st, 2, rr->rr_resource, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, rr->rr_h0);
 	sqlite3_bind_int64(st, 4, rr->rr_h1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		old = xrealloc(old, (nold + 1) * sizeof(*old));
 		o = &old[nold++];
 		o->ro_hour = sqlite3_column_int64(st, 0);
@@ -909,12 +919,12 @@ round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
 			    o->ro_metric);
 			sqlite3_bind_int64(w[W_HOUR_SET], 5, nr->mr_quantity);
 			round_bind_tenant(w[W_HOUR_SET], 6, rr->rr_tenant);
-			if (sqlite3_step(w[W_HOUR_SET]) != SQLITE_DONE)
+			if (store_step(w[W_HOUR_SET]) != SQLITE_DONE)
 				goto out;
 		} else {
 			round_bind_hour(w[W_HOUR_DEL], rr, o->ro_hour,
 			    o->ro_metric);
-			if (sqlite3_step(w[W_HOUR_DEL]) != SQLITE_DONE)
+			if (store_step(w[W_HOUR_DEL]) != SQLITE_DONE)
 				goto out;
 		}
 	}
@@ -927,7 +937,7 @@ round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
 		round_bind_hour(w[W_HOUR_ADD], rr, nr->mr_hour, nr->mr_metric);
 		sqlite3_bind_int64(w[W_HOUR_ADD], 5, nr->mr_quantity);
 		round_bind_tenant(w[W_HOUR_ADD], 6, rr->rr_tenant);
-		if (sqlite3_step(w[W_HOUR_ADD]) != SQLITE_DONE)
+		if (store_step(w[W_HOUR_ADD]) != SQLITE_DONE)
 			goto out;
 	}
 	rc = 0;
@@ -956,7 +966,7 @@ round_write_days(sqlite3_stmt **w, const struct round_res *rr,
 		sqlite3_bind_int64(st, 6, calendar_month(
 		    rr->rr_rows[i].mr_hour));
 		sqlite3_bind_int64(st, 7, rr->rr_rows[i].mr_quantity);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		if (store_step(st) != SQLITE_DONE)
 			return (-1);
 		month_add(ma, rr->rr_tenant, rr->rr_rows[i].mr_hour,
 		    rr->rr_kind, rr->rr_rows[i].mr_metric,
@@ -990,7 +1000,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	/* The mark first: a round computed from a stale one writes nothing. */
 	sqlite3_bind_int64(w[W_MARK], 1, r->r_from_id);
 	sqlite3_bind_int64(w[W_MARK], 2, r->r_to_id);
-	if (sqlite3_step(w[W_MARK]) != SQLITE_DONE)
+	if (store_step(w[W_MARK]) != SQLITE_DONE)
 		goto sqlerr;
 	if (sqlite3_changes(db) != 1) {
 		xasprintf(cause, "another rollup moved the mark");
@@ -998,7 +1008,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	}
 	/* A new change_seq for the totals this round moves. */
 	sqlite3_bind_int(w[W_QUIET], 1, 1);
-	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
+	if (store_step(w[W_QUIET]) != SQLITE_DONE)
 		goto sqlerr;
 	for (i = 0; i < r->r_nres; i++) {
 		rc = r->r_res[i].rr_daily ? round_write_days(w, &r->r_res[i],
@@ -1010,7 +1020,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 		goto sqlerr;
 	sqlite3_reset(w[W_QUIET]);
 	sqlite3_bind_int(w[W_QUIET], 1, 0);
-	if (sqlite3_step(w[W_QUIET]) != SQLITE_DONE)
+	if (store_step(w[W_QUIET]) != SQLITE_DONE)
 		goto sqlerr;
 	for (i = 0; i < W_N; i++) {
 		store_done(w[i]);

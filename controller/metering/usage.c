@@ -333,7 +333,7 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	int64_t			 qty;
 	int			 rc;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		it = json_object();
 		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? json_null() :
@@ -430,7 +430,7 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
 	}
 	buf_add(&b, &len, &cap, "\r\n", 2);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
 		for (i = 2; i <= 4; i++) {
@@ -494,7 +494,7 @@ usage_build_ods(const struct usage_q *q, sqlite3_stmt *st, char **out,
 
 	ods_sheet(ods, "usage");
 	ods_header(ods, hdr, usage_header(q, hdr));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		ods_text(ods, sqlite3_column_type(st, 0) == SQLITE_NULL ?
 		    "platform" : col_text(st, 0));
@@ -785,6 +785,18 @@ prom_node_cb(int64_t id, uint64_t samples, uint64_t bytes, int64_t oldest_ms,
 }
 
 static void
+prom_reject_cb(int64_t node, const char *kind, uint64_t count, void *arg)
+{
+	struct prom	*pr = arg;
+	char		*n = prom_label(nodes_name(node)), *k = prom_label(kind);
+
+	prom_add(pr, "opsn_agent_reports_rejected_total{node=\"%s\","
+	    "kind=\"%s\"} %llu\n", n, k, (unsigned long long)count);
+	free(n);
+	free(k);
+}
+
+static void
 prom_api_cb(const char *method, const char *pattern, int status,
     uint64_t count, void *arg)
 {
@@ -825,7 +837,7 @@ metrics_get(struct api_req *r)
 	    "# TYPE opsn_vms gauge\n");
 	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
 	    "GROUP BY obs_state ORDER BY obs_state");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		l = prom_label(col_text(st, 0));
 		prom_add(&pr, "opsn_vms{state=\"%s\"} %lld\n", l,
 		    (long long)sqlite3_column_int64(st, 1));
@@ -843,7 +855,7 @@ metrics_get(struct api_req *r)
 	    "counter\nopsn_meter_samples_duplicate_total %llu\n",
 	    (unsigned long long)meter_stats.ms_duplicates);
 	prom_add(&pr, "# HELP opsn_meter_samples_rejected_total Samples "
-	    "with an impossible time.\n# TYPE "
+	    "with an impossible time or counter.\n# TYPE "
 	    "opsn_meter_samples_rejected_total counter\n"
 	    "opsn_meter_samples_rejected_total %llu\n",
 	    (unsigned long long)meter_stats.ms_rejected);
@@ -860,7 +872,7 @@ metrics_get(struct api_req *r)
 	prom_add(&pr, "# HELP opsn_meter_rollup_pending_samples Samples not "
 	    "rolled up yet.\n# TYPE opsn_meter_rollup_pending_samples gauge\n"
 	    "opsn_meter_rollup_pending_samples %lld\n",
-	    sqlite3_step(st) == SQLITE_ROW ? (long long)
+	    store_step(st) == SQLITE_ROW ? (long long)
 	    sqlite3_column_int64(st, 0) : 0LL);
 	sqlite3_finalize(st);
 	prom_add(&pr, "# HELP opsn_meter_spool_samples Unacknowledged "
@@ -873,6 +885,11 @@ metrics_get(struct api_req *r)
 	    "# TYPE opsn_meter_spool_dropped_total counter\n"
 	    "# TYPE opsn_meter_node_samples_ingested_total counter\n");
 	metering_foreach_node(prom_node_cb, &pr);
+	prom_add(&pr, "# HELP opsn_agent_reports_rejected_total Reports "
+	    "(samples, states, console bytes) an agent sent about what is "
+	    "not placed on its node or not of its roles.\n"
+	    "# TYPE opsn_agent_reports_rejected_total counter\n");
+	reports_foreach_rejected(prom_reject_cb, &pr);
 	store_group_stats(&ss);
 	prom_add(&pr, "# HELP opsn_store_commits_total Group transactions "
 	    "committed (one fsync each).\n# TYPE opsn_store_commits_total "

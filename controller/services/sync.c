@@ -252,7 +252,7 @@ sync_add(struct sync_set *s, int64_t node, int q, int filter,
 	sqlite3_bind_int64(st, 1, node);
 	if (filter != F_ALL)
 		sqlite3_bind_text(st, 2, arg, -1, SQLITE_TRANSIENT);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		sync_row(s, q, st);
 		n++;
 	}
@@ -279,7 +279,7 @@ sync_head(struct sync_set *s, int64_t node)
 	st = store_stmt(ctl->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		s->ss_d.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	store_done(st);
 	s->ss_d.mail_hostname = sync_keep(s, (const unsigned char *)
@@ -331,7 +331,7 @@ sync_delta(int64_t node, uint64_t base)
 	st = store_stmt(ctl->db, "SELECT journal_from FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		from = sqlite3_column_int64(st, 0);
 	store_done(st);
 	s = xcalloc(1, sizeof(*s));
@@ -349,7 +349,7 @@ sync_delta(int64_t node, uint64_t base)
 	sqlite3_bind_int64(st, 1, node);
 	sqlite3_bind_int64(st, 2, (int64_t)base);
 	sqlite3_bind_int64(st, 3, (int64_t)s->ss_d.generation);
-	while (sqlite3_step(st) == SQLITE_ROW && n <= SYNC_DELTA_MAX) {
+	while (store_step(st) == SQLITE_ROW && n <= SYNC_DELTA_MAX) {
 		kind = (const char *)sqlite3_column_text(st, 0);
 		id = (const char *)sqlite3_column_text(st, 1);
 		if (strcmp(kind, "tenant") == 0) {

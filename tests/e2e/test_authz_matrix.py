@@ -29,6 +29,7 @@ PARAMS = {
     # The web console's files: a file, and a page's address.
     "file": "index.html", "dir": "members", "sub": "31001",
     "period": "2026-10",
+    "node": "n1", "group": "g1",
 }
 # {name} and {address} depend on the route.
 NAMES = {

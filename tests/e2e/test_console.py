@@ -95,13 +95,20 @@ class World:
         self.agent.start()
         wait_until(lambda: self.c.node_state("mx1") == "ready", 20,
                    what="mx1 ready")
-        wait_until(lambda: any(b["name"] == "mx1" and b["ready"] for b in
-                               self.ok("GET", "/v1/backends")["items"]),
-                   20, what="mx1 a ready mail backend")
+        self.wait_backend()
         self.members()
+        # The national import holds the loop for seconds on a loaded
+        # machine: with the tests' 500 ms heartbeats the agent may have
+        # reconnected meanwhile. Wait for it to be ready again.
+        self.wait_backend()
         self.mail()
         self.accounts()
         self.finance()
+
+    def wait_backend(self):
+        wait_until(lambda: any(b["name"] == "mx1" and b["ready"] for b in
+                               self.ok("GET", "/v1/backends")["items"]),
+                   30, what="mx1 a ready mail backend")
 
     def ok(self, method, path, body=None, **kw):
         st, doc, _ = self.c.api(method, path, body=body, **kw)
