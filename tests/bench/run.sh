@@ -21,7 +21,7 @@
 #     the same database file (tests/bench/sqlref.c).
 #  6. (usage, billing) National scale through the API: every commune,
 #     2,000 VMs, 100,000 mailboxes, 1,000 sites, October and November 2026
-#     of usage (built once into build/bench/national-v1, ~6 GiB; October
+#     of usage (built once into build/bench/national-v2, ~6 GiB; October
 #     closed, late October usage for 100 members): a month of one member's
 #     usage (wrk, a random member per request) against nginx serving the
 #     same bytes; the month's usage CSV for every member against a plain
@@ -37,7 +37,7 @@
 #     seconds (60; 0: none): the controller's RSS and CPU at steady state
 #     next to the same controller with no agent, API list p99 under that
 #     load, and the time until every agent is ready and in step after a
-#     controller restart (data set built once into build/bench/sim-v1).
+#     controller restart (data set built once into build/bench/sim-v2).
 #  9. (sched) Placement against Ganeti's hail and hspace on the same
 #     synthetic clusters (tests/bench/sched.sh): decisions/s, p99, the
 #     cluster score after the same stream, VMs of one plan that fit.
@@ -578,7 +578,7 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 # The national data set, built once: the communes through the API, a
 # tariff, usage written as the rollups keep it (tests/bench/national.c),
 # October generated and closed through the API, then late October usage.
-NATIONAL=$OUT/national-v1
+NATIONAL=$OUT/national-v2
 NAT_TARIFF='{"name":"national","default":true,"deliberation":{"number":
 "2025-100","date":"2025-12-01"},"effective_from":"2026-01-01",
 "effective_to":null,"monthly_fee":{"S":"6.00","M":"18.00","L":"45.00"},
@@ -733,7 +733,7 @@ print("%d statements, %d lines, %d late-usage lines, total %s EUR, "
 
 # ---- 8. the scale simulation ---------------------------------------------
 
-SIM=$OUT/sim-v1
+SIM=$OUT/sim-v2
 SIM_HV=2500
 SIM_MX=4
 SIM_AGENTS=$((SIM_HV + SIM_MX))
