@@ -2,6 +2,7 @@
  * The controller's SQLite store: WAL mode, numbered migrations applied at
  * start (PRAGMA user_version), prepared statements only.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ static uint64_t	 store_failures;
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
 
 static void	store_cache_drop(sqlite3 *);
+static int	store_cache_owned(void);
 static int	store_grouped(sqlite3 *);
 
 static int
@@ -230,7 +232,11 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 	return (0);
 }
 
-/* Close the database (NULL is fine), with its cached statements. */
+/*
+ * Close the database (NULL is fine), with its cached statements. The
+ * cache is the loop thread's: a pool thread closing its reader (which
+ * never has cached statements) leaves it alone.
+ */
 void
 store_close(sqlite3 *db)
 {
@@ -238,7 +244,8 @@ store_close(sqlite3 *db)
 		return;
 	if (store_grouped(db))
 		store_group_stop();
-	store_cache_drop(db);
+	if (store_cache_owned())
+		store_cache_drop(db);
 	sqlite3_close(db);
 }
 
@@ -514,7 +521,17 @@ struct store_slot {
 static struct {
 	struct store_slot	*sc_slots;
 	size_t			 sc_cap, sc_n;
+	pthread_t		 sc_thread;	/* the one that uses it */
+	int			 sc_used;
 } store_cache;
+
+/* Is this the thread of the cache (or has no one used it yet)? */
+static int
+store_cache_owned(void)
+{
+	return (!store_cache.sc_used ||
+	    pthread_equal(store_cache.sc_thread, pthread_self()));
+}
 
 static uint64_t
 store_hash(sqlite3 *db, const char *sql)
@@ -601,6 +618,10 @@ store_stmt(sqlite3 *db, const char *sql)
 	sqlite3_stmt		*st;
 	uint64_t		 h = store_hash(db, sql);
 
+	if (!store_cache.sc_used) {
+		store_cache.sc_thread = pthread_self();
+		store_cache.sc_used = 1;
+	}
 	if (2 * (store_cache.sc_n + 1) > store_cache.sc_cap)
 		store_cache_grow();
 	s = store_slot(db, sql, h);

@@ -179,7 +179,8 @@ start_controller() {
 	ctl_api_port=$(free_port)
 	ctl_agent_port=$(free_port)
 	ctl_url=https://127.0.0.1:$ctl_api_port
-	ctl_data=$dir/data
+	# Absolute: nginx, started elsewhere, reads its certificate there.
+	ctl_data=$(cd "$dir" && pwd)/data
 	"$BIN/opsn-controller" -c "$2" --data-dir "$ctl_data" \
 	    --api-listen "127.0.0.1:$ctl_api_port" \
 	    --agent-listen "127.0.0.1:$ctl_agent_port" \
