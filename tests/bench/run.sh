@@ -168,7 +168,8 @@ tail_log() {
 	tail -n 20 "$1" >&2
 }
 
-# start_controller DIR [CONF]: sets ctl_pid, ctl_url, ctl_agent_port.
+# start_controller DIR [CONF]: sets ctl_pid, ctl_url, ctl_agent_port
+# (AGENT_PORT set: that one, for agents to come back after a restart).
 # The benchmarks measure the server, not its per-token rate limit: CONF
 # (default DIR/controller.conf) gets "[api] rate = 0".
 start_controller() {
@@ -177,7 +178,7 @@ start_controller() {
 	set -- "$1" "${2:-$dir/controller.conf}"
 	printf '\n[api]\nrate = 0\n' >>"$2"
 	ctl_api_port=$(free_port)
-	ctl_agent_port=$(free_port)
+	ctl_agent_port=${AGENT_PORT:-$(free_port)}
 	ctl_url=https://127.0.0.1:$ctl_api_port
 	# Absolute: nginx, started elsewhere, reads its certificate there.
 	ctl_data=$(cd "$dir" && pwd)/data
@@ -859,7 +860,9 @@ bench_sim() {
 	    "$ctl_url/v1/vms?limit=100" && sim_v="$w_rps $w_p50 $w_p99 $w_cpu"
 	say "  restarting the controller"
 	stop_controller
-	start_controller "$SIM" "$SIM/controller.conf" || return 1
+	# On the same agent port: the agents reconnect where they were.
+	AGENT_PORT=$ctl_agent_port start_controller "$SIM" \
+	    "$SIM/controller.conf" || return 1
 	sim_wait_step 2 600 || return 1
 	sim_restart=$sim_step
 	say "  every agent back and in step in $sim_restart s after the start"
