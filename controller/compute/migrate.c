@@ -770,10 +770,17 @@ migrate_observed(int64_t node_id, const Opsn__ObservedState *os)
 	size_t		 i;
 
 	if (os->full) {
-		/* A moved VM a full report does not list is gone there. */
+		/*
+		 * A moved VM a full report does not list is gone there, once
+		 * the node has applied a desired state that told it so: until
+		 * then (a node back from the dead reports what it found before
+		 * it hears from the controller) its copy may still be on disk.
+		 */
 		st = store_prepare(ctl->db, "SELECT vm_uuid FROM vm_moved "
-		    "WHERE node_id = ?");
+		    "WHERE node_id = ?1 AND ?2 >= (SELECT generation FROM "
+		    "nodes WHERE id = ?1)");
 		sqlite3_bind_int64(st, 1, node_id);
+		sqlite3_bind_int64(st, 2, (int64_t)os->generation);
 		while (store_step(st) == SQLITE_ROW) {
 			u = (const char *)sqlite3_column_text(st, 0);
 			for (i = 0; i < os->n_vms; i++)

@@ -198,6 +198,16 @@ def test_capacity_and_rebalance_move_stopped_vms_one_at_a_time(controller,
     assert doc["moves"] == [] and doc["score_after"]["total"] <= before
 
 
+def refused_vm_states(controller, node):
+    """How many of node's VM reports the controller refused (/metrics)."""
+    st, text, _ = controller.api("GET", "/metrics")
+    assert st == 200
+    line = ('opsn_agent_reports_rejected_total'
+            f'{{node="{node}",kind="vm_state"}} ')
+    return sum(int(ln[len(line):]) for ln in text.splitlines()
+               if ln.startswith(line))
+
+
 def console(controller, ref):
     return controller.opsnctl("vm", "console-log", ref).stdout
 
@@ -256,6 +266,11 @@ def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
     wait_until(lambda: not os.path.exists(old_disk), 30,
                what="the source's copy deleted")
     assert os.path.exists(pool_disk(workdir, v["node"], vid))
+    # The source reports its copy deleted: taken as the migration's end,
+    # never refused as a report about another node's VM.
+    wait_until(lambda: f"{vid}: the copy its migration left on {a} is gone"
+               in controller.output(), 30, what="the source's report")
+    assert refused_vm_states(controller, a) == 0
     assert controller.node_state(a) == "cordoned"
     assert placement(controller, a)["allocated"]["vms"] == 0
     agent_log = open(os.path.join(workdir, "agent-" + v["node"],
@@ -326,6 +341,11 @@ def test_evacuate_rebuilds_elsewhere_and_the_old_node_never_starts_it(
                what="old node connected")
     wait_until(lambda: not os.path.exists(old_disk), 30,
                what="the old copy removed")
+    # Its report of the copy deleted ends the controller's record of it,
+    # and nothing it said about its old VM was refused.
+    wait_until(lambda: f"{vid}: the copy left on {b} is gone" in
+               controller.output(), 30, what="the old node's report")
+    assert refused_vm_states(controller, b) == 0
     log = bh.output()[before:]
     assert "removing its copy here, never starting it" in log
     assert f"hv: VM {vid}: start" not in log and \
