@@ -74,6 +74,18 @@ def test_spread_puts_vms_apart_and_pack_fills_one_node(controller, three):
     for i in range(3):
         dom = "opsn-" + vm(controller, f"p{i}")["id"]
         assert opsn.domain_node(dom) == full
+    # pack as the cluster's policy: a create without --policy fills the
+    # fullest node; --policy spread still overrides it.
+    controller.stop()
+    with open(controller.conf, "a") as f:
+        f.write("[scheduler]\npolicy = pack\n")
+    controller.start()
+    wait_until(lambda: all(controller.nodes()[n]["connected"]
+                           for n in three), 20, what="agents back")
+    create(controller, "q0")
+    assert node_of(controller, "q0") == full
+    create(controller, "q1", "--policy", "spread")
+    assert node_of(controller, "q1") != full
 
 
 def test_refusals_name_each_filter(controller, three):
