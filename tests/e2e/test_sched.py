@@ -210,13 +210,13 @@ def test_capacity_and_rebalance_move_stopped_vms_one_at_a_time(controller,
     assert doc["moves"] == [] and doc["score_after"]["total"] <= before
 
 
-def refused_vm_states(controller, node):
-    """How many of node's VM reports the controller refused (/metrics)."""
+def refused_reports(controller, node):
+    """How many of node's reports the controller refused, of any kind
+    (VM states, console bytes, samples: /metrics)."""
     st, text, _ = controller.api("GET", "/metrics")
     assert st == 200
-    line = ('opsn_agent_reports_rejected_total'
-            f'{{node="{node}",kind="vm_state"}} ')
-    return sum(int(ln[len(line):]) for ln in text.splitlines()
+    line = f'opsn_agent_reports_rejected_total{{node="{node}",'
+    return sum(int(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
                if ln.startswith(line))
 
 
@@ -282,7 +282,7 @@ def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
     # never refused as a report about another node's VM.
     wait_until(lambda: f"{vid}: the copy its migration left on {a} is gone"
                in controller.output(), 30, what="the source's report")
-    assert refused_vm_states(controller, a) == 0
+    assert [refused_reports(controller, n) for n in (a, b, c)] == [0] * 3
     assert controller.node_state(a) == "cordoned"
     assert placement(controller, a)["allocated"]["vms"] == 0
     agent_log = open(os.path.join(workdir, "agent-" + v["node"],
@@ -357,7 +357,7 @@ def test_evacuate_rebuilds_elsewhere_and_the_old_node_never_starts_it(
     # and nothing it said about its old VM was refused.
     wait_until(lambda: f"{vid}: the copy left on {b} is gone" in
                controller.output(), 30, what="the old node's report")
-    assert refused_vm_states(controller, b) == 0
+    assert [refused_reports(controller, n) for n in (a, b, c)] == [0] * 3
     log = bh.output()[before:]
     assert "removing its copy here, never starting it" in log
     assert f"hv: VM {vid}: start" not in log and \
