@@ -1,10 +1,14 @@
 """Scheduling on three real hypervisor agents (libvirt, qemu:///system):
 spread and pack, the filters and their refusals, anti-affinity, tags,
 concurrent creates; then drains that move real guests, and a fenced
-evacuation after an agent dies."""
+evacuation after an agent dies, and the disk server refusing strangers."""
 import concurrent.futures
 import json
 import os
+import re
+import socket
+import ssl
+import struct
 import subprocess
 import time
 
@@ -367,3 +371,77 @@ def test_evacuate_rebuilds_elsewhere_and_the_old_node_never_starts_it(
     assert controller.node_state(b) == "fenced"  # out until uncordoned
     controller.opsnctl("node", "uncordon", b)
     assert controller.node_state(b) == "ready"
+
+
+def disk_get(port, vm_id, token, cert=None):
+    """Ask an agent's disk server for a VM's disk (MSG_DISK_GET), as the
+    target of a migration does; returns the first frame's (type, status,
+    payload), or None when the server closes without one. The server's
+    certificate is not checked here (a node certificate is for clients
+    too, which Python's client refuses): this is about what the server
+    accepts."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert)
+
+    def field(n, b):
+        return bytes([n << 3 | 2, len(b)]) + b
+
+    body = field(1, vm_id.encode()) + field(2, token.encode())
+    hdr = struct.pack(">IHHII", len(body), 1, 192, 1, 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
+                ctx.wrap_socket(raw) as s:
+            s.settimeout(10)
+            s.sendall(hdr + body)
+            got = b""
+            while len(got) < 16 or len(got) < 16 + struct.unpack(
+                    ">I", got[:4])[0]:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                got += chunk
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return None
+    n, _, typ, _, status = struct.unpack(">IHHII", got[:16])
+    return typ, status, got[16:16 + n]
+
+
+def test_the_disk_server_serves_no_stranger(controller, hypervisor, tiny,
+                                            workdir):
+    ah = hypervisor("ka")
+    bh = hypervisor("kb")
+    create(controller, "kept", "--node", ah.name)
+    vid = vm(controller, "kept")["id"]
+    wait_until(lambda: vm(controller, "kept")["observed"]["state"] ==
+               "shutoff", 60, what="a stopped VM on the source")
+    port = int(wait_until(lambda: re.search(
+        r"migrate: disk server on \S+ \(port (\d+)\)", ah.output()), 20,
+        what="the disk server's port").group(1))
+    mine = (os.path.join(bh.data, "cert.pem"),
+            os.path.join(bh.data, "key.pem"))
+    # No client certificate: no frame, whatever is asked.
+    assert disk_get(port, vid, "x") is None
+    # A certificate of another CA, named as the node: refused too.
+    d = os.path.join(workdir, "stranger")
+    os.makedirs(d)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", f"/CN={bh.name}", "-days", "1",
+                    "-keyout", os.path.join(d, "key.pem"),
+                    "-out", os.path.join(d, "cert.pem")],
+                   check=True, capture_output=True)
+    assert disk_get(port, vid, "x", cert=(
+        os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))) is None
+    assert ah.output().count("disk server connection closed: TLS "
+                             "handshake failed") == 2
+    # A node of the cluster, with no transfer expected: denied by name.
+    typ, status, body = disk_get(port, vid, "x", cert=mine)
+    assert (typ, status) == (1, 4) and b"not_expected" in body, body
+    assert f"migrate: {bh.name} asked for {vid}: no transfer" in \
+        ah.output()
+    # The disk is still there and nothing was sent.
+    assert os.path.exists(pool_disk(workdir, ah.name, vid))
