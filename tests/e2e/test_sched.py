@@ -242,9 +242,11 @@ def pool_disk(workdir, node, vm_id):
 
 def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
                                                 tiny, workdir):
-    # The source's disk server drops the connection once, mid-copy: the
-    # target resumes where it stopped.
-    a = hypervisor("da", env={"OPSN_TEST_DISK_CUT": "300000"}).name
+    # The source's disk server corrupts one byte and drops the connection
+    # once, mid-copy: the target resumes where it stopped, finds that the
+    # checksum does not match, and starts over.
+    a = hypervisor("da", env={"OPSN_TEST_DISK_CUT": "300000",
+                              "OPSN_TEST_DISK_FLIP": "100000"}).name
     b = hypervisor("db").name
     c = hypervisor("dc").name
     boot(controller, "mover", a)
@@ -294,6 +296,9 @@ def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
     assert "disk from" in agent_log and "complete and checked" in agent_log
     # The resumed copy: the first connection was cut.
     assert "connection to" in agent_log, agent_log[-2000:]
+    # The corrupted byte was caught and the copy made again.
+    assert "SHA-256 does not match the source's (try 1 of 3)" in agent_log
+    assert agent_log.count("complete and checked") == 1
 
 
 def test_a_drain_that_cannot_fit_is_refused_whole(controller, three):
