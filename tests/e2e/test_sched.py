@@ -441,12 +441,13 @@ def test_the_disk_server_serves_no_stranger(controller, hypervisor, tiny,
                    check=True, capture_output=True)
     assert disk_get(port, vid, "x", cert=(
         os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))) is None
-    assert ah.output().count("disk server connection closed: TLS "
-                             "handshake failed") == 2
+    wait_until(lambda: ah.output().count("disk server connection closed: "
+                                         "TLS handshake failed") == 2, 10,
+               what="both handshakes refused by the disk server")
     # A node of the cluster, with no transfer expected: denied by name.
     typ, status, body = disk_get(port, vid, "x", cert=mine)
     assert (typ, status) == (1, 4) and b"not_expected" in body, body
-    assert f"migrate: {bh.name} asked for {vid}: no transfer" in \
-        ah.output()
+    wait_until(lambda: f"migrate: {bh.name} asked for {vid}: no transfer"
+               in ah.output(), 10, what="the refusal logged")
     # The disk is still there and nothing was sent.
     assert os.path.exists(pool_disk(workdir, ah.name, vid))
