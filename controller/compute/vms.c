@@ -465,7 +465,7 @@ vms_new_where(struct api_req *r, json_t *body, struct vms_new *vn)
 	vn->vn_want.vcpus = vn->vn_vcpus;
 	vn->vn_want.memory = vn->vn_mem;
 	vn->vn_want.disk = vn->vn_disk;
-	if (sched_parse_request(r, body, &vn->vn_want, &vn->vn_policy) == -1)
+	if (groups_parse_request(r, body, &vn->vn_want, &vn->vn_policy) == -1)
 		return (-1);
 	if ((v = json_object_get(body, "node")) == NULL)
 		return (0);
