@@ -20,6 +20,7 @@
 #include "compute/compute.h"
 #include "members/members.h"
 #include "metering/metering.h"
+#include "monitor/monitor.h"
 #include "services/services.h"
 
 /*
@@ -35,6 +36,7 @@ static const struct ctl_module *const ctl_modules[] = {
 	&services_module,
 	&metering_module,
 	&billing_module,
+	&monitor_module,
 	NULL
 };
 

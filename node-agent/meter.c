@@ -279,6 +279,8 @@ meter_send_batch(struct meter_work *w)
 	m.spool_bytes = w->w_bytes;
 	m.spool_oldest_ms = w->w_oldest_ms;
 	m.spool_dropped = w->w_dropped;
+	m.spool_max_samples = meter_spool.sp_max_count;
+	m.spool_max_bytes = meter_spool.sp_max_bytes;
 	if (link_send(MSG_SAMPLES, &m.base) == -1)
 		return (-1);
 	last = b->ml_v[i - 1]->seq;

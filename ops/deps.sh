@@ -15,6 +15,7 @@ postfix postfix-sqlite dovecot-core dovecot-sqlite dovecot-imapd dovecot-lmtpd
 nginx-light swaks procps wrk tzdata
 uacme opendkim opendkim-tools pebble knot knot-dnsutils sslscan python3-dkim
 libnet-ssleay-perl python3-cryptography curl
+prometheus libfaketime nftables util-linux
 "
 
 SUDO=""

@@ -20,6 +20,10 @@ void	nodes_revoked(int64_t id);
 json_t	*nodes_json(const char *name);
 json_t	*nodes_list_json(const char *after, int limit, char **next);
 
+/* The module's families for GET /metrics. */
+struct prom;
+void	nodes_metrics(struct prom *);
+
 /* agents/enrol.c */
 /* A new join token valid for ttl seconds (caller frees the token). */
 int	enrol_join_create(struct ctl *, int64_t ttl, char **token,

@@ -92,6 +92,22 @@ compute_agent_hello(int64_t node_id, const char *roles)
 		vms_push(node_id);
 }
 
+/* VMs by observed state, for GET /metrics. */
+static void
+compute_metrics(struct prom *pr)
+{
+	sqlite3_stmt	*st;
+
+	prom_family(pr, "opsn_vms", "gauge", "VMs by observed state.");
+	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
+	    "GROUP BY obs_state ORDER BY obs_state");
+	while (sqlite3_step(st) == SQLITE_ROW)
+		prom_sample(pr, "opsn_vms", "state",
+		    (const char *)sqlite3_column_text(st, 0),
+		    (double)sqlite3_column_int64(st, 1));
+	sqlite3_finalize(st);
+}
+
 const struct ctl_module compute_module = {
 	.m_name = "compute",
 	.m_routes = compute_routes,
@@ -99,4 +115,5 @@ const struct ctl_module compute_module = {
 	.m_msgs = compute_msgs,
 	.m_nmsgs = nitems(compute_msgs),
 	.m_hello = compute_agent_hello,
+	.m_metrics = compute_metrics,
 };

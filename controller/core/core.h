@@ -80,6 +80,8 @@ struct ctl_module {
 					    const char *roles);
 	/* A node's connection is gone, or the node was revoked. */
 	void				(*m_gone)(int64_t node_id);
+	/* Write the module's families for GET /metrics (http/prom.c). */
+	void				(*m_metrics)(struct prom *);
 };
 
 extern const struct ctl_module audit_module;	/* the audit trail's routes */

@@ -53,5 +53,7 @@ void	 pki_fingerprint(X509 *, char out[65]);
 char	*pki_serial_hex(X509 *);
 /* The subject CN (caller frees), NULL if none. */
 char	*pki_cert_cn(X509 *);
+/* When it expires, unix seconds (-1 if unreadable). */
+int64_t	 pki_not_after(const X509 *);
 
 #endif
