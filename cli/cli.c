@@ -14,6 +14,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "opsn/util.h"
 
@@ -30,6 +31,12 @@ struct cli_buf {
 	char	*b_data;
 	size_t	 b_len;
 	int	 b_toobig;
+	/* A download: a 2xx body goes to this file, hashed on its way. */
+	int		 b_fd;
+	EVP_MD_CTX	*b_md;
+	uint64_t	 b_got;
+	int		 b_errno;
+	CURL		*b_curl;
 };
 
 /*
@@ -49,6 +56,9 @@ struct cli_req {
 	const char	*r_name;	/* labels the progress line, or NULL */
 	int		 r_errno;	/* read(2) failed */
 	int		 r_short;	/* the file shrank */
+	int		 r_out_fd;	/* download a 2xx body here, or -1 */
+	EVP_MD_CTX	*r_out_md;	/* ... hashing it */
+	uint64_t	 r_out_size;
 	uint64_t	 r_start_ms;
 	uint64_t	 r_shown_ms;	/* last progress update */
 };
@@ -103,8 +113,23 @@ static size_t
 cli_write_cb(char *data, size_t size, size_t n, void *arg)
 {
 	struct cli_buf	*b = arg;
+	long		 status = 0;
+	size_t		 done;
+	ssize_t		 w;
 
 	n *= size;
+	if (b->b_fd != -1)
+		curl_easy_getinfo(b->b_curl, CURLINFO_RESPONSE_CODE, &status);
+	if (b->b_fd != -1 && status >= 200 && status <= 299) {
+		for (done = 0; done < n; done += (size_t)w)
+			if ((w = write(b->b_fd, data + done, n - done)) == -1) {
+				b->b_errno = errno;
+				return (0);
+			}
+		EVP_DigestUpdate(b->b_md, data, n);
+		b->b_got += n;
+		return (n);
+	}
 	if (n > CLI_REPLY_MAX - b->b_len) {
 		b->b_toobig = 1;
 		return (0);
@@ -330,6 +355,12 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		    method, url, CLI_REPLY_MAX);
 		return (-1);
 	}
+	if (b->b_errno != 0) {
+		fprintf(stderr, "opsnctl: writing %s: %s\n", r->r_name,
+		    strerror(b->b_errno));
+		return (-1);
+	}
+	r->r_out_size = b->b_got;
 	if (r->r_errno != 0 || r->r_short) {
 		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
 		    "the file shrank while it was sent" :
@@ -349,7 +380,7 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		cli_error(method, url, status, b);
 		return (-1);
 	}
-	if (b->b_len == 0)
+	if (b->b_len == 0 || r->r_out_fd != -1)
 		return (0);
 	/* A console log may hold NUL bytes; callers use the length. */
 	if ((j = json_loadb(b->b_data, b->b_len, JSON_ALLOW_NUL,
@@ -379,6 +410,9 @@ cli_perform(struct cli_req *r, json_t **out)
 	int			 ret = -1;
 
 	memset(&b, 0, sizeof(b));
+	b.b_fd = r->r_out_fd;
+	b.b_md = r->r_out_md;
+	b.b_curl = c;
 	errbuf[0] = '\0';
 	if (out != NULL)
 		*out = NULL;
@@ -445,6 +479,7 @@ cli_request_http(const char *method, const char *path, json_t *body,
 	r.r_body = body;
 	r.r_http = http;
 	r.r_fd = -1;
+	r.r_out_fd = -1;
 	if (http != NULL && http->h_label != NULL)
 		r.r_name = http->h_label;
 	ret = cli_perform(&r, out);
@@ -477,7 +512,54 @@ cli_lookup(const char *path, json_t **out)
 	r.r_path = path;
 	r.r_quiet404 = 1;
 	r.r_fd = -1;
+	r.r_out_fd = -1;
 	return (cli_perform(&r, out));
+}
+
+/* DELETE collection/ID (ID escaped); 0 or -1 (reason printed). */
+int
+cli_delete(const char *collection, const char *id)
+{
+	char	*path, *e = cli_escape(id);
+	int	 rc;
+
+	xasprintf(&path, "%s/%s", collection, e);
+	rc = cli_request("DELETE", path, NULL, NULL);
+	free(path);
+	free(e);
+	return (rc);
+}
+
+/* GET path into the file open on fd, streamed, with its SHA-256. */
+int
+cli_download(const char *path, int fd, const char *name, uint64_t *size,
+    char sha[65])
+{
+	struct cli_http	 http;
+	struct cli_req	 r;
+	unsigned char	 h[32];
+	unsigned int	 len = sizeof(h);
+	int		 ret;
+
+	memset(&r, 0, sizeof(r));
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_http = &http;
+	r.r_fd = -1;
+	r.r_out_fd = fd;
+	r.r_name = name;
+	r.r_out_md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(r.r_out_md, EVP_sha256(), NULL);
+	ret = cli_perform(&r, NULL);
+	cli_status_end(0);
+	EVP_DigestFinal_ex(r.r_out_md, h, &len);
+	EVP_MD_CTX_free(r.r_out_md);
+	util_hex(h, sizeof(h), sha);
+	*size = r.r_out_size;
+	cli_http_clear(&http);
+	return (ret);
 }
 
 int
@@ -498,6 +580,7 @@ cli_upload(const char *path, int fd, uint64_t size, const char *name,
 	r.r_method = "PUT";
 	r.r_path = path;
 	r.r_fd = fd;
+	r.r_out_fd = -1;
 	r.r_size = size;
 	r.r_name = clean;
 	ret = cli_perform(&r, out);

@@ -15,6 +15,7 @@
 #include "opsn/util.h"
 #include "core/core.h"
 #include "access/access.h"
+#include "backup/backup.h"
 #include "agents/agents.h"
 #include "billing/billing.h"
 #include "compute/compute.h"
@@ -37,6 +38,7 @@ static const struct ctl_module *const ctl_modules[] = {
 	&metering_module,
 	&billing_module,
 	&monitor_module,
+	&backup_module,
 	NULL
 };
 
@@ -102,9 +104,11 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: opsn-controller [-dnhV] [-c FILE] [--OPTION "
-	    "VALUE ...]\n  -c FILE  configuration file\n  -d       "
+	    "VALUE ...]\n       opsn-controller --restore BACKUP [-c FILE] "
+	    "--data-dir DIR\n  -c FILE  configuration file\n  -d       "
 	    "foreground, debug logging\n  -n       check the configuration "
-	    "and exit\n");
+	    "and exit\n  --restore BACKUP  restore a backup into an empty "
+	    "data folder, then exit\n");
 	cfg_usage(&ctl_table, stderr);
 	exit(2);
 }
@@ -155,6 +159,34 @@ ctl_proto_range(struct ctl *c)
 	}
 }
 
+/*
+ * --restore FILE is an action, not a setting: taken out of argv before
+ * the table's options are parsed (the configuration file cannot hold it).
+ */
+static const char *
+ctl_take_restore(int *argc, char **argv)
+{
+	const char	*file = NULL;
+	int		 i, j;
+
+	for (i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			break;
+		if (strcmp(argv[i], "--restore") == 0 && i + 1 < *argc)
+			file = argv[i + 1];
+		else if (strncmp(argv[i], "--restore=", 10) == 0)
+			file = argv[i] + 10;
+		else
+			continue;
+		j = strcmp(argv[i], "--restore") == 0 ? 2 : 1;
+		memmove(&argv[i], &argv[i + j], (size_t)(*argc - i - j + 1) *
+		    sizeof(*argv));
+		*argc -= j;
+		i--;
+	}
+	return (file);
+}
+
 static void
 ctl_shortopt(int ch, const char *arg, void *data)
 {
@@ -183,6 +215,7 @@ main(int argc, char **argv)
 {
 	struct { const char *conffile; int debug, check; } o = { NULL, 0, 0 };
 	struct cfg_args	 args;
+	const char	*restore;
 	struct ctl	 c;
 	const struct ctl_module *const *mp;
 	char		*cause = NULL, *dbpath, *host;
@@ -191,6 +224,7 @@ main(int argc, char **argv)
 
 	memset(&c, 0, sizeof(c));
 	ctl = &c;
+	restore = ctl_take_restore(&argc, argv);
 	if (cfg_getopt(&ctl_table, argc, argv, "c:dnhV", ctl_shortopt, &o,
 	    &args) != argc)
 		usage();
@@ -224,12 +258,22 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	umask(027);
+	c.conffile = o.conffile;
+	c.modules = ctl_modules;
+	if (restore != NULL) {
+		if (backup_restore(&c, restore, &cause) == -1)
+			fatalx("restore: %s", cause);
+		cfg_free(&ctl_table, &c.conf);
+		return (0);
+	}
 	if (util_mkdirs(c.conf.data_dir, 0750, &cause) == -1)
 		fatalx("data folder: %s", cause);
 	xasprintf(&dbpath, "%s/opsn.db", c.conf.data_dir);
 	if (store_open(dbpath, &c.db, &cause) == -1)
 		fatalx("store: %s", cause);
 	free(dbpath);
+	if (store_epoch(c.db, &c.epoch) == -1)
+		fatalx("store: reading the epoch: %s", sqlite3_errmsg(c.db));
 	if (ca_init(&c, &cause) == -1)
 		fatalx("ca: %s", cause);
 	ctl_proto_range(&c);
@@ -238,7 +282,6 @@ main(int argc, char **argv)
 		fatalx("[operator] tz: %s", cause);
 
 	c.loop = uv_default_loop();
-	c.modules = ctl_modules;
 	for (mp = ctl_modules; *mp != NULL; mp++)
 		if ((*mp)->m_init != NULL && (*mp)->m_init(&c, &cause) == -1)
 			fatalx("%s: %s", (*mp)->m_name, cause);

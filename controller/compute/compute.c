@@ -56,6 +56,12 @@ static const struct api_route compute_routes[] = {
 	{ "GET", "/v1/vms/{vm}/console", "vms.read",
 	  API_MEMBER, VM_OWNER, vms_console,
 	  "The tail of a VM's serial console (offset)" },
+	{ "GET", "/v1/unknown-vms", "vms.read",
+	  API_PLATFORM, NULL, unknown_list,
+	  "VMs nodes hold that the controller does not know (after a restore)" },
+	{ "DELETE", "/v1/unknown-vms/{id}", "vms.write",
+	  API_PLATFORM, NULL, unknown_delete,
+	  "Let a node delete a VM it holds that the controller does not know" },
 	{ "POST", "/v1/plans", "vms.write",
 	  API_PLATFORM, NULL, plans_create, "Add a plan" },
 	{ "GET", "/v1/plans", "vms.read",
@@ -106,6 +112,7 @@ compute_metrics(struct prom *pr)
 		    (const char *)sqlite3_column_text(st, 0),
 		    (double)sqlite3_column_int64(st, 1));
 	sqlite3_finalize(st);
+	unknown_metrics(pr);
 }
 
 const struct ctl_module compute_module = {
@@ -116,4 +123,5 @@ const struct ctl_module compute_module = {
 	.m_nmsgs = nitems(compute_msgs),
 	.m_hello = compute_agent_hello,
 	.m_metrics = compute_metrics,
+	.m_restored = unknown_restored,
 };

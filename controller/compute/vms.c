@@ -109,7 +109,7 @@ vms_image_url(void)
 	"v.memory_mib, " \
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
-	"v.created_at, v.id, pl.name"
+	"v.created_at, v.id, pl.name, v.restored, v.node_id"
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
 	"JOIN images i ON i.id = v.image_id " \
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
@@ -144,8 +144,14 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "generation",
 	    json_integer(sqlite3_column_int64(st, 10)));
 	obs = json_object();
-	json_object_set_new(obs, "state",
-	    json_string((const char *)sqlite3_column_text(st, 11)));
+	if (!nodes_is_ready(sqlite3_column_int64(st, 21))) {
+		/* Its node is silent: what it was is all we know. */
+		json_object_set_new(obs, "state", json_string("unknown"));
+		json_object_set_new(obs, "last_state",
+		    json_string((const char *)sqlite3_column_text(st, 11)));
+	} else
+		json_object_set_new(obs, "state",
+		    json_string((const char *)sqlite3_column_text(st, 11)));
 	json_object_set_new(obs, "reason",
 	    json_string((const char *)sqlite3_column_text(st, 12)));
 	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
@@ -165,6 +171,9 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "plan", sqlite3_column_type(st, 19) ==
 	    SQLITE_NULL ? json_null() : json_string((const char *)
 	    sqlite3_column_text(st, 19)));
+	/* Restored from a backup: waiting to learn it from its node. */
+	json_object_set_new(o, "restored", json_boolean(
+	    sqlite3_column_int(st, 20)));
 	return (o);
 }
 
@@ -218,7 +227,7 @@ vms_json(int64_t id)
 }
 
 /* Bump the node's generation inside the caller's transaction. */
-static int64_t
+int64_t
 vms_bump(int64_t node_id)
 {
 	sqlite3_stmt	*st;
@@ -612,8 +621,9 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 		return;
 	}
 	gen = vms_bump(node_id);
+	/* The operator decided: a restored VM is no longer only adopted. */
 	st = store_prepare(ctl->db, "UPDATE vms SET desired = ?, generation = ?,"
-	    " reboot_seq = reboot_seq + ? WHERE id = ?");
+	    " reboot_seq = reboot_seq + ?, restored = 0 WHERE id = ?");
 	sqlite3_bind_text(st, 1, desired, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, gen);
 	sqlite3_bind_int(st, 3, reboot ? 1 : 0);
@@ -707,7 +717,7 @@ vms_resize(struct api_req *r)
 		goto rollback;
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "UPDATE vms SET vcpus = ?, memory_mib = ?, "
-	    "generation = ? WHERE id = ?");
+	    "generation = ?, restored = 0 WHERE id = ?");
 	sqlite3_bind_int64(st, 1, vcpus);
 	sqlite3_bind_int64(st, 2, mem);
 	sqlite3_bind_int64(st, 3, gen);
@@ -834,11 +844,13 @@ vms_push(int64_t node_id)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
+	ds.epoch = ctl->epoch;
+	ds.release = unknown_release_list(node_id, &ds.n_release);
 	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
-	    "v.desired, v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
-	    "v.tenant_id WHERE v.node_id = ? AND v.desired != 'deleted' "
-	    "ORDER BY v.id");
+	    "v.desired, v.reboot_seq, v.restored FROM vms v LEFT JOIN tenants "
+	    "t ON t.id = v.tenant_id WHERE v.node_id = ? AND v.desired != "
+	    "'deleted' ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));
@@ -866,6 +878,7 @@ vms_push(int64_t node_id)
 		json_decref(nics);
 		s->power = xstrdup((const char *)sqlite3_column_text(st, 8));
 		s->reboot_seq = (uint64_t)sqlite3_column_int64(st, 9);
+		s->adopt_only = sqlite3_column_int(st, 10) != 0;
 		specs = xrealloc(specs, (n + 1) * sizeof(*specs));
 		specs[n++] = s;
 	}
@@ -893,6 +906,9 @@ vms_push(int64_t node_id)
 	}
 	free(specs);
 	free(ds.image_url);
+	for (i = 0; i < ds.n_release; i++)
+		free(ds.release[i]);
+	free(ds.release);
 }
 
 /* Record one VM's observed state; a VM deleted on purpose is forgotten. */
@@ -901,7 +917,12 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 {
 	sqlite3_stmt	*st;
 
+	if (vs->held) {
+		unknown_seen(node_id, vs);
+		return;
+	}
 	if (strcmp(vs->state, "deleted") == 0) {
+		unknown_gone(node_id, vs->id);
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
 		    "node_id = ? AND desired = 'deleted'");
 		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
@@ -944,6 +965,7 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	Opsn__ObservedState	*m;
 	sqlite3_stmt		*st;
 	size_t			 i;
+	int			 push = 0;
 
 	if ((m = opsn__observed_state__unpack(NULL, len, p)) == NULL) {
 		log_warnx("vms: %s sent an observed state that does not "
@@ -952,8 +974,14 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	}
 	if (store_begin(ctl->db) == -1)
 		goto out;
-	for (i = 0; i < m->n_vms; i++)
+	for (i = 0; i < m->n_vms; i++) {
 		vms_observe_one(node_id, m->vms[i]);
+		/* Only an agent in our epoch reports as a restore needs. */
+		if (m->epoch == ctl->epoch && unknown_adopt(node_id, m->vms[i]))
+			push = 1;
+	}
+	if (m->full)
+		unknown_full(node_id, m);
 	if (m->full) {
 		/*
 		 * A full report lists every VM the node has: one meant to be
@@ -983,7 +1011,8 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	sqlite3_bind_int64(st, 2, node_id);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
-	store_commit(ctl->db);
+	if (store_commit(ctl->db) == 0 && push)
+		vms_push(node_id);
 out:
 	opsn__observed_state__free_unpacked(m, NULL);
 }

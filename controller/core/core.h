@@ -45,6 +45,8 @@ struct ctl {
 	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
 	SSL_CTX		*api_ctx;
 	uint32_t	 proto_min, proto_max;
+	uint64_t	 epoch;		/* controller_epoch: 0 until a restore */
+	const char	*conffile;	/* -c, or NULL (backups copy it) */
 	/* The modules main.c lists, NULL-terminated, in start order. */
 	const struct ctl_module *const *modules;
 };
@@ -82,6 +84,12 @@ struct ctl_module {
 	void				(*m_gone)(int64_t node_id);
 	/* Write the module's families for GET /metrics (http/prom.c). */
 	void				(*m_metrics)(struct prom *);
+	/*
+	 * The database was just restored from a backup (opsn-controller
+	 * --restore, before any init, inside the restore's transaction):
+	 * forget what the world may have changed since the backup.
+	 */
+	int				(*m_restored)(struct ctl *, char **cause);
 };
 
 extern const struct ctl_module audit_module;	/* the audit trail's routes */
@@ -95,6 +103,8 @@ int	store_commit(sqlite3 *);
 void	store_rollback(sqlite3 *);
 /* A read-only connection (WAL) for work on the thread pool. */
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
+/* The controller's epoch (controller_epoch), 0 until its first restore. */
+int	store_epoch(sqlite3 *, uint64_t *);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 

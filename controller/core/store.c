@@ -221,3 +221,22 @@ store_prepare(sqlite3 *db, const char *sql)
 		fatalx("store: preparing '%.60s': %s", sql, sqlite3_errmsg(db));
 	return (st);
 }
+
+/* The controller's epoch (0 until its first restore). */
+int
+store_epoch(sqlite3 *db, uint64_t *epoch)
+{
+	sqlite3_stmt	*st;
+	int		 rv = -1;
+
+	*epoch = 0;
+	if (sqlite3_prepare_v2(db, "SELECT epoch FROM controller_epoch", -1,
+	    &st, NULL) != SQLITE_OK)
+		return (-1);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*epoch = (uint64_t)sqlite3_column_int64(st, 0);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return (rv);
+}
