@@ -38,12 +38,19 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 	return (rv);
 }
 
+/*
+ * Bring the schema to the latest version. Every pending migration runs in
+ * one transaction with the version bump: a migration that fails rolls
+ * back them all and the file is left as it was (the caller refuses to
+ * start). A database newer than this binary is never touched.
+ */
 static int
 store_migrate(sqlite3 *db, char **cause)
 {
-	int	 have, latest = 0;
-	size_t	 i;
-	char	*sql, *err = NULL;
+	int		 have, latest = 0, fail = 0;
+	size_t		 i;
+	char		*sql, *err = NULL;
+	const char	*step = NULL;
 
 	if (store_pragma_int(db, "PRAGMA user_version", &have) == -1) {
 		xasprintf(cause, "reading the schema version: %s",
@@ -55,30 +62,50 @@ store_migrate(sqlite3 *db, char **cause)
 			latest = migrations[i].m_version;
 	if (have > latest) {
 		xasprintf(cause, "the database has schema version %d, newer "
-		    "than this controller knows (%d): refusing to start", have,
-		    latest);
+		    "than this controller knows (%d): it was upgraded by a "
+		    "newer opsn-controller. Downgrades are refused; run that "
+		    "version again, or restore a backup taken before the "
+		    "upgrade (nothing was changed)", have, latest);
 		return (-1);
 	}
+	if (have == latest)
+		return (0);
+#ifdef OPSN_TEST_BUILD
+	/* The upgrade tests make one migration fail after it ran. */
+	if (getenv("OPSN_TEST_MIGRATION_FAIL") != NULL)
+		fail = atoi(getenv("OPSN_TEST_MIGRATION_FAIL"));
+#endif
+	log_notice("store: upgrading the schema from version %d to %d", have,
+	    latest);
+	if (store_exec(db, "BEGIN IMMEDIATE", cause) == -1)
+		return (-1);
 	for (i = 0; i < nmigrations; i++) {
 		const struct migration *m = &migrations[i];
 
 		if (m->m_version <= have)
 			continue;
-		/* Each migration and its version bump commit together. */
-		xasprintf(&sql, "BEGIN IMMEDIATE;\n%s\nPRAGMA user_version = %d;"
-		    "\nCOMMIT;", m->m_sql, m->m_version);
+		step = m->m_name;
+		xasprintf(&sql, "%s\n%sPRAGMA user_version = %d;", m->m_sql,
+		    m->m_version == fail ? "SELECT opsn_test_failure();\n" : "",
+		    m->m_version);
 		if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-			xasprintf(cause, "migration %s: %s", m->m_name,
-			    err ? err : sqlite3_errmsg(db));
-			sqlite3_free(err);
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 			free(sql);
-			return (-1);
+			goto fail;
 		}
 		free(sql);
 		log_info("store: applied migration %s", m->m_name);
 	}
+	step = "commit";
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, &err) != SQLITE_OK)
+		goto fail;
 	return (0);
+fail:
+	xasprintf(cause, "migration %s failed: %s; every migration was rolled "
+	    "back, the database is still at schema version %d", step,
+	    err ? err : sqlite3_errmsg(db), have);
+	sqlite3_free(err);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return (-1);
 }
 
 /* Open (creating) the database, set WAL and apply pending migrations. */
