@@ -71,6 +71,10 @@ static const struct cfg_option ctl_opts[] = {
 	{ "controller", "node_token_ttl", CFG_DURATION, C(node_token_ttl_ms),
 	  "1h", 60000, 2592000000LL, NULL, 0, NULL,
 	  "default lifetime of a join token" },
+	{ "controller", "min_free_mib", CFG_INT, C(min_free_mib),
+	  "64", 0, 1048576, NULL, 0, NULL,
+	  "MiB kept free in the data folder: below it, writes are refused "
+	  "(HTTP 507) and samples are not acknowledged" },
 	{ "controller", "max_agents", CFG_INT, C(max_agents),
 	  "10000", 1, 1000000, NULL, 0, NULL,
 	  "most agent connections at once" },

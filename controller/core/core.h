@@ -24,6 +24,7 @@ struct ctl_conf {
 	int64_t	 heartbeat_ms;
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
+	int64_t	 min_free_mib;		/* writes refused below it */
 	char	*api_url;		/* what agents use; "" = derived */
 	char	*tz;			/* [operator] tz: the calendar's zone */
 	int64_t	 meter_raw_retention_ms;
@@ -105,8 +106,20 @@ void	store_rollback(sqlite3 *);
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
 /* The controller's epoch (controller_epoch), 0 until its first restore. */
 int	store_epoch(sqlite3 *, uint64_t *);
+/*
+ * May the controller write? -1 with *why (the caller frees) when its data
+ * folder has less than min_free_mib left, or when a commit found the disk
+ * full and no space came back since: the API answers 507 and metering
+ * acknowledges nothing until then.
+ */
+int	store_space_ok(char **why);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
+
+#ifdef OPSN_TEST_BUILD
+/* core/faultvfs.c: storage that fails on demand (OPSN_TEST_FAULT_FILE). */
+void	faultvfs_install(void);
+#endif
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);

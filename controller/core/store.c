@@ -2,6 +2,8 @@
  * The controller's SQLite store: WAL mode, numbered migrations applied at
  * start (PRAGMA user_version), prepared statements only.
  */
+#include <sys/statvfs.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,18 @@
 
 /* The controller's state; set by main, read by every subsystem. */
 struct ctl	*ctl;
+
+/*
+ * A commit failed with SQLITE_FULL: writes wait for space (1 MiB more than
+ * then), or ten seconds, before they are tried again.
+ */
+#define STORE_FULL_SLACK	(1 << 20)
+#define STORE_FULL_RETRY_MS	10000	/* or try again after this long */
+static int	 store_full;
+static int64_t	 store_full_avail;
+static uint64_t	 store_full_at;
+
+static int64_t	 store_avail(void);
 
 /*
  * Read connections for the thread pool. The prototype belongs in ctl.h,
@@ -47,7 +61,7 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 static int
 store_migrate(sqlite3 *db, char **cause)
 {
-	int		 have, latest = 0, fail = 0;
+	int		 have, latest = 0;
 	size_t		 i;
 	char		*sql, *err = NULL;
 	const char	*step = NULL;
@@ -72,6 +86,8 @@ store_migrate(sqlite3 *db, char **cause)
 		return (0);
 #ifdef OPSN_TEST_BUILD
 	/* The upgrade tests make one migration fail after it ran. */
+	int		 fail = 0;
+
 	if (getenv("OPSN_TEST_MIGRATION_FAIL") != NULL)
 		fail = atoi(getenv("OPSN_TEST_MIGRATION_FAIL"));
 #endif
@@ -85,9 +101,15 @@ store_migrate(sqlite3 *db, char **cause)
 		if (m->m_version <= have)
 			continue;
 		step = m->m_name;
-		xasprintf(&sql, "%s\n%sPRAGMA user_version = %d;", m->m_sql,
-		    m->m_version == fail ? "SELECT opsn_test_failure();\n" : "",
+		xasprintf(&sql, "%s\nPRAGMA user_version = %d;", m->m_sql,
 		    m->m_version);
+#ifdef OPSN_TEST_BUILD
+		if (m->m_version == fail) {
+			free(sql);
+			xasprintf(&sql, "%s\nSELECT opsn_test_failure();",
+			    m->m_sql);
+		}
+#endif
 		if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
 			free(sql);
 			goto fail;
@@ -115,6 +137,9 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 	sqlite3	*db = NULL;
 	char	*err = NULL;
 
+#ifdef OPSN_TEST_BUILD
+	faultvfs_install();
+#endif
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		xasprintf(cause, "%s: %s", path, db ? sqlite3_errmsg(db) :
@@ -222,11 +247,60 @@ store_begin(sqlite3 *db)
 int
 store_commit(sqlite3 *db)
 {
+	int	 full;
+
 	if (store_exec(db, "COMMIT", NULL) == -1) {
+		full = (sqlite3_extended_errcode(db) & 0xff) == SQLITE_FULL;
 		log_warnx("store: commit failed: %s", sqlite3_errmsg(db));
 		store_rollback(db);
+		if (full) {
+			/* Refuse writes until space comes back (store_space_ok). */
+			store_full = 1;
+			store_full_avail = store_avail();
+			store_full_at = util_mono_ms();
+		}
 		return (-1);
 	}
+	return (0);
+}
+
+/* Bytes the controller may still use in its data folder (-1: unknown). */
+static int64_t
+store_avail(void)
+{
+	struct statvfs	 vf;
+
+	if (ctl == NULL || ctl->conf.data_dir == NULL ||
+	    statvfs(ctl->conf.data_dir, &vf) == -1)
+		return (-1);
+	return ((int64_t)vf.f_bavail * (int64_t)vf.f_frsize);
+}
+
+/* May the controller write (see core.h)? */
+int
+store_space_ok(char **why)
+{
+	int64_t	 avail = store_avail(), min = ctl->conf.min_free_mib << 20;
+
+	if (avail < 0)
+		return (0);
+	if (avail < min) {
+		xasprintf(why, "the controller's disk is full: %lld MiB left in "
+		    "%s, under the %lld MiB it keeps free; free some space (or "
+		    "lower min_free_mib)", (long long)(avail >> 20),
+		    ctl->conf.data_dir, (long long)ctl->conf.min_free_mib);
+		return (-1);
+	}
+	if (store_full && avail < store_full_avail + STORE_FULL_SLACK &&
+	    util_mono_ms() - store_full_at < STORE_FULL_RETRY_MS) {
+		xasprintf(why, "the controller's disk is full: its last write "
+		    "failed for want of space in %s", ctl->conf.data_dir);
+		return (-1);
+	}
+	if (store_full)
+		log_notice("store: space is back in %s (%lld MiB)",
+		    ctl->conf.data_dir, (long long)(avail >> 20));
+	store_full = 0;
 	return (0);
 }
 

@@ -168,6 +168,7 @@ static const struct {
 	{ 501, "Not Implemented" },
 	{ 503, "Service Unavailable" },
 	{ 504, "Gateway Timeout" },
+	{ 507, "Insufficient Storage" },
 };
 
 static const char *

@@ -59,6 +59,8 @@ struct meter_node {
 };
 TAILQ_HEAD(meter_nodes, meter_node);
 
+#define METER_FULL_WARN_MS	60000
+static uint64_t			 meter_full_warned;
 static struct ctl		*mc;
 static struct meter_batches	 meter_pending =
     TAILQ_HEAD_INITIALIZER(meter_pending);
@@ -486,6 +488,7 @@ meter_flush(void)
 	size_t			 nb = 0, i;
 	int64_t			 now_ms = (int64_t)util_now() * 1000;
 	uint64_t		 t0 = util_mono_ms();
+	char			*why;
 
 	TAILQ_CONCAT(&todo, &meter_pending, b_entry);
 	TAILQ_FOREACH(b, &todo, b_entry)
@@ -493,6 +496,18 @@ meter_flush(void)
 	if (nb == 0)
 		return;
 	fresh = xcalloc(nb, sizeof(*fresh));
+	/* A full disk: nothing is committed, so nothing is acknowledged. */
+	if (store_space_ok(&why) == -1) {
+		if (util_mono_ms() - meter_full_warned >= METER_FULL_WARN_MS ||
+		    meter_full_warned == 0) {
+			log_warnx("metering: %zu batches not acknowledged (agents "
+			    "keep them): %s", nb, why);
+			meter_full_warned = util_mono_ms();
+		}
+		free(why);
+		meter_stats.ms_commit_failures++;
+		goto out;
+	}
 	if (store_begin(mc->db) == -1) {
 		log_warnx("metering: cannot begin: %s", sqlite3_errmsg(mc->db));
 		meter_stats.ms_commit_failures++;

@@ -183,6 +183,10 @@ monitor_write(struct ctl *c, struct prom *pr)
 	prom_family(pr, "opsn_info", "gauge", "The controller's version.");
 	prom_add(pr, "opsn_info{version=\"%s\"} 1\n", OPSN_VERSION);
 	monitor_process(pr);
+	prom_single(pr, "opsn_clock_offset_seconds", "gauge",
+	    "The wall clock minus the time the controller goes by: not 0 "
+	    "after the clock was stepped while it ran (it keeps its own "
+	    "time until restarted).", (double)util_clock_offset_ms() / 1000);
 	monitor_disk(pr, c->conf.data_dir);
 	monitor_certs(pr, c);
 	api_metrics(pr);
