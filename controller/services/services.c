@@ -1446,6 +1446,53 @@ static const struct ctl_msg_range services_msgs[] = {
 };
 
 /*
+ * The certificates backends serve (sites' and mail hosts'), as their
+ * agents last reported them: when each expires, and how many are in each
+ * state (a failed one is a renewal that did not happen).
+ */
+static void
+services_cert_metrics(struct prom *pr)
+{
+	sqlite3_stmt	*st;
+	char		*b, *n;
+
+	prom_family(pr, "opsn_services_certificate_expiry_timestamp_seconds",
+	    "gauge", "When a certificate a backend serves expires (unix "
+	    "seconds), by site or mail host name.");
+	st = store_prepare(sc->db, "SELECT nd.name, c.kind, CASE c.kind WHEN "
+	    "'site' THEN coalesce((SELECT hostname FROM sites WHERE id = "
+	    "c.object_id), c.object_id) ELSE c.object_id END, c.not_after "
+	    "FROM services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
+	    "nd.revoked = 0 AND c.not_after IS NOT NULL ORDER BY 1, 2, 3");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		b = prom_label((const char *)sqlite3_column_text(st, 0));
+		n = prom_label((const char *)sqlite3_column_text(st, 2));
+		prom_add(pr, "opsn_services_certificate_expiry_timestamp_seconds"
+		    "{backend=\"%s\",kind=\"%s\",name=\"%s\"} %lld\n", b,
+		    (const char *)sqlite3_column_text(st, 1), n,
+		    (long long)sqlite3_column_int64(st, 3));
+		free(n);
+		free(b);
+	}
+	sqlite3_finalize(st);
+	prom_family(pr, "opsn_services_certificates", "gauge",
+	    "Certificates backends serve, by state (none, pending, valid, "
+	    "failed).");
+	st = store_prepare(sc->db, "SELECT nd.name, c.state, count(*) FROM "
+	    "services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
+	    "nd.revoked = 0 GROUP BY 1, 2 ORDER BY 1, 2");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		b = prom_label((const char *)sqlite3_column_text(st, 0));
+		prom_add(pr, "opsn_services_certificates{backend=\"%s\","
+		    "state=\"%s\"} %lld\n", b,
+		    (const char *)sqlite3_column_text(st, 1),
+		    (long long)sqlite3_column_int64(st, 2));
+		free(b);
+	}
+	sqlite3_finalize(st);
+}
+
+/*
  * Provisioning for GET /metrics: per backend, the journal's pending and
  * failed changes, the age of its oldest pending one, and how many
  * generations its agent is behind.
@@ -1494,6 +1541,7 @@ services_metrics(struct prom *pr)
 		    (double)sqlite3_column_int64(st, 2));
 	}
 	sqlite3_finalize(st);
+	services_cert_metrics(pr);
 }
 
 const struct ctl_module services_module = {
