@@ -72,7 +72,7 @@ PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit-build fuzz bench install run stop clean image
+.PHONY: all test check unit-build fuzz bench soak install run stop clean image
 .SECONDARY:
 
 all: $(PROGS)
@@ -181,6 +181,18 @@ fuzz: $(PROTO_H)
 		build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
 			build/fuzz/corpus-$$n tests/fuzz/corpus-$$n 2>&1 | tail -n 3 || exit 1; \
 	done
+
+# The soak (not part of make test): 200 simulated agents, API traffic and
+# random kills for 10 minutes, then a check of the whole history.
+SOAK_BIN = build/soak/soakagents
+$(SOAK_BIN): tests/soak/soakagents.c tests/bench/simlink.h $(LIBOPSN) $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/bench -o $@ tests/soak/soakagents.c \
+	    $(LIBOPSN) $(call pc_libs,$(PKG_COMMON)) -lm
+
+soak: all image $(SOAK_BIN)
+	@OPSN_BIN=$(abspath $(BIN)) SOAK_AGENTS_BIN=$(abspath $(SOAK_BIN)) \
+	    $(PYTHON) tests/soak/soak.py
 
 bench: all image
 	@BIN=$(BIN) PYTHON=$(PYTHON) tests/bench/run.sh

@@ -19,7 +19,11 @@
 #     files of the same sizes with the same certificate.
 #
 # A slow figure never fails the run; only something broken does (exit 1).
-# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing (comma list;
+#  6. (backup) Backup size and time, and restore time, with every commune
+#     and a month of hourly usage (tests/bench/backup.py; knobs
+#     BENCH_BACKUP_SERVED, BENCH_BACKUP_HOURS).
+#
+# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing,backup (comma list;
 # default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
@@ -644,9 +648,9 @@ case ",$ONLY," in
 *)
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
-		tls | agents | boot | scale | api | metering | billing) ;;
+		tls | agents | boot | scale | api | metering | billing | backup) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
-		    "(tls, agents, boot, scale, api, metering, billing)" ;;
+		    "(tls, agents, boot, scale, api, metering, billing, backup)" ;;
 		esac
 	done
 	;;
@@ -683,6 +687,15 @@ if [ "$broken" -eq 0 ] && build; then
 	if want billing; then
 		BUILD=$BUILD sh tests/bench/billing.sh ||
 		    problem "the billing bench broke"
+	fi
+	# Backup and restore with every commune and a month of usage.
+	if want backup; then
+		if [ -f "$COMMUNES" ]; then
+			OPSN_BIN=$abs_bin "$PYTHON" tests/bench/backup.py \
+			    "$COMMUNES" || problem "the backup bench broke"
+		else
+			say "backup: no $COMMUNES: skipped"
+		fi
 	fi
 elif [ "$broken" -eq 0 ]; then
 	problem "the benchmark programs did not build"

@@ -29,6 +29,7 @@
 #include "opsn/pki.h"
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
+#include "simlink.h"
 
 #define SIM_AGENTS_MAX		100000
 #define SIM_WINDOW		32
@@ -290,24 +291,8 @@ static void
 sim_link_ready_cb(struct conn *c, void *arg)
 {
 	struct sim_agent	*a = arg;
-	Opsn__Hello		 h = OPSN__HELLO__INIT;
-	Opsn__Inventory		 inv = OPSN__INVENTORY__INIT;
-	char			*roles[1] = { "web" };
 
-	inv.cpus = 8;
-	inv.memory_bytes = 32ULL << 30;
-	inv.disk_bytes = 1ULL << 40;
-	inv.hostname = a->a_name;
-	h.name = a->a_name;
-	h.roles = roles;
-	h.n_roles = 1;
-	h.proto_min = OPSN_PROTO_MIN;
-	h.proto_max = OPSN_PROTO_MAX;
-	h.agent_version = OPSN_VERSION;
-	h.inventory = &inv;
-	conn_set_max_frame(c, FRAME_MAX);
-	if (conn_send_msg(c, OPSN_PROTO_MIN, MSG_HELLO, ++a->a_reqid, ST_OK,
-	    &h.base) == -1)
+	if (simlink_hello(c, a->a_name, "web", ++a->a_reqid) == -1)
 		conn_close(c, "cannot queue HELLO");
 }
 
@@ -505,26 +490,6 @@ sim_make_keys(void)
 	return (0);
 }
 
-static SSL_CTX *
-sim_ctx_new(const char *ca_file)
-{
-	SSL_CTX	*ctx;
-	char	 err[256];
-
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
-		goto fail;
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	return (ctx);
-fail:
-	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-	log_warnx("TLS context: %s (CA %s)", err, ca_file);
-	SSL_CTX_free(ctx);
-	return (NULL);
-}
-
 static void
 sim_free(void)
 {
@@ -581,7 +546,7 @@ main(int argc, char **argv)
 		snprintf(sim_agents[i].a_name, sizeof(sim_agents[i].a_name),
 		    "sim%04zu", i);
 	if (sim_load_tokens(tokens) == -1 || sim_make_keys() == -1 ||
-	    (sim_ctx = sim_ctx_new(ca)) == NULL)
+	    (sim_ctx = simlink_ctx(ca)) == NULL)
 		goto out;
 
 	sim_loop = uv_default_loop();
