@@ -438,31 +438,63 @@ backup_download(struct api_req *r)
 	free(path);
 }
 
-/* DELETE /v1/backups/{name} */
+/* A backup being deleted: unlinking gigabytes takes the loop seconds. */
+struct backup_rm {
+	uv_fs_t			 rm_req;
+	struct api_defer	*rm_defer;
+	char			*rm_name;
+};
+
+static void
+backup_rm_cb(uv_fs_t *req)
+{
+	struct backup_rm	*rm = req->data;
+	char			*sum, obj[96];
+	ssize_t			 rc = req->result;
+
+	uv_fs_req_cleanup(req);
+	if (rc < 0) {
+		api_defer_reply_error(rm->rm_defer, 404, "not_found", "no "
+		    "backup named '%.64s'", rm->rm_name);
+		goto out;
+	}
+	sum = backup_path(ctl->conf.data_dir, rm->rm_name, ".tar.sha256");
+	unlink(sum);
+	free(sum);
+	snprintf(obj, sizeof(obj), "backup/%s", rm->rm_name);
+	if (store_begin(ctl->db) == 0 && (audit_record(api_defer_req(
+	    rm->rm_defer), "backup.delete", obj, NULL) == -1 ||
+	    store_commit(ctl->db) == -1))
+		store_rollback(ctl->db);
+	api_defer_reply_json(rm->rm_defer, 200, json_pack("{s:s,s:b}", "name",
+	    rm->rm_name, "deleted", 1));
+out:
+	free(rm->rm_name);
+	free(rm);
+}
+
+/* DELETE /v1/backups/{name}: the file goes on the thread pool. */
 static void
 backup_delete(struct api_req *r)
 {
-	char	*path, *sum, obj[96];
+	struct backup_rm	*rm;
+	char			*path;
+	int			 rv;
 
 	if ((path = backup_param_path(r)) == NULL)
 		return;
-	if (unlink(path) == -1) {
-		api_reply_error(r, 404, "not_found", "no backup named '%.64s'",
-		    api_param(r, "name"));
-		free(path);
-		return;
+	rm = xcalloc(1, sizeof(*rm));
+	rm->rm_name = xstrdup(api_param(r, "name"));
+	rm->rm_req.data = rm;
+	rm->rm_defer = api_defer(r);
+	if ((rv = uv_fs_unlink(ctl->loop, &rm->rm_req, path,
+	    backup_rm_cb)) != 0) {
+		api_defer_reply_error(rm->rm_defer, 500, "internal", "deleting "
+		    "the backup: %s", uv_strerror(rv));
+		free(rm->rm_name);
+		free(rm);
 	}
-	sum = backup_path(ctl->conf.data_dir, api_param(r, "name"),
-	    ".tar.sha256");
-	unlink(sum);
-	free(sum);
 	free(path);
-	snprintf(obj, sizeof(obj), "backup/%s", api_param(r, "name"));
-	if (store_begin(ctl->db) == 0 && (audit_record(r, "backup.delete", obj,
-	    NULL) == -1 || store_commit(ctl->db) == -1))
-		store_rollback(ctl->db);
-	api_reply_json(r, 200, json_pack("{s:s,s:b}", "name",
-	    api_param(r, "name"), "deleted", 1));
 }
 
 const struct ctl_module backup_module = {

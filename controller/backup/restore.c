@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "opsn/log.h"
 #include "opsn/util.h"
@@ -98,35 +97,6 @@ restore_member_ok(const char *name, int *mode)
 	return (0);
 }
 
-/* The SHA-256 of a whole file. */
-static int
-restore_file_sha(const char *path, char out[65], char **cause)
-{
-	EVP_MD_CTX	*md;
-	unsigned char	 h[32], buf[65536];
-	unsigned int	 len = sizeof(h);
-	ssize_t		 n;
-	int		 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		EVP_DigestUpdate(md, buf, (size_t)n);
-	close(fd);
-	EVP_DigestFinal_ex(md, h, &len);
-	EVP_MD_CTX_free(md);
-	if (n == -1) {
-		xasprintf(cause, "%s: %s", path, strerror(errno));
-		return (-1);
-	}
-	util_hex(h, sizeof(h), out);
-	return (0);
-}
-
 /* FILE.sha256 beside the file, as opsnctl writes it: must match. */
 static int
 restore_check_sum(const char *file, const char *sha, char **cause)
@@ -154,7 +124,7 @@ restore_check_sum(const char *file, const char *sha, char **cause)
 /* Extract every member into tmp; check each against the manifest. */
 static int
 restore_extract(const char *file, const char *tmp, json_t **manifest,
-    char **cause)
+    char sha_file[65], char **cause)
 {
 	struct tar	 t;
 	json_t		*got = json_object(), *files, *f;
@@ -193,7 +163,7 @@ restore_extract(const char *file, const char *tmp, json_t **manifest,
 		json_object_set_new(got, base, json_pack("{s:s,s:I}", "sha256",
 		    sha, "size", (json_int_t)size));
 	}
-	if (r == -1)
+	if (r == -1 || tar_end(&t, sha_file, cause) == -1)
 		goto out;
 	if (text == NULL || (*manifest = json_loads(text, 0, NULL)) == NULL) {
 		xasprintf(cause, "%s: no readable manifest: not an opsn "
@@ -396,16 +366,16 @@ backup_restore(struct ctl *c, const char *file, char **cause)
 	uint64_t	 t0 = util_mono_ms();
 	int		 rv = -1;
 
-	if (restore_file_sha(file, sha, cause) == -1 ||
-	    restore_check_sum(file, sha, cause) == -1 ||
-	    restore_dir_empty(c->conf.data_dir, cause) == -1)
+	if (restore_dir_empty(c->conf.data_dir, cause) == -1)
 		return (-1);
 	xasprintf(&tmp, "%s/" RESTORE_TMP, c->conf.data_dir);
 	if (mkdir(tmp, 0700) == -1) {
 		xasprintf(cause, "%s: %s", tmp, strerror(errno));
 		goto out;
 	}
-	if (restore_extract(file, tmp, &manifest, cause) == -1 ||
+	/* One pass: each member checked, and the whole file's sum. */
+	if (restore_extract(file, tmp, &manifest, sha, cause) == -1 ||
+	    restore_check_sum(file, sha, cause) == -1 ||
 	    restore_install(tmp, c->conf.data_dir, cause) == -1)
 		goto out;
 	xasprintf(&dbpath, "%s/opsn.db", c->conf.data_dir);

@@ -236,7 +236,7 @@ tar_finish(struct tar *t, char sha[65], uint64_t *size, char **cause)
 	return (0);
 }
 
-/* Open an archive for reading. */
+/* Open an archive for reading; every byte read is hashed (tar_end). */
 int
 tar_open(struct tar *t, const char *path, char **cause)
 {
@@ -246,6 +246,8 @@ tar_open(struct tar *t, const char *path, char **cause)
 		return (-1);
 	}
 	t->t_path = xstrdup(path);
+	t->t_md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(t->t_md, EVP_sha256(), NULL);
 	return (0);
 }
 
@@ -264,10 +266,46 @@ tar_read_full(struct tar *t, void *buf, size_t len, char **cause)
 			    (unsigned long long)t->t_off);
 			return (-1);
 		}
+		EVP_DigestUpdate(t->t_md, p, (size_t)n);
 		p += n;
 		len -= (size_t)n;
 		t->t_off += (uint64_t)n;
 	}
+	return (0);
+}
+
+/* Read (and hash) what is left of the current member. */
+static int
+tar_skip(struct tar *t, char **cause)
+{
+	char	 buf[TAR_BLOCK * 8];
+	size_t	 n;
+
+	while (t->t_skip > 0) {
+		n = t->t_skip < sizeof(buf) ? (size_t)t->t_skip : sizeof(buf);
+		if (tar_read_full(t, buf, n, cause) == -1)
+			return (-1);
+		t->t_skip -= n;
+	}
+	return (0);
+}
+
+/* After the last member: the SHA-256 of the whole file (read to its end). */
+int
+tar_end(struct tar *t, char sha[65], char **cause)
+{
+	char	 buf[TAR_BLOCK * 8];
+	ssize_t	 n;
+
+	if (tar_skip(t, cause) == -1)
+		return (-1);
+	while ((n = read(t->t_fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(t->t_md, buf, (size_t)n);
+	if (n == -1) {
+		xasprintf(cause, "%s: %s", t->t_path, strerror(errno));
+		return (-1);
+	}
+	tar_hex(t->t_md, sha);
 	return (0);
 }
 
@@ -284,14 +322,8 @@ tar_next(struct tar *t, char name[TAR_NAME_MAX], uint64_t *size, int *mode,
 	unsigned	 sum = 0, want;
 	size_t		 i;
 
-	if (t->t_skip > 0 && lseek(t->t_fd, (off_t)t->t_skip, SEEK_CUR) ==
-	    -1) {
-		xasprintf(cause, "%s: %s", t->t_path, strerror(errno));
-		return (-1);
-	}
-	t->t_off += t->t_skip;
-	t->t_skip = 0;
-	if (tar_read_full(t, &h, sizeof(h), cause) == -1)
+	if (tar_skip(t, cause) == -1 ||
+	    tar_read_full(t, &h, sizeof(h), cause) == -1)
 		return (-1);
 	for (i = 0; i < sizeof(h) && b[i] == 0; i++)
 		;

@@ -29,7 +29,7 @@ extern const struct backup_file backup_files[];	/* NULL-terminated */
 struct tar {
 	int		 t_fd;
 	char		*t_path;
-	EVP_MD_CTX	*t_md;		/* writing: the whole file's hash */
+	EVP_MD_CTX	*t_md;		/* the whole file's hash */
 	uint64_t	 t_off;
 	uint64_t	 t_left;	/* reading: bytes left in the member */
 	uint64_t	 t_skip;	/* ... to the next header */
@@ -52,6 +52,8 @@ int	tar_extract(struct tar *, const char *dest, int mode, char sha[65],
 	    char **cause);
 int	tar_read_mem(struct tar *, size_t max, char **out, size_t *len,
 	    char **cause);
+/* After tar_next() said 0: the whole file's SHA-256 (every byte read). */
+int	tar_end(struct tar *, char sha[65], char **cause);
 void	tar_close(struct tar *);
 
 #endif
