@@ -10,7 +10,9 @@ that reads the whole history.
     end, from the agents' own records of what they run);
   - the controller's resident memory is flat: its last minute no more
     than 5 % over its second minute (of the incarnation that ran last,
-    the controller being killed in the first minutes only).
+    the controller being killed in the first minutes only). The traffic
+    makes its VMs and members in the first minute, then churns them at a
+    steady level, as a platform in service does.
 
 Environment: SOAK_MINUTES (10), SOAK_AGENTS (200), SOAK_PROCS (10),
 OPSN_BIN (bin), SOAK_AGENTS_BIN (build/soak/soakagents). Prints figures
@@ -38,7 +40,9 @@ AGENTS = int(os.environ.get("SOAK_AGENTS", "200"))
 PROCS = int(os.environ.get("SOAK_PROCS", "10"))
 SIM = os.environ.get("SOAK_AGENTS_BIN",
                      os.path.join(TOP, "build", "soak", "soakagents"))
-CTL_KILLS = 3
+VMS = 200		# VMs and members the traffic makes, then keeps
+MEMBERS = 200
+CTL_KILLS = int(os.environ.get("SOAK_CTL_KILLS", "3"))
 CTL_KILL_WINDOW = (60, 240)	# seconds: then the last incarnation runs on
 
 
@@ -125,9 +129,12 @@ class Traffic(threading.Thread):
 
     def run(self):
         n = 0
+        members = 0
         while not self.stop:
             r = random.random()
-            if r < 0.15 and len(self.vms) < 400:
+            # Grow to a working size in the first minute, then churn: as
+            # many VMs made as deleted, so that the load is steady.
+            if len(self.vms) < VMS and r < 0.6 or r < 0.05:
                 n += 1
                 st, doc = self.call("POST", "/v1/vms", {
                     "name": f"s{n}", "node": random.choice(self.nodes),
@@ -139,12 +146,15 @@ class Traffic(threading.Thread):
                 v = random.choice(self.vms)
                 self.call("POST", f"/v1/vms/{v}/" +
                           random.choice(("stop", "start")))
-            elif r < 0.35 and self.vms:
+            elif r < 0.35 and len(self.vms) >= VMS:
                 v = self.vms.pop(random.randrange(len(self.vms)))
                 self.call("DELETE", f"/v1/vms/{v}")
+            elif r < 0.45 and members < MEMBERS:
+                st, _ = self.call("POST", "/v1/tenants", {
+                    "kind": "other", "name": f"soak member {members}"})
+                members += st == 201
             elif r < 0.45:
-                self.call("POST", "/v1/tenants", {
-                    "kind": "other", "name": f"soak member {n}-{r:.6f}"})
+                self.call("GET", "/v1/tenants?limit=100")
             elif r < 0.60:
                 self.call("GET", "/v1/vms?limit=100")
             elif r < 0.75:
