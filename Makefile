@@ -9,9 +9,18 @@ PYTHON	?= /usr/bin/python3
 # build/obj). `make test` builds the same code again with the test-only
 # switches (OPSN_TEST_*, -DOPSN_TEST_BUILD) into build/test, and `make check`
 # with sanitizers too into build/san: a release binary never reads them.
+# `make fuzz` builds it with clang, libFuzzer's coverage and sanitizers,
+# and OPSN_FUZZ (the API's entry without I/O) into build/fuzz.
 SAN	?= 0
 TESTBUILD ?= 0
-ifeq ($(SAN),1)
+FUZZ	?= 0
+ifeq ($(FUZZ),1)
+CC	= clang
+BUILD	?= build/fuzz/obj
+BIN	?= build/fuzz/bin
+SANFLAGS = -fsanitize=fuzzer-no-link,address,undefined \
+	   -fno-omit-frame-pointer -DOPSN_FUZZ
+else ifeq ($(SAN),1)
 TESTBUILD = 1
 BUILD	?= build/san
 BIN	?= build/san/bin
@@ -32,7 +41,7 @@ TESTDEFS =
 endif
 
 PKG_COMMON	= libuv openssl sqlite3 libprotobuf-c jansson inih
-PKG_CONTROLLER	= $(PKG_COMMON) libh2o libcrypt libidn2
+PKG_CONTROLLER	= $(PKG_COMMON) libh2o libcrypt libidn2 libzip
 PKG_AGENT	= $(PKG_COMMON) libvirt libcurl
 PKG_CLI		= libcurl jansson inih openssl
 
@@ -48,6 +57,9 @@ ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) $(SANFLAGS) $(TESTDEFS) -D_GNU_SOURCE 
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 # The controller's files include other modules' headers by folder.
 ALL_CFLAGS += -Icontroller
+# Where `make install` puts the web console, for a controller that finds
+# no console folder beside its program.
+$(BUILD)/controller/console/files.o: ALL_CFLAGS += -DOPSN_PREFIX='"$(PREFIX)"'
 
 PROTOS	= $(wildcard proto/*.proto)
 PROTO_C	= $(patsubst proto/%.proto,$(BUILD)/proto/%.pb-c.c,$(PROTOS))
@@ -72,7 +84,8 @@ PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit-build fuzz bench soak install run stop clean image
+.PHONY: all test check unit-build fuzz fuzz-build bench soak install run \
+	stop clean image
 .SECONDARY:
 
 all: $(PROGS)
@@ -130,6 +143,13 @@ $(BUILD)/tests/test_cli_%: tests/unit/test_cli_%.c $(CLI_LIBOBJ) $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -Icli -o $@ $^ $(TEST_LIBS)
 
+# The placement engine is pure: its tests link place.o alone.
+PLACE_TESTS = $(filter $(BUILD)/tests/test_place%,$(UNIT_BIN))
+$(PLACE_TESTS): $(BUILD)/tests/%: tests/unit/%.c \
+    $(BUILD)/controller/compute/place.o $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
+
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBOPSN)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/unit -o $@ $^ $(TEST_LIBS)
@@ -164,23 +184,37 @@ check:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory SAN=1 RELEASE_BIN=bin test
 
-# Each fuzz target runs for a short bounded time.
+# Fuzzing: every tests/fuzz/fuzz_*.c is a libFuzzer target. A target links
+# the shared library, and the controller's or the CLI's objects it needs
+# (less the file it includes to reach file-local parsers). `make fuzz`
+# builds them (FUZZ=1 tree) and runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 30
-FUZZ_SRC = $(wildcard tests/fuzz/fuzz_*.c)
-fuzz: $(PROTO_H)
-	@mkdir -p build/fuzz
-	@for f in $(FUZZ_SRC); do \
-		n=$$(basename $$f .c); \
-		echo "fuzz: building $$n"; \
-		clang -std=gnu11 -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
-			-Iinclude -I$(BUILD)/proto $(call pc_cflags,$(PKG_COMMON)) \
-			-o build/fuzz/$$n $$f lib/*.c proto/*.c $(PROTO_C) \
-			$(call pc_libs,$(PKG_COMMON)) -lm || exit 1; \
-		mkdir -p build/fuzz/corpus-$$n; \
-		echo "fuzz: running $$n for $(FUZZ_SECONDS)s"; \
-		build/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=70000 \
-			build/fuzz/corpus-$$n tests/fuzz/corpus-$$n 2>&1 | tail -n 3 || exit 1; \
-	done
+FUZZ_NAMES = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN = $(addprefix $(BUILD)/fuzz/,$(FUZZ_NAMES))
+CLI_NOIMPORT = $(filter-out $(BUILD)/cli/import.o,$(CLI_LIBOBJ))
+fuzz_objs_fuzz_api = $(CTL_LIBOBJ)
+fuzz_objs_fuzz_csv = $(CLI_LIBOBJ)
+fuzz_objs_fuzz_etalab = $(CLI_NOIMPORT)
+# cli/tariff.c is included; import.o and audit.o share names with the
+# controller's (import_tenants, audit_verify).
+fuzz_objs_fuzz_tariff = $(CTL_LIBOBJ) $(filter-out $(BUILD)/cli/tariff.o \
+	$(BUILD)/cli/audit.o,$(CLI_NOIMPORT))
+# The placement engine is pure: it links alone.
+fuzz_objs_fuzz_place = $(BUILD)/controller/compute/place.o
+FUZZ_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libcurl) -lresolv -lm
+
+.SECONDEXPANSION:
+$(BUILD)/fuzz/%: tests/fuzz/%.c $$(fuzz_objs_$$*) $(LIBOPSN)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -Icli -Icontroller -fsanitize=fuzzer -MMD -MP \
+		-o $@ $< \
+		$(fuzz_objs_$*) $(LIBOPSN) $(FUZZ_LIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-build
+	tests/fuzz/run.sh build/fuzz/obj/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
 
 # The soak (not part of make test): 200 simulated agents, API traffic and
 # random kills for 10 minutes, then a check of the whole history.
@@ -215,6 +249,12 @@ install: all
 	install -d $(DESTDIR)/etc/opsn/web $(DESTDIR)$(PREFIX)/share/opsn
 	install -m 644 ops/web/*.html $(DESTDIR)/etc/opsn/web/
 	cp -r ops/mail ops/web $(DESTDIR)$(PREFIX)/share/opsn/
+	install -d $(DESTDIR)$(PREFIX)/share/opsn/console/js/pages
+	install -m 644 console/*.html console/*.css console/*.svg \
+		$(DESTDIR)$(PREFIX)/share/opsn/console/
+	install -m 644 console/js/*.js $(DESTDIR)$(PREFIX)/share/opsn/console/js/
+	install -m 644 console/js/pages/*.js \
+		$(DESTDIR)$(PREFIX)/share/opsn/console/js/pages/
 
 run:
 	@ops/run.sh

@@ -1,6 +1,7 @@
 /*
  * opsnctl audit: read the controller's audit trail (one record per change,
- * who, what, when) and have it check the trail's hash chain.
+ * who, what, when), have it check the trail's hash chain against its
+ * signed checkpoints, or export the trail and check it offline.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,6 +11,8 @@
 
 #include <jansson.h>
 
+#include "opsn/pki.h"
+#include "opsn/trail.h"
 #include "opsn/util.h"
 
 #include "cli.h"
@@ -140,30 +143,29 @@ audit_list(struct cli_call *call)
 	return (CLI_EXIT_OK);
 }
 
-/* The trail is the evidence: a broken one is the command's failure. */
-int
-audit_verify(struct cli_call *call)
+/* Print a check's outcome; a broken trail is the command's failure. */
+static int
+audit_report(json_t *reply)
 {
-	json_t		*reply;
 	const char	*why;
 	char		*clean;
 	int		 ok;
 
-	(void)call;
-	if (cli_request("GET", "/v1/audit/verify", NULL, &reply) == -1)
-		return (CLI_EXIT_ERROR);
 	if (!json_is_boolean(json_object_get(reply, "ok"))) {
 		fprintf(stderr, "opsnctl: the reply does not say whether the "
 		    "trail is intact\n");
-		json_decref(reply);
 		return (CLI_EXIT_ERROR);
 	}
 	ok = json_is_true(json_object_get(reply, "ok"));
 	if (cli_conf.cc_output == CLI_OUTPUT_JSON)
 		format_json(stdout, reply);
 	else if (ok)
-		printf("audit trail intact: %" JSON_INTEGER_FORMAT " records\n",
-		    json_integer_value(json_object_get(reply, "records")));
+		printf("audit trail intact: %" JSON_INTEGER_FORMAT " records, "
+		    "%" JSON_INTEGER_FORMAT " signed checkpoints (records 1 to "
+		    "%" JSON_INTEGER_FORMAT " anchored)\n",
+		    json_integer_value(json_object_get(reply, "records")),
+		    json_integer_value(json_object_get(reply, "checkpoints")),
+		    json_integer_value(json_object_get(reply, "anchored")));
 	else {
 		why = json_string_value(json_object_get(reply, "reason"));
 		clean = format_clean(why != NULL ? why : "no reason given");
@@ -172,6 +174,188 @@ audit_verify(struct cli_call *call)
 		    "first_bad")), clean);
 		free(clean);
 	}
-	json_decref(reply);
 	return (ok ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+}
+
+/* A string member of an export's object, "" if absent. */
+static const char *
+audit_str(json_t *o, const char *key)
+{
+	const char	*s = json_string_value(json_object_get(o, key));
+
+	return (s != NULL ? s : "");
+}
+
+/*
+ * Check an export offline: the signer's certificate against the CA the
+ * operator trusts (--ca or OPSN_CA), every checkpoint's signature, then
+ * the chain against them. Into a reply shaped as the controller's.
+ */
+static json_t *
+audit_check_file(const char *path, const char *ca_path, char **cause)
+{
+	struct trail_check	*c = NULL;
+	struct trail_result	 res;
+	struct trail_record	 r;
+	json_t			*doc = NULL, *reply = NULL, *v;
+	json_error_t		 jerr;
+	X509			*ca = NULL, *signer = NULL;
+	EVP_PKEY		*key = NULL;
+	const char		*pem;
+	size_t			 i;
+
+	memset(&res, 0, sizeof(res));
+	if ((ca = pki_cert_load(ca_path, cause)) == NULL)
+		goto out;
+	if ((doc = json_load_file(path, 0, &jerr)) == NULL) {
+		xasprintf(cause, "%s:%d: %s", path, jerr.line, jerr.text);
+		goto out;
+	}
+	if (strcmp(audit_str(doc, "format"), TRAIL_FORMAT) != 0) {
+		xasprintf(cause, "%s is not an audit export (%s)", path,
+		    TRAIL_FORMAT);
+		goto out;
+	}
+	pem = audit_str(doc, "signer");
+	if ((signer = pki_cert_from_pem(pem, strlen(pem), cause)) == NULL ||
+	    pki_check_signer(signer, ca, cause) == -1)
+		goto out;
+	key = X509_get_pubkey(signer);
+	c = trail_check_new(key);
+	json_array_foreach(json_object_get(doc, "checkpoints"), i, v)
+		trail_check_checkpoint(c, json_integer_value(json_object_get(v,
+		    "count")), audit_str(v, "hash"), json_integer_value(
+		    json_object_get(v, "at")), audit_str(v, "sig"));
+	json_array_foreach(json_object_get(doc, "records"), i, v) {
+		r.tr_id = json_integer_value(json_object_get(v, "id"));
+		r.tr_at = json_integer_value(json_object_get(v, "at"));
+		r.tr_token = audit_str(v, "token");
+		r.tr_role = audit_str(v, "role");
+		r.tr_action = audit_str(v, "action");
+		r.tr_object = audit_str(v, "object");
+		r.tr_summary = audit_str(v, "summary");
+		r.tr_request_id = audit_str(v, "request_id");
+		r.tr_prev = audit_str(v, "prev_hash");
+		r.tr_hash = audit_str(v, "hash");
+		if (trail_check_record(c, &r) == -1)
+			break;
+	}
+	trail_check_end(c, &res);
+	reply = json_pack("{s:b,s:I,s:I,s:I}", "ok", res.tr_why == NULL,
+	    "records", (json_int_t)res.tr_records, "checkpoints",
+	    (json_int_t)res.tr_checkpoints, "anchored",
+	    (json_int_t)res.tr_anchored);
+	if (res.tr_why != NULL) {
+		json_object_set_new(reply, "first_bad",
+		    json_integer(res.tr_first_bad));
+		json_object_set_new(reply, "reason", json_string(res.tr_why));
+	}
+out:
+	free(res.tr_why);
+	trail_check_free(c);
+	EVP_PKEY_free(key);
+	X509_free(signer);
+	X509_free(ca);
+	json_decref(doc);
+	return (reply);
+}
+
+int
+audit_verify(struct cli_call *call)
+{
+	const char	*file = cli_opt(call, "file");
+	json_t		*reply;
+	char		*cause = NULL;
+	int		 rc;
+
+	if (file != NULL) {
+		if (cli_conf.cc_ca == NULL) {
+			fprintf(stderr, "opsnctl: checking %s needs the "
+			    "controller's CA certificate: --ca FILE or "
+			    "OPSN_CA\n", file);
+			return (CLI_EXIT_ERROR);
+		}
+		if ((reply = audit_check_file(file, cli_conf.cc_ca,
+		    &cause)) == NULL) {
+			fprintf(stderr, "opsnctl: %s\n", cause);
+			free(cause);
+			return (CLI_EXIT_ERROR);
+		}
+	} else {
+		if (call->ca_conf_error != NULL) {
+			fprintf(stderr, "opsnctl: %s\n", call->ca_conf_error);
+			return (CLI_EXIT_ERROR);
+		}
+		if (cli_request("GET", "/v1/audit/verify", NULL, &reply) == -1)
+			return (CLI_EXIT_ERROR);
+	}
+	rc = audit_report(reply);
+	json_decref(reply);
+	return (rc);
+}
+
+/* The export, as the controller gave it, to stdout or a file. */
+int
+audit_export(struct cli_call *call)
+{
+	const char	*file = cli_opt(call, "file");
+	struct cli_http	 http;
+	json_t		*doc;
+	char		*text, *cause = NULL;
+	int		 rc = CLI_EXIT_ERROR;
+
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	http.h_label = "exporting the audit trail";
+	if (cli_request_http("GET", "/v1/audit/export", NULL, &http,
+	    &doc) == -1) {
+		cli_http_clear(&http);
+		return (CLI_EXIT_ERROR);
+	}
+	cli_http_clear(&http);
+	if ((text = json_dumps(doc, JSON_COMPACT)) == NULL) {
+		fprintf(stderr, "opsnctl: the export does not encode\n");
+		goto out;
+	}
+	if (file == NULL) {
+		fputs(text, stdout);
+		fputc('\n', stdout);
+		rc = CLI_EXIT_OK;
+	} else if (util_write_file(file, text, strlen(text), 0644,
+	    &cause) == -1) {
+		fprintf(stderr, "opsnctl: %s\n", cause);
+		free(cause);
+	} else {
+		if (!cli_conf.cc_quiet)
+			fprintf(stderr, "opsnctl: %zu records and %zu signed "
+			    "checkpoints in %s\n", json_array_size(
+			    json_object_get(doc, "records")), json_array_size(
+			    json_object_get(doc, "checkpoints")), file);
+		rc = CLI_EXIT_OK;
+	}
+	free(text);
+out:
+	json_decref(doc);
+	return (rc);
+}
+
+/* Sign the trail's head now. */
+int
+audit_checkpoint(struct cli_call *call)
+{
+	json_t	*cp;
+	int	 rc = CLI_EXIT_OK;
+
+	if (cli_request("POST", "/v1/audit/checkpoints", NULL, &cp) == -1)
+		return (CLI_EXIT_ERROR);
+	if (cli_conf.cc_output == CLI_OUTPUT_JSON)
+		format_json(stdout, cp);
+	else
+		printf("checkpoint %" JSON_INTEGER_FORMAT " signs %"
+		    JSON_INTEGER_FORMAT " records (head %s)\n",
+		    json_integer_value(json_object_get(cp, "id")),
+		    json_integer_value(json_object_get(cp, "count")),
+		    audit_str(cp, "hash"));
+	json_decref(cp);
+	return (rc);
 }

@@ -43,23 +43,26 @@ backup_fetch(const char *name, const char *file, const char *want)
 {
 	char		*path, *tmp, sha[65], *sum;
 	uint64_t	 size;
+	FILE		*f;
 	int		 fd, rc;
 
 	xasprintf(&tmp, "%s.part", file);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) == -1) {
+	    0600)) == -1 || (f = fdopen(fd, "w")) == NULL) {
 		fprintf(stderr, "opsnctl: %s: %s\n", tmp, strerror(errno));
+		if (fd != -1)
+			close(fd);
 		free(tmp);
 		return (-1);
 	}
 	xasprintf(&path, "/v1/backups/%s", name);
-	rc = cli_download(path, fd, name, &size, sha);
+	rc = cli_download_sum(path, f, name, &size, sha);
 	free(path);
-	if (rc == 0 && fsync(fd) == -1) {
+	if (rc == 0 && (fflush(f) == EOF || fsync(fd) == -1)) {
 		fprintf(stderr, "opsnctl: %s: %s\n", tmp, strerror(errno));
 		rc = -1;
 	}
-	close(fd);
+	fclose(f);
 	if (rc == 0 && strcmp(sha, want) != 0) {
 		fprintf(stderr, "opsnctl: %s: SHA-256 %s, the controller "
 		    "computed %s: the copy is damaged\n", tmp, sha, want);

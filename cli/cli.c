@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -26,41 +27,58 @@
 #define CLI_UPLOAD_STALL 300L			/* seconds without a byte */
 #define CLI_PROGRESS_MS	100			/* between progress updates */
 #define CLI_USAGE_COLS	80
+/* A larger body goes in parts: the controller's default limit. */
+#define CLI_PART_BODY	(1024 * 1024)
+#define CLI_PART_MIN	4096
+#define CLI_RETRIES	5		/* 429s waited out */
+#define CLI_RETRY_MAX	60		/* seconds, the longest wait */
 
 struct cli_buf {
 	char	*b_data;
 	size_t	 b_len;
 	int	 b_toobig;
-	/* A download: a 2xx body goes to this file, hashed on its way. */
-	int		 b_fd;
-	EVP_MD_CTX	*b_md;
-	uint64_t	 b_got;
-	int		 b_errno;
-	CURL		*b_curl;
 };
 
 /*
- * One request. r_fd != -1 streams a file as the body (PUT); otherwise
- * r_body, if not NULL, is sent as JSON (the caller keeps it). r_http, if
- * not NULL, adds request headers and collects response headers.
+ * One request. r_fd != -1 streams r_size bytes of a file from r_base as
+ * the body (PUT); r_raw sends r_rawlen bytes as they are (a part of a
+ * body); otherwise r_body, if not NULL, is sent as JSON (the caller keeps
+ * it). r_http, if not NULL, adds request headers and collects response
+ * headers; r_range and r_sha are a part's headers.
  */
 struct cli_req {
 	const char	*r_method;
+	/* A download: 2xx bytes go to r_out as they come, asked as r_accept. */
+	FILE		*r_out;
+	const char	*r_accept;
+	int		 r_werr;	/* writing r_out failed */
+	EVP_MD_CTX	*r_out_md;	/* if not NULL, hashing r_out's bytes */
+	uint64_t	 r_out_size;	/* bytes written to r_out */
 	const char	*r_path;
 	json_t		*r_body;
 	struct cli_http	*r_http;
 	int		 r_quiet404;	/* 404: return 1, print nothing */
+	const char	*r_raw;
+	size_t		 r_rawlen;
+	const char	*r_ctype;	/* of r_raw */
+	const char	*r_range;	/* "Content-Range: ..." */
+	const char	*r_sha;		/* "Upload-Sha256: ..." */
 	int		 r_fd;
+	uint64_t	 r_base;
 	uint64_t	 r_size;
 	uint64_t	 r_sent;	/* bytes read from r_fd */
 	const char	*r_name;	/* labels the progress line, or NULL */
 	int		 r_errno;	/* read(2) failed */
 	int		 r_short;	/* the file shrank */
-	int		 r_out_fd;	/* download a 2xx body here, or -1 */
-	EVP_MD_CTX	*r_out_md;	/* ... hashing it */
-	uint64_t	 r_out_size;
 	uint64_t	 r_start_ms;
 	uint64_t	 r_shown_ms;	/* last progress update */
+};
+
+/* A download under way. */
+struct cli_dl {
+	CURL		*d_c;
+	struct cli_req	*d_r;
+	struct cli_buf	*d_b;
 };
 
 static CURL	*cli_curl;
@@ -113,23 +131,8 @@ static size_t
 cli_write_cb(char *data, size_t size, size_t n, void *arg)
 {
 	struct cli_buf	*b = arg;
-	long		 status = 0;
-	size_t		 done;
-	ssize_t		 w;
 
 	n *= size;
-	if (b->b_fd != -1)
-		curl_easy_getinfo(b->b_curl, CURLINFO_RESPONSE_CODE, &status);
-	if (b->b_fd != -1 && status >= 200 && status <= 299) {
-		for (done = 0; done < n; done += (size_t)w)
-			if ((w = write(b->b_fd, data + done, n - done)) == -1) {
-				b->b_errno = errno;
-				return (0);
-			}
-		EVP_DigestUpdate(b->b_md, data, n);
-		b->b_got += n;
-		return (n);
-	}
 	if (n > CLI_REPLY_MAX - b->b_len) {
 		b->b_toobig = 1;
 		return (0);
@@ -139,6 +142,26 @@ cli_write_cb(char *data, size_t size, size_t n, void *arg)
 	b->b_len += n;
 	b->b_data[b->b_len] = '\0';
 	return (n);
+}
+
+/* A download's bytes: into the file on 2xx, else kept for the error. */
+static size_t
+cli_download_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct cli_dl	*d = arg;
+	long		 status = 0;
+
+	curl_easy_getinfo(d->d_c, CURLINFO_RESPONSE_CODE, &status);
+	if (status < 200 || status > 299)
+		return (cli_write_cb(data, size, n, d->d_b));
+	if (fwrite(data, size, n, d->d_r->r_out) != n) {
+		d->d_r->r_werr = errno;
+		return (0);
+	}
+	if (d->d_r->r_out_md != NULL)
+		EVP_DigestUpdate(d->d_r->r_out_md, data, n * size);
+	d->d_r->r_out_size += n * size;
+	return (n * size);
 }
 
 /* Print the server's {"error":{"code","message"}} for an HTTP failure. */
@@ -165,6 +188,18 @@ cli_error(const char *method, const char *url, long status,
 	} else
 		fprintf(stderr, "opsnctl: %s %s: HTTP %ld without an error "
 		    "message\n", method, url, status);
+	/* What is missing, one per line (an export refused as incomplete). */
+	if (json_is_array(json_object_get(e, "missing"))) {
+		json_t	*m;
+		size_t	 i;
+
+		json_array_foreach(json_object_get(e, "missing"), i, m) {
+			cmsg = format_clean(json_string_value(m) ?
+			    json_string_value(m) : "?");
+			fprintf(stderr, "  - %s\n", cmsg);
+			free(cmsg);
+		}
+	}
 	if (status == 401 && cli_conf.cc_token == NULL)
 		fprintf(stderr, "opsnctl: no token: use --token-file, "
 		    "OPSN_TOKEN_FILE, OPSN_TOKEN or token in %s\n",
@@ -207,7 +242,7 @@ cli_seek_cb(void *arg, curl_off_t off, int origin)
 	struct cli_req	*r = arg;
 
 	if (origin != SEEK_SET || off < 0 || (uint64_t)off > r->r_size ||
-	    lseek(r->r_fd, (off_t)off, SEEK_SET) == -1)
+	    lseek(r->r_fd, (off_t)(r->r_base + (uint64_t)off), SEEK_SET) == -1)
 		return (CURL_SEEKFUNC_CANTSEEK);
 	r->r_sent = (uint64_t)off;
 	return (CURL_SEEKFUNC_OK);
@@ -281,10 +316,34 @@ cli_setup_upload(CURL *c, struct cli_req *r, struct curl_slist *hdrs)
 	curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cli_seek_cb);
 	curl_easy_setopt(c, CURLOPT_SEEKDATA, r);
 	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->r_size);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	/* A part's progress is the whole body's (cli_parts). */
+	if (r->r_range == NULL) {
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, cli_progress_cb);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, r);
+	}
 	return (cli_header(hdrs, "Content-Type: application/octet-stream"));
+}
+
+/* A part of a body in memory (cli_parts): the last may take a while. */
+static struct curl_slist *
+cli_setup_part(CURL *c, struct cli_req *r, struct curl_slist *hdrs)
+{
+	char	*ct;
+
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, CLI_TIMEOUT);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, CLI_UPLOAD_STALL);
+	if (r->r_ctype != NULL) {
+		xasprintf(&ct, "Content-Type: %s", r->r_ctype);
+		hdrs = cli_header(hdrs, ct);
+		free(ct);
+	}
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->r_raw);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)r->r_rawlen);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, r->r_method);
+	return (hdrs);
 }
 
 /*
@@ -355,12 +414,11 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		    method, url, CLI_REPLY_MAX);
 		return (-1);
 	}
-	if (b->b_errno != 0) {
-		fprintf(stderr, "opsnctl: writing %s: %s\n", r->r_name,
-		    strerror(b->b_errno));
+	if (r->r_werr != 0) {
+		fprintf(stderr, "opsnctl: writing the reply: %s\n",
+		    strerror(r->r_werr));
 		return (-1);
 	}
-	r->r_out_size = b->b_got;
 	if (r->r_errno != 0 || r->r_short) {
 		fprintf(stderr, "opsnctl: %s: %s\n", r->r_name, r->r_short ?
 		    "the file shrank while it was sent" :
@@ -380,7 +438,7 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 		cli_error(method, url, status, b);
 		return (-1);
 	}
-	if (b->b_len == 0 || r->r_out_fd != -1)
+	if (b->b_len == 0 || r->r_out != NULL)
 		return (0);
 	/* A console log may hold NUL bytes; callers use the length. */
 	if ((j = json_loadb(b->b_data, b->b_len, JSON_ALLOW_NUL,
@@ -397,6 +455,43 @@ cli_result(CURL *c, struct cli_req *r, CURLcode rc, struct cli_buf *b,
 	return (0);
 }
 
+/*
+ * Perform the request; a 429 (too many requests with this token) is
+ * waited out as its Retry-After says, a few times, then answered as is.
+ */
+static CURLcode
+cli_send(CURL *c, struct cli_req *r, struct cli_buf *b)
+{
+	struct curl_header	*h;
+	CURLcode		 rc;
+	long			 status, wait;
+	int			 tries;
+
+	for (tries = 0; ; tries++) {
+		rc = curl_easy_perform(c);
+		status = 0;
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (rc != CURLE_OK || status != 429 || tries == CLI_RETRIES ||
+		    curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1,
+		    &h) != CURLHE_OK)
+			return (rc);
+		wait = strtol(h->value, NULL, 10);
+		if (wait < 1 || wait > CLI_RETRY_MAX)
+			return (rc);
+		cli_status("too many requests with this token: waiting %ld s",
+		    wait);
+		sleep((unsigned)wait);
+		cli_status_end(0);
+		free(b->b_data);
+		memset(b, 0, sizeof(*b));
+		/* A file body is sent again from its start. */
+		if (r->r_fd != -1 && lseek(r->r_fd, (off_t)r->r_base,
+		    SEEK_SET) == -1)
+			return (rc);
+		r->r_sent = 0;
+	}
+}
+
 /* 0 on 2xx, 1 on a 404 that r_quiet404 allows, else -1 (reason printed). */
 static int
 cli_perform(struct cli_req *r, json_t **out)
@@ -404,15 +499,14 @@ cli_perform(struct cli_req *r, json_t **out)
 	CURL			*c = cli_handle();
 	struct curl_slist	*hdrs = NULL;
 	struct cli_buf		 b;
+	struct cli_dl		 dl;
 	char			 errbuf[CURL_ERROR_SIZE];
 	char			*url = NULL, *auth = NULL, *payload = NULL;
+	char			*accept = NULL;
 	size_t			 i;
 	int			 ret = -1;
 
 	memset(&b, 0, sizeof(b));
-	b.b_fd = r->r_out_fd;
-	b.b_md = r->r_out_md;
-	b.b_curl = c;
 	errbuf[0] = '\0';
 	if (out != NULL)
 		*out = NULL;
@@ -427,12 +521,24 @@ cli_perform(struct cli_req *r, json_t **out)
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "opsnctl/" OPSN_VERSION);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (r->r_out != NULL) {
+		dl.d_c = c;
+		dl.d_r = r;
+		dl.d_b = &b;
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_download_cb);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &dl);
+	} else {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, cli_write_cb);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	}
 	if (cli_conf.cc_ca != NULL)
 		curl_easy_setopt(c, CURLOPT_CAINFO, cli_conf.cc_ca);
 
-	hdrs = cli_header(hdrs, "Accept: application/json");
+	if (r->r_accept != NULL) {
+		xasprintf(&accept, "Accept: %s", r->r_accept);
+		hdrs = cli_header(hdrs, accept);
+	} else
+		hdrs = cli_header(hdrs, "Accept: application/json");
 	hdrs = cli_header(hdrs, "Expect:");
 	if (cli_conf.cc_token != NULL) {
 		xasprintf(&auth, "Authorization: Bearer %s", cli_conf.cc_token);
@@ -441,12 +547,18 @@ cli_perform(struct cli_req *r, json_t **out)
 	for (i = 0; r->r_http != NULL && i < CLI_HTTP_MAXHDRS &&
 	    r->r_http->h_send[i] != NULL; i++)
 		hdrs = cli_header(hdrs, r->r_http->h_send[i]);
-	if (r->r_fd != -1)
+	if (r->r_range != NULL) {
+		hdrs = cli_header(hdrs, r->r_range);
+		hdrs = cli_header(hdrs, r->r_sha);
+	}
+	if (r->r_raw != NULL)
+		hdrs = cli_setup_part(c, r, hdrs);
+	else if (r->r_fd != -1)
 		hdrs = cli_setup_upload(c, r, hdrs);
 	else if (cli_setup_json(c, r, &hdrs, &payload) == -1)
 		goto out;
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	ret = cli_result(c, r, curl_easy_perform(c), &b, url, errbuf, out);
+	ret = cli_result(c, r, cli_send(c, r, &b), &b, url, errbuf, out);
 out:
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(hdrs);
@@ -455,6 +567,7 @@ out:
 		free(auth);
 	}
 	free(payload);
+	free(accept);
 	free(b.b_data);
 	free(url);
 	return (ret);
@@ -466,11 +579,141 @@ cli_request(const char *method, const char *path, json_t *body, json_t **out)
 	return (cli_request_http(method, path, body, NULL, out));
 }
 
+/* SHA-256 of len bytes as hex. */
+static void
+cli_sha256(const void *p, size_t len, char hex[65])
+{
+	unsigned char	 md[32];
+	unsigned int	 mdlen = sizeof(md);
+
+	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+		fprintf(stderr, "opsnctl: SHA-256 failed\n");
+		exit(CLI_EXIT_ERROR);
+	}
+	util_hex(md, sizeof(md), hex);
+}
+
+/* A whole number member of a part's answer, or -1. */
+static int64_t
+cli_part_num(json_t *reply, const char *key)
+{
+	json_t	*v = json_object_get(reply, key);
+
+	return (json_is_integer(v) && json_integer_value(v) >= 0 ?
+	    (int64_t)json_integer_value(v) : -1);
+}
+
+/*
+ * Send a body in parts (the controller's limit on one request is small;
+ * see its http.h): ask how much of this body it already holds, then send
+ * the rest one part at a time; the last part's answer is the call's. The
+ * body is the len bytes at mem, or else the file open on fd. tmpl gives
+ * the method, path, headers and label.
+ */
+static int
+cli_parts(const struct cli_req *tmpl, const char *mem, int fd, uint64_t len,
+    const char *sha, json_t **out)
+{
+	struct cli_req	 r;
+	json_t		*reply = NULL;
+	char		*range = NULL, *hsha = NULL, done[32], total[32];
+	uint64_t	 off, n, part;
+	int64_t		 v;
+	int		 ret = -1;
+
+	xasprintf(&hsha, "Upload-Sha256: %s", sha);
+	xasprintf(&range, "Content-Range: bytes */%" PRIu64, len);
+	memset(&r, 0, sizeof(r));
+	r.r_method = tmpl->r_method;
+	r.r_path = tmpl->r_path;
+	r.r_fd = -1;
+	r.r_raw = "";
+	r.r_range = range;
+	r.r_sha = hsha;
+	if (cli_perform(&r, &reply) == -1)
+		goto out;
+	if ((v = cli_part_num(reply, "received")) == -1 ||
+	    (uint64_t)v > len || cli_part_num(reply, "part_max") <
+	    CLI_PART_MIN) {
+		fprintf(stderr, "opsnctl: %s %s: the controller's answer to a "
+		    "body in parts is not understood\n", r.r_method, r.r_path);
+		goto out;
+	}
+	off = (uint64_t)v;
+	part = (uint64_t)cli_part_num(reply, "part_max");
+	/* Whole but not taken (the call failed): send the last part again. */
+	if (off == len)
+		off = len > part ? len - part : 0;
+	if (off > 0 && tmpl->r_name != NULL && !cli_conf.cc_quiet) {
+		format_bytes(off, done, sizeof(done));
+		cli_status("%s: resuming after %s", tmpl->r_name, done);
+		cli_status_end(1);
+	}
+	format_bytes(len, total, sizeof(total));
+	for (;;) {
+		n = len - off < part ? len - off : part;
+		r = *tmpl;
+		free(range);
+		xasprintf(&range, "Content-Range: bytes %" PRIu64 "-%" PRIu64
+		    "/%" PRIu64, off, off + n - 1, len);
+		r.r_range = range;
+		r.r_sha = hsha;
+		r.r_name = NULL;
+		if (mem != NULL) {
+			r.r_fd = -1;
+			r.r_raw = mem + off;
+			r.r_rawlen = (size_t)n;
+		} else {
+			if (lseek(fd, (off_t)off, SEEK_SET) == -1) {
+				fprintf(stderr, "opsnctl: %s: %s\n",
+				    tmpl->r_name, strerror(errno));
+				goto out;
+			}
+			r.r_fd = fd;
+			r.r_base = off;
+			r.r_size = n;
+			r.r_name = tmpl->r_name;	/* for read errors */
+		}
+		if (off + n == len) {
+			if (tmpl->r_name != NULL)
+				cli_status("%s: %s sent, waiting for the "
+				    "controller", tmpl->r_name, total);
+			ret = cli_perform(&r, out);
+			break;
+		}
+		json_decref(reply);
+		reply = NULL;
+		if (cli_perform(&r, &reply) == -1)
+			goto out;
+		if ((v = cli_part_num(reply, "received")) == -1 ||
+		    (uint64_t)v <= off || (uint64_t)v >= len) {
+			fprintf(stderr, "opsnctl: %s %s: the controller kept "
+			    "no more of the body\n", r.r_method, r.r_path);
+			goto out;
+		}
+		off = (uint64_t)v;
+		if (tmpl->r_name != NULL) {
+			format_bytes(off, done, sizeof(done));
+			cli_status("%s: %s of %s (%d%%)", tmpl->r_name, done,
+			    total, (int)(off * 100 / len));
+		}
+	}
+out:
+	if (tmpl->r_name != NULL)
+		cli_status_end(ret == 0);
+	json_decref(reply);
+	free(range);
+	free(hsha);
+	return (ret);
+}
+
 int
 cli_request_http(const char *method, const char *path, json_t *body,
     struct cli_http *http, json_t **out)
 {
 	struct cli_req	 r;
+	char		*payload = NULL, sha[65];
+	size_t		 len;
 	int		 ret;
 
 	memset(&r, 0, sizeof(r));
@@ -479,12 +722,20 @@ cli_request_http(const char *method, const char *path, json_t *body,
 	r.r_body = body;
 	r.r_http = http;
 	r.r_fd = -1;
-	r.r_out_fd = -1;
 	if (http != NULL && http->h_label != NULL)
 		r.r_name = http->h_label;
-	ret = cli_perform(&r, out);
-	if (r.r_name != NULL)
-		cli_status_end(0);
+	if (body != NULL && (payload = json_dumps(body, JSON_COMPACT)) != NULL &&
+	    (len = strlen(payload)) > CLI_PART_BODY) {
+		cli_sha256(payload, len, sha);
+		r.r_body = NULL;
+		r.r_ctype = "application/json";
+		ret = cli_parts(&r, payload, -1, len, sha, out);
+	} else {
+		ret = cli_perform(&r, out);
+		if (r.r_name != NULL)
+			cli_status_end(0);
+	}
+	free(payload);
 	json_decref(body);
 	return (ret);
 }
@@ -503,6 +754,109 @@ cli_http_clear(struct cli_http *h)
 }
 
 int
+cli_download(const char *path, const char *accept, struct cli_http *http,
+    FILE *f)
+{
+	struct cli_req	 r;
+
+	memset(&r, 0, sizeof(r));
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_http = http;
+	r.r_fd = -1;
+	r.r_out = f;
+	r.r_accept = accept;
+	return (cli_perform(&r, NULL));
+}
+
+/*
+ * cli_download with a progress line named name, no time limit but a
+ * stall, and the body's size and SHA-256.
+ */
+int
+cli_download_sum(const char *path, FILE *f, const char *name,
+    uint64_t *size, char sha[65])
+{
+	struct cli_http	 http;
+	struct cli_req	 r;
+	unsigned char	 h[32];
+	unsigned int	 len = sizeof(h);
+	int		 ret;
+
+	memset(&r, 0, sizeof(r));
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_http = &http;
+	r.r_fd = -1;
+	r.r_out = f;
+	r.r_name = name;
+	r.r_out_md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(r.r_out_md, EVP_sha256(), NULL);
+	ret = cli_perform(&r, NULL);
+	cli_status_end(0);
+	EVP_DigestFinal_ex(r.r_out_md, h, &len);
+	EVP_MD_CTX_free(r.r_out_md);
+	util_hex(h, sizeof(h), sha);
+	*size = r.r_out_size;
+	cli_http_clear(&http);
+	return (ret);
+}
+
+int
+cli_save(const char *path, const char *accept, struct cli_http *http,
+    const char *file, int binary)
+{
+	FILE	*f = stdout;
+	char	*tmp = NULL, *clean;
+	int	 rc;
+
+	if (file == NULL && binary && isatty(STDOUT_FILENO)) {
+		fprintf(stderr, "opsnctl: the reply is a file: give --file or "
+		    "redirect the output\n");
+		return (-1);
+	}
+	if (file != NULL) {
+		/* Written beside, renamed when whole. */
+		xasprintf(&tmp, "%s.part", file);
+		if ((f = fopen(tmp, "we")) == NULL) {
+			clean = format_clean(tmp);
+			fprintf(stderr, "opsnctl: %s: %s\n", clean,
+			    strerror(errno));
+			free(clean);
+			free(tmp);
+			return (-1);
+		}
+	}
+	rc = cli_download(path, accept, http, f);
+	if (fflush(f) == EOF || ferror(f)) {
+		if (rc == 0)
+			fprintf(stderr, "opsnctl: writing the reply: %s\n",
+			    strerror(errno));
+		rc = -1;
+	}
+	if (file != NULL) {
+		if (fclose(f) == EOF && rc == 0) {
+			fprintf(stderr, "opsnctl: writing the reply: %s\n",
+			    strerror(errno));
+			rc = -1;
+		}
+		if (rc == 0 && rename(tmp, file) == -1) {
+			clean = format_clean(file);
+			fprintf(stderr, "opsnctl: %s: %s\n", clean,
+			    strerror(errno));
+			free(clean);
+			rc = -1;
+		}
+		if (rc == -1)
+			unlink(tmp);
+		free(tmp);
+	}
+	return (rc);
+}
+
+int
 cli_lookup(const char *path, json_t **out)
 {
 	struct cli_req	 r;
@@ -512,7 +866,6 @@ cli_lookup(const char *path, json_t **out)
 	r.r_path = path;
 	r.r_quiet404 = 1;
 	r.r_fd = -1;
-	r.r_out_fd = -1;
 	return (cli_perform(&r, out));
 }
 
@@ -530,65 +883,21 @@ cli_delete(const char *collection, const char *id)
 	return (rc);
 }
 
-/* GET path into the file open on fd, streamed, with its SHA-256. */
 int
-cli_download(const char *path, int fd, const char *name, uint64_t *size,
-    char sha[65])
-{
-	struct cli_http	 http;
-	struct cli_req	 r;
-	unsigned char	 h[32];
-	unsigned int	 len = sizeof(h);
-	int		 ret;
-
-	memset(&r, 0, sizeof(r));
-	memset(&http, 0, sizeof(http));
-	http.h_long = 1;
-	r.r_method = "GET";
-	r.r_path = path;
-	r.r_http = &http;
-	r.r_fd = -1;
-	r.r_out_fd = fd;
-	r.r_name = name;
-	r.r_out_md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(r.r_out_md, EVP_sha256(), NULL);
-	ret = cli_perform(&r, NULL);
-	cli_status_end(0);
-	EVP_DigestFinal_ex(r.r_out_md, h, &len);
-	EVP_MD_CTX_free(r.r_out_md);
-	util_hex(h, sizeof(h), sha);
-	*size = r.r_out_size;
-	cli_http_clear(&http);
-	return (ret);
-}
-
-int
-cli_upload(const char *path, int fd, uint64_t size, const char *name,
-    json_t **out)
+cli_upload(const char *path, int fd, uint64_t size, const char *sha256,
+    const char *name, json_t **out)
 {
 	struct cli_req	 r;
-	char		*clean, total[32];
+	char		*clean;
 	int		 ret;
 
 	clean = format_clean(name);
-	if (lseek(fd, 0, SEEK_SET) == -1) {
-		fprintf(stderr, "opsnctl: %s: %s\n", clean, strerror(errno));
-		free(clean);
-		return (-1);
-	}
 	memset(&r, 0, sizeof(r));
 	r.r_method = "PUT";
 	r.r_path = path;
 	r.r_fd = fd;
-	r.r_out_fd = -1;
-	r.r_size = size;
 	r.r_name = clean;
-	ret = cli_perform(&r, out);
-	if (ret == 0) {
-		format_bytes(size, total, sizeof(total));
-		cli_status("%s: %s sent", clean, total);
-		cli_status_end(1);
-	}
+	ret = cli_parts(&r, NULL, fd, size, sha256, out);
 	free(clean);
 	return (ret);
 }
@@ -856,4 +1165,49 @@ cli_usage(const struct cli_call *call)
 {
 	cli_print_usage(stderr, call->ca_cmd);
 	return (CLI_EXIT_USAGE);
+}
+
+/*
+ * A password on standard input (--password-stdin): one line, without its
+ * line end, at most max bytes, into a buffer the caller wipes and frees;
+ * NULL after saying why. On a terminal the typing is not echoed.
+ */
+char *
+cli_read_password(size_t max)
+{
+	struct termios	 t, quiet;
+	char		*buf = xmalloc(max + 2);
+	size_t		 len;
+	int		 tty = isatty(STDIN_FILENO), echo_off = 0;
+
+	if (tty && tcgetattr(STDIN_FILENO, &t) == 0) {
+		quiet = t;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
+		fprintf(stderr, "password: ");
+		fflush(stderr);
+	}
+	if (fgets(buf, max + 2, stdin) == NULL)
+		buf[0] = '\0';
+	if (echo_off) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+		fputc('\n', stderr);
+	}
+	len = strlen(buf);
+	if (len > max && buf[len - 1] != '\n') {
+		explicit_bzero(buf, max + 2);
+		free(buf);
+		fprintf(stderr, "opsnctl: --password-stdin: the password is "
+		    "longer than %zu characters\n", max);
+		return (NULL);
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	if (len == 0) {
+		free(buf);
+		fprintf(stderr, "opsnctl: --password-stdin: no password on "
+		    "standard input\n");
+		return (NULL);
+	}
+	return (buf);
 }

@@ -49,6 +49,7 @@ struct cli_cmd {
 	int		 c_max;
 	int		 c_flags;
 #define CLI_CMD_LOCAL	0x1		/* needs no settings or network */
+#define CLI_CMD_OFFLINE	0x2		/* may run without a controller */
 	int		(*c_fn)(struct cli_call *);	/* exit status */
 };
 
@@ -61,6 +62,11 @@ struct cli_call {
 	const char		*ca_optv[CLI_MAXOPTS];
 	const char		**ca_optl[CLI_MAXOPTS];
 	size_t			 ca_optn[CLI_MAXOPTS];
+	/*
+	 * CLI_CMD_OFFLINE: why the settings name no controller, or NULL.
+	 * The command says it only when it needs one.
+	 */
+	char			*ca_conf_error;
 };
 
 /* Flag-level settings from the command line, before they are merged. */
@@ -110,22 +116,34 @@ int	 cli_request_http(const char *method, const char *path, json_t *body,
 	    struct cli_http *http, json_t **out);
 /* Free the response headers a cli_http holds; NULL is fine. */
 void	 cli_http_clear(struct cli_http *);
+/*
+ * GET path as a file (accept: its media type) written to f as it comes;
+ * an error reply is printed like cli_request's. 0, or -1.
+ */
+int	 cli_download(const char *path, const char *accept,
+	    struct cli_http *, FILE *f);
+/*
+ * cli_download into file (written as FILE.part, renamed once whole), or
+ * to stdout if file is NULL (refused on a terminal when binary).
+ */
+int	 cli_save(const char *path, const char *accept, struct cli_http *,
+	    const char *file, int binary);
 /* GET path like cli_request, but a 404 is no error: 1 and *out NULL. */
 int	 cli_lookup(const char *path, json_t **out);
 /*
- * PUT size bytes of the regular file open on fd (read from its start) to
- * path as application/octet-stream, streamed, never held in memory. name
- * (the file's) labels the progress line on a terminal and the messages.
- * Returns like cli_request; fd stays open.
+ * PUT size bytes of the regular file open on fd, whose SHA-256 is sha256
+ * (hex), to path as application/octet-stream, in parts no larger than the
+ * controller takes in one request, resuming after the bytes it already
+ * holds; never held in memory. name (the file's) labels the progress line
+ * on a terminal and the messages. Returns like cli_request; fd stays open.
  */
-int	 cli_upload(const char *path, int fd, uint64_t size, const char *name,
-	    json_t **out);
+int	 cli_upload(const char *path, int fd, uint64_t size,
+	    const char *sha256, const char *name, json_t **out);
 /*
- * GET path and write a 2xx body to the file open on fd as it arrives,
- * never held in memory; its size and SHA-256 out. name labels the
- * progress line. Returns like cli_request.
+ * cli_download of a long body into f, its size and SHA-256 out; name
+ * labels the progress line. Returns like cli_request.
  */
-int	 cli_download(const char *path, int fd, const char *name,
+int	 cli_download_sum(const char *path, FILE *f, const char *name,
 	    uint64_t *size, char sha[65]);
 /* DELETE collection/ID ("/v1/backups", name), ID escaped; like cli_request. */
 int	 cli_delete(const char *collection, const char *id);
@@ -160,6 +178,8 @@ void	 cli_print_usage(FILE *, const struct cli_cmd *);
 int	 cli_usage(const struct cli_call *);
 /* Release the HTTP handle. */
 void	 cli_close(void);
+/* A password read for --password-stdin (caller wipes, frees), or NULL. */
+char	*cli_read_password(size_t max);
 
 /* format.c: human-readable output, independent of the network. */
 
@@ -178,6 +198,9 @@ void	 format_table(FILE *, const struct format_col *, size_t,
 	    json_t *items);
 /* Print obj as aligned "field: value" lines. */
 void	 format_fields(FILE *, const struct format_col *, size_t, json_t *obj);
+/* For each object of list, fmt with its string members k1, k2, k3. */
+void	 format_each(FILE *, json_t *list, const char *fmt, const char *k1,
+	    const char *k2, const char *k3);
 /* Print v as JSON indented by 2 spaces, with a final newline. */
 void	 format_json(FILE *, json_t *);
 /* Columns a UTF-8 string takes on a terminal (one per code point). */
@@ -243,6 +266,8 @@ int	 adjustment_list(struct cli_call *);
 /* audit.c */
 int	 audit_list(struct cli_call *);
 int	 audit_verify(struct cli_call *);
+int	 audit_export(struct cli_call *);
+int	 audit_checkpoint(struct cli_call *);
 
 /* health.c */
 int	 health_show(struct cli_call *);
@@ -276,6 +301,22 @@ int	 node_list(struct cli_call *);
 int	 node_show(struct cli_call *);
 int	 node_token(struct cli_call *);
 int	 node_revoke(struct cli_call *);
+int	 node_cordon(struct cli_call *);
+int	 node_uncordon(struct cli_call *);
+int	 node_drain(struct cli_call *);
+int	 node_evacuate(struct cli_call *);
+int	 node_set(struct cli_call *);
+/* A VM's migration object as "migrating 43 % to hv-b (copying)". */
+char	*node_fmt_migration(json_t *);
+
+/* group.c */
+int	 group_add(struct cli_call *);
+int	 group_list(struct cli_call *);
+int	 group_delete(struct cli_call *);
+
+/* cluster.c */
+int	 cluster_capacity(struct cli_call *);
+int	 cluster_rebalance(struct cli_call *);
 
 /* plan.c */
 int	 plan_add(struct cli_call *);
@@ -288,6 +329,7 @@ int	 statement_list(struct cli_call *);
 int	 statement_show(struct cli_call *);
 int	 statement_periods(struct cli_call *);
 int	 statement_export(struct cli_call *);
+int	 statement_pes(struct cli_call *);
 
 /* tariff.c (billing) */
 int	 tariff_add(struct cli_call *);
@@ -308,6 +350,16 @@ int	 tenant_action(struct cli_call *);	/* suspend, withdraw, activate */
 int	 token_create(struct cli_call *);
 int	 token_list(struct cli_call *);
 int	 token_revoke(struct cli_call *);
+
+/* user.c */
+int	 user_add(struct cli_call *);
+int	 user_list(struct cli_call *);
+int	 user_show(struct cli_call *);
+int	 user_link(struct cli_call *);
+int	 user_disable(struct cli_call *);
+int	 user_enable(struct cli_call *);
+int	 user_totp_reset(struct cli_call *);
+int	 user_delete(struct cli_call *);
 
 /* usage.c */
 int	 usage_show(struct cli_call *);

@@ -507,3 +507,28 @@ format_json(FILE *f, json_t *v)
 		json_dumpf(v, f, JSON_INDENT(2) | JSON_ENCODE_ANY);
 	fputc('\n', f);
 }
+
+/*
+ * For each object of list, print fmt with the cleaned string members k1,
+ * k2 and k3 ("" when absent; k3 may be NULL).
+ */
+void
+format_each(FILE *f, json_t *list, const char *fmt, const char *k1,
+    const char *k2, const char *k3)
+{
+	const char	*keys[3] = { k1, k2, k3 };
+	json_t		*e, *v;
+	char		*c[3];
+	size_t		 i, k;
+
+	json_array_foreach(list, i, e) {
+		for (k = 0; k < 3; k++) {
+			v = keys[k] ? json_object_get(e, keys[k]) : NULL;
+			c[k] = format_clean(json_is_string(v) ?
+			    json_string_value(v) : "");
+		}
+		fprintf(f, fmt, c[0], c[1], c[2]);
+		for (k = 0; k < 3; k++)
+			free(c[k]);
+	}
+}

@@ -349,7 +349,7 @@ image_add(struct cli_call *call)
 			continue;
 		path = image_path(name, parts[i].ip_part);
 		found = cli_upload(path, parts[i].ip_fd, parts[i].ip_size,
-		    parts[i].ip_file, &reply);
+		    parts[i].ip_sha256, parts[i].ip_file, &reply);
 		free(path);
 		if (found == -1)
 			goto out;

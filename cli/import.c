@@ -51,12 +51,23 @@ static const struct import_source {
 	{ "csv",	 "csv",		import_csv,		0 },
 };
 
-/* The columns of a CSV file, as its header names them. */
-static const char *const import_csv_cols[] = {
-	"insee", "siren", "name", "population", "kind"
+/*
+ * The columns of a CSV file, as its header names them, and the field each
+ * fills: the last five (optional) are what a titre needs of its debtor.
+ */
+static const struct {
+	const char	*col;
+	const char	*field;
+} import_csv_cols[] = {
+	{ "insee", "insee" }, { "siren", "siren" }, { "name", "name" },
+	{ "population", "population" }, { "kind", "kind" },
+	{ "siret", "siret" }, { "address", "address" },
+	{ "postcode", "postcode" }, { "town", "town" },
+	{ "category", "accounting_category" },
 };
 #define IMPORT_CSV_NCOLS	nitems(import_csv_cols)
-#define IMPORT_CSV_HEADER	"insee;siren;name;population;kind"
+#define IMPORT_CSV_HEADER	"insee;siren;name;population;kind (and " \
+	"optionally siret;address;postcode;town;category)"
 
 static const char *import_str(json_t *, const char *);
 static char	*import_sibling(const char *, const char *);
@@ -393,7 +404,7 @@ import_csv_records(const char *name, const char *text, size_t len,
 		for (c = 0; v[c] != '\0'; c++)
 			v[c] = (char)tolower((unsigned char)v[c]);
 		for (c = 0; c < IMPORT_CSV_NCOLS; c++) {
-			if (strcmp(v, import_csv_cols[c]) == 0)
+			if (strcmp(v, import_csv_cols[c].col) == 0)
 				break;
 		}
 		clean = format_clean(v);
@@ -410,11 +421,11 @@ import_csv_records(const char *name, const char *text, size_t len,
 		col[c] = (int)i;
 	}
 	for (c = 0; c < IMPORT_CSV_NCOLS; c++) {
-		if (col[c] == -1 && (strcmp(import_csv_cols[c], "name") == 0 ||
-		    strcmp(import_csv_cols[c], "kind") == 0)) {
+		if (col[c] == -1 && (strcmp(import_csv_cols[c].col, "name") ==
+		    0 || strcmp(import_csv_cols[c].col, "kind") == 0)) {
 			xasprintf(cause, "%s:%zu: header: no '%s' column (the "
 			    "header is " IMPORT_CSV_HEADER ")", name,
-			    hdr->cr_line, import_csv_cols[c]);
+			    hdr->cr_line, import_csv_cols[c].col);
 			goto out;
 		}
 	}
@@ -437,7 +448,7 @@ import_csv_records(const char *name, const char *text, size_t len,
 				continue;
 			v = row->cr_fields[col[c]];
 			import_trim(v);
-			if (strcmp(import_csv_cols[c], "population") == 0) {
+			if (strcmp(import_csv_cols[c].col, "population") == 0) {
 				if (*v == '\0')
 					continue;
 				if (strspn(v, "0123456789") != strlen(v) ||
@@ -453,13 +464,14 @@ import_csv_records(const char *name, const char *text, size_t len,
 				    json_integer(strtoll(v, NULL, 10)));
 				continue;
 			}
-			if (strcmp(import_csv_cols[c], "kind") == 0) {
+			if (strcmp(import_csv_cols[c].col, "kind") == 0 ||
+			    strcmp(import_csv_cols[c].col, "category") == 0) {
 				for (i = 0; v[i] != '\0'; i++)
 					v[i] = (char)tolower((unsigned char)
 					    v[i]);
 			}
 			/* The controller checks the rest, naming the line. */
-			if (import_set_text(rec, import_csv_cols[c], v, name,
+			if (import_set_text(rec, import_csv_cols[c].field, v, name,
 			    row->cr_line, cause) == -1)
 				goto out;
 		}

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -200,50 +199,6 @@ mail_size_opt(const char *opt, const char *v, json_t *body,
 }
 
 /*
- * One line from standard input, without its line end, into a buffer the
- * caller wipes and frees. On a terminal the typing is not echoed.
- */
-static char *
-mail_read_password(void)
-{
-	struct termios	 t, quiet;
-	char		*buf = xmalloc(MAIL_PASSWORD_MAX + 2);
-	size_t		 len;
-	int		 tty = isatty(STDIN_FILENO), echo_off = 0;
-
-	if (tty && tcgetattr(STDIN_FILENO, &t) == 0) {
-		quiet = t;
-		quiet.c_lflag &= ~(tcflag_t)ECHO;
-		echo_off = tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) == 0;
-		fprintf(stderr, "password: ");
-		fflush(stderr);
-	}
-	if (fgets(buf, MAIL_PASSWORD_MAX + 2, stdin) == NULL)
-		buf[0] = '\0';
-	if (echo_off) {
-		tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
-		fputc('\n', stderr);
-	}
-	len = strlen(buf);
-	if (len > MAIL_PASSWORD_MAX && buf[len - 1] != '\n') {
-		explicit_bzero(buf, MAIL_PASSWORD_MAX + 2);
-		free(buf);
-		fprintf(stderr, "opsnctl: --password-stdin: the password is "
-		    "longer than %d characters\n", MAIL_PASSWORD_MAX);
-		return (NULL);
-	}
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		buf[--len] = '\0';
-	if (len == 0) {
-		free(buf);
-		fprintf(stderr, "opsnctl: --password-stdin: no password on "
-		    "standard input\n");
-		return (NULL);
-	}
-	return (buf);
-}
-
-/*
  * The credential options: --password-stdin or --password-hash, one of
  * them. The password is put in body and *secret (wiped by the caller).
  */
@@ -263,7 +218,7 @@ mail_credential_opts(struct cli_call *call, json_t *body, char **secret)
 		json_object_set_new(body, "password_hash", json_string(hash));
 		return (0);
 	}
-	if ((*secret = mail_read_password()) == NULL)
+	if ((*secret = cli_read_password(MAIL_PASSWORD_MAX)) == NULL)
 		return (-1);
 	json_object_set_new(body, "password", json_string(*secret));
 	return (0);
@@ -766,6 +721,7 @@ mail_box_import(struct cli_call *call)
 {
 	const char	*domain = cli_opt(call, "domain");
 	const char	*file = cli_opt(call, "csv");
+	struct cli_http	 http;
 	json_t		*records, *body, *rep, *v;
 	char		*text = NULL, *cause = NULL;
 	size_t		 len, i;
@@ -791,7 +747,13 @@ mail_box_import(struct cli_call *call)
 	}
 	body = json_pack("{s:s,s:o}", "domain", domain, "records", records);
 	json_incref(body);
-	rc = cli_request("POST", "/v1/mail/mailboxes/import", body, &rep);
+	/* Hashing 10,000 passwords takes the controller half a minute. */
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	http.h_label = "importing mailboxes";
+	rc = cli_request_http("POST", "/v1/mail/mailboxes/import", body, &http,
+	    &rep);
+	cli_http_clear(&http);
 	/* Wipe the passwords the request carried. */
 	json_array_foreach(records, i, v) {
 		json_t *pw = json_object_get(v, "password");

@@ -47,6 +47,40 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "node", "revoke" }, "NAME",
 	  "revoke a node's certificate",
 	  { NULL }, 1, 1, 0, node_revoke },
+	{ { "node", "cordon" }, "NAME",
+	  "take a hypervisor out of placement",
+	  { NULL }, 1, 1, 0, node_cordon },
+	{ { "node", "uncordon" }, "NAME",
+	  "put a hypervisor back into placement (stops a drain)",
+	  { NULL }, 1, 1, 0, node_uncordon },
+	{ { "node", "drain" }, "NAME [--wait [--timeout DURATION]]",
+	  "move every VM elsewhere (cold migration); ends cordoned",
+	  { "wait", "timeout=" }, 1, 1, 0, node_drain },
+	{ { "node", "evacuate" }, "NAME --fenced",
+	  "rebuild an off node's VMs elsewhere from their images",
+	  { "fenced" }, 1, 1, 0, node_evacuate },
+	{ { "node", "set" }, "NAME [--cpu-ratio R] [--memory-ratio R] "
+	  "[--disk-ratio R] [--reserve-cpus N] [--reserve-memory SIZE] "
+	  "[--tags K=V,...]",
+	  "set a hypervisor's allocation ratios, host reserve and tags",
+	  { "cpu-ratio=", "memory-ratio=", "disk-ratio=", "reserve-cpus=",
+	    "reserve-memory=", "tags=" }, 1, 1, 0, node_set },
+	{ { "group", "add" }, "NAME [--policy anti-affinity|"
+	  "soft-anti-affinity]",
+	  "add an anti-affinity group of VMs",
+	  { "policy=" }, 1, 1, 0, group_add },
+	{ { "group", "list" }, "",
+	  "list the anti-affinity groups",
+	  { NULL }, 0, 0, 0, group_list },
+	{ { "group", "delete" }, "NAME",
+	  "delete an anti-affinity group without VMs",
+	  { NULL }, 1, 1, 0, group_delete },
+	{ { "cluster", "capacity" }, "[--plan PLAN]",
+	  "VMs of each plan that still fit, N+1, empty nodes",
+	  { "plan=" }, 0, 0, 0, cluster_capacity },
+	{ { "cluster", "rebalance" }, "[--dry-run] [--max-moves N]",
+	  "move VMs to lower the imbalance (hbal's way)",
+	  { "dry-run", "max-moves=" }, 0, 0, 0, cluster_rebalance },
 	{ { "image", "add" }, "NAME --file DISK [--format qcow2|raw] "
 	  "[--kernel FILE [--initrd FILE] [--cmdline TEXT]]",
 	  "upload a disk image (and a kernel to boot it)",
@@ -60,11 +94,13 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	  { NULL }, 1, 1, 0, image_show },
 	{ { "vm", "create" }, "--name NAME --image IMAGE [--plan PLAN] "
 	  "[--vcpus N] [--memory SIZE] [--disk SIZE] [--node NODE] "
+	  "[--group GROUP] [--policy spread|pack] [--require K=V,...] "
 	  "[--tenant TENANT] [--nic BRIDGE]... [--stopped] "
 	  "[--wait [--timeout DURATION]]",
 	  "create a VM, on a node or where it fits",
 	  { "name=", "node=", "image=", "plan=", "vcpus=", "memory=", "disk=",
-	    "tenant=", "nic=", "stopped", "wait", "timeout=" },
+	    "tenant=", "nic=", "stopped", "wait", "timeout=", "group=",
+	    "policy=", "require=" },
 	  0, 0, 0, vm_create },
 	{ { "vm", "list" }, "[--node NODE] [--tenant TENANT] [--state STATE]",
 	  "list the VMs",
@@ -95,10 +131,13 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	  { "follow" }, 1, 1, 0, vm_console },
 	{ { "tenant", "add" }, "--kind KIND "
 	  "--name NAME [--insee CODE] [--siren SIREN] [--population N] "
-	  "[--parent EPCI] [--email ADDRESS] [--joined YYYY-MM-DD]",
+	  "[--parent EPCI] [--email ADDRESS] [--joined YYYY-MM-DD] "
+	  "[--siret SIRET] [--address LINE] [--postcode CODE] [--town TOWN] "
+	  "[--category CATEGORY]",
 	  "add a member (tenant)",
 	  { "kind=", "name=", "insee=", "siren=", "population=", "parent=",
-	    "email=", "joined=" }, 0, 0, 0, tenant_add },
+	    "email=", "joined=", "siret=", "address=", "postcode=", "town=",
+	    "category=" }, 0, 0, 0, tenant_add },
 	{ { "tenant", "list" }, "[--kind KIND] [--status STATUS] "
 	  "[--parent EPCI]",
 	  "list the members",
@@ -109,11 +148,14 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "tenant", "set" }, "TENANT [--name NAME] [--insee CODE] "
 	  "[--siren SIREN] [--population N] [--parent EPCI | --no-parent] "
 	  "[--email ADDRESS] [--quota-vcpus N|none] [--quota-memory SIZE|none] "
-	  "[--quota-disk SIZE|none] [--quota-vms N|none]",
-	  "change a member's fields or quotas",
+	  "[--quota-disk SIZE|none] [--quota-vms N|none] [--siret SIRET|none] "
+	  "[--address LINE|none] [--postcode CODE|none] [--town TOWN|none] "
+	  "[--category commune|groupement|ccas|department|region|other|none]",
+	  "change a member's fields, quotas, or what it is billed as",
 	  { "name=", "insee=", "siren=", "population=", "parent=", "no-parent",
 	    "email=", "quota-vcpus=", "quota-memory=", "quota-disk=",
-	    "quota-vms=" }, 1, 1, 0, tenant_set },
+	    "quota-vms=", "siret=", "address=", "postcode=", "town=",
+	    "category=" }, 1, 1, 0, tenant_set },
 	{ { "tenant", "suspend" }, "TENANT",
 	  "suspend a member: it gets no new services",
 	  { NULL }, 1, 1, 0, tenant_action },
@@ -147,18 +189,51 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "token", "revoke" }, "NAME",
 	  "revoke an API token",
 	  { NULL }, 1, 1, 0, token_revoke },
+	{ { "user", "add" }, "NAME --role admin|operator|finance|auditor "
+	  "[--tenant TENANT] [--email ADDRESS] [--password-stdin]",
+	  "add a console account (prints its one-time password link)",
+	  { "role=", "tenant=", "email=", "password-stdin" }, 1, 1, 0,
+	  user_add },
+	{ { "user", "list" }, "[--tenant TENANT]",
+	  "list the console accounts",
+	  { "tenant=" }, 0, 0, 0, user_list },
+	{ { "user", "show" }, "NAME",
+	  "show a console account",
+	  { NULL }, 1, 1, 0, user_show },
+	{ { "user", "link" }, "NAME",
+	  "print a new one-time link to set the account's password",
+	  { NULL }, 1, 1, 0, user_link },
+	{ { "user", "disable" }, "NAME",
+	  "disable a console account and end its sessions",
+	  { NULL }, 1, 1, 0, user_disable },
+	{ { "user", "enable" }, "NAME",
+	  "enable a disabled console account",
+	  { NULL }, 1, 1, 0, user_enable },
+	{ { "user", "totp-reset" }, "NAME",
+	  "remove an account's second factor (a lost phone)",
+	  { NULL }, 1, 1, 0, user_totp_reset },
+	{ { "user", "delete" }, "NAME",
+	  "delete a console account and end its sessions",
+	  { NULL }, 1, 1, 0, user_delete },
 	{ { "audit", "list" }, "[--since DATE|DURATION] [--object OBJECT]",
 	  "show the audit trail",
 	  { "since=", "object=" }, 0, 0, 0, audit_list },
-	{ { "audit", "verify" }, "",
-	  "check that the audit trail is intact",
-	  { NULL }, 0, 0, 0, audit_verify },
+	{ { "audit", "verify" }, "[--file EXPORT]",
+	  "check the audit trail against its signed checkpoints (in the "
+	  "controller, or offline in an export with the CA of --ca)",
+	  { "file=" }, 0, 0, CLI_CMD_OFFLINE, audit_verify },
+	{ { "audit", "export" }, "[--file FILE]",
+	  "write the whole audit trail with its signed checkpoints",
+	  { "file=" }, 0, 0, 0, audit_export },
+	{ { "audit", "checkpoint" }, "",
+	  "sign the audit trail's head now",
+	  { NULL }, 0, 0, 0, audit_checkpoint },
 	{ { "usage" }, "--from DATE --to DATE [--tenant TENANT] "
-	  "[--group metric|resource|day|month] [--format table|json|csv] "
-	  "[--sep semicolon|comma|tab] [--decimal comma|point]",
+	  "[--group metric|resource|day|month] [--format table|json|csv|ods] "
+	  "[--sep semicolon|comma|tab] [--decimal comma|point] [--file FILE]",
 	  "show what members used, per metric, resource, day or month",
-	  { "tenant=", "from=", "to=", "group=", "format=", "sep=", "decimal=" },
-	  0, 0, 0, usage_show },
+	  { "tenant=", "from=", "to=", "group=", "format=", "sep=", "decimal=",
+	    "file=" }, 0, 0, 0, usage_show },
 	{ { "backend", "list" }, "",
 	  "list the mail and web backends and their load",
 	  { NULL }, 0, 0, 0, backend_list },
@@ -304,12 +379,16 @@ static const struct cli_cmd opsnctl_cmds[] = {
 	{ { "statement", "periods" }, "",
 	  "list billing periods with their status and checksum",
 	  { NULL }, 0, 0, 0, statement_periods },
-	{ { "statement", "export" }, "--period PERIOD --format csv|json "
+	{ { "statement", "export" }, "--period PERIOD --format csv|json|ods "
 	  "[--summary] [--sep ';'|','|tab] [--decimal comma|point] "
 	  "[--tenant TENANT] [--file FILE]",
 	  "export a period for finance, with its checksum",
 	  { "period=", "format=", "summary", "sep=", "decimal=", "tenant=",
 	    "file=" }, 0, 0, 0, statement_export },
+	{ { "statement", "pes" }, "--period PERIOD [--file FILE]",
+	  "the titres de recettes of a closed period: a PES V2 file for the "
+	  "public accountant (numbered once)",
+	  { "period=", "file=" }, 0, 0, 0, statement_pes },
 	{ { "adjustment", "add" }, "--tenant TENANT --amount EUR "
 	  "--reason TEXT [--period PERIOD]",
 	  "add a correction to a member's next open statement",
@@ -562,7 +641,7 @@ main(int argc, char *argv[])
 	struct cli_call		 call;
 	struct option		 longopts[nitems(opsnctl_globals) +
 				    CLI_MAXOPTS + 1];
-	char			**avbase, **av, *cause, *name;
+	char			**avbase, **av, *cause = NULL, *name;
 	size_t			 i, n = 0;
 	int			 ac, ch, rc, used;
 
@@ -665,7 +744,10 @@ main(int argc, char *argv[])
 	}
 
 	if (!(cmd->c_flags & CLI_CMD_LOCAL)) {
-		if (conf_load(&flags, &cause) == -1) {
+		if (conf_load(&flags, &cause) == -1 &&
+		    (cmd->c_flags & CLI_CMD_OFFLINE))
+			call.ca_conf_error = cause;
+		else if (cause != NULL) {
 			fprintf(stderr, "opsnctl: %s\n", cause);
 			free(cause);
 			rc = CLI_EXIT_ERROR;
@@ -693,6 +775,7 @@ out:
 		free((char *)longopts[i].name);
 	for (i = 0; i < CLI_MAXOPTS; i++)
 		free(call.ca_optl[i]);
+	free(call.ca_conf_error);
 	free(avbase);
 	return (rc);
 }

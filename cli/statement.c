@@ -1,9 +1,11 @@
 /*
  * opsnctl statement: generate and close a period's statements, list and
- * show them, and export a period for finance (CSV of every line, CSV
- * summary, or JSON documents). An export is fetched page by page and
- * written whole; the period's checksum and statement count go to stderr
- * so that finance can reconcile the file with the controller.
+ * show them, export a period for finance (CSV of every line, CSV
+ * summary, JSON documents, or a spreadsheet with both), and fetch its
+ * titres de recettes as a PES V2 file. A CSV or JSON export is fetched
+ * page by page and written whole; the period's checksum and statement
+ * count go to stderr so that finance can reconcile the file with the
+ * controller.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "cli.h"
 
 #define STATEMENT_PAGE	"1000"
+#define STATEMENT_ODS	"application/vnd.oasis.opendocument.spreadsheet"
 
 static const struct format_col statement_cols[] = {
 	{ "ID",		"id",		NULL },
@@ -211,6 +214,108 @@ statement_csv_body(const char *s, size_t *len)
 	return (nl + 1);
 }
 
+/* The period as one spreadsheet (summary and lines sheets). */
+static int
+statement_export_ods(struct cli_call *call)
+{
+	const char	*kv[] = { "period", cli_opt(call, "period"), "format",
+	    "ods", "tenant", cli_opt(call, "tenant"), NULL };
+	struct cli_http	 http;
+	char		*path;
+	int		 rc;
+
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	http.h_keep[0] = "X-Opsn-Checksum";
+	http.h_keep[1] = "X-Opsn-Statements";
+	path = cli_path_query("/v1/statements", kv);
+	rc = cli_save(path, STATEMENT_ODS, &http, cli_opt(call, "file"), 1);
+	free(path);
+	if (rc == 0 && !cli_conf.cc_quiet)
+		fprintf(stderr, "%s: %s statements, checksum %s\n",
+		    cli_opt(call, "period"), http.h_got[1] ? http.h_got[1] :
+		    "?", http.h_got[0] ? http.h_got[0] : "?");
+	cli_http_clear(&http);
+	return (rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+}
+
+/* "12.50" from cents. */
+static void
+statement_eur(json_t *cents, char *buf, size_t len)
+{
+	long long	 c = (long long)json_integer_value(cents);
+
+	snprintf(buf, len, "%s%lld.%02lld", c < 0 ? "-" : "",
+	    (c < 0 ? -c : c) / 100, (c < 0 ? -c : c) % 100);
+}
+
+/*
+ * opsnctl statement pes --period P [--file F]: what the titres are (and
+ * the first time, their numbering), then the file itself.
+ */
+int
+statement_pes(struct cli_call *call)
+{
+	const char	*period = cli_opt(call, "period");
+	json_t		*sum, *b, *w;
+	char		*e, *path, *clean, eur[48];
+	size_t		 i;
+	int		 rc;
+
+	if (period == NULL) {
+		fprintf(stderr, "opsnctl: statement pes: --period is "
+		    "required\n");
+		return (cli_usage(call));
+	}
+	e = cli_escape(period);
+	xasprintf(&path, "/v1/billing-periods/%s/pes", e);
+	free(e);
+	if (cli_request("GET", path, NULL, &sum) == -1) {
+		free(path);
+		return (CLI_EXIT_ERROR);
+	}
+	if (cli_conf.cc_output == CLI_OUTPUT_JSON && cli_opt(call, "file") ==
+	    NULL) {
+		format_json(stdout, sum);
+		json_decref(sum);
+		free(path);
+		return (CLI_EXIT_OK);
+	}
+	rc = cli_save(path, "application/xml", NULL, cli_opt(call, "file"), 0);
+	free(path);
+	if (rc == 0 && !cli_conf.cc_quiet) {
+		clean = format_clean(json_string_value(json_object_get(sum,
+		    "file")) ? json_string_value(json_object_get(sum, "file")) :
+		    "?");
+		fprintf(stderr, "%s: %s, exercise %" JSON_INTEGER_FORMAT "%s\n",
+		    period, clean, json_integer_value(json_object_get(sum,
+		    "exercise")), json_is_true(json_object_get(sum, "new")) ?
+		    " (numbered now)" : " (as sent before)");
+		free(clean);
+		json_array_foreach(json_object_get(sum, "bordereaux"), i, b) {
+			statement_eur(json_object_get(b, "amount_cents"), eur,
+			    sizeof(eur));
+			fprintf(stderr, "  bordereau %s no %" JSON_INTEGER_FORMAT
+			    ": %" JSON_INTEGER_FORMAT " titres, %s EUR\n",
+			    json_string_value(json_object_get(b, "type")),
+			    json_integer_value(json_object_get(b, "number")),
+			    json_integer_value(json_object_get(b, "titres")),
+			    eur);
+		}
+		json_array_foreach(json_object_get(sum, "warnings"), i, w) {
+			clean = format_clean(json_string_value(json_object_get(
+			    w, "message")) ? json_string_value(json_object_get(
+			    w, "message")) : "?");
+			fprintf(stderr, "  warning: statement %"
+			    JSON_INTEGER_FORMAT ": %s\n", json_integer_value(
+			    json_object_get(w, "statement")), clean);
+			free(clean);
+		}
+	}
+	json_decref(sum);
+	return (rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR);
+}
+
 int
 statement_export(struct cli_call *call)
 {
@@ -237,8 +342,10 @@ statement_export(struct cli_call *call)
 		    "--format csv|json are required\n");
 		return (cli_usage(call));
 	}
+	if (strcmp(format, "ods") == 0)
+		return (statement_export_ods(call));
 	if (strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {
-		fprintf(stderr, "opsnctl: --format must be csv or json\n");
+		fprintf(stderr, "opsnctl: --format must be csv, json or ods\n");
 		return (cli_usage(call));
 	}
 	csv = strcmp(format, "csv") == 0;

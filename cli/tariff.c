@@ -106,6 +106,10 @@ tariff_ini_cb(void *arg, const char *section, const char *name,
 	json_t		*o, *v, *bands;
 	char		*error = NULL;
 
+	/* inih goes on after an error and reports the first one's line. */
+	if (ti->error != NULL)
+		return (0);
+
 	if (strcmp(section, "tariff") == 0) {
 		for (k = plain; *k != NULL; k++)
 			if (strcmp(*k, name) == 0)

@@ -45,6 +45,16 @@ static const struct tenant_quota {
 	{ "quota-vms",    "quota_vms",        "vms",        NULL },
 };
 
+/* What a titre de recettes needs of the member as its debtor. */
+static const struct {
+	const char	*opt;
+	const char	*field;
+} tenant_debtor[] = {
+	{ "siret", "siret" }, { "address", "address" },
+	{ "postcode", "postcode" }, { "town", "town" },
+	{ "category", "accounting_category" },
+};
+
 static char	*tenant_fmt_parent_ref(json_t *);
 static char	*tenant_fmt_parent(json_t *);
 
@@ -72,6 +82,11 @@ static const struct format_col tenant_fields[] = {
 	{ "email",	"email",	NULL },
 	{ "joined-on",	"joined_on",	NULL },
 	{ "left-on",	"left_on",	NULL },
+	{ "siret",	"siret",	NULL },
+	{ "address",	"address",	NULL },
+	{ "postcode",	"postcode",	NULL },
+	{ "town",	"town",		NULL },
+	{ "category",	"accounting_category", NULL },
 	{ "vcpus",	"use.vcpus",	NULL },
 	{ "memory",	"use.memory_mib", NULL },
 	{ "disk",	"use.disk_bytes", NULL },
@@ -316,6 +331,21 @@ bad:
 	return (-1);
 }
 
+/* The debtor's options into body; "none" clears a field (null). */
+static void
+tenant_debtor_fields(struct cli_call *call, json_t *body)
+{
+	const char	*v;
+	size_t		 i;
+
+	for (i = 0; i < nitems(tenant_debtor); i++) {
+		if ((v = cli_opt(call, tenant_debtor[i].opt)) == NULL)
+			continue;
+		json_object_set_new(body, tenant_debtor[i].field,
+		    strcmp(v, "none") == 0 ? json_null() : json_string(v));
+	}
+}
+
 int
 tenant_add(struct cli_call *call)
 {
@@ -352,6 +382,7 @@ tenant_add(struct cli_call *call)
 			json_object_set_new(body, texts[i].field,
 			    json_string(v));
 	}
+	tenant_debtor_fields(call, body);
 	if ((v = cli_opt(call, "population")) != NULL) {
 		if (tenant_count("population", v, 0, TENANT_POP_MAX,
 		    &n) == -1) {
@@ -426,6 +457,7 @@ tenant_set(struct cli_call *call)
 			json_object_set_new(body, texts[i].field,
 			    json_string(s));
 	}
+	tenant_debtor_fields(call, body);
 	if (cli_opt(call, "no-parent") != NULL)
 		json_object_set_new(body, "parent", json_null());
 	if ((s = cli_opt(call, "population")) != NULL) {

@@ -1,18 +1,20 @@
 /*
  * opsnctl usage: what members used (GET /v1/usage), as a table, as JSON,
- * or as the controller's CSV (UTF-8 with a BOM, ';' and ',' by default so
- * that LibreOffice opens it right under a French locale).
+ * as the controller's CSV (UTF-8 with a BOM, ';' and ',' by default so
+ * that LibreOffice opens it right under a French locale), or as an
+ * OpenDocument spreadsheet whose cells keep their types.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 
 #include "opsn/util.h"
 
 #include "cli.h"
+
+#define USAGE_ODS	"application/vnd.oasis.opendocument.spreadsheet"
 
 static const struct format_col usage_cols[] = {
 	{ "TENANT",	"tenant_name",		NULL },
@@ -23,83 +25,6 @@ static const struct format_col usage_cols[] = {
 	{ "QUANTITY",	"display_quantity",	NULL },
 	{ "UNIT",	"display_unit",		NULL },
 };
-
-static size_t
-usage_write_cb(char *data, size_t size, size_t n, void *arg)
-{
-	return (fwrite(data, size, n, arg));
-}
-
-/* CSV is no JSON: fetch it with the same settings and copy it out. */
-static int
-usage_csv(const char *path)
-{
-	CURL			*c;
-	struct curl_slist	*hdrs = NULL;
-	char			*url, *auth = NULL, err[CURL_ERROR_SIZE];
-	long			 status = 0;
-	CURLcode		 rc;
-	FILE			*body;
-	char			*text = NULL;
-	size_t			 len = 0;
-
-	if ((c = curl_easy_init()) == NULL) {
-		fprintf(stderr, "opsnctl: cannot start libcurl\n");
-		return (CLI_EXIT_ERROR);
-	}
-	if ((body = open_memstream(&text, &len)) == NULL) {
-		curl_easy_cleanup(c);
-		return (CLI_EXIT_ERROR);
-	}
-	xasprintf(&url, "%s%s", cli_conf.cc_url, path);
-	err[0] = '\0';
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "opsnctl/" OPSN_VERSION);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, usage_write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-	if (cli_conf.cc_ca != NULL)
-		curl_easy_setopt(c, CURLOPT_CAINFO, cli_conf.cc_ca);
-	if (cli_conf.cc_token != NULL) {
-		xasprintf(&auth, "Authorization: Bearer %s", cli_conf.cc_token);
-		hdrs = curl_slist_append(hdrs, auth);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	fclose(body);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(c);
-	if (auth != NULL) {
-		explicit_bzero(auth, strlen(auth));
-		free(auth);
-	}
-	if (rc != CURLE_OK) {
-		fprintf(stderr, "opsnctl: %s: %s\n", url, err[0] ? err :
-		    curl_easy_strerror(rc));
-		free(url);
-		free(text);
-		return (CLI_EXIT_ERROR);
-	}
-	free(url);
-	if (status != 200) {
-		json_t *j = json_loadb(text, len, 0, NULL);
-		const char *msg = json_string_value(json_object_get(
-		    json_object_get(j, "error"), "message"));
-
-		fprintf(stderr, "opsnctl: usage: %s (HTTP %ld)\n", msg ? msg :
-		    "the controller refused", status);
-		json_decref(j);
-		free(text);
-		return (CLI_EXIT_ERROR);
-	}
-	fwrite(text, 1, len, stdout);
-	free(text);
-	return (fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR);
-}
 
 /* opsnctl usage --from D --to D [--tenant T] [--group G] [--format F] */
 int
@@ -126,16 +51,21 @@ usage_show(struct cli_call *call)
 		return (cli_usage(call));
 	}
 	if (fmt != NULL && strcmp(fmt, "csv") != 0 && strcmp(fmt, "json") != 0 &&
-	    strcmp(fmt, "table") != 0) {
-		fprintf(stderr, "opsnctl: --format is table, json or csv\n");
+	    strcmp(fmt, "table") != 0 && strcmp(fmt, "ods") != 0) {
+		fprintf(stderr, "opsnctl: --format is table, json, csv or "
+		    "ods\n");
 		return (CLI_EXIT_USAGE);
 	}
-	if (fmt != NULL && strcmp(fmt, "csv") == 0) {
-		q[9] = "csv";
+	/* CSV and spreadsheets are the controller's files, as they come. */
+	if (fmt != NULL && (strcmp(fmt, "csv") == 0 ||
+	    strcmp(fmt, "ods") == 0)) {
+		q[9] = fmt;
 		path = cli_path_query("/v1/usage", q);
-		rc = usage_csv(path);
+		rc = cli_save(path, strcmp(fmt, "csv") == 0 ? "text/csv" :
+		    USAGE_ODS, NULL, cli_opt(call, "file"),
+		    strcmp(fmt, "ods") == 0);
 		free(path);
-		return (rc);
+		return (rc == 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR);
 	}
 	path = cli_path_query("/v1/usage", q);
 	rc = cli_request("GET", path, NULL, &reply);

@@ -78,6 +78,9 @@ static const struct format_col vm_fields[] = {
 	{ "memory",		"memory_mib",		format_mib },
 	{ "disk",		"disk_bytes",		format_size_exact },
 	{ "nics",		"nics",			vm_fmt_nics },
+	{ "group",		"group",		NULL },
+	{ "require",		"require",		NULL },
+	{ "migration",		"migration",		node_fmt_migration },
 	{ "desired",		"desired",		NULL },
 	{ "generation",		"generation",		NULL },
 	{ "observed",		"observed.state",	NULL },
@@ -245,6 +248,10 @@ vm_print(json_t *vm)
 		if (strcmp(vm_fields[i].fc_key, "observed.error") == 0 &&
 		    !has_error)
 			continue;
+		/* A migration line only while it migrates. */
+		if (strcmp(vm_fields[i].fc_key, "migration") == 0 &&
+		    !json_is_object(json_object_get(vm, "migration")))
+			continue;
 		cols[n++] = vm_fields[i];
 	}
 	json_decref(vm);
@@ -287,9 +294,15 @@ vm_create(struct cli_call *call)
 	body = json_pack("{s:s,s:s,s:s}", "name", cli_opt(call, "name"),
 	    "image", cli_opt(call, "image"), "power", cli_opt(call,
 	    "stopped") != NULL ? "stopped" : "running");
-	/* No --node: the controller places the VM (first fit). */
+	/* No --node: the controller places the VM (its scheduler). */
 	if ((v = cli_opt(call, "node")) != NULL)
 		json_object_set_new(body, "node", json_string(v));
+	if ((v = cli_opt(call, "group")) != NULL)
+		json_object_set_new(body, "group", json_string(v));
+	if ((v = cli_opt(call, "policy")) != NULL)
+		json_object_set_new(body, "policy", json_string(v));
+	if ((v = cli_opt(call, "require")) != NULL)
+		json_object_set_new(body, "require", json_string(v));
 	if (plan != NULL)
 		json_object_set_new(body, "plan", json_string(plan));
 	if ((v = cli_opt(call, "tenant")) != NULL)

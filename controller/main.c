@@ -24,6 +24,7 @@
 #include "metering/metering.h"
 #include "monitor/monitor.h"
 #include "services/services.h"
+#include "console/console.h"
 
 /*
  * The controller's modules, in start order: each one's init runs before
@@ -40,6 +41,8 @@ static const struct ctl_module *const ctl_modules[] = {
 	&billing_module,
 	&monitor_module,
 	&backup_module,
+	/* Last: its pages' addresses match only what no other route does. */
+	&console_module,
 	NULL
 };
 
@@ -95,6 +98,78 @@ static const struct cfg_option ctl_opts[] = {
 	{ "services", "mail_retention", CFG_DURATION, C(mail_retention_ms),
 	  "30d", 0, 3650LL * 86400000, NULL, 0, NULL,
 	  "how long a deleted mailbox (and its mail) can be restored" },
+	{ "console", "dir", CFG_STRING, C(console_dir), "", 0, 0, NULL, 0,
+	  "console-dir", "the web console's files (default: the console "
+	  "folder beside the program's, or the installed one)" },
+	{ "console", "idle_timeout", CFG_DURATION, C(console_idle_ms), "30m",
+	  60000, 86400000, NULL, 0, NULL,
+	  "a console session ends after this long without a request" },
+	{ "console", "session_lifetime", CFG_DURATION, C(console_lifetime_ms),
+	  "12h", 300000, 7LL * 86400000, NULL, 0, NULL,
+	  "a console session ends this long after its login in any case" },
+	{ "console", "require_totp", CFG_BOOL, C(console_require_totp), "no",
+	  0, 0, NULL, 0, NULL,
+	  "admin accounts must log in with a one-time code (TOTP)" },
+	{ "accounting", "siret", CFG_STRING, C(acc_siret), "", 0, 0, NULL, 0,
+	  NULL, "the OPSN's SIRET: IdColl of its titres de recettes" },
+	{ "accounting", "poste", CFG_STRING, C(acc_poste), "", 0, 0, NULL, 0,
+	  NULL, "codique of the public accountant's poste (IdPost)" },
+	{ "accounting", "poste_label", CFG_STRING, C(acc_poste_label), "", 0,
+	  0, NULL, 0, NULL, "the poste's short label (LibellePoste)" },
+	{ "accounting", "collectivity", CFG_STRING, C(acc_collectivity), "", 0,
+	  0, NULL, 0, NULL, "collectivity code in Hélios (CodCol, 3 digits)" },
+	{ "accounting", "budget", CFG_STRING, C(acc_budget), "", 0, 0, NULL,
+	  0, NULL, "budget code in Hélios (CodBud, 2 characters)" },
+	{ "accounting", "budget_label", CFG_STRING, C(acc_budget_label), "",
+	  0, 0, NULL, 0, NULL, "the budget's label (LibelleColBud)" },
+	{ "accounting", "products", CFG_STRING, C(acc_products), "", 0, 0,
+	  NULL, 0, NULL, "product code and revenue account of statement "
+	  "lines: KEY=PRODUCT:NATURE ..., KEY a metric, service, line type "
+	  "or *" },
+	{ "accounting", "lines", CFG_ENUM, C(acc_lines), "service", 0, 0,
+	  "service|statement", 0, NULL, "one titre line per service, or per "
+	  "statement line" },
+	{ "accounting", "fonction", CFG_STRING, C(acc_fonction), "", 0, 0,
+	  NULL, 0, NULL, "functional account of titre lines (Fonction, M57), "
+	  "if any" },
+	{ "accounting", "object", CFG_STRING, C(acc_object),
+	  "Services num\xc3\xa9riques", 0, 0, NULL, 0, NULL,
+	  "what a titre is for, before the period (ObjPce)" },
+	{ "accounting", "signed", CFG_BOOL, C(acc_signed), "yes", 0, 0, NULL,
+	  0, NULL, "bordereaux are signed in a parapheur before they are "
+	  "sent (InfoDematerialisee)" },
+	{ "accounting", "first_bordereau", CFG_INT, C(acc_first_bordereau),
+	  "1", 1, 9999999, NULL, 0, NULL, "number of a fiscal year's first "
+	  "bordereau of each type" },
+	{ "accounting", "first_titre", CFG_INT, C(acc_first_titre), "1", 1,
+	  99999999, NULL, 0, NULL, "number of a fiscal year's first titre" },
+	{ "audit", "checkpoint_interval", CFG_DURATION,
+	  C(audit_checkpoint_ms), "15m", 1000, 7LL * 86400000, NULL, 0, NULL,
+	  "how often the audit trail's head is signed (when it moved)" },
+	{ "api", "max_body", CFG_INT, C(api_max_body), "1048576", 4096,
+	  64 << 20, NULL, 0, NULL,
+	  "bytes in one request's body; larger ones come in parts" },
+	{ "api", "max_connections", CFG_INT, C(api_max_conns), "1024", 1,
+	  1000000, NULL, 0, NULL,
+	  "API connections at once; more are closed on arrival" },
+	{ "api", "max_buffered", CFG_INT, C(api_max_buffered), "16777216",
+	  1 << 20, (int64_t)1 << 40, NULL, 0, NULL,
+	  "bytes of request bodies being read, all connections together; "
+	  "past it the connections holding the most are cut" },
+	{ "api", "handshake_timeout", CFG_DURATION, C(api_handshake_ms),
+	  "10s", 100, 300000, NULL, 0, NULL,
+	  "time for a client to finish its TLS handshake" },
+	{ "api", "request_timeout", CFG_DURATION, C(api_request_ms),
+	  "30s", 100, 3600000, NULL, 0, NULL,
+	  "time for a request's head and body to arrive, and for a kept-alive "
+	  "connection to send its next request" },
+	{ "api", "rate", CFG_INT, C(api_rate), "20", 0, 1000000, NULL, 0,
+	  NULL, "requests a second per token (0: no limit)" },
+	{ "api", "burst", CFG_INT, C(api_burst), "200", 1, 1000000, NULL, 0,
+	  NULL, "requests a token may make at once before its rate applies" },
+	{ "scheduler", "policy", CFG_ENUM, C(sched_policy), "spread", 0, 0,
+	  "spread|pack", 0, NULL, "where new VMs go: spread (balance free "
+	  "memory and vCPUs) or pack (the fullest node that fits)" },
 	{ "log", "level", CFG_ENUM, C(log_level), "info", 0, 0,
 	  "error|warning|notice|info|debug", 0, "log-level", "log level" },
 	{ "log", "file", CFG_STRING, C(log_file), "", 0, 0, NULL, 0,
@@ -272,6 +347,13 @@ main(int argc, char **argv)
 		fatal("log file %s", c.conf.log_file);
 
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * h2o's input buffers past 256 KiB (request bodies) get their own
+	 * mappings, given back whole when a connection closes, rather than
+	 * heap memory the next flood of bodies fragments (glibc raises its
+	 * threshold after each such free otherwise).
+	 */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	umask(027);
 	c.conffile = o.conffile;
 	c.modules = ctl_modules;

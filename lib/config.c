@@ -313,29 +313,34 @@ cfg_print(const struct cfg_table *t, const void *conf, FILE *f)
 			section = o->co_section;
 			fprintf(f, "%s[%s]\n", i ? "\n" : "", section);
 		}
-		fprintf(f, "%s = ", o->co_name);
 		if (o->co_secret) {
-			fprintf(f, "(secret)\n");
+			fprintf(f, "%s = (secret)\n", o->co_name);
 			continue;
 		}
 		switch (o->co_type) {
 		case CFG_STRING:
 		case CFG_ENUM: {
 			char *s = *(char *const *)(base + o->co_offset);
-			fprintf(f, "%s\n", s ? s : "");
+
+			/*
+			 * After a blank, inih takes ';' for a comment: a value
+			 * that starts with one is written against the '='.
+			 */
+			fprintf(f, "%s =%s%s\n", o->co_name,
+			    s != NULL && *s == ';' ? "" : " ", s ? s : "");
 			break;
 		}
 		case CFG_INT:
-			fprintf(f, "%lld\n",
+			fprintf(f, "%s = %lld\n", o->co_name,
 			    (long long)*(const int64_t *)(base + o->co_offset));
 			break;
 		case CFG_DURATION:
-			fprintf(f, "%lldms\n",
+			fprintf(f, "%s = %lldms\n", o->co_name,
 			    (long long)*(const int64_t *)(base + o->co_offset));
 			break;
 		case CFG_BOOL:
-			fprintf(f, "%s\n", *(const int *)(base + o->co_offset) ?
-			    "yes" : "no");
+			fprintf(f, "%s = %s\n", o->co_name,
+			    *(const int *)(base + o->co_offset) ? "yes" : "no");
 			break;
 		}
 	}

@@ -4,6 +4,7 @@
  * to a file, lines carry a UTC timestamp and the level name instead.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,18 +66,24 @@ log_level_parse(const char *s, enum log_level *out)
 	return (-1);
 }
 
+/*
+ * Thread-pool work may be writing a line at this very moment: the FILE
+ * stays the same and only the descriptor under it is replaced (dup3 is
+ * atomic), so a line goes whole to the old file or to the new one.
+ */
 void
 log_reopen(void)
 {
-	FILE	*f;
+	int	 fd;
 
-	if (log_path == NULL)
+	if (log_path == NULL || log_file == NULL)
 		return;
-	if ((f = fopen(log_path, "ae")) == NULL)
+	if ((fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+	    0640)) == -1)
 		return;
-	setvbuf(f, NULL, _IOLBF, 0);
-	fclose(log_file);
-	log_file = f;
+	fflush(log_file);
+	dup3(fd, fileno(log_file), O_CLOEXEC);
+	close(fd);
 }
 
 static void

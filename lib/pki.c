@@ -63,6 +63,19 @@ static const struct pki_ext pki_client_exts[] = {
 	{ NID_authority_key_identifier,	"keyid" },
 };
 
+/*
+ * A signer of records (the audit trail's checkpoints): time-stamping only,
+ * so that no TLS peer takes it for a server or a client.
+ */
+static const struct pki_ext pki_signer_exts[] = {
+	{ NID_basic_constraints,	"critical,CA:FALSE" },
+	{ NID_key_usage,		"critical,digitalSignature,"
+					"nonRepudiation" },
+	{ NID_ext_key_usage,		"critical,timeStamping" },
+	{ NID_subject_key_identifier,	"hash" },
+	{ NID_authority_key_identifier,	"keyid" },
+};
+
 static void	 pki_cause(char **, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
 static char	*pki_printable(const char *);
@@ -472,6 +485,109 @@ pki_server_cert_new(EVP_PKEY *key, const char *const *names, size_t nnames,
 	return (x);
 }
 
+/* A record signer's certificate for key, named cn, issued by the CA. */
+X509 *
+pki_signer_cert_new(EVP_PKEY *key, const char *cn, X509 *ca, EVP_PKEY *cakey,
+    int days, char **cause)
+{
+	ERR_clear_error();
+	if (pki_check_ca(ca, cakey, cause) == -1)
+		return (NULL);
+	return (pki_cert_build(key, cn, 1, ca, cakey, days, pki_signer_exts,
+	    nitems(pki_signer_exts), NULL, cause));
+}
+
+/* Is cert a record signer's certificate issued by ca? */
+int
+pki_check_signer(X509 *cert, X509 *ca, char **cause)
+{
+	X509_STORE	*store;
+	X509_STORE_CTX	*vctx;
+	int		 ok;
+
+	ERR_clear_error();
+	if (cert == NULL || ca == NULL) {
+		xasprintf(cause, "no certificate given");
+		return (-1);
+	}
+	store = X509_STORE_new();
+	vctx = X509_STORE_CTX_new();
+	if (store == NULL || vctx == NULL || !X509_STORE_add_cert(store, ca) ||
+	    !X509_STORE_CTX_init(vctx, store, cert, NULL)) {
+		pki_cause(cause, "checking the signer's certificate");
+		X509_STORE_CTX_free(vctx);
+		X509_STORE_free(store);
+		return (-1);
+	}
+	X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_TIMESTAMP_SIGN);
+	if ((ok = X509_verify_cert(vctx)) != 1)
+		xasprintf(cause, "the signer's certificate does not verify "
+		    "against the CA: %s", X509_verify_cert_error_string(
+		    X509_STORE_CTX_get_error(vctx)));
+	X509_STORE_CTX_free(vctx);
+	X509_STORE_free(store);
+	ERR_clear_error();
+	return (ok == 1 ? 0 : -1);
+}
+
+/* An ECDSA (or RSA) SHA-256 signature of data, in base64 (caller frees). */
+char *
+pki_sign_b64(EVP_PKEY *key, const void *data, size_t len, char **cause)
+{
+	EVP_MD_CTX	*md;
+	unsigned char	*sig = NULL;
+	char		*b64 = NULL;
+	size_t		 slen = 0;
+
+	ERR_clear_error();
+	if ((md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+	    EVP_DigestSign(md, NULL, &slen, data, len) != 1) {
+		pki_cause(cause, "signing");
+		goto out;
+	}
+	sig = xmalloc(slen);
+	if (EVP_DigestSign(md, sig, &slen, data, len) != 1) {
+		pki_cause(cause, "signing");
+		goto out;
+	}
+	b64 = xmalloc(4 * ((slen + 2) / 3) + 1);
+	EVP_EncodeBlock((unsigned char *)b64, sig, (int)slen);
+out:
+	free(sig);
+	EVP_MD_CTX_free(md);
+	return (b64);
+}
+
+/* Does sig_b64 (from pki_sign_b64) sign data with key? 0 yes, -1 no. */
+int
+pki_verify_b64(EVP_PKEY *key, const void *data, size_t len,
+    const char *sig_b64)
+{
+	EVP_MD_CTX	*md = NULL;
+	unsigned char	*sig;
+	size_t		 blen = strlen(sig_b64), pad = 0;
+	int		 n, ok = 0;
+
+	if (key == NULL || blen == 0 || blen % 4 != 0 || blen > 4096)
+		return (-1);
+	if (sig_b64[blen - 1] == '=')
+		pad = sig_b64[blen - 2] == '=' ? 2 : 1;
+	sig = xmalloc(blen / 4 * 3);
+	if ((n = EVP_DecodeBlock(sig, (const unsigned char *)sig_b64,
+	    (int)blen)) < 0 || (size_t)n < pad)
+		goto out;
+	if ((md = EVP_MD_CTX_new()) != NULL &&
+	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1)
+		ok = EVP_DigestVerify(md, sig, (size_t)n - pad, data,
+		    len) == 1;
+out:
+	ERR_clear_error();
+	EVP_MD_CTX_free(md);
+	free(sig);
+	return (ok ? 0 : -1);
+}
+
 /* A CSR for key named cn, as PEM text the caller frees. */
 char *
 pki_csr_new(EVP_PKEY *key, const char *cn, char **cause)
@@ -525,6 +641,7 @@ pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 	X509_REQ	*req = NULL;
 	EVP_PKEY	*pub;
 	X509		*x = NULL;
+	GENERAL_NAMES	*san = NULL;
 	char		*cn = NULL, *safe;
 	int		 count;
 
@@ -577,9 +694,16 @@ pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 		free(safe);
 		goto out;
 	}
+	/*
+	 * The node's name as a DNS subjectAltName too: peers that follow
+	 * RFC 6125 match names against the SAN only, never the CN.
+	 */
+	if ((san = pki_san(&expect_cn, 1, cause)) == NULL)
+		goto out;
 	x = pki_cert_build(pub, expect_cn, 0, ca, cakey, days, pki_client_exts,
-	    nitems(pki_client_exts), NULL, cause);
+	    nitems(pki_client_exts), san, cause);
 out:
+	GENERAL_NAMES_free(san);
 	free(cn);
 	X509_REQ_free(req);
 	BIO_free(bio);
@@ -768,6 +892,56 @@ pki_serial_hex(X509 *x)
 	for (p = s; *p != '\0'; p++)
 		*p = tolower((unsigned char)*p);
 	return (s);
+}
+
+/*
+ * Every name a certificate answers to: its CN, and its subjectAltName's
+ * DNS names and IP addresses (as text). *names and each are the
+ * caller's; returns how many.
+ */
+size_t
+pki_cert_names(X509 *x, char ***names)
+{
+	GENERAL_NAMES		*gens;
+	const GENERAL_NAME	*g;
+	const unsigned char	*d;
+	char			 addr[INET6_ADDRSTRLEN], *cn;
+	size_t			 n = 0;
+	int			 i, len;
+
+	*names = NULL;
+	if (x == NULL)
+		return (0);
+	if ((cn = pki_cert_cn(x)) != NULL) {
+		*names = xrealloc(*names, (n + 1) * sizeof(**names));
+		(*names)[n++] = cn;
+	}
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	for (i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		d = NULL;
+		if (g->type == GEN_DNS) {
+			d = ASN1_STRING_get0_data(g->d.dNSName);
+			len = ASN1_STRING_length(g->d.dNSName);
+			if (len <= 0 || memchr(d, '\0', (size_t)len) != NULL)
+				continue;
+			*names = xrealloc(*names, (n + 1) * sizeof(**names));
+			(*names)[n++] = xstrndup((const char *)d, (size_t)len);
+			continue;
+		}
+		if (g->type != GEN_IPADD)
+			continue;
+		d = ASN1_STRING_get0_data(g->d.iPAddress);
+		len = ASN1_STRING_length(g->d.iPAddress);
+		if ((len != 4 || inet_ntop(AF_INET, d, addr, sizeof(addr)) ==
+		    NULL) && (len != 16 || inet_ntop(AF_INET6, d, addr,
+		    sizeof(addr)) == NULL))
+			continue;
+		*names = xrealloc(*names, (n + 1) * sizeof(**names));
+		(*names)[n++] = xstrdup(addr);
+	}
+	GENERAL_NAMES_free(gens);
+	return (n);
 }
 
 /* The subject CN (caller frees), NULL if none or several. */

@@ -98,6 +98,15 @@ util_mono_ms(void)
 	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
+uint64_t
+util_thread_cpu_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
 /*
  * The time opsn goes by: the wall clock when first asked, plus the time
  * elapsed since on CLOCK_BOOTTIME, which neither NTP nor date(1) steps.
@@ -271,12 +280,32 @@ util_parse_duration(const char *s, int64_t *out, char **cause)
 }
 
 int
+util_fsync_dir(const char *dir, char **cause)
+{
+	int	 fd;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
+	    fsync(fd) == -1) {
+		xasprintf(cause, "fsync %s: %s", dir, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return (-1);
+	}
+	close(fd);
+	return (0);
+}
+
+/*
+ * The rename is durable only once the folder is synced too: without it a
+ * crash can leave the old file (or none) after the caller went on.
+ */
+int
 util_write_file(const char *path, const void *buf, size_t len, int mode,
     char **cause)
 {
-	char		*tmp;
-	int		 fd, saved;
-	const char	*p = buf;
+	char		*tmp, *dir;
+	int		 fd, saved, rv;
+	const char	*p = buf, *slash;
 	ssize_t		 n;
 
 	xasprintf(&tmp, "%s.tmp.%ld", path, (long)getpid());
@@ -307,7 +336,12 @@ util_write_file(const char *path, const void *buf, size_t len, int mode,
 	if (rename(tmp, path) == -1)
 		goto fail;
 	free(tmp);
-	return (0);
+	if ((slash = strrchr(path, '/')) == NULL)
+		return (util_fsync_dir(".", cause));
+	dir = xstrndup(path, slash == path ? 1 : (size_t)(slash - path));
+	rv = util_fsync_dir(dir, cause);
+	free(dir);
+	return (rv);
 fail:
 	saved = errno;
 	if (fd != -1)

@@ -19,6 +19,7 @@ struct agent_conf {
 	char	*virt_type;
 	char	*pool_dir;		/* libvirt dir pool; "" = default */
 	int64_t	 resync_ms;		/* full resync period */
+	char	*disk_listen;		/* disk server for migrations */
 	int64_t	 sample_interval_ms;	/* metering */
 	int64_t	 spool_max_samples;
 	int64_t	 spool_max_mib;
@@ -85,8 +86,18 @@ int	enrol_have_cert(const struct agent *);
 /* Client TLS context; pinned to the CA file, with our key if enrolled. */
 SSL_CTX	*enrol_ssl_ctx(const char *ca_file, const char *cert,
 	    const char *key, char **cause);
-/* Check the controller's name or address in its certificate. */
+/*
+ * Check the controller's name or address in its certificate's
+ * subjectAltName (never its CN).
+ */
 void	enrol_set_host(SSL *, const char *host);
+/*
+ * Verify the controller's certificate as a TLS server's against the CA
+ * among chain whose SHA-256 fingerprint is pin, with the name checks of
+ * param (enrol_set_host). 0, or -1 with *cause.
+ */
+int	enrol_verify_pinned(X509 *leaf, STACK_OF(X509) *chain,
+	    const char *pin, const X509_VERIFY_PARAM *param, char **cause);
 
 /* node-agent/link.c: the connection to the controller. */
 void	link_start(struct agent *);

@@ -154,8 +154,9 @@ domxml_check(const Opsn__VmSpec *vm, char **cause)
 		return (-1);
 	}
 	if (strcmp(vm->power, "running") != 0 &&
-	    strcmp(vm->power, "stopped") != 0) {
-		xasprintf(cause, "power '%s' is neither running nor stopped",
+	    strcmp(vm->power, "stopped") != 0 &&
+	    strcmp(vm->power, "parked") != 0) {
+		xasprintf(cause, "power '%s' is not running, stopped or parked",
 		    vm->power);
 		return (-1);
 	}

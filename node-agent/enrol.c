@@ -53,13 +53,19 @@ enrol_have_cert(const struct agent *a)
 	return (rv);
 }
 
-/* Ask OpenSSL to check the controller's address or name in its cert. */
+/*
+ * Ask OpenSSL to check the controller's address or name in its cert: in
+ * the subjectAltName only. Node certificates are named by their CN (and a
+ * SAN); a CN must never pass for a server name.
+ */
 void
 enrol_set_host(SSL *ssl, const char *host)
 {
 	X509_VERIFY_PARAM	*param = SSL_get0_param(ssl);
 	unsigned char		 buf[16];
 
+	X509_VERIFY_PARAM_set_hostflags(param,
+	    X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 	if (inet_pton(AF_INET, host, buf) == 1 ||
 	    inet_pton(AF_INET6, host, buf) == 1)
 		X509_VERIFY_PARAM_set1_ip_asc(param, host);
@@ -113,15 +119,16 @@ enrol_fail(struct enrol_ctx *e, struct conn *c, const char *fmt, ...)
 }
 
 /*
- * Without a CA file, find the CA the token names among the certificates
- * the controller sent, and verify the controller's certificate with it.
+ * Find the CA the join token names among the certificates the controller
+ * sent, and verify the controller's certificate with it: as a TLS
+ * server's (a node's client certificate from the same CA must not pass
+ * for the controller's) and against the name or address dialled.
  */
-static int
-enrol_check_pin(struct enrol_ctx *e, struct conn *c)
+int
+enrol_verify_pinned(X509 *leaf, STACK_OF(X509) *chain, const char *pin,
+    const X509_VERIFY_PARAM *param, char **cause)
 {
-	STACK_OF(X509)	*chain = SSL_get_peer_cert_chain(conn_ssl(c));
-	/* Not verified yet: that is what this function does. */
-	X509		*leaf = SSL_get0_peer_certificate(conn_ssl(c)), *ca = NULL;
+	X509		*ca = NULL;
 	X509_STORE	*store;
 	X509_STORE_CTX	*vctx;
 	char		 fpr[65];
@@ -129,11 +136,11 @@ enrol_check_pin(struct enrol_ctx *e, struct conn *c)
 
 	for (i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
 		pki_fingerprint(sk_X509_value(chain, i), fpr);
-		if (strcmp(fpr, e->pin) == 0)
+		if (strcmp(fpr, pin) == 0)
 			ca = sk_X509_value(chain, i);
 	}
 	if (ca == NULL || leaf == NULL) {
-		enrol_fail(e, c, "the controller's CA does not match the "
+		xasprintf(cause, "the controller's CA does not match the "
 		    "fingerprint in the join token");
 		return (-1);
 	}
@@ -141,16 +148,34 @@ enrol_check_pin(struct enrol_ctx *e, struct conn *c)
 	X509_STORE_add_cert(store, ca);
 	vctx = X509_STORE_CTX_new();
 	X509_STORE_CTX_init(vctx, store, leaf, NULL);
-	X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(vctx),
-	    SSL_get0_param(conn_ssl(c)));
+	X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(vctx), param);
+	X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_SERVER);
 	ok = X509_verify_cert(vctx);
 	if (ok != 1)
-		enrol_fail(e, c, "the controller's certificate does not verify "
+		xasprintf(cause, "the controller's certificate does not verify "
 		    "against the pinned CA: %s", X509_verify_cert_error_string(
 		    X509_STORE_CTX_get_error(vctx)));
 	X509_STORE_CTX_free(vctx);
 	X509_STORE_free(store);
+	ERR_clear_error();
 	return (ok == 1 ? 0 : -1);
+}
+
+/* Without a CA file: check the controller against the token's pin. */
+static int
+enrol_check_pin(struct enrol_ctx *e, struct conn *c)
+{
+	/* Not verified yet: that is what enrol_verify_pinned does. */
+	X509	*leaf = SSL_get0_peer_certificate(conn_ssl(c));
+	char	*cause = NULL;
+
+	if (enrol_verify_pinned(leaf, SSL_get_peer_cert_chain(conn_ssl(c)),
+	    e->pin, SSL_get0_param(conn_ssl(c)), &cause) == -1) {
+		enrol_fail(e, c, "%s", cause);
+		free(cause);
+		return (-1);
+	}
+	return (0);
 }
 
 static void
@@ -252,6 +277,8 @@ enrol_store(struct enrol_ctx *e, EVP_PKEY *key, char **cause)
 	X509_STORE_add_cert(store, ca);
 	vctx = X509_STORE_CTX_new();
 	X509_STORE_CTX_init(vctx, store, cert, NULL);
+	/* What the controller will ask of it: a TLS client's certificate. */
+	X509_STORE_CTX_set_purpose(vctx, X509_PURPOSE_SSL_CLIENT);
 	if (X509_verify_cert(vctx) != 1) {
 		xasprintf(cause, "the certificate does not verify: %s",
 		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(

@@ -42,6 +42,7 @@
 #include "agent.h"
 #include "domxml.h"
 #include "imgcache.h"
+#include "migrate.h"
 #include "reconcile.h"
 
 #define HV_SHUTDOWN_TIMEOUT_MS	20000	/* graceful, then destroy */
@@ -89,6 +90,7 @@ struct hv_vm {
 	Opsn__VmSpec	*v_spec;	/* in hv_desired; NULL: not wanted */
 	int		 v_want_run;	/* power of the previous spec */
 	int		 v_invalid;	/* the spec failed domxml_check */
+	int		 v_moved_said;	/* "moved away" was logged */
 	uint64_t	 v_gen;		/* generation its status reflects */
 	int		 v_held;	/* kept since an epoch change */
 
@@ -144,6 +146,9 @@ struct hv_opargs {
 	uint64_t	 a_bytes;
 	char		*a_owner;	/* DAC label of the overlay, or NULL */
 	char		*a_console;	/* logs to remove with the disk */
+	int		 a_disk_only;	/* DELETE_DISK alone, domain untouched */
+	char		*a_incoming;	/* CREATE_DISK: a migrated disk */
+	char		*a_disk;	/* CREATE_DISK: where it goes */
 };
 
 enum hv_kind {
@@ -212,6 +217,15 @@ static uint64_t		 hv_applied_gen;
 static uint64_t		 hv_ctl_epoch;
 static int		 hv_epoch_sweep;
 static uint64_t		 hv_reported_gen, hv_reported_epoch;
+/*
+ * The newest (epoch, generation) this node has accepted, kept across
+ * restarts (DATA_DIR/hv-generation): an older desired state is refused,
+ * so that a node coming back never acts on stale instructions. A new
+ * epoch (a restored controller) starts its generations afresh.
+ */
+static uint64_t		 hv_gen_floor, hv_gen_floor_epoch;
+static uint64_t		 hv_gen_saved, hv_gen_saved_epoch;
+static int		 hv_gen_saving;
 static uint64_t		 hv_epoch;
 static unsigned		 hv_inflight;
 
@@ -254,6 +268,9 @@ static void	hv_finish(void);
 static void	hv_report_soon(void);
 static void	hv_state_save(void);
 static void	hv_epoch_swept(void);
+static void	hv_gen_save(uint64_t, uint64_t);
+static void	hv_op_work_cb(uv_work_t *);
+static void	hv_vm_work_after_cb(uv_work_t *, int);
 
 /* ---- words for libvirt's states and reasons ---------------------------- */
 
@@ -620,6 +637,20 @@ hv_disk_create(virConnectPtr c, const char *id, const struct hv_opargs *a,
 	char			*name, *xml;
 	int			 rc = 0;
 
+	/* A disk fetched from the VM's previous node takes the place. */
+	if (a->a_incoming != NULL && access(a->a_incoming, F_OK) == 0) {
+		if (rename(a->a_incoming, a->a_disk) == -1) {
+			xasprintf(cause, "moving the migrated disk in: %s",
+			    strerror(errno));
+			return (-1);
+		}
+		if ((pool = hv_pool(c, cause)) == NULL)
+			return (-1);
+		virStoragePoolRefresh(pool, 0);
+		virStoragePoolFree(pool);
+		return (0);
+	}
+
 	if (hv_image_vsize(a->a_backing, a->a_format, &base, cause) == -1)
 		return (-1);
 	if ((pool = hv_pool(c, cause)) == NULL)
@@ -816,13 +847,21 @@ hv_op_work_cb(uv_work_t *req)
 	size_t			 i;
 	int			 ours;
 
-	dom = virDomainLookupByUUIDString(w->w_conn, w->w_id);
-	if (dom == NULL && virGetLastErrorCode() != VIR_ERR_NO_DOMAIN)
+	dom = w->w_args.a_disk_only ? NULL :
+	    virDomainLookupByUUIDString(w->w_conn, w->w_id);
+	if (w->w_args.a_disk_only)
+		;	/* the domain on this UUID is not ours to look at */
+	else if (dom == NULL && virGetLastErrorCode() != VIR_ERR_NO_DOMAIN)
 		hv_err(&w->w_cause, "looking the domain up");
 	else if (dom != NULL) {
 		if ((ours = hv_dom_ours(dom, &m, &w->w_cause)) == 1)
 			domxml_meta_free(&m);
-		else if (ours == 0)
+		else if (ours == 0 && w->w_args.a_act.ra_n == 1 &&
+		    w->w_args.a_act.ra_ops[0] == REC_DELETE_DISK) {
+			/* Our disk goes; the other domain is not touched. */
+			virDomainFree(dom);
+			dom = NULL;
+		} else if (ours == 0)
 			xasprintf(&w->w_cause, "a domain with UUID %s exists and "
 			    "is not managed by node %s: it is left alone",
 			    w->w_id, ha->conf.name);
@@ -1115,7 +1154,10 @@ hv_vm_status(struct hv_vm *vm)
 	else if (ours) {
 		state = hv_state_word(vm->v_obs.o_state);
 		reason = hv_reason_word(vm->v_obs.o_state, vm->v_obs.o_reason);
-	} else if (vm->v_img == HV_IMG_FETCHING && vm->v_error == NULL)
+	} else if (vm->v_spec != NULL && strcmp(vm->v_spec->power,
+	    "parked") == 0 && vm->v_error == NULL)
+		state = "parked";	/* its disk only, for its next node */
+	else if (vm->v_img == HV_IMG_FETCHING && vm->v_error == NULL)
 		state = "downloading";	/* a retry stays "error" till known */
 	else if (vm->v_obs.o_foreign || (vm->v_error != NULL && !vm->v_busy))
 		state = "error";
@@ -1195,6 +1237,8 @@ hv_work_free(struct hv_work *w)
 	free(w->w_args.a_format);
 	free(w->w_args.a_owner);
 	free(w->w_args.a_console);
+	free(w->w_args.a_incoming);
+	free(w->w_args.a_disk);
 	free(w);
 }
 
@@ -1260,7 +1304,8 @@ hv_image_done_cb(void *arg, const struct imgcache_result *res)
 	free(r);
 }
 
-static Opsn__ImageRef *
+/* A deep copy of an image reference (opsn__image_ref__free_unpacked). */
+Opsn__ImageRef *
 hv_image_copy(const Opsn__ImageRef *img)
 {
 	uint8_t		*buf;
@@ -1317,6 +1362,44 @@ hv_ctx(const struct hv_vm *vm, struct domxml_ctx *ctx, char *disk,
 	}
 }
 
+/* Once: say that a VM the controller moved away loses its copy here. */
+static void
+hv_say_moved(struct hv_vm *vm)
+{
+	size_t	 i;
+
+	for (i = 0; hv_desired != NULL && i < hv_desired->n_moved &&
+	    !vm->v_moved_said; i++)
+		if (strcmp(hv_desired->moved[i], vm->v_id) == 0) {
+			log_notice("hv: VM %s was rebuilt on another node "
+			    "while this one was away: removing its copy here, "
+			    "never starting it", vm->v_id);
+			vm->v_moved_said = 1;
+		}
+}
+
+/* Delete a VM's overlay without looking at the domain on its UUID. */
+static void
+hv_delete_disk_only(struct hv_vm *vm)
+{
+	struct hv_work	*w = hv_work_new(HV_W_OP);
+
+	log_info("hv: VM %s: delete_disk (its UUID is another node's domain)",
+	    vm->v_id);
+	w->w_args.a_act.ra_ops[0] = REC_DELETE_DISK;
+	w->w_args.a_act.ra_n = 1;
+	w->w_args.a_disk_only = 1;
+	w->w_args.a_console = hv_console_path(vm);
+	w->w_vm = vm;
+	strlcpy(w->w_id, vm->v_id, sizeof(w->w_id));
+	w->w_conn = hv_conn;
+	virConnectRef(hv_conn);
+	vm->v_busy = 1;
+	vm->v_dirty = 0;
+	vm->v_touched = ++hv_epoch;
+	hv_queue_work(w, hv_op_work_cb, hv_vm_work_after_cb);
+}
+
 /* Decide for one VM and start its operations. */
 static void
 hv_kick(struct hv_vm *vm)
@@ -1341,7 +1424,16 @@ hv_kick(struct hv_vm *vm)
 	if (vm->v_blocked || vm->v_invalid || vm->v_imgreq != NULL)
 		return;
 	if (vm->v_obs.o_foreign) {
-		/* Its UUID is taken by a domain that is not ours. */
+		/*
+		 * Its UUID is taken by a domain that is not ours (on a shared
+		 * daemon, the node it moved to): that domain is left alone,
+		 * but a disk of ours that is no longer wanted still goes.
+		 */
+		if (s == NULL && vm->v_disk) {
+			hv_say_moved(vm);
+			hv_delete_disk_only(vm);
+			return;
+		}
 		vm->v_gen = hv_desired->generation;
 		hv_vm_status(vm);
 		hv_report_soon();
@@ -1361,10 +1453,13 @@ hv_kick(struct hv_vm *vm)
 	}
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
+	if (s == NULL)
+		hv_say_moved(vm);
 	if (s != NULL) {
 		d.rd_present = 1;
 		d.rd_power = strcmp(s->power, "running") == 0 ?
-		    REC_POWER_RUNNING : REC_POWER_STOPPED;
+		    REC_POWER_RUNNING : strcmp(s->power, "parked") == 0 ?
+		    REC_POWER_PARKED : REC_POWER_STOPPED;
 		d.rd_vcpus = s->vcpus;
 		d.rd_memory_mib = s->memory_mib;
 		d.rd_reboot_seq = s->reboot_seq;
@@ -1448,6 +1543,8 @@ hv_kick(struct hv_vm *vm)
 		a->a_format = xstrdup(s->image->format);
 		a->a_bytes = s->disk_bytes;
 		a->a_owner = hv_dac_label ? xstrdup(hv_dac_label) : NULL;
+		a->a_incoming = migrate_incoming_path(vm->v_id);
+		a->a_disk = xstrdup(disk);
 	}
 	if (s == NULL && reconcile_has(&act, REC_DELETE_DISK))
 		a->a_console = xstrdup(console);
@@ -2128,6 +2225,160 @@ hv_epoch_swept(void)
 	hv_state_save();
 }
 
+/* ---- the generation floor ---------------------------------------------- */
+
+struct hv_genw {
+	uv_work_t	 g_req;
+	uint64_t	 g_gen;
+	uint64_t	 g_epoch;
+	char		*g_cause;
+};
+
+/* Is (e1, g1) newer than (e2, g2)? Epochs first, then generations. */
+static int
+hv_gen_newer(uint64_t e1, uint64_t g1, uint64_t e2, uint64_t g2)
+{
+	return (e1 > e2 || (e1 == e2 && g1 > g2));
+}
+
+static char *
+hv_gen_path(void)
+{
+	return (enrol_path(ha, "hv-generation"));
+}
+
+static void
+hv_gen_work_cb(uv_work_t *req)
+{
+	struct hv_genw	*g = req->data;
+	char		*path = hv_gen_path(), buf[48];
+	int		 n;
+
+	/* "GENERATION EPOCH": an older agent reads the generation alone. */
+	n = snprintf(buf, sizeof(buf), "%llu %llu\n",
+	    (unsigned long long)g->g_gen, (unsigned long long)g->g_epoch);
+	util_write_file(path, buf, (size_t)n, 0600, &g->g_cause);
+	free(path);
+}
+
+static void
+hv_gen_after_cb(uv_work_t *req, int status)
+{
+	struct hv_genw	*g = req->data;
+
+	hv_inflight--;
+	hv_gen_saving = 0;
+	/* A failed write is not retried before the next generation. */
+	if (g->g_cause != NULL)
+		log_warnx("hv: saving the generation: %s", g->g_cause);
+	if (hv_gen_newer(g->g_epoch, g->g_gen, hv_gen_saved_epoch,
+	    hv_gen_saved)) {
+		hv_gen_saved = g->g_gen;
+		hv_gen_saved_epoch = g->g_epoch;
+	}
+	free(g->g_cause);
+	free(g);
+	if (hv_stopping)
+		hv_finish();
+	else if (hv_gen_newer(hv_gen_floor_epoch, hv_gen_floor,
+	    hv_gen_saved_epoch, hv_gen_saved))
+		hv_gen_save(hv_gen_floor_epoch, hv_gen_floor);
+}
+
+/*
+ * Keep the newest (epoch, generation) accepted (one write at a time): a
+ * new epoch's generation replaces the floor even when it is lower.
+ */
+static void
+hv_gen_save(uint64_t epoch, uint64_t gen)
+{
+	struct hv_genw	*g;
+
+	if (hv_gen_newer(epoch, gen, hv_gen_floor_epoch, hv_gen_floor)) {
+		hv_gen_floor = gen;
+		hv_gen_floor_epoch = epoch;
+	}
+	if (hv_gen_saving || hv_stopping || !hv_gen_newer(hv_gen_floor_epoch,
+	    hv_gen_floor, hv_gen_saved_epoch, hv_gen_saved))
+		return;
+	g = xcalloc(1, sizeof(*g));
+	g->g_req.data = g;
+	g->g_gen = hv_gen_floor;
+	g->g_epoch = hv_gen_floor_epoch;
+	hv_gen_saving = 1;
+	hv_inflight++;
+	if (uv_queue_work(ha->loop, &g->g_req, hv_gen_work_cb,
+	    hv_gen_after_cb) != 0)
+		fatalx("hv: uv_queue_work failed");
+}
+
+static void
+hv_gen_load(void)
+{
+	char			*path = hv_gen_path(), *buf = NULL, *cause = NULL;
+	unsigned long long	 gen = 0, epoch = 0;
+	size_t			 len;
+
+	hv_gen_floor = hv_gen_saved = 0;
+	hv_gen_floor_epoch = hv_gen_saved_epoch = 0;
+	if (util_read_file(path, 64, &buf, &len, &cause) == 0 &&
+	    sscanf(buf, "%llu %llu", &gen, &epoch) >= 1) {
+		hv_gen_floor = hv_gen_saved = gen;
+		hv_gen_floor_epoch = hv_gen_saved_epoch = epoch;
+		log_info("hv: generations older than %llu (epoch %llu) are "
+		    "refused", gen, epoch);
+	}
+	free(cause);
+	free(buf);
+	free(path);
+}
+
+/* ---- for migrate.c -------------------------------------------------------- */
+
+/* The overlay of VM id in the pool (caller frees). */
+char *
+hv_disk_path(const char *id)
+{
+	char	*p;
+
+	xasprintf(&p, "%s/%s.qcow2", hv_disk_dir, id);
+	return (p);
+}
+
+/* Is VM id one of ours, shut off, with nothing running on it? */
+int
+hv_vm_is_off(const char *id)
+{
+	struct hv_vm	*vm = hv_vm_find(id);
+
+	/* Parked (no domain) or shut off; never foreign, never busy. */
+	return (vm != NULL && vm->v_known && !vm->v_obs.o_foreign &&
+	    (!vm->v_obs.o_exists || !hv_up(vm->v_obs.o_state)) &&
+	    !vm->v_busy && vm->v_disk && vm->v_spec != NULL &&
+	    strcmp(vm->v_spec->power, "running") != 0);
+}
+
+/* Is VM id in this node's desired state? */
+int
+hv_vm_wanted(const char *id)
+{
+	struct hv_vm	*vm = hv_vm_find(id);
+
+	return (vm != NULL && vm->v_spec != NULL);
+}
+
+const char *
+hv_qemu_label(void)
+{
+	return (hv_dac_label);
+}
+
+const char *
+hv_pool_folder(void)
+{
+	return (hv_disk_dir);
+}
+
 /* ---- desired state ------------------------------------------------------ */
 
 static void
@@ -2159,6 +2410,17 @@ hv_desired_state(const uint8_t *p, size_t len)
 		log_info("hv: ignoring desired generation %llu (have %llu)",
 		    (unsigned long long)ds->generation,
 		    (unsigned long long)hv_desired->generation);
+		opsn__desired_state__free_unpacked(ds, NULL);
+		return;
+	}
+	if (hv_gen_newer(hv_gen_floor_epoch, hv_gen_floor, ds->epoch,
+	    ds->generation)) {
+		log_warnx("hv: refusing desired generation %llu (epoch %llu): "
+		    "this node has seen generation %llu (epoch %llu)",
+		    (unsigned long long)ds->generation,
+		    (unsigned long long)ds->epoch,
+		    (unsigned long long)hv_gen_floor,
+		    (unsigned long long)hv_gen_floor_epoch);
 		opsn__desired_state__free_unpacked(ds, NULL);
 		return;
 	}
@@ -2235,6 +2497,8 @@ hv_desired_state(const uint8_t *p, size_t len)
 	log_info("hv: desired generation %llu (epoch %llu): %zu VMs",
 	    (unsigned long long)ds->generation, (unsigned long long)ds->epoch,
 	    ds->n_vms);
+	hv_gen_save(ds->epoch, ds->generation);
+	migrate_desired(ds);
 	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
 		hv_vm_status(vm);
 		hv_kick(vm);
@@ -2303,6 +2567,9 @@ hv_init(struct agent *a, char **cause)
 	uv_timer_start(&hv_tick, hv_tick_cb, HV_TICK_MS, HV_TICK_MS);
 	uv_timer_start(&hv_resync, hv_resync_cb, (uint64_t)a->conf.resync_ms,
 	    (uint64_t)a->conf.resync_ms);
+	hv_gen_load();
+	if (hv_hooks.hh_image == NULL && migrate_init(a, cause) == -1)
+		return (-1);
 	hv_inited = 1;
 	/*
 	 * The connection is opened on the thread pool like every other
@@ -2321,6 +2588,7 @@ hv_on_connected(void)
 		hv_report(1);
 	TAILQ_FOREACH(vm, &hv_vms, v_entry)
 		hv_console_tail(vm);
+	migrate_on_connected();
 }
 
 static void
@@ -2395,8 +2663,10 @@ hv_stop(void)
 	hv_qlen = 0;
 	pthread_mutex_unlock(&hv_qlock);
 	uv_close((uv_handle_t *)&hv_async, NULL);
-	if (hv_hooks.hh_image == NULL)
+	if (hv_hooks.hh_image == NULL) {
+		migrate_stop();
 		imgcache_stop();
+	}
 	hv_finish();
 }
 

@@ -398,6 +398,14 @@ out:
 	return (rv);
 }
 
+/* SHA-256 of a whole file of the expected size (blocking: thread pool). */
+int
+imgcache_sha256_file(const char *path, uint64_t size, char out[65],
+    char **cause)
+{
+	return (ic_hash_file(path, size, out, cause));
+}
+
 static int
 ic_pwrite_all(int fd, const char *buf, size_t len, uint64_t off)
 {

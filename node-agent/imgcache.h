@@ -31,6 +31,9 @@ int	imgcache_init(struct agent *, const char *dir, char **cause);
  */
 void	imgcache_ensure(const Opsn__ImageRef *img, const char *image_url,
 	    void (*done)(void *arg, const struct imgcache_result *), void *arg);
+/* SHA-256 of a whole file of the expected size (blocking: thread pool). */
+int	imgcache_sha256_file(const char *path, uint64_t size, char out[65],
+	    char **cause);
 /* Abandon downloads (their done callbacks get an error) before exit. */
 void	imgcache_stop(void);
 

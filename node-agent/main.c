@@ -45,6 +45,11 @@ static const struct cfg_option agent_opts[] = {
 	{ "hypervisor", "resync_interval", CFG_DURATION, A(resync_ms), "60s",
 	  1000, 86400000, NULL, 0, "resync-interval",
 	  "how often the agent compares libvirt with the desired state" },
+	{ "hypervisor", "disk_listen", CFG_STRING, A(disk_listen),
+	  "0.0.0.0:0", 0, 0, NULL, 0, "disk-listen",
+	  "where other hypervisors fetch disks during migrations (port 0: "
+	  "any free port, announced to the controller; set one when a "
+	  "firewall sits between hypervisors)" },
 	{ "metering", "sample_interval", CFG_DURATION, A(sample_interval_ms),
 	  "60s", 100, 3600000, NULL, 0, "sample-interval",
 	  "how often usage is sampled" },

@@ -70,7 +70,16 @@ reconcile_decide(const struct rec_desired *d, const struct rec_observed *o,
 	memset(a, 0, sizeof(*a));
 	if (!d->rd_present)
 		rec_remove(o, a);
-	else switch (o->ro_state) {
+	else if (d->rd_power == REC_POWER_PARKED) {
+		/*
+		 * Its disk goes to another node: no domain may start it
+		 * here, and the disk must stay (even one not seen yet).
+		 */
+		if (o->ro_state != REC_ABSENT && o->ro_state != REC_SHUTOFF)
+			rec_add(a, REC_DESTROY);
+		if (o->ro_state != REC_ABSENT)
+			rec_add(a, REC_UNDEFINE);
+	} else switch (o->ro_state) {
 	case REC_ABSENT:
 		/*
 		 * A disk without a domain is one a crash left between the two

@@ -12,6 +12,7 @@
 enum rec_power {
 	REC_POWER_STOPPED,
 	REC_POWER_RUNNING,
+	REC_POWER_PARKED,	/* migrating away: no domain, the disk kept */
 };
 
 struct rec_desired {

@@ -824,17 +824,7 @@ svc_du(const char *path)
 int
 svc_fsync_dir(const char *path, char **cause)
 {
-	int	 fd;
-
-	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 ||
-	    fsync(fd) == -1) {
-		xasprintf(cause, "fsync %s: %s", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return (-1);
-	}
-	close(fd);
-	return (0);
+	return (util_fsync_dir(path, cause));
 }
 
 /* A whole small file, or NULL. */

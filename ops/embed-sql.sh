@@ -7,7 +7,7 @@ shift
 {
 	echo "/* Generated from controller/migrations by ops/embed-sql.sh. */"
 	echo "#include <stddef.h>"
-	echo "#include \"migrations.h\""
+	echo "#include \"core/migrations.h\""
 	echo "const struct migration migrations[] = {"
 	for f in "$@"; do
 		base=$(basename "$f" .sql)

@@ -88,4 +88,9 @@ Use opsnctl against it:
   bin/opsnctl vm create --name demo --node $name --image tiny \
       --vcpus 1 --memory 256M --disk 1G --wait
   bin/opsnctl vm console-log demo  # shows OPSN-GUEST-READY demo
+
+The web console is at https://$API/ (its certificate is the controller's
+own CA's): make yourself an account and open the link it prints.
+
+  bin/opsnctl user add \$USER --role admin
 EOT

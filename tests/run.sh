@@ -34,8 +34,8 @@ lint() {
 # shellcheck disable=SC2086 # the compiler and its flags, split
 [ -n "${MODULE_CC:-}" ] &&
 	lint "module graph" "$PYTHON" tests/lint/module_graph.py $MODULE_CC
-# No path of a developer's machine in the tree.
-lint "absolute paths" tests/lint/abs_paths.sh
+# No path of a developer's machine, no conflict marker in the tree.
+lint "tree" tests/lint/tree.sh
 # Test-only switches: in the test build's programs, never in the release's.
 [ -n "${RELEASE_BIN:-}" ] &&
 	lint "test switches" tests/lint/test_switches.sh "$RELEASE_BIN" "$BIN"

@@ -19,6 +19,7 @@
 #include "access.h"
 
 static struct api_route	*router_all;	/* every module's routes */
+static size_t		 router_nall;
 
 /*
  * What each role may do: a permission matches an entry exactly, or a
@@ -32,10 +33,10 @@ static const struct {
 	{ "operator",	{ "nodes.*", "tenants.*", "vms.*", "images.*",
 			  "tariffs.*",
 			  "services.*", "usage.*", "statements.*", "audit.read",
-			  "*.read" } },
-	{ "auditor",	{ "*.read" } },
+			  "*.read", "account.*" } },
+	{ "auditor",	{ "*.read", "account.*" } },
 	{ "finance",	{ "tenants.read", "usage.read", "statements.read",
-			  "tariffs.read" } },
+			  "statements.titres", "tariffs.read", "account.*" } },
 	{ "node",	{ "images.download" } },
 };
 
@@ -86,7 +87,7 @@ router_authenticate(const char *token, struct api_principal *p, void *arg)
 	    "(expires_at IS NULL OR expires_at > ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(p->ap_name, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(p->ap_name));
 		strlcpy(p->ap_role, (const char *)sqlite3_column_text(st, 1),
@@ -110,6 +111,47 @@ router_authenticate_cert(X509 *cert, struct api_principal *p, void *arg)
 	strlcpy(p->ap_role, "node", sizeof(p->ap_role));
 	p->ap_tenant = 0;
 	return (0);
+}
+
+/*
+ * Another credential than a bearer token or a node certificate: the
+ * first module that recognizes one (a console session) decides.
+ */
+static int
+router_authenticate_request(struct api_req *r, const struct api_route *rt,
+    struct api_principal *p, void *arg)
+{
+	const struct ctl_module *const	*mp;
+	int				 rv;
+
+	for (mp = ctl->modules; *mp != NULL; mp++) {
+		if ((*mp)->m_authenticate == NULL)
+			continue;
+		if ((rv = (*mp)->m_authenticate(r, rt, p)) != 1)
+			return (rv);
+	}
+	return (1);
+}
+
+/*
+ * Would the router let p call rt? The same table and scopes as a call
+ * (a member route is allowed to a bound caller: for its own member).
+ */
+int
+router_allows(const struct api_principal *p, const struct api_route *rt)
+{
+	if (rt->ar_perm == NULL || router_role_may(p->ap_role,
+	    rt->ar_perm) == -1)
+		return (0);
+	return (p->ap_tenant == 0 || rt->ar_scope == API_MEMBER);
+}
+
+/* Every route the router serves (valid once it has started). */
+const struct api_route *
+router_routes(size_t *n)
+{
+	*n = router_nall;
+	return (router_all);
 }
 
 /* A role's rank: a token may create tokens of its rank or lower only. */
@@ -171,7 +213,7 @@ router_owner_is(struct api_req *r, json_t *body, const char *sql,
 		if (v != NULL)
 			sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
 	}
-	while (!found && sqlite3_step(st) == SQLITE_ROW)
+	while (!found && store_step(st) == SQLITE_ROW)
 		found = sqlite3_column_type(st, 0) == SQLITE_INTEGER &&
 		    sqlite3_column_int64(st, 0) == tenant;
 	sqlite3_finalize(st);
@@ -242,6 +284,14 @@ out:
 	return (rv);
 }
 
+/* Does p's role hold rt's permission (before a body in parts is kept)? */
+static int
+router_permits(const struct api_principal *p, const struct api_route *rt,
+    void *arg)
+{
+	return (router_role_may(p->ap_role, rt->ar_perm));
+}
+
 /* May p call rt? The role's permissions, then the route's scope. */
 static int
 router_decide(struct api_req *r, const struct api_principal *p,
@@ -296,21 +346,25 @@ router_authorize(struct api_req *r, const struct api_principal *p,
 	return (0);
 }
 
-/* Serve every module's routes on the configured address. */
-int
-router_start(struct ctl *c, char **cause)
+static uint64_t
+router_write_failures(void *arg)
 {
-	static const struct api_hooks hooks = {
-		router_authenticate, router_authorize, NULL,
-		router_authenticate_cert
-	};
+	return (store_write_failures());
+}
+
+static const struct api_hooks router_hooks = {
+	router_authenticate, router_authorize, NULL,
+	router_authenticate_cert, router_authenticate_request,
+	router_write_failures, router_permits
+};
+
+/* Gather every module's routes into router_all; their number. */
+static size_t
+router_collect(struct ctl *c)
+{
 	const struct ctl_module *const	*mp;
-	char				*host = NULL;
-	int				 port, rv;
 	size_t				 n = 0;
 
-	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
-		return (-1);
 	for (mp = c->modules; *mp != NULL; mp++)
 		n += (*mp)->m_nroutes;
 	router_all = xcalloc(n, sizeof(*router_all));
@@ -322,8 +376,47 @@ router_start(struct ctl *c, char **cause)
 		    sizeof(*router_all));
 		n += (*mp)->m_nroutes;
 	}
-	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n, &hooks,
-	    cause);
+	router_nall = n;
+	return (n);
+}
+
+#ifdef OPSN_FUZZ
+/* Fuzzing builds: every module's routes, served to api_fuzz_call(). */
+void
+router_fuzz_start(struct ctl *c)
+{
+	size_t	 n = router_collect(c);
+
+	api_fuzz_init(c->loop, router_all, n, &router_hooks);
+}
+#endif
+
+/* Serve every module's routes on the configured address. */
+int
+router_start(struct ctl *c, char **cause)
+{
+	struct api_limits	 lim;
+	char			*staging, *host = NULL;
+	int			 port, rv;
+	size_t			 n;
+
+	if (util_parse_hostport(c->conf.api_listen, &host, &port, cause) == -1)
+		return (-1);
+	n = router_collect(c);
+	memset(&lim, 0, sizeof(lim));
+	lim.al_max_body = (size_t)c->conf.api_max_body;
+	lim.al_max_conns = (size_t)c->conf.api_max_conns;
+	lim.al_handshake_ms = (uint64_t)c->conf.api_handshake_ms;
+	lim.al_request_ms = (uint64_t)c->conf.api_request_ms;
+	lim.al_rate = c->conf.api_rate > 0 ? (double)c->conf.api_rate : -1;
+	lim.al_burst = (double)c->conf.api_burst;
+	lim.al_max_buffered = (size_t)c->conf.api_max_buffered;
+	xasprintf(&staging, "%s/parts", c->conf.data_dir);
+	lim.al_staging = staging;
+	api_configure(&lim);
+	rv = api_start(c->loop, host, port, c->api_ctx, router_all, n,
+	    &router_hooks, cause);
+	free(staging);
 	free(host);
 	if (rv == 0)
 		log_info("api: listening on https://%s", c->conf.api_listen);

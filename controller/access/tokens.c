@@ -28,7 +28,7 @@ tokens_admin_init(struct ctl *c, char **cause)
 	int		 n, rv = -1;
 
 	st = store_prepare(c->db, "SELECT count(*) FROM api_tokens");
-	n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
+	n = store_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
 	sqlite3_finalize(st);
 	if (n > 0)
 		return (0);
@@ -44,7 +44,7 @@ tokens_admin_init(struct ctl *c, char **cause)
 	    "created_at) VALUES ('admin', 'admin', ?, ?)");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "storing the admin token: %s",
 		    sqlite3_errmsg(c->db));
 		sqlite3_finalize(st);
@@ -166,7 +166,7 @@ tokens_api_create(struct api_req *r)
 	sqlite3_bind_int64(st, 5, now);
 	if (ttl > 0)
 		sqlite3_bind_int64(st, 6, now + ttl);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
@@ -226,7 +226,7 @@ tokens_api_list(struct api_req *r)
 	    "expires_at, revoked_at FROM api_tokens WHERE ?1 = 0 OR "
 	    "tenant_id = ?1 ORDER BY name");
 	sqlite3_bind_int64(st, 1, tenant);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		json_array_append_new(items, tokens_row_json(st));
 	sqlite3_finalize(st);
 	params_reply_page(r, items, NULL);
@@ -248,7 +248,7 @@ tokens_api_revoke(struct api_req *r)
 	    "WHERE name = ? AND revoked_at IS NULL");
 	sqlite3_bind_int64(st, 1, util_now());
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
@@ -266,7 +266,7 @@ tokens_api_revoke(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT name, role, tenant_id, created_at, "
 	    "expires_at, revoked_at FROM api_tokens WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	api_reply_json(r, 200, tokens_row_json(st));
 	sqlite3_finalize(st);
 }

@@ -25,4 +25,22 @@ int	nodes_is_ready(int64_t id);
 /* Nodes by state, {"ready": 3, ...} (caller owns). */
 json_t	*nodes_state_counts(void);
 
+/*
+ * agents/reports.c: what an agent reports is believed only about what is
+ * placed on its node and of its roles (the modules check placement).
+ */
+/* Did the node name this role ("hypervisor", "mail", "web") at HELLO? */
+int	reports_has_role(int64_t node_id, const char *role);
+/*
+ * Count a refused report of kind from a node; the first of each node and
+ * kind is logged as a warning.
+ */
+void	reports_reject(int64_t node_id, const char *kind, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Call cb for each node and kind with refused reports (for /metrics). */
+void	reports_foreach_rejected(void (*cb)(int64_t node_id, const char *kind,
+	    uint64_t count, void *), void *);
+/* How many reports of kind the node had refused. */
+uint64_t reports_rejected(int64_t node_id, const char *kind);
+
 #endif

@@ -28,7 +28,7 @@ enrol_join_create(struct ctl *c, int64_t ttl, char **tokenp,
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, now + ttl);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "storing the join token: %s",
 		    sqlite3_errmsg(c->db));
 		sqlite3_finalize(st);
@@ -67,7 +67,7 @@ enrol_join_consume(struct ctl *c, const char *token, const char *name,
 	st = store_prepare(c->db, "SELECT expires_at, used_at IS NOT NULL "
 	    "FROM join_tokens WHERE hash = ?");
 	sqlite3_bind_text(st, 1, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "the join token is unknown");
 		goto out;
 	}
@@ -88,7 +88,7 @@ enrol_join_consume(struct ctl *c, const char *token, const char *name,
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, hash, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE || sqlite3_changes(c->db) != 1) {
+	if (store_step(st) != SQLITE_DONE || sqlite3_changes(c->db) != 1) {
 		xasprintf(cause, "the join token was already used");
 		goto out;
 	}

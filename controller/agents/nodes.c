@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/x509.h>
@@ -136,7 +137,7 @@ nodes_set_state(struct node *n, const char *state, const char *why)
 	else
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_int64(st, 4, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving the state of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -238,6 +239,17 @@ nodes_gone_hooks(int64_t id)
 			(*mp)->m_gone(id);
 }
 
+/* Let every module add what it knows of a node to its JSON. */
+static void
+nodes_json_hooks(int64_t id, json_t *o)
+{
+	const struct ctl_module *const	*mp;
+
+	for (mp = nc->modules; *mp != NULL; mp++)
+		if ((*mp)->m_node_json != NULL)
+			(*mp)->m_node_json(id, o);
+}
+
 static void
 nodes_frame_cb(struct conn *c, const struct frame_hdr *h, const uint8_t *p,
     void *arg)
@@ -334,6 +346,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	char		 fpr[65];
 	struct node	*n;
 	int64_t		 now = util_now();
+	size_t		 i;
 
 	if (s->s_cn != NULL) {
 		nodes_refuse(s, h->fh_reqid, ST_BAD_REQUEST, "enrolled",
@@ -350,6 +363,18 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 		    "letters, digits, '-', '.', '_'; at most %d)", e->name,
 		    NODE_NAME_MAX);
 		goto refuse;
+	}
+	for (i = 0; i < nc->nserver_names; i++) {
+		/*
+		 * A node named as the controller would hold a certificate
+		 * for one of its names: a careless client could take it
+		 * for the controller.
+		 */
+		if (strcasecmp(e->name, nc->server_names[i]) == 0) {
+			xasprintf(&cause, "node name '%s' is one of the "
+			    "controller's own names: choose another", e->name);
+			goto refuse;
+		}
 	}
 	if ((n = nodes_find(e->name)) != NULL && !n->n_revoked) {
 		xasprintf(&cause, "a node named '%s' is already enrolled; "
@@ -378,7 +403,7 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_text(st, 3, fpr, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, conn_peer_addr(s->s_conn), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, now);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(&cause, "storing the node: %s", sqlite3_errmsg(nc->db));
 		sqlite3_finalize(st);
 		goto rollback;
@@ -510,7 +535,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	sqlite3_bind_int64(st, 9, hi);
 	sqlite3_bind_int64(st, 11, n->n_seen);
 	sqlite3_bind_int64(st, 12, n->n_id);
-	if (sqlite3_step(st) != SQLITE_DONE)
+	if (store_step(st) != SQLITE_DONE)
 		log_warnx("nodes: saving HELLO of %s: %s", n->n_name,
 		    sqlite3_errmsg(nc->db));
 	sqlite3_finalize(st);
@@ -693,7 +718,7 @@ nodes_load(char **cause)
 
 	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
 	    "last_seen, enrolled_at FROM nodes");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		n = xcalloc(1, sizeof(*n));
 		n->n_id = sqlite3_column_int64(st, 0);
 		strlcpy(n->n_name, (const char *)sqlite3_column_text(st, 1),
@@ -794,7 +819,7 @@ nodes_revoke(const char *name, int64_t *id, char **cause)
 	    "'revoked', state_since = ? WHERE id = ?");
 	sqlite3_bind_int64(st, 1, util_now());
 	sqlite3_bind_int64(st, 2, n->n_id);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
 		xasprintf(cause, "revoking %s: %s", name,
@@ -895,6 +920,8 @@ nodes_row_json(sqlite3_stmt *st)
 	    15)));
 	json_object_set_new(o, "cert_fingerprint",
 	    json_string((const char *)sqlite3_column_text(st, 16)));
+	if (n != NULL)
+		nodes_json_hooks(n->n_id, o);
 	return (o);
 }
 
@@ -913,7 +940,7 @@ nodes_json(const char *name)
 	st = store_prepare(nc->db, "SELECT " NODES_COLS " FROM nodes WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = nodes_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -932,7 +959,7 @@ nodes_list_json(const char *after, int limit, char **next)
 	    "name > ? ORDER BY name LIMIT ?");
 	sqlite3_bind_text(st, 1, after ? after : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* More: the next page starts after the last one here. */
 			*next = params_last_key(a, "name");
@@ -965,6 +992,19 @@ nodes_state_counts(void)
  * on the monotonic clock (a wall-clock step changes nothing), its
  * certificate's expiry and its data folder's disk.
  */
+static void
+nodes_prom_rejected(int64_t node, const char *kind, uint64_t count,
+    void *arg)
+{
+	struct prom	*pr = arg;
+	char		*n = prom_label(nodes_name(node)), *k = prom_label(kind);
+
+	prom_add(pr, "opsn_agent_reports_rejected_total{node=\"%s\","
+	    "kind=\"%s\"} %llu\n", n, k, (unsigned long long)count);
+	free(n);
+	free(k);
+}
+
 void
 nodes_metrics(struct prom *pr)
 {
@@ -1026,4 +1066,8 @@ nodes_metrics(struct prom *pr)
 		if (!n->n_revoked && n->n_data_size > 0)
 			prom_sample(pr, "opsn_node_data_dir_size_bytes", "node",
 			    n->n_name, (double)n->n_data_size);
+	prom_family(pr, "opsn_agent_reports_rejected_total", "counter",
+	    "Reports (samples, states, console bytes) an agent sent about "
+	    "what is not placed on its node or not of its roles.");
+	reports_foreach_rejected(nodes_prom_rejected, pr);
 }

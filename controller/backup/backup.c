@@ -152,7 +152,7 @@ backup_copy_db(const char *src_path, const char *path, json_t *manifest,
 	if (sqlite3_prepare_v2(dst, "SELECT (SELECT user_version FROM "
 	    "pragma_user_version), (SELECT epoch FROM controller_epoch), "
 	    "(SELECT count(*) FROM tenants), (SELECT count(*) FROM samples)",
-	    -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+	    -1, &st, NULL) == SQLITE_OK && store_step(st) == SQLITE_ROW) {
 		json_object_set_new(manifest, "schema_version",
 		    json_integer(sqlite3_column_int64(st, 0)));
 		json_object_set_new(manifest, "epoch",

@@ -262,7 +262,7 @@ restore_integrity(sqlite3 *db, char **cause)
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return (-1);
-	if (sqlite3_step(st) == SQLITE_ROW &&
+	if (store_step(st) == SQLITE_ROW &&
 	    (v = (const char *)sqlite3_column_text(st, 0)) != NULL) {
 		if (strcmp(v, "ok") == 0)
 			rv = 0;
@@ -300,7 +300,7 @@ restore_epoch(struct ctl *c, json_t *manifest, const char *sha,
 	sqlite3_bind_int64(st, 1, (int64_t)c->epoch);
 	sqlite3_bind_int64(st, 2, (int64_t)now);
 	sqlite3_bind_text(st, 3, name ? name : "", -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "setting the epoch: %s", sqlite3_errmsg(c->db));
 		sqlite3_finalize(st);
 		goto fail;
@@ -339,7 +339,7 @@ restore_images(struct ctl *c)
 	st = store_prepare(c->db, "SELECT DISTINCT p.sha256, i.name, p.part "
 	    "FROM image_parts p JOIN images i ON i.id = p.image_id WHERE "
 	    "p.uploaded = 1 ORDER BY i.name");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		xasprintf(&path, "%s/images/%s", c->conf.data_dir,
 		    sqlite3_column_text(st, 0));
 		if (access(path, F_OK) == -1) {

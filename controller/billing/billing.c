@@ -24,6 +24,7 @@
 #include "core/core.h"
 #include "members/members.h"
 #include "billing.h"
+#include "titre.h"
 
 #define ADJUST_REASON_MAX	500
 #define ADJUST_MAX_CENTS	((int64_t)100000000000)	/* 1e9 EUR */
@@ -102,13 +103,18 @@ static const struct api_route billing_routes[] = {
 	  billing_route_close, "Close a period: its statements never change" },
 	{ "GET", "/v1/statements", "statements.read",
 	  API_MEMBER, "query:tenant", billing_route_statements,
-	  "List statements, or export a period (format=csv|json, summary)" },
+	  "List statements, or export a period (format=csv|json|ods, "
+	  "summary)" },
 	{ "GET", "/v1/statements/{id}", "statements.read",
 	  API_MEMBER, "sql:SELECT tenant_id FROM statements WHERE id = :id",
 	  billing_route_statement, "Show a statement with its lines" },
 	{ "GET", "/v1/billing-periods", "statements.read",
 	  API_PLATFORM, NULL,
 	  billing_route_periods, "Billing periods: status, totals, checksums" },
+	{ "GET", "/v1/billing-periods/{period}/pes", "statements.titres",
+	  API_PLATFORM, NULL, titre_route_pes,
+	  "A closed period's titres de recettes as a PES V2 file, numbered "
+	  "on the first call and the same file afterwards" },
 	{ "POST", "/v1/adjustments", "statements.write",
 	  API_PLATFORM, NULL, billing_route_adjust,
 	  "Add an adjustment for a member's next open statement" },
@@ -541,7 +547,12 @@ export_after_cb(uv_work_t *w, int wstatus)
 	if (x->x_fmt == EXPORT_JSON || x->x_envelope)
 		api_defer_reply_raw(d, 200, "application/json", x->x_out,
 		    x->x_len);
-	else {
+	else if (x->x_fmt == EXPORT_ODS) {
+		snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-"
+		    "statements.ods\"", x->x_p.p_label);
+		api_defer_set_header(d, "Content-Disposition", buf);
+		api_defer_reply_raw(d, 200, ODS_MIMETYPE, x->x_out, x->x_len);
+	} else {
 		snprintf(buf, sizeof(buf), "attachment; filename=\"opsn-%s-"
 		    "%s.csv\"", x->x_p.p_label, x->x_o.eo_summary ? "summary" :
 		    "lines");
@@ -576,9 +587,11 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 		fmt = EXPORT_CSV;
 	else if (strcmp(format, "json") == 0)
 		fmt = EXPORT_JSON;
+	else if (strcmp(format, "ods") == 0)
+		fmt = EXPORT_ODS;
 	else {
-		api_reply_error(r, 400, "bad_parameter", "format must be csv "
-		    "or json");
+		api_reply_error(r, 400, "bad_parameter", "format must be csv, "
+		    "json or ods");
 		return;
 	}
 	if (period_parse(period, &p, &cause) == -1) {
@@ -693,7 +706,7 @@ billing_route_statements(struct api_req *r)
 	if (status != NULL)
 		sqlite3_bind_text(st, 4, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -761,7 +774,7 @@ billing_route_periods(struct api_req *r)
 	    "s.tenant_id = ?1)), p.checksum FROM billing_periods p ORDER BY "
 	    "p.first_day, p.end_day");
 	sqlite3_bind_int64(st, 1, billing_scope(r));
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		total.c = sqlite3_column_int64(st, 9);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		util_time_fmt(sqlite3_column_int64(st, 4), gen, sizeof(gen));
@@ -902,7 +915,7 @@ billing_route_adjust(struct api_req *r)
 	sqlite3_bind_int64(st, 5, util_now());
 	sqlite3_bind_text(st, 6, api_principal(r)->ap_name, -1,
 	    SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		goto fail;
 	}
@@ -920,7 +933,7 @@ billing_route_adjust(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id = "
 	    "?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = billing_adj_json(st);
 	sqlite3_finalize(st);
 	api_reply_json(r, 201, o);
@@ -958,7 +971,7 @@ billing_route_adjustments(struct api_req *r)
 	sqlite3_bind_int64(st, 2, tenant);
 	sqlite3_bind_int(st, 3, pending);
 	sqlite3_bind_int(st, 4, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);

@@ -25,6 +25,11 @@ struct api_req;
 #define MONEY_MICRO_PER_EUR	1000000
 /* The largest price or amount accepted as input: 1e9 EUR. */
 #define MONEY_MAX_MICRO		((int64_t)1000000000 * MONEY_MICRO_PER_EUR)
+/*
+ * The largest amount of one line: 10^13 EUR. Thousands of such lines
+ * still sum within 64 bits; an amount beyond is an error, never wrapped.
+ */
+#define MONEY_MAX_CENTS		((int64_t)1000000000000000)
 
 /* A price: integer micro-euros (0.0150 EUR = 15000). */
 struct money {
@@ -54,8 +59,10 @@ int64_t	money_round_div(__int128 num, __int128 den);
 /*
  * The amount of a line: quantity qbase/divisor display units at price per
  * display unit, rounded once, half up, to cents. Exact: 128-bit products.
+ * -1 when it is beyond MONEY_MAX_CENTS either way.
  */
-struct cents money_line(int64_t qbase, int64_t divisor, struct money price);
+int	money_line(int64_t qbase, int64_t divisor, struct money price,
+	    struct cents *);
 /* a + b; -1 on overflow. */
 int	money_cents_add(struct cents *, struct cents);
 /*
@@ -277,11 +284,13 @@ struct export_info {
 
 #define EXPORT_CSV	0
 #define EXPORT_JSON	1
+#define EXPORT_ODS	2	/* a summary sheet and a lines sheet */
 
 /*
  * A period's export as text: CSV (the lines, or one row per member with
  * opts->eo_summary) or JSON (a document per statement, or the summary
- * rows), paged by statement id. Caller frees *out and info->ei_ids.
+ * rows), paged by statement id; or an OpenDocument spreadsheet with both
+ * the summary and the lines. Caller frees *out and info->ei_ids.
  */
 int	billing_export(sqlite3 *, const char *period, int format,
 	    const struct export_opts *, char **out, size_t *len,

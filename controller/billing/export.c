@@ -24,31 +24,6 @@
 #include "core/core.h"
 #include "billing.h"
 
-struct xbuf {
-	char	*b;
-	size_t	 len, cap;
-};
-
-static void
-xbuf_add(struct xbuf *x, const char *s, size_t n)
-{
-	if (x->len + n + 1 > x->cap) {
-		x->cap = x->cap ? x->cap : 4096;
-		while (x->len + n + 1 > x->cap)
-			x->cap *= 2;
-		x->b = xrealloc(x->b, x->cap);
-	}
-	memcpy(x->b + x->len, s, n);
-	x->len += n;
-	x->b[x->len] = '\0';
-}
-
-static void
-xbuf_str(struct xbuf *x, const char *s)
-{
-	xbuf_add(x, s, strlen(s));
-}
-
 static json_t *
 exp_text(sqlite3_stmt *st, int col)
 {
@@ -157,7 +132,7 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	    "member_kind, member_name, insee, siren, population, total_cents, "
 	    "checksum FROM statements WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		o = json_object();
 		json_object_set_new(o, "id", exp_int(st, 0));
 		json_object_set_new(o, "period", exp_text(st, 1));
@@ -188,7 +163,7 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	    "l LEFT JOIN tariffs t ON t.id = l.tariff_id WHERE "
 	    "l.statement_id = ? ORDER BY l.seq");
 	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		json_array_append_new(lines, exp_line_json(st));
 	sqlite3_finalize(st);
 	json_object_set_new(o, "lines", lines);
@@ -244,7 +219,7 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 	    "period = ?1 AND (?2 = 0 OR tenant_id = ?2) ORDER BY id");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, tenant);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		snprintf(line, sizeof(line), "%lld %s\n", (long long)
 		    sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1));
 		EVP_DigestUpdate(md, line, strlen(line));
@@ -260,7 +235,7 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 
 /* One CSV cell; text cells are defused against formulas. */
 static void
-exp_cell(struct xbuf *x, const struct export_opts *o, const char *s, int text,
+exp_cell(struct obuf *x, const struct export_opts *o, const char *s, int text,
     int last)
 {
 	const char	*p;
@@ -272,21 +247,21 @@ exp_cell(struct xbuf *x, const struct export_opts *o, const char *s, int text,
 	if (text && *s != '\0' && strchr("=+-@\t\r", *s) != NULL)
 		quote = 1;
 	if (quote) {
-		xbuf_add(x, "\"", 1);
+		obuf_add(x, "\"", 1);
 		if (text && *s != '\0' && strchr("=+-@\t\r", *s) != NULL)
-			xbuf_add(x, "'", 1);
+			obuf_add(x, "'", 1);
 		for (p = s; *p != '\0'; p++) {
 			if (*p == '"')
-				xbuf_add(x, "\"", 1);
-			xbuf_add(x, p, 1);
+				obuf_add(x, "\"", 1);
+			obuf_add(x, p, 1);
 		}
-		xbuf_add(x, "\"", 1);
+		obuf_add(x, "\"", 1);
 	} else
-		xbuf_str(x, s);
+		obuf_str(x, s);
 	if (last)
-		xbuf_add(x, "\r\n", 2);
+		obuf_add(x, "\r\n", 2);
 	else
-		xbuf_add(x, &o->eo_sep, 1);
+		obuf_add(x, &o->eo_sep, 1);
 }
 
 static const char *
@@ -296,8 +271,56 @@ exp_col(sqlite3_stmt *st, int col)
 	    (const char *)sqlite3_column_text(st, col));
 }
 
+/*
+ * A statement's line for the exports: EXP_LINES_SQL's columns, of the
+ * statements (after, upto] of a period.
+ */
+#define EXP_LINES_SQL "SELECT s.id, s.period, s.status, s.insee, " \
+	"s.siren, s.member_name, l.type, l.class, l.metric, l.label, " \
+	"l.quantity_base, l.divisor, l.unit, l.unit_price_micro, " \
+	"l.amount_cents, t.name, t.version, t.deliberation_number, " \
+	"t.deliberation_date, l.band, l.day_from, l.day_end, " \
+	"l.corrects_period, l.reason FROM statements s JOIN " \
+	"statement_lines l ON l.statement_id = s.id LEFT JOIN tariffs t " \
+	"ON t.id = l.tariff_id WHERE s.period = ?1 AND (?2 = 0 OR " \
+	"s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id, " \
+	"l.seq"
+
+/* sql over the statements (after, upto] of the period (?1 to ?4). */
+static sqlite3_stmt *
+exp_page(sqlite3 *db, const char *sql, const char *period,
+    const struct export_opts *o, int64_t after, int64_t upto)
+{
+	sqlite3_stmt	*st = store_prepare(db, sql);
+
+	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, o->eo_tenant);
+	sqlite3_bind_int64(st, 3, after);
+	sqlite3_bind_int64(st, 4, upto);
+	return (st);
+}
+
+/* "standard v2" of an EXP_LINES_SQL row, or "". */
 static void
-exp_header(struct xbuf *x, const struct export_opts *o,
+exp_tariff_text(sqlite3_stmt *st, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (sqlite3_column_type(st, 15) != SQLITE_NULL)
+		snprintf(buf, len, "%s v%lld", exp_col(st, 15),
+		    (long long)sqlite3_column_int64(st, 16));
+}
+
+/* "2026-031 (2026-09-24)" of an EXP_LINES_SQL row, or "". */
+static void
+exp_delib_text(sqlite3_stmt *st, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (sqlite3_column_type(st, 17) != SQLITE_NULL)
+		snprintf(buf, len, "%s (%s)", exp_col(st, 17), exp_col(st, 18));
+}
+
+static void
+exp_header(struct obuf *x, const struct export_opts *o,
     const char *const *cols)
 {
 	for (; *cols != NULL; cols++)
@@ -307,7 +330,7 @@ exp_header(struct xbuf *x, const struct export_opts *o,
 /* The CSV rows of statements (after, upto] of the period. */
 static int
 exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
-    int64_t after, int64_t upto, struct xbuf *x)
+    int64_t after, int64_t upto, struct obuf *x)
 {
 	static const char *const cols[] = { "statement", "period", "status",
 	    "insee", "siren", "member", "type", "class", "metric", "label",
@@ -321,21 +344,8 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 	int		 rc;
 
 	exp_header(x, o, cols);
-	st = store_prepare(db, "SELECT s.id, s.period, s.status, s.insee, "
-	    "s.siren, s.member_name, l.type, l.class, l.metric, l.label, "
-	    "l.quantity_base, l.divisor, l.unit, l.unit_price_micro, "
-	    "l.amount_cents, t.name, t.version, t.deliberation_number, "
-	    "t.deliberation_date, l.band, l.day_from, l.day_end, "
-	    "l.corrects_period, l.reason FROM statements s JOIN "
-	    "statement_lines l ON l.statement_id = s.id LEFT JOIN tariffs t "
-	    "ON t.id = l.tariff_id WHERE s.period = ?1 AND (?2 = 0 OR "
-	    "s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id, "
-	    "l.seq");
-	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, o->eo_tenant);
-	sqlite3_bind_int64(st, 3, after);
-	sqlite3_bind_int64(st, 4, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		exp_cell(x, o, exp_col(st, 0), 0, 0);
 		exp_cell(x, o, exp_col(st, 1), 0, 0);
 		exp_cell(x, o, exp_col(st, 2), 0, 0);
@@ -357,17 +367,9 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 		amount.c = sqlite3_column_int64(st, 14);
 		money_fmt_cents(amount, o->eo_point, buf, sizeof(buf));
 		exp_cell(x, o, buf, 0, 0);
-		if (sqlite3_column_type(st, 15) != SQLITE_NULL)
-			snprintf(buf, sizeof(buf), "%s v%lld", exp_col(st, 15),
-			    (long long)sqlite3_column_int64(st, 16));
-		else
-			buf[0] = '\0';
+		exp_tariff_text(st, buf, sizeof(buf));
 		exp_cell(x, o, buf, 1, 0);
-		if (sqlite3_column_type(st, 17) != SQLITE_NULL)
-			snprintf(buf, sizeof(buf), "%s (%s)", exp_col(st, 17),
-			    exp_col(st, 18));
-		else
-			buf[0] = '\0';
+		exp_delib_text(st, buf, sizeof(buf));
 		exp_cell(x, o, buf, 1, 0);
 		exp_cell(x, o, exp_col(st, 19), 1, 0);
 		buf[0] = '\0';
@@ -395,7 +397,7 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 
 static int
 exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
-    int64_t after, int64_t upto, struct xbuf *x)
+    int64_t after, int64_t upto, struct obuf *x)
 {
 	static const char *const cols[] = { "statement", "period", "status",
 	    "insee", "siren", "member", "population", "lines", "total",
@@ -406,12 +408,8 @@ exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	int		 rc;
 
 	exp_header(x, o, cols);
-	st = store_prepare(db, EXP_SUMMARY_SQL);
-	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, o->eo_tenant);
-	sqlite3_bind_int64(st, 3, after);
-	sqlite3_bind_int64(st, 4, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		exp_cell(x, o, exp_col(st, 0), 0, 0);
 		exp_cell(x, o, exp_col(st, 1), 0, 0);
 		exp_cell(x, o, exp_col(st, 2), 0, 0);
@@ -431,7 +429,7 @@ exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 
 static int
 exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
-    int64_t after, int64_t upto, struct xbuf *x)
+    int64_t after, int64_t upto, struct obuf *x)
 {
 	sqlite3_stmt	*st;
 	struct cents	 total;
@@ -439,12 +437,8 @@ exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	char		 buf[64], *s;
 	int		 rc, n = 0;
 
-	st = store_prepare(db, EXP_SUMMARY_SQL);
-	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, o->eo_tenant);
-	sqlite3_bind_int64(st, 3, after);
-	sqlite3_bind_int64(st, 4, upto);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		row = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,"
@@ -457,9 +451,117 @@ exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 		s = json_dumps(row, JSON_COMPACT);
 		json_decref(row);
 		if (n++ > 0)
-			xbuf_add(x, ",", 1);
-		xbuf_str(x, s);
+			obuf_add(x, ",", 1);
+		obuf_str(x, s);
 		free(s);
+	}
+	sqlite3_finalize(st);
+	return (rc == SQLITE_DONE ? 0 : -1);
+}
+
+/* The titres issued for a statement: "2026/3, 2026/8", or "". */
+static void
+exp_titres(sqlite3_stmt *tq, int64_t stmt, char *buf, size_t len)
+{
+	size_t	 n = 0;
+
+	buf[0] = '\0';
+	sqlite3_reset(tq);
+	sqlite3_bind_int64(tq, 1, stmt);
+	while (store_step(tq) == SQLITE_ROW && n + 24 < len)
+		n += (size_t)snprintf(buf + n, len - n, "%s%lld/%lld",
+		    n > 0 ? ", " : "", (long long)sqlite3_column_int64(tq, 0),
+		    (long long)sqlite3_column_int64(tq, 1));
+}
+
+/* A day number as an ODS date cell, or an empty cell. */
+static void
+exp_ods_day(struct ods *ods, sqlite3_stmt *st, int col, int64_t delta)
+{
+	char	 buf[16];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+		ods_empty(ods);
+		return;
+	}
+	period_fmt_day(sqlite3_column_int64(st, col) + delta, buf,
+	    sizeof(buf));
+	ods_date(ods, buf);
+}
+
+/*
+ * The statements (after, upto] of the period as a spreadsheet: a summary
+ * sheet (one row per member, with its SIRET and titres) and a lines
+ * sheet. Codes are text, quantities numbers, amounts EUR, days dates.
+ */
+static int
+exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
+    int64_t after, int64_t upto, struct ods *ods)
+{
+	static const char *const scols[] = { "statement", "period", "status",
+	    "insee", "siren", "siret", "member", "population", "lines",
+	    "total", "titres", "checksum" };
+	static const char *const lcols[] = { "statement", "period", "status",
+	    "insee", "siren", "member", "type", "class", "metric", "label",
+	    "quantity", "unit", "unit_price", "amount", "tariff",
+	    "deliberation", "band", "from", "to", "corrects_period",
+	    "reason" };
+	sqlite3_stmt	*st, *tq;
+	struct money	 price;
+	char		 buf[256];
+	int		 rc, i;
+
+	ods_sheet(ods, "summary");
+	ods_header(ods, scols, nitems(scols));
+	tq = store_prepare(db, "SELECT exer, number FROM pes_titres WHERE "
+	    "statement_id = ? ORDER BY exer, number");
+	st = exp_page(db, "SELECT s.id, s.period, s.status, s.insee, "
+	    "s.siren, t.siret, s.member_name, s.population, (SELECT count(*) "
+	    "FROM statement_lines l WHERE l.statement_id = s.id), "
+	    "s.total_cents, s.checksum FROM statements s JOIN tenants t ON "
+	    "t.id = s.tenant_id WHERE s.period = ?1 AND (?2 = 0 OR "
+	    "s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id",
+	    period, o, after, upto);
+	while ((rc = store_step(st)) == SQLITE_ROW) {
+		ods_row(ods);
+		for (i = 0; i < 7; i++)
+			ods_text(ods, exp_col(st, i));
+		ods_int(ods, sqlite3_column_int64(st, 7));
+		ods_int(ods, sqlite3_column_int64(st, 8));
+		ods_cents(ods, sqlite3_column_int64(st, 9));
+		exp_titres(tq, sqlite3_column_int64(st, 0), buf, sizeof(buf));
+		ods_text(ods, buf);
+		ods_text(ods, exp_col(st, 10));
+	}
+	sqlite3_finalize(st);
+	sqlite3_finalize(tq);
+	if (rc != SQLITE_DONE)
+		return (-1);
+
+	ods_sheet(ods, "lines");
+	ods_header(ods, lcols, nitems(lcols));
+	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
+	while ((rc = store_step(st)) == SQLITE_ROW) {
+		ods_row(ods);
+		for (i = 0; i < 10; i++)
+			ods_text(ods, exp_col(st, i));
+		money_fmt_quantity(sqlite3_column_int64(st, 10),
+		    sqlite3_column_int64(st, 11), '.', buf, sizeof(buf));
+		ods_number(ods, buf);
+		ods_text(ods, exp_col(st, 12));
+		price.micro = sqlite3_column_int64(st, 13);
+		money_fmt_price(price, '.', buf, sizeof(buf));
+		ods_number(ods, buf);
+		ods_cents(ods, sqlite3_column_int64(st, 14));
+		exp_tariff_text(st, buf, sizeof(buf));
+		ods_text(ods, buf);
+		exp_delib_text(st, buf, sizeof(buf));
+		ods_text(ods, buf);
+		ods_text(ods, exp_col(st, 19));
+		exp_ods_day(ods, st, 20, 0);
+		exp_ods_day(ods, st, 21, -1);
+		ods_text(ods, exp_col(st, 22));
+		ods_text(ods, exp_col(st, 23));
 	}
 	sqlite3_finalize(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -472,7 +574,7 @@ billing_export(sqlite3 *db, const char *period, int format,
     struct export_info *info, char **cause)
 {
 	sqlite3_stmt	*st;
-	struct xbuf	 x = { NULL, 0, 0 };
+	struct obuf	 x = { NULL, 0, 0 };
 	json_t		*head, *doc;
 	int64_t		 after = o->eo_after, upto = after, id;
 	char		*s, buf[64], status[16] = "";
@@ -483,7 +585,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(status, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(status));
 	sqlite3_finalize(st);
@@ -498,7 +600,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 	sqlite3_bind_int64(st, 2, o->eo_tenant);
 	sqlite3_bind_int64(st, 3, after);
 	sqlite3_bind_int64(st, 4, o->eo_limit > 0 ? o->eo_limit + 1 : -1);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		if (o->eo_limit > 0 && n == o->eo_limit) {
 			info->ei_next = upto;
@@ -514,8 +616,23 @@ billing_export(sqlite3 *db, const char *period, int format,
 		goto dberr;
 	info->ei_count = n;
 
-	if (format == EXPORT_CSV) {
-		xbuf_add(&x, "\xef\xbb\xbf", 3);
+	if (format == EXPORT_ODS) {
+		struct ods *ods = ods_new();
+
+		if (exp_ods(db, period, o, after, upto, ods) == -1) {
+			ods_free(ods);
+			goto dberr;
+		}
+		rc = ods_finish(ods, out, len, cause);
+		ods_free(ods);
+		if (rc == -1) {
+			json_decref(info->ei_ids);
+			info->ei_ids = NULL;
+			return (-1);
+		}
+		return (0);
+	} else if (format == EXPORT_CSV) {
+		obuf_add(&x, "\xef\xbb\xbf", 3);
 		if (n > 0 && (o->eo_summary ? exp_csv_summary(db, period, o,
 		    after, upto, &x) : exp_csv_lines(db, period, o, after, upto,
 		    &x)) == -1)
@@ -546,9 +663,9 @@ billing_export(sqlite3 *db, const char *period, int format,
 		s = json_dumps(head, JSON_COMPACT);
 		json_decref(head);
 		/* The head without its '}', then the statements, streamed. */
-		xbuf_add(&x, s, strlen(s) - 1);
+		obuf_add(&x, s, strlen(s) - 1);
 		free(s);
-		xbuf_str(&x, o->eo_summary ? ",\"rows\":[" :
+		obuf_str(&x, o->eo_summary ? ",\"rows\":[" :
 		    ",\"statements\":[");
 		if (o->eo_summary) {
 			if (n > 0 && exp_json_summary(db, period, o, after,
@@ -566,19 +683,18 @@ billing_export(sqlite3 *db, const char *period, int format,
 				s = json_dumps(doc, JSON_COMPACT);
 				json_decref(doc);
 				if (i > 0)
-					xbuf_add(&x, ",", 1);
-				xbuf_str(&x, s);
+					obuf_add(&x, ",", 1);
+				obuf_str(&x, s);
 				free(s);
 			}
 		}
-		xbuf_str(&x, "]}");
+		obuf_str(&x, "]}");
 	}
-	*out = x.b;
-	*len = x.len;
+	*out = obuf_take(&x, len);
 	return (0);
 dberr:
 	xasprintf(cause, "reading statements: %s", sqlite3_errmsg(db));
-	free(x.b);
+	obuf_free(&x);
 	json_decref(info->ei_ids);
 	info->ei_ids = NULL;
 	return (-1);

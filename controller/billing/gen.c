@@ -158,7 +158,7 @@ billing_have_usage(sqlite3 *db)
 
 	st = store_prepare(db, "SELECT 1 FROM sqlite_master WHERE type = "
 	    "'table' AND name = 'usage_hourly'");
-	found = sqlite3_step(st) == SQLITE_ROW;
+	found = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	return (found);
 }
@@ -225,7 +225,7 @@ gen_sum_usage(sqlite3 *db, int64_t start, int64_t end, const int32_t *idx,
 	    "NULL");
 	sqlite3_bind_int64(st, 1, start);
 	sqlite3_bind_int64(st, 2, end);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		tid = sqlite3_column_int64(st, 0);
 		if (tid < 1 || tid > maxid)
 			continue;
@@ -382,7 +382,7 @@ gen_members(struct gen *g, int *status, char **cause)
 	    "t.siren, t.population, t.joined_on, t.left_on, b.tariff FROM "
 	    "tenants t LEFT JOIN tenant_tariffs b ON b.tenant_id = t.id ORDER "
 	    "BY t.id");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		int64_t join = INT64_MIN, left = INT64_MAX;
 
 		if (sqlite3_column_type(st, 6) != SQLITE_NULL &&
@@ -590,10 +590,22 @@ gen_line_tariff(struct gen_line *l, const struct tariff *t, size_t band)
 	strlcpy(l->l_band, t->t_bands[band].tb_name, sizeof(l->l_band));
 }
 
-/* The lines of one member for one version stretch. */
-static void
+/* A line whose amount (or quantity) does not fit: the generation fails. */
+static int
+gen_too_large(const struct gen_member *m, const char *what, char **cause)
+{
+	xasprintf(cause, "the %s of member %lld is too large to bill: check "
+	    "its usage and its tariff", what, (long long)m->id);
+	return (-1);
+}
+
+/*
+ * The lines of one member for one version stretch; -1 with *cause when a
+ * quantity or an amount would not fit (never wrapped).
+ */
+static int
 gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
-    int64_t member_days, int64_t mf)
+    int64_t member_days, int64_t mf, char **cause)
 {
 	const struct gen_member *m = &g->m[mi];
 	const struct tariff *t = s->s_t;
@@ -611,7 +623,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 			continue;
 		used = 0;
 		for (k = k0; k < k1; k++)
-			used += SUM(g, mi, k, mx);
+			if (__builtin_add_overflow(used, SUM(g, mi, k, mx),
+			    &used))
+				return (gen_too_large(m, "usage", cause));
 		if (used <= 0)
 			continue;
 		bm = &billing_metrics[mx];
@@ -627,7 +641,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_qbase = used > l->l_allow ? used - l->l_allow : 0;
 		l->l_div = bm->bm_div;
 		l->l_price = t->t_rate[mx][band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (money_line(l->l_qbase, l->l_div, l->l_price,
+		    &l->l_amount) == -1)
+			return (gen_too_large(m, bm->bm_key, cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -645,7 +661,9 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_qbase = mf;
 		l->l_div = PERIOD_MONTH_DIV;
 		l->l_price = t->t_fee[band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (money_line(l->l_qbase, l->l_div, l->l_price,
+		    &l->l_amount) == -1)
+			return (gen_too_large(m, "monthly fee", cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -663,10 +681,12 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		    (long long)m->population, (long long)member_days,
 		    period_days_in_year(g->p->p_year));
 		l->l_unit = "inhabitant-year";
-		l->l_qbase = m->population * member_days;
 		l->l_div = period_days_in_year(g->p->p_year);
 		l->l_price = t->t_contrib[band];
-		l->l_amount = money_line(l->l_qbase, l->l_div, l->l_price);
+		if (__builtin_mul_overflow(m->population, member_days,
+		    &l->l_qbase) || money_line(l->l_qbase, l->l_div,
+		    l->l_price, &l->l_amount) == -1)
+			return (gen_too_large(m, "contribution", cause));
 		gen_line_tariff(l, t, band);
 		l->l_has_range = 1;
 		l->l_day_from = s->s_from;
@@ -674,6 +694,7 @@ gen_segment_lines(struct gen *g, size_t mi, const struct gen_seg *s,
 		l->l_start = start;
 		l->l_end = end;
 	}
+	return (0);
 }
 
 /* ---- late usage ---- */
@@ -721,7 +742,7 @@ gen_late(struct gen *g, char **cause)
 	    "statements s ON s.id = g.statement_id WHERE s.status = 'closed' "
 	    "AND s.end_day > ? ORDER BY g.start_utc, g.end_utc");
 	sqlite3_bind_int64(st, 1, g->p->p_first - BILLING_LATE_DAYS);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		int64_t tid = sqlite3_column_int64(st, 1);
 
 		if (tid < 1 || tid > g->maxid || g->idx[tid] < 0 ||
@@ -772,7 +793,7 @@ gen_late(struct gen *g, char **cause)
 		sqlite3_reset(sb);
 		sqlite3_bind_int64(sb, 1, start);
 		sqlite3_bind_int64(sb, 2, end);
-		while (sqlite3_step(sb) == SQLITE_ROW) {
+		while (store_step(sb) == SQLITE_ROW) {
 			int64_t tid = sqlite3_column_int64(sb, 0);
 			int prio = sqlite3_column_int(sb, 5);
 
@@ -835,8 +856,14 @@ gen_late(struct gen *g, char **cause)
 				l->l_div = billing_metrics[mx].bm_div;
 				l->l_price = t->t_rate[mx][band];
 				l->l_has_basis = 1;
-				l->l_basis = money_line(bill_new, l->l_div,
-				    l->l_price);
+				if (money_line(bill_new, l->l_div, l->l_price,
+				    &l->l_basis) == -1) {
+					xasprintf(cause, "the late usage of "
+					    "member %lld is too large to bill",
+					    (long long)g->m[mi].id);
+					goto out;
+				}
+				/* Both within MONEY_MAX_CENTS: no overflow. */
 				l->l_amount.c = l->l_basis.c - bb->amount;
 				gen_line_tariff(l, t, band);
 				l->l_has_range = 1;
@@ -905,7 +932,7 @@ gen_write_line(struct gen *g, int64_t stmt, int seq, const struct gen_line *l)
 	if (l->l_adjustment != 0)
 		sqlite3_bind_int64(st, 23, l->l_adjustment);
 	gen_bind_text(st, 24, l->l_reason);
-	rc = sqlite3_step(st);
+	rc = store_step(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
@@ -963,7 +990,7 @@ gen_adjustments(struct gen *g, int64_t tenant, int64_t stmt)
 	    "(statement_id IS NULL OR statement_id = ?) ORDER BY id");
 	sqlite3_bind_int64(st, 1, tenant);
 	sqlite3_bind_int64(st, 2, stmt);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		l = gen_line_new(g);
 		l->l_type = "adjustment";
 		strlcpy(l->l_metric, "adjustment", sizeof(l->l_metric));
@@ -988,7 +1015,7 @@ gen_adjustments(struct gen *g, int64_t tenant, int64_t stmt)
 	    "= ?1)");
 	sqlite3_bind_int64(st, 1, stmt);
 	sqlite3_bind_int64(st, 2, tenant);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	return (n);
 }
@@ -1019,7 +1046,7 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 	gen_bind_text(st, 9, m->siren);
 	sqlite3_bind_int64(st, 10, m->population);
 	sqlite3_bind_int64(st, 11, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (store_step(st) != SQLITE_ROW)
 		goto fail;
 	stmt = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
@@ -1027,15 +1054,16 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 	sqlite3_bind_int64(g->st_dlines, 1, stmt);
 	sqlite3_reset(g->st_dsegs);
 	sqlite3_bind_int64(g->st_dsegs, 1, stmt);
-	if (sqlite3_step(g->st_dlines) != SQLITE_DONE ||
-	    sqlite3_step(g->st_dsegs) != SQLITE_DONE)
+	if (store_step(g->st_dlines) != SQLITE_DONE ||
+	    store_step(g->st_dsegs) != SQLITE_DONE)
 		goto fail;
 
 	for (i = 0; i < n->n_nsegs; i++) {
 		s = &n->n_segs[i];
 		gen_member_days(m, s->s_from, s->s_end, &days, &mf);
 		band = tariff_band(s->s_t, m->population);
-		gen_segment_lines(g, mi, s, days, mf);
+		if (gen_segment_lines(g, mi, s, days, mf, cause) == -1)
+			return (-1);
 		st = g->st_seg;
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, stmt);
@@ -1051,7 +1079,7 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 		    s->s_end)]);
 		sqlite3_bind_int64(st, 9, days);
 		sqlite3_bind_int64(st, 10, mf);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		if (store_step(st) != SQLITE_DONE)
 			goto fail;
 	}
 	if (m->earliest) {
@@ -1067,7 +1095,7 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 		st = store_prepare(g->db, "UPDATE adjustments SET "
 		    "statement_id = NULL WHERE statement_id = ?");
 		sqlite3_bind_int64(st, 1, stmt);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 	}
 	for (i = 0, seq = 1; i < g->nlines; i++, seq++)
@@ -1094,7 +1122,7 @@ gen_total(struct gen *g, char **cause)
 	st = store_prepare(g->db, "SELECT coalesce(sum(total_cents), 0) FROM "
 	    "statements WHERE period = ?");
 	sqlite3_bind_text(st, 1, g->p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		g->res->g_total.c = sqlite3_column_int64(st, 0);
 	else {
 		xasprintf(cause, "summing the period: %s",
@@ -1119,7 +1147,7 @@ gen_prune(struct gen *g, char **cause)
 	    "WHERE statement_id = ?");
 	dd = store_prepare(g->db, "DELETE FROM statements WHERE id = ?");
 	sqlite3_bind_text(st, 1, g->p->p_label, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		sid = sqlite3_column_int64(st, 0);
 		tid = sqlite3_column_int64(st, 1);
 		if (tid >= 1 && tid <= g->maxid && g->idx[tid] >= 0)
@@ -1128,8 +1156,8 @@ gen_prune(struct gen *g, char **cause)
 		sqlite3_bind_int64(du, 1, sid);
 		sqlite3_reset(dd);
 		sqlite3_bind_int64(dd, 1, sid);
-		if (sqlite3_step(du) != SQLITE_DONE ||
-		    sqlite3_step(dd) != SQLITE_DONE) {
+		if (store_step(du) != SQLITE_DONE ||
+		    store_step(dd) != SQLITE_DONE) {
 			xasprintf(cause, "removing statement %lld: %s",
 			    (long long)sid, sqlite3_errmsg(g->db));
 			rv = -1;
@@ -1155,7 +1183,7 @@ gen_check_period(sqlite3 *db, const struct period *p, int *status,
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		closed = strcmp((const char *)sqlite3_column_text(st, 0),
 		    "closed") == 0;
 	sqlite3_finalize(st);
@@ -1171,7 +1199,7 @@ gen_check_period(sqlite3 *db, const struct period *p, int *status,
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, p->p_end);
 	sqlite3_bind_int64(st, 3, p->p_first);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		other = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (other != NULL) {
@@ -1254,7 +1282,7 @@ gen_run(sqlite3 *db, const struct period *p,
 		sqlite3_reset(g.st_earlier);
 		sqlite3_bind_int64(g.st_earlier, 1, g.m[i].id);
 		sqlite3_bind_int64(g.st_earlier, 2, p->p_first);
-		g.m[i].earliest = sqlite3_step(g.st_earlier) != SQLITE_ROW;
+		g.m[i].earliest = store_step(g.st_earlier) != SQLITE_ROW;
 	}
 	sqlite3_reset(g.st_earlier);
 	if (gen_late(&g, cause) == -1)
@@ -1273,7 +1301,7 @@ gen_run(sqlite3 *db, const struct period *p,
 	sqlite3_bind_int64(st, 5, utc[0]);
 	sqlite3_bind_int64(st, 6, utc[1]);
 	sqlite3_bind_int64(st, 7, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "recording the period: %s",
 		    sqlite3_errmsg(db));
 		sqlite3_finalize(st);
@@ -1290,7 +1318,7 @@ gen_run(sqlite3 *db, const struct period *p,
 	/* Adjustments set free by this generation go to an open statement. */
 	st = store_prepare(db, "SELECT DISTINCT tenant_id FROM adjustments "
 	    "WHERE statement_id IS NULL");
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		if (billing_attach_pending(db, sqlite3_column_int64(st, 0),
 		    cause) == -1) {
 			sqlite3_finalize(st);
@@ -1435,7 +1463,7 @@ billing_usage_read(struct billing_usage *u, sqlite3 *db, char **cause)
 		goto out;
 	}
 	st = store_prepare(db, "SELECT coalesce(max(id), 0) FROM tenants");
-	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	if ((rc = store_step(st)) == SQLITE_ROW)
 		u->u_maxid = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW) {
@@ -1450,7 +1478,7 @@ billing_usage_read(struct billing_usage *u, sqlite3 *db, char **cause)
 	    "g.statement_id WHERE s.status = 'closed' AND s.end_day > ? "
 	    "ORDER BY 1, 2");
 	sqlite3_bind_int64(st, 1, u->u_first - BILLING_LATE_DAYS);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		u->u_r = xrealloc(u->u_r, (u->u_nr + 1) * sizeof(*u->u_r));
 		memset(&u->u_r[u->u_nr], 0, sizeof(u->u_r[u->u_nr]));
 		u->u_r[u->u_nr].r_start = sqlite3_column_int64(st, 0);
@@ -1500,7 +1528,7 @@ billing_seal(sqlite3 *db, int64_t id, char **cause)
 	    "coalesce(sum(amount_cents), 0) FROM statement_lines WHERE "
 	    "statement_id = ?1) WHERE id = ?1");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "statement %lld: %s", (long long)id,
 		    sqlite3_errmsg(db));
 		sqlite3_finalize(st);
@@ -1517,7 +1545,7 @@ billing_seal(sqlite3 *db, int64_t id, char **cause)
 	    "id = ?");
 	sqlite3_bind_text(st, 1, sum, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, id);
-	if (sqlite3_step(st) == SQLITE_DONE)
+	if (store_step(st) == SQLITE_DONE)
 		rv = 0;
 	else
 		xasprintf(cause, "statement %lld: %s", (long long)id,
@@ -1537,7 +1565,7 @@ billing_attach_pending(sqlite3 *db, int64_t tenant, char **cause)
 	st = store_prepare(db, "SELECT id FROM statements WHERE tenant_id = ? "
 	    "AND status = 'draft' ORDER BY first_day LIMIT 1");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		stmt = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (stmt == 0)
@@ -1545,7 +1573,7 @@ billing_attach_pending(sqlite3 *db, int64_t tenant, char **cause)
 	st = store_prepare(db, "SELECT coalesce(max(seq), 0) FROM "
 	    "statement_lines WHERE statement_id = ?");
 	sqlite3_bind_int64(st, 1, stmt);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		seq = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	st = store_prepare(db, "SELECT id, amount_cents, reason, "
@@ -1557,7 +1585,7 @@ billing_attach_pending(sqlite3 *db, int64_t tenant, char **cause)
 	    "reason) VALUES (?1, ?2, 'adjustment', 'adjustment', "
 	    "'adjustment ' || ?3, 'EUR', 1, 1, ?4 * 10000, ?4, ?5, ?3, ?6)");
 	sqlite3_bind_int64(st, 1, tenant);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		sqlite3_reset(ins);
 		sqlite3_bind_int64(ins, 1, stmt);
 		sqlite3_bind_int(ins, 2, ++seq);
@@ -1565,7 +1593,7 @@ billing_attach_pending(sqlite3 *db, int64_t tenant, char **cause)
 		sqlite3_bind_int64(ins, 4, sqlite3_column_int64(st, 1));
 		sqlite3_bind_value(ins, 5, sqlite3_column_value(st, 3));
 		sqlite3_bind_value(ins, 6, sqlite3_column_value(st, 2));
-		if (sqlite3_step(ins) != SQLITE_DONE) {
+		if (store_step(ins) != SQLITE_DONE) {
 			xasprintf(cause, "adjustment: %s", sqlite3_errmsg(db));
 			sqlite3_finalize(st);
 			sqlite3_finalize(ins);
@@ -1581,7 +1609,7 @@ billing_attach_pending(sqlite3 *db, int64_t tenant, char **cause)
 	    "tenant_id = ? AND statement_id IS NULL");
 	sqlite3_bind_int64(st, 1, stmt);
 	sqlite3_bind_int64(st, 2, tenant);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (billing_seal(db, stmt, cause) == -1)
 		return (-1);
@@ -1601,7 +1629,7 @@ billing_close(sqlite3 *db, const struct period *p, int64_t *count,
 	st = store_prepare(db, "SELECT status FROM billing_periods WHERE "
 	    "period = ?");
 	sqlite3_bind_text(st, 1, p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(cur, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(cur));
 	sqlite3_finalize(st);
@@ -1620,7 +1648,7 @@ billing_close(sqlite3 *db, const struct period *p, int64_t *count,
 	    "closed_at = ? WHERE period = ? AND status = 'draft'");
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "closing: %s", sqlite3_errmsg(db));
 		sqlite3_finalize(st);
 		return (-1);
@@ -1637,7 +1665,7 @@ billing_close(sqlite3 *db, const struct period *p, int64_t *count,
 	sqlite3_bind_int64(st, 1, now);
 	sqlite3_bind_text(st, 2, checksum, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, p->p_label, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		xasprintf(cause, "closing: %s", sqlite3_errmsg(db));
 		sqlite3_finalize(st);
 		return (-1);

@@ -96,14 +96,19 @@ money_round_div(__int128 num, __int128 den)
 }
 
 /* The amount of qbase/divisor units at price, rounded once to cents. */
-struct cents
-money_line(int64_t qbase, int64_t divisor, struct money price)
+int
+money_line(int64_t qbase, int64_t divisor, struct money price,
+    struct cents *c)
 {
-	struct cents	 c;
+	__int128	 num = (__int128)qbase * price.micro;
+	__int128	 den = (__int128)divisor * MONEY_MICRO_PER_CENT;
+	__int128	 lim = (__int128)MONEY_MAX_CENTS * den;
 
-	c.c = money_round_div((__int128)qbase * price.micro,
-	    (__int128)divisor * MONEY_MICRO_PER_CENT);
-	return (c);
+	/* Checked before the division's result is narrowed to 64 bits. */
+	if (divisor <= 0 || num > lim || num < -lim)
+		return (-1);
+	c->c = money_round_div(num, den);
+	return (0);
 }
 
 /* a += b; -1 on overflow (a is then unchanged). */

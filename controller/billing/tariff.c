@@ -539,7 +539,7 @@ tariff_load(sqlite3 *db, struct tariff_set *s, char **cause)
 	memset(s, 0, sizeof(*s));
 	st = store_prepare(db, "SELECT id, version, doc, effective_to FROM "
 	    "tariffs ORDER BY name, effective_from");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		s->ts_v = xrealloc(s->ts_v, (s->ts_n + 1) * sizeof(*s->ts_v));
 		t = &s->ts_v[s->ts_n];
 		doc = json_loads((const char *)sqlite3_column_text(st, 2), 0,
@@ -569,7 +569,7 @@ tariff_load(sqlite3 *db, struct tariff_set *s, char **cause)
 		return (-1);
 	}
 	st = store_prepare(db, "SELECT name FROM billing_default");
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(s->ts_default, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(s->ts_default));
 	sqlite3_finalize(st);
@@ -596,7 +596,7 @@ tariff_default_name(void)
 	char		*name = NULL;
 
 	st = store_prepare(ctl->db, "SELECT name FROM billing_default");
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		name = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (name);
@@ -651,7 +651,7 @@ tariff_route_list(struct api_req *r)
 	    "WHERE t.id > ? ORDER BY t.id LIMIT ?");
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -696,7 +696,7 @@ tariff_route_show(struct api_req *r)
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, version);
 	sqlite3_bind_int64(st, 3, version);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		json_array_append_new(versions, tariff_version_json(st, dflt));
 	sqlite3_finalize(st);
 	if (json_array_size(versions) == 0) {
@@ -722,7 +722,7 @@ tariff_set_default(const char *name)
 	    "VALUES (1, ?) ON CONFLICT (one) DO UPDATE SET name = "
 	    "excluded.name");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	sqlite3_finalize(st);
 	return (rv);
 }
@@ -755,7 +755,7 @@ tariff_route_add(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT version, effective_from, "
 	    "effective_to FROM tariffs WHERE name = ? ORDER BY version");
 	sqlite3_bind_text(st, 1, t.t_name, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		version = sqlite3_column_int64(st, 0) + 1;
 		if (period_parse_day((const char *)sqlite3_column_text(st, 1),
 		    &ofrom) == -1)
@@ -799,7 +799,7 @@ tariff_route_add(struct api_req *r)
 		    "effective_to")), -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, text, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("billing: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
@@ -829,7 +829,7 @@ tariff_route_add(struct api_req *r)
 	sqlite3_bind_int64(st, 1, id);
 	free(dflt);
 	dflt = tariff_default_name();
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		api_reply_json(r, 201, tariff_version_json(st, dflt));
 	sqlite3_finalize(st);
 	goto out;
@@ -852,7 +852,7 @@ tariff_exists(const char *name)
 
 	st = store_prepare(ctl->db, "SELECT 1 FROM tariffs WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	found = sqlite3_step(st) == SQLITE_ROW;
+	found = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	return (found);
 }
@@ -915,7 +915,7 @@ tariff_route_end(struct api_req *r)
 	    "IS NULL FROM tariffs WHERE name = ? AND version = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, version);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		period_parse_day((const char *)sqlite3_column_text(st, 1),
 		    &from);
@@ -942,7 +942,7 @@ tariff_route_end(struct api_req *r)
 	    "statement_segments g JOIN statements s ON s.id = g.statement_id "
 	    "WHERE g.tariff_id = ? AND s.status = 'closed'");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		closed_end = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (day + 1 < closed_end) {
@@ -959,7 +959,7 @@ tariff_route_end(struct api_req *r)
 	    "WHERE id = ? AND effective_to IS NULL");
 	sqlite3_bind_text(st, 1, json_string_value(v), -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "tariff/%s/%lld", name, (long long)version);
 	if (audit_record(r, "tariff.end", obj, json_pack("{s:O}",
@@ -986,7 +986,7 @@ tariff_binding_json(int64_t tenant)
 	st = store_prepare(ctl->db, "SELECT tariff FROM tenant_tariffs WHERE "
 	    "tenant_id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		json_object_set_new(o, "tariff", json_string((const char *)
 		    sqlite3_column_text(st, 0)));
 	sqlite3_finalize(st);
@@ -1053,7 +1053,7 @@ tariff_route_bind(struct api_req *r)
 		    SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, util_now());
 	}
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
 	if (audit_record(r, "tenant.tariff", obj, json_pack("{s:O}", "tariff",

@@ -7,6 +7,8 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -48,17 +50,6 @@ images_sha_ok(const char *s)
 	return (1);
 }
 
-static int
-images_part_ok(const char *part)
-{
-	size_t	 i;
-
-	for (i = 0; i < nitems(image_parts); i++)
-		if (strcmp(part, image_parts[i]) == 0)
-			return (1);
-	return (0);
-}
-
 static char *
 images_path(const char *sha256)
 {
@@ -91,7 +82,7 @@ images_row_json(sqlite3_stmt *st)
 	ps = store_prepare(ctl->db, "SELECT part, sha256, size, uploaded FROM "
 	    "image_parts WHERE image_id = ?");
 	sqlite3_bind_int64(ps, 1, sqlite3_column_int64(st, 0));
-	while (sqlite3_step(ps) == SQLITE_ROW) {
+	while (store_step(ps) == SQLITE_ROW) {
 		part = json_pack("{s:s,s:I,s:b}", "sha256",
 		    (const char *)sqlite3_column_text(ps, 1), "size",
 		    (json_int_t)sqlite3_column_int64(ps, 2), "uploaded",
@@ -114,7 +105,7 @@ images_json(const char *name)
 	st = store_prepare(ctl->db, "SELECT " IMAGES_COLS " FROM images WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = images_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -130,7 +121,7 @@ images_mark_ready(int64_t id)
 	    "id = ?1 AND NOT EXISTS (SELECT 1 FROM image_parts WHERE "
 	    "image_id = ?1 AND uploaded = 0)");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 }
 
@@ -240,7 +231,7 @@ images_create(struct api_req *r)
 	sqlite3_bind_text(st, 2, format, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, cmdline, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
 		api_reply_error(r, 409, "exists", "an image named '%s' exists",
@@ -264,7 +255,7 @@ images_create(struct api_req *r)
 		sqlite3_bind_int64(st, 4, size[i]);
 		sqlite3_bind_int(st, 5, access(path, R_OK) == 0);
 		free(path);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		if (store_step(st) != SQLITE_DONE) {
 			sqlite3_finalize(st);
 			store_rollback(ctl->db);
 			api_reply_error(r, 500, "internal", "storing the image "
@@ -287,120 +278,231 @@ out:
 	json_decref(body);
 }
 
-/* PUT /v1/images/{name}/{part}: the bytes of one part, checked. */
+/*
+ * One part being put in place: its bytes are checked and moved (or
+ * written) into DATA_DIR/images on the thread pool, then the database
+ * says so on the loop.
+ */
+struct images_job {
+	uv_work_t		 j_work;
+	struct api_defer	*j_defer;
+	int64_t			 j_id;
+	char			*j_name;
+	const char		*j_part;	/* from image_parts[] */
+	char			 j_want[65];
+	char			*j_file;	/* a body sent in parts, or */
+	char			*j_data;	/* the body itself (a copy) */
+	size_t			 j_len;
+	char			*j_dir, *j_path;
+	char			*j_cause;	/* I/O error */
+	int			 j_mismatch;
+	char			 j_got[65];
+};
+
+static void
+images_job_free(struct images_job *j)
+{
+	if (j->j_file != NULL)
+		(void)unlink(j->j_file);
+	free(j->j_file);
+	free(j->j_data);
+	free(j->j_name);
+	free(j->j_dir);
+	free(j->j_path);
+	free(j->j_cause);
+	free(j);
+}
+
+/* Make a rename in dir durable. */
+static int
+images_sync_dir(const char *dir)
+{
+	int	 fd, rv;
+
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return (-1);
+	rv = fsync(fd);
+	close(fd);
+	return (rv);
+}
+
+/* On the pool: check the bytes and keep them under their SHA-256. */
+static void
+images_work_cb(uv_work_t *w)
+{
+	struct images_job	*j = w->data;
+	unsigned char		 md[32];
+	unsigned int		 mdlen = sizeof(md);
+
+	if (util_mkdirs(j->j_dir, 0750, &j->j_cause) == -1)
+		return;
+	if (j->j_data != NULL) {
+		if (EVP_Digest(j->j_data, j->j_len, md, &mdlen, EVP_sha256(),
+		    NULL) != 1)
+			fatalx("images: SHA-256");
+		util_hex(md, sizeof(md), j->j_got);
+		if ((j->j_mismatch = strcmp(j->j_got, j->j_want) != 0))
+			return;
+		/* Content-addressed: the same bytes are written once. */
+		if (access(j->j_path, R_OK) != 0)
+			(void)util_write_file(j->j_path, j->j_data, j->j_len,
+			    0640, &j->j_cause);
+		return;
+	}
+	/* A body in parts was checked as it was stored: move it in place. */
+	if (access(j->j_path, R_OK) == 0)
+		return;		/* the same bytes are there; j_file goes */
+	if (rename(j->j_file, j->j_path) == -1) {
+		xasprintf(&j->j_cause, "rename %s to %s: %s", j->j_file,
+		    j->j_path, strerror(errno));
+		return;
+	}
+	free(j->j_file);
+	j->j_file = NULL;
+	if (images_sync_dir(j->j_dir) == -1)
+		xasprintf(&j->j_cause, "fsync %s: %s", j->j_dir,
+		    strerror(errno));
+}
+
+/* Back on the loop: record the part as uploaded. */
+static void
+images_after_cb(uv_work_t *w, int status)
+{
+	struct images_job	*j = w->data;
+	struct api_defer	*d = j->j_defer;
+	sqlite3_stmt		*st;
+	char			 obj[96];
+
+	if (status != 0 || j->j_cause != NULL) {
+		log_warnx("images: %s", j->j_cause != NULL ? j->j_cause :
+		    uv_strerror(status));
+		api_defer_reply_error(d, 500, "internal", "storing the %s "
+		    "failed", j->j_part);
+		goto out;
+	}
+	if (j->j_mismatch) {
+		api_defer_reply_error(d, 400, "checksum_mismatch", "%s of image "
+		    "'%s': SHA-256 is %s, expected %s", j->j_part, j->j_name,
+		    j->j_got, j->j_want);
+		goto out;
+	}
+	if (store_begin(ctl->db) == -1) {
+		api_defer_reply_error(d, 503, "busy", "the database is busy");
+		goto out;
+	}
+	st = store_prepare(ctl->db, "UPDATE image_parts SET uploaded = 1 WHERE "
+	    "image_id = ? AND part = ?");
+	sqlite3_bind_int64(st, 1, j->j_id);
+	sqlite3_bind_text(st, 2, j->j_part, -1, SQLITE_STATIC);
+	store_step(st);
+	sqlite3_finalize(st);
+	images_mark_ready(j->j_id);
+	snprintf(obj, sizeof(obj), "image/%s", j->j_name);
+	if (audit_record(api_defer_req(d), "image.upload", obj,
+	    json_pack("{s:s,s:s,s:I}", "part", j->j_part, "sha256", j->j_want,
+	    "size", (json_int_t)j->j_len)) == -1 ||
+	    store_commit(ctl->db) == -1) {
+		store_rollback(ctl->db);
+		api_defer_reply_error(d, 500, "internal", "storing the upload "
+		    "failed");
+		goto out;
+	}
+	log_info("images: %s uploaded %s of %s (%zu bytes)",
+	    api_principal(api_defer_req(d))->ap_name, j->j_part, j->j_name,
+	    j->j_len);
+	api_defer_reply_json(d, 200, images_json(j->j_name));
+out:
+	images_job_free(j);
+}
+
+/*
+ * PUT /v1/images/{name}/{part}: the bytes of one part, checked against
+ * its declared size and SHA-256. A part over one request's limit comes
+ * in parts (Content-Range, see http.h), each written to disk on the pool.
+ */
 void
 images_upload(struct api_req *r)
 {
-	const char	*name = api_param(r, "name"), *part = api_param(r, "part");
-	const void	*data;
-	size_t		 len;
-	sqlite3_stmt	*st;
-	int64_t		 id, size;
-	char		 sha[65], *want = NULL, *path = NULL, *cause = NULL;
-	char		*dir = NULL, obj[96];
-	unsigned char	 md[32];
-	unsigned int	 mdlen = sizeof(md);
+	const char		*name = api_param(r, "name");
+	const char		*part = api_param(r, "part");
+	struct images_job	*j;
+	sqlite3_stmt		*st;
+	const void		*data;
+	uint64_t		 fsize = 0;
+	int64_t			 size;
+	size_t			 i;
+	char			 fsha[65];
+	int			 rv;
 
-	if (!images_part_ok(part)) {
+	j = xcalloc(1, sizeof(*j));
+	j->j_work.data = j;
+	j->j_file = api_body_file(r, &fsize, fsha);
+	for (i = 0; i < nitems(image_parts); i++)
+		if (strcmp(part, image_parts[i]) == 0)
+			j->j_part = image_parts[i];
+	if (j->j_part == NULL) {
 		api_reply_error(r, 404, "not_found", "parts are disk, kernel "
 		    "and initrd");
-		return;
+		goto fail;
 	}
 	st = store_prepare(ctl->db, "SELECT i.id, p.sha256, p.size FROM images "
 	    "i JOIN image_parts p ON p.image_id = i.id WHERE i.name = ? AND "
 	    "p.part = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		api_reply_error(r, 404, "not_found", "image '%s' has no %s "
 		    "declared", name, part);
-		return;
+		goto fail;
 	}
-	id = sqlite3_column_int64(st, 0);
-	want = xstrdup((const char *)sqlite3_column_text(st, 1));
+	j->j_id = sqlite3_column_int64(st, 0);
+	strlcpy(j->j_want, (const char *)sqlite3_column_text(st, 1),
+	    sizeof(j->j_want));
 	size = sqlite3_column_int64(st, 2);
 	sqlite3_finalize(st);
 
-	data = api_body(r, &len);
-	if ((int64_t)len != size) {
+	if (j->j_file != NULL)
+		j->j_len = (size_t)fsize;
+	else
+		data = api_body(r, &j->j_len);
+	if ((int64_t)j->j_len != size) {
 		api_reply_error(r, 400, "size_mismatch", "%s of image '%s' is "
 		    "declared as %lld bytes, %zu were sent", part, name,
-		    (long long)size, len);
-		goto out;
+		    (long long)size, j->j_len);
+		goto fail;
 	}
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	util_hex(md, sizeof(md), sha);
-	if (strcmp(sha, want) != 0) {
-		api_reply_error(r, 400, "checksum_mismatch", "%s of image '%s': "
-		    "SHA-256 is %s, expected %s", part, name, sha, want);
-		goto out;
+	if (j->j_file != NULL && strcmp(fsha, j->j_want) != 0) {
+		api_reply_error(r, 400, "checksum_mismatch", "%s of image "
+		    "'%s': SHA-256 is %s, expected %s", part, name, fsha,
+		    j->j_want);
+		goto fail;
 	}
-	xasprintf(&dir, "%s/images", ctl->conf.data_dir);
-	path = images_path(sha);
-	/* Content-addressed: the same bytes are written once. */
-	if (access(path, R_OK) != 0 && (util_mkdirs(dir, 0750, &cause) == -1 ||
-	    util_write_file(path, data, len, 0640, &cause) == -1)) {
-		log_warnx("images: %s", cause);
-		api_reply_error(r, 500, "internal", "storing the %s failed", part);
-		goto out;
+	if (j->j_file == NULL) {
+		j->j_data = xmalloc(j->j_len + 1);
+		memcpy(j->j_data, data, j->j_len);
 	}
-	if (store_begin(ctl->db) == -1) {
-		api_reply_error(r, 503, "busy", "the database is busy");
-		goto out;
+	j->j_name = xstrdup(name);
+	xasprintf(&j->j_dir, "%s/images", ctl->conf.data_dir);
+	j->j_path = images_path(j->j_want);
+	if ((rv = uv_queue_work(ctl->loop, &j->j_work, images_work_cb,
+	    images_after_cb)) != 0) {
+		log_warnx("images: uv_queue_work: %s", uv_strerror(rv));
+		api_reply_error(r, 503, "busy", "the server is busy");
+		goto fail;
 	}
-	st = store_prepare(ctl->db, "UPDATE image_parts SET uploaded = 1 WHERE "
-	    "image_id = ? AND part = ?");
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	sqlite3_step(st);
-	sqlite3_finalize(st);
-	images_mark_ready(id);
-	snprintf(obj, sizeof(obj), "image/%s", name);
-	if (audit_record(r, "image.upload", obj, json_pack("{s:s,s:s,s:I}",
-	    "part", part, "sha256", sha, "size", (json_int_t)len)) == -1 ||
-	    store_commit(ctl->db) == -1) {
-		store_rollback(ctl->db);
-		api_reply_error(r, 500, "internal", "storing the upload failed");
-		goto out;
-	}
-	log_info("images: %s uploaded %s of %s (%zu bytes)",
-	    api_principal(r)->ap_name, part, name, len);
-	api_reply_json(r, 200, images_json(name));
-out:
-	free(cause);
-	free(dir);
-	free(path);
-	free(want);
+	j->j_defer = api_defer(r);
+	return;
+fail:
+	images_job_free(j);
 }
 
 /* GET /v1/images */
 void
 images_list(struct api_req *r)
 {
-	sqlite3_stmt	*st;
-	const char	*cursor;
-	char		*next = NULL;
-	int		 limit, n = 0;
-	json_t		*items;
-
-	if (params_page(r, &limit, &cursor) == -1)
-		return;
-	items = json_array();
-	st = store_prepare(ctl->db, "SELECT " IMAGES_COLS " FROM images WHERE "
-	    "name > ? ORDER BY name LIMIT ?");
-	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		if (n++ == limit) {
-			/* More: the next page starts after the last one here. */
-			next = params_last_key(items, "name");
-			break;
-		}
-		json_array_append_new(items, images_row_json(st));
-	}
-	sqlite3_finalize(st);
-	params_reply_page(r, items, next);
+	compute_page_by_name(r, "SELECT " IMAGES_COLS " FROM images WHERE "
+	    "name > ? ORDER BY name LIMIT ?", images_row_json);
 }
 
 /* GET /v1/images/{name} */
@@ -430,7 +532,7 @@ images_download(struct api_req *r)
 	    "AND p.uploaded = 1");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, part, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		path = images_path((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	if (path == NULL) {
@@ -456,7 +558,7 @@ images_ready_id(const char *name, char **cause)
 	st = store_prepare(ctl->db, "SELECT id, state FROM images WHERE "
 	    "name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (store_step(st) != SQLITE_ROW)
 		xasprintf(cause, "no image named '%s'", name);
 	else if (strcmp((const char *)sqlite3_column_text(st, 1), "ready") != 0)
 		xasprintf(cause, "image '%s' is still being uploaded", name);
@@ -477,7 +579,7 @@ images_ref(int64_t id, Opsn__ImageRef *ref)
 	st = store_prepare(ctl->db, "SELECT name, format, cmdline FROM images "
 	    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (-1);
 	}
@@ -488,7 +590,7 @@ images_ref(int64_t id, Opsn__ImageRef *ref)
 	st = store_prepare(ctl->db, "SELECT part, sha256, size FROM image_parts "
 	    "WHERE image_id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		char *sha = xstrdup((const char *)sqlite3_column_text(st, 1));
 		uint64_t size = (uint64_t)sqlite3_column_int64(st, 2);
 

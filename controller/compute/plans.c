@@ -17,6 +17,20 @@ plans_row_json(sqlite3_stmt *st)
 	    (json_int_t)sqlite3_column_int64(st, 3)));
 }
 
+/* A plan's or a group's name: 1 to 63 letters, digits, '-', '_', '.'. */
+int
+compute_name_ok(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len > 63)
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!isalnum((unsigned char)s[i]) && strchr("-_.", s[i]) == NULL)
+			return (0);
+	return (1);
+}
+
 /* Plan id and sizes by name; -1 if there is none. */
 int64_t
 plans_find(const char *name, int64_t *vcpus, int64_t *mem, int64_t *disk)
@@ -27,7 +41,7 @@ plans_find(const char *name, int64_t *vcpus, int64_t *mem, int64_t *disk)
 	st = store_prepare(ctl->db, "SELECT id, vcpus, memory_mib, disk_bytes "
 	    "FROM plans WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		*vcpus = sqlite3_column_int64(st, 1);
 		*mem = sqlite3_column_int64(st, 2);
@@ -44,7 +58,7 @@ plans_create(struct api_req *r)
 	static const char *const known[] = { "name", "vcpus", "memory_mib",
 	    "disk_bytes", NULL };
 	json_t		*body, *v;
-	const char	*name, *p;
+	const char	*name;
 	int64_t		 vcpus, mem, disk;
 	sqlite3_stmt	*st;
 	char		 obj[96];
@@ -55,10 +69,7 @@ plans_create(struct api_req *r)
 		goto out;
 	v = json_object_get(body, "name");
 	name = json_is_string(v) ? json_string_value(v) : "";
-	for (p = name; *p != '\0'; p++)
-		if (!isalnum((unsigned char)*p) && strchr("-_.", *p) == NULL)
-			break;
-	if (*name == '\0' || *p != '\0' || strlen(name) > 63) {
+	if (!compute_name_ok(name)) {
 		api_reply_error(r, 400, "bad_field", "name must be 1 to 63 "
 		    "letters, digits, '-', '_' or '.'");
 		goto out;
@@ -80,7 +91,7 @@ plans_create(struct api_req *r)
 	sqlite3_bind_int64(st, 3, mem);
 	sqlite3_bind_int64(st, 4, disk);
 	sqlite3_bind_int64(st, 5, util_now());
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) == 0) {
 		store_rollback(ctl->db);
@@ -102,9 +113,14 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/plans?limit=&cursor= (cursor: the last name seen) */
+/*
+ * Reply one page of a list ordered by name: sql takes the cursor (the last
+ * name seen) as its first parameter and the row limit as its second; row
+ * makes each row's JSON.
+ */
 void
-plans_list(struct api_req *r)
+compute_page_by_name(struct api_req *r, const char *sql,
+    json_t *(*row)(sqlite3_stmt *))
 {
 	sqlite3_stmt	*st;
 	const char	*cursor;
@@ -115,19 +131,25 @@ plans_list(struct api_req *r)
 	if (params_page(r, &limit, &cursor) == -1)
 		return;
 	items = json_array();
-	st = store_prepare(ctl->db, "SELECT name, vcpus, memory_mib, disk_bytes "
-	    "FROM plans WHERE name > ? ORDER BY name LIMIT ?");
+	st = store_prepare(ctl->db, sql);
 	sqlite3_bind_text(st, 1, cursor ? cursor : "", -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 2, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The previous row's name: the next page starts after. */
+			next = params_last_key(items, "name");
 			break;
 		}
-		json_array_append_new(items, plans_row_json(st));
+		json_array_append_new(items, row(st));
 	}
 	sqlite3_finalize(st);
-	if (n > limit)
-		next = params_last_key(items, "name");
 	params_reply_page(r, items, next);
+}
+
+/* GET /v1/plans?limit=&cursor= (cursor: the last name seen) */
+void
+plans_list(struct api_req *r)
+{
+	compute_page_by_name(r, "SELECT name, vcpus, memory_mib, disk_bytes "
+	    "FROM plans WHERE name > ? ORDER BY name LIMIT ?", plans_row_json);
 }

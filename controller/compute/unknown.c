@@ -38,7 +38,7 @@ unknown_seen(int64_t node_id, const Opsn__VmStatus *vs)
 	sqlite3_bind_text(st, 3, vs->name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, vs->state, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, util_now());
-	if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(ctl->db) > 0)
+	if (store_step(st) == SQLITE_DONE && sqlite3_changes(ctl->db) > 0)
 		log_debug("vms: %s holds %s (%s, %s), unknown to the "
 		    "controller", nodes_name(node_id), vs->id, vs->name,
 		    vs->state);
@@ -55,7 +55,7 @@ unknown_gone(int64_t node_id, const char *uuid)
 	    "AND uuid = ?");
 	sqlite3_bind_int64(st, 1, node_id);
 	sqlite3_bind_text(st, 2, uuid, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	if (sqlite3_changes(ctl->db) > 0)
 		log_info("vms: %s no longer holds %s", nodes_name(node_id), uuid);
 	sqlite3_finalize(st);
@@ -72,7 +72,7 @@ unknown_full(int64_t node_id, const Opsn__ObservedState *m)
 	st = store_prepare(ctl->db, "SELECT uuid FROM vms_unknown WHERE "
 	    "node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		const char *u = (const char *)sqlite3_column_text(st, 0);
 
 		for (i = 0; i < m->n_vms; i++)
@@ -109,7 +109,7 @@ unknown_adopt(int64_t node_id, const Opsn__VmStatus *vs)
 	    "FROM vms WHERE uuid = ? AND node_id = ? AND restored = 1");
 	sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, node_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (0);
 	}
@@ -125,7 +125,7 @@ unknown_adopt(int64_t node_id, const Opsn__VmStatus *vs)
 		    "'missing', obs_reason = 'not on its node after the "
 		    "restore' WHERE id = ? AND obs_state != 'missing'");
 		sqlite3_bind_int64(st, 1, id);
-		sqlite3_step(st);
+		store_step(st);
 		if (sqlite3_changes(ctl->db) > 0)
 			log_warnx("vms: %s is not on %s: deleted after the "
 			    "backup the controller was restored from? It is "
@@ -149,7 +149,7 @@ unknown_adopt(int64_t node_id, const Opsn__VmStatus *vs)
 	    (int64_t)vs->memory_mib : mem);
 	sqlite3_bind_int64(st, 4, gen);
 	sqlite3_bind_int64(st, 5, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (audit_record(NULL, "vm.adopt", obj, json_pack("{s:s,s:s,s:s,s:I,"
 	    "s:I}", "node", nodes_name(node_id), "observed", vs->state,
@@ -178,7 +178,7 @@ unknown_release_list(int64_t node_id, size_t *n)
 	    "node_id = ?1 AND release = 1 UNION SELECT uuid FROM vms WHERE "
 	    "node_id = ?1 AND desired = 'deleted'");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		v = xrealloc(v, (*n + 1) * sizeof(*v));
 		v[(*n)++] = xstrdup((const char *)sqlite3_column_text(st, 0));
 	}
@@ -197,7 +197,7 @@ unknown_list(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT u.uuid, u.name, n.name, u.state, "
 	    "u.seen_at, u.release FROM vms_unknown u JOIN nodes n ON n.id = "
 	    "u.node_id ORDER BY n.name, u.uuid");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		util_time_fmt(sqlite3_column_int64(st, 4), buf, sizeof(buf));
 		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,"
 		    "s:b}", "id", sqlite3_column_text(st, 0), "name",
@@ -226,7 +226,7 @@ unknown_delete(struct api_req *r)
 	st = store_prepare(ctl->db, "UPDATE vms_unknown SET release = 1 WHERE "
 	    "uuid = ? RETURNING node_id");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		node_id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (node_id == -1) {
@@ -277,7 +277,7 @@ unknown_metrics(struct prom *pr)
 	st = store_prepare(ctl->db, "SELECT n.name, count(*) FROM vms_unknown "
 	    "u JOIN nodes n ON n.id = u.node_id GROUP BY n.name ORDER BY "
 	    "n.name");
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		prom_sample(pr, "opsn_vms_unknown", "node",
 		    (const char *)sqlite3_column_text(st, 0),
 		    (double)sqlite3_column_int64(st, 1));

@@ -20,6 +20,7 @@
 #include "core/core.h"
 #include "agents/agents.h"
 #include "members/members.h"
+#include "place.h"
 #include "vms.h"
 
 #define VM_NAME_MAX		63
@@ -109,11 +110,13 @@ vms_image_url(void)
 	"v.memory_mib, " \
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
-	"v.created_at, v.id, pl.name, v.restored, v.node_id"
+	"v.created_at, v.id, pl.name, v.node_id, g.name, v.require_tags, " \
+	"v.restored"
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
 	"JOIN images i ON i.id = v.image_id " \
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
-	"LEFT JOIN plans pl ON pl.id = v.plan_id "
+	"LEFT JOIN plans pl ON pl.id = v.plan_id " \
+	"LEFT JOIN vm_groups g ON g.id = v.group_id "
 
 static json_t *
 vms_row_json(sqlite3_stmt *st)
@@ -144,16 +147,19 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "generation",
 	    json_integer(sqlite3_column_int64(st, 10)));
 	obs = json_object();
-	if (!nodes_is_ready(sqlite3_column_int64(st, 21))) {
-		/* Its node is silent: what it was is all we know. */
+	if (nodes_is_ready(sqlite3_column_int64(st, 20))) {
+		json_object_set_new(obs, "state", json_string((const char *)
+		    sqlite3_column_text(st, 11)));
+		json_object_set_new(obs, "reason", json_string((const char *)
+		    sqlite3_column_text(st, 12)));
+	} else {
+		/* Its node is silent: what it last said may be stale. */
 		json_object_set_new(obs, "state", json_string("unknown"));
-		json_object_set_new(obs, "last_state",
-		    json_string((const char *)sqlite3_column_text(st, 11)));
-	} else
-		json_object_set_new(obs, "state",
-		    json_string((const char *)sqlite3_column_text(st, 11)));
-	json_object_set_new(obs, "reason",
-	    json_string((const char *)sqlite3_column_text(st, 12)));
+		json_object_set_new(obs, "reason", json_string("node "
+		    "unreachable"));
+		json_object_set_new(obs, "last_state", json_string((const char *)
+		    sqlite3_column_text(st, 11)));
+	}
 	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
 		util_time_fmt(sqlite3_column_int64(st, 13), buf, sizeof(buf));
 		json_object_set_new(obs, "since", json_string(buf));
@@ -171,9 +177,16 @@ vms_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "plan", sqlite3_column_type(st, 19) ==
 	    SQLITE_NULL ? json_null() : json_string((const char *)
 	    sqlite3_column_text(st, 19)));
+	json_object_set_new(o, "group", sqlite3_column_type(st, 21) ==
+	    SQLITE_NULL ? json_null() : json_string((const char *)
+	    sqlite3_column_text(st, 21)));
+	json_object_set_new(o, "require", json_string((const char *)
+	    sqlite3_column_text(st, 22)));
+	json_object_set_new(o, "migration", migrate_vm_json(
+	    sqlite3_column_int64(st, 18)));
 	/* Restored from a backup: waiting to learn it from its node. */
 	json_object_set_new(o, "restored", json_boolean(
-	    sqlite3_column_int(st, 20)));
+	    sqlite3_column_int(st, 23)));
 	return (o);
 }
 
@@ -195,7 +208,7 @@ vms_find(struct api_req *r, const char *ref)
 	    "name = ?1) AND (?2 = 0 OR tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, p != NULL ? p->ap_tenant : 0);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == 0)
 			id = sqlite3_column_int64(st, 0);
 	}
@@ -220,7 +233,7 @@ vms_json(int64_t id)
 
 	st = store_prepare(ctl->db, "SELECT " VMS_COLS VMS_FROM "WHERE v.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = vms_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -236,7 +249,7 @@ vms_bump(int64_t node_id)
 	st = store_prepare(ctl->db, "UPDATE nodes SET generation = generation "
 	    "+ 1 WHERE id = ? RETURNING generation");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		gen = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (gen);
@@ -310,7 +323,7 @@ vms_quota(struct api_req *r, int64_t tenant, int64_t nvms, int64_t vcpus,
 	    "vms WHERE tenant_id = t.id AND desired != 'deleted') FROM tenants "
 	    "t WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		api_reply_error(r, 404, "not_found", "no such tenant");
 		return (-1);
@@ -352,15 +365,16 @@ vms_create(struct api_req *r)
 {
 	static const char *const known[] = { "name", "node", "tenant", "plan",
 	    "vcpus", "memory_mib", "disk_bytes", "image", "power", "nics",
-	    NULL };
+	    "group", "policy", "require", NULL };
 	const struct api_principal *p = api_principal(r);
 	json_t		*body, *v, *nics = NULL, *sum;
 	const char	*name, *node = NULL, *power = "running";
-	int64_t		 vcpus, mem, disk, node_id, image_id, gen, id;
+	int64_t		 vcpus, mem, disk, node_id = 0, image_id, gen, id;
 	int64_t		 tenant = 0, plan = 0, pv = 0, pm = 0, pd = 0;
 	sqlite3_stmt	*st;
 	char		 uuid[37], *cause = NULL, *nicstr = NULL, obj[64];
-	int		 usable;
+	int		 usable, pol, claimed = 0;
+	struct place_vm	 want;
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
@@ -431,6 +445,12 @@ vms_create(struct api_req *r)
 	}
 	if (vms_parse_nics(r, json_object_get(body, "nics"), &nics) == -1)
 		goto out;
+	memset(&want, 0, sizeof(want));
+	want.vcpus = vcpus;
+	want.memory = mem;
+	want.disk = disk;
+	if (sched_parse_request(r, body, &want, &pol) == -1)
+		goto out;
 	if ((v = json_object_get(body, "node")) != NULL) {
 		if (!json_is_string(v)) {
 			api_reply_error(r, 400, "bad_field", "node must be a "
@@ -456,16 +476,17 @@ vms_create(struct api_req *r)
 	/* Quota and placement are decided in the transaction that claims. */
 	if (tenant != 0 && vms_quota(r, tenant, 1, vcpus, mem, disk) == -1)
 		goto rollback;
-	if (node == NULL && (node_id = sched_place(vcpus, mem, disk,
+	if ((node_id = sched_decide(&want, (enum place_policy)pol, node_id,
 	    &cause)) == -1) {
-		api_reply_error(r, 409, "no_capacity", "%s", cause);
+		api_reply_error(r, 409, "no_capacity", "no node can take the "
+		    "VM: %s", cause);
 		goto rollback;
 	}
 	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE name = ? AND "
 	    "coalesce(tenant_id, 0) = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, tenant);
-	usable = sqlite3_step(st) == SQLITE_ROW;
+	usable = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (usable) {
 		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s",
@@ -475,8 +496,9 @@ vms_create(struct api_req *r)
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "INSERT INTO vms (uuid, name, node_id, "
 	    "tenant_id, plan_id, vcpus, memory_mib, disk_bytes, image_id, nics, "
-	    "desired, generation, obs_state, created_at) VALUES (?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING id");
+	    "desired, generation, obs_state, created_at, group_id, require_tags) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
+	    "RETURNING id");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, node_id);
@@ -492,7 +514,11 @@ vms_create(struct api_req *r)
 	sqlite3_bind_text(st, 11, power, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 12, gen);
 	sqlite3_bind_int64(st, 13, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (want.group != 0)
+		sqlite3_bind_int64(st, 14, want.group);
+	sqlite3_bind_text(st, 15, want.require ? want.require : "", -1,
+	    SQLITE_STATIC);
+	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("vms: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		api_reply_error(r, 500, "internal", "storing the VM failed");
@@ -500,6 +526,13 @@ vms_create(struct api_req *r)
 	}
 	id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
+	/* The claim, in the same turn of the loop as the decision. */
+	if (sched_claim(id, &want, node_id, &cause) == -1) {
+		log_warnx("vms: claiming %s: %s", name, cause);
+		api_reply_error(r, 500, "internal", "storing the VM failed");
+		goto rollback;
+	}
+	claimed = 1;
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	sum = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:O}", "name", name, "node",
 	    nodes_name(node_id), "vcpus", (json_int_t)vcpus, "memory_mib",
@@ -507,6 +540,10 @@ vms_create(struct api_req *r)
 	    "nics", nics);
 	if (tenant != 0)
 		json_object_set_new(sum, "tenant", json_integer(tenant));
+	if (want.group != 0)
+		json_object_set_new(sum, "group", json_integer(want.group));
+	if (want.require != NULL && *want.require != '\0')
+		json_object_set_new(sum, "require", json_string(want.require));
 	if (audit_record(r, "vm.create", obj, sum) == -1 ||
 	    store_commit(ctl->db) == -1) {
 		api_reply_error(r, 500, "internal", "storing the VM failed");
@@ -519,6 +556,8 @@ vms_create(struct api_req *r)
 	goto out;
 rollback:
 	store_rollback(ctl->db);
+	if (claimed)
+		sched_release(id);
 out:
 	free(cause);
 	free(nicstr);
@@ -562,7 +601,7 @@ vms_list(struct api_req *r)
 	sqlite3_bind_int64(st, 4, tid);
 	if (state != NULL)
 		sqlite3_bind_text(st, 5, state, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 18) - 1);
@@ -599,7 +638,7 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	st = store_prepare(ctl->db, "SELECT node_id, desired, uuid FROM vms "
 	    "WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	node_id = sqlite3_column_int64(st, 0);
 	cur = (const char *)sqlite3_column_text(st, 1);
 	strlcpy(uuid, (const char *)sqlite3_column_text(st, 2), sizeof(uuid));
@@ -616,6 +655,12 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 		return;
 	}
 	sqlite3_finalize(st);
+	/* A VM half way between two nodes is deleted once it has landed. */
+	if (desired[0] == 'd' && migrate_active(id)) {
+		api_reply_error(r, 409, "migrating", "VM '%s' is migrating; "
+		    "delete it once it has moved", api_param(r, "vm"));
+		return;
+	}
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");
 		return;
@@ -628,7 +673,7 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 	sqlite3_bind_int64(st, 2, gen);
 	sqlite3_bind_int(st, 3, reboot ? 1 : 0);
 	sqlite3_bind_int64(st, 4, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	if (audit_record(r, reboot ? "vm.reboot" : desired[0] == 'd' ?
@@ -677,7 +722,8 @@ vms_resize(struct api_req *r)
 	json_t		*body;
 	sqlite3_stmt	*st;
 	int64_t		 id, node_id, tenant, gen, vcpus, mem, ov, om;
-	char		 uuid[37], obj[64];
+	char		 uuid[37], obj[64], *cause = NULL;
+	int		 resized = 0;
 
 	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
 		return;
@@ -688,7 +734,7 @@ vms_resize(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT node_id, coalesce(tenant_id, 0), "
 	    "vcpus, memory_mib, uuid, desired FROM vms WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	node_id = sqlite3_column_int64(st, 0);
 	tenant = sqlite3_column_int64(st, 1);
 	ov = sqlite3_column_int64(st, 2);
@@ -715,6 +761,13 @@ vms_resize(struct api_req *r)
 	if (tenant != 0 && vms_quota(r, tenant, 0, vcpus - ov, mem - om, 0) ==
 	    -1)
 		goto rollback;
+	/* Its node must hold the new size (both nodes while it migrates). */
+	if (sched_resize(id, vcpus, mem, &cause) == -1) {
+		api_reply_error(r, 409, "no_capacity", "%s", cause);
+		free(cause);
+		goto rollback;
+	}
+	resized = 1;
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "UPDATE vms SET vcpus = ?, memory_mib = ?, "
 	    "generation = ?, restored = 0 WHERE id = ?");
@@ -722,7 +775,7 @@ vms_resize(struct api_req *r)
 	sqlite3_bind_int64(st, 2, mem);
 	sqlite3_bind_int64(st, 3, gen);
 	sqlite3_bind_int64(st, 4, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "vm/%s", uuid);
 	if (audit_record(r, "vm.resize", obj, json_pack("{s:I,s:I}", "vcpus",
@@ -736,6 +789,8 @@ vms_resize(struct api_req *r)
 	goto out;
 rollback:
 	store_rollback(ctl->db);
+	if (resized)
+		sched_resize(id, ov, om, NULL);
 out:
 	json_decref(body);
 }
@@ -791,7 +846,7 @@ vms_console(struct api_req *r)
 		return;
 	st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	sqlite3_step(st);
+	store_step(st);
 	strlcpy(uuid, (const char *)sqlite3_column_text(st, 0), sizeof(uuid));
 	sqlite3_finalize(st);
 	c = vms_console_find(uuid, 0);
@@ -840,19 +895,28 @@ vms_push(int64_t node_id)
 
 	st = store_prepare(ctl->db, "SELECT generation FROM nodes WHERE id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
 	ds.epoch = ctl->epoch;
 	ds.release = unknown_release_list(node_id, &ds.n_release);
+	/*
+	 * The node's VMs, and the copies it keeps of VMs migrating away: a
+	 * VM leaving this node is stopped, then parked (its domain goes, its
+	 * disk stays) until it runs on its target.
+	 */
 	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
-	    "v.desired, v.reboot_seq, v.restored FROM vms v LEFT JOIN tenants "
-	    "t ON t.id = v.tenant_id WHERE v.node_id = ? AND v.desired != "
+	    "CASE WHEN m.src_node = ?1 AND m.state = 'stopping' THEN "
+	    "'stopped' WHEN m.src_node = ?1 THEN 'parked' ELSE v.desired END, "
+	    "v.reboot_seq, v.restored FROM vms v LEFT JOIN tenants t ON t.id = "
+	    "v.tenant_id LEFT JOIN migrations m ON m.vm_id = v.id AND m.state "
+	    "IN ('stopping', 'copying', 'starting') WHERE (v.node_id = ?1 OR "
+	    "(m.src_node = ?1 AND m.state = 'starting')) AND v.desired != "
 	    "'deleted' ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));
 		opsn__vm_spec__init(s);
 		s->id = xstrdup((const char *)sqlite3_column_text(st, 0));
@@ -885,6 +949,7 @@ vms_push(int64_t node_id)
 	sqlite3_finalize(st);
 	ds.vms = specs;
 	ds.n_vms = n;
+	migrate_desired(node_id, &ds);
 	if (nodes_send(node_id, MSG_DESIRED_STATE, &ds.base) == 0)
 		log_debug("vms: pushed generation %llu (%zu VMs) to %s",
 		    (unsigned long long)ds.generation, n, nodes_name(node_id));
@@ -909,6 +974,37 @@ vms_push(int64_t node_id)
 	for (i = 0; i < ds.n_release; i++)
 		free(ds.release[i]);
 	free(ds.release);
+	migrate_desired_free(&ds);
+}
+
+/*
+ * Is the VM a hypervisor reports on placed on that node? A VM placed on
+ * another node is refused and counted under kind; one placed nowhere
+ * (deleted since), or the copy a migration's source keeps until the VM
+ * runs on its target, is skipped quietly.
+ */
+static int
+vms_ours(int64_t node_id, const char *uuid, const char *kind)
+{
+	sqlite3_stmt	*st;
+	int64_t		 on = -1;
+	int		 source = 0;
+
+	st = store_prepare(ctl->db, "SELECT v.node_id, EXISTS (SELECT 1 FROM "
+	    "migrations m WHERE m.vm_id = v.id AND m.src_node = ?2 AND "
+	    "m.state IN ('stopping', 'copying', 'starting')) FROM vms v "
+	    "WHERE v.uuid = ?1");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, node_id);
+	if (store_step(st) == SQLITE_ROW) {
+		on = sqlite3_column_int64(st, 0);
+		source = sqlite3_column_int(st, 1);
+	}
+	sqlite3_finalize(st);
+	if (on != -1 && on != node_id && !source)
+		reports_reject(node_id, kind, "VM %.64s is placed on %s", uuid,
+		    nodes_name(on));
+	return (on == node_id);
 }
 
 /* Record one VM's observed state; a VM deleted on purpose is forgotten. */
@@ -921,18 +1017,33 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 		unknown_seen(node_id, vs);
 		return;
 	}
-	if (strcmp(vs->state, "deleted") == 0) {
+	/* A VM this node held, now deleted: the controller never placed it. */
+	if (strcmp(vs->state, "deleted") == 0)
 		unknown_gone(node_id, vs->id);
+	if (!vms_ours(node_id, vs->id, "vm_state"))
+		return;
+
+	if (strcmp(vs->state, "deleted") == 0) {
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
-		    "node_id = ? AND desired = 'deleted'");
+		    "node_id = ? AND desired = 'deleted' RETURNING id");
 		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, node_id);
-		sqlite3_step(st);
-		if (sqlite3_changes(ctl->db) > 0) {
+		if (store_step(st) == SQLITE_ROW) {
+			sched_release(sqlite3_column_int64(st, 0));
 			log_info("vms: %s is deleted on %s", vs->id,
 			    nodes_name(node_id));
 			vms_console_forget(vs->id);
 		}
+		sqlite3_finalize(st);
+		/* A copy an evacuation left behind is gone too. */
+		st = store_prepare(ctl->db, "DELETE FROM vm_moved WHERE "
+		    "vm_uuid = ? AND node_id = ?");
+		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, node_id);
+		store_step(st);
+		if (sqlite3_changes(ctl->db) > 0)
+			log_info("vms: %s: the copy left on %s is gone", vs->id,
+			    nodes_name(node_id));
 		sqlite3_finalize(st);
 		return;
 	}
@@ -950,7 +1061,7 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 	sqlite3_bind_int64(st, 6, vs->pid);
 	sqlite3_bind_text(st, 7, vs->id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 8, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	if (sqlite3_changes(ctl->db) > 0)
 		log_info("vms: %s on %s is %s%s%s%s", vs->id,
 		    nodes_name(node_id), vs->state, *vs->reason ? " (" : "",
@@ -990,7 +1101,7 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 		st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE "
 		    "node_id = ? AND desired = 'deleted'");
 		sqlite3_bind_int64(st, 1, node_id);
-		while (sqlite3_step(st) == SQLITE_ROW) {
+		while (store_step(st) == SQLITE_ROW) {
 			const char *u = (const char *)sqlite3_column_text(st, 0);
 			Opsn__VmStatus gone = OPSN__VM_STATUS__INIT;
 
@@ -1009,10 +1120,12 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	    "WHERE id = ? AND applied_generation != ?1");
 	sqlite3_bind_int64(st, 1, (int64_t)m->generation);
 	sqlite3_bind_int64(st, 2, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (store_commit(ctl->db) == 0 && push)
 		vms_push(node_id);
+	/* Migrations wait for what the agents report. */
+	migrate_observed(node_id, m);
 out:
 	opsn__observed_state__free_unpacked(m, NULL);
 }
@@ -1045,21 +1158,13 @@ vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
 {
 	Opsn__ConsoleData	*m;
 	struct console		*c;
-	sqlite3_stmt		*st;
 	const uint8_t		*d;
 	size_t			 n, drop;
-	int			 ours;
 
 	if ((m = opsn__console_data__unpack(NULL, len, p)) == NULL)
 		return;
 	/* Only the node that runs the VM may write its console. */
-	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE uuid = ? AND "
-	    "node_id = ?");
-	sqlite3_bind_text(st, 1, m->vm_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, node_id);
-	ours = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (!ours)
+	if (!vms_ours(node_id, m->vm_id, "console"))
 		goto out;
 	c = vms_console_find(m->vm_id, 1);
 	if (m->reset || m->offset != c->c_start + c->c_len) {

@@ -5,18 +5,72 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+#include <sqlite3.h>
+
 #include "opsn.pb-c.h"
+#include "place.h"
 
 struct api_req;
 
 /* compute/plans.c */
+int	compute_name_ok(const char *);
+/* Reply a page of a list ordered by name (sql: cursor ?1, limit ?2). */
+void	compute_page_by_name(struct api_req *, const char *sql,
+	    json_t *(*row)(sqlite3_stmt *));
 int64_t	plans_find(const char *, int64_t *vcpus, int64_t *mem, int64_t *disk);
 void	plans_create(struct api_req *);
 void	plans_list(struct api_req *);
 
-/* compute/sched.c */
-int64_t	sched_place(int64_t vcpus, int64_t mem_mib, int64_t disk,
+/* compute/sched.c: the placement engine kept in step with the store */
+struct ctl;
+int	sched_init(struct ctl *, char **cause);
+void	sched_stop(void);
+void	sched_rebuild(void);
+struct place	*sched_engine(void);
+enum place_policy sched_default_policy(void);
+/* Bring a node's capacity, settings and state into the model. */
+void	sched_node_sync(int64_t node_id);
+/* Where a new VM goes (node > 0: that node, if it passes the filters). */
+int64_t	sched_decide(const struct place_vm *, enum place_policy,
+	    int64_t node, char **cause);
+int	sched_claim(int64_t vm_id, const struct place_vm *, int64_t node,
 	    char **cause);
+void	sched_release(int64_t vm_id);
+int	sched_resize(int64_t vm_id, int64_t vcpus, int64_t mem, char **cause);
+
+/* compute/groups.c */
+int64_t	groups_find(const char *name);
+void	groups_create(struct api_req *);
+void	groups_list(struct api_req *);
+void	groups_delete(struct api_req *);
+/* "group", "policy", "require" of a create request; -1 after replying. */
+int	sched_parse_request(struct api_req *, json_t *body,
+	    struct place_vm *, int *policy);
+
+/* compute/nodeops.c */
+json_t	*sched_node_json(int64_t node_id);
+void	nodeops_get(struct api_req *);
+void	nodeops_set(struct api_req *);
+void	nodeops_cordon(struct api_req *);
+void	nodeops_uncordon(struct api_req *);
+void	nodeops_drain(struct api_req *);
+void	nodeops_evacuate(struct api_req *);
+void	nodeops_capacity(struct api_req *);
+void	nodeops_rebalance(struct api_req *);
+
+/* compute/migrate.c */
+int	migrate_init(struct ctl *, char **cause);
+void	migrate_stop(void);
+void	migrate_tick(void);
+int	migrate_active(int64_t vm_id);
+json_t	*migrate_vm_json(int64_t vm_id);
+void	migrate_desired(int64_t node_id, Opsn__DesiredState *);
+void	migrate_desired_free(Opsn__DesiredState *);
+void	migrate_observed(int64_t node_id, const Opsn__ObservedState *);
+void	migrate_agent_msg(int64_t node_id, uint16_t type, const uint8_t *,
+	    size_t);
+void	migrate_node_fenced(int64_t node_id);
 
 /* compute/images.c */
 void	images_create(struct api_req *);
@@ -42,6 +96,8 @@ void	vms_resize(struct api_req *);
 void	vms_console(struct api_req *);
 /* Send a node its whole desired state (after HELLO and every change). */
 void	vms_push(int64_t node_id);
+/* Bump a node's generation inside the caller's transaction. */
+int64_t	vms_bump(int64_t node_id);
 /* Messages from a node's agent. */
 void	vms_observed(int64_t node_id, const uint8_t *, size_t);
 void	vms_image_progress(int64_t node_id, const uint8_t *, size_t);

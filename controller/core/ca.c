@@ -21,7 +21,26 @@
 #define CA_DAYS		3650
 #define SERVER_DAYS	825
 
-static char *
+/*
+ * TLS 1.2 on the API: only the ECDHE suites with AEAD from the ANSSI TLS
+ * guide's recommended list (annex A.1, v1.2), strongest first; the ECDSA
+ * ones are what our P-256 certificate can use. TLS 1.3 is preferred (the
+ * highest common version always wins) and keeps OpenSSL's AEAD suites.
+ * Key exchange only on the guide's elliptic curves.
+ */
+#define CA_TLS12_SUITES	"ECDHE-ECDSA-AES256-GCM-SHA384:" \
+			"ECDHE-ECDSA-AES128-GCM-SHA256:" \
+			"ECDHE-ECDSA-CHACHA20-POLY1305:" \
+			"ECDHE-ECDSA-AES256-CCM:ECDHE-ECDSA-AES128-CCM:" \
+			"ECDHE-RSA-AES256-GCM-SHA384:" \
+			"ECDHE-RSA-AES128-GCM-SHA256:" \
+			"ECDHE-RSA-CHACHA20-POLY1305"
+#define CA_TLS13_SUITES	"TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:" \
+			"TLS_CHACHA20_POLY1305_SHA256"
+#define CA_GROUPS	"X25519:P-256:P-384:X448:P-521"
+
+/* A file in the data folder (caller frees). */
+char *
 ca_path(const struct ctl *c, const char *name)
 {
 	char	*p;
@@ -130,7 +149,15 @@ ca_ssl_ctx(struct ctl *c, X509 *cert, EVP_PKEY *key, int min_version,
 
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL)
 		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, min_version);
+	if (SSL_CTX_set_min_proto_version(ctx, min_version) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, CA_TLS12_SUITES) != 1 ||
+	    SSL_CTX_set_ciphersuites(ctx, CA_TLS13_SUITES) != 1 ||
+	    SSL_CTX_set1_groups_list(ctx, CA_GROUPS) != 1)
+		goto fail;
+	/* Our order, no renegotiation, no compression. */
+	SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE |
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	if (SSL_CTX_use_certificate(ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey(ctx, key) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1)
@@ -175,6 +202,8 @@ ca_init(struct ctl *c, char **cause)
 	pki_fingerprint(c->ca, c->ca_fpr);
 	if (ca_server_cert(c, &scert, &skey, cause) == -1)
 		goto out;
+	/* A node may not be named as the controller (nodes.c refuses it). */
+	c->nserver_names = pki_cert_names(scert, &c->server_names);
 	if ((c->agent_ctx = ca_ssl_ctx(c, scert, skey, TLS1_3_VERSION,
 	    cause)) == NULL)
 		goto out;
@@ -194,6 +223,13 @@ out:
 void
 ca_free(struct ctl *c)
 {
+	size_t	 i;
+
+	for (i = 0; i < c->nserver_names; i++)
+		free(c->server_names[i]);
+	free(c->server_names);
+	c->server_names = NULL;
+	c->nserver_names = 0;
 	SSL_CTX_free(c->agent_ctx);
 	SSL_CTX_free(c->api_ctx);
 	X509_free(c->ca);

@@ -30,8 +30,35 @@ struct ctl_conf {
 	int64_t	 meter_raw_retention_ms;
 	int64_t	 meter_rollup_ms;
 	int64_t	 mail_retention_ms;	/* deleted mailboxes kept; 0: purge */
+	char	*console_dir;		/* the web console's files; "" = found */
+	int64_t	 console_idle_ms;	/* a session ends after this idle */
+	int64_t	 console_lifetime_ms;	/* and after this in any case */
+	int	 console_require_totp;	/* admin accounts need a second factor */
+	int64_t	 audit_checkpoint_ms;	/* signed checkpoints; 0: default */
+	char	*sched_policy;		/* spread or pack */
 	char	*log_level;
 	char	*log_file;
+	/* [accounting]: the OPSN as the ordonnateur of its titres (PES V2) */
+	char	*acc_siret;		/* IdColl */
+	char	*acc_poste;		/* IdPost */
+	char	*acc_poste_label;
+	char	*acc_collectivity;	/* CodCol */
+	char	*acc_budget;		/* CodBud */
+	char	*acc_budget_label;
+	char	*acc_products;		/* KEY=PRODUCT:NATURE ... */
+	char	*acc_lines;		/* service | statement */
+	char	*acc_fonction;
+	char	*acc_object;
+	int	 acc_signed;
+	int64_t	 acc_first_bordereau;
+	int64_t	 acc_first_titre;
+	int64_t	 api_max_body;		/* bytes in one request */
+	int64_t	 api_max_conns;
+	int64_t	 api_handshake_ms;
+	int64_t	 api_request_ms;
+	int64_t	 api_rate;		/* requests/s per token, 0 = none */
+	int64_t	 api_burst;
+	int64_t	 api_max_buffered;	/* bytes of bodies being read */
 };
 
 struct ctl_module;
@@ -43,6 +70,9 @@ struct ctl {
 	X509		*ca;
 	EVP_PKEY	*ca_key;
 	char		 ca_fpr[65];
+	/* The names the server certificate answers to (CN, SAN). */
+	char		**server_names;
+	size_t		 nserver_names;
 	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
 	SSL_CTX		*api_ctx;
 	uint32_t	 proto_min, proto_max;
@@ -91,6 +121,18 @@ struct ctl_module {
 	 * forget what the world may have changed since the backup.
 	 */
 	int				(*m_restored)(struct ctl *, char **cause);
+	/*
+	 * A credential of this module's own on a request that has neither
+	 * a bearer token nor a node certificate (a console session): 0
+	 * authenticated (*p filled), 1 none of this module's, -1 refused
+	 * after replying.
+	 */
+	int				(*m_authenticate)(struct api_req *,
+					    const struct api_route *,
+					    struct api_principal *);
+	/* Add what this module knows of a node to its JSON (node show). */
+	void				(*m_node_json)(int64_t node_id,
+					    json_t *node);
 };
 
 extern const struct ctl_module audit_module;	/* the audit trail's routes */
@@ -115,6 +157,16 @@ int	store_epoch(sqlite3 *, uint64_t *);
 int	store_space_ok(char **why);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
+/* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
+json_t		*store_json_time(sqlite3_stmt *, int col);
+/*
+ * sqlite3_step, checked: SQLITE_ROW or SQLITE_DONE, or the error, logged
+ * with the statement. An error in the write connection's transaction
+ * dooms it: store_commit() then rolls it back and fails.
+ */
+int	store_step(sqlite3_stmt *);
+/* How many statements of the write connection failed since start. */
+uint64_t store_write_failures(void);
 
 #ifdef OPSN_TEST_BUILD
 /* core/faultvfs.c: storage that fails on demand (OPSN_TEST_FAULT_FILE). */
@@ -123,6 +175,8 @@ void	faultvfs_install(void);
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);
+/* A file in the data folder (caller frees). */
+char	*ca_path(const struct ctl *, const char *file);
 void	ca_free(struct ctl *);
 
 /* core/secret.c: what is handed out once and stored hashed. */
@@ -154,6 +208,5 @@ void	calendar_local(int64_t t, struct tm *);
 /* core/audit.c: call inside the mutation's transaction. */
 int	audit_record(struct api_req *, const char *action, const char *object,
 	    json_t *summary);
-int	audit_verify(int64_t *checked, int64_t *bad_id, char **why);
 
 #endif

@@ -18,8 +18,13 @@
 /* The controller's state; set by main, read by every subsystem. */
 struct ctl	*ctl;
 
+/* A statement of the write connection's open transaction failed. */
+static int	 store_doomed;
+/* Statements of the write connection that failed. */
+static uint64_t	 store_failures;
+
 /*
- * A commit failed with SQLITE_FULL: writes wait for space (1 MiB more than
+ * A write failed with SQLITE_FULL: writes wait for space (1 MiB more than
  * then), or ten seconds, before they are tried again.
  */
 #define STORE_FULL_SLACK	(1 << 20)
@@ -29,6 +34,7 @@ static int64_t	 store_full_avail;
 static uint64_t	 store_full_at;
 
 static int64_t	 store_avail(void);
+static void	 store_note_full(void);
 
 /*
  * Read connections for the thread pool. The prototype belongs in ctl.h,
@@ -44,7 +50,7 @@ store_pragma_int(sqlite3 *db, const char *sql, int *out)
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return (-1);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		*out = sqlite3_column_int(st, 0);
 		rv = 0;
 	}
@@ -199,7 +205,7 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 	}
 	sqlite3_busy_timeout(db, 5000);
 	if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st,
-	    NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+	    NULL) == SQLITE_OK && store_step(st) == SQLITE_ROW &&
 	    (mode = (const char *)sqlite3_column_text(st, 0)) != NULL)
 		wal = strcmp(mode, "wal") == 0;
 	sqlite3_finalize(st);
@@ -240,28 +246,47 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
 int
 store_begin(sqlite3 *db)
 {
-	return (store_exec(db, "BEGIN IMMEDIATE", NULL));
+	if (store_exec(db, "BEGIN IMMEDIATE", NULL) == -1)
+		return (-1);
+	if (ctl != NULL && db == ctl->db)
+		store_doomed = 0;
+	return (0);
 }
 
-/* Commit; on failure the transaction is rolled back. */
+/*
+ * Commit; on failure the transaction is rolled back. A transaction in
+ * which a statement failed (store_step) is rolled back, never committed
+ * in part: the caller answers 500 as for a failed commit.
+ */
 int
 store_commit(sqlite3 *db)
 {
 	int	 full;
 
+	if (ctl != NULL && db == ctl->db && store_doomed) {
+		log_warnx("store: a statement of this transaction failed: "
+		    "rolled back");
+		store_rollback(db);
+		return (-1);
+	}
 	if (store_exec(db, "COMMIT", NULL) == -1) {
 		full = (sqlite3_extended_errcode(db) & 0xff) == SQLITE_FULL;
 		log_warnx("store: commit failed: %s", sqlite3_errmsg(db));
 		store_rollback(db);
-		if (full) {
-			/* Refuse writes until space comes back (store_space_ok). */
-			store_full = 1;
-			store_full_avail = store_avail();
-			store_full_at = util_mono_ms();
-		}
+		if (full)
+			store_note_full();
 		return (-1);
 	}
 	return (0);
+}
+
+/* Refuse writes until space comes back (store_space_ok). */
+static void
+store_note_full(void)
+{
+	store_full = 1;
+	store_full_avail = store_avail();
+	store_full_at = util_mono_ms();
 }
 
 /* Bytes the controller may still use in its data folder (-1: unknown). */
@@ -308,8 +333,42 @@ store_space_ok(char **why)
 void
 store_rollback(sqlite3 *db)
 {
+	if (ctl != NULL && db == ctl->db)
+		store_doomed = 0;
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
+store_step(sqlite3_stmt *st)
+{
+	sqlite3	*db = sqlite3_db_handle(st);
+	int	 rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+		return (rc);
+	/* A constraint is the caller's answer (409 and the like). */
+	if ((rc & 0xff) == SQLITE_CONSTRAINT)
+		log_debug("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	else
+		log_warnx("store: %.60s: %s", sqlite3_sql(st),
+		    sqlite3_errmsg(db));
+	/* Pool threads have their own (read) connections: never ctl->db. */
+	if (ctl == NULL || db != ctl->db)
+		return (rc);
+	if (!sqlite3_get_autocommit(db))
+		store_doomed = 1;
+	if ((rc & 0xff) == SQLITE_FULL)
+		store_note_full();
+	store_failures++;
+	return (rc);
+}
+
+uint64_t
+store_write_failures(void)
+{
+	return (store_failures);
 }
 
 /* Prepare a statement; failing here is a bug in our SQL, so it is fatal. */
@@ -340,4 +399,16 @@ store_epoch(sqlite3 *db, uint64_t *epoch)
 	}
 	sqlite3_finalize(st);
 	return (rv);
+}
+
+/* A time column as RFC 3339 UTC text, or JSON null. */
+json_t *
+store_json_time(sqlite3_stmt *st, int col)
+{
+	char	 buf[32];
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return (json_null());
+	util_time_fmt(sqlite3_column_int64(st, col), buf, sizeof(buf));
+	return (json_string(buf));
 }

@@ -15,6 +15,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,17 +27,23 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 
-#include "http.h"
+#include "internal.h"
 
 #define API_MAX_BODY_DEFAULT	(1024 * 1024)
+#define API_MAX_CONNS_DEFAULT	1024	/* accepted and closed beyond this */
+#define API_HANDSHAKE_MS	10000
+#define API_REQUEST_MS		30000
+#define API_RATE_DEFAULT	20.0	/* requests/s per token */
+#define API_BURST_DEFAULT	200.0
 #define API_BACKLOG		128
-#define API_MAX_CONNS		1024	/* accepted and closed beyond this */
-#define API_MAX_PARAMS		8	/* {param} segments per pattern */
 #define API_MAX_QUERY		64	/* query pairs looked at */
 #define API_MAX_TOKEN		4096	/* bearer token bytes */
-#define API_MAX_ID		64	/* incoming X-Request-Id bytes */
 #define API_MAX_HDRNAME		128
 #define API_NCLASS		5	/* status classes 1xx .. 5xx */
+#define API_LOG_EVERY_MS	10000	/* refused connections: one line */
+#define API_MAX_BUFFERED	(16 * 1024 * 1024)
+#define API_BUFFERED_MIN	(64 * 1024)	/* a connection worth cutting */
+#define API_PRESSURE_BODY	(64 * 1024)	/* h2o's limit under pressure */
 
 /*
  * Latency buckets of every route's histogram, in seconds: from a cached
@@ -56,54 +63,22 @@ struct api_stat {
 	uint64_t	 st_ns;				/* their sum */
 };
 
-struct api_param {
-	const char	*p_name;	/* into the route's pattern */
-	size_t		 p_namelen;
-	char		*p_value;	/* decoded, in the request pool */
-};
-
-struct api_kv {
-	char		*kv_key;
-	char		*kv_value;
-};
-
-struct api_req {
-	h2o_req_t		*r_req;		/* NULL: a deferral's stand-in */
-	const struct api_route	*r_route;	/* NULL until routed */
-	size_t			 r_stat;	/* row in api.stats */
-	uint64_t		 r_t0;		/* uv_hrtime() at arrival */
-	int			 r_replied;
-	int			 r_deferred;	/* api_defer() took the reply */
-	int			 r_authed;
-	struct api_principal	 r_principal;
-	char			 r_id[API_MAX_ID + 1];
-	struct api_param	 r_params[API_MAX_PARAMS];
-	size_t			 r_nparams;
-	int			 r_qparsed;
-	struct api_kv		*r_query;
-	size_t			 r_nquery;
-};
-
 struct api_conn {
 	uv_tcp_t		 c_tcp;	/* first: the close callback casts back */
 	LIST_ENTRY(api_conn)	 c_entry;
+	int			 c_cut;	/* shut down for holding too much */
 };
 
 /*
  * A deferred reply. The handle is malloc()ed and owned by the caller; the
- * request pool holds a link back to it (a shared chunk whose dispose
- * callback runs when h2o clears the pool), so the handle learns when the
- * request is gone. Whichever goes first cuts the link: the pool (d_ar
- * becomes NULL) or the reply (l_defer becomes NULL, then the handle is
- * freed).
+ * request pool holds a link back to it (struct api_link), so the handle
+ * learns when the request is gone. Whichever goes first cuts the link:
+ * the pool (d_ar becomes NULL) or the reply (l_arg becomes NULL, then the
+ * handle is freed).
  */
-struct api_defer_link {
-	struct api_defer	*l_defer;
-};
-
 struct api_defer {
 	struct api_req		*d_ar;		/* NULL once h2o disposed of it */
-	struct api_defer_link	*d_link;	/* in the request pool */
+	struct api_link		*d_link;	/* in the request pool */
 	struct api_req		 d_shadow;	/* see api_defer_req() */
 	unsigned		 d_gen;		/* api.gen when deferred */
 };
@@ -118,7 +93,9 @@ static struct {
 	int			 running;	/* started, not yet disposed */
 	int			 stopping;
 	enum api_lstate		 lstate;
-	size_t			 max_body;
+	uv_check_t		 check;
+	int			 check_open;
+	struct api_limits	 lim;
 	h2o_globalconf_t	 config;
 	h2o_context_t		 ctx;
 	h2o_accept_ctx_t	 accept_ctx;
@@ -134,9 +111,19 @@ static struct {
 	size_t			 nstats;
 	unsigned		 gen;		/* api_start() calls: stats rows */
 	uv_thread_t		 loop_thread;
-} api = { .max_body = API_MAX_BODY_DEFAULT };
+	uint64_t		 refused;	/* connections over the cap */
+	uint64_t		 refused_logged_ms;
+	uint64_t		 cut;		/* over al_max_buffered */
+	int			 pressure;	/* h2o's limit is lowered */
+} api = { .lim = { API_MAX_BODY_DEFAULT, API_MAX_CONNS_DEFAULT,
+    API_HANDSHAKE_MS, API_REQUEST_MS, API_RATE_DEFAULT, API_BURST_DEFAULT,
+    NULL, API_MAX_BUFFERED } };
 
+#ifdef OPSN_FUZZ
+static int	api_fuzz_status;
+#endif
 static void	api_openapi_cb(struct api_req *);
+static void	api_free_slot_cb(void *);
 
 static const struct api_route api_builtin = {
 	"GET", "/v1/openapi.json", NULL, API_PUBLIC, NULL, api_openapi_cb,
@@ -403,9 +390,9 @@ api_make_id(h2o_req_t *req, char id[API_MAX_ID + 1])
 	util_hex(rnd, sizeof(rnd), id);
 }
 
-/* Check the bearer token and the route's permission; replies on failure. */
+/* Check the bearer token or the client certificate; replies on failure. */
 static int
-api_auth(struct api_req *ar)
+api_authenticate(struct api_req *ar)
 {
 	const struct api_hooks	*hk = &api.hooks;
 	struct api_principal	*p = &ar->r_principal;
@@ -420,7 +407,15 @@ api_auth(struct api_req *ar)
 			    "this client certificate names no enrolled node");
 			return (-1);
 		}
-		goto authorize;
+		goto done;
+	}
+	if (h == NULL && hk->authenticate_request != NULL) {
+		switch (hk->authenticate_request(ar, ar->r_route, p, hk->arg)) {
+		case 0:
+			goto done;
+		case -1:
+			return (-1);
+		}
 	}
 	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0) {
 		api_set_header(ar, "WWW-Authenticate", "Bearer");
@@ -439,17 +434,75 @@ api_auth(struct api_req *ar)
 		    "the bearer token is not valid");
 		return (-1);
 	}
-authorize:
+done:
 	p->ap_name[sizeof(p->ap_name) - 1] = '\0';
 	p->ap_role[sizeof(p->ap_role) - 1] = '\0';
 	ar->r_authed = 1;
+	return (0);
+}
 
-	/* No authorize hook: fail closed. */
-	if (hk->authorize == NULL) {
-		api_reply_error(ar, 403, "forbidden", "no authorization");
-		return (-1);
+/* May the authenticated caller make one more request now? */
+static int
+api_rate(struct api_req *ar)
+{
+	unsigned	 retry;
+	char		 s[16];
+
+	if (ratelimit_take(ar->r_principal.ap_name, util_mono_ms(),
+	    &retry) == 0)
+		return (0);
+	snprintf(s, sizeof(s), "%u", retry);
+	api_set_header(ar, "Retry-After", s);
+	api_reply_error(ar, 429, "rate_limited", "too many requests with "
+	    "this token (%.0f a second, %.0f at once); retry in %u s",
+	    api.lim.al_rate, api.lim.al_burst, retry);
+	return (-1);
+}
+
+/* The caller's permission for its route, before a part is stored. */
+int
+api_permits(struct api_req *ar)
+{
+	const struct api_hooks	*hk = &api.hooks;
+	const struct api_route	*r = ar->r_route;
+
+	if (hk->permits == NULL ||
+	    hk->permits(&ar->r_principal, r, hk->arg) == 0)
+		return (0);
+	api_reply_error(ar, 403, "forbidden", "'%s' (role %s) lacks "
+	    "permission '%s'", ar->r_principal.ap_name,
+	    ar->r_principal.ap_role, r->ar_perm);
+	return (-1);
+}
+
+/* Authorize an authenticated call and run its handler. */
+void
+api_run(struct api_req *ar)
+{
+	const struct api_hooks	*hk = &api.hooks;
+
+	if (ar->r_route->ar_perm != NULL) {
+		/* No authorize hook: fail closed. */
+		if (hk->authorize == NULL) {
+			api_reply_error(ar, 403, "forbidden",
+			    "no authorization");
+			return;
+		}
+		if (hk->authorize(ar, &ar->r_principal, ar->r_route,
+		    hk->arg) == -1)
+			return;
 	}
-	return (hk->authorize(ar, p, ar->r_route, hk->arg));
+	if (hk->write_failures != NULL)
+		ar->r_failures = hk->write_failures(hk->arg);
+	ar->r_in_handler = 1;
+	ar->r_route->ar_fn(ar);
+	ar->r_in_handler = 0;
+	/* A file body the handler did not take is not kept. */
+	if (ar->r_file != NULL) {
+		(void)unlink(ar->r_file);
+		free(ar->r_file);
+		ar->r_file = NULL;
+	}
 }
 
 static int
@@ -497,24 +550,41 @@ api_not_allowed(struct api_req *ar, const char *path, size_t plen)
 }
 
 /* The body limit of a route. */
-static size_t
+size_t
 api_route_max(const struct api_route *r)
 {
-	return (r->ar_max_body != 0 ? r->ar_max_body : api.max_body);
+	return (r->ar_max_body != 0 ? r->ar_max_body : api.lim.al_max_body);
 }
 
+/* The server's limit on one request's body. */
+size_t
+api_max_body(void)
+{
+	return (api.lim.al_max_body);
+}
+
+/*
+ * Route, authenticate, then read the body: a body over the route's limit
+ * is refused before its caller is known (h2o already refused one over the
+ * server's limit before reading it); the rest waits for the caller.
+ */
 static void
 api_dispatch(struct api_req *ar)
 {
 	h2o_req_t		*req = ar->r_req;
 	const struct api_route	*r;
-	const char		*path = req->path.base;
-	size_t			 plen, i;
+	const char		*path = req->path.base, *range;
+	size_t			 plen, i, k;
 	int			 pathmatch = 0;
 
 	plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
 	ar->r_stat = api.nroutes + 1;
-	for (i = 0; i <= api.nroutes; i++) {
+	/*
+	 * The built-in OpenAPI route first, then the table in its order: a
+	 * table's catch-all patterns (the console's pages) never hide it.
+	 */
+	for (k = 0; k <= api.nroutes; k++) {
+		i = k == 0 ? api.nroutes : k - 1;
 		r = api_route_at(i);
 		if (api_match(r->ar_pattern, path, plen) == -1)
 			continue;
@@ -534,6 +604,7 @@ api_dispatch(struct api_req *ar)
 			    (int)(plen > 256 ? 256 : plen), path);
 		return;
 	}
+	r = ar->r_route;
 	if (req->entity.base != NULL && req->entity.len > api_route_max(r)) {
 		api_reply_error(ar, 413, "too_large", "the body is over %zu "
 		    "bytes", api_route_max(r));
@@ -541,9 +612,41 @@ api_dispatch(struct api_req *ar)
 	}
 	if (api_capture(ar, path, plen) == -1)
 		return;
-	if (ar->r_route->ar_perm != NULL && api_auth(ar) == -1)
+	range = api_header(ar, "content-range");
+	if (r->ar_perm == NULL) {
+		if (range != NULL) {
+			api_reply_error(ar, 400, "bad_request", "%s %s takes "
+			    "no body in parts", r->ar_method, r->ar_pattern);
+			return;
+		}
+		r->ar_fn(ar);
 		return;
-	ar->r_route->ar_fn(ar);
+	}
+	if (api_authenticate(ar) == -1)
+		return;
+	/* Parts are bounded by their own limits, not the request rate. */
+	if (range != NULL) {
+		parts_handle(ar, range);
+		return;
+	}
+	if (api_rate(ar) == -1)
+		return;
+	api_run(ar);
+}
+
+/* Did the request get an answer, or will it later? Else a 500. */
+void
+api_check_replied(struct api_req *ar)
+{
+	h2o_req_t	*req = ar->r_req;
+
+	if (ar->r_replied || ar->r_deferred || ar->r_pending)
+		return;
+	log_warnx("api: %.*s %s (request %s): handler did not reply",
+	    (int)req->method.len, req->method.base,
+	    ar->r_route != NULL ? ar->r_route->ar_pattern : "?", ar->r_id);
+	api_reply_error(ar, 500, "internal",
+	    "the server failed to answer (request %s)", ar->r_id);
 }
 
 static int
@@ -557,18 +660,8 @@ api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	ar->r_req = req;
 	ar->r_t0 = uv_hrtime();
 	api_make_id(req, ar->r_id);
-
-	/* Each route has its own body limit, checked once it is known. */
 	api_dispatch(ar);
-
-	if (!ar->r_replied && !ar->r_deferred) {
-		log_warnx("api: %.*s %s (request %s): handler did not reply",
-		    (int)req->method.len, req->method.base,
-		    ar->r_route != NULL ? ar->r_route->ar_pattern : "?",
-		    ar->r_id);
-		api_reply_error(ar, 500, "internal",
-		    "the server failed to answer (request %s)", ar->r_id);
-	}
+	api_check_replied(ar);
 	return (0);
 }
 
@@ -612,7 +705,10 @@ api_errfilter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 	(void)self;
 	if (status == 413) {
 		code = "too_large";
-		xasprintf(&msg, "the body is over %zu bytes", api.max_body);
+		xasprintf(&msg, "the body is over %zu bytes; send a larger "
+		    "one in parts (Content-Range)%s",
+		    api.config.max_request_entity_size, api.pressure ?
+		    " (the server is busy reading other bodies)" : "");
 	} else {
 		if (status == 404)
 			code = "not_found";
@@ -657,6 +753,8 @@ api_dispose(void)
 	free(api.stats);
 	api.stats = NULL;
 	api.nstats = 0;
+	ratelimit_clear();
+	parts_init(NULL, NULL);
 	api.running = 0;
 	api.stopping = 0;
 	log_debug("api: stopped");
@@ -671,9 +769,91 @@ api_dispose(void)
 static void
 api_maybe_dispose(void)
 {
-	if (api.running && api.stopping &&
+	if (api.running && api.stopping && !api.check_open &&
 	    api.lstate == API_LISTENER_NONE && api.nconns == 0)
 		api_dispose();
+}
+
+static void
+api_check_close_cb(uv_handle_t *h)
+{
+	(void)h;
+	api.check_open = 0;
+	api_maybe_dispose();
+}
+
+/* The bytes h2o holds for a connection: what it read and did not consume. */
+static size_t
+api_conn_buffered(struct api_conn *c)
+{
+	h2o_socket_t	*sock = c->c_tcp.data;	/* h2o_uv_socket_create() */
+
+	if (sock == NULL || c->c_cut ||
+	    uv_is_closing((uv_handle_t *)&c->c_tcp) ||
+	    sock->input == NULL || sock->input->bytes == NULL)
+		return (0);
+	return (sock->input->capacity);
+}
+
+/*
+ * After each loop iteration: h2o 2.2.5 reads a whole body (up to
+ * al_max_body) before any handler, and so before authentication, and
+ * many anonymous chunked bodies at once could hold al_max_body each.
+ * Past half of al_max_buffered in all, h2o's limit drops to
+ * API_PRESSURE_BODY until the pressure is gone: it refuses larger bodies
+ * at their next bytes (413). Past al_max_buffered, the connections
+ * holding the most are cut (a body in parts resumes).
+ */
+static void
+api_check_cb(uv_check_t *h)
+{
+	struct api_conn	*c, *big;
+	struct linger	 lg = { 1, 0 };
+	size_t		 total = 0, n, most, lim = api.lim.al_max_buffered;
+	uv_os_fd_t	 fd;
+
+	(void)h;
+	LIST_FOREACH(c, &api.conns, c_entry)
+		total += api_conn_buffered(c);
+	if (total > lim / 2 && !api.pressure) {
+		api.pressure = 1;
+		api.config.max_request_entity_size = API_PRESSURE_BODY;
+		log_warnx("api: bodies being read hold %zu bytes; refusing "
+		    "those over %d bytes for now", total, API_PRESSURE_BODY);
+	} else if (total < lim / 4 && api.pressure) {
+		api.pressure = 0;
+		api.config.max_request_entity_size = api.lim.al_max_body;
+		/* Give the flood's freed heap back. */
+		(void)malloc_trim(0);
+		log_notice("api: bodies being read hold %zu bytes; back to "
+		    "%zu bytes a request (%llu connections cut)", total,
+		    api.lim.al_max_body, (unsigned long long)api.cut);
+	}
+	while (total > lim) {
+		big = NULL;
+		most = API_BUFFERED_MIN - 1;
+		LIST_FOREACH(c, &api.conns, c_entry) {
+			if ((n = api_conn_buffered(c)) > most) {
+				most = n;
+				big = c;
+			}
+		}
+		if (big == NULL)
+			break;
+		big->c_cut = 1;
+		total -= most;
+		api.cut++;
+		/*
+		 * h2o reads EOF and closes; no lingering, so the client's
+		 * next write fails at once (RST) instead of filling a
+		 * window nobody reads.
+		 */
+		if (uv_fileno((uv_handle_t *)&big->c_tcp, &fd) == 0) {
+			(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg,
+			    sizeof(lg));
+			(void)shutdown(fd, SHUT_RD);
+		}
+	}
 }
 
 static void
@@ -719,8 +899,16 @@ api_accept_cb(uv_stream_t *listener, int status)
 		uv_close((uv_handle_t *)&c->c_tcp, api_conn_close_cb);
 		return;
 	}
-	if (api.nconns > API_MAX_CONNS || api.stopping) {
-		log_warnx("api: too many connections, closing a new one");
+	if (api.nconns > api.lim.al_max_conns || api.stopping) {
+		/* One line now and then, not one per refused connection. */
+		api.refused++;
+		if (!api.stopping && util_mono_ms() - api.refused_logged_ms >=
+		    API_LOG_EVERY_MS) {
+			log_warnx("api: %zu connections open, the most allowed;"
+			    " %llu new ones closed so far", api.nconns - 1,
+			    (unsigned long long)api.refused);
+			api.refused_logged_ms = util_mono_ms();
+		}
 		uv_close((uv_handle_t *)&c->c_tcp, api_conn_close_cb);
 		return;
 	}
@@ -850,7 +1038,6 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	h2o_pathconf_t		*pathconf;
 	h2o_handler_t		*handler;
 	h2o_filter_t		*filter;
-	size_t			 i;
 	int			 r;
 
 	if (ssl == NULL) {
@@ -894,12 +1081,21 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	api.stats = xcalloc(api.nstats, sizeof(*api.stats));
 
 	h2o_config_init(&api.config);
-	/* h2o enforces the largest route limit; each route its own. */
-	api.config.max_request_entity_size = api.max_body;
-	for (i = 0; i < nroutes; i++)
-		if (routes[i].ar_max_body > api.config.max_request_entity_size)
-			api.config.max_request_entity_size =
-			    routes[i].ar_max_body;
+	/*
+	 * h2o 2.2.5 reads a whole body before the handler (and so before
+	 * authentication): it is told the limit of one request, which it
+	 * checks against Content-Length before reading and against a chunked
+	 * body as it comes. Larger bodies come in parts (parts.c).
+	 */
+	api.config.max_request_entity_size = api.lim.al_max_body;
+	api.config.handshake_timeout = api.lim.al_handshake_ms;
+	/* One timer from the first byte of a request to its last. */
+	api.config.http1.req_timeout = api.lim.al_request_ms;
+	/*
+	 * HTTP/2 would let one connection hold 100 streams' bodies before
+	 * any handler runs: no "PRI *" upgrade (and no ALPN is offered).
+	 */
+	api.config.http1.upgrade_to_http2 = 0;
 	api.config.server_name = h2o_iovec_init(H2O_STRLIT("opsn"));
 	host = h2o_config_register_host(&api.config,
 	    h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -915,6 +1111,17 @@ api_start(uv_loop_t *loop, const char *addr, int port, SSL_CTX *ssl,
 	api.accept_ctx.hosts = api.config.hosts;
 	api.accept_ctx.ssl_ctx = ssl;
 
+	uv_check_init(loop, &api.check);
+	uv_check_start(&api.check, api_check_cb);
+	uv_unref((uv_handle_t *)&api.check);
+	api.check_open = 1;
+	api.cut = 0;
+	api.pressure = 0;
+	ratelimit_configure(api.lim.al_rate, api.lim.al_burst);
+	/* Copied: the caller's string need not outlive api_start(). */
+	parts_init(loop, api.lim.al_staging);
+	api.lim.al_staging = NULL;
+	api.refused = 0;
 	api.running = 1;
 	api.stopping = 0;
 	api.gen++;
@@ -943,6 +1150,8 @@ api_stop(void)
 		api.lstate = API_LISTENER_CLOSING;
 		uv_close((uv_handle_t *)&api.listener, api_listener_close_cb);
 	}
+	if (api.check_open && !uv_is_closing((uv_handle_t *)&api.check))
+		uv_close((uv_handle_t *)&api.check, api_check_close_cb);
 	LIST_FOREACH(c, &api.conns, c_entry) {
 		if (uv_fileno((uv_handle_t *)&c->c_tcp, &fd) == 0)
 			(void)shutdown(fd, SHUT_RDWR);
@@ -971,9 +1180,31 @@ api_port(void)
 void
 api_set_max_body(size_t n)
 {
-	api.max_body = n;
+	api.lim.al_max_body = n;
 	if (api.running)
 		api.config.max_request_entity_size = n;
+}
+
+/* Set the limits; zero fields keep their defaults (see http.h). */
+void
+api_configure(const struct api_limits *l)
+{
+	api.lim.al_max_body = l->al_max_body != 0 ? l->al_max_body :
+	    API_MAX_BODY_DEFAULT;
+	api.lim.al_max_conns = l->al_max_conns != 0 ? l->al_max_conns :
+	    API_MAX_CONNS_DEFAULT;
+	api.lim.al_handshake_ms = l->al_handshake_ms != 0 ?
+	    l->al_handshake_ms : API_HANDSHAKE_MS;
+	api.lim.al_request_ms = l->al_request_ms != 0 ? l->al_request_ms :
+	    API_REQUEST_MS;
+	api.lim.al_rate = l->al_rate != 0 ? l->al_rate : API_RATE_DEFAULT;
+	api.lim.al_burst = l->al_burst != 0 ? l->al_burst : API_BURST_DEFAULT;
+	api.lim.al_staging = l->al_staging;
+	api.lim.al_max_buffered = l->al_max_buffered != 0 ?
+	    l->al_max_buffered : API_MAX_BUFFERED;
+	/* Room for a few whole requests at least. */
+	if (api.lim.al_max_buffered < 4 * api.lim.al_max_body)
+		api.lim.al_max_buffered = 4 * api.lim.al_max_body;
 }
 
 /* The API's families for GET /metrics (see http.h). */
@@ -1073,6 +1304,9 @@ api_openapi_add(json_t *paths, const struct api_route *r)
 	    API_PLATFORM ? "platform" : "member"));
 	if (r->ar_member != NULL)
 		json_object_set_new(op, "x-member", json_string(r->ar_member));
+	/* Over x-max-body-per-request, a body comes in parts (http.h). */
+	json_object_set_new(op, "x-max-body",
+	    json_integer((json_int_t)api_route_max(r)));
 	json_object_set_new(item, method, op);
 }
 
@@ -1104,6 +1338,8 @@ api_openapi(void)
 	    "scheme", "bearer");
 	if (doc == NULL)
 		fatalx("api: json_pack openapi");
+	json_object_set_new(doc, "x-max-body-per-request",
+	    json_integer((json_int_t)api.lim.al_max_body));
 	return (doc);
 }
 
@@ -1245,11 +1481,51 @@ api_header(struct api_req *ar, const char *name)
 	return (api_pool_strndup(ar, v->base, v->len));
 }
 
+/* The host the client asked for (Host, or HTTP/2's :authority). */
+const char *
+api_host(struct api_req *ar)
+{
+	h2o_req_t	*req = ar->r_req;
+
+	if (req == NULL || req->authority.base == NULL ||
+	    memchr(req->authority.base, '\0', req->authority.len) != NULL)
+		return (NULL);
+	return (api_pool_strndup(ar, req->authority.base, req->authority.len));
+}
+
 /* The authenticated caller, or NULL on a public route. */
 const struct api_principal *
 api_principal(struct api_req *ar)
 {
 	return (ar->r_authed ? &ar->r_principal : NULL);
+}
+
+/* Name who a self-authenticating public route found (see http.h). */
+void
+api_set_principal(struct api_req *ar, const struct api_principal *p)
+{
+	ar->r_principal = *p;
+	ar->r_principal.ap_name[sizeof(ar->r_principal.ap_name) - 1] = '\0';
+	ar->r_principal.ap_role[sizeof(ar->r_principal.ap_role) - 1] = '\0';
+	ar->r_authed = 1;
+}
+
+/* The client's address (see http.h). */
+void
+api_peer(struct api_req *ar, char *buf, size_t len)
+{
+	struct sockaddr_storage	 ss;
+	h2o_conn_t		*conn;
+
+	strlcpy(buf, "?", len);
+	if (ar->r_req == NULL || (conn = ar->r_req->conn) == NULL ||
+	    conn->callbacks->get_peername == NULL ||
+	    conn->callbacks->get_peername(conn, (struct sockaddr *)&ss) == 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		uv_ip4_name((struct sockaddr_in *)&ss, buf, len);
+	else if (ss.ss_family == AF_INET6)
+		uv_ip6_name((struct sockaddr_in6 *)&ss, buf, len);
 }
 
 /* The request id (see http.h). */
@@ -1311,6 +1587,32 @@ api_body(struct api_req *ar, size_t *len)
 	}
 	*len = req->entity.len;
 	return (req->entity.base);
+}
+
+/* A body loaded from its parts: the request pool frees it. */
+void
+api_set_entity_owned(struct api_req *ar, char *body, size_t len)
+{
+	void	**slot;
+
+	slot = h2o_mem_alloc_shared(&ar->r_req->pool, sizeof(*slot),
+	    api_free_slot_cb);
+	*slot = body;
+	ar->r_req->entity = h2o_iovec_init(body, len);
+}
+
+/* An API_BODY_FILE route's body sent in parts (see http.h). */
+char *
+api_body_file(struct api_req *ar, uint64_t *size, char sha256[65])
+{
+	char	*path = ar->r_file;
+
+	if (path == NULL)
+		return (NULL);
+	ar->r_file = NULL;
+	*size = ar->r_file_size;
+	memcpy(sha256, ar->r_file_sha, 65);
+	return (path);
 }
 
 /* The body as a JSON object, or NULL after a 400 reply (see http.h). */
@@ -1408,6 +1710,12 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 		buf = h2o_iovec_init(body, len);
 	} else
 		buf = h2o_strdup(&req->pool, body, len);
+#ifdef OPSN_FUZZ
+	api_fuzz_status = status;
+	(void)generator;
+	(void)buf;
+	return;
+#endif
 	/* As h2o_send_inline(), which copies: HEAD gets the headers only. */
 	h2o_start_response(req, &generator);
 	if (h2o_memis(req->input.method.base, req->input.method.len,
@@ -1436,6 +1744,15 @@ api_may_reply(struct api_req *ar, int status)
 		    ar->r_id, status);
 		return (0);
 	}
+	/* A write failed while the handler ran: never a success. */
+	if (status < 400 && ar->r_in_handler && api.hooks.write_failures !=
+	    NULL && api.hooks.write_failures(api.hooks.arg) != ar->r_failures) {
+		log_warnx("api: request %s: a write failed, %d becomes 500",
+		    ar->r_id, status);
+		api_reply_error(ar, 500, "internal", "the change could not be "
+		    "stored (request %s)", ar->r_id);
+		return (0);
+	}
 	return (1);
 }
 
@@ -1454,7 +1771,8 @@ api_dump(json_t *j)
 
 /* {"error":{"code":code,"message":...}} */
 static json_t *
-api_error_doc(const char *code, const char *fmt, va_list ap)
+api_error_doc(int status, const char *reqid, const char *code,
+    const char *fmt, va_list ap)
 {
 	char	*msg;
 	json_t	*j;
@@ -1465,6 +1783,10 @@ api_error_doc(const char *code, const char *fmt, va_list ap)
 	free(msg);
 	if (j == NULL)
 		fatalx("api: json_pack error");
+	/* A server error is ours: the id finds it in the controller's log. */
+	if (status >= 500 && reqid != NULL && *reqid != '\0')
+		json_object_set_new(json_object_get(j, "error"), "request_id",
+		    json_string(reqid));
 	return (j);
 }
 
@@ -1498,7 +1820,7 @@ api_reply_error(struct api_req *ar, int status, const char *code,
 	json_t	*j;
 
 	va_start(ap, fmt);
-	j = api_error_doc(code, fmt, ap);
+	j = api_error_doc(status, ar->r_id, code, fmt, ap);
 	va_end(ap);
 	api_reply_json(ar, status, j);
 }
@@ -1511,8 +1833,15 @@ api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 
 	if (!api_may_reply(ar, 200))
 		return (-1);
-	h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL,
-	    NULL, H2O_STRLIT("no-store"));
+#ifdef OPSN_FUZZ
+	api_reply_raw(ar, 200, ctype, path, strlen(path));
+	return (0);
+#endif
+	/* no-store, unless the caller said how the file may be cached. */
+	if (h2o_find_header(&req->res.headers, H2O_TOKEN_CACHE_CONTROL,
+	    -1) == -1)
+		h2o_add_header(&req->pool, &req->res.headers,
+		    H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
 	h2o_add_header_by_str(&req->pool, &req->res.headers,
 	    H2O_STRLIT("x-request-id"), 0, NULL, ar->r_id, strlen(ar->r_id));
 	if (h2o_file_send(req, 200, "OK", path, h2o_iovec_init(ctype,
@@ -1541,18 +1870,39 @@ api_reply_raw(struct api_req *ar, int status, const char *ctype,
 
 /* ---- deferred replies ------------------------------------------------ */
 
-/* h2o cleared the request pool: the request is gone, the handle stays. */
+/* h2o cleared the request pool: tell the link's holder, if still linked. */
 static void
-api_defer_link_dispose(void *p)
+api_link_dispose(void *p)
 {
-	struct api_defer_link	*l = p;
+	struct api_link	*l = p;
 
-	if (l->l_defer != NULL) {
-		log_debug("api: request %s: gone before its deferred reply",
-		    l->l_defer->d_shadow.r_id);
-		l->l_defer->d_ar = NULL;
-		l->l_defer->d_link = NULL;
-	}
+	if (l->l_arg != NULL)
+		l->l_gone(l->l_arg);
+}
+
+/* A link to the request, cut by the holder or by h2o (see internal.h). */
+struct api_link *
+api_link_new(struct api_req *ar, void (*gone)(void *), void *arg)
+{
+	struct api_link	*l;
+
+	l = h2o_mem_alloc_shared(&ar->r_req->pool, sizeof(*l),
+	    api_link_dispose);
+	l->l_gone = gone;
+	l->l_arg = arg;
+	return (l);
+}
+
+/* The request is gone: the deferral's handle stays, its reply only frees. */
+static void
+api_defer_gone_cb(void *arg)
+{
+	struct api_defer	*d = arg;
+
+	log_debug("api: request %s: gone before its deferred reply",
+	    d->d_shadow.r_id);
+	d->d_ar = NULL;
+	d->d_link = NULL;
 }
 
 /* Answer a request later (see http.h). */
@@ -1577,9 +1927,7 @@ api_defer(struct api_req *ar)
 		    ar->r_id);
 		return (d);
 	}
-	d->d_link = h2o_mem_alloc_shared(&ar->r_req->pool,
-	    sizeof(*d->d_link), api_defer_link_dispose);
-	d->d_link->l_defer = d;
+	d->d_link = api_link_new(ar, api_defer_gone_cb, d);
 	d->d_ar = ar;
 	ar->r_deferred = 1;
 	return (d);
@@ -1622,7 +1970,7 @@ api_defer_send(struct api_defer *d, int status, const char *ctype,
 		fatalx("api: request %s: deferred reply off the loop thread",
 		    d->d_shadow.r_id);
 	if (d->d_ar != NULL) {
-		d->d_link->l_defer = NULL;
+		d->d_link->l_arg = NULL;
 		api_send(d->d_ar, status, ctype, body, len, 1);
 	} else {
 		/* Counted as a synchronous reply to a vanished peer is. */
@@ -1663,7 +2011,8 @@ api_defer_reply_error(struct api_defer *d, int status, const char *code,
 	json_t	*j;
 
 	va_start(ap, fmt);
-	j = api_error_doc(code, fmt, ap);
+	j = api_error_doc(status, api_request_id(api_defer_req(d)), code, fmt,
+	    ap);
 	va_end(ap);
 	api_defer_reply_json(d, status, j);
 }
@@ -1675,3 +2024,56 @@ api_defer_reply_raw(struct api_defer *d, int status, const char *ctype,
 {
 	api_defer_send(d, status, ctype, body, len);
 }
+
+#ifdef OPSN_FUZZ
+/* ---- fuzzing: requests without h2o's I/O ---------------------------- */
+
+/* Serve routes to api_fuzz_call() only: nothing listens. */
+void
+api_fuzz_init(uv_loop_t *loop, const struct api_route *routes,
+    size_t nroutes, const struct api_hooks *hooks)
+{
+	api.routes = routes;
+	api.nroutes = nroutes;
+	api.hooks = *hooks;
+	api.nstats = nroutes + 2;
+	api.stats = xcalloc(api.nstats, sizeof(*api.stats));
+	api.loop_thread = uv_thread_self();
+	api.running = 1;
+	api.gen++;
+	ratelimit_configure(-1, 1);
+	parts_init(loop, NULL);
+	h2o_config_init(&api.config);
+	api.config.max_request_entity_size = api.lim.al_max_body;
+}
+
+/*
+ * Route and run one request as h2o would have parsed it (path with its
+ * query; auth is an Authorization value or NULL): the status replied, or
+ * 0 if the reply is deferred or pending.
+ */
+int
+api_fuzz_call(const char *method, const char *path, const char *auth,
+    const void *body, size_t len)
+{
+	h2o_req_t	 req;
+	const char	*q;
+
+	memset(&req, 0, sizeof(req));
+	h2o_mem_init_pool(&req.pool);
+	req.input.method = req.method = h2o_iovec_init(method, strlen(method));
+	req.input.path = req.path = h2o_iovec_init(path, strlen(path));
+	req.query_at = (q = strchr(path, '?')) != NULL ? (size_t)(q - path) :
+	    SIZE_MAX;
+	if (auth != NULL)
+		h2o_add_header(&req.pool, &req.headers,
+		    H2O_TOKEN_AUTHORIZATION, NULL, auth, strlen(auth));
+	if (body != NULL)
+		req.entity = h2o_iovec_init(body, len);
+	api_fuzz_status = 0;
+	api_on_req(NULL, &req);
+	/* As h2o disposing of the request: deferrals lose their link. */
+	h2o_mem_clear_pool(&req.pool);
+	return (api_fuzz_status);
+}
+#endif

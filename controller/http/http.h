@@ -58,8 +58,17 @@ struct api_route {
 	const char	*ar_member;	/* API_MEMBER: where the member is */
 	api_handler	 ar_fn;
 	const char	*ar_summary;	/* one line, for /v1/openapi.json */
-	size_t		 ar_max_body;	/* 0: the server default (1 MiB) */
+	/*
+	 * The largest body; 0: the server's limit for one request (1 MiB).
+	 * A larger limit admits bodies sent in parts (see "Bodies in
+	 * parts" below); no single request is ever over the server's limit.
+	 */
+	size_t		 ar_max_body;
+	unsigned	 ar_flags;	/* API_BODY_FILE */
 };
+
+/* The handler takes a body sent in parts as a file (api_body_file()). */
+#define API_BODY_FILE	0x1
 
 struct api_hooks {
 	/*
@@ -82,6 +91,51 @@ struct api_hooks {
 	 */
 	int	(*authenticate_cert)(X509 *cert, struct api_principal *p,
 		    void *arg);
+	/*
+	 * A call with neither a bearer token nor a client certificate: a
+	 * credential the request carries otherwise (a console session's
+	 * cookie) for route r. 0 authenticated (*p filled); 1 none there
+	 * (the call gets 401 asking for a bearer token); -1 refused, after
+	 * replying. May be NULL.
+	 */
+	int	(*authenticate_request)(struct api_req *,
+		    const struct api_route *r, struct api_principal *p,
+		    void *arg);
+	/*
+	 * A count that grows whenever a statement of the write connection
+	 * failed (the store's). A handler that answers success after it grew
+	 * answers 500 with the request id instead: its write did not happen.
+	 * May be NULL.
+	 */
+	uint64_t (*write_failures)(void *arg);
+	/*
+	 * Does p's role hold r's permission, whatever the member? Asked
+	 * before a body sent in parts is stored, when the member the body
+	 * may name is not known yet (authorize runs on the whole body). May
+	 * be NULL: then only authorize decides, once the body is whole.
+	 */
+	int	(*permits)(const struct api_principal *p,
+		    const struct api_route *r, void *arg);
+};
+
+/*
+ * What the server lets a client do before and after it authenticates
+ * (api_configure(); zero fields keep their defaults, in brackets).
+ */
+struct api_limits {
+	size_t		 al_max_body;	/* one request's body [1 MiB] */
+	size_t		 al_max_conns;	/* connections at once [1024] */
+	uint64_t	 al_handshake_ms; /* TLS handshake [10 s] */
+	uint64_t	 al_request_ms;	/* a request's head and body, and
+					   a kept-alive connection's idle
+					   time [30 s] */
+	double		 al_rate;	/* requests/s per token; <0: none [20] */
+	double		 al_burst;	/* requests at once per token [200] */
+	const char	*al_staging;	/* folder for bodies sent in parts;
+					   NULL: bodies in parts are refused */
+	size_t		 al_max_buffered; /* bodies being read, all
+					   connections; past it the largest
+					   are cut [32 MiB] */
 };
 
 /*
@@ -101,6 +155,8 @@ void	api_stop(void);
 int	api_port(void);
 /* Set the largest request body accepted (default 1 MiB). */
 void	api_set_max_body(size_t);
+/* Set the limits (before api_start; see struct api_limits). */
+void	api_configure(const struct api_limits *);
 /* The OpenAPI 3.0.3 document built from the route table (caller owns). */
 json_t	*api_openapi(void);
 /*
@@ -125,8 +181,17 @@ void	api_set_query(struct api_req *, const char *name, const char *value);
 void	api_set_body(struct api_req *, const void *, size_t);
 /* A request header, or NULL (owned by the request). */
 const char	*api_header(struct api_req *, const char *);
+/* The host:port the client asked for, or NULL (owned by the request). */
+const char	*api_host(struct api_req *);
 /* The authenticated caller, or NULL on a public route. */
 const struct api_principal *api_principal(struct api_req *);
+/*
+ * A public route that authenticates its caller itself (a console login)
+ * names who it was, for the audit trail and the rest of the request.
+ */
+void	api_set_principal(struct api_req *, const struct api_principal *);
+/* The client's address without its port ("127.0.0.1", "::1"), or "?". */
+void	api_peer(struct api_req *, char *buf, size_t len);
 /* The request id (also sent back as X-Request-Id). */
 const char	*api_request_id(struct api_req *);
 /*
@@ -134,8 +199,17 @@ const char	*api_request_id(struct api_req *);
  * valid until the reply).
  */
 X509		*api_client_cert(struct api_req *);
-/* Raw body. */
+/* Raw body (whole, also when it was sent in parts). */
 const void	*api_body(struct api_req *, size_t *len);
+/*
+ * An API_BODY_FILE route's body sent in parts: the path of the stored
+ * file, which the caller then owns (it renames or unlinks it; the string
+ * is malloc()ed), with its size and SHA-256 (hex, checked against the
+ * client's Upload-Sha256 on the thread pool). NULL when the body came in
+ * the request itself (read it with api_body()), or on a second call.
+ */
+char		*api_body_file(struct api_req *, uint64_t *size,
+		    char sha256[65]);
 /*
  * Parse the body as a JSON object; on failure reply 400 "bad_json" with
  * jansson's line/column message and return NULL. Caller owns the result.
@@ -232,6 +306,35 @@ void	prom_sample(struct prom *, const char *metric, const char *label,
 void	prom_single(struct prom *, const char *name, const char *type,
 	    const char *help, double v);
 
+/*
+ * Bodies in parts. h2o 2.2.5 reads a request's whole body before any
+ * handler runs, so the server caps every request body at al_max_body
+ * (h2o refuses a larger Content-Length before reading a byte of it, and
+ * stops a chunked body there). A larger body, up to its route's own
+ * limit, comes in parts, each one request to the route itself:
+ *
+ *	Content-Range: bytes START-END/TOTAL	the part (END inclusive);
+ *						'*' for START-END and no
+ *						body asks how much is stored
+ *	Upload-Sha256: HEX			SHA-256 of the whole body
+ *
+ * The caller is authenticated and must hold the route's permission
+ * before a part is stored; TOTAL is checked against the route's limit.
+ * Parts are written on the thread pool to a file kept per caller, route,
+ * size and checksum, so an interrupted upload resumes where the stored
+ * bytes end (Upload-Offset). A part answers 202 {"received","size"};
+ * the last one is checked against Upload-Sha256, then the call runs as
+ * if the whole body had come at once (authorization included).
+ */
+
+#ifdef OPSN_FUZZ
+/* Fuzzing builds only: run requests through the router without I/O. */
+void	api_fuzz_init(uv_loop_t *, const struct api_route *, size_t,
+	    const struct api_hooks *);
+int	api_fuzz_call(const char *method, const char *path, const char *auth,
+	    const void *body, size_t len);
+#endif
+
 /* http/params.c: request parameters every module reads the same way. */
 /* limit and cursor query parameters; -1 after replying 400. */
 int	params_page(struct api_req *, int *limit, const char **cursor);
@@ -247,5 +350,98 @@ int	params_int_field(struct api_req *, json_t *body, const char *name,
 	    int64_t min, int64_t max, int64_t *out);
 /* YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ or unix seconds. */
 int	params_parse_time(const char *, int64_t *);
+
+/*
+ * http/obuf.c: a growable output buffer for the documents replies carry
+ * (spreadsheets, the PES files of billing): bytes, printf, and XML
+ * character data with the five markup characters escaped. Allocation
+ * failure is fatal.
+ */
+struct obuf {
+	char	*ob_b;		/* NUL-terminated once anything was added */
+	size_t	 ob_len;
+	size_t	 ob_cap;
+};
+
+/* Append n bytes. */
+void	 obuf_add(struct obuf *, const void *, size_t n);
+/* Append a C string. */
+void	 obuf_str(struct obuf *, const char *);
+/* Append formatted text. */
+void	 obuf_printf(struct obuf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+/*
+ * Append text as XML character data or attribute value: & < > " ' become
+ * entities; characters XML 1.0 cannot carry (controls other than tab,
+ * newline and carriage return) are dropped.
+ */
+void	 obuf_xml(struct obuf *, const char *);
+/*
+ * Decode the UTF-8 character at *s and move *s past it; an invalid
+ * sequence (overlong, surrogate, truncated) gives OBUF_BAD_UTF8 and moves
+ * one byte.
+ */
+#define OBUF_BAD_UTF8	UINT32_MAX
+uint32_t obuf_utf8(const unsigned char **s);
+/* Give the bytes to the caller (NUL-terminated, "" if empty) and reset. */
+char	*obuf_take(struct obuf *, size_t *len);
+/* Free the bytes; the buffer may be reused. */
+void	 obuf_free(struct obuf *);
+
+/*
+ * http/ods.c: OpenDocument spreadsheets (.ods, ODF 1.2) for finance's
+ * exports: typed cells so that a spreadsheet keeps codes as text (the
+ * INSEE code 01001 stays "01001"), amounts as numbers in euros with two
+ * decimals, dates as dates; one sheet per view, each with a header row
+ * that stays visible while scrolling. Numbers are written from integers
+ * and decimal strings, never through a binary fraction.
+ *
+ * Cells are written row by row:
+ *
+ *	o = ods_new();
+ *	ods_sheet(o, "summary");
+ *	ods_header(o, titles, n);
+ *	ods_row(o); ods_text(o, "01001"); ods_cents(o, 11436); ...
+ *	ods_finish(o, &zip, &len, &cause);
+ *	ods_free(o);
+ */
+#define ODS_MIMETYPE	"application/vnd.oasis.opendocument.spreadsheet"
+
+struct ods;
+
+struct ods	*ods_new(void);
+/* Free a spreadsheet (NULL is fine). */
+void	 ods_free(struct ods *);
+/*
+ * The time written as the files' modification time in the archive (Unix
+ * seconds); by default 1980-01-01, so the same cells give the same bytes.
+ */
+void	 ods_set_time(struct ods *, int64_t);
+/* Start a sheet; characters a sheet name cannot hold become '_'. */
+void	 ods_sheet(struct ods *, const char *name);
+/* The sheet's header row: bold text cells, kept visible (frozen). */
+void	 ods_header(struct ods *, const char *const *titles, size_t n);
+/* Start a row of the current sheet. */
+void	 ods_row(struct ods *);
+/* Cells, left to right in the current row. */
+void	 ods_empty(struct ods *);
+/* A text cell (UTF-8; an invalid byte becomes U+FFFD). */
+void	 ods_text(struct ods *, const char *);
+/* A number cell from an integer. */
+void	 ods_int(struct ods *, int64_t);
+/*
+ * A number cell from a decimal string ("-1234.5678", point as separator).
+ * -1 (and a text cell) if the string is not such a decimal.
+ */
+int	 ods_number(struct ods *, const char *);
+/* An amount in euros from integer cents: a currency cell, two decimals. */
+void	 ods_cents(struct ods *, int64_t cents);
+/* A date cell from "YYYY-MM-DD"; -1 (and a text cell) if not one. */
+int	 ods_date(struct ods *, const char *);
+/*
+ * Write the document: a ZIP archive (mimetype first, stored) into *out
+ * (caller frees). -1 with *cause if libzip fails.
+ */
+int	 ods_finish(struct ods *, char **out, size_t *len, char **cause);
 
 #endif

@@ -14,6 +14,9 @@
 #include "members.h"
 #include "tenants.h"
 
+/* The debtor's columns, in tenants_acc_name() order. */
+#define IMPORT_ACC_COLS "siret, address, postcode, town, accounting_category"
+
 struct import_counts {
 	int64_t	 created, updated, unchanged, linked, missing;
 };
@@ -57,11 +60,14 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
     char **cause)
 {
 	static const char *const known[] = { "where", "kind", "insee", "siren",
-	    "name", "population", "members", NULL };
-	const char	*kind, *insee, *siren, *name, *k, *const *kk;
+	    "name", "population", "members", "siret", "address", "postcode",
+	    "town", "accounting_category", NULL };
+	const char	*kind, *insee, *siren, *name, *k, *const *kk, *rule;
+	const char	*acc[TENANT_NACC];
 	json_t		*v;
 	int64_t		 pop = 0, id = -1;
 	sqlite3_stmt	*st;
+	size_t		 i;
 	int		 same;
 
 	if (!json_is_object(rec))
@@ -105,14 +111,24 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 			    "not a whole number from 0 to 100000000"));
 		pop = json_integer_value(v);
 	}
+	/* The debtor's fields: only those the record has (Etalab has none). */
+	for (i = 0; i < TENANT_NACC; i++) {
+		acc[i] = import_str(rec, tenants_acc_name(i));
+		if (acc[i] != NULL && *acc[i] == '\0')
+			acc[i] = NULL;
+		if (acc[i] != NULL && !tenants_acc_ok(i, acc[i], &rule))
+			return (import_fail(cause, rec, idx,
+			    tenants_acc_name(i), "'%.100s': %s", acc[i], rule));
+	}
 
 	/* The same member: by INSEE code for a commune, else by SIREN. */
 	if (strcmp(kind, "commune") == 0)
-		st = store_prepare(ctl->db, "SELECT id, name, siren, population "
-		    "FROM tenants WHERE kind = 'commune' AND insee = ?");
+		st = store_prepare(ctl->db, "SELECT id, name, siren, population, "
+		    IMPORT_ACC_COLS " FROM tenants WHERE kind = 'commune' AND "
+		    "insee = ?");
 	else
-		st = store_prepare(ctl->db, "SELECT id, name, siren, population "
-		    "FROM tenants WHERE siren = ?");
+		st = store_prepare(ctl->db, "SELECT id, name, siren, population, "
+		    IMPORT_ACC_COLS " FROM tenants WHERE siren = ?");
 	sqlite3_bind_text(st, 1, strcmp(kind, "commune") == 0 ? insee : siren,
 	    -1, SQLITE_STATIC);
 	if (strcmp(kind, "commune") != 0 && siren == NULL) {
@@ -120,7 +136,7 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		return (import_fail(cause, rec, idx, "siren", "required for a "
 		    "%s", kind));
 	}
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		same = strcmp((const char *)sqlite3_column_text(st, 1),
 		    name) == 0 && sqlite3_column_int64(st, 3) == pop &&
@@ -128,22 +144,34 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		    SQLITE_NULL) || (siren != NULL && sqlite3_column_type(st,
 		    2) != SQLITE_NULL && strcmp((const char *)
 		    sqlite3_column_text(st, 2), siren) == 0));
+		for (i = 0; i < TENANT_NACC; i++)
+			if (acc[i] != NULL && (sqlite3_column_type(st, 4 + i) ==
+			    SQLITE_NULL || strcmp((const char *)
+			    sqlite3_column_text(st, 4 + i), acc[i]) != 0))
+				same = 0;
 		sqlite3_finalize(st);
 		if (same) {
 			n->unchanged++;
 			*idp = id;
 			return (0);
 		}
-		st = store_prepare(ctl->db, "UPDATE tenants SET name = ?, "
-		    "siren = ?, population = ?, version = version + 1, "
-		    "updated_at = ? WHERE id = ?");
+		st = store_prepare(ctl->db, "UPDATE tenants SET name = ?1, "
+		    "siren = ?2, population = ?3, version = version + 1, "
+		    "updated_at = ?4, siret = coalesce(?6, siret), address = "
+		    "coalesce(?7, address), postcode = coalesce(?8, postcode), "
+		    "town = coalesce(?9, town), accounting_category = "
+		    "coalesce(?10, accounting_category) WHERE id = ?5");
 		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 		if (siren != NULL)
 			sqlite3_bind_text(st, 2, siren, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, pop);
 		sqlite3_bind_int64(st, 4, util_now());
 		sqlite3_bind_int64(st, 5, id);
-		if (sqlite3_step(st) != SQLITE_DONE) {
+		for (i = 0; i < TENANT_NACC; i++)
+			if (acc[i] != NULL)
+				sqlite3_bind_text(st, 6 + (int)i, acc[i], -1,
+				    SQLITE_STATIC);
+		if (store_step(st) != SQLITE_DONE) {
 			sqlite3_finalize(st);
 			return (import_fail(cause, rec, idx, "siren", "%s is "
 			    "already another tenant's", siren));
@@ -155,8 +183,9 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 	}
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "INSERT INTO tenants (kind, name, insee, "
-	    "siren, population, joined_on, created_at, updated_at) VALUES "
-	    "(?, ?, ?, ?, ?, date('now'), ?6, ?6) RETURNING id");
+	    "siren, population, joined_on, created_at, updated_at, "
+	    IMPORT_ACC_COLS ") VALUES (?, ?, ?, ?, ?, date('now'), ?6, ?6, ?7, "
+	    "?8, ?9, ?10, ?11) RETURNING id");
 	sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
 	if (insee != NULL)
@@ -165,7 +194,11 @@ import_one(json_t *rec, size_t idx, struct import_counts *n, int64_t *idp,
 		sqlite3_bind_text(st, 4, siren, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, pop);
 	sqlite3_bind_int64(st, 6, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	for (i = 0; i < TENANT_NACC; i++)
+		if (acc[i] != NULL)
+			sqlite3_bind_text(st, 7 + (int)i, acc[i], -1,
+			    SQLITE_STATIC);
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (import_fail(cause, rec, idx, siren ? "siren" : "insee",
 		    "%s is already another tenant's", siren ? siren : insee));
@@ -204,7 +237,7 @@ import_members(json_t *rec, size_t idx, int64_t epci,
 		sqlite3_bind_int64(st, 2, util_now());
 		sqlite3_bind_text(st, 3, json_string_value(m), -1,
 		    SQLITE_STATIC);
-		sqlite3_step(st);
+		store_step(st);
 		if (sqlite3_changes(ctl->db) > 0)
 			n->linked++;
 		else {
@@ -212,7 +245,7 @@ import_members(json_t *rec, size_t idx, int64_t epci,
 			    "FROM tenants WHERE siren = ?");
 			sqlite3_bind_text(ex, 1, json_string_value(m), -1,
 			    SQLITE_STATIC);
-			if (sqlite3_step(ex) != SQLITE_ROW)
+			if (store_step(ex) != SQLITE_ROW)
 				n->missing++;
 			sqlite3_finalize(ex);
 		}

@@ -15,7 +15,8 @@ static const struct api_route members_routes[] = {
 	  "Add a member (commune, EPCI, syndicat, department, other)" },
 	{ "GET", "/v1/tenants", "tenants.read",
 	  API_MEMBER, "query:tenant", tenants_list,
-	  "List members (tenant, kind, status, parent, limit, cursor)" },
+	  "List members (q: name, INSEE code or SIREN; tenant, kind, status, "
+	  "parent, limit, cursor)" },
 	{ "POST", "/v1/tenants/import", "tenants.write",
 	  API_PLATFORM, NULL, import_tenants,
 	  "Import members (Etalab or CSV records), all or nothing",
@@ -39,6 +40,7 @@ static const struct api_route members_routes[] = {
 
 const struct ctl_module members_module = {
 	.m_name = "members",
+	.m_init = tenants_init,
 	.m_routes = members_routes,
 	.m_nroutes = nitems(members_routes),
 };

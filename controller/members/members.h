@@ -13,6 +13,13 @@ extern const struct ctl_module members_module;
 
 int	tenants_insee_ok(const char *);
 int	tenants_siren_ok(const char *);
+/* SIRET: 14 digits, Luhn (La Poste's establishments: digits sum to 5k). */
+int	tenants_siret_ok(const char *);
+/*
+ * The accounting category of a member (commune, groupement, ccas,
+ * department, region, other): set, the one set; NULL, its kind's.
+ */
+const char *tenants_category(const char *kind, const char *set);
 /* Printable text of at most max bytes, no control character. */
 int	tenants_text_ok(const char *, size_t max);
 /* A member by id, INSEE code or SIREN; -1 if none. */

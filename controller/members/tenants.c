@@ -1,7 +1,8 @@
 /*
  * Tenants: the OPSN's members (communes, EPCIs, syndicats, departments,
  * others) with their INSEE code, SIREN, population, parent EPCI, status
- * and quotas. Named everywhere by id, INSEE code or SIREN. Updates carry
+ * and quotas, and what a titre de recettes needs of its debtor (SIRET,
+ * postal address, accounting category). Named everywhere by id, INSEE code or SIREN. Updates carry
  * an ETag (the row's version) so two operators never silently overwrite
  * each other. Imports (Etalab, CSV) are idempotent and all-or-nothing.
  */
@@ -17,10 +18,25 @@
 #include "tenants.h"
 
 #define TENANT_NAME_MAX	200
+#define TENANT_ADDRESS_MAX 100	/* a street line or a town */
 #define IMPORT_MAX_BODY	((size_t)64 << 20)
 
 static const char *const tenant_kinds[] = {
 	"commune", "epci", "syndicat", "department", "other", NULL
+};
+
+/* Accounting categories, and the one each kind gets unless told. */
+static const struct {
+	const char	*kind;
+	const char	*category;
+} tenant_categories[] = {
+	{ "commune",	"commune" },
+	{ "epci",	"groupement" },
+	{ "syndicat",	"groupement" },
+	{ "department",	"department" },
+	{ "other",	"other" },
+	{ NULL,		"ccas" },
+	{ NULL,		"region" },
 };
 
 /* INSEE commune code: 2 digits (or 2A/2B for Corsica) then 3 digits. */
@@ -40,27 +56,97 @@ tenants_insee_ok(const char *s)
 	return (1);
 }
 
-/* SIREN: 9 digits whose Luhn sum is a multiple of 10. */
-int
-tenants_siren_ok(const char *s)
+/*
+ * Is s made of n digits whose Luhn sum is a multiple of 10? *sum gets the
+ * plain sum of the digits.
+ */
+static int
+tenants_luhn(const char *s, size_t n, int *sum)
 {
-	int	 i, d, sum = 0;
+	size_t	 i;
+	int	 d, luhn = 0;
 
-	if (strlen(s) != 9)
+	*sum = 0;
+	if (s == NULL || strlen(s) != n)
 		return (0);
-	for (i = 0; i < 9; i++) {
+	for (i = 0; i < n; i++) {
 		if (!isdigit((unsigned char)s[i]))
 			return (0);
 		d = s[i] - '0';
+		*sum += d;
 		/* From the right, every second digit is doubled. */
-		if (i % 2 == 1) {
+		if ((n - 1 - i) % 2 == 1) {
 			d *= 2;
 			if (d > 9)
 				d -= 9;
 		}
-		sum += d;
+		luhn += d;
 	}
-	return (sum % 10 == 0);
+	return (luhn % 10 == 0);
+}
+
+/* SIREN: 9 digits whose Luhn sum is a multiple of 10. */
+int
+tenants_siren_ok(const char *s)
+{
+	int	 sum;
+
+	return (tenants_luhn(s, 9, &sum));
+}
+
+/*
+ * SIRET: 14 digits (SIREN and NIC) whose Luhn sum is a multiple of 10, or
+ * for an establishment of La Poste (SIREN 356000000, INSEE's documented
+ * exception: its head office passes Luhn, the others do not), whose
+ * digits add up to a multiple of 5.
+ */
+int
+tenants_siret_ok(const char *s)
+{
+	int	 sum;
+
+	if (tenants_luhn(s, 14, &sum))
+		return (1);
+	return (s != NULL && strlen(s) == 14 && strncmp(s, "356000000", 9) ==
+	    0 && strspn(s, "0123456789") == 14 && sum % 5 == 0);
+}
+
+/* The accounting category of a member: the one set, else its kind's. */
+const char *
+tenants_category(const char *kind, const char *set)
+{
+	size_t	 i;
+
+	if (set != NULL)
+		return (set);
+	for (i = 0; i < nitems(tenant_categories); i++)
+		if (tenant_categories[i].kind != NULL && kind != NULL &&
+		    strcmp(tenant_categories[i].kind, kind) == 0)
+			return (tenant_categories[i].category);
+	return ("other");
+}
+
+static int
+tenants_category_ok(const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; i < nitems(tenant_categories); i++)
+		if (strcmp(tenant_categories[i].category, s) == 0)
+			return (1);
+	return (0);
+}
+
+static int
+tenants_postcode_ok(const char *s)
+{
+	return (strlen(s) == 5 && strspn(s, "0123456789") == 5);
+}
+
+static int
+tenants_address_ok(const char *s)
+{
+	return (tenants_text_ok(s, TENANT_ADDRESS_MAX));
 }
 
 /*
@@ -128,7 +214,7 @@ tenants_by_id(const char *ref)
 		return (-1);
 	st = store_prepare(ctl->db, "SELECT id FROM tenants WHERE id = ?");
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (id);
@@ -162,7 +248,7 @@ tenants_resolve(const char *ref)
 	else
 		return (tenants_by_id(ref));
 	sqlite3_bind_text(st, 1, ref, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	/* A 5-digit reference that is no commune's INSEE code may be an id. */
@@ -206,7 +292,8 @@ tenants_opt_text(sqlite3_stmt *st, int col)
 #define TENANTS_COLS "t.id, t.kind, t.name, t.insee, t.siren, t.population, " \
 	"t.parent_id, p.name, p.siren, t.status, t.joined_on, t.left_on, " \
 	"t.email, t.quota_vcpus, t.quota_memory_mib, t.quota_disk_bytes, " \
-	"t.quota_vms, t.version, t.created_at, t.updated_at"
+	"t.quota_vms, t.version, t.created_at, t.updated_at, t.siret, " \
+	"t.address, t.postcode, t.town, t.accounting_category"
 #define TENANTS_FROM " FROM tenants t LEFT JOIN tenants p ON p.id = t.parent_id "
 
 static json_t *
@@ -244,6 +331,15 @@ tenants_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "created_at", json_string(buf));
 	util_time_fmt(sqlite3_column_int64(st, 19), buf, sizeof(buf));
 	json_object_set_new(o, "updated_at", json_string(buf));
+	json_object_set_new(o, "siret", tenants_opt_text(st, 20));
+	json_object_set_new(o, "address", tenants_opt_text(st, 21));
+	json_object_set_new(o, "postcode", tenants_opt_text(st, 22));
+	json_object_set_new(o, "town", tenants_opt_text(st, 23));
+	json_object_set_new(o, "accounting_category", json_string(
+	    tenants_category((const char *)sqlite3_column_text(st, 1),
+	    (const char *)sqlite3_column_text(st, 24))));
+	json_object_set_new(o, "accounting_category_set", json_boolean(
+	    sqlite3_column_type(st, 24) != SQLITE_NULL));
 	return (o);
 }
 
@@ -257,7 +353,7 @@ tenants_json(int64_t id)
 	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = tenants_row_json(st);
 	sqlite3_finalize(st);
 	if (o == NULL)
@@ -266,7 +362,7 @@ tenants_json(int64_t id)
 	    "coalesce(sum(memory_mib), 0), coalesce(sum(disk_bytes), 0), "
 	    "count(*) FROM vms WHERE tenant_id = ? AND desired != 'deleted'");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		json_object_set_new(o, "usage", json_pack("{s:I,s:I,s:I,s:I}",
 		    "vcpus", (json_int_t)sqlite3_column_int64(st, 0),
 		    "memory_mib", (json_int_t)sqlite3_column_int64(st, 1),
@@ -304,7 +400,7 @@ tenants_if_match(struct api_req *r, int64_t id)
 		return (0);
 	st = store_prepare(ctl->db, "SELECT version FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		version = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
@@ -332,11 +428,45 @@ struct tenant_in {
 	int64_t		 population, parent;
 	int		 has_q[4];
 	int64_t		 q[4];		/* -1: no limit */
+	/* The debtor's fields (acc_fields), NULL to clear. */
+	int		 has_acc[TENANT_NACC];
+	const char	*acc[TENANT_NACC];
 };
 
 static const char *const quota_fields[4] = {
 	"quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms"
 };
+
+/* What a titre needs of its debtor: text fields, null to clear. */
+static const struct {
+	const char	*name;
+	int		(*ok)(const char *);
+	const char	*rule;
+} acc_fields[TENANT_NACC] = {
+	{ "siret", tenants_siret_ok, "siret must be 14 digits (the SIREN and "
+	  "the NIC of the establishment billed) with a valid check digit" },
+	{ "address", tenants_address_ok, "address must be 1 to 100 "
+	  "characters: the street line (number and street)" },
+	{ "postcode", tenants_postcode_ok, "postcode must be 5 digits" },
+	{ "town", tenants_address_ok, "town must be 1 to 100 characters" },
+	{ "accounting_category", tenants_category_ok, "accounting_category "
+	  "must be commune, groupement, ccas, department, region or other" },
+};
+
+/* The name of the debtor's field i. */
+const char *
+tenants_acc_name(size_t i)
+{
+	return (acc_fields[i].name);
+}
+
+/* Is v a valid value of the debtor's field i? Else *rule says why. */
+int
+tenants_acc_ok(size_t i, const char *v, const char **rule)
+{
+	*rule = acc_fields[i].rule;
+	return (acc_fields[i].ok(v));
+}
 
 static int
 tenants_parse(struct api_req *r, json_t *body, int create,
@@ -345,6 +475,7 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 	static const char *const known[] = { "kind", "name", "insee", "siren",
 	    "population", "parent", "email", "joined_on", "left_on",
 	    "quota_vcpus", "quota_memory_mib", "quota_disk_bytes", "quota_vms",
+	    "siret", "address", "postcode", "town", "accounting_category",
 	    NULL };
 	json_t	*v;
 	int	 i;
@@ -461,6 +592,20 @@ tenants_parse(struct api_req *r, json_t *body, int create,
 		}
 		in->q[i] = json_integer_value(v);
 	}
+	for (i = 0; i < TENANT_NACC; i++) {
+		if ((v = json_object_get(body, acc_fields[i].name)) == NULL)
+			continue;
+		in->has_acc[i] = 1;
+		if (json_is_null(v))
+			continue;
+		if (!json_is_string(v) || !acc_fields[i].ok(
+		    json_string_value(v))) {
+			api_reply_error(r, 400, "bad_field", "%s",
+			    acc_fields[i].rule);
+			return (-1);
+		}
+		in->acc[i] = json_string_value(v);
+	}
 	return (0);
 }
 
@@ -486,7 +631,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE "
 		    "id = ?");
 		sqlite3_bind_int64(st, 1, in->parent);
-		clash = sqlite3_step(st) != SQLITE_ROW || strcmp((const char *)
+		clash = store_step(st) != SQLITE_ROW || strcmp((const char *)
 		    sqlite3_column_text(st, 0), "epci") != 0;
 		sqlite3_finalize(st);
 		if (clash) {
@@ -500,7 +645,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		    "siren = ? AND id != ?");
 		sqlite3_bind_text(st, 1, in->siren, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, self);
-		clash = sqlite3_step(st) == SQLITE_ROW;
+		clash = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (clash) {
 			api_reply_error(r, 409, "exists", "another tenant has "
@@ -513,7 +658,7 @@ tenants_check(struct api_req *r, int64_t self, const char *kind,
 		    "insee = ? AND kind = 'commune' AND id != ?");
 		sqlite3_bind_text(st, 1, in->insee, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, self);
-		clash = sqlite3_step(st) == SQLITE_ROW;
+		clash = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (clash) {
 			api_reply_error(r, 409, "exists", "another commune has "
@@ -568,8 +713,10 @@ tenants_create(struct api_req *r)
 	st = store_prepare(ctl->db, "INSERT INTO tenants (kind, name, insee, "
 	    "siren, population, parent_id, email, joined_on, left_on, "
 	    "quota_vcpus, quota_memory_mib, quota_disk_bytes, quota_vms, "
-	    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, "
-	    "coalesce(?, date('now')), ?, ?, ?, ?, ?, ?, ?) RETURNING id");
+	    "created_at, updated_at, siret, address, postcode, town, "
+	    "accounting_category) VALUES (?, ?, ?, ?, ?, ?, ?, "
+	    "coalesce(?, date('now')), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	    "RETURNING id");
 	sqlite3_bind_text(st, 1, in.kind, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, in.name, -1, SQLITE_STATIC);
 	tenants_bind_opt(st, 3, in.insee);
@@ -585,7 +732,9 @@ tenants_create(struct api_req *r)
 			sqlite3_bind_int64(st, 10 + i, in.q[i]);
 	sqlite3_bind_int64(st, 14, now);
 	sqlite3_bind_int64(st, 15, now);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	for (i = 0; i < TENANT_NACC; i++)
+		tenants_bind_opt(st, 16 + i, in.acc[i]);
+	if (store_step(st) != SQLITE_ROW) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
@@ -607,7 +756,85 @@ out:
 	json_decref(body);
 }
 
-/* GET /v1/tenants?kind=&status=&parent=&limit=&cursor= */
+/*
+ * A name folded for search: lower case, French accents and ligatures
+ * dropped (É -> e, œ -> oe), hyphens and apostrophes as spaces, so that
+ * "saint etienne" finds Saint-Étienne. Only Latin-1's letters and the
+ * ligatures are mapped; other characters are kept as they are.
+ */
+size_t
+tenants_fold(const char *in, char *out, size_t len)
+{
+	/* U+00C0..U+00FF, "" where nothing fits (×, ÷). */
+	static const char *const latin1[64] = {
+		"a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e",
+		"i", "i", "i", "i", "d", "n", "o", "o", "o", "o", "o", "",
+		"o", "u", "u", "u", "u", "y", "th", "ss",
+		"a", "a", "a", "a", "a", "a", "ae", "c", "e", "e", "e", "e",
+		"i", "i", "i", "i", "d", "n", "o", "o", "o", "o", "o", "",
+		"o", "u", "u", "u", "u", "y", "th", "y",
+	};
+	const unsigned char *p = (const unsigned char *)in;
+	const char	*rep;
+	char		 one[2] = { 0, 0 };
+	size_t		 n = 0, k;
+
+	while (*p != '\0') {
+		rep = NULL;
+		if (p[0] == 0xc3 && p[1] >= 0x80 && p[1] <= 0xbf) {
+			rep = latin1[p[1] - 0x80];
+			p += 2;
+		} else if (p[0] == 0xc5 && (p[1] == 0x92 || p[1] == 0x93)) {
+			rep = "oe";
+			p += 2;
+		} else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0x98 ||
+		    p[2] == 0x99)) {
+			rep = " ";
+			p += 3;
+		} else {
+			one[0] = (char)(*p == '-' || *p == '\'' ? ' ' :
+			    (*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+			rep = one;
+			p++;
+		}
+		for (k = 0; rep[k] != '\0'; k++)
+			if (n + 1 < len)
+				out[n++] = rep[k];
+	}
+	if (len > 0)
+		out[n] = '\0';
+	return (n);
+}
+
+static void
+tenants_fold_sql(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+	const unsigned char *s = sqlite3_value_text(argv[0]);
+	char		 buf[512];
+
+	(void)argc;
+	if (s == NULL) {
+		sqlite3_result_null(cx);
+		return;
+	}
+	tenants_fold((const char *)s, buf, sizeof(buf));
+	sqlite3_result_text(cx, buf, -1, SQLITE_TRANSIENT);
+}
+
+/* The search's SQL function, on the loop's connection. */
+int
+tenants_init(struct ctl *c, char **cause)
+{
+	if (sqlite3_create_function(c->db, "opsn_fold", 1, SQLITE_UTF8 |
+	    SQLITE_DETERMINISTIC, NULL, tenants_fold_sql, NULL, NULL) !=
+	    SQLITE_OK) {
+		xasprintf(cause, "opsn_fold: %s", sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	return (0);
+}
+
+/* GET /v1/tenants?q=&kind=&status=&parent=&limit=&cursor= */
 void
 tenants_list(struct api_req *r)
 {
@@ -616,8 +843,10 @@ tenants_list(struct api_req *r)
 	const char	*status = api_query(r, "status");
 	const char	*parent = api_query(r, "parent");
 	const char	*one = api_query(r, "tenant");
+	const char	*q = api_query(r, "q");
 	int64_t		 pid = 0, id = 0;
-	char		*next = NULL;
+	char		*next = NULL, code[16] = "", name[256] = "", *o;
+	const char	*c;
 	int		 limit, n = 0;
 	json_t		*items;
 
@@ -644,18 +873,49 @@ tenants_list(struct api_req *r)
 		api_reply_error(r, 404, "not_found", "no tenant '%.64s'", one);
 		return;
 	}
+	/*
+	 * q: the start of an INSEE code or a SIREN (digits, or 2A/2B for
+	 * Corsica), else a part of the name, folded (see tenants_fold).
+	 */
+	if (q != NULL && strlen(q) > 100) {
+		api_reply_error(r, 400, "bad_parameter", "q is at most 100 "
+		    "bytes");
+		return;
+	}
+	if (q != NULL && *q != '\0') {
+		for (c = q; *c != '\0' && (isdigit((unsigned char)*c) ||
+		    (c == q + 1 && q[0] == '2' && (*c == 'A' || *c == 'B' ||
+		    *c == 'a' || *c == 'b'))); c++)
+			continue;
+		if (*c == '\0' && strlen(q) <= 9) {
+			strlcpy(code, q, sizeof(code));
+			code[1] = (char)toupper((unsigned char)code[1]);
+		} else {
+			/* LIKE's own characters are escaped with '\'. */
+			tenants_fold(q, name, sizeof(name) / 2);
+			for (o = name + strlen(name); o >= name; o--)
+				if (*o == '%' || *o == '_' || *o == '\\') {
+					memmove(o + 1, o, strlen(o) + 1);
+					*o = '\\';
+				}
+		}
+	}
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " TENANTS_COLS TENANTS_FROM
 	    "WHERE t.id > ?1 AND (?2 IS NULL OR t.kind = ?2) AND (?3 IS NULL "
 	    "OR t.status = ?3) AND (?4 = 0 OR t.parent_id = ?4) AND (?5 = 0 "
-	    "OR t.id = ?5) ORDER BY t.id LIMIT ?6");
+	    "OR t.id = ?5) AND (?7 IS NULL OR t.insee LIKE ?7 || '%' OR "
+	    "t.siren LIKE ?7 || '%') AND (?8 IS NULL OR opsn_fold(t.name) "
+	    "LIKE '%' || ?8 || '%' ESCAPE '\\') ORDER BY t.id LIMIT ?6");
 	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
 	tenants_bind_opt(st, 2, kind);
 	tenants_bind_opt(st, 3, status);
 	sqlite3_bind_int64(st, 4, pid);
 	sqlite3_bind_int64(st, 5, id);
 	sqlite3_bind_int(st, 6, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	tenants_bind_opt(st, 7, code[0] != '\0' ? code : NULL);
+	tenants_bind_opt(st, 8, name[0] != '\0' ? name : NULL);
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)
 			    sqlite3_column_int64(st, 0) - 1);
@@ -697,7 +957,7 @@ tenants_update(struct api_req *r)
 		goto out;
 	st = store_prepare(ctl->db, "SELECT kind FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(kind, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(kind));
 	sqlite3_finalize(st);
@@ -727,6 +987,12 @@ tenants_update(struct api_req *r)
 	    "quota_disk_bytes = CASE WHEN ?18 THEN nullif(?19, -1) ELSE "
 	    "quota_disk_bytes END, "
 	    "quota_vms = CASE WHEN ?20 THEN nullif(?21, -1) ELSE quota_vms END, "
+	    "siret = CASE WHEN ?24 THEN ?25 ELSE siret END, "
+	    "address = CASE WHEN ?26 THEN ?27 ELSE address END, "
+	    "postcode = CASE WHEN ?28 THEN ?29 ELSE postcode END, "
+	    "town = CASE WHEN ?30 THEN ?31 ELSE town END, "
+	    "accounting_category = CASE WHEN ?32 THEN ?33 ELSE "
+	    "accounting_category END, "
 	    "version = version + 1, updated_at = ?22 WHERE id = ?23");
 	tenants_bind_opt(st, 1, in.name);
 	sqlite3_bind_int(st, 2, in.has_insee);
@@ -747,7 +1013,11 @@ tenants_update(struct api_req *r)
 	}
 	sqlite3_bind_int64(st, 22, util_now());
 	sqlite3_bind_int64(st, 23, id);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	for (i = 0; i < TENANT_NACC; i++) {
+		sqlite3_bind_int(st, 24 + 2 * i, in.has_acc[i]);
+		tenants_bind_opt(st, 25 + 2 * i, in.acc[i]);
+	}
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("tenants: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		store_rollback(ctl->db);
@@ -779,7 +1049,7 @@ tenants_set_status(struct api_req *r, const char *status)
 		return;
 	st = store_prepare(ctl->db, "SELECT status FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(cur, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(cur));
 	sqlite3_finalize(st);
@@ -804,7 +1074,7 @@ tenants_set_status(struct api_req *r, const char *status)
 	sqlite3_bind_text(st, 1, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_int64(st, 3, id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "tenant/%lld", (long long)id);
 	if (sqlite3_changes(ctl->db) > 0 && (audit_record(r, "tenant.status",
@@ -852,7 +1122,7 @@ tenants_may_grow(int64_t id, char **cause)
 	st = store_prepare(ctl->db, "SELECT status, coalesce(insee, siren, "
 	    "name) FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW)
+	if (store_step(st) != SQLITE_ROW)
 		xasprintf(cause, "no such tenant");
 	else if (strcmp((const char *)sqlite3_column_text(st, 0), "active") != 0)
 		xasprintf(cause, "tenant %s is %s: it gets no new services",

@@ -23,7 +23,6 @@
 #include "opsn/util.h"
 #include "core/core.h"
 #include "agents/agents.h"
-#include "members/members.h"
 #include "metering.h"
 #include "metering.pb-c.h"
 
@@ -230,137 +229,234 @@ meter_batch_check(const Opsn__Samples *m, char **cause)
 		}
 		if (!meter_kind_ok(s->kind) || strlen(s->resource) == 0 ||
 		    strlen(s->resource) > METER_RESOURCE_MAX ||
-		    strlen(s->boot) > METER_BOOT_MAX ||
-		    strlen(s->tenant) > METER_RESOURCE_MAX) {
-			xasprintf(cause, "sample %llu: bad kind, resource, "
-			    "boot or tenant", (unsigned long long)s->seq);
+		    strlen(s->boot) > METER_BOOT_MAX) {
+			xasprintf(cause, "sample %llu: bad kind, resource or "
+			    "boot", (unsigned long long)s->seq);
 			return (-1);
 		}
 	}
 	return (0);
 }
 
-static int64_t
-meter_u2i(uint64_t v)
-{
-	return (v > INT64_MAX ? INT64_MAX : (int64_t)v);
-}
+/*
+ * What each kind of sample is about, and where the controller placed it.
+ * An agent names a VM by its UUID and a mailbox or a site by the id the
+ * controller gave it; usage is kept by UUID, address and host name. The
+ * node and the tenant come from the controller's tables, never from the
+ * sample: an agent is believed only about what is placed on its node.
+ */
+static const struct meter_kind {
+	const char	*mk_kind;
+	const char	*mk_reject;	/* kind of refusal, for /metrics */
+	const char	*mk_role;	/* the reporting node must hold it */
+	/*
+	 * ?1 the agent's id (?2 the reporting node, ?3 the sample's time in
+	 * ms, where used) -> the name usage is kept by, node, tenant
+	 */
+	const char	*mk_place;
+	/* ?1 bytes, ?2 the agent's id: the figure services list */
+	const char	*mk_used;
+} meter_kinds[] = {
+	/*
+	 * A VM migrated away is still the node's for samples of the time it
+	 * ran there (the source's spool may send them after the move).
+	 */
+	{ "vm", "sample_vm", "hypervisor",
+	  "SELECT v.uuid, CASE WHEN v.node_id != ?2 AND EXISTS (SELECT 1 "
+	  "FROM migrations m WHERE m.vm_id = v.id AND m.src_node = ?2 AND "
+	  "m.state IN ('stopping', 'copying', 'starting', 'done') AND "
+	  "?3 <= coalesce(m.finished_at, 1 << 40) * 1000) THEN ?2 ELSE "
+	  "v.node_id END, v.tenant_id FROM vms v WHERE v.uuid = ?1", NULL },
+	{ "mailbox", "sample_mailbox", "mail",
+	  "SELECT m.address, d.node_id, d.tenant_id FROM mailboxes m JOIN "
+	  "mail_domains d ON d.id = m.domain_id WHERE m.id = ?1",
+	  "UPDATE mailboxes SET used_bytes = ?1 WHERE id = ?2" },
+	{ "site", "sample_site", "web",
+	  "SELECT hostname, node_id, tenant_id FROM sites WHERE id = ?1",
+	  "UPDATE sites SET used_bytes = ?1 WHERE id = ?2" },
+};
 
-/* The tenant a new resource belongs to; 0 for the platform or unknown. */
-static int64_t
-meter_tenant_of(const Opsn__Sample *s)
-{
-	static const struct {
-		const char	*kind;
-		const char	*sql;
-	} q[] = {
-		{ "vm", "SELECT tenant_id FROM vms WHERE uuid = ?" },
-		{ "mailbox", "SELECT d.tenant_id FROM mailboxes m JOIN "
-		  "mail_domains d ON d.id = m.domain_id WHERE m.address = ?" },
-		{ "site", "SELECT tenant_id FROM sites WHERE hostname = ?" },
-	};
-	sqlite3_stmt	*st;
-	int64_t		 t = 0;
-	size_t		 i;
+/* The statements of one flush, and what is known of the batch's node. */
+struct meter_stmts {
+	sqlite3_stmt	*q_ins, *q_res, *q_gone;
+	sqlite3_stmt	*q_place[nitems(meter_kinds)];
+	sqlite3_stmt	*q_used[nitems(meter_kinds)];
+	int64_t		 q_node;
+	int		 q_role[nitems(meter_kinds)];	/* -1 unknown */
+};
 
-	for (i = 0; i < nitems(q); i++) {
-		if (strcmp(q[i].kind, s->kind) != 0)
-			continue;
-		/* The services tables may not exist in this build. */
-		if (sqlite3_prepare_v2(mc->db, q[i].sql, -1, &st, NULL) !=
-		    SQLITE_OK)
-			break;
-		sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) == SQLITE_ROW)
-			t = sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-		if (t > 0)
-			return (t);
-		/* A VM the controller knows, of the platform: no fallback. */
-		break;
-	}
-	if (*s->tenant != '\0' && strcmp(s->kind, "vm") != 0 &&
-	    (t = tenants_resolve(s->tenant)) > 0)
-		return (t);
+/* Where a sample's resource is: what its usage is kept by, and whose. */
+struct meter_place {
+	char		 mp_name[METER_RESOURCE_MAX + 1];
+	int64_t		 mp_tenant;	/* 0: the platform */
+	const struct meter_kind *mp_kind;
+	int		 mp_live;	/* the object still exists */
+};
+
+/*
+ * Counters and sizes beyond these are impossible (the VM limits of the
+ * schema; bytes below 2^60): such a sample is skipped, never clamped.
+ */
+#define METER_VCPUS_MAX		256
+#define METER_MEMORY_MIB_MAX	4194304
+#define METER_BYTES_MAX		((uint64_t)1 << 60)
+
+static int
+meter_sample_ok(const Opsn__Sample *s, int64_t now_ms, const char **why)
+{
+	if (s->ts_ms < METER_TS_MIN_MS || s->ts_ms > now_ms +
+	    METER_TS_AHEAD_MS)
+		*why = "an impossible time";
+	else if (s->vcpus > METER_VCPUS_MAX ||
+	    s->memory_mib > METER_MEMORY_MIB_MAX)
+		*why = "impossible vCPUs or memory";
+	else if (s->disk_bytes > METER_BYTES_MAX ||
+	    s->disk_used_bytes > METER_BYTES_MAX ||
+	    s->used_bytes > METER_BYTES_MAX)
+		*why = "an impossible size";
+	else if ((s->has_cpu && s->cpu_ns > INT64_MAX) || (s->has_net &&
+	    (s->net_rx_bytes > INT64_MAX || s->net_tx_bytes > INT64_MAX)))
+		*why = "an impossible counter";
+	else if (s->interval_ms > INT32_MAX || s->boot_started_ms < 0)
+		*why = "an impossible interval or boot time";
+	else
+		return (1);
 	return (0);
 }
 
 /*
- * The mail and web agents name a mailbox or site by the id the controller
- * gave it; usage is by address and host name. The name replaces the id
- * before the sample is stored (an object already purged keeps its id).
+ * Where the controller placed what a sample is about: 0 with *p when it
+ * is on the reporting node and of the node's role; -1 once the refusal
+ * is counted. A resource deleted since (a VM gone, a site removed) is
+ * still taken from the node it was on when its first sample arrived.
  */
-static char *
-meter_resource_name(const Opsn__Sample *s)
+static int
+meter_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
+    struct meter_place *p)
 {
-	sqlite3_stmt	*st;
-	const char	*sql;
-	char		*name = NULL;
+	const struct meter_kind	*k = NULL;
+	sqlite3_stmt		*st;
+	const char		*name;
+	size_t			 i, ki;
+	int64_t			 on;
 
-	if (strcmp(s->kind, "mailbox") == 0)
-		sql = "SELECT address FROM mailboxes WHERE id = ?";
-	else if (strcmp(s->kind, "site") == 0)
-		sql = "SELECT hostname FROM sites WHERE id = ?";
-	else
-		return (NULL);
-	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return (NULL);
+	for (i = 0; i < nitems(meter_kinds); i++)
+		if (strcmp(meter_kinds[i].mk_kind, s->kind) == 0)
+			k = &meter_kinds[i];
+	if (k == NULL) {
+		reports_reject(node, "sample", "kind '%s' is not metered",
+		    s->kind);
+		return (-1);
+	}
+	ki = (size_t)(k - meter_kinds);
+#ifdef OPSN_TEST_BUILD
+	{
+		/*
+		 * The agent's test source (OPSN_TEST_METER_SYNTHETIC) makes
+		 * up VMs named synthetic-NODE-i: the platform's, from NODE
+		 * only. Test builds only.
+		 */
+		char	 pfx[96];
+
+		snprintf(pfx, sizeof(pfx), "synthetic-%s-", nodes_name(node));
+		if (ki == 0 && strncmp(s->resource, pfx, strlen(pfx)) == 0) {
+			strlcpy(p->mp_name, s->resource, sizeof(p->mp_name));
+			p->mp_tenant = 0;
+			p->mp_kind = k;
+			p->mp_live = 0;
+			return (0);
+		}
+	}
+#endif
+	if (q->q_node != node) {
+		q->q_node = node;
+		for (i = 0; i < nitems(meter_kinds); i++)
+			q->q_role[i] = -1;
+	}
+	if (q->q_role[ki] == -1)
+		q->q_role[ki] = reports_has_role(node, k->mk_role);
+	if (!q->q_role[ki]) {
+		reports_reject(node, k->mk_reject, "%.64s: the node does not "
+		    "have the %s role", s->resource, k->mk_role);
+		return (-1);
+	}
+	st = q->q_place[ki];
+	sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, s->resource, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
-		name = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return (name);
+	if (sqlite3_bind_parameter_count(st) >= 3) {
+		sqlite3_bind_int64(st, 2, node);
+		sqlite3_bind_int64(st, 3, (int64_t)s->ts_ms);
+	}
+	p->mp_live = 1;
+	if (store_step(st) != SQLITE_ROW) {
+		st = q->q_gone;
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, k->mk_kind, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, node);
+		p->mp_live = 0;
+		if (store_step(st) != SQLITE_ROW) {
+			reports_reject(node, k->mk_reject, "%.64s is placed on "
+			    "no node", s->resource);
+			return (-1);
+		}
+	}
+	on = sqlite3_column_int64(st, 1);
+	if (on != node) {
+		reports_reject(node, k->mk_reject, "%.64s is placed on %s",
+		    s->resource, nodes_name(on));
+		return (-1);
+	}
+	name = (const char *)sqlite3_column_text(st, 0);
+	strlcpy(p->mp_name, name != NULL ? name : s->resource,
+	    sizeof(p->mp_name));
+	p->mp_tenant = sqlite3_column_int64(st, 2);
+	p->mp_kind = k;
+	return (0);
 }
 
-/* The latest storage figures, for the services' own listings. */
-static void
-meter_used_bytes(const Opsn__Sample *s, int64_t now_ms)
+/* The latest storage figure of a live mailbox or site, for listings. */
+static int
+meter_used_bytes(struct meter_stmts *q, const Opsn__Sample *s,
+    const struct meter_place *p, int64_t now_ms)
 {
-	sqlite3_stmt	*st;
-	const char	*sql;
+	sqlite3_stmt	*st = q->q_used[p->mp_kind - meter_kinds];
 
+	if (st == NULL || !p->mp_live)
+		return (0);
 	if (now_ms - s->ts_ms > 2LL * (s->interval_ms ? s->interval_ms :
 	    METER_INTERVAL_DEFAULT_MS))
-		return;		/* a late sample: older than what is there */
-	if (strcmp(s->kind, "mailbox") == 0)
-		sql = "UPDATE mailboxes SET used_bytes = ? WHERE address = ?";
-	else if (strcmp(s->kind, "site") == 0)
-		sql = "UPDATE sites SET used_bytes = ? WHERE hostname = ?";
-	else
-		return;
-	if (sqlite3_prepare_v2(mc->db, sql, -1, &st, NULL) != SQLITE_OK)
-		return;
-	sqlite3_bind_int64(st, 1, meter_u2i(s->used_bytes));
+		return (0);	/* a late sample: older than what is there */
+	sqlite3_reset(st);
+	sqlite3_bind_int64(st, 1, (int64_t)s->used_bytes);
 	sqlite3_bind_text(st, 2, s->resource, -1, SQLITE_STATIC);
-	sqlite3_step(st);
-	sqlite3_finalize(st);
+	return (store_step(st) == SQLITE_DONE ? 0 : -1);
 }
 
 /* Insert one batch inside the open transaction; -1 on a database error. */
 static int
-meter_insert(sqlite3_stmt *ins, sqlite3_stmt *res, struct meter_batch *b,
-    int64_t now_ms, uint64_t *fresh)
+meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
+    uint64_t *fresh)
 {
+	sqlite3_stmt		*ins = q->q_ins, *res = q->q_res;
+	struct meter_place	 p;
 	Opsn__Sample		*s;
+	const char		*why;
 	size_t			 i;
 	uint64_t		 h;
-	int64_t			 t;
-	char			*name;
 
 	*fresh = 0;
 	for (i = 0; i < b->b_msg->n_samples; i++) {
 		s = b->b_msg->samples[i];
-		if ((name = meter_resource_name(s)) != NULL) {
-			/* The message owns its strings: swap ours in. */
-			free(s->resource);
-			s->resource = name;
-		}
-		if (s->ts_ms < METER_TS_MIN_MS || s->ts_ms > now_ms +
-		    METER_TS_AHEAD_MS) {
+		if (!meter_sample_ok(s, now_ms, &why)) {
 			meter_stats.ms_rejected++;
-			log_warnx("metering: %s: sample %llu has an impossible "
-			    "time (%lld ms): skipped", nodes_name(b->b_node),
-			    (unsigned long long)s->seq, (long long)s->ts_ms);
+			log_warnx("metering: %s: sample %llu has %s: skipped",
+			    nodes_name(b->b_node), (unsigned long long)s->seq,
+			    why);
+			continue;
+		}
+		if (meter_place(q, b->b_node, s, &p) == -1) {
+			meter_stats.ms_foreign++;
 			continue;
 		}
 		sqlite3_reset(ins);
@@ -368,59 +464,101 @@ meter_insert(sqlite3_stmt *ins, sqlite3_stmt *res, struct meter_batch *b,
 		sqlite3_bind_int64(ins, 2, (int64_t)s->seq);
 		sqlite3_bind_int64(ins, 3, s->ts_ms);
 		sqlite3_bind_text(ins, 4, s->kind, -1, SQLITE_STATIC);
-		sqlite3_bind_text(ins, 5, s->resource, -1, SQLITE_STATIC);
+		sqlite3_bind_text(ins, 5, p.mp_name, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ins, 6, s->state);
 		sqlite3_bind_text(ins, 7, s->boot, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(ins, 8, s->boot_started_ms);
 		sqlite3_bind_int64(ins, 9, s->vcpus);
-		sqlite3_bind_int64(ins, 10, meter_u2i(s->memory_mib));
-		sqlite3_bind_int64(ins, 11, meter_u2i(s->disk_bytes /
+		sqlite3_bind_int64(ins, 10, (int64_t)s->memory_mib);
+		sqlite3_bind_int64(ins, 11, (int64_t)(s->disk_bytes /
 		    METER_MIB));
-		sqlite3_bind_int64(ins, 12, meter_u2i(s->disk_used_bytes /
+		sqlite3_bind_int64(ins, 12, (int64_t)(s->disk_used_bytes /
 		    METER_MIB));
 		if (s->has_cpu)
-			sqlite3_bind_int64(ins, 13, meter_u2i(s->cpu_ns));
+			sqlite3_bind_int64(ins, 13, (int64_t)s->cpu_ns);
 		else
 			sqlite3_bind_null(ins, 13);
 		if (s->has_net) {
-			sqlite3_bind_int64(ins, 14, meter_u2i(s->net_rx_bytes));
-			sqlite3_bind_int64(ins, 15, meter_u2i(s->net_tx_bytes));
+			sqlite3_bind_int64(ins, 14, (int64_t)s->net_rx_bytes);
+			sqlite3_bind_int64(ins, 15, (int64_t)s->net_tx_bytes);
 		} else {
 			sqlite3_bind_null(ins, 14);
 			sqlite3_bind_null(ins, 15);
 		}
 		if (strcmp(s->kind, "vm") != 0)
-			sqlite3_bind_int64(ins, 16, meter_u2i(s->used_bytes));
+			sqlite3_bind_int64(ins, 16, (int64_t)s->used_bytes);
 		else
 			sqlite3_bind_null(ins, 16);
 		sqlite3_bind_int64(ins, 17, s->interval_ms);
 		sqlite3_bind_int64(ins, 18, now_ms / 1000);
-		if (sqlite3_step(ins) != SQLITE_DONE)
+		if (store_step(ins) != SQLITE_DONE)
 			return (-1);
 		if (sqlite3_changes(mc->db) == 0) {
 			meter_stats.ms_duplicates++;
 			continue;
 		}
 		(*fresh)++;
-		if (strcmp(s->kind, "vm") != 0)
-			meter_used_bytes(s, now_ms);
-		h = meter_hash(s->kind, s->resource);
+		if (meter_used_bytes(q, s, &p, now_ms) == -1)
+			return (-1);
+		h = meter_hash(s->kind, p.mp_name);
 		if (meter_known_has(h))
 			continue;
-		t = meter_tenant_of(s);
 		sqlite3_reset(res);
 		sqlite3_bind_text(res, 1, s->kind, -1, SQLITE_STATIC);
-		sqlite3_bind_text(res, 2, s->resource, -1, SQLITE_STATIC);
-		if (t > 0)
-			sqlite3_bind_int64(res, 3, t);
+		sqlite3_bind_text(res, 2, p.mp_name, -1, SQLITE_STATIC);
+		if (p.mp_tenant > 0)
+			sqlite3_bind_int64(res, 3, p.mp_tenant);
 		else
 			sqlite3_bind_null(res, 3);
 		sqlite3_bind_int64(res, 4, now_ms / 1000);
-		if (sqlite3_step(res) != SQLITE_DONE)
+		sqlite3_bind_int64(res, 5, b->b_node);
+		sqlite3_bind_text(res, 6, s->resource, -1, SQLITE_STATIC);
+		if (store_step(res) != SQLITE_DONE)
 			return (-1);
 		meter_known_add(h);
 	}
 	return (0);
+}
+
+static void
+meter_stmts_open(struct meter_stmts *q)
+{
+	size_t	 i;
+
+	memset(q, 0, sizeof(*q));
+	q->q_ins = store_prepare(mc->db, "INSERT OR IGNORE INTO samples "
+	    "(node_id, seq, ts_ms, kind, resource, state, boot, "
+	    "boot_started_ms, vcpus, memory_mib, disk_mib, disk_used_mib, "
+	    "cpu_ns, net_rx, net_tx, used_bytes, interval_ms, received_at) "
+	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+	q->q_res = store_prepare(mc->db, "INSERT OR IGNORE INTO "
+	    "meter_resources (kind, resource, tenant_id, first_seen, node_id, "
+	    "ref) VALUES (?, ?, ?, ?, ?, ?)");
+	q->q_gone = store_prepare(mc->db, "SELECT resource, node_id, "
+	    "tenant_id FROM meter_resources WHERE kind = ?1 AND ref = ?2 AND "
+	    "node_id = ?3");
+	for (i = 0; i < nitems(meter_kinds); i++) {
+		q->q_place[i] = store_prepare(mc->db, meter_kinds[i].mk_place);
+		if (meter_kinds[i].mk_used != NULL)
+			q->q_used[i] = store_prepare(mc->db,
+			    meter_kinds[i].mk_used);
+	}
+	q->q_node = -1;
+}
+
+static void
+meter_stmts_close(struct meter_stmts *q)
+{
+	size_t	 i;
+
+	sqlite3_finalize(q->q_ins);
+	sqlite3_finalize(q->q_res);
+	sqlite3_finalize(q->q_gone);
+	for (i = 0; i < nitems(meter_kinds); i++) {
+		sqlite3_finalize(q->q_place[i]);
+		sqlite3_finalize(q->q_used[i]);
+	}
+	memset(q, 0, sizeof(*q));
 }
 
 static void
@@ -483,7 +621,7 @@ meter_flush(void)
 {
 	struct meter_batches	 todo = TAILQ_HEAD_INITIALIZER(todo);
 	struct meter_batch	*b;
-	sqlite3_stmt		*ins = NULL, *res = NULL;
+	struct meter_stmts	 q;
 	uint64_t		*fresh = NULL, total = 0;
 	size_t			 nb = 0, i;
 	int64_t			 now_ms = (int64_t)util_now() * 1000;
@@ -513,21 +651,13 @@ meter_flush(void)
 		meter_stats.ms_commit_failures++;
 		goto out;
 	}
-	ins = store_prepare(mc->db, "INSERT OR IGNORE INTO samples (node_id, "
-	    "seq, ts_ms, kind, resource, state, boot, boot_started_ms, vcpus, "
-	    "memory_mib, disk_mib, disk_used_mib, cpu_ns, net_rx, net_tx, "
-	    "used_bytes, interval_ms, received_at) VALUES (?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-	res = store_prepare(mc->db, "INSERT OR IGNORE INTO meter_resources "
-	    "(kind, resource, tenant_id, first_seen) VALUES (?, ?, ?, ?)");
+	meter_stmts_open(&q);
 	i = 0;
 	TAILQ_FOREACH(b, &todo, b_entry) {
-		if (meter_insert(ins, res, b, now_ms, &fresh[i++]) == -1) {
+		if (meter_insert(&q, b, now_ms, &fresh[i++]) == -1) {
 			log_warnx("metering: inserting samples of %s: %s",
 			    nodes_name(b->b_node), sqlite3_errmsg(mc->db));
-			sqlite3_finalize(ins);
-			sqlite3_finalize(res);
-			ins = res = NULL;
+			meter_stmts_close(&q);
 			store_rollback(mc->db);
 			/* The known-resource cache may name rolled-back rows. */
 			free(meter_known);
@@ -537,8 +667,7 @@ meter_flush(void)
 			goto out;
 		}
 	}
-	sqlite3_finalize(ins);
-	sqlite3_finalize(res);
+	meter_stmts_close(&q);
 	if (store_commit(mc->db) == -1) {
 		free(meter_known);
 		meter_known = NULL;
@@ -670,7 +799,7 @@ meter_retain(void)
 
 	st = store_prepare(mc->db, "SELECT rolled_id, retained_id, frozen_ms "
 	    "FROM meter_state");
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return;
 	}
@@ -687,7 +816,7 @@ meter_retain(void)
 	sqlite3_bind_int64(st, 1, retained);
 	sqlite3_bind_int64(st, 2, hi);
 	sqlite3_bind_int64(st, 3, cutoff);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	deleted = sqlite3_changes(mc->db);
 	/* The cursor stops at the first sample still too young to go. */
@@ -695,7 +824,7 @@ meter_retain(void)
 	    "AND id <= ?");
 	sqlite3_bind_int64(st, 1, retained);
 	sqlite3_bind_int64(st, 2, hi);
-	if (sqlite3_step(st) == SQLITE_ROW &&
+	if (store_step(st) == SQLITE_ROW &&
 	    sqlite3_column_type(st, 0) != SQLITE_NULL)
 		left = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
@@ -704,7 +833,7 @@ meter_retain(void)
 	sqlite3_bind_int64(st, 1, left > 0 ? left - 1 : hi);
 	sqlite3_bind_int64(st, 2, deleted > 0 && cutoff > frozen ? cutoff :
 	    frozen);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (store_commit(mc->db) == 0 && deleted > 0) {
 		meter_stats.ms_retained += (uint64_t)deleted;

@@ -86,7 +86,8 @@ void	 metering_csv_cell(char **buf, size_t *len, size_t *cap,
 struct meter_stats {
 	uint64_t	ms_ingested;	/* new samples committed */
 	uint64_t	ms_duplicates;	/* resent samples ignored */
-	uint64_t	ms_rejected;	/* impossible timestamps */
+	uint64_t	ms_rejected;	/* impossible times and counters */
+	uint64_t	ms_foreign;	/* not placed on the reporting node */
 	uint64_t	ms_batches, ms_bad_batches, ms_commits;
 	uint64_t	ms_rolled, ms_rounds, ms_retained;
 	uint64_t	ms_commit_failures;	/* nothing acknowledged */

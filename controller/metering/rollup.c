@@ -96,7 +96,7 @@ rollup_integrate(struct rollup_acc *acc, int m, int64_t value, int64_t a,
 static void
 rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 {
-	int64_t	 lo = acc->h0 * 1000;
+	int64_t	 lo = acc->h0 * 1000, sum;
 	size_t	 h;
 
 	if (delta <= 0 || ts < lo)
@@ -104,7 +104,17 @@ rollup_count(struct rollup_acc *acc, int m, int64_t ts, int64_t delta)
 	h = (size_t)((ts - lo) / METER_HOUR_MS);
 	if (h >= acc->nh)
 		return;
-	acc->counter[h * acc->nm + m] += delta;
+	/*
+	 * Each sample's counter is below 2^63 (ingest refuses more), but
+	 * an hour of restarts could still add up past it: such growth is
+	 * impossible, dropped and said, never wrapped.
+	 */
+	if (__builtin_add_overflow(acc->counter[h * acc->nm + m], delta,
+	    &sum))
+		log_warnx("metering: a counter grows past 2^63 in one hour at "
+		    "%lld: its growth there is dropped", (long long)ts);
+	else
+		acc->counter[h * acc->nm + m] = sum;
 }
 
 static int64_t
@@ -333,7 +343,7 @@ round_collect(sqlite3_stmt *st, struct sample_vec *v)
 {
 	int	 rc;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	while ((rc = store_step(st)) == SQLITE_ROW)
 		round_read_sample(st, vec_push(v));
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
@@ -381,7 +391,7 @@ round_bind_res(sqlite3_stmt *st, const char *kind, const char *res)
 static int
 round_one(sqlite3_stmt *st, struct meter_sample *m)
 {
-	int	 rc = sqlite3_step(st);
+	int	 rc = store_step(st);
 
 	if (rc == SQLITE_ROW) {
 		round_read_sample(st, m);
@@ -472,7 +482,7 @@ round_resource(sqlite3 *db, sqlite3_stmt **q, const char *kind,
 	v.n = j;
 
 	round_bind_res(q[Q_TENANT], kind, res);
-	if (sqlite3_step(q[Q_TENANT]) == SQLITE_ROW)
+	if (store_step(q[Q_TENANT]) == SQLITE_ROW)
 		out->rr_tenant = sqlite3_column_int64(q[Q_TENANT], 0);
 	if (metering_rollup_compute(kind, v.v, v.n, lo, hi, &out->rr_rows,
 	    &out->rr_nrows) == -1) {
@@ -511,7 +521,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 	    "coalesce(max(id), 0) FROM samples) FROM meter_state", &st,
 	    cause) == -1)
 		goto fail;
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		xasprintf(cause, "reading meter_state: %s", sqlite3_errmsg(db));
 		goto fail;
 	}
@@ -531,7 +541,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 			goto fail;
 	sqlite3_bind_int64(q[Q_GROUPS], 1, r->r_from_id);
 	sqlite3_bind_int64(q[Q_GROUPS], 2, r->r_to_id);
-	while ((rc = sqlite3_step(q[Q_GROUPS])) == SQLITE_ROW) {
+	while ((rc = store_step(q[Q_GROUPS])) == SQLITE_ROW) {
 		const char *kind = (const char *)sqlite3_column_text(
 		    q[Q_GROUPS], 0);
 		const char *res = (const char *)sqlite3_column_text(
@@ -599,7 +609,7 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 		sqlite3_bind_text(del, 2, rr->rr_resource, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(del, 3, rr->rr_h0);
 		sqlite3_bind_int64(del, 4, rr->rr_h1);
-		if (sqlite3_step(del) != SQLITE_DONE)
+		if (store_step(del) != SQLITE_DONE)
 			goto sqlerr;
 		for (j = 0; j < rr->rr_nrows; j++) {
 			sqlite3_reset(ins);
@@ -615,13 +625,13 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 			sqlite3_bind_text(ins, 5, rr->rr_rows[j].mr_metric, -1,
 			    SQLITE_STATIC);
 			sqlite3_bind_int64(ins, 6, rr->rr_rows[j].mr_quantity);
-			if (sqlite3_step(ins) != SQLITE_DONE)
+			if (store_step(ins) != SQLITE_DONE)
 				goto sqlerr;
 		}
 	}
 	sqlite3_bind_int64(mark, 1, r->r_from_id);
 	sqlite3_bind_int64(mark, 2, r->r_to_id);
-	if (sqlite3_step(mark) != SQLITE_DONE)
+	if (store_step(mark) != SQLITE_DONE)
 		goto sqlerr;
 	if (sqlite3_changes(db) != 1) {
 		xasprintf(cause, "another rollup moved the mark");

@@ -36,7 +36,7 @@ const struct api_route metering_routes[METERING_NROUTES] = {
 	{ "GET", "/v1/usage", "usage.read",
 	  API_MEMBER, "query:tenant", usage_get,
 	  "Usage per tenant, resource and metric (tenant, from, to, group=metric"
-	  "|resource|day|month, format=json|csv, sep, decimal)" },
+	  "|resource|day|month, format=json|csv|ods, sep, decimal)" },
 };
 
 /* ---- units ------------------------------------------------------------ */
@@ -180,6 +180,7 @@ usage_fmt_period(int64_t t, int month, char *buf, size_t len)
 struct usage_q {
 	enum usage_group g;
 	int		 csv;
+	int		 ods;		/* an OpenDocument spreadsheet */
 	char		 sep, mark;
 	int64_t		 tenant;	/* >0 one tenant, 0 all, -1 platform */
 	int64_t		 from, to;
@@ -245,7 +246,7 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	int64_t			 qty;
 	int			 rc;
 
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		it = json_object();
 		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? json_null() :
@@ -295,23 +296,14 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	return (0);
 }
 
-/* The CSV reply text into *out; -1 if reading failed. Any thread. */
-static int
-usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
-    size_t *outlen)
-{
-	const struct meter_unit	*u;
-	char			*b = NULL, num[64], per[16], sep[2];
-	size_t			 len = 0, cap = 0, i;
-	const char		*hdr[10];
-	size_t			 nh = 0;
-	int64_t			 qty;
-	int			 rc;
+#define USAGE_MAX_COLS	10
 
-	sep[0] = q->sep;
-	sep[1] = '\0';
-	/* The BOM tells LibreOffice and Excel the file is UTF-8. */
-	buf_add(&b, &len, &cap, "\xef\xbb\xbf", 3);
+/* The columns of a CSV or spreadsheet reply, into hdr; how many. */
+static size_t
+usage_header(const struct usage_q *q, const char **hdr)
+{
+	size_t	 nh = 0;
+
 	hdr[nh++] = "tenant_id";
 	hdr[nh++] = "insee";
 	hdr[nh++] = "siren";
@@ -324,13 +316,34 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	hdr[nh++] = "metric";
 	hdr[nh++] = "quantity";
 	hdr[nh++] = "unit";
+	return (nh);
+}
+
+/* The CSV reply text into *out; -1 if reading failed. Any thread. */
+static int
+usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
+    size_t *outlen)
+{
+	const struct meter_unit	*u;
+	char			*b = NULL, num[64], per[16], sep[2];
+	size_t			 len = 0, cap = 0, i;
+	const char		*hdr[USAGE_MAX_COLS];
+	size_t			 nh;
+	int64_t			 qty;
+	int			 rc;
+
+	sep[0] = q->sep;
+	sep[1] = '\0';
+	/* The BOM tells LibreOffice and Excel the file is UTF-8. */
+	buf_add(&b, &len, &cap, "\xef\xbb\xbf", 3);
+	nh = usage_header(q, hdr);
 	for (i = 0; i < nh; i++) {
 		if (i > 0)
 			buf_add(&b, &len, &cap, sep, 1);
 		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
 	}
 	buf_add(&b, &len, &cap, "\r\n", 2);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((rc = store_step(st)) == SQLITE_ROW) {
 		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
 		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
 		for (i = 2; i <= 4; i++) {
@@ -377,6 +390,59 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	return (0);
 }
 
+/*
+ * The spreadsheet reply into *out: the CSV's columns, codes as text and
+ * quantities as numbers in display units (days as dates). Any thread.
+ */
+static int
+usage_build_ods(const struct usage_q *q, sqlite3_stmt *st, char **out,
+    size_t *outlen, char **cause)
+{
+	const struct meter_unit	*u;
+	struct ods		*ods = ods_new();
+	const char		*hdr[USAGE_MAX_COLS];
+	char			 num[64], per[16];
+	int64_t			 qty;
+	int			 rc, i;
+
+	ods_sheet(ods, "usage");
+	ods_header(ods, hdr, usage_header(q, hdr));
+	while ((rc = store_step(st)) == SQLITE_ROW) {
+		ods_row(ods);
+		ods_text(ods, sqlite3_column_type(st, 0) == SQLITE_NULL ?
+		    "platform" : col_text(st, 0));
+		for (i = 2; i <= 4; i++)
+			ods_text(ods, col_text(st, i == 4 ? 1 : i));
+		if (q->g == G_DAY || q->g == G_MONTH) {
+			usage_fmt_period(sqlite3_column_int64(st, 4),
+			    q->g == G_MONTH, per, sizeof(per));
+			if (q->g == G_DAY)
+				ods_date(ods, per);
+			else
+				ods_text(ods, per);
+		}
+		ods_text(ods, col_text(st, 5));
+		if (q->g == G_RESOURCE)
+			ods_text(ods, col_text(st, 6));
+		ods_text(ods, col_text(st, 7));
+		qty = sqlite3_column_int64(st, 8);
+		if ((u = metering_unit(col_text(st, 7))) != NULL) {
+			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
+			    '.', num, sizeof(num));
+			ods_number(ods, num);
+		} else
+			ods_int(ods, qty);
+		ods_text(ods, u ? u->mu_display : "");
+	}
+	if (rc != SQLITE_DONE) {
+		ods_free(ods);
+		return (-1);
+	}
+	rc = ods_finish(ods, out, outlen, cause);
+	ods_free(ods);
+	return (rc);
+}
+
 /* On the thread pool: query and build the reply text. */
 static void
 usage_work_cb(uv_work_t *w)
@@ -396,9 +462,14 @@ usage_work_cb(uv_work_t *w)
 		return;
 	}
 	st = usage_prepare(db, &j->j_q);
-	rv = j->j_q.csv ? usage_build_csv(&j->j_q, st, &j->j_out,
-	    &j->j_len) : usage_build_json(&j->j_q, st, &j->j_out, &j->j_len);
-	if (rv == -1)
+	if (j->j_q.ods)
+		rv = usage_build_ods(&j->j_q, st, &j->j_out, &j->j_len,
+		    &j->j_cause);
+	else
+		rv = j->j_q.csv ? usage_build_csv(&j->j_q, st, &j->j_out,
+		    &j->j_len) : usage_build_json(&j->j_q, st, &j->j_out,
+		    &j->j_len);
+	if (rv == -1 && j->j_cause == NULL)
 		xasprintf(&j->j_cause, "reading usage: %s",
 		    sqlite3_errmsg(db));
 	sqlite3_finalize(st);
@@ -426,7 +497,12 @@ usage_after_cb(uv_work_t *w, int status)
 		log_debug("metering: usage (request %s): %zu bytes in %llu ms",
 		    api_request_id(api_defer_req(j->j_defer)), j->j_len,
 		    (unsigned long long)j->j_ms);
-		if (j->j_q.csv) {
+		if (j->j_q.ods) {
+			api_defer_set_header(j->j_defer, "Content-Disposition",
+			    "attachment; filename=\"usage.ods\"");
+			api_defer_reply_raw(j->j_defer, 200, ODS_MIMETYPE,
+			    j->j_out, j->j_len);
+		} else if (j->j_q.csv) {
 			api_defer_set_header(j->j_defer, "Content-Disposition",
 			    "attachment; filename=\"usage.csv\"");
 			api_defer_reply_raw(j->j_defer, 200,
@@ -465,9 +541,11 @@ usage_get(struct api_req *r)
 	if ((v = api_query(r, "format")) != NULL) {
 		if (strcmp(v, "csv") == 0)
 			q.csv = 1;
+		else if (strcmp(v, "ods") == 0)
+			q.ods = 1;
 		else if (strcmp(v, "json") != 0) {
 			api_reply_error(r, 400, "bad_parameter", "format must "
-			    "be json or csv");
+			    "be json, csv or ods");
 			return;
 		}
 	}
@@ -572,7 +650,8 @@ metering_prom(struct prom *pr)
 		{ "opsn_meter_samples_duplicate_total",
 		  "Resent samples ignored.", &meter_stats.ms_duplicates },
 		{ "opsn_meter_samples_rejected_total",
-		  "Samples with an impossible time.", &meter_stats.ms_rejected },
+		  "Samples with an impossible time or counter.",
+		  &meter_stats.ms_rejected },
 		{ "opsn_meter_batches_total", "Sample batches received.",
 		  &meter_stats.ms_batches },
 		{ "opsn_meter_bad_batches_total",
@@ -591,7 +670,7 @@ metering_prom(struct prom *pr)
 		    (double)*counters[i].v);
 	st = store_prepare(ctl->db, "SELECT (SELECT coalesce(max(id), 0) FROM "
 	    "samples) - rolled_id FROM meter_state");
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		pending = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	prom_single(pr, "opsn_meter_rollup_pending_samples", "gauge",

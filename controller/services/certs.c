@@ -95,7 +95,7 @@ services_certs_report(int64_t node_id, const uint8_t *p, size_t len)
 	st = store_prepare(ctl->db, "DELETE FROM services_certs WHERE "
 	    "node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "INSERT OR REPLACE INTO services_certs "
 	    "(node_id, kind, object_id, state, source, not_before, not_after, "
@@ -130,7 +130,7 @@ services_certs_report(int64_t node_id, const uint8_t *p, size_t len)
 		sqlite3_bind_int64(st, 10, c->next_attempt);
 		sqlite3_bind_text(st, 11, nj, -1, free);
 		sqlite3_bind_int64(st, 12, now);
-		sqlite3_step(st);
+		store_step(st);
 		if (strcmp(state, "failed") == 0)
 			log_warnx("services: %s: certificate of %s %s failed: "
 			    "%s", nodes_name(node_id), c->kind, c->id,
@@ -231,7 +231,7 @@ certs_commit(struct certs_pending *p)
 	sqlite3_bind_int64(st, 3, util_now());
 	sqlite3_bind_text(st, 4, p->p_site, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, p->p_node);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (sqlite3_changes(ctl->db) != 1) {
 		store_rollback(ctl->db);
@@ -379,7 +379,7 @@ certs_site_names(const char *site_id, json_t **keep, size_t *n)
 	    "WHERE id = ?1 UNION ALL SELECT aliases FROM sites WHERE id = ?1");
 	sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
 	*keep = json_array();
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if ((v = json_loads((const char *)sqlite3_column_text(st, 0), 0,
 		    NULL)) == NULL)
 			continue;
@@ -474,7 +474,7 @@ services_sites_cert_acme(struct api_req *r)
 	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "site/%s", host);
 	if (services_journal(node, gen, "site", id, host, "certificate") ==

@@ -634,7 +634,7 @@ services_sites_check(struct api_req *r)
 	    "UNION ALL SELECT j.value FROM sites s, json_each(s.aliases) j "
 	    "WHERE s.id = ?1");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW)
+	while (store_step(st) == SQLITE_ROW)
 		check_add(j, CHECK_ADDR, (const char *)sqlite3_column_text(st,
 		    0), want, "the name leads to the site's web backend");
 	sqlite3_finalize(st);

@@ -43,7 +43,7 @@ services_dkim_keys(int64_t domain_id, struct services_dkim **out)
 	    "dkim_prev_public_b64, coalesce(dkim_rotated_at, 0) FROM "
 	    "mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, domain_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		for (i = 0; i < 3; i++) {
 			const char *sel = (const char *)sqlite3_column_text(st,
 			    2 * i);
@@ -99,7 +99,7 @@ dkim_selector(int64_t domain_id, char *out, size_t len)
 		sqlite3_reset(st);
 		sqlite3_bind_int64(st, 1, domain_id);
 		sqlite3_bind_text(st, 2, out, -1, SQLITE_STATIC);
-		taken = sqlite3_step(st) == SQLITE_ROW;
+		taken = store_step(st) == SQLITE_ROW;
 	}
 	sqlite3_finalize(st);
 }
@@ -119,7 +119,7 @@ services_dkim_promote(struct api_req *r, int64_t domain_id)
 	    "dkim_selector FROM mail_domains WHERE id = ? AND "
 	    "dkim_next_selector != ''");
 	sqlite3_bind_int64(st, 1, domain_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		node = sqlite3_column_int64(st, 0);
 		strlcpy(name, (const char *)sqlite3_column_text(st, 1),
 		    sizeof(name));
@@ -146,7 +146,7 @@ services_dkim_promote(struct api_req *r, int64_t domain_id)
 	sqlite3_bind_int64(st, 1, domain_id);
 	sqlite3_bind_int64(st, 2, util_now());
 	sqlite3_bind_int64(st, 3, gen);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "mail/domain/%s", name);
 	if (services_journal(node, gen, "domain", name, name, "dkim") == -1 ||
@@ -181,21 +181,123 @@ dkim_key_json(const char *domain, const char *selector, const char *b64)
 	return (o);
 }
 
+/* A rotation: its RSA key, when it needs one, is made on the pool. */
+struct dkim_rotate {
+	uv_work_t		 dr_work;
+	struct api_defer	*dr_defer;
+	struct mail_domain	 dr_domain;
+	int			 dr_force;
+	int			 dr_need_key;	/* no next key waited */
+	char			*dr_pem, *dr_pub, *dr_cause;
+};
+
+/* On the pool: an RSA key takes from tens of milliseconds to a second. */
+static void
+dkim_rotate_key_cb(uv_work_t *w)
+{
+	struct dkim_rotate	*dr = w->data;
+
+	if (dr->dr_need_key)
+		services_util_dkim(&dr->dr_pem, &dr->dr_pub, &dr->dr_cause);
+}
+
+/* Back on the loop: keep the new key (unless one came meanwhile), reply. */
+static void
+dkim_rotate_done_cb(uv_work_t *w, int status)
+{
+	struct dkim_rotate	*dr = w->data;
+	struct api_defer	*df = dr->dr_defer;
+	struct api_req		*r = api_defer_req(df);
+	struct mail_domain	*d = &dr->dr_domain;
+	sqlite3_stmt		*st;
+	json_t			*o;
+	char			 sel[64] = "", obj[300];
+	int			 made = 0;
+
+	if (status == UV_ECANCELED) {
+		api_defer_reply_error(df, 503, "busy", "cancelled: the "
+		    "controller is stopping");
+		goto out;
+	}
+	if (dr->dr_need_key && dr->dr_pem == NULL) {
+		api_defer_reply_error(df, 500, "internal", "%s", dr->dr_cause);
+		goto out;
+	}
+	st = store_prepare(ctl->db, "SELECT dkim_next_selector FROM "
+	    "mail_domains WHERE id = ?");
+	sqlite3_bind_int64(st, 1, d->md_id);
+	if (store_step(st) == SQLITE_ROW)
+		strlcpy(sel, (const char *)sqlite3_column_text(st, 0),
+		    sizeof(sel));
+	sqlite3_finalize(st);
+	/* A next key made meanwhile by another rotation is kept. */
+	if (*sel == '\0' && dr->dr_pem != NULL) {
+		dkim_selector(d->md_id, sel, sizeof(sel));
+		if (store_begin(ctl->db) == -1) {
+			api_defer_reply_error(df, 503, "busy", "the database is "
+			    "busy");
+			goto out;
+		}
+		st = store_prepare(ctl->db, "UPDATE mail_domains SET "
+		    "dkim_next_selector = ?, dkim_next_private_pem = ?, "
+		    "dkim_next_public_b64 = ? WHERE id = ?");
+		sqlite3_bind_text(st, 1, sel, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, dr->dr_pem, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, dr->dr_pub, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, d->md_id);
+		store_step(st);
+		sqlite3_finalize(st);
+		snprintf(obj, sizeof(obj), "mail/domain/%s", d->md_name);
+		if (audit_record(r, "mail.domain.dkim_rotate", obj,
+		    json_pack("{s:s}", "next_selector", sel)) == -1 ||
+		    store_commit(ctl->db) == -1) {
+			store_rollback(ctl->db);
+			api_defer_reply_error(df, 500, "internal", "storing the "
+			    "key failed");
+			goto out;
+		}
+		made = 1;
+	}
+	st = store_prepare(ctl->db, "SELECT dkim_next_public_b64 FROM "
+	    "mail_domains WHERE id = ?");
+	sqlite3_bind_int64(st, 1, d->md_id);
+	store_step(st);
+	o = json_pack("{s:s,s:b,s:o}", "domain", d->md_name, "new", made,
+	    "next", dkim_key_json(d->md_name, sel, (const char *)
+	    sqlite3_column_text(st, 0)));
+	sqlite3_finalize(st);
+	if (dr->dr_force && services_dkim_promote(r, d->md_id) == -1) {
+		json_decref(o);
+		api_defer_reply_error(df, 500, "internal", "switching keys "
+		    "failed");
+		goto out;
+	}
+	json_object_set_new(o, "signing", json_string(dr->dr_force ? sel :
+	    "unchanged until the record is published (mail domain check)"));
+	api_defer_reply_json(df, 200, o);
+out:
+	if (dr->dr_pem != NULL)
+		tlscert_free_secret(dr->dr_pem, strlen(dr->dr_pem));
+	free(dr->dr_pub);
+	free(dr->dr_cause);
+	free(dr);
+}
+
 /*
  * POST /v1/mail/domains/{name}/dkim/rotate {"force"?: bool}: a next key
- * (kept if one waits already); with force, it signs from now on.
+ * (kept if one waits already; a new one is made on the thread pool);
+ * with force, it signs from now on.
  */
 void
 services_mail_domain_dkim_rotate(struct api_req *r)
 {
 	static const char *const known[] = { "force", NULL };
+	struct dkim_rotate	*dr;
 	struct mail_domain	 d;
 	sqlite3_stmt		*st;
-	json_t			*body = NULL, *o, *v;
-	char			 sel[64] = "", obj[300], *pem = NULL;
-	char			*pub = NULL, *cause = NULL;
+	json_t			*body = NULL, *v;
 	size_t			 blen = 0;
-	int			 force = 0, made = 0;
+	int			 force = 0, rv;
 
 	if (services_mail_domain_find(r, api_param(r, "name"), &d) == -1)
 		return;
@@ -212,61 +314,23 @@ services_mail_domain_dkim_rotate(struct api_req *r)
 		}
 		force = json_is_true(v);
 	}
-	st = store_prepare(ctl->db, "SELECT dkim_next_selector FROM "
+	dr = xcalloc(1, sizeof(*dr));
+	dr->dr_domain = d;
+	dr->dr_force = force;
+	st = store_prepare(ctl->db, "SELECT dkim_next_selector = '' FROM "
 	    "mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		strlcpy(sel, (const char *)sqlite3_column_text(st, 0),
-		    sizeof(sel));
+	dr->dr_need_key = store_step(st) == SQLITE_ROW &&
+	    sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
-	if (*sel == '\0') {
-		if (services_util_dkim(&pem, &pub, &cause) == -1) {
-			api_reply_error(r, 500, "internal", "%s", cause);
-			goto out;
-		}
-		dkim_selector(d.md_id, sel, sizeof(sel));
-		if (services_begin(r) == -1)
-			goto out;
-		st = store_prepare(ctl->db, "UPDATE mail_domains SET "
-		    "dkim_next_selector = ?, dkim_next_private_pem = ?, "
-		    "dkim_next_public_b64 = ? WHERE id = ?");
-		sqlite3_bind_text(st, 1, sel, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, pem, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, pub, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, d.md_id);
-		sqlite3_step(st);
-		sqlite3_finalize(st);
-		snprintf(obj, sizeof(obj), "mail/domain/%s", d.md_name);
-		if (audit_record(r, "mail.domain.dkim_rotate", obj,
-		    json_pack("{s:s}", "next_selector", sel)) == -1 ||
-		    store_commit(ctl->db) == -1) {
-			store_rollback(ctl->db);
-			api_reply_error(r, 500, "internal", "storing the key "
-			    "failed");
-			goto out;
-		}
-		made = 1;
+	dr->dr_work.data = dr;
+	dr->dr_defer = api_defer(r);
+	if ((rv = uv_queue_work(ctl->loop, &dr->dr_work, dkim_rotate_key_cb,
+	    dkim_rotate_done_cb)) != 0) {
+		api_defer_reply_error(dr->dr_defer, 503, "busy", "%s",
+		    uv_strerror(rv));
+		free(dr);
 	}
-	st = store_prepare(ctl->db, "SELECT dkim_next_public_b64 FROM "
-	    "mail_domains WHERE id = ?");
-	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
-	o = json_pack("{s:s,s:b,s:o}", "domain", d.md_name, "new", made,
-	    "next", dkim_key_json(d.md_name, sel, (const char *)
-	    sqlite3_column_text(st, 0)));
-	sqlite3_finalize(st);
-	if (force && services_dkim_promote(r, d.md_id) == -1) {
-		json_decref(o);
-		api_reply_error(r, 500, "internal", "switching keys failed");
-		goto out;
-	}
-	json_object_set_new(o, "signing", json_string(force ? sel :
-	    "unchanged until the record is published (mail domain check)"));
-	api_reply_json(r, 200, o);
 out:
-	if (pem != NULL)
-		tlscert_free_secret(pem, strlen(pem));
-	free(pub);
-	free(cause);
 	json_decref(body);
 }

@@ -47,6 +47,16 @@ mail_bytes(int64_t n, char *buf, size_t len)
 	return (buf);
 }
 
+/* Wipe and free a secret (a password, its hash, a private key). */
+static void
+mail_free_secret(char *s)
+{
+	if (s != NULL) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
 /* Load a domain by its stored name, within the caller's scope. */
 static int
 mail_domain_load(int64_t scope, const char *name, struct mail_domain *d)
@@ -59,7 +69,7 @@ mail_domain_load(int64_t scope, const char *name, struct mail_domain *d)
 	    "AND (?2 = 0 OR tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, scope);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		d->md_id = sqlite3_column_int64(st, 0);
 		d->md_tenant = sqlite3_column_int64(st, 1);
 		d->md_node = sqlite3_column_int64(st, 2);
@@ -103,7 +113,7 @@ mail_domain_used(int64_t domain_id, const char *except_id)
 	    "mailboxes WHERE domain_id = ? AND status != 'deleted' AND id != ?");
 	sqlite3_bind_int64(st, 1, domain_id);
 	sqlite3_bind_text(st, 2, except_id ? except_id : "", -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		n = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return (n);
@@ -111,11 +121,11 @@ mail_domain_used(int64_t domain_id, const char *except_id)
 
 /*
  * Inside the transaction: may the domain's mailboxes get add more bytes
- * of quota (besides except_id's)? -1 after replying 403 with both numbers.
+ * of quota (besides except_id's)? -1 with *why giving both numbers.
  */
 static int
-mail_quota_check(struct api_req *r, const struct mail_domain *d,
-    int64_t add, const char *except_id, const char *what)
+mail_quota_left(const struct mail_domain *d, int64_t add,
+    const char *except_id, const char *what, char **why)
 {
 	int64_t	 used;
 	char	 a[64], q[64], u[64], left[64];
@@ -125,12 +135,25 @@ mail_quota_check(struct api_req *r, const struct mail_domain *d,
 	used = mail_domain_used(d->md_id, except_id);
 	if (used + add <= d->md_quota)
 		return (0);
-	api_reply_error(r, 403, "quota_exceeded", "%s %s is over what domain "
-	    "%s has left: its quota is %s, its mailboxes already have %s, so "
-	    "%s is left", what, mail_bytes(add, a, sizeof(a)), d->md_name,
-	    mail_bytes(d->md_quota, q, sizeof(q)), mail_bytes(used, u,
-	    sizeof(u)), mail_bytes(used > d->md_quota ? 0 : d->md_quota - used,
-	    left, sizeof(left)));
+	xasprintf(why, "%s %s is over what domain %s has left: its quota is "
+	    "%s, its mailboxes already have %s, so %s is left", what,
+	    mail_bytes(add, a, sizeof(a)), d->md_name, mail_bytes(d->md_quota,
+	    q, sizeof(q)), mail_bytes(used, u, sizeof(u)), mail_bytes(used >
+	    d->md_quota ? 0 : d->md_quota - used, left, sizeof(left)));
+	return (-1);
+}
+
+/* mail_quota_left, or -1 after replying 403. */
+static int
+mail_quota_check(struct api_req *r, const struct mail_domain *d,
+    int64_t add, const char *except_id, const char *what)
+{
+	char	*why = NULL;
+
+	if (mail_quota_left(d, add, except_id, what, &why) == 0)
+		return (0);
+	api_reply_error(r, 403, "quota_exceeded", "%s", why);
+	free(why);
 	return (-1);
 }
 
@@ -165,7 +188,7 @@ mail_domain_json(int64_t id)
 	    "d.created_at, d.tenant_id FROM mail_domains d JOIN tenants t ON "
 	    "t.id = d.tenant_id JOIN nodes n ON n.id = d.node_id WHERE d.id = ?");
 	sqlite3_bind_int64(st, 1, id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
+	if (store_step(st) != SQLITE_ROW) {
 		sqlite3_finalize(st);
 		return (NULL);
 	}
@@ -206,20 +229,137 @@ mail_domain_json(int64_t id)
 	return (o);
 }
 
-/* POST /v1/mail/domains {"name", "tenant", "quota_bytes"?, "backend"?} */
+/* A new domain waiting for its DKIM key (made on the thread pool). */
+struct mail_new_domain {
+	uv_work_t		 nd_work;
+	struct api_defer	*nd_defer;
+	char			 nd_name[SERVICES_HOST_MAX + 1];
+	int64_t			 nd_tenant, nd_quota, nd_node;
+	char			*nd_pem, *nd_pub, *nd_cause;
+};
+
+/* On the pool: an RSA key takes from tens of milliseconds to a second. */
+static void
+mail_domain_key_cb(uv_work_t *w)
+{
+	struct mail_new_domain	*nd = w->data;
+
+	services_util_dkim(&nd->nd_pem, &nd->nd_pub, &nd->nd_cause);
+}
+
+/* Back on the loop with the key: store the domain, as it still may be. */
+static void
+mail_domain_store_cb(uv_work_t *w, int status)
+{
+	struct mail_new_domain	*nd = w->data;
+	struct api_defer	*df = nd->nd_defer;
+	struct api_req		*r = api_defer_req(df);
+	json_t			*sum;
+	sqlite3_stmt		*st;
+	char			 selector[32], obj[300], ref[64], *why = NULL;
+	int64_t			 gen, id;
+	struct tm		 tm;
+	time_t			 now = (time_t)util_now();
+
+	if (status == UV_ECANCELED) {
+		api_defer_reply_error(df, 503, "busy", "cancelled: the "
+		    "controller is stopping");
+		goto out;
+	}
+	if (nd->nd_pem == NULL) {
+		log_warnx("services: %s", nd->nd_cause);
+		api_defer_reply_error(df, 500, "internal", "no DKIM key: %s",
+		    nd->nd_cause);
+		goto out;
+	}
+	gmtime_r(&now, &tm);
+	snprintf(selector, sizeof(selector), "opsn%04d", tm.tm_year + 1900);
+	if (store_begin(ctl->db) == -1) {
+		api_defer_reply_error(df, 503, "busy", "the database is busy");
+		goto out;
+	}
+	if (tenants_may_grow(nd->nd_tenant, &why) == -1) {
+		api_defer_reply_error(df, 409, "tenant_inactive", "%s", why);
+		goto rollback;
+	}
+	if ((gen = services_bump(nd->nd_node)) == -1)
+		goto fail;
+	st = store_prepare(ctl->db, "INSERT INTO mail_domains (name, tenant_id, "
+	    "node_id, quota_bytes, dkim_selector, dkim_private_pem, "
+	    "dkim_public_b64, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?) RETURNING id");
+	sqlite3_bind_text(st, 1, nd->nd_name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, nd->nd_tenant);
+	sqlite3_bind_int64(st, 3, nd->nd_node);
+	if (nd->nd_quota > 0)
+		sqlite3_bind_int64(st, 4, nd->nd_quota);
+	sqlite3_bind_text(st, 5, selector, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, nd->nd_pem, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, nd->nd_pub, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 8, gen);
+	sqlite3_bind_int64(st, 9, util_now());
+	if (store_step(st) != SQLITE_ROW) {
+		/* Made meanwhile by another request (the name is unique). */
+		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
+		sqlite3_finalize(st);
+		api_defer_reply_error(df, 409, "exists", "mail domain %s exists",
+		    nd->nd_name);
+		goto rollback;
+	}
+	id = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	services_tenant_ref(nd->nd_tenant, ref, sizeof(ref));
+	snprintf(obj, sizeof(obj), "mail-domain/%s", nd->nd_name);
+	/* The summary names the key's selector, never the key. */
+	sum = json_pack("{s:s,s:s,s:s,s:s}", "name", nd->nd_name, "tenant", ref,
+	    "backend", nodes_name(nd->nd_node), "dkim_selector", selector);
+	json_object_set_new(sum, "quota_bytes", nd->nd_quota > 0 ?
+	    json_integer(nd->nd_quota) : json_null());
+	if (services_journal(nd->nd_node, gen, "domain", nd->nd_name,
+	    nd->nd_name, "create") == -1 || audit_record(r,
+	    "mail.domain.create", obj, sum) == -1)
+		goto fail;
+	if (store_commit(ctl->db) == -1) {
+		api_defer_reply_error(df, 500, "internal", "storing the domain "
+		    "failed (request %s)", api_request_id(r));
+		goto out;
+	}
+	services_push(nd->nd_node);
+	log_info("services: %s added mail domain %s for %s on %s",
+	    api_principal(r)->ap_name, nd->nd_name, ref,
+	    nodes_name(nd->nd_node));
+	api_defer_reply_json(df, 201, mail_domain_json(id));
+	goto out;
+fail:
+	api_defer_reply_error(df, 500, "internal", "storing the domain failed "
+	    "(request %s)", api_request_id(r));
+rollback:
+	store_rollback(ctl->db);
+out:
+	mail_free_secret(nd->nd_pem);
+	free(nd->nd_pub);
+	free(nd->nd_cause);
+	free(nd);
+	free(why);
+}
+
+/*
+ * POST /v1/mail/domains {"name", "tenant", "quota_bytes"?, "backend"?}:
+ * checked and placed here, its DKIM key made on the thread pool, stored
+ * once the key is there.
+ */
 void
 services_mail_domain_create(struct api_req *r)
 {
 	static const char *const known[] = { "name", "tenant", "quota_bytes",
 	    "backend", NULL };
-	json_t		*body, *sum;
+	struct mail_new_domain *nd;
+	json_t		*body;
 	sqlite3_stmt	*st;
-	char		 name[SERVICES_HOST_MAX + 1], selector[32], obj[300];
-	char		 ref[64], *cause = NULL, *pem = NULL, *pub = NULL;
+	char		 name[SERVICES_HOST_MAX + 1];
 	const char	*backend = NULL;
-	int64_t		 tenant, quota = -1, node, gen, id;
-	struct tm	 tm;
-	time_t		 now = (time_t)util_now();
+	int64_t		 tenant, quota = -1, node;
+	int		 exists, rv;
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
@@ -230,73 +370,28 @@ services_mail_domain_create(struct api_req *r)
 		goto out;
 	st = store_prepare(ctl->db, "SELECT 1 FROM mail_domains WHERE name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	id = sqlite3_step(st) == SQLITE_ROW;
+	exists = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
-	if (id) {
+	if (exists) {
 		api_reply_error(r, 409, "exists", "mail domain %s exists", name);
 		goto out;
 	}
-	/* RSA key generation takes a few tens of milliseconds. */
-	if (services_util_dkim(&pem, &pub, &cause) == -1) {
-		log_warnx("services: %s", cause);
-		api_reply_error(r, 500, "internal", "no DKIM key: %s", cause);
+	if ((node = services_place(r, "mail", backend)) == -1)
 		goto out;
+	nd = xcalloc(1, sizeof(*nd));
+	strlcpy(nd->nd_name, name, sizeof(nd->nd_name));
+	nd->nd_tenant = tenant;
+	nd->nd_quota = quota;
+	nd->nd_node = node;
+	nd->nd_work.data = nd;
+	nd->nd_defer = api_defer(r);
+	if ((rv = uv_queue_work(ctl->loop, &nd->nd_work, mail_domain_key_cb,
+	    mail_domain_store_cb)) != 0) {
+		api_defer_reply_error(nd->nd_defer, 503, "busy", "%s",
+		    uv_strerror(rv));
+		free(nd);
 	}
-	gmtime_r(&now, &tm);
-	snprintf(selector, sizeof(selector), "opsn%04d", tm.tm_year + 1900);
-
-	if (services_begin(r) == -1)
-		goto out;
-	if ((node = services_place(r, "mail", backend)) == -1 ||
-	    (gen = services_bump(node)) == -1)
-		goto rollback;
-	st = store_prepare(ctl->db, "INSERT INTO mail_domains (name, tenant_id, "
-	    "node_id, quota_bytes, dkim_selector, dkim_private_pem, "
-	    "dkim_public_b64, generation, created_at) VALUES (?, ?, ?, ?, ?, ?, "
-	    "?, ?, ?) RETURNING id");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, tenant);
-	sqlite3_bind_int64(st, 3, node);
-	if (quota > 0)
-		sqlite3_bind_int64(st, 4, quota);
-	sqlite3_bind_text(st, 5, selector, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, pem, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, pub, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 8, gen);
-	sqlite3_bind_int64(st, 9, util_now());
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
-		sqlite3_finalize(st);
-		api_reply_error(r, 409, "exists", "mail domain %s exists", name);
-		goto rollback;
-	}
-	id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	services_tenant_ref(tenant, ref, sizeof(ref));
-	snprintf(obj, sizeof(obj), "mail-domain/%s", name);
-	/* The summary names the key's selector, never the key. */
-	sum = json_pack("{s:s,s:s,s:s,s:s}", "name", name, "tenant", ref,
-	    "backend", nodes_name(node), "dkim_selector", selector);
-	json_object_set_new(sum, "quota_bytes", quota > 0 ?
-	    json_integer(quota) : json_null());
-	if (services_journal(node, gen, "domain", name, name, "create") == -1 ||
-	    audit_record(r, "mail.domain.create", obj, sum) == -1) {
-		api_reply_error(r, 500, "internal", "storing the domain failed");
-		goto rollback;
-	}
-	if (mail_commit(r, node) == -1)
-		goto out;
-	log_info("services: %s added mail domain %s for %s on %s",
-	    api_principal(r)->ap_name, name, ref, nodes_name(node));
-	api_reply_json(r, 201, mail_domain_json(id));
-	goto out;
-rollback:
-	store_rollback(ctl->db);
 out:
-	if (pem != NULL)
-		tlscert_free_secret(pem, strlen(pem));
-	free(pub);
-	free(cause);
 	json_decref(body);
 }
 
@@ -330,7 +425,7 @@ services_mail_domain_list(struct api_req *r)
 	if (backend != NULL)
 		sqlite3_bind_text(st, 4, backend, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "name");
 			break;
@@ -409,7 +504,7 @@ services_mail_domain_delete(struct api_req *r)
 	st = store_prepare(ctl->db, "SELECT count(*), coalesce(sum(status = "
 	    "'deleted'), 0) FROM mailboxes WHERE domain_id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		boxes = sqlite3_column_int64(st, 0);
 		deleted = sqlite3_column_int64(st, 1);
 	}
@@ -427,12 +522,12 @@ services_mail_domain_delete(struct api_req *r)
 	/* Aliases belong to the domain and go with it. */
 	st = store_prepare(ctl->db, "DELETE FROM aliases WHERE domain_id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
+	store_step(st);
 	aliases = sqlite3_changes(ctl->db);
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "DELETE FROM mail_domains WHERE id = ?");
 	sqlite3_bind_int64(st, 1, d.md_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "mail-domain/%s", d.md_name);
 	if ((gen = services_bump(d.md_node)) == -1 ||
@@ -463,17 +558,6 @@ services_mail_domain_delete(struct api_req *r)
 	"n.id = d.node_id "
 
 static json_t *
-mail_time_json(sqlite3_stmt *st, int col)
-{
-	char	 buf[32];
-
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return (json_null());
-	util_time_fmt(sqlite3_column_int64(st, col), buf, sizeof(buf));
-	return (json_string(buf));
-}
-
-static json_t *
 mail_box_row_json(sqlite3_stmt *st)
 {
 	json_t		*o = json_object();
@@ -502,15 +586,15 @@ mail_box_row_json(sqlite3_stmt *st)
 	    0 && member ? "suspended" : own));
 	json_object_set_new(o, "own_status", json_string(own));
 	json_object_set_new(o, "member_suspended", json_boolean(member));
-	json_object_set_new(o, "deleted_at", mail_time_json(st, 9));
-	json_object_set_new(o, "purge_after", mail_time_json(st, 10));
+	json_object_set_new(o, "deleted_at", store_json_time(st, 9));
+	json_object_set_new(o, "purge_after", store_json_time(st, 10));
 	json_object_set_new(o, "live", services_live_json((const char *)
 	    sqlite3_column_text(st, 11), (const char *)sqlite3_column_text(st,
 	    12), sqlite3_column_int64(st, 13), sqlite3_column_int64(st, 14)));
 	json_object_set_new(o, "version", json_integer(
 	    sqlite3_column_int64(st, 15)));
-	json_object_set_new(o, "created_at", mail_time_json(st, 16));
-	json_object_set_new(o, "updated_at", mail_time_json(st, 17));
+	json_object_set_new(o, "created_at", store_json_time(st, 16));
+	json_object_set_new(o, "updated_at", store_json_time(st, 17));
 	return (o);
 }
 
@@ -525,7 +609,7 @@ mail_box_reply(struct api_req *r, int status, const char *id)
 	st = store_prepare(ctl->db, "SELECT " MAIL_BOX_COLS MAIL_BOX_FROM
 	    "WHERE m.id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = mail_box_row_json(st);
 	sqlite3_finalize(st);
 	if (o == NULL) {
@@ -568,7 +652,7 @@ mail_box_find(struct api_req *r, struct mail_box *b)
 	    "(m.address = ?1 OR m.id = ?1) AND (?2 = 0 OR d.tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, services_scope(r));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(b->mb_id, (const char *)sqlite3_column_text(st, 0),
 		    sizeof(b->mb_id));
 		strlcpy(b->mb_address, (const char *)sqlite3_column_text(st,
@@ -613,12 +697,13 @@ mail_box_if_match(struct api_req *r, const struct mail_box *b)
 }
 
 /*
- * The credential of a body: "password" (hashed here) or "password_hash"
- * (checked), exactly one. *hash is the caller's; *kind names which for
- * the audit. -1 after replying 400.
+ * The credential of a body: "password" (hashed here, or copied to *plain
+ * for the caller to hash when plain is not NULL) or "password_hash"
+ * (checked), exactly one. *hash and *plain are the caller's; *kind names
+ * which for the audit. -1 after replying 400.
  */
 static int
-mail_credential(struct api_req *r, json_t *body, char **hash,
+mail_credential(struct api_req *r, json_t *body, char **hash, char **plain,
     const char **kind, const char *where)
 {
 	json_t	*pw = json_object_get(body, "password");
@@ -641,6 +726,11 @@ mail_credential(struct api_req *r, json_t *body, char **hash,
 			free(cause);
 			return (-1);
 		}
+		*kind = "password";
+		if (plain != NULL) {
+			*plain = xstrdup(json_string_value(pw));
+			return (0);
+		}
 		if ((*hash = services_util_hash_password(json_string_value(pw),
 		    &cause)) == NULL) {
 			log_warnx("services: %s", cause);
@@ -648,7 +738,6 @@ mail_credential(struct api_req *r, json_t *body, char **hash,
 			free(cause);
 			return (-1);
 		}
-		*kind = "password";
 		return (0);
 	}
 	if (!json_is_string(ph) || services_util_hash_ok(json_string_value(ph),
@@ -664,15 +753,6 @@ mail_credential(struct api_req *r, json_t *body, char **hash,
 	return (0);
 }
 
-static void
-mail_free_secret(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* Is the address taken by a mailbox or an alias? 409 after replying. */
 static int
 mail_address_free(struct api_req *r, const char *addr, const char *where)
@@ -685,7 +765,7 @@ mail_address_free(struct api_req *r, const char *addr, const char *where)
 	st = store_prepare(ctl->db, "SELECT status, coalesce(purge_after, 0) "
 	    "FROM mailboxes WHERE address = ?");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		box = strcmp((const char *)sqlite3_column_text(st, 0),
 		    "deleted") == 0 ? 2 : 1;
 		purge = sqlite3_column_int64(st, 1);
@@ -693,7 +773,7 @@ mail_address_free(struct api_req *r, const char *addr, const char *where)
 	sqlite3_finalize(st);
 	st = store_prepare(ctl->db, "SELECT 1 FROM aliases WHERE address = ?");
 	sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-	alias = sqlite3_step(st) == SQLITE_ROW;
+	alias = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (box == 1 || alias) {
 		api_reply_error(r, 409, "exists", "%s%s%s is already %s",
@@ -711,18 +791,27 @@ mail_address_free(struct api_req *r, const char *addr, const char *where)
 	return (0);
 }
 
-/* Inside the transaction: insert a mailbox. -1 on a database error. */
+/*
+ * Inside the transaction: insert a mailbox. -1 on a database error. With
+ * keep, the statement is kept there for the next call (the caller
+ * finalizes it): an import inserts thousands.
+ */
 static int
-mail_box_insert(const char *id, const char *addr, int64_t domain_id,
-    const char *name, const char *hash, int64_t quota, int64_t gen)
+mail_box_insert(sqlite3_stmt **keep, const char *id, const char *addr,
+    int64_t domain_id, const char *name, const char *hash, int64_t quota,
+    int64_t gen)
 {
-	sqlite3_stmt	*st;
+	sqlite3_stmt	*st = keep != NULL ? *keep : NULL;
 	int64_t		 now = util_now();
 	int		 rv;
 
-	st = store_prepare(ctl->db, "INSERT INTO mailboxes (id, address, "
-	    "domain_id, name, password_hash, quota_bytes, generation, "
-	    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?8)");
+	if (st == NULL)
+		st = store_prepare(ctl->db, "INSERT INTO mailboxes (id, address, "
+		    "domain_id, name, password_hash, quota_bytes, generation, "
+		    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+		    "?8)");
+	else
+		sqlite3_reset(st);
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, addr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, domain_id);
@@ -731,11 +820,14 @@ mail_box_insert(const char *id, const char *addr, int64_t domain_id,
 	sqlite3_bind_int64(st, 6, quota);
 	sqlite3_bind_int64(st, 7, gen);
 	sqlite3_bind_int64(st, 8, now);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rv == -1)
 		log_warnx("services: inserting %s: %s", addr,
 		    sqlite3_errmsg(ctl->db));
-	sqlite3_finalize(st);
+	if (keep != NULL)
+		*keep = st;
+	else
+		sqlite3_finalize(st);
 	return (rv);
 }
 
@@ -799,7 +891,7 @@ services_mail_box_create(struct api_req *r)
 		goto out;
 	if (mail_address_free(r, addr, NULL) == -1)
 		goto out;
-	if (mail_credential(r, body, &hash, &kind, NULL) == -1)
+	if (mail_credential(r, body, &hash, NULL, &kind, NULL) == -1)
 		goto out;
 	services_util_uuid(id);
 
@@ -811,7 +903,8 @@ services_mail_box_create(struct api_req *r)
 	sum = json_pack("{s:s,s:s,s:I,s:s}", "address", addr, "name", name,
 	    "quota_bytes", (json_int_t)quota, "credential", kind);
 	if ((gen = services_bump(d.md_node)) == -1 ||
-	    mail_box_insert(id, addr, d.md_id, name, hash, quota, gen) == -1 ||
+	    mail_box_insert(NULL, id, addr, d.md_id, name, hash, quota,
+	    gen) == -1 ||
 	    services_journal(d.md_node, gen, "mailbox", id, addr,
 	    "create") == -1 || audit_record(r, "mail.box.create", obj,
 	    sum) == -1) {
@@ -876,7 +969,7 @@ services_mail_box_list(struct api_req *r)
 	if (status != NULL)
 		sqlite3_bind_text(st, 5, status, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 6, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "address");
 			break;
@@ -924,7 +1017,7 @@ mail_box_change(struct api_req *r, const struct mail_box *b,
 	sqlite3_bind_int64(st, 3, util_now());
 	if (bind != NULL)
 		bind(st, arg);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("services: %s: %s", b->mb_address,
 		    sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
@@ -1052,7 +1145,7 @@ services_mail_box_password(struct api_req *r)
 		return;
 	if (params_known_fields(r, body, known) == -1 ||
 	    mail_box_not_deleted(r, &b) == -1 ||
-	    mail_credential(r, body, &hash, &kind, NULL) == -1)
+	    mail_credential(r, body, &hash, NULL, &kind, NULL) == -1)
 		goto out;
 	if (services_begin(r) == -1)
 		goto out;
@@ -1199,21 +1292,24 @@ struct mail_rec {
 	char	 mr_id[37];
 	char	*mr_name;
 	char	*mr_hash;
+	char	*mr_plain;	/* a password to hash on the pool, or NULL */
 	int64_t	 mr_quota;
 	int	 mr_exists;
 };
 
-/* Check one import record; -1 after replying 400 naming its "where". */
+/*
+ * Check one import record (exists: "does the address exist?", bound
+ * here); -1 after replying 400 naming its "where".
+ */
 static int
 mail_import_rec(struct api_req *r, const struct mail_domain *d, json_t *rec,
-    size_t idx, struct mail_rec *m)
+    size_t idx, sqlite3_stmt *exists, struct mail_rec *m)
 {
 	static const char *const known[] = { "where", "address", "local",
 	    "name", "quota_bytes", "password", "password_hash", NULL };
 	json_t		*v, *a, *l;
 	const char	*kind, *k;
 	char		*cause = NULL, *full = NULL, *why;
-	sqlite3_stmt	*st;
 
 	memset(m, 0, sizeof(*m));
 	if (!json_is_object(rec)) {
@@ -1277,15 +1373,14 @@ mail_import_rec(struct api_req *r, const struct mail_domain *d, json_t *rec,
 		goto bad;
 	}
 	m->mr_quota = json_integer_value(v);
-	st = store_prepare(ctl->db, "SELECT 1 FROM mailboxes WHERE address = "
-	    "?1 UNION ALL SELECT 1 FROM aliases WHERE address = ?1");
-	sqlite3_bind_text(st, 1, m->mr_addr, -1, SQLITE_STATIC);
-	m->mr_exists = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	sqlite3_reset(exists);
+	sqlite3_bind_text(exists, 1, m->mr_addr, -1, SQLITE_STATIC);
+	m->mr_exists = store_step(exists) == SQLITE_ROW;
 	/* An existing address is left as it is: no need to hash for it. */
 	if (m->mr_exists)
 		return (0);
-	if (mail_credential(r, rec, &m->mr_hash, &kind, m->mr_where) == -1)
+	if (mail_credential(r, rec, &m->mr_hash, &m->mr_plain, &kind,
+	    m->mr_where) == -1)
 		return (-1);
 	services_util_uuid(m->mr_id);
 	return (0);
@@ -1295,21 +1390,281 @@ bad:
 	return (-1);
 }
 
+static int
+mail_dup_cmp(const void *a, const void *b, void *arg)
+{
+	const struct mail_rec	*recs = arg;
+	size_t			 x = *(const size_t *)a, y = *(const size_t *)b;
+	int			 c = strcmp(recs[x].mr_addr, recs[y].mr_addr);
+
+	return (c != 0 ? c : x < y ? -1 : x > y);
+}
+
+/*
+ * Is an address in the import twice? -1 after replying 400 for the first
+ * record, in order, that repeats an earlier one (sorted: n log n, where
+ * comparing each record with every earlier one took seconds at 10,000).
+ */
+static int
+mail_import_dup(struct api_req *r, const struct mail_rec *recs, size_t n)
+{
+	size_t	*ix = xcalloc(n, sizeof(*ix)), i, later = n, earlier = 0;
+
+	for (i = 0; i < n; i++)
+		ix[i] = i;
+	qsort_r(ix, n, sizeof(*ix), mail_dup_cmp, (void *)recs);
+	for (i = 1; i < n; i++) {
+		if (strcmp(recs[ix[i]].mr_addr, recs[ix[i - 1]].mr_addr) != 0 ||
+		    ix[i] >= later)
+			continue;
+		later = ix[i];
+		earlier = ix[i - 1];
+	}
+	free(ix);
+	if (later == n)
+		return (0);
+	/* Equal addresses sort by index: ix[i - 1] is the nearest earlier. */
+	api_reply_error(r, 400, "bad_record", "%s: address %s is also at %s "
+	    "(nothing was imported)", recs[later].mr_where,
+	    recs[later].mr_addr, recs[earlier].mr_where);
+	return (-1);
+}
+
+/*
+ * An import whose passwords are being hashed: 10,000 of them take half a
+ * minute, on the thread pool (MAIL_HASH_JOBS at once), never the loop.
+ */
+#define MAIL_HASH_JOBS	2
+
+struct mail_import;
+
+struct mail_hash_job {
+	uv_work_t		 hj_work;
+	struct mail_import	*hj_import;
+	size_t			 hj_lo, hj_hi;	/* records [lo, hi) */
+	int			 hj_bad;	/* a hash failed */
+};
+
+struct mail_import {
+	struct api_defer	*mi_defer;
+	struct mail_domain	 mi_domain;
+	struct mail_rec		*mi_recs;
+	size_t			 mi_n;
+	struct mail_hash_job	 mi_jobs[MAIL_HASH_JOBS];
+	size_t			 mi_pending;
+	int			 mi_cancelled;
+	uint64_t		 mi_start;	/* monotonic ms, hashing began */
+};
+
+static void
+mail_recs_free(struct mail_rec *recs, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		free(recs[i].mr_name);
+		mail_free_secret(recs[i].mr_hash);
+		mail_free_secret(recs[i].mr_plain);
+	}
+	free(recs);
+}
+
+/* On the pool: hash the passwords of records [lo, hi). */
+static void
+mail_import_hash_cb(uv_work_t *w)
+{
+	struct mail_hash_job	*hj = w->data;
+	struct mail_rec		*m;
+	char			*cause = NULL;
+	size_t			 i;
+
+	for (i = hj->hj_lo; i < hj->hj_hi; i++) {
+		m = &hj->hj_import->mi_recs[i];
+		if (m->mr_plain == NULL)
+			continue;
+		if ((m->mr_hash = services_util_hash_password(m->mr_plain,
+		    &cause)) == NULL) {
+			hj->hj_bad = 1;
+			free(cause);
+			cause = NULL;
+		}
+		mail_free_secret(m->mr_plain);
+		m->mr_plain = NULL;
+	}
+}
+
+/*
+ * Back on the loop with every hash: store the mailboxes in one
+ * transaction, or none. What changed while the passwords were hashed is
+ * seen here: an address taken meanwhile is left as it is (reported as
+ * existing), a quota or a member's status that no longer allows the
+ * import refuses it whole.
+ */
+static void
+mail_import_store(struct mail_import *mi)
+{
+	struct mail_domain	*d = &mi->mi_domain;
+	struct api_defer	*df = mi->mi_defer;
+	struct api_req		*r = api_defer_req(df);
+	json_t			*created = json_array(), *existing = json_array();
+	json_t			*sum;
+	sqlite3_stmt		*st, *ins = NULL;
+	char			 obj[300], *why = NULL;
+	int64_t			 add = 0, gen;
+	uint64_t		 t0 = util_mono_ms(), c0 = util_thread_cpu_ms();
+	size_t			 i;
+
+	if (mi->mi_cancelled) {
+		api_defer_reply_error(df, 503, "busy", "cancelled: the "
+		    "controller is stopping (nothing was imported)");
+		goto out;
+	}
+	for (i = 0; i < MAIL_HASH_JOBS; i++)
+		if (mi->mi_jobs[i].hj_bad) {
+			api_defer_reply_error(df, 500, "internal", "hashing a "
+			    "password failed (nothing was imported; request %s)",
+			    api_request_id(r));
+			goto out;
+		}
+	if (store_begin(ctl->db) == -1) {
+		api_defer_reply_error(df, 503, "busy", "the database is busy");
+		goto out;
+	}
+	st = store_prepare(ctl->db, "SELECT 1 FROM mail_domains WHERE id = ?");
+	sqlite3_bind_int64(st, 1, d->md_id);
+	i = store_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (!i) {
+		api_defer_reply_error(df, 404, "not_found", "mail domain %s was "
+		    "deleted meanwhile (nothing was imported)", d->md_name);
+		goto rollback;
+	}
+	if (tenants_may_grow(d->md_tenant, &why) == -1) {
+		api_defer_reply_error(df, 409, "tenant_inactive", "%s", why);
+		goto rollback;
+	}
+	st = store_prepare(ctl->db, "SELECT 1 FROM mailboxes WHERE address = "
+	    "?1 UNION ALL SELECT 1 FROM aliases WHERE address = ?1");
+	for (i = 0; i < mi->mi_n; i++) {
+		if (!mi->mi_recs[i].mr_exists) {
+			sqlite3_reset(st);
+			sqlite3_bind_text(st, 1, mi->mi_recs[i].mr_addr, -1,
+			    SQLITE_STATIC);
+			mi->mi_recs[i].mr_exists = store_step(st) ==
+			    SQLITE_ROW;
+		}
+		json_array_append_new(mi->mi_recs[i].mr_exists ? existing :
+		    created, json_string(mi->mi_recs[i].mr_addr));
+		if (!mi->mi_recs[i].mr_exists)
+			add += mi->mi_recs[i].mr_quota;
+	}
+	sqlite3_finalize(st);
+	if (json_array_size(created) == 0) {
+		store_rollback(ctl->db);
+		api_defer_reply_json(df, 200, json_pack("{s:s,s:I,s:O,s:O}",
+		    "domain", d->md_name, "total", (json_int_t)mi->mi_n,
+		    "created", created, "existing", existing));
+		goto out;
+	}
+	if (mail_quota_left(d, add, NULL, "the imported mailboxes' quotas, "
+	    "together,", &why) == -1) {
+		api_defer_reply_error(df, 403, "quota_exceeded", "%s", why);
+		goto rollback;
+	}
+	if ((gen = services_bump(d->md_node)) == -1)
+		goto fail;
+	for (i = 0; i < mi->mi_n; i++) {
+		if (mi->mi_recs[i].mr_exists)
+			continue;
+		if (mail_box_insert(&ins, mi->mi_recs[i].mr_id,
+		    mi->mi_recs[i].mr_addr, d->md_id, mi->mi_recs[i].mr_name,
+		    mi->mi_recs[i].mr_hash, mi->mi_recs[i].mr_quota,
+		    gen) == -1)
+			goto fail;
+	}
+	/*
+	 * One journal row per mailbox created: the rows of generation gen,
+	 * which this transaction just made, in one statement.
+	 */
+	st = store_prepare(ctl->db, "INSERT INTO services_changes (at, node_id, "
+	    "generation, kind, object_id, object, action) SELECT ?1, ?2, ?3, "
+	    "'mailbox', id, address, 'create' FROM mailboxes WHERE domain_id = "
+	    "?4 AND generation = ?3 ORDER BY rowid");
+	sqlite3_bind_int64(st, 1, util_now());
+	sqlite3_bind_int64(st, 2, d->md_node);
+	sqlite3_bind_int64(st, 3, gen);
+	sqlite3_bind_int64(st, 4, d->md_id);
+	i = store_step(st) == SQLITE_DONE;
+	sqlite3_finalize(st);
+	if (!i)
+		goto fail;
+	snprintf(obj, sizeof(obj), "mail-domain/%s", d->md_name);
+	sum = json_pack("{s:s,s:I,s:O,s:I}", "domain", d->md_name, "created",
+	    (json_int_t)json_array_size(created), "addresses", created,
+	    "quota_bytes", (json_int_t)add);
+	if (audit_record(r, "mail.box.import", obj, sum) == -1)
+		goto fail;
+	if (store_commit(ctl->db) == -1) {
+		api_defer_reply_error(df, 500, "internal", "storing the import "
+		    "failed (nothing was imported; request %s)",
+		    api_request_id(r));
+		goto out;
+	}
+	services_push(d->md_node);
+	log_info("services: %s imported %zu mailboxes into %s (hashed in %llu "
+	    "ms on the pool, stored in %llu ms, %llu ms of the loop's CPU)",
+	    api_principal(r)->ap_name, json_array_size(created), d->md_name,
+	    (unsigned long long)(t0 - mi->mi_start), (unsigned long long)
+	    (util_mono_ms() - t0), (unsigned long long)(util_thread_cpu_ms() -
+	    c0));
+	api_defer_reply_json(df, 200, json_pack("{s:s,s:I,s:O,s:O}", "domain",
+	    d->md_name, "total", (json_int_t)mi->mi_n, "created", created,
+	    "existing", existing));
+	goto out;
+fail:
+	api_defer_reply_error(df, 500, "internal", "the import failed to store "
+	    "(nothing was imported; request %s)", api_request_id(r));
+rollback:
+	store_rollback(ctl->db);
+out:
+	sqlite3_finalize(ins);
+	json_decref(created);
+	json_decref(existing);
+	free(why);
+	mail_recs_free(mi->mi_recs, mi->mi_n);
+	free(mi);
+}
+
+static void
+mail_import_hashed_cb(uv_work_t *w, int status)
+{
+	struct mail_import	*mi = ((struct mail_hash_job *)w->data)->hj_import;
+
+	if (status == UV_ECANCELED)
+		mi->mi_cancelled = 1;
+	if (--mi->mi_pending == 0)
+		mail_import_store(mi);
+}
+
 /*
  * POST /v1/mail/mailboxes/import {"domain", "records": [...]}: every
- * record is checked first; then all are created in one transaction, or
- * none. Addresses that exist already are left untouched and reported.
+ * record is checked first; the passwords are hashed on the thread pool;
+ * then all are created in one transaction, or none. Addresses that exist
+ * already are left untouched and reported.
  */
 void
 services_mail_box_import(struct api_req *r)
 {
 	static const char *const known[] = { "domain", "records", NULL };
 	struct mail_domain d;
+	struct mail_import *mi;
 	struct mail_rec	*recs = NULL;
-	json_t		*body, *v, *records, *created, *existing, *sum;
-	char		 host[SERVICES_HOST_MAX + 1], obj[300], *cause = NULL;
-	int64_t		 add = 0, gen;
-	size_t		 i, j, n = 0;
+	json_t		*body, *v, *records, *existing;
+	sqlite3_stmt	*st;
+	char		 host[SERVICES_HOST_MAX + 1], *cause = NULL;
+	int64_t		 add = 0;
+	size_t		 i, n = 0, per, fresh = 0;
+	uint64_t	 t0 = util_mono_ms(), c0 = util_thread_cpu_ms();
 
 	if ((body = api_body_json(r)) == NULL)
 		return;
@@ -1337,83 +1692,68 @@ services_mail_box_import(struct api_req *r)
 		goto out;
 	}
 	recs = xcalloc(json_array_size(records), sizeof(*recs));
+	st = store_prepare(ctl->db, "SELECT 1 FROM mailboxes WHERE address = "
+	    "?1 UNION ALL SELECT 1 FROM aliases WHERE address = ?1");
 	json_array_foreach(records, i, v) {
-		if (mail_import_rec(r, &d, v, i, &recs[i]) == -1) {
-			n = i + 1;
+		n = i + 1;
+		if (mail_import_rec(r, &d, v, i, st, &recs[i]) == -1) {
+			sqlite3_finalize(st);
 			goto out;
 		}
-		n = i + 1;
-		for (j = 0; j < i; j++) {
-			if (strcmp(recs[j].mr_addr, recs[i].mr_addr) == 0) {
-				api_reply_error(r, 400, "bad_record", "%s: "
-				    "address %s is also at %s (nothing was "
-				    "imported)", recs[i].mr_where,
-				    recs[i].mr_addr, recs[j].mr_where);
-				goto out;
-			}
-		}
-		if (!recs[i].mr_exists)
+		if (!recs[i].mr_exists) {
 			add += recs[i].mr_quota;
+			fresh++;
+		}
 	}
-
-	created = json_array();
-	existing = json_array();
-	for (i = 0; i < n; i++)
-		json_array_append_new(recs[i].mr_exists ? existing : created,
-		    json_string(recs[i].mr_addr));
-	if (json_array_size(created) == 0) {
-		api_reply_json(r, 200, json_pack("{s:s,s:I,s:o,s:o}", "domain",
-		    d.md_name, "total", (json_int_t)n, "created", created,
-		    "existing", existing));
+	sqlite3_finalize(st);
+	if (mail_import_dup(r, recs, n) == -1)
+		goto out;
+	if (fresh == 0) {
+		existing = json_array();
+		for (i = 0; i < n; i++)
+			json_array_append_new(existing,
+			    json_string(recs[i].mr_addr));
+		api_reply_json(r, 200, json_pack("{s:s,s:I,s:[],s:o}", "domain",
+		    d.md_name, "total", (json_int_t)n, "created", "existing",
+		    existing));
 		goto out;
 	}
-	if (services_begin(r) == -1) {
-		json_decref(created);
-		json_decref(existing);
-		goto out;
-	}
+	/* Refused now rather than after the hashing; checked again then. */
 	if (mail_quota_check(r, &d, add, NULL, "the imported mailboxes' "
 	    "quotas, together,") == -1)
-		goto rollback;
-	if ((gen = services_bump(d.md_node)) == -1)
-		goto fail;
-	for (i = 0; i < n; i++) {
-		if (recs[i].mr_exists)
-			continue;
-		if (mail_box_insert(recs[i].mr_id, recs[i].mr_addr, d.md_id,
-		    recs[i].mr_name, recs[i].mr_hash, recs[i].mr_quota,
-		    gen) == -1 || services_journal(d.md_node, gen, "mailbox",
-		    recs[i].mr_id, recs[i].mr_addr, "create") == -1)
-			goto fail;
+		goto out;
+
+	mi = xcalloc(1, sizeof(*mi));
+	mi->mi_domain = d;
+	mi->mi_recs = recs;
+	mi->mi_n = n;
+	recs = NULL;
+	n = 0;
+	mi->mi_defer = api_defer(r);
+	mi->mi_start = util_mono_ms();
+	log_debug("services: import into %s checked in %llu ms (%llu ms of "
+	    "CPU)", d.md_name, (unsigned long long)(mi->mi_start - t0),
+	    (unsigned long long)(util_thread_cpu_ms() - c0));
+	per = (mi->mi_n + MAIL_HASH_JOBS - 1) / MAIL_HASH_JOBS;
+	/* The last job to end stores (none may: then it is stored here). */
+	mi->mi_pending = 1;
+	for (i = 0; i < MAIL_HASH_JOBS && i * per < mi->mi_n; i++) {
+		mi->mi_jobs[i].hj_import = mi;
+		mi->mi_jobs[i].hj_lo = i * per;
+		mi->mi_jobs[i].hj_hi = (i + 1) * per < mi->mi_n ? (i + 1) * per :
+		    mi->mi_n;
+		mi->mi_jobs[i].hj_work.data = &mi->mi_jobs[i];
+		if (uv_queue_work(ctl->loop, &mi->mi_jobs[i].hj_work,
+		    mail_import_hash_cb, mail_import_hashed_cb) != 0) {
+			mi->mi_cancelled = 1;
+			break;
+		}
+		mi->mi_pending++;
 	}
-	snprintf(obj, sizeof(obj), "mail-domain/%s", d.md_name);
-	sum = json_pack("{s:s,s:I,s:O,s:I}", "domain", d.md_name, "created",
-	    (json_int_t)json_array_size(created), "addresses", created,
-	    "quota_bytes", (json_int_t)add);
-	if (audit_record(r, "mail.box.import", obj, sum) == -1)
-		goto fail;
-	if (mail_commit(r, d.md_node) == -1)
-		goto done;
-	log_info("services: %s imported %zu mailboxes into %s",
-	    api_principal(r)->ap_name, json_array_size(created), d.md_name);
-	api_reply_json(r, 200, json_pack("{s:s,s:I,s:O,s:O}", "domain",
-	    d.md_name, "total", (json_int_t)n, "created", created, "existing",
-	    existing));
-	goto done;
-fail:
-	api_reply_error(r, 500, "internal", "the import failed to store "
-	    "(nothing was imported)");
-rollback:
-	store_rollback(ctl->db);
-done:
-	json_decref(created);
-	json_decref(existing);
+	if (--mi->mi_pending == 0)
+		mail_import_store(mi);
 out:
-	for (i = 0; i < n; i++) {
-		free(recs[i].mr_name);
-		mail_free_secret(recs[i].mr_hash);
-	}
-	free(recs);
+	mail_recs_free(recs, n);
 	free(cause);
 	json_decref(body);
 }
@@ -1430,7 +1770,7 @@ services_mail_purge(int64_t now)
 	st = store_prepare(ctl->db, "SELECT 1 FROM mailboxes WHERE status = "
 	    "'deleted' AND purge_after <= ? LIMIT 1");
 	sqlite3_bind_int64(st, 1, now);
-	i = sqlite3_step(st) == SQLITE_ROW;
+	i = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (i == 0 || store_begin(ctl->db) == -1)
 		return (0);
@@ -1441,7 +1781,7 @@ services_mail_purge(int64_t now)
 	sqlite3_bind_int64(st, 1, now);
 	del = store_prepare(ctl->db, "DELETE FROM mailboxes WHERE id = ?");
 	gen = -1;
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *addr = (const char *)sqlite3_column_text(st, 1);
 		int64_t node = sqlite3_column_int64(st, 2);
@@ -1453,7 +1793,7 @@ services_mail_purge(int64_t now)
 		}
 		sqlite3_reset(del);
 		sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
-		sqlite3_step(del);
+		store_step(del);
 		snprintf(obj, sizeof(obj), "mailbox/%s", addr);
 		services_journal(node, gen, "mailbox", id, addr, "purge");
 		audit_record(NULL, "mail.box.purge", obj, json_pack("{s:s}",
@@ -1492,7 +1832,7 @@ mail_alias_row_json(sqlite3_stmt *st)
 	json_object_set_new(o, "live", services_live_json((const char *)
 	    sqlite3_column_text(st, 4), (const char *)sqlite3_column_text(st,
 	    5), sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7)));
-	json_object_set_new(o, "created_at", mail_time_json(st, 8));
+	json_object_set_new(o, "created_at", store_json_time(st, 8));
 	return (o);
 }
 
@@ -1510,7 +1850,7 @@ mail_alias_json(const char *id)
 	st = store_prepare(ctl->db, "SELECT " MAIL_ALIAS_COLS MAIL_ALIAS_FROM
 	    "WHERE a.id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = mail_alias_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -1549,7 +1889,7 @@ mail_alias_targets(struct api_req *r, json_t *v, const char *self,
 		    "name = ?");
 		sqlite3_bind_text(st, 1, mail_domain_of(addr), -1,
 		    SQLITE_STATIC);
-		ours = sqlite3_step(st) == SQLITE_ROW;
+		ours = store_step(st) == SQLITE_ROW;
 		sqlite3_finalize(st);
 		if (ours) {
 			/* Our own addresses are stored in lower case. */
@@ -1560,7 +1900,7 @@ mail_alias_targets(struct api_req *r, json_t *v, const char *self,
 			    "WHERE address = ?1 AND status != 'deleted' UNION "
 			    "ALL SELECT 1 FROM aliases WHERE address = ?1");
 			sqlite3_bind_text(st, 1, addr, -1, SQLITE_STATIC);
-			found = sqlite3_step(st) == SQLITE_ROW;
+			found = store_step(st) == SQLITE_ROW;
 			sqlite3_finalize(st);
 			if (!found) {
 				api_reply_error(r, 400, "bad_field", "targets"
@@ -1644,7 +1984,7 @@ services_mail_alias_create(struct api_req *r)
 	sqlite3_bind_text(st, 4, tstr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 5, gen);
 	sqlite3_bind_int64(st, 6, util_now());
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		goto fail;
@@ -1706,7 +2046,7 @@ services_mail_alias_list(struct api_req *r)
 	sqlite3_bind_int64(st, 3, services_scope(r));
 	sqlite3_bind_int(st, 4, limit + 1);
 	sqlite3_bind_int64(st, 5, tid);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "address");
 			break;
@@ -1737,7 +2077,7 @@ mail_alias_find(struct api_req *r, char id[37], char *addr, size_t alen,
 	    "(a.address = ?1 OR a.id = ?1) AND (?2 = 0 OR d.tenant_id = ?2)");
 	sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, services_scope(r));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(id, (const char *)sqlite3_column_text(st, 0), 37);
 		strlcpy(addr, (const char *)sqlite3_column_text(st, 1), alen);
 		*node = sqlite3_column_int64(st, 2);
@@ -1775,7 +2115,7 @@ services_mail_alias_delete(struct api_req *r)
 		return;
 	st = store_prepare(ctl->db, "DELETE FROM aliases WHERE id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "alias/%s", addr);
 	if ((gen = services_bump(node)) == -1 || services_journal(node, gen,

@@ -204,7 +204,7 @@ services_tenant_ref(int64_t tenant, char *buf, size_t len)
 	st = store_prepare(sc->db, "SELECT " SERVICES_TENANT_REF " FROM "
 	    "tenants t WHERE t.id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(buf, (const char *)sqlite3_column_text(st, 0), len);
 	sqlite3_finalize(st);
 }
@@ -217,7 +217,7 @@ services_tenant_status(int64_t tenant, char *buf, size_t len)
 	buf[0] = '\0';
 	st = store_prepare(sc->db, "SELECT status FROM tenants WHERE id = ?");
 	sqlite3_bind_int64(st, 1, tenant);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		strlcpy(buf, (const char *)sqlite3_column_text(st, 0), len);
 	sqlite3_finalize(st);
 }
@@ -372,7 +372,7 @@ services_load(int64_t node_id, struct services_load *l)
 	    "(SELECT coalesce(sum(quota_bytes), 0) FROM sites WHERE "
 	    "node_id = ?1)");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		l->domains = sqlite3_column_int64(st, 0);
 		l->mailboxes = sqlite3_column_int64(st, 1);
 		l->aliases = sqlite3_column_int64(st, 2);
@@ -397,7 +397,7 @@ services_place(struct api_req *r, const char *role, const char *pinned)
 		    SERVICES_HAS_ROLE ", n.roles FROM nodes n WHERE n.name = ?2");
 		sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, pinned, -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_ROW) {
+		if (store_step(st) != SQLITE_ROW) {
 			sqlite3_finalize(st);
 			api_reply_error(r, 404, "not_found", "no backend named "
 			    "'%.64s'", pinned);
@@ -420,7 +420,7 @@ services_place(struct api_req *r, const char *role, const char *pinned)
 	st = store_prepare(sc->db, "SELECT n.id FROM nodes n WHERE "
 	    "n.revoked = 0 AND " SERVICES_HAS_ROLE " ORDER BY n.name");
 	sqlite3_bind_text(st, 1, role, -1, SQLITE_STATIC);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		if (!nodes_is_ready(id))
 			continue;
@@ -461,7 +461,7 @@ services_suspended_set(int64_t node_id)
 	    "AND d.node_id = ?1) OR EXISTS (SELECT 1 FROM sites s WHERE "
 	    "s.tenant_id = t.id AND s.node_id = ?1)) ORDER BY t.id)");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	s = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (s);
@@ -477,7 +477,7 @@ services_bump(int64_t node_id)
 	st = store_prepare(sc->db, "INSERT INTO services_backends (node_id) "
 	    "VALUES (?) ON CONFLICT (node_id) DO NOTHING");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	/* The generation records which members it carries as suspended. */
 	st = store_prepare(sc->db, "UPDATE services_backends SET generation = "
@@ -485,7 +485,7 @@ services_bump(int64_t node_id)
 	    "RETURNING generation");
 	sqlite3_bind_text(st, 1, set, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		gen = sqlite3_column_int64(st, 0);
 	else
 		log_warnx("services: bumping the generation of %s: %s",
@@ -512,7 +512,7 @@ services_journal(int64_t node_id, int64_t generation, const char *kind,
 	sqlite3_bind_text(st, 5, object_id, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 6, object, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 7, action, -1, SQLITE_STATIC);
-	rv = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	rv = store_step(st) == SQLITE_DONE ? 0 : -1;
 	if (rv == -1)
 		log_warnx("services: journal: %s", sqlite3_errmsg(sc->db));
 	sqlite3_finalize(st);
@@ -596,7 +596,7 @@ services_push(int64_t node_id)
 	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 
@@ -606,7 +606,7 @@ services_push(int64_t node_id)
 	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
 	    "d.name");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__MailDomain *d = services_grow((void ***)&ds.domains,
 		    &ds.n_domains, sizeof(*d));
 
@@ -629,7 +629,7 @@ services_push(int64_t node_id)
 	    "tenants t ON t.id = d.tenant_id WHERE d.node_id = ? ORDER BY "
 	    "m.address");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Mailbox *m = services_grow((void ***)&ds.mailboxes,
 		    &ds.n_mailboxes, sizeof(*m));
 
@@ -651,7 +651,7 @@ services_push(int64_t node_id)
 	    "aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE "
 	    "d.node_id = ? ORDER BY a.address");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Alias *a = services_grow((void ***)&ds.aliases,
 		    &ds.n_aliases, sizeof(*a));
 
@@ -669,7 +669,7 @@ services_push(int64_t node_id)
 	    "sites s JOIN tenants t ON t.id = s.tenant_id WHERE s.node_id = ? "
 	    "ORDER BY s.hostname");
 	sqlite3_bind_int64(st, 1, node_id);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		Opsn__Site *w = services_grow((void ***)&ds.sites, &ds.n_sites,
 		    sizeof(*w));
 
@@ -747,7 +747,7 @@ services_agent_hello(int64_t node_id, const char *roles)
 	st = store_prepare(sc->db, "INSERT INTO services_backends (node_id) "
 	    "VALUES (?) ON CONFLICT (node_id) DO NOTHING");
 	sqlite3_bind_int64(st, 1, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	services_push(node_id);
 }
@@ -767,14 +767,21 @@ services_stop(void)
 	services_certs_stop();
 }
 
-/* The table and the node test of one kind of object in a status. */
+/*
+ * The table and the node test of one kind of object in a status. A
+ * backend is believed only about objects placed on it, of its role.
+ */
 static const struct {
 	const char	*kind;
+	const char	*role;		/* the reporting node must hold it */
+	const char	*reject;	/* kind of refusal, for /metrics */
+	const char	*where;		/* ?1 id -> the node it is placed on */
 	const char	*update;	/* ?1 state ?2 message ?3 gen ?4 id ?5 node */
 	const char	*settle;	/* pending -> applied up to ?1 on ?2 */
 	const char	*journal;	/* journal rows of this kind from the rows */
 } services_kinds[] = {
-	{ "domain",
+	{ "domain", "mail", "status_domain",
+	  "SELECT node_id FROM mail_domains WHERE name = ?1",
 	  "UPDATE mail_domains SET state = ?1, message = ?2, "
 	  "applied_generation = ?3 WHERE name = ?4 AND node_id = ?5 AND "
 	  "generation <= ?3 AND (state, message, applied_generation) IS NOT "
@@ -784,7 +791,9 @@ static const struct {
 	  "AND generation <= ?1",
 	  "SELECT name AS oid, state AS ostate, message AS omsg FROM "
 	  "mail_domains WHERE node_id = ?1" },
-	{ "mailbox",
+	{ "mailbox", "mail", "status_mailbox",
+	  "SELECT d.node_id FROM mailboxes m JOIN mail_domains d ON d.id = "
+	  "m.domain_id WHERE m.id = ?1",
 	  "UPDATE mailboxes SET state = ?1, message = ?2, applied_generation "
 	  "= ?3 WHERE id = ?4 AND domain_id IN (SELECT id FROM mail_domains "
 	  "WHERE node_id = ?5) AND generation <= ?3 AND (state, message, "
@@ -796,7 +805,9 @@ static const struct {
 	  "SELECT m.id AS oid, m.state AS ostate, m.message AS omsg FROM "
 	  "mailboxes m JOIN mail_domains d ON d.id = m.domain_id WHERE "
 	  "d.node_id = ?1" },
-	{ "alias",
+	{ "alias", "mail", "status_alias",
+	  "SELECT d.node_id FROM aliases a JOIN mail_domains d ON d.id = "
+	  "a.domain_id WHERE a.id = ?1",
 	  "UPDATE aliases SET state = ?1, message = ?2, applied_generation = "
 	  "?3 WHERE id = ?4 AND domain_id IN (SELECT id FROM mail_domains "
 	  "WHERE node_id = ?5) AND generation <= ?3 AND (state, message, "
@@ -808,7 +819,8 @@ static const struct {
 	  "SELECT a.id AS oid, a.state AS ostate, a.message AS omsg FROM "
 	  "aliases a JOIN mail_domains d ON d.id = a.domain_id WHERE "
 	  "d.node_id = ?1" },
-	{ "site",
+	{ "site", "web", "status_site",
+	  "SELECT node_id FROM sites WHERE id = ?1",
 	  "UPDATE sites SET state = ?1, message = ?2, applied_generation = ?3 "
 	  "WHERE id = ?4 AND node_id = ?5 AND generation <= ?3 AND (state, "
 	  "message, applied_generation) IS NOT (?1, ?2, ?3)",
@@ -819,6 +831,37 @@ static const struct {
 	  "WHERE node_id = ?1" },
 };
 
+/*
+ * Is an object a status names placed on the reporting node, in one of its
+ * roles? One placed nowhere (deleted since) is skipped quietly; one placed
+ * on another node, or outside the node's roles, is refused and counted.
+ */
+static int
+services_status_ours(int64_t node_id, size_t k, const Opsn__ObjectStatus *o,
+    int *roles)
+{
+	sqlite3_stmt	*st;
+	int64_t		 on = -1;
+
+	if (roles[k] == -1)
+		roles[k] = reports_has_role(node_id, services_kinds[k].role);
+	if (!roles[k]) {
+		reports_reject(node_id, services_kinds[k].reject, "%.64s: the "
+		    "node does not have the %s role", o->id,
+		    services_kinds[k].role);
+		return (0);
+	}
+	st = store_prepare(sc->db, services_kinds[k].where);
+	sqlite3_bind_text(st, 1, o->id, -1, SQLITE_STATIC);
+	if (store_step(st) == SQLITE_ROW)
+		on = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (on != -1 && on != node_id)
+		reports_reject(node_id, services_kinds[k].reject, "%.64s is "
+		    "placed on %s", o->id, nodes_name(on));
+	return (on == node_id);
+}
+
 /* MSG_SERVICES_STATUS: the generation a backend applied, per object. */
 static void
 services_status(int64_t node_id, const Opsn__ServicesStatus *m)
@@ -827,12 +870,12 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	int64_t		 gen = (int64_t)m->generation, have = -1, now = util_now();
 	const char	*state;
 	size_t		 i, k;
-	int		 errors = 0;
+	int		 errors = 0, roles[nitems(services_kinds)];
 
 	st = store_prepare(sc->db, "SELECT generation FROM services_backends "
 	    "WHERE node_id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		have = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	if (have == -1 || gen > have) {
@@ -843,8 +886,10 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	}
 	if (store_begin(sc->db) == -1)
 		return;
-	for (k = 0; k < nitems(services_kinds); k++)
+	for (k = 0; k < nitems(services_kinds); k++) {
 		upd[k] = store_prepare(sc->db, services_kinds[k].update);
+		roles[k] = -1;
+	}
 	for (i = 0; i < m->n_objects; i++) {
 		const Opsn__ObjectStatus *o = m->objects[i];
 
@@ -853,7 +898,8 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 				break;
 		/* "purged": the folder of a mailbox we dropped is gone. */
 		if (k == nitems(services_kinds) ||
-		    strcmp(o->state, "purged") == 0)
+		    strcmp(o->state, "purged") == 0 ||
+		    !services_status_ours(node_id, k, o, roles))
 			continue;
 		state = strcmp(o->state, "applied") == 0 ? "applied" : "error";
 		if (*state == 'e')
@@ -864,7 +910,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(upd[k], 3, gen);
 		sqlite3_bind_text(upd[k], 4, o->id, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(upd[k], 5, node_id);
-		sqlite3_step(upd[k]);
+		store_step(upd[k]);
 	}
 	for (k = 0; k < nitems(services_kinds); k++)
 		sqlite3_finalize(upd[k]);
@@ -875,7 +921,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 			st = store_prepare(sc->db, services_kinds[k].settle);
 			sqlite3_bind_int64(st, 1, gen);
 			sqlite3_bind_int64(st, 2, node_id);
-			sqlite3_step(st);
+			store_step(st);
 			sqlite3_finalize(st);
 		}
 		/* A change is failed while its object reports an error. */
@@ -898,7 +944,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 			sqlite3_bind_int64(st, 1, node_id);
 			sqlite3_bind_int64(st, 2, gen);
 			sqlite3_bind_int64(st, 3, now);
-			sqlite3_step(st);
+			store_step(st);
 			sqlite3_finalize(st);
 		}
 		/* Objects since removed, and member status changes. */
@@ -914,7 +960,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(st, 1, node_id);
 		sqlite3_bind_int64(st, 2, gen);
 		sqlite3_bind_int64(st, 3, now);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 		st = store_prepare(sc->db, "UPDATE services_backends SET "
 		    "applied_generation = max(applied_generation, ?1), "
@@ -927,7 +973,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 		sqlite3_bind_int64(st, 2, gen);
 		sqlite3_bind_int64(st, 3, now);
 		sqlite3_bind_text(st, 4, m->error, -1, SQLITE_STATIC);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 		st = store_prepare(sc->db, "UPDATE services_backends SET "
 		    "last_error = ?4, reported_at = ?2 WHERE node_id = ?3");
@@ -936,7 +982,7 @@ services_status(int64_t node_id, const Opsn__ServicesStatus *m)
 	sqlite3_bind_int64(st, 1, gen);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int64(st, 3, node_id);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	if (store_commit(sc->db) == -1)
 		return;
@@ -970,6 +1016,12 @@ services_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
 	if (type != MSG_SERVICES_STATUS) {
 		log_debug("services: %s sent message type %u: ignored",
 		    nodes_name(node_id), type);
+		return;
+	}
+	if (!reports_has_role(node_id, "mail") &&
+	    !reports_has_role(node_id, "web")) {
+		reports_reject(node_id, "status", "the node has neither the "
+		    "mail nor the web role");
 		return;
 	}
 	if ((m = opsn__services_status__unpack(NULL, len, p)) == NULL) {
@@ -1039,7 +1091,7 @@ services_mark_pending(int64_t node_id, int64_t gen)
 		st = store_prepare(sc->db, sql[i]);
 		sqlite3_bind_int64(st, 1, node_id);
 		sqlite3_bind_int64(st, 2, gen);
-		sqlite3_step(st);
+		store_step(st);
 		sqlite3_finalize(st);
 	}
 }
@@ -1055,7 +1107,7 @@ services_check_tenants(void)
 
 	st = store_prepare(sc->db, "SELECT node_id, suspended_tenants FROM "
 	    "services_backends");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		ids = xrealloc(ids, (n + 1) * sizeof(*ids));
 		was = xrealloc(was, (n + 1) * sizeof(*was));
 		ids[n] = sqlite3_column_int64(st, 0);
@@ -1106,7 +1158,7 @@ services_prune_journal(void)
 	st = store_prepare(sc->db, "DELETE FROM services_changes WHERE state = "
 	    "'applied' AND done_at < ?");
 	sqlite3_bind_int64(st, 1, util_now() - SERVICES_JOURNAL_DAYS * 86400);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 }
 
@@ -1251,7 +1303,7 @@ services_backends_list(struct api_req *r)
 	if (role != NULL)
 		sqlite3_bind_text(st, 2, role, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			/* The cursor is the last name of this page. */
 			next = params_last_key(items, "name");
@@ -1272,7 +1324,7 @@ services_backend_by_name(const char *name)
 	st = store_prepare(sc->db, "SELECT " SERVICES_BACKEND_COLS
 	    SERVICES_BACKEND_FROM "AND n.name = ?");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = services_backend_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -1335,7 +1387,7 @@ services_backends_update(struct api_req *r)
 	    "public_name = ?2");
 	sqlite3_bind_int64(st, 1, node_id);
 	sqlite3_bind_text(st, 2, host, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "backend/%s", name);
 	/* Its certificate names the new host name: a new generation. */
@@ -1364,7 +1416,7 @@ services_mx(int64_t node_id)
 	    "nullif(n.hostname, ''), n.name) FROM nodes n LEFT JOIN "
 	    "services_backends b ON b.node_id = n.id WHERE n.id = ?");
 	sqlite3_bind_int64(st, 1, node_id);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		mx = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (mx != NULL ? mx : xstrdup("?"));
@@ -1401,7 +1453,7 @@ services_changes_list(struct api_req *r)
 	sqlite3_bind_int(st, 3, want_p);
 	sqlite3_bind_int(st, 4, want_f);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			xasprintf(&next, "%lld", (long long)json_integer_value(
 			    json_object_get(json_array_get(items,
@@ -1464,7 +1516,7 @@ services_cert_metrics(struct prom *pr)
 	    "c.object_id), c.object_id) ELSE c.object_id END, c.not_after "
 	    "FROM services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
 	    "nd.revoked = 0 AND c.not_after IS NOT NULL ORDER BY 1, 2, 3");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		b = prom_label((const char *)sqlite3_column_text(st, 0));
 		n = prom_label((const char *)sqlite3_column_text(st, 2));
 		prom_add(pr, "opsn_services_certificate_expiry_timestamp_seconds"
@@ -1481,7 +1533,7 @@ services_cert_metrics(struct prom *pr)
 	st = store_prepare(sc->db, "SELECT nd.name, c.state, count(*) FROM "
 	    "services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
 	    "nd.revoked = 0 GROUP BY 1, 2 ORDER BY 1, 2");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		b = prom_label((const char *)sqlite3_column_text(st, 0));
 		prom_add(pr, "opsn_services_certificates{backend=\"%s\","
 		    "state=\"%s\"} %lld\n", b,
@@ -1513,7 +1565,7 @@ services_metrics(struct prom *pr)
 	    "services_changes c ON c.node_id = b.node_id AND c.state = s.state "
 	    "WHERE n.revoked = 0 GROUP BY n.name, s.state ORDER BY n.name, "
 	    "s.state");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		l = prom_label((const char *)sqlite3_column_text(st, 0));
 		prom_add(pr, "opsn_services_changes{backend=\"%s\",state=\"%s\"} "
 		    "%lld\n", l, (const char *)sqlite3_column_text(st, 1),
@@ -1530,7 +1582,7 @@ services_metrics(struct prom *pr)
 	    "'pending'), b.generation - b.applied_generation FROM "
 	    "services_backends b JOIN nodes n ON n.id = b.node_id WHERE "
 	    "n.revoked = 0 ORDER BY n.name");
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		const char *name = (const char *)sqlite3_column_text(st, 0);
 		int64_t oldest = sqlite3_column_type(st, 1) == SQLITE_NULL ?
 		    now : sqlite3_column_int64(st, 1);

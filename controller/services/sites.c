@@ -93,7 +93,7 @@ services_sites_json(const char *id)
 	st = store_prepare(ctl->db, "SELECT " SITES_COLS SITES_FROM
 	    "WHERE s.id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		o = sites_row_json(st);
 	sqlite3_finalize(st);
 	return (o);
@@ -110,7 +110,7 @@ sites_serving(const char *name)
 	    "hostname = ?1 OR EXISTS (SELECT 1 FROM json_each(s.aliases) WHERE "
 	    "value = ?1)");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
+	if (store_step(st) == SQLITE_ROW)
 		host = xstrdup((const char *)sqlite3_column_text(st, 0));
 	sqlite3_finalize(st);
 	return (host);
@@ -211,7 +211,7 @@ services_sites_create(struct api_req *r)
 		sqlite3_bind_int64(st, 6, quota);
 	sqlite3_bind_int64(st, 7, gen);
 	sqlite3_bind_int64(st, 8, now);
-	if (sqlite3_step(st) != SQLITE_DONE) {
+	if (store_step(st) != SQLITE_DONE) {
 		log_warnx("services: %s", sqlite3_errmsg(ctl->db));
 		sqlite3_finalize(st);
 		goto fail;
@@ -279,7 +279,7 @@ services_sites_list(struct api_req *r)
 	if (backend != NULL)
 		sqlite3_bind_text(st, 4, backend, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 5, limit + 1);
-	while (sqlite3_step(st) == SQLITE_ROW) {
+	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {
 			next = params_last_key(items, "hostname");
 			break;
@@ -309,7 +309,7 @@ services_sites_find(struct api_req *r, char id[37], char *host, size_t hlen,
 	    "?2)");
 	sqlite3_bind_text(st, 1, h, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, services_scope(r));
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (store_step(st) == SQLITE_ROW) {
 		strlcpy(id, (const char *)sqlite3_column_text(st, 0), 37);
 		strlcpy(host, (const char *)sqlite3_column_text(st, 1), hlen);
 		strlcpy(status, (const char *)sqlite3_column_text(st, 2), slen);
@@ -360,7 +360,7 @@ sites_set_status(struct api_req *r, const char *to)
 	sqlite3_bind_int64(st, 2, gen);
 	sqlite3_bind_int64(st, 3, util_now());
 	sqlite3_bind_text(st, 4, id, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "site/%s", host);
 	if (services_journal(node, gen, "site", id, host, *to == 's' ?
@@ -410,7 +410,7 @@ services_sites_delete(struct api_req *r)
 		return;
 	st = store_prepare(ctl->db, "DELETE FROM sites WHERE id = ?");
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_step(st);
+	store_step(st);
 	sqlite3_finalize(st);
 	snprintf(obj, sizeof(obj), "site/%s", host);
 	if ((gen = services_bump(node)) == -1 || services_journal(node, gen,

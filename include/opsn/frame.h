@@ -34,6 +34,12 @@ enum msg_type {
 	MSG_OBSERVED_STATE = 129,
 	MSG_IMAGE_PROGRESS = 130,
 	MSG_CONSOLE_DATA = 131,
+	MSG_DISK_SERVER = 132,		/* agent -> controller */
+	MSG_MIGRATE_PROGRESS = 133,	/* agent -> controller */
+	/* 192-223: hypervisor to hypervisor (disk transfers) */
+	MSG_DISK_GET = 192,
+	MSG_DISK_INFO = 193,
+	MSG_DISK_DATA = 194,
 	/* 256-383: metering (proto/metering.proto) */
 	MSG_SAMPLES = 256,		/* agent -> controller: a batch */
 	MSG_SAMPLES_ACK = 257,		/* controller -> agent: committed up to */

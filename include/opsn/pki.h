@@ -24,13 +24,31 @@ X509	*pki_ca_new(EVP_PKEY *key, const char *cn, int days, char **cause);
 X509	*pki_server_cert_new(EVP_PKEY *key, const char *const *names,
 	    size_t nnames, X509 *ca, EVP_PKEY *cakey, int days, char **cause);
 
+/*
+ * A record signer's certificate (the audit trail's checkpoints) for key,
+ * CN = cn, issued by the CA: keyUsage digitalSignature+nonRepudiation,
+ * extendedKeyUsage timeStamping (critical), so that no TLS peer takes it
+ * for a server or a client.
+ */
+X509	*pki_signer_cert_new(EVP_PKEY *key, const char *cn, X509 *ca,
+	    EVP_PKEY *cakey, int days, char **cause);
+/* Is cert a record signer's certificate issued by ca? 0, or -1 and why. */
+int	 pki_check_signer(X509 *cert, X509 *ca, char **cause);
+/* A SHA-256 signature of data by key, in base64 (caller frees). */
+char	*pki_sign_b64(EVP_PKEY *key, const void *data, size_t len,
+	    char **cause);
+/* Does sig_b64 sign data with key (a public key will do)? 0 yes, -1 no. */
+int	 pki_verify_b64(EVP_PKEY *key, const void *data, size_t len,
+	    const char *sig_b64);
+
 /* A CSR for key with CN = cn, as PEM text (caller frees). */
 char	*pki_csr_new(EVP_PKEY *key, const char *cn, char **cause);
 
 /*
  * Sign a CSR given as PEM: checks its self-signature and that its CN equals
  * expect_cn, then issues a client certificate (extendedKeyUsage clientAuth,
- * CN = expect_cn) with a random 128-bit serial, valid for days.
+ * CN = expect_cn, and expect_cn as a DNS subjectAltName) with a random
+ * 128-bit serial, valid for days.
  */
 X509	*pki_sign_csr(const char *csr_pem, size_t len, const char *expect_cn,
 	    X509 *ca, EVP_PKEY *cakey, int days, char **cause);
@@ -55,5 +73,11 @@ char	*pki_serial_hex(X509 *);
 char	*pki_cert_cn(X509 *);
 /* When it expires, unix seconds (-1 if unreadable). */
 int64_t	 pki_not_after(const X509 *);
+/*
+ * Every name a certificate answers to (its CN, its subjectAltName's DNS
+ * names and IP addresses as text); the array and each name are the
+ * caller's. Returns how many.
+ */
+size_t	 pki_cert_names(X509 *, char ***names);
 
 #endif

@@ -25,6 +25,8 @@ size_t	 strlcpy(char *, const char *, size_t);
 
 /* Milliseconds on a monotonic clock, for timeouts. */
 uint64_t	 util_mono_ms(void);
+/* CPU time of the calling thread, ms: what it cost, whatever the load. */
+uint64_t	 util_thread_cpu_ms(void);
 /*
  * Seconds and milliseconds since the epoch (UTC) on a clock that follows
  * the wall clock's slewing but not its steps while the process runs.
@@ -41,7 +43,12 @@ int	 util_parse_hostport(const char *, char **, int *, char **cause);
 /* Parse a duration such as "90", "30s", "15m", "1h", "90d" into seconds. */
 int	 util_parse_duration(const char *, int64_t *, char **cause);
 
-/* Write a whole file atomically (temporary name, fsync, rename) with mode. */
+/* fsync a folder: what a rename into it did is then on disk. */
+int	 util_fsync_dir(const char *dir, char **cause);
+/*
+ * Write a whole file atomically (temporary name, fsync, rename, fsync of
+ * the folder) with mode.
+ */
 int	 util_write_file(const char *, const void *, size_t, int mode,
 	    char **cause);
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer. */

@@ -121,7 +121,8 @@ def main():
     root = tempfile.mkdtemp(prefix="opsn-bench-backup-")
     os.chmod(root, 0o755)
     try:
-        c = opsn.Controller(root, extra_conf="[log]\nlevel = warning\n")
+        c = opsn.Controller(root, extra_conf="[log]\nlevel = warning\n"
+                            "[api]\nrate = 0\n")
         c.argv.remove("-d")
         c.start()
         t0 = time.monotonic()

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Metering figures (tests/bench/run.sh calls this; it runs alone too):
-#  1. samples/s ingested end to end (TLS, decode, dedup, FULL commit, ack)
-#     from simulated agents, next to a raw SQLite bulk insert into the same
-#     table in the same run (the physical limit);
+#  1. samples/s ingested end to end (TLS, decode, placement check, dedup,
+#     FULL commit, ack) from simulated web backends reporting the sites
+#     placed on them, next to a raw SQLite bulk insert into the same table
+#     in the same run (the physical limit);
 #  2. the time to roll up and sum a month of usage for BENCH_METER_TENANTS
 #     tenants, BENCH_METER_VMS VMs and BENCH_METER_MAILBOXES mailboxes.
 # Figures only: a slow one never fails; a broken run exits 1.
@@ -39,13 +40,17 @@ cc -std=gnu11 -O2 -g -Wall -Wextra -Wno-unused-parameter -D_GNU_SOURCE \
     $(pkg-config --cflags libuv openssl libprotobuf-c sqlite3) \
     -o "$OUT/metering_bench" tests/bench/metering_bench.c \
     "$BUILD/controller/metering/rollup.o" \
-    "$BUILD/controller/core/calendar.o" "$BUILD/libopsn.a" \
+    "$BUILD/controller/core/calendar.o" "$BUILD/controller/core/store.o" \
+    "$BUILD/gen/migrations.o" "$BUILD/libopsn.a" \
     $(pkg-config --libs libuv openssl libprotobuf-c sqlite3 jansson inih) \
     -lm || { problem "metering_bench did not build"; exit 1; }
 
 say "metering 1. ingest: $AGENTS simulated agents, batches of $BATCH, $WINDOW ahead, ${SECONDS_} s"
 api=$(free_port); agt=$(free_port)
-"$BIN/opsn-controller" --data-dir "$tmp/ctl" --api-listen "127.0.0.1:$api" \
+# The join tokens come from one token: no per-token rate limit here.
+printf '[api]\nrate = 0\n' >"$tmp/controller.conf"
+"$BIN/opsn-controller" -c "$tmp/controller.conf" --data-dir "$tmp/ctl" \
+    --api-listen "127.0.0.1:$api" \
     --agent-listen "127.0.0.1:$agt" --log-file "$tmp/controller.log" \
     </dev/null >"$tmp/ctl.err" 2>&1 &
 ctl_pid=$!
@@ -70,8 +75,16 @@ while read -r tok; do
 	pid=$!
 	i=0
 	while [ ! -f "$d/cert.pem" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	# Its HELLO gives the node its role: wait for it to be ready.
+	while [ "$("$PYTHON" tests/bench/api.py "https://127.0.0.1:$api" \
+	    "$tmp/ctl/ca.pem" health 2>/dev/null)" != "$n" ] &&
+	    [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 	kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 	cp "$tmp/ctl/ca.pem" "$d/ca.pem" 2>/dev/null || true
+	# Samples are taken only for what is placed on the node: 100 sites.
+	OPSN_TOKEN_FILE=$tmp/ctl/admin.token "$PYTHON" tests/bench/api.py \
+	    "https://127.0.0.1:$api" "$tmp/ctl/ca.pem" sites "mb$n" 100 \
+	    "$d/sites" || problem "no sites on mb$n"
 	dirs="$dirs $d"
 done <"$tmp/tokens"
 # shellcheck disable=SC2086

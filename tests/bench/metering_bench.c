@@ -59,6 +59,8 @@ now_ms(void)
 
 struct sim {
 	char		*name;
+	char		**sites;	/* DIR/sites: the ids placed on it */
+	size_t		 nsites;
 	SSL_CTX		*ctx;
 	struct conn	*conn;
 	uint32_t	 version;
@@ -80,7 +82,6 @@ sim_send(struct sim *s)
 {
 	Opsn__Samples	 m = OPSN__SAMPLES__INIT;
 	Opsn__Sample	*v, **pv;
-	char		 res[64];
 	int		 i;
 	int64_t		 t = now_ms();
 
@@ -91,21 +92,14 @@ sim_send(struct sim *s)
 			opsn__sample__init(&v[i]);
 			v[i].seq = s->next_seq + (uint64_t)i;
 			v[i].ts_ms = t;
-			v[i].kind = "vm";
-			snprintf(res, sizeof(res), "bench-%s-%d", s->name, i % 100);
-			v[i].resource = xstrdup(res);
+			/* The controller takes samples only of what it
+			 * placed on the node: sites made by api.py. */
+			v[i].kind = "site";
+			v[i].resource = s->sites[(size_t)i % s->nsites];
 			v[i].tenant = "";
-			v[i].boot = "pid:1:1";
+			v[i].boot = "";
 			v[i].state = 1;
-			v[i].vcpus = 2;
-			v[i].memory_mib = 2048;
-			v[i].disk_bytes = 20ULL << 30;
-			v[i].disk_used_bytes = 3ULL << 30;
-			v[i].has_cpu = 1;
-			v[i].cpu_ns = v[i].seq * 1000000;
-			v[i].has_net = 1;
-			v[i].net_rx_bytes = v[i].seq * 1000;
-			v[i].net_tx_bytes = v[i].seq * 500;
+			v[i].used_bytes = v[i].seq * 1000;
 			v[i].interval_ms = 60000;
 			pv[i] = &v[i];
 		}
@@ -118,13 +112,33 @@ sim_send(struct sim *s)
 			s->next_seq += (uint64_t)batch;
 			s->inflight++;
 		}
-		for (i = 0; i < batch; i++)
-			free(v[i].resource);
 		free(v);
 		free(pv);
 		if (s->inflight == 0)
 			break;
 	}
+}
+
+/* The site ids api.py placed on this backend, one a line. */
+static void
+sim_sites(struct sim *s, const char *path)
+{
+	FILE	*f;
+	char	 line[128];
+
+	if ((f = fopen(path, "r")) == NULL)
+		fatalx("%s: no site list (api.py sites)", path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (*line == '\0')
+			continue;
+		s->sites = xrealloc(s->sites, (s->nsites + 1) *
+		    sizeof(*s->sites));
+		s->sites[s->nsites++] = xstrdup(line);
+	}
+	fclose(f);
+	if (s->nsites == 0)
+		fatalx("%s: no site", path);
 }
 
 static void
@@ -253,6 +267,8 @@ bench_ingest(int seconds, const char *hp, char **dirs, int n)
 		base = strrchr(path, '/');
 		s->name = xstrdup(base ? base + 1 + 6 : path + 6);
 		s->next_seq = 1;
+		snprintf(path, sizeof(path), "%s/sites", dirs[i]);
+		sim_sites(s, path);
 		s->ctx = SSL_CTX_new(TLS_client_method());
 		SSL_CTX_set_min_proto_version(s->ctx, TLS1_3_VERSION);
 		snprintf(path, sizeof(path), "%s/ca.pem", dirs[i]);

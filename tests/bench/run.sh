@@ -18,13 +18,16 @@
 #     and small POST /v1/plans, against a private nginx serving static
 #     files of the same sizes with the same certificate.
 #
-# A slow figure never fails the run; only something broken does (exit 1).
-#  6. (backup) Backup size and time, and restore time, with every commune
+#  6. (sched) Placement against Ganeti's hail and hspace on the same
+#     synthetic clusters (tests/bench/sched.sh): decisions/s, p99, the
+#     cluster score after the same stream, VMs of one plan that fit.
+#  7. (backup) Backup size and time, and restore time, with every commune
 #     and a month of hourly usage (tests/bench/backup.py; knobs
 #     BENCH_BACKUP_SERVED, BENCH_BACKUP_HOURS).
 #
-# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing,backup (comma list;
-# default all) picks
+# A slow figure never fails the run; only something broken does (exit 1).
+# BENCH_ONLY=tls,agents,boot,scale,api,metering,billing,sched,backup (comma
+# list; default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
@@ -149,14 +152,18 @@ tail_log() {
 }
 
 # start_controller DIR [CONF]: sets ctl_pid, ctl_url, ctl_agent_port.
+# The benchmarks measure the server, not its per-token rate limit: CONF
+# (default DIR/controller.conf) gets "[api] rate = 0".
 start_controller() {
 	dir=$1
 	mkdir -p "$dir"
+	set -- "$1" "${2:-$dir/controller.conf}"
+	printf '\n[api]\nrate = 0\n' >>"$2"
 	ctl_api_port=$(free_port)
 	ctl_agent_port=$(free_port)
 	ctl_url=https://127.0.0.1:$ctl_api_port
 	ctl_data=$dir/data
-	"$BIN/opsn-controller" ${2:+-c "$2"} --data-dir "$ctl_data" \
+	"$BIN/opsn-controller" -c "$2" --data-dir "$ctl_data" \
 	    --api-listen "127.0.0.1:$ctl_api_port" \
 	    --agent-listen "127.0.0.1:$ctl_agent_port" \
 	    --log-file "$dir/controller.log" </dev/null >"$dir/stderr.log" 2>&1 &
@@ -648,9 +655,11 @@ case ",$ONLY," in
 *)
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
-		tls | agents | boot | scale | api | metering | billing | backup) ;;
+		tls | agents | boot | scale | api | metering | billing | sched | \
+		    backup) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
-		    "(tls, agents, boot, scale, api, metering, billing, backup)" ;;
+		    "(tls, agents, boot, scale, api, metering, billing, sched," \
+		    "backup)" ;;
 		esac
 	done
 	;;
@@ -687,6 +696,10 @@ if [ "$broken" -eq 0 ] && build; then
 	if want billing; then
 		BUILD=$BUILD sh tests/bench/billing.sh ||
 		    problem "the billing bench broke"
+	fi
+	if want sched; then
+		BUILD=$BUILD PYTHON=$PYTHON sh tests/bench/sched.sh ||
+		    problem "the placement bench broke"
 	fi
 	# Backup and restore with every commune and a month of usage.
 	if want backup; then

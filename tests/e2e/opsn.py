@@ -17,6 +17,24 @@ BIN = os.environ.get("OPSN_BIN") or os.path.join(
 BIN = os.path.abspath(BIN)
 
 
+def luhn_complete(digits):
+    """digits followed by the check digit that makes a Luhn number (a
+    SIREN from 8 digits, a SIRET from 13)."""
+    for last in range(10):
+        s = digits + str(last)
+        total = 0
+        for i, ch in enumerate(reversed(s)):
+            d = int(ch)
+            if i % 2 == 1:
+                d *= 2
+                if d > 9:
+                    d -= 9
+            total += d
+        if total % 10 == 0:
+            return s
+    raise AssertionError(digits)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

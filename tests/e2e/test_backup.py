@@ -22,6 +22,15 @@ from opsn import wait_until
 HAVE_IMAGE = os.path.exists(os.path.join(opsn.IMAGE_DIR, ".stamp"))
 
 
+@pytest.fixture
+def controller(workdir, procs):
+    """The writer is one client writing as fast as it can: no rate limit."""
+    c = opsn.Controller(workdir, extra_conf="[api]\nrate = 0\n")
+    procs.append(c)
+    c.start()
+    return c
+
+
 def restore(backup, data_dir):
     t0 = time.monotonic()
     r = subprocess.run([os.path.join(opsn.BIN, "opsn-controller"),

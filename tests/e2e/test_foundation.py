@@ -89,6 +89,31 @@ def test_unknown_and_expired_tokens_are_refused(workdir, controller):
     assert r.returncode != 0 and "malformed" in r.stderr
 
 
+def test_node_named_as_the_controller_is_refused(workdir, controller):
+    """A node certificate for one of the controller's own names could pass
+    for the controller with a careless client: no such node is enrolled."""
+    for name in ("localhost", "127.0.0.1"):
+        a = opsn.Agent(workdir, name, [controller.agent_addr],
+                       token=controller.join_token())
+        r = a.run_once()
+        assert r.returncode != 0
+        assert "one of the controller's own names" in r.stderr, r.stderr
+        assert not os.path.exists(os.path.join(a.data, "cert.pem"))
+    assert not controller.nodes()
+
+
+def test_node_certificate_names_the_node_in_its_san(controller, make_agent):
+    a = make_agent("hv1")
+    ready(controller, "hv1")
+    r = subprocess.run(["openssl", "x509", "-noout", "-ext",
+                        "subjectAltName,extendedKeyUsage", "-in",
+                        os.path.join(a.data, "cert.pem")],
+                       capture_output=True, text=True, check=True)
+    assert "DNS:hv1" in r.stdout
+    assert "TLS Web Client Authentication" in r.stdout
+    assert "Server" not in r.stdout
+
+
 def test_token_pins_the_ca(workdir, controller, procs):
     """A token from one controller does not enrol against another."""
     other = opsn.Controller(workdir, "other")

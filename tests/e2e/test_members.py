@@ -311,8 +311,6 @@ BAD = [
     ("POST", "/v1/tenants", {"kind": "commune", "name": "Twin",
                              "insee": "31001", "siren": "213100027"}, 409,
      "31001"),
-    ("POST", "/v1/tenants", b"{" + b'"name":"' + b"x" * (2 << 20) + b'"}',
-     413, "body"),
     ("PATCH", "/v1/tenants/31001", {"kind": "epci"}, 400, "kind"),
     ("PATCH", "/v1/tenants/31001", {"quota_vcpus": -5}, 400, "quota"),
     ("PATCH", "/v1/tenants/31001", {"parent": "31001"}, 400, "parent"),
@@ -356,3 +354,31 @@ def test_bad_inputs_get_4xx_and_change_nothing(controller):
         assert words.lower() in doc["error"]["message"].lower(), (path, doc)
     assert len(BAD) >= 30
     assert dump(controller) == before
+
+
+def test_a_failed_write_rolls_back_and_answers_500_with_its_request_id(
+        controller):
+    """A statement that fails inside a change (here a trigger refusing
+    the status update, as a full disk or a corrupt page would) rolls the
+    whole change back and answers 500 naming the request: never a
+    success that stored nothing, or half of it."""
+    add_commune(controller)
+    db = os.path.join(controller.data, "opsn.db")
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TRIGGER fail_status BEFORE UPDATE OF status ON "
+                  "tenants BEGIN SELECT RAISE(FAIL, 'disk on fire'); END")
+    audit_before = sqlite3.connect(db).execute(
+        "SELECT count(*) FROM audit").fetchone()[0]
+    st, doc, hdrs = controller.api("POST", "/v1/tenants/31001/suspend")
+    assert st == 500, doc
+    rid = hdrs["X-Request-Id"]
+    assert doc["error"]["request_id"] == rid
+    assert rid in controller.output()
+    c = sqlite3.connect(db)
+    assert c.execute("SELECT status FROM tenants").fetchone()[0] == "active"
+    assert c.execute("SELECT count(*) FROM audit").fetchone()[0] == \
+        audit_before
+    c.execute("DROP TRIGGER fail_status")
+    c.commit()
+    st, doc, _ = controller.api("POST", "/v1/tenants/31001/suspend")
+    assert st == 200 and doc["status"] == "suspended"

@@ -66,7 +66,8 @@ def scraped(workdir, procs, controller, make_agent):
                        "Agassac", "--insee", "31001", "--population", "100")
     for _ in range(3):
         assert controller.api("GET", "/v1/nodes")[0] == 200
-    assert controller.api("GET", "/v1/nowhere")[0] == 404
+    # Deeper than the console's pages (/{dir}/{sub}/{file}): no route.
+    assert controller.api("GET", "/v1/no/such/route")[0] == 404
     assert controller.api("GET", "/v1/usage?from=2026-01-01&to=2026-02-01"
                           )[0] == 200
     time.sleep(1.2)		# heartbeats and a few sample batches

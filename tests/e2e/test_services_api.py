@@ -323,6 +323,18 @@ def test_import_is_all_or_nothing_with_a_report(controller, workdir):
                            "--csv", path, check=False)
     assert r.returncode != 0 and "line 4" in r.stderr, r.stderr
     assert dump(controller) == before
+    # The first record, in order, that repeats an address names the first.
+    with open(path, "w") as f:
+        f.write("address;name;quota;password\n"
+                f"accueil;Accueil;10M;{CSV_PASSWORD}\n"
+                f"b;B;10M;{CSV_PASSWORD}\n"
+                f"Accueil@{DOMAIN};Accueil;10M;{CSV_PASSWORD}\n"
+                f"b;B;10M;{CSV_PASSWORD}\n")
+    r = controller.opsnctl("mail", "box", "import", "--domain", DOMAIN,
+                           "--csv", path, check=False)
+    assert r.returncode != 0, r.stdout
+    assert f"line 4: address accueil@{DOMAIN} is also at line 2" in r.stderr
+    assert dump(controller) == before
     with open(path, "w") as f:
         f.write("address;name;quota;password_hash\n"
                 f"secretariat;Secrétariat;100M;{YESCRYPT}\n"

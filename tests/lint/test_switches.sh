@@ -1,7 +1,7 @@
 #!/bin/sh
-# The OPSN_TEST_* switches are compiled only into test builds: the release
-# programs must not even hold their names, the test build's must (or this
-# check would prove nothing).
+# The OPSN_TEST_* switches (and X-Opsn-Test-* headers) are compiled only
+# into test builds: the release programs must not even hold their names,
+# the test build's must (or this check would prove nothing).
 # usage: test_switches.sh RELEASE_BIN TEST_BIN
 set -u
 rel=$1
@@ -13,7 +13,8 @@ for p in opsn-controller opsn-agent; do
 		bad=1
 		continue
 	fi
-	names=$(grep -a -o 'OPSN_TEST_[A-Z_]*' "$rel/$p" | sort -u)
+	# Environment variables and header names alike (X-Opsn-Test-...).
+	names=$(grep -a -o -i 'opsn[_-]test[_-][a-z_-]*' "$rel/$p" | sort -u)
 	if [ -n "$names" ]; then
 		echo "$rel/$p holds test switches:" $names
 		bad=1

@@ -188,6 +188,31 @@ config_print_masks_secrets(void **state)
 	cfg_free(&table, &c);
 }
 
+/* fuzz_config: a value starting with ';' read back as a comment. */
+static void
+config_print_reads_back(void **state)
+{
+	struct conf	 c = { 0 }, c2 = { 0 };
+	char		*cause = NULL, *path, *path2, *buf = NULL;
+	size_t		 len = 0;
+	FILE		*f;
+
+	(void)state;
+	assert_int_equal(load_text("[main]\nlisten =;first\n", &c, &cause,
+	    &path), 0);
+	assert_string_equal(c.listen, ";first");
+	f = open_memstream(&buf, &len);
+	cfg_print(&table, &c, f);
+	fclose(f);
+	assert_int_equal(load_text(buf, &c2, &cause, &path2), 0);
+	assert_string_equal(c2.listen, ";first");
+	free(buf);
+	free(path);
+	free(path2);
+	cfg_free(&table, &c);
+	cfg_free(&table, &c2);
+}
+
 int
 main(void)
 {
@@ -198,6 +223,7 @@ main(void)
 		cmocka_unit_test(config_missing_file_is_an_error),
 		cmocka_unit_test(config_flag_overrides_file),
 		cmocka_unit_test(config_print_masks_secrets),
+		cmocka_unit_test(config_print_reads_back),
 	};
 
 	return (cmocka_run_group_tests(tests, NULL, NULL));

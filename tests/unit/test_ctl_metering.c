@@ -20,6 +20,7 @@
 #include "opsn/log.h"
 #include "opsn/util.h"
 #include "core/core.h"
+#include "agents/agents.h"
 #include "metering/metering.h"
 #include "metering.pb-c.h"
 
@@ -171,6 +172,24 @@ rollup_move_between_nodes_never_doubles_cpu(void **state)
 	free(rows);
 }
 
+/* An hour of counter growth past 2^63 is dropped, never wrapped. */
+static void
+rollup_counter_growth_never_wraps(void **state)
+{
+	struct meter_sample	 s[4];
+	struct meter_row	*rows;
+	size_t			 n;
+
+	s[0] = vm(MS(H), 1, "b1", 0);
+	s[1] = vm(MS(H + 60), 1, "b1", INT64_MAX);
+	s[2] = vm(MS(H + 120), 1, "b2", 5);		/* a restart */
+	s[3] = vm(MS(H + 180), 1, "b2", INT64_MAX);
+	assert_int_equal(metering_rollup_compute("vm", s, 4, H, H, &rows, &n),
+	    0);
+	assert_int_equal(find(rows, n, H, "cpu_ns"), INT64_MAX);
+	free(rows);
+}
+
 static void
 rollup_mailbox_storage_in_mib_seconds(void **state)
 {
@@ -221,6 +240,34 @@ setup_db(void **state)
 	tc.loop = uv_default_loop();
 	if (metering_init(&tc, &cause) == -1)
 		return (-1);
+	/*
+	 * Two hypervisors and a mail backend; the VMs the tests sample are
+	 * placed on them (samples are taken only for what is).
+	 */
+	if (store_exec(tc.db, "INSERT INTO tenants (id, kind, name, insee, "
+	    "created_at, updated_at) VALUES (1, 'commune', 'Agassac', "
+	    "'31001', 0, 0), (2, 'commune', 'Ambax', '31002', 0, 0);"
+	    "INSERT INTO nodes (id, name, roles, cert_serial, cert_fpr, "
+	    "enrolled_at, state_since) VALUES (42, 'hv1', 'hypervisor', '', "
+	    "'', 0, 0), (43, 'hv2', 'hypervisor', '', '', 0, 0), (44, 'mx1', "
+	    "'mail', '', '', 0, 0);"
+	    "INSERT INTO images (id, name, format, created_at) VALUES "
+	    "(1, 'tiny', 'raw', 0);"
+	    "INSERT INTO vms (uuid, name, node_id, tenant_id, vcpus, "
+	    "memory_mib, disk_bytes, image_id, created_at) VALUES "
+	    "('vm-a', 'a', 42, 1, 1, 512, 1073741824, 1, 0), "
+	    "('vm-b', 'b', 42, 1, 1, 512, 1073741824, 1, 0), "
+	    "('vm-c', 'c', 43, 1, 1, 512, 1073741824, 1, 0), "
+	    "('vm-x', 'x', 43, 2, 1, 512, 1073741824, 1, 0);"
+	    "INSERT INTO mail_domains (id, name, tenant_id, node_id, "
+	    "dkim_selector, dkim_private_pem, dkim_public_b64, created_at) "
+	    "VALUES (1, 'b.fr', 2, 44, 's', 'k', 'p', 0);"
+	    "INSERT INTO mailboxes (id, address, domain_id, password_hash, "
+	    "quota_bytes, created_at, updated_at) VALUES ('box-1', 'x@b.fr', "
+	    "1, 'h', 10, 0, 0);", &cause) == -1) {
+		fprintf(stderr, "%s\n", cause);
+		return (-1);
+	}
 	return (0);
 }
 
@@ -398,6 +445,115 @@ late_samples_give_the_same_hours(void **state)
 	    "resource = 'vm-c' AND metric = 'vcpu_seconds'"), 149 * 60);
 }
 
+/* ---- agents held to their node ------------------------------------- */
+
+/* One sample taken now, of kind and resource, sent by node as seq. */
+static void
+report(int64_t node, uint64_t seq, const char *kind, const char *res,
+    const char *tenant, uint64_t used, uint64_t cpu_ns)
+{
+	Opsn__Samples	 m = OPSN__SAMPLES__INIT;
+	Opsn__Sample	 v = OPSN__SAMPLE__INIT, *pv = &v;
+	uint8_t		*out;
+	size_t		 len;
+
+	v.seq = seq;
+	/* A minute apart by seq: storage accrues between two samples. */
+	v.ts_ms = (int64_t)util_now() * 1000 - 60000 * (int64_t)(seq % 2);
+	v.kind = (char *)kind;
+	v.resource = (char *)res;
+	v.tenant = (char *)tenant;
+	v.state = 1;
+	v.boot = "b";
+	v.vcpus = 1;
+	v.memory_mib = 512;
+	v.disk_bytes = 1ULL << 30;
+	v.has_cpu = strcmp(kind, "vm") == 0;
+	v.cpu_ns = cpu_ns;
+	v.used_bytes = used;
+	v.interval_ms = 60000;
+	m.samples = &pv;
+	m.n_samples = 1;
+	m.spool_low_seq = seq;
+	len = opsn__samples__get_packed_size(&m);
+	out = xmalloc(len);
+	opsn__samples__pack(&m, out);
+	metering_agent_msg(node, MSG_SAMPLES, out, len);
+	free(out);
+	spin();
+}
+
+static void
+samples_about_another_nodes_resources_are_refused(void **state)
+{
+	/* hv1 (42) samples hv2's VM of member 2: refused, counted. */
+	report(42, 10000, "vm", "vm-x", "1", 0, 1000);
+	report(42, 10001, "vm", "vm-x", "1", 0, 2000);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE resource = "
+	    "'vm-x'"), 0);
+	assert_int_equal(reports_rejected(42, "sample_vm"), 2);
+	/* A VM placed nowhere is no one's either. */
+	report(42, 10002, "vm", "vm-nowhere", "", 0, 1);
+	assert_int_equal(reports_rejected(42, "sample_vm"), 3);
+	assert_int_equal(count("SELECT count(*) FROM meter_resources WHERE "
+	    "resource = 'vm-nowhere'"), 0);
+	/* A hypervisor has no say on a mailbox, even one that exists. */
+	report(42, 10003, "mailbox", "box-1", "2", 999, 0);
+	assert_int_equal(reports_rejected(42, "sample_mailbox"), 1);
+	report(43, 10004, "mailbox", "box-1", "2", 999, 0);
+	assert_int_equal(count("SELECT used_bytes FROM mailboxes"), 0);
+
+	/* Its own backend: stored by address, the domain's member's. */
+	report(44, 1, "mailbox", "box-1", "1", 5000, 0);
+	report(44, 2, "mailbox", "box-1", "1", 5000, 0);
+	assert_int_equal(count("SELECT used_bytes FROM mailboxes"), 5000);
+	assert_int_equal(count("SELECT tenant_id FROM meter_resources WHERE "
+	    "resource = 'x@b.fr'"), 2);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE node_id = "
+	    "44 AND resource = 'x@b.fr'"), 2);
+	/* A site on a mail backend is not of its role. */
+	report(44, 3, "site", "site-1", "", 1, 0);
+	assert_int_equal(reports_rejected(44, "sample_site"), 1);
+
+	/* Billing sees nothing of what was refused. */
+	roll_all();
+	assert_int_equal(count("SELECT count(*) FROM usage_hourly WHERE "
+	    "resource IN ('vm-x', 'vm-nowhere', 'box-1', 'site-1')"), 0);
+	assert_int_equal(count("SELECT count(*) FROM usage_hourly WHERE "
+	    "tenant_id = 2 AND kind = 'vm'"), 0);
+	assert_true(count("SELECT count(*) FROM usage_hourly WHERE "
+	    "tenant_id = 2 AND resource = 'x@b.fr'") > 0);
+}
+
+static void
+late_samples_of_a_deleted_vm_come_from_its_node_only(void **state)
+{
+	int64_t	 before;
+
+	/* vm-b's first samples came from hv1 (42); then it is deleted. */
+	assert_int_equal(store_exec(tc.db, "DELETE FROM vms WHERE uuid = "
+	    "'vm-b'", NULL), 0);
+	before = count("SELECT count(*) FROM samples WHERE resource = 'vm-b'");
+	report(42, 10010, "vm", "vm-b", "", 0, 5);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE resource = "
+	    "'vm-b'"), before + 1);
+	report(43, 10011, "vm", "vm-b", "", 0, 5);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE resource = "
+	    "'vm-b'"), before + 1);
+	assert_int_equal(reports_rejected(43, "sample_vm"), 1);
+}
+
+static void
+impossible_counters_are_skipped_not_clamped(void **state)
+{
+	uint64_t	 before = meter_stats.ms_rejected;
+
+	report(42, 10020, "vm", "vm-a", "", 0, UINT64_MAX);
+	assert_int_equal(meter_stats.ms_rejected, before + 1);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE seq = "
+	    "10020"), 0);
+}
+
 /* ---- display helpers ---------------------------------------------------- */
 
 static void
@@ -448,6 +604,7 @@ main(void)
 		cmocka_unit_test(rollup_table_of_cases),
 		cmocka_unit_test(rollup_move_between_nodes_never_doubles_cpu),
 		cmocka_unit_test(rollup_mailbox_storage_in_mib_seconds),
+		cmocka_unit_test(rollup_counter_growth_never_wraps),
 		cmocka_unit_test(decimals_round_half_up_with_the_mark_asked),
 		cmocka_unit_test(csv_cells_are_quoted_and_formulas_defused),
 		cmocka_unit_test(paris_calendar_follows_summer_time),
@@ -455,6 +612,11 @@ main(void)
 	const struct CMUnitTest db[] = {
 		cmocka_unit_test(ingest_ignores_a_resent_batch),
 		cmocka_unit_test(late_samples_give_the_same_hours),
+		cmocka_unit_test(
+		    samples_about_another_nodes_resources_are_refused),
+		cmocka_unit_test(
+		    late_samples_of_a_deleted_vm_come_from_its_node_only),
+		cmocka_unit_test(impossible_counters_are_skipped_not_clamped),
 	};
 	char	*cause = NULL;
 	int	 rc;

@@ -19,8 +19,10 @@
 #include "opsn/util.h"
 
 #include "core/core.h"
+#include "agents/agents.h"
 #include "services/services.h"
 #include "services.pb-c.h"
+#include "ctl_db.h"
 
 static char *
 host(const char *in)
@@ -266,30 +268,6 @@ db_exec(const char *sql)
 		fail_msg("%s: %s", sql, cause);
 }
 
-static int64_t
-db_int(const char *sql)
-{
-	sqlite3_stmt	*st = store_prepare(tctl.db, sql);
-	int64_t		 v = -1;
-
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return (v);
-}
-
-static char *
-db_text(const char *sql)
-{
-	sqlite3_stmt	*st = store_prepare(tctl.db, sql);
-	char		*v = NULL;
-
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = xstrdup((const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	return (v);
-}
-
 static int
 journal_setup(void **state)
 {
@@ -306,7 +284,10 @@ journal_setup(void **state)
 	db_exec("INSERT INTO tenants (id, kind, name, insee, created_at, "
 	    "updated_at) VALUES (1, 'commune', 'Agassac', '31001', 0, 0);"
 	    "INSERT INTO nodes (id, name, roles, cert_serial, cert_fpr, "
-	    "enrolled_at, state_since) VALUES (7, 'mx1', 'mail', '', '', 0, 0);"
+	    "enrolled_at, state_since) VALUES (7, 'mx1', 'mail', '', '', 0, 0),"
+	    "(8, 'mx2', 'mail', '', '', 0, 0), (9, 'w1', 'web', '', '', 0, 0);"
+	    "INSERT INTO services_backends (node_id, generation) VALUES "
+	    "(8, 100), (9, 100);"
 	    "INSERT INTO mail_domains (id, name, tenant_id, node_id, "
 	    "dkim_selector, dkim_private_pem, dkim_public_b64, created_at) "
 	    "VALUES (1, 'a.fr', 1, 7, 's', 'k', 'p', 0);"
@@ -341,10 +322,10 @@ run_a_tick(void)
 	uv_run(&tloop, UV_RUN_DEFAULT);
 }
 
-/* Send a ServicesStatus as the agent of node 7 would. */
+/* Send a ServicesStatus as the agent of node would. */
 static void
-report(uint64_t gen, int ok, const char *error, const char *bad_id,
-    const char *msg)
+report_from(int64_t node, uint64_t gen, int ok, const char *error,
+    const char *bad_id, const char *msg)
 {
 	Opsn__ServicesStatus	 m = OPSN__SERVICES_STATUS__INIT;
 	Opsn__ObjectStatus	 o = OPSN__OBJECT_STATUS__INIT, *objs[1];
@@ -366,8 +347,16 @@ report(uint64_t gen, int ok, const char *error, const char *bad_id,
 	len = protobuf_c_message_get_packed_size(&m.base);
 	buf = xmalloc(len + 1);
 	protobuf_c_message_pack(&m.base, buf);
-	services_agent_msg(7, MSG_SERVICES_STATUS, buf, len);
+	services_agent_msg(node, MSG_SERVICES_STATUS, buf, len);
 	free(buf);
+}
+
+/* Send a ServicesStatus as the agent of node 7 (mx1) would. */
+static void
+report(uint64_t gen, int ok, const char *error, const char *bad_id,
+    const char *msg)
+{
+	report_from(7, gen, ok, error, bad_id, msg);
 }
 
 /* Change two mailboxes at a new generation, as a route would. */
@@ -441,6 +430,38 @@ status_settles_the_journal_and_live_states(void **state)
 }
 
 static void
+status_about_another_backends_mailbox_is_refused(void **state)
+{
+	char	*before = db_text("SELECT state || message || "
+		    "applied_generation FROM mailboxes WHERE id = 'box1'"), *s;
+
+	/* mx2 (8) reports mx1's mailbox in error: refused, counted. */
+	report_from(8, 100, 1, "", "box1", "made up by mx2");
+	s = db_text("SELECT state || message || applied_generation FROM "
+	    "mailboxes WHERE id = 'box1'");
+	assert_string_equal(s, before);
+	free(s);
+	assert_int_equal(reports_rejected(8, "status_mailbox"), 1);
+	assert_int_equal(db_int("SELECT count(*) FROM services_changes WHERE "
+	    "message = 'made up by mx2'"), 0);
+	/* A web backend has no say on mail at all. */
+	report_from(9, 100, 1, "", "box1", "made up by w1");
+	assert_int_equal(reports_rejected(9, "status_mailbox"), 1);
+	s = db_text("SELECT state || message || applied_generation FROM "
+	    "mailboxes WHERE id = 'box1'");
+	assert_string_equal(s, before);
+	free(s);
+	/* A node with neither role is refused whole. */
+	assert_int_equal(store_exec(tctl.db, "UPDATE nodes SET roles = "
+	    "'hypervisor' WHERE id = 9", NULL), 0);
+	report_from(9, 100, 0, "made up", NULL, NULL);
+	assert_int_equal(reports_rejected(9, "status"), 1);
+	assert_int_equal(db_int("SELECT count(*) FROM services_backends WHERE "
+	    "last_error = 'made up'"), 0);
+	free(before);
+}
+
+static void
 suspending_a_member_is_a_new_generation(void **state)
 {
 	int64_t	 before = db_int("SELECT generation FROM services_backends");
@@ -494,6 +515,8 @@ main(void)
 	};
 	const struct CMUnitTest journal[] = {
 		cmocka_unit_test(status_settles_the_journal_and_live_states),
+		cmocka_unit_test(
+		    status_about_another_backends_mailbox_is_refused),
 		cmocka_unit_test(suspending_a_member_is_a_new_generation),
 		cmocka_unit_test(mailboxes_past_retention_are_dropped),
 	};
