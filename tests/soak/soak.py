@@ -50,11 +50,12 @@ def say(*a):
     print(*a, flush=True)
 
 
-def rss_kib(pid):
+def rss_kib(pid, field="VmRSS"):
+    """A memory figure of /proc/PID/status, KiB (VmRSS: resident)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except OSError:
         return None
@@ -170,6 +171,17 @@ class Traffic(threading.Thread):
             time.sleep(random.uniform(0.02, 0.1))
 
 
+def reports_refused(c):
+    """Reports the controller refused as not its senders' (by kind)."""
+    st, text, _ = c.api("GET", "/metrics")
+    out = {}
+    for line in (text if st == 200 else "").splitlines():
+        if line.startswith("opsn_agent_reports_rejected_total{"):
+            kind = line.split('kind="', 1)[1].split('"', 1)[0]
+            out[kind] = out.get(kind, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return out
+
+
 def check_samples(c, sims):
     """Every spooled sample once in the controller, none made up."""
     ctl = sqlite3.connect(os.path.join(c.data, "opsn.db"), timeout=60)
@@ -231,7 +243,7 @@ def main():
     end = start + MINUTES * 60
     ctl_kills = sorted(random.uniform(*CTL_KILL_WINDOW)
                        for _ in range(CTL_KILLS))
-    rss = []		# (seconds since start, pid, KiB)
+    rss = []		# (seconds since start, pid, VmRSS KiB, RssAnon KiB)
     agent_kills = ctl_done = 0
     copies = {}
     next_agent_kill = start + random.uniform(10, 25)
@@ -260,7 +272,10 @@ def main():
         if now >= next_rss and c.alive():
             k = rss_kib(c.p.pid)
             if k:
-                rss.append((now - start, c.p.pid, k))
+                # RssAnon: the heap, without the files mapped (SQLite's
+                # WAL index, the program and its libraries).
+                rss.append((now - start, c.p.pid, k,
+                            rss_kib(c.p.pid, "RssAnon")))
             next_rss = now + 5
         time.sleep(0.2)
     traffic.stop = True
@@ -294,13 +309,14 @@ def main():
     sims.stop()
     say(f"soak: settled in {time.monotonic() - sims_stop_at:.0f} s")
     copies.update(two_copies(sims))
+    refused = reports_refused(c)
     pid_last = c.p.pid if c.p else None
     c.stop()
 
     total, problems = check_samples(c, sims)
     if copies:
         problems.append(f"VMs running on two nodes: {copies}")
-    last = [(t, k) for t, pid, k in rss if pid == pid_last]
+    last = [(t, k) for t, pid, k, _ in rss if pid == pid_last]
     if last:
         born = last[0][0]
         second = [k for t, k in last if 60 <= t - born < 120]
@@ -317,7 +333,8 @@ def main():
             problems.append("the last controller ran too briefly to judge "
                             "its memory")
     say(f"soak: {total} samples checked, "
-        f"{len(traffic.vms)} VMs at the end")
+        f"{len(traffic.vms)} VMs at the end, reports refused by the "
+        f"controller: {refused or 'none'}")
     with open(os.path.join(root, "soak.json"), "w") as f:
         json.dump({"rss": rss, "problems": problems}, f)
     if problems:

@@ -15,8 +15,8 @@
  *	vms	the "domains" it runs: what the controller's desired state
  *		asked for, kept across restarts as libvirt keeps domains.
  *
- * Every tick (1 s) each agent samples itself and each VM it runs (one
- * transaction for all agents), sends what the controller has not
+ * Every tick (1 s) each agent samples each VM it runs (one transaction
+ * for all agents), sends what the controller has not
  * acknowledged (from its lowest unacknowledged sample after a
  * reconnect), applies desired states (never an older generation of the
  * same epoch) and reports its whole observed state. Links are redialled
@@ -225,13 +225,16 @@ soak_spool_add(sqlite3_stmt *ins, struct soak_agent *a, int64_t now,
 	soak_step(ins);
 }
 
-/* One sample of each agent and of each VM it runs, in one commit. */
+/*
+ * One sample of each VM each agent runs, in one commit. Only VMs placed
+ * on the agent's node: the controller refuses (and counts) samples of
+ * anything else, as it would from a lying agent.
+ */
 static void
 soak_sample_all(void)
 {
 	sqlite3_stmt	*ins;
 	int64_t		 now = util_now_ms();
-	char		 res[96];
 	size_t		 i, j;
 
 	soak_exec("BEGIN IMMEDIATE");
@@ -242,8 +245,6 @@ soak_sample_all(void)
 
 		if (a->a_cert == NULL)
 			continue;
-		snprintf(res, sizeof(res), "soak-%s", a->a_name);
-		soak_spool_add(ins, a, now, res, 1);
 		for (j = 0; j < a->a_nvms; j++)
 			soak_spool_add(ins, a, now, a->a_vms[j].v_id,
 			    a->a_vms[j].v_running ? 1 : 5);
