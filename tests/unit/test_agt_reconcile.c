@@ -831,12 +831,20 @@ hv_epoch_holds_what_a_restored_controller_does_not_know(void **state)
 	nseen = 0;
 	env_start();
 	assert_true(run_until(cond_nfull, &one, 5000));
+	/*
+	 * The generation floor is kept per epoch across the restart: an
+	 * older generation of epoch 5 is refused (A is not deleted).
+	 */
+	send_desired_epoch(5, 1, NULL, 0, NULL);
+	run_until(cond_never, NULL, 300);
+	assert_true(dom_exists(ID_A));
 	send_desired_epoch(5, 3, adopted, nitems(adopted), NULL);
 	run_until(cond_never, NULL, 300);
 	assert_string_equal(seen_get(ID_B)->state, "running");
 	assert_true(seen_get(ID_B)->held);
 	assert_int_equal(dom_id(ID_B), id_b);
 	assert_int_equal(dom_id(ID_A), id_a);
+	assert_int_equal(applied, 3);
 
 	/* An older epoch is refused, whatever its generation. */
 	send_desired_epoch(4, 99, NULL, 0, NULL);
