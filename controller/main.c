@@ -203,6 +203,24 @@ ctl_modules_stop(void)
 			ctl_modules[i]->m_stop();
 }
 
+/*
+ * Give the heap's free pages back to the system. glibc returns only the
+ * top of an arena by itself; the pages of freed blocks between blocks
+ * still in use (agent sessions come and go, replies are built and
+ * freed) stay resident, and RSS creeps up while the memory in use is
+ * flat (the soak measured 16.7 MB in use at minutes 2 and 6, RSS 3 MB
+ * higher). malloc_trim(0) also releases those (madvise), in well under
+ * a millisecond for the controller's heap.
+ */
+#define CTL_TRIM_MS	60000
+static uv_timer_t	 trim_timer;
+
+static void
+ctl_trim_cb(uv_timer_t *t)
+{
+	malloc_trim(0);
+}
+
 static void
 ctl_signal_cb(uv_signal_t *h, int signum)
 {
@@ -216,6 +234,7 @@ ctl_signal_cb(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&sig_int, NULL);
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_hup, NULL);
+	uv_close((uv_handle_t *)&trim_timer, NULL);
 	uv_stop(h->loop);
 }
 
@@ -304,14 +323,11 @@ main(int argc, char **argv)
 
 	/*
 	 * A long-running program with a thread pool: glibc would give every
-	 * pool thread an arena of its own and raise its mmap threshold after
-	 * each large free, keeping memory it no longer uses (the soak saw
-	 * RSS creep for minutes, then stop). Two arenas and a fixed threshold
-	 * send large short-lived buffers (usage replies, /metrics, exports)
-	 * back to the system, and keep RSS flat once warm.
+	 * pool thread an arena of its own, each keeping the memory it freed.
+	 * Two arenas, and the free pages given back every minute
+	 * (ctl_trim_cb), keep RSS near what is in use.
 	 */
 	mallopt(M_ARENA_MAX, 2);
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	memset(&c, 0, sizeof(c));
 	ctl = &c;
 	restore = ctl_take_restore(&argc, argv);
@@ -391,6 +407,8 @@ main(int argc, char **argv)
 	uv_signal_start(&sig_int, ctl_signal_cb, SIGINT);
 	uv_signal_start(&sig_term, ctl_signal_cb, SIGTERM);
 	uv_signal_start(&sig_hup, ctl_signal_cb, SIGHUP);
+	uv_timer_init(c.loop, &trim_timer);
+	uv_timer_start(&trim_timer, ctl_trim_cb, CTL_TRIM_MS, CTL_TRIM_MS);
 	log_notice("controller: started (version %s, data in %s)",
 	    OPSN_VERSION, c.conf.data_dir);
 
