@@ -17,6 +17,8 @@ struct cfg_load_ctx {
 	const char		*path;
 	char			*cause;
 	int			 lineno;
+	int			 indented;	/* the line starts with a blank */
+	int			 midline;	/* the last read ended no line */
 };
 
 static const struct cfg_option *
@@ -192,6 +194,16 @@ cfg_ini_cb(void *arg, const char *section, const char *name,
 
 	if (ctx->cause != NULL)
 		return (0);
+	/*
+	 * inih reads an indented line as more of the option above it: the
+	 * value an operator sees in the file is not the one that applies.
+	 */
+	if (ctx->indented) {
+		xasprintf(&ctx->cause, "%s:%d: the line starts with a blank, "
+		    "which would continue option '%s' above it: remove the "
+		    "indentation", ctx->path, ctx->lineno, name);
+		return (0);
+	}
 	if (*section == '\0') {
 		xasprintf(&ctx->cause, "%s:%d: option '%s' is outside a "
 		    "[section]", ctx->path, ctx->lineno, name);
@@ -230,8 +242,12 @@ cfg_reader(char *str, int num, void *stream)
 	char	*r;
 
 	r = fgets(str, num, s->f);
-	if (r != NULL)
+	if (r != NULL && !s->ctx->midline) {
 		s->ctx->lineno++;
+		s->ctx->indented = str[0] == ' ' || str[0] == '\t';
+	}
+	if (r != NULL)
+		s->ctx->midline = strchr(str, '\n') == NULL;
 	return (r);
 }
 
@@ -240,7 +256,7 @@ int
 cfg_load(const struct cfg_table *t, void *conf, const char *path,
     char **cause)
 {
-	struct cfg_load_ctx	 ctx = { t, conf, path, NULL, 0 };
+	struct cfg_load_ctx	 ctx = { t, conf, path, NULL, 0, 0, 0 };
 	struct {
 		FILE			*f;
 		struct cfg_load_ctx	*ctx;

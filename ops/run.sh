@@ -48,7 +48,9 @@ else
 	if [ ! -f "$RUN/agent/cert.pem" ]; then
 		token=$(bin/opsnctl node token)
 	fi
-	name=$(hostname | tr 'A-Z' 'a-z' | tr -c 'a-z0-9.\n-' '-')
+	# The host's own name is the controller's (its certificate names
+	# it), and a node may not take it: the local hypervisor is HOST-hv.
+	name=$(hostname | tr 'A-Z' 'a-z' | tr -c 'a-z0-9.\n-' '-')-hv
 	bin/opsn-agent --data-dir "$RUN/agent" --name "$name" \
 	    --controller "$AGENTS" ${token:+--join-token "$token"} \
 	    --role hypervisor --libvirt-uri qemu:///system --virt-type "$VIRT" \
@@ -85,7 +87,7 @@ Use opsnctl against it:
   export OPSN_TOKEN_FILE=$RUN/controller/admin.token
   bin/opsnctl node list
   bin/opsnctl node token          # a join token for another agent
-  bin/opsnctl vm create --name demo --node $name --image tiny \
+  bin/opsnctl vm create --name demo --node $name --image tiny \\
       --vcpus 1 --memory 256M --disk 1G --wait
   bin/opsnctl vm console-log demo  # shows OPSN-GUEST-READY demo
 

@@ -862,7 +862,7 @@ nodes_version_str(int64_t v, char *buf, size_t len)
 }
 
 static json_t *
-json_str_or_null(const char *s)
+nodes_json_str(const char *s)
 {
 	return (s != NULL ? json_string(s) : json_null());
 }
@@ -900,9 +900,9 @@ nodes_row_json(sqlite3_stmt *st)
 	    json_integer(sqlite3_column_int64(st, 7)));
 	json_object_set_new(o, "disk_bytes",
 	    json_integer(sqlite3_column_int64(st, 8)));
-	json_object_set_new(o, "libvirt_version", json_str_or_null(
+	json_object_set_new(o, "libvirt_version", nodes_json_str(
 	    nodes_version_str(sqlite3_column_int64(st, 9), buf, sizeof(buf))));
-	json_object_set_new(o, "qemu_version", json_str_or_null(
+	json_object_set_new(o, "qemu_version", nodes_json_str(
 	    nodes_version_str(sqlite3_column_int64(st, 10), buf, sizeof(buf))));
 	json_object_set_new(o, "hostname",
 	    json_string((const char *)sqlite3_column_text(st, 11)));

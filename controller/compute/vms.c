@@ -359,198 +359,288 @@ vms_size(struct api_req *r, json_t *body, const char *name, int64_t min,
 	return (params_int_field(r, body, name, min, max, out));
 }
 
-/* POST /v1/vms */
-void
-vms_create(struct api_req *r)
-{
-	static const char *const known[] = { "name", "node", "tenant", "plan",
-	    "vcpus", "memory_mib", "disk_bytes", "image", "power", "nics",
-	    "group", "policy", "require", NULL };
-	const struct api_principal *p = api_principal(r);
-	json_t		*body, *v, *nics = NULL, *sum;
-	const char	*name, *node = NULL, *power = "running";
-	int64_t		 vcpus, mem, disk, node_id = 0, image_id, gen, id;
-	int64_t		 tenant = 0, plan = 0, pv = 0, pm = 0, pd = 0;
-	sqlite3_stmt	*st;
-	char		 uuid[37], *cause = NULL, *nicstr = NULL, obj[64];
-	int		 usable, pol, claimed = 0;
-	struct place_vm	 want;
+/* A VM to create, as its request asks. */
+struct vms_new {
+	const char	*vn_name;
+	int64_t		 vn_tenant;	/* 0: the platform's */
+	int64_t		 vn_plan;	/* 0: none */
+	int64_t		 vn_vcpus, vn_mem, vn_disk;
+	const char	*vn_power;
+	int64_t		 vn_image;
+	json_t		*vn_nics;
+	int64_t		 vn_node;	/* 0: the scheduler decides */
+	struct place_vm	 vn_want;
+	int		 vn_policy;
+};
 
-	if ((body = api_body_json(r)) == NULL)
-		return;
-	if (params_known_fields(r, body, known) == -1)
-		goto out;
-	v = json_object_get(body, "name");
-	if (!json_is_string(v) || !vms_name_ok(json_string_value(v))) {
-		api_reply_error(r, 400, "bad_field", "name must be 1 to %d "
-		    "lower-case letters, digits or '-', starting with a letter "
-		    "or digit", VM_NAME_MAX);
-		goto out;
-	}
-	name = json_string_value(v);
+/* The tenant a create is for: the body's, or a bound token's own. */
+static int
+vms_new_tenant(struct api_req *r, json_t *body, struct vms_new *vn)
+{
+	const struct api_principal *p = api_principal(r);
+	json_t		*v;
+	char		*cause = NULL;
+
 	if ((v = json_object_get(body, "tenant")) != NULL) {
-		if (!json_is_string(v) || (tenant = tenants_resolve(
+		if (!json_is_string(v) || (vn->vn_tenant = tenants_resolve(
 		    json_string_value(v))) == -1) {
 			api_reply_error(r, 400, "bad_field", "tenant: no tenant "
 			    "'%.64s' (use its id, INSEE code or SIREN)",
 			    json_is_string(v) ? json_string_value(v) : "?");
-			goto out;
+			return (-1);
 		}
 	}
 	/* A token scoped to a tenant creates for that tenant only. */
 	if (p != NULL && p->ap_tenant != 0) {
-		if (tenant != 0 && tenant != p->ap_tenant) {
+		if (vn->vn_tenant != 0 && vn->vn_tenant != p->ap_tenant) {
 			api_reply_error(r, 403, "forbidden", "token '%s' may "
 			    "only manage its own tenant's VMs", p->ap_name);
-			goto out;
+			return (-1);
 		}
-		tenant = p->ap_tenant;
+		vn->vn_tenant = p->ap_tenant;
 	}
-	if (tenant != 0 && tenants_may_grow(tenant, &cause) == -1) {
+	if (vn->vn_tenant != 0 && tenants_may_grow(vn->vn_tenant,
+	    &cause) == -1) {
 		api_reply_error(r, 409, "tenant_inactive", "%s", cause);
-		goto out;
+		free(cause);
+		return (-1);
 	}
+	return (0);
+}
+
+/* Sizes from the plan, each overridable; power, image and NICs. */
+static int
+vms_new_shape(struct api_req *r, json_t *body, struct vms_new *vn)
+{
+	json_t		*v;
+	int64_t		 pv = 0, pm = 0, pd = 0;
+	char		*cause = NULL;
+
 	if ((v = json_object_get(body, "plan")) != NULL) {
-		if (!json_is_string(v) || (plan = plans_find(
+		if (!json_is_string(v) || (vn->vn_plan = plans_find(
 		    json_string_value(v), &pv, &pm, &pd)) == -1) {
 			api_reply_error(r, 400, "bad_field", "plan: no plan "
 			    "named '%.64s'", json_is_string(v) ?
 			    json_string_value(v) : "?");
-			goto out;
+			return (-1);
 		}
 	}
-	if (vms_size(r, body, "vcpus", 1, 256, pv, &vcpus) == -1 ||
-	    vms_size(r, body, "memory_mib", 16, 4194304, pm, &mem) == -1 ||
+	if (vms_size(r, body, "vcpus", 1, 256, pv, &vn->vn_vcpus) == -1 ||
+	    vms_size(r, body, "memory_mib", 16, 4194304, pm,
+	    &vn->vn_mem) == -1 ||
 	    vms_size(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44, pd,
-	    &disk) == -1)
-		goto out;
+	    &vn->vn_disk) == -1)
+		return (-1);
+	vn->vn_power = "running";
 	if ((v = json_object_get(body, "power")) != NULL) {
 		if (!json_is_string(v) || (strcmp(json_string_value(v),
 		    "running") != 0 && strcmp(json_string_value(v),
 		    "stopped") != 0)) {
 			api_reply_error(r, 400, "bad_field", "power must be "
 			    "running or stopped");
-			goto out;
+			return (-1);
 		}
-		power = json_string_value(v);
+		vn->vn_power = json_string_value(v);
 	}
 	v = json_object_get(body, "image");
 	if (!json_is_string(v)) {
 		api_reply_error(r, 400, "missing_field", "image is required");
-		goto out;
+		return (-1);
 	}
-	if ((image_id = images_ready_id(json_string_value(v), &cause)) == -1) {
-		api_reply_error(r, 400, "bad_image", "%s", cause);
-		goto out;
-	}
-	if (vms_parse_nics(r, json_object_get(body, "nics"), &nics) == -1)
-		goto out;
-	memset(&want, 0, sizeof(want));
-	want.vcpus = vcpus;
-	want.memory = mem;
-	want.disk = disk;
-	if (sched_parse_request(r, body, &want, &pol) == -1)
-		goto out;
-	if ((v = json_object_get(body, "node")) != NULL) {
-		if (!json_is_string(v)) {
-			api_reply_error(r, 400, "bad_field", "node must be a "
-			    "node name");
-			goto out;
-		}
-		node = json_string_value(v);
-		if ((node_id = nodes_id(node, &usable)) == -1 || !usable) {
-			api_reply_error(r, node_id == -1 ? 404 : 409,
-			    node_id == -1 ? "not_found" : "node_unusable",
-			    node_id == -1 ? "no node named '%s'" :
-			    "node '%s' is revoked", node);
-			goto out;
-		}
-	}
-
-	vms_uuid(uuid);
-	nicstr = json_dumps(nics, JSON_COMPACT);
-	if (store_begin(ctl->db) == -1) {
-		api_reply_error(r, 503, "busy", "the database is busy");
-		goto out;
-	}
-	/* Quota and placement are decided in the transaction that claims. */
-	if (tenant != 0 && vms_quota(r, tenant, 1, vcpus, mem, disk) == -1)
-		goto rollback;
-	if ((node_id = sched_decide(&want, (enum place_policy)pol, node_id,
+	if ((vn->vn_image = images_ready_id(json_string_value(v),
 	    &cause)) == -1) {
-		api_reply_error(r, 409, "no_capacity", "no node can take the "
-		    "VM: %s", cause);
-		goto rollback;
+		api_reply_error(r, 400, "bad_image", "%s", cause);
+		free(cause);
+		return (-1);
 	}
-	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE name = ? AND "
-	    "coalesce(tenant_id, 0) = ?");
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, tenant);
-	usable = store_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
-	if (usable) {
-		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s",
-		    name, tenant ? " for this tenant" : "");
-		goto rollback;
+	return (vms_parse_nics(r, json_object_get(body, "nics"),
+	    &vn->vn_nics));
+}
+
+/* Where it may go: a pinned node, the scheduler's policy and filters. */
+static int
+vms_new_where(struct api_req *r, json_t *body, struct vms_new *vn)
+{
+	json_t		*v;
+	const char	*node;
+	int		 usable;
+
+	memset(&vn->vn_want, 0, sizeof(vn->vn_want));
+	vn->vn_want.vcpus = vn->vn_vcpus;
+	vn->vn_want.memory = vn->vn_mem;
+	vn->vn_want.disk = vn->vn_disk;
+	if (sched_parse_request(r, body, &vn->vn_want, &vn->vn_policy) == -1)
+		return (-1);
+	if ((v = json_object_get(body, "node")) == NULL)
+		return (0);
+	if (!json_is_string(v)) {
+		api_reply_error(r, 400, "bad_field", "node must be a node name");
+		return (-1);
 	}
-	gen = vms_bump(node_id);
+	node = json_string_value(v);
+	if ((vn->vn_node = nodes_id(node, &usable)) == -1 || !usable) {
+		api_reply_error(r, vn->vn_node == -1 ? 404 : 409,
+		    vn->vn_node == -1 ? "not_found" : "node_unusable",
+		    vn->vn_node == -1 ? "no node named '%s'" :
+		    "node '%s' is revoked", node);
+		return (-1);
+	}
+	return (0);
+}
+
+/* Everything a create asks, checked; -1 after replying. */
+static int
+vms_new_parse(struct api_req *r, json_t *body, struct vms_new *vn)
+{
+	static const char *const known[] = { "name", "node", "tenant", "plan",
+	    "vcpus", "memory_mib", "disk_bytes", "image", "power", "nics",
+	    "group", "policy", "require", NULL };
+	json_t		*v;
+
+	if (params_known_fields(r, body, known) == -1)
+		return (-1);
+	v = json_object_get(body, "name");
+	if (!json_is_string(v) || !vms_name_ok(json_string_value(v))) {
+		api_reply_error(r, 400, "bad_field", "name must be 1 to %d "
+		    "lower-case letters, digits or '-', starting with a letter "
+		    "or digit", VM_NAME_MAX);
+		return (-1);
+	}
+	vn->vn_name = json_string_value(v);
+	if (vms_new_tenant(r, body, vn) == -1 ||
+	    vms_new_shape(r, body, vn) == -1 ||
+	    vms_new_where(r, body, vn) == -1)
+		return (-1);
+	return (0);
+}
+
+/* Insert the VM's row on node_id (inside the transaction); its id or -1. */
+static int64_t
+vms_new_insert(const struct vms_new *vn, const char *uuid, int64_t node_id)
+{
+	sqlite3_stmt	*st;
+	char		*nicstr;
+	int64_t		 id = -1;
+
+	nicstr = json_dumps(vn->vn_nics, JSON_COMPACT);
 	st = store_prepare(ctl->db, "INSERT INTO vms (uuid, name, node_id, "
 	    "tenant_id, plan_id, vcpus, memory_mib, disk_bytes, image_id, nics, "
 	    "desired, generation, obs_state, created_at, group_id, require_tags) "
 	    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
 	    "RETURNING id");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vn->vn_name, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, node_id);
-	if (tenant != 0)
-		sqlite3_bind_int64(st, 4, tenant);
-	if (plan > 0)
-		sqlite3_bind_int64(st, 5, plan);
-	sqlite3_bind_int64(st, 6, vcpus);
-	sqlite3_bind_int64(st, 7, mem);
-	sqlite3_bind_int64(st, 8, disk);
-	sqlite3_bind_int64(st, 9, image_id);
+	if (vn->vn_tenant != 0)
+		sqlite3_bind_int64(st, 4, vn->vn_tenant);
+	if (vn->vn_plan > 0)
+		sqlite3_bind_int64(st, 5, vn->vn_plan);
+	sqlite3_bind_int64(st, 6, vn->vn_vcpus);
+	sqlite3_bind_int64(st, 7, vn->vn_mem);
+	sqlite3_bind_int64(st, 8, vn->vn_disk);
+	sqlite3_bind_int64(st, 9, vn->vn_image);
 	sqlite3_bind_text(st, 10, nicstr, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 11, power, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 12, gen);
+	sqlite3_bind_text(st, 11, vn->vn_power, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 12, vms_bump(node_id));
 	sqlite3_bind_int64(st, 13, util_now());
-	if (want.group != 0)
-		sqlite3_bind_int64(st, 14, want.group);
-	sqlite3_bind_text(st, 15, want.require ? want.require : "", -1,
-	    SQLITE_STATIC);
-	if (store_step(st) != SQLITE_ROW) {
+	if (vn->vn_want.group != 0)
+		sqlite3_bind_int64(st, 14, vn->vn_want.group);
+	sqlite3_bind_text(st, 15, vn->vn_want.require ? vn->vn_want.require :
+	    "", -1, SQLITE_STATIC);
+	if (store_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int64(st, 0);
+	else
 		log_warnx("vms: %s", sqlite3_errmsg(ctl->db));
-		sqlite3_finalize(st);
+	sqlite3_finalize(st);
+	free(nicstr);
+	return (id);
+}
+
+/* The audit record of a create. */
+static int
+vms_new_audit(struct api_req *r, const struct vms_new *vn, const char *uuid,
+    int64_t node_id)
+{
+	json_t	*sum;
+	char	 obj[64];
+
+	snprintf(obj, sizeof(obj), "vm/%s", uuid);
+	sum = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:O}", "name", vn->vn_name,
+	    "node", nodes_name(node_id), "vcpus", (json_int_t)vn->vn_vcpus,
+	    "memory_mib", (json_int_t)vn->vn_mem, "disk_bytes",
+	    (json_int_t)vn->vn_disk, "power", vn->vn_power, "nics",
+	    vn->vn_nics);
+	if (vn->vn_tenant != 0)
+		json_object_set_new(sum, "tenant", json_integer(vn->vn_tenant));
+	if (vn->vn_want.group != 0)
+		json_object_set_new(sum, "group",
+		    json_integer(vn->vn_want.group));
+	if (vn->vn_want.require != NULL && *vn->vn_want.require != '\0')
+		json_object_set_new(sum, "require",
+		    json_string(vn->vn_want.require));
+	return (audit_record(r, "vm.create", obj, sum));
+}
+
+/* POST /v1/vms */
+void
+vms_create(struct api_req *r)
+{
+	struct vms_new	 vn;
+	json_t		*body;
+	sqlite3_stmt	*st;
+	int64_t		 node_id, id = -1;
+	char		 uuid[37], *cause = NULL;
+	int		 taken, claimed = 0;
+
+	if ((body = api_body_json(r)) == NULL)
+		return;
+	memset(&vn, 0, sizeof(vn));
+	if (vms_new_parse(r, body, &vn) == -1)
+		goto out;
+	vms_uuid(uuid);
+	if (store_begin(ctl->db) == -1) {
+		api_reply_error(r, 503, "busy", "the database is busy");
+		goto out;
+	}
+	/* Quota and placement are decided in the transaction that claims. */
+	if (vn.vn_tenant != 0 && vms_quota(r, vn.vn_tenant, 1, vn.vn_vcpus,
+	    vn.vn_mem, vn.vn_disk) == -1)
+		goto rollback;
+	if ((node_id = sched_decide(&vn.vn_want, (enum place_policy)
+	    vn.vn_policy, vn.vn_node, &cause)) == -1) {
+		api_reply_error(r, 409, "no_capacity", "no node can take the "
+		    "VM: %s", cause);
+		goto rollback;
+	}
+	st = store_prepare(ctl->db, "SELECT 1 FROM vms WHERE name = ? AND "
+	    "coalesce(tenant_id, 0) = ?");
+	sqlite3_bind_text(st, 1, vn.vn_name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, vn.vn_tenant);
+	taken = store_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	if (taken) {
+		api_reply_error(r, 409, "exists", "a VM named '%s' exists%s",
+		    vn.vn_name, vn.vn_tenant ? " for this tenant" : "");
+		goto rollback;
+	}
+	if ((id = vms_new_insert(&vn, uuid, node_id)) == -1) {
 		api_reply_error(r, 500, "internal", "storing the VM failed");
 		goto rollback;
 	}
-	id = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
 	/* The claim, in the same turn of the loop as the decision. */
-	if (sched_claim(id, &want, node_id, &cause) == -1) {
-		log_warnx("vms: claiming %s: %s", name, cause);
+	if (sched_claim(id, &vn.vn_want, node_id, &cause) == -1) {
+		log_warnx("vms: claiming %s: %s", vn.vn_name, cause);
 		api_reply_error(r, 500, "internal", "storing the VM failed");
 		goto rollback;
 	}
 	claimed = 1;
-	snprintf(obj, sizeof(obj), "vm/%s", uuid);
-	sum = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:O}", "name", name, "node",
-	    nodes_name(node_id), "vcpus", (json_int_t)vcpus, "memory_mib",
-	    (json_int_t)mem, "disk_bytes", (json_int_t)disk, "power", power,
-	    "nics", nics);
-	if (tenant != 0)
-		json_object_set_new(sum, "tenant", json_integer(tenant));
-	if (want.group != 0)
-		json_object_set_new(sum, "group", json_integer(want.group));
-	if (want.require != NULL && *want.require != '\0')
-		json_object_set_new(sum, "require", json_string(want.require));
-	if (audit_record(r, "vm.create", obj, sum) == -1 ||
+	if (vms_new_audit(r, &vn, uuid, node_id) == -1 ||
 	    store_commit(ctl->db) == -1) {
 		api_reply_error(r, 500, "internal", "storing the VM failed");
 		goto rollback;
 	}
 	log_info("vms: %s created %s (%s) on %s", api_principal(r)->ap_name,
-	    name, uuid, nodes_name(node_id));
+	    vn.vn_name, uuid, nodes_name(node_id));
 	vms_push(node_id);
 	api_reply_json(r, 201, vms_json(id));
 	goto out;
@@ -560,8 +650,7 @@ rollback:
 		sched_release(id);
 out:
 	free(cause);
-	free(nicstr);
-	json_decref(nics);
+	json_decref(vn.vn_nics);
 	json_decref(body);
 }
 

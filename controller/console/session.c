@@ -69,7 +69,7 @@ static struct throttle	*throttles;
 static size_t		 nthrottles;
 
 static struct throttle *
-throttle_find(const char *key, int create)
+session_throttle_find(const char *key, int create)
 {
 	size_t	 i, old = 0;
 
@@ -96,9 +96,9 @@ throttle_find(const char *key, int create)
 
 /* Seconds until key may try again (see session.h). */
 int64_t
-throttle_wait(const char *key, int64_t now, int *first)
+session_throttle_wait(const char *key, int64_t now, int *first)
 {
-	struct throttle	*t = throttle_find(key, 0);
+	struct throttle	*t = session_throttle_find(key, 0);
 
 	*first = 0;
 	if (t == NULL || t->t_until <= now)
@@ -112,9 +112,9 @@ throttle_wait(const char *key, int64_t now, int *first)
 
 /* A failure for key (see session.h). */
 int64_t
-throttle_fail(const char *key, int64_t now, int free_fails, int *first)
+session_throttle_fail(const char *key, int64_t now, int free_fails, int *first)
 {
-	struct throttle	*t = throttle_find(key, 1);
+	struct throttle	*t = session_throttle_find(key, 1);
 	int		 over;
 
 	if (now - t->t_last > THROTTLE_FORGET && t->t_until <= now)
@@ -133,9 +133,9 @@ throttle_fail(const char *key, int64_t now, int free_fails, int *first)
 
 /* A success: key starts afresh. */
 void
-throttle_ok(const char *key)
+session_throttle_ok(const char *key)
 {
-	struct throttle	*t = throttle_find(key, 0);
+	struct throttle	*t = session_throttle_find(key, 0);
 
 	if (t != NULL) {
 		*t = throttles[nthrottles - 1];
@@ -145,7 +145,7 @@ throttle_ok(const char *key)
 
 /* Forget every key (tests, and the module's stop). */
 void
-throttle_reset(void)
+session_throttle_reset(void)
 {
 	free(throttles);
 	throttles = NULL;
@@ -519,9 +519,9 @@ session_login_refused(struct login *l, const char *reason, const char *code,
 	int	 first;
 
 	snprintf(key, sizeof(key), "u:%s", l->l_name);
-	la = throttle_fail(key, now, THROTTLE_ACCOUNT_FREE, &first);
+	la = session_throttle_fail(key, now, THROTTLE_ACCOUNT_FREE, &first);
 	snprintf(key, sizeof(key), "a:%s", l->l_addr);
-	lb = throttle_fail(key, now, THROTTLE_ADDRESS_FREE, &first);
+	lb = session_throttle_fail(key, now, THROTTLE_ADDRESS_FREE, &first);
 	log_notice("console: login of '%s' from %s refused (%s)", l->l_name,
 	    l->l_addr, reason);
 	session_audit_failure(api_defer_req(l->l_defer), l->l_name, l->l_addr,
@@ -588,7 +588,7 @@ session_login_checked(struct pw_job *j)
 			break;
 		}
 	snprintf(key, sizeof(key), "u:%s", l->l_name);
-	throttle_ok(key);
+	session_throttle_ok(key);
 	s = session_new(l->l_user, l->l_addr, session_must_enrol(&u), &cookie);
 	log_info("console: %s logged in from %s%s", u.su_name, l->l_addr,
 	    s->s_restricted ? " (must set up a second factor)" : "");
@@ -641,9 +641,9 @@ session_login(struct api_req *r)
 	}
 	/* Throttled: refused before any password is looked at. */
 	snprintf(key, sizeof(key), "u:%s", l->l_name);
-	wait = throttle_wait(key, now, &first);
+	wait = session_throttle_wait(key, now, &first);
 	snprintf(key, sizeof(key), "a:%s", l->l_addr);
-	w2 = throttle_wait(key, now, &first2);
+	w2 = session_throttle_wait(key, now, &first2);
 	if (wait > 0 || w2 > 0) {
 		char	 ra[24];
 
@@ -678,7 +678,7 @@ session_login(struct api_req *r)
 	j->pj_done = session_login_checked;
 	j->pj_arg = l;
 	l->l_defer = api_defer(r);
-	pw_run(j);
+	users_pw_run(j);
 out:
 	json_decref(body);
 }
@@ -787,7 +787,8 @@ session_password_hashed(struct pw_job *j)
 
 	if (!j->pj_ok) {
 		snprintf(key, sizeof(key), "u:%s", c->pc_name);
-		throttle_fail(key, util_now(), THROTTLE_ACCOUNT_FREE, &first);
+		session_throttle_fail(key, util_now(), THROTTLE_ACCOUNT_FREE,
+		    &first);
 		session_audit_failure(ar, c->pc_name, c->pc_addr,
 		    "current password", 0);
 		api_defer_reply_error(c->pc_defer, 403, "bad_credentials",
@@ -839,7 +840,7 @@ session_password(struct api_req *r)
 		    "required");
 		goto out;
 	}
-	if ((why = pw_weak(pw)) != NULL) {
+	if ((why = users_pw_weak(pw)) != NULL) {
 		api_reply_error(r, 400, "weak_password", "%s", why);
 		goto out;
 	}
@@ -857,7 +858,7 @@ session_password(struct api_req *r)
 	j->pj_arg = c;
 	session_user_free(&u);
 	c->pc_defer = api_defer(r);
-	pw_run(j);
+	users_pw_run(j);
 out:
 	session_user_free(&u);
 	json_decref(body);
@@ -1060,7 +1061,7 @@ session_setup(struct api_req *r)
 		goto out;
 	api_peer(r, addr, sizeof(addr));
 	snprintf(key, sizeof(key), "a:%s", addr);
-	if ((wait = throttle_wait(key, now, &first)) > 0) {
+	if ((wait = session_throttle_wait(key, now, &first)) > 0) {
 		api_reply_error(r, 429, "throttled", "too many failed attempts: "
 		    "try again in %lld s", (long long)wait);
 		goto out;
@@ -1080,12 +1081,12 @@ session_setup(struct api_req *r)
 	found = store_step(st) == SQLITE_ROW;
 	sqlite3_finalize(st);
 	if (!found) {
-		throttle_fail(key, now, THROTTLE_ADDRESS_FREE, &first);
+		session_throttle_fail(key, now, THROTTLE_ADDRESS_FREE, &first);
 		api_reply_error(r, 400, "bad_link", "this link is unknown, used "
 		    "or expired: ask for a new one");
 		goto out;
 	}
-	if ((why = pw_weak(pw)) != NULL) {
+	if ((why = users_pw_weak(pw)) != NULL) {
 		api_reply_error(r, 400, "weak_password", "%s", why);
 		goto out;
 	}
@@ -1097,7 +1098,7 @@ session_setup(struct api_req *r)
 	j->pj_done = session_setup_hashed;
 	j->pj_arg = su;
 	su->st_defer = api_defer(r);
-	pw_run(j);
+	users_pw_run(j);
 out:
 	json_decref(body);
 }
@@ -1149,7 +1150,7 @@ session_init(struct ctl *c, char **cause)
 	pw = secret_new();
 	j->pj_make = pw;
 	j->pj_done = session_dummy_done;
-	pw_run(j);
+	users_pw_run(j);
 	return (0);
 }
 
@@ -1160,7 +1161,7 @@ session_stop(void)
 
 	while ((s = TAILQ_FIRST(&sessions)) != NULL)
 		session_free(s);
-	throttle_reset();
+	session_throttle_reset();
 	free(session_dummy_hash);
 	session_dummy_hash = NULL;
 }

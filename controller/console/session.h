@@ -48,9 +48,9 @@ struct pw_job {
  * done callback): check pj_password against pj_hash when both are set,
  * then hash pj_make unless the check failed.
  */
-void	 pw_run(struct pw_job *);
+void	 users_pw_run(struct pw_job *);
 /* A password the controller accepts? NULL, or why not (static text). */
-const char *pw_weak(const char *);
+const char *users_pw_weak(const char *);
 /* A one-time link's secret for user id, stored hashed (caller frees). */
 char	*users_setup_token(int64_t user, int64_t *expires, char **cause);
 /* Is name an account name (letters, digits, '.', '-', '_', '@')? */
@@ -87,11 +87,12 @@ struct throttle;
  * Seconds until key may try again (0: now); *first is set on the first
  * refusal of a lock (the one worth an audit record).
  */
-int64_t	 throttle_wait(const char *key, int64_t now, int *first);
+int64_t	 session_throttle_wait(const char *key, int64_t now, int *first);
 /* A failure for key: the wait it starts, and whether it is the first. */
-int64_t	 throttle_fail(const char *key, int64_t now, int free, int *first);
-void	 throttle_ok(const char *key);
-void	 throttle_reset(void);
+int64_t	 session_throttle_fail(const char *key, int64_t now, int free,
+	    int *first);
+void	 session_throttle_ok(const char *key);
+void	 session_throttle_reset(void);
 
 /* files.c */
 int	 files_init(struct ctl *, char **cause);

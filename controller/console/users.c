@@ -26,7 +26,7 @@
 /* ---- password hashes on the thread pool -------------------------------- */
 
 static void
-pw_work_cb(uv_work_t *w)
+users_pw_work_cb(uv_work_t *w)
 {
 	struct pw_job		*j = w->data;
 	struct crypt_data	*cd = xcalloc(1, sizeof(*cd));
@@ -49,7 +49,7 @@ pw_work_cb(uv_work_t *w)
 }
 
 static void
-pw_after_cb(uv_work_t *w, int status)
+users_pw_after_cb(uv_work_t *w, int status)
 {
 	struct pw_job	*j = w->data;
 
@@ -68,19 +68,19 @@ pw_after_cb(uv_work_t *w, int status)
 
 /* Make or check a hash away from the loop (see session.h). */
 void
-pw_run(struct pw_job *j)
+users_pw_run(struct pw_job *j)
 {
 	int	 r;
 
 	j->pj_work.data = j;
-	if ((r = uv_queue_work(ctl->loop, &j->pj_work, pw_work_cb,
-	    pw_after_cb)) != 0)
+	if ((r = uv_queue_work(ctl->loop, &j->pj_work, users_pw_work_cb,
+	    users_pw_after_cb)) != 0)
 		fatalx("users: uv_queue_work: %s", uv_strerror(r));
 }
 
 /* Why a new password is refused, or NULL (see session.h). */
 const char *
-pw_weak(const char *pw)
+users_pw_weak(const char *pw)
 {
 	size_t	 len = strlen(pw), chars = 0, i;
 
@@ -407,7 +407,7 @@ users_create(struct api_req *r)
 		users_insert(r, NULL, &in, NULL);
 		goto out;
 	}
-	if (!json_is_string(v) || (why = pw_weak(json_string_value(v))) !=
+	if (!json_is_string(v) || (why = users_pw_weak(json_string_value(v))) !=
 	    NULL) {
 		api_reply_error(r, 400, "weak_password", "%s", json_is_string(v) ?
 		    why : "password must be a string");
@@ -419,7 +419,7 @@ users_create(struct api_req *r)
 	j->pj_arg = xmalloc(sizeof(in));
 	in.un_defer = api_defer(r);
 	memcpy(j->pj_arg, &in, sizeof(in));
-	pw_run(j);
+	users_pw_run(j);
 out:
 	json_decref(body);
 }

@@ -58,7 +58,7 @@ calendar_tz_ok(const char *tz)
 }
 
 static int32_t
-cal_libc_offset(int64_t t)
+calendar_libc_offset(int64_t t)
 {
 	struct tm	 tm;
 	time_t		 tt = (time_t)t;
@@ -68,7 +68,7 @@ cal_libc_offset(int64_t t)
 }
 
 static void
-cal_add(int64_t at, int32_t off, size_t *cap)
+calendar_add(int64_t at, int32_t off, size_t *cap)
 {
 	if (cal.n == *cap) {
 		*cap = *cap ? *cap * 2 : 64;
@@ -112,20 +112,20 @@ calendar_init(const char *tz, char **cause)
 	tm.tm_mday = 1;
 	end = (int64_t)timegm(&tm);
 	t = 0;
-	off = cal_libc_offset(t);
-	cal_add(INT64_MIN, off, &cap);
+	off = calendar_libc_offset(t);
+	calendar_add(INT64_MIN, off, &cap);
 	/* Zones change at most a few times a year: a day's step finds each. */
 	for (t = 43200; t < end; t += 43200) {
-		if ((o = cal_libc_offset(t)) == off)
+		if ((o = calendar_libc_offset(t)) == off)
 			continue;
 		for (lo = t - 43200, hi = t; hi - lo > 1; ) {
 			mid = lo + (hi - lo) / 2;
-			if (cal_libc_offset(mid) == off)
+			if (calendar_libc_offset(mid) == off)
 				lo = mid;
 			else
 				hi = mid;
 		}
-		cal_add(hi, o, &cap);
+		calendar_add(hi, o, &cap);
 		off = o;
 	}
 	if (saved != NULL) {
@@ -147,7 +147,7 @@ calendar_tz(void)
 
 /* The index of the last change at or before t. */
 static size_t
-cal_index(int64_t t)
+calendar_index(int64_t t)
 {
 	size_t	 lo = 0, hi = cal.n, mid;
 
@@ -165,7 +165,7 @@ cal_index(int64_t t)
 int64_t
 calendar_offset(int64_t t)
 {
-	return (cal.n == 0 ? 0 : cal.changes[cal_index(t)].cc_off);
+	return (cal.n == 0 ? 0 : cal.changes[calendar_index(t)].cc_off);
 }
 
 /*
@@ -194,7 +194,7 @@ calendar_midnight(int y, int m, int d)
 	if (calendar_offset(t2) == o2)
 		return (t2);
 	/* Midnight does not exist that day: the jump starts it. */
-	return (cal.changes[cal_index(t1)].cc_at);
+	return (cal.changes[calendar_index(t1)].cc_at);
 }
 
 /* The local calendar fields of instant t. */

@@ -30,7 +30,7 @@ static struct {
 } rl;
 
 static size_t
-rl_hash(const char *s)
+ratelimit_hash(const char *s)
 {
 	size_t	 h = 5381;
 
@@ -40,7 +40,7 @@ rl_hash(const char *s)
 }
 
 static void
-rl_refill(struct rl_entry *e, uint64_t now)
+ratelimit_refill(struct rl_entry *e, uint64_t now)
 {
 	if (now > e->e_ms) {
 		e->e_tokens += (double)(now - e->e_ms) * rl.rate / 1000.0;
@@ -52,14 +52,14 @@ rl_refill(struct rl_entry *e, uint64_t now)
 
 /* Drop the buckets that are full again: their callers are idle. */
 static void
-rl_prune(uint64_t now)
+ratelimit_prune(uint64_t now)
 {
 	struct rl_entry	**ep, *e;
 	size_t		 i;
 
 	for (i = 0; i < RL_BUCKETS; i++) {
 		for (ep = &rl.tab[i]; (e = *ep) != NULL; ) {
-			rl_refill(e, now);
+			ratelimit_refill(e, now);
 			if (e->e_tokens >= rl.burst) {
 				*ep = e->e_next;
 				free(e);
@@ -88,13 +88,13 @@ ratelimit_take(const char *name, uint64_t now, unsigned *retry)
 
 	if (rl.rate <= 0)
 		return (0);
-	h = rl_hash(name);
+	h = ratelimit_hash(name);
 	for (e = rl.tab[h]; e != NULL; e = e->e_next)
 		if (strcmp(e->e_name, name) == 0)
 			break;
 	if (e == NULL) {
 		if (rl.n >= rl.prune_at) {
-			rl_prune(now);
+			ratelimit_prune(now);
 			/* Many callers at once: do not scan on every one. */
 			rl.prune_at = rl.n >= RL_PRUNE_AT / 2 ? 2 * rl.n :
 			    RL_PRUNE_AT;
@@ -108,7 +108,7 @@ ratelimit_take(const char *name, uint64_t now, unsigned *retry)
 		rl.tab[h] = e;
 		rl.n++;
 	}
-	rl_refill(e, now);
+	ratelimit_refill(e, now);
 	if (e->e_tokens >= 1) {
 		e->e_tokens -= 1;
 		return (0);

@@ -130,10 +130,7 @@ def test_nodes_stay_ready_during_a_10000_mailbox_import(workdir, procs):
     assert n == 10000 and bad == 0
 
 
-# The upload's hashing and writing move to the pool on the httpsec branch
-# (image parts); until it is merged the loop stalls for seconds here.
-@pytest.mark.xfail(reason="image parts on the pool come with the httpsec "
-                   "branch", strict=False)
+# Image parts are hashed and moved into place on the thread pool.
 def test_nodes_stay_ready_during_a_1gib_image_upload(controller, make_agent,
                                                      workdir):
     ready_agents(controller, make_agent)

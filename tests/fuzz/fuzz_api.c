@@ -125,6 +125,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fuzz_ctl.conf.server_names = xstrdup("");
 	fuzz_ctl.conf.api_url = xstrdup("https://127.0.0.1:1");
 	fuzz_ctl.conf.tz = xstrdup("Europe/Paris");
+	fuzz_ctl.conf.sched_policy = xstrdup("spread");
 	fuzz_ctl.conf.unreachable_ms = 30000;
 	fuzz_ctl.conf.heartbeat_ms = 10000;
 	fuzz_ctl.conf.node_token_ttl_ms = 3600000;

@@ -29,5 +29,5 @@ if [ -n "$hits" ]; then
 	echo "sqlite3_step() called outside core/store.c: use store_step()"
 	bad=1
 fi
-[ $bad -eq 0 ] && echo "no machine path and no conflict marker in the tree"
+[ $bad -eq 0 ] && echo "no machine path, conflict marker or unchecked statement"
 exit $bad

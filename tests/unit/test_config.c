@@ -129,6 +129,11 @@ config_errors_name_file_and_line(void **state)
 	expect_error("[timers]\nverbose = maybe\n", 2, "yes or no");
 	expect_error("listen = a:1\n", 1, "outside a [section]");
 	expect_error("[main]\nthis line has no equals sign\n", 2, "syntax");
+	/* inih would take it as more of 'listen' (found by fuzz_config). */
+	expect_error("[main]\nlisten = a:1\n  more ; codn\n", 3,
+	    "starts with a blank");
+	expect_error("[main]\nlisten = a:1\n\tworkers = 2\n", 3,
+	    "continue option 'listen'");
 }
 
 static void

@@ -94,43 +94,50 @@ throttle_locks_after_the_free_failures_and_doubles(void **state)
 	int	 first, i;
 
 	(void)state;
-	throttle_reset();
+	session_throttle_reset();
 	for (i = 0; i < 4; i++)
-		assert_int_equal(throttle_fail("u:alice", now, 5, &first), 0);
-	assert_int_equal(throttle_wait("u:alice", now, &first), 0);
-	assert_int_equal(throttle_fail("u:alice", now, 5, &first), 30);
+		assert_int_equal(session_throttle_fail("u:alice", now, 5,
+		    &first), 0);
+	assert_int_equal(session_throttle_wait("u:alice", now, &first), 0);
+	assert_int_equal(session_throttle_fail("u:alice", now, 5, &first), 30);
 	assert_int_equal(first, 1);
-	assert_int_equal(throttle_wait("u:alice", now + 10, &first), 20);
+	assert_int_equal(session_throttle_wait("u:alice", now + 10, &first),
+	    20);
 	assert_int_equal(first, 1);	/* the first refusal of this lock */
-	assert_int_equal(throttle_wait("u:alice", now + 11, &first), 19);
+	assert_int_equal(session_throttle_wait("u:alice", now + 11, &first),
+	    19);
 	assert_int_equal(first, 0);
 	/* Each failure past the free ones doubles the lock, up to a cap. */
-	assert_int_equal(throttle_fail("u:alice", now + 40, 5, &first), 60);
-	assert_int_equal(throttle_fail("u:alice", now + 40, 5, &first), 120);
+	assert_int_equal(session_throttle_fail("u:alice", now + 40, 5, &first),
+	    60);
+	assert_int_equal(session_throttle_fail("u:alice", now + 40, 5, &first),
+	    120);
 	for (i = 0; i < 10; i++)
-		throttle_fail("u:alice", now + 40, 5, &first);
-	assert_int_equal(throttle_wait("u:alice", now + 40, &first), 900);
+		session_throttle_fail("u:alice", now + 40, 5, &first);
+	assert_int_equal(session_throttle_wait("u:alice", now + 40, &first),
+	    900);
 	/* Another key is not touched; a success starts afresh. */
-	assert_int_equal(throttle_wait("u:bob", now + 40, &first), 0);
-	throttle_ok("u:alice");
-	assert_int_equal(throttle_wait("u:alice", now + 40, &first), 0);
+	assert_int_equal(session_throttle_wait("u:bob", now + 40, &first), 0);
+	session_throttle_ok("u:alice");
+	assert_int_equal(session_throttle_wait("u:alice", now + 40, &first), 0);
 	/* Failures long apart are forgotten. */
 	for (i = 0; i < 10; i++)
-		assert_int_equal(throttle_fail("a:10.0.0.1", now + i * 1000, 5,
+		assert_int_equal(session_throttle_fail("a:10.0.0.1",
+		    now + i * 1000, 5,
 		    &first), 0);
-	throttle_reset();
+	session_throttle_reset();
 }
 
 static void
 passwords_have_twelve_characters_at_least(void **state)
 {
 	(void)state;
-	assert_non_null(pw_weak("court"));
-	assert_non_null(pw_weak("onze carac."));
-	assert_null(pw_weak("douze carac."));
+	assert_non_null(users_pw_weak("court"));
+	assert_non_null(users_pw_weak("onze carac."));
+	assert_null(users_pw_weak("douze carac."));
 	/* Characters, not bytes: eleven accented letters are eleven. */
-	assert_non_null(pw_weak("ééééééééééé"));
-	assert_null(pw_weak("éééééééééééé"));
+	assert_non_null(users_pw_weak("ééééééééééé"));
+	assert_null(users_pw_weak("éééééééééééé"));
 }
 
 static void
