@@ -70,6 +70,7 @@ static char		 mg_host[64];
 static int		 mg_port;
 static char		*mg_image_url;
 static uint64_t		 mg_cut_at;	/* test builds: close once there */
+static uint64_t		 mg_flip_at;	/* test builds: corrupt once there */
 
 /* ---- source side: one session per connection ---- */
 
@@ -340,6 +341,11 @@ mg_sess_read_cb(uv_fs_t *req)
 		mg_sess_error(s, ST_INTERNAL, "disk", n == 0 ? "the disk "
 		    "shrank while it was sent" : uv_strerror((int)n));
 		return;
+	}
+	if (mg_flip_at > s->s_off && mg_flip_at < s->s_off + (uint64_t)n) {
+		/* Test builds: one byte goes wrong once on the way. */
+		s->s_buf[mg_flip_at - s->s_off] ^= 0xff;
+		mg_flip_at = 0;
 	}
 	d.offset = s->s_off;
 	d.data.data = s->s_buf;
@@ -1055,15 +1061,22 @@ migrate_init(struct agent *a, char **cause)
 	struct sockaddr_storage	 ss;
 	int			 len = sizeof(ss), r, port;
 	char			*host = NULL;
-	const char		*cut;
+	const char		*cut, *flip;
 
 	ma = a;
 #ifdef OPSN_TEST_BUILD
-	/* Test builds: cut a disk transfer once, to show it resumes. */
+	/*
+	 * Test builds: cut a disk transfer once, to show it resumes; corrupt
+	 * one byte once, to show the checksum catches it and the copy starts
+	 * over.
+	 */
 	if ((cut = getenv("OPSN_TEST_DISK_CUT")) != NULL)
 		mg_cut_at = strtoull(cut, NULL, 10);
+	if ((flip = getenv("OPSN_TEST_DISK_FLIP")) != NULL)
+		mg_flip_at = strtoull(flip, NULL, 10);
 #else
 	(void)cut;
+	(void)flip;
 #endif
 	if (mg_tls_init(cause) == -1)
 		return (-1);

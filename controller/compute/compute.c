@@ -167,7 +167,7 @@ compute_node_json(int64_t node_id, json_t *node)
 
 	if (compute_stopped)
 		return;
-	if ((pl = sched_node_json(node_id)) == NULL)
+	if ((pl = nodeops_node_json(node_id)) == NULL)
 		return;
 	/* The operator's state shows where the connection is fine. */
 	admin = json_string_value(json_object_get(pl, "admin"));

@@ -173,7 +173,7 @@ groups_delete(struct api_req *r)
  * *pol; -1 after replying 400. vm->require points into body.
  */
 int
-sched_parse_request(struct api_req *r, json_t *body, struct place_vm *vm,
+groups_parse_request(struct api_req *r, json_t *body, struct place_vm *vm,
     int *pol)
 {
 	json_t		*v;

@@ -42,41 +42,41 @@
 #define MIGRATE_LOST_S		60
 
 /* Fetch progress reported by targets (memory only). */
-struct mig_progress {
-	TAILQ_ENTRY(mig_progress) p_entry;
+struct migrate_progress {
+	TAILQ_ENTRY(migrate_progress) p_entry;
 	int64_t		 p_id;		/* migration */
 	uint64_t	 p_have, p_total;
 	char		*p_error;	/* the last attempt's, or NULL */
 };
-static TAILQ_HEAD(, mig_progress) mig_progress =
-    TAILQ_HEAD_INITIALIZER(mig_progress);
+static TAILQ_HEAD(, migrate_progress) migrate_progress =
+    TAILQ_HEAD_INITIALIZER(migrate_progress);
 
-static uv_timer_t	 mig_timer;
-static int		 mig_ticking;
+static uv_timer_t	 migrate_timer;
+static int		 migrate_ticking;
 
-static struct mig_progress *
-mig_progress_find(int64_t id, int create)
+static struct migrate_progress *
+migrate_progress_find(int64_t id, int create)
 {
-	struct mig_progress	*p;
+	struct migrate_progress	*p;
 
-	TAILQ_FOREACH(p, &mig_progress, p_entry)
+	TAILQ_FOREACH(p, &migrate_progress, p_entry)
 		if (p->p_id == id)
 			return (p);
 	if (!create)
 		return (NULL);
 	p = xcalloc(1, sizeof(*p));
 	p->p_id = id;
-	TAILQ_INSERT_TAIL(&mig_progress, p, p_entry);
+	TAILQ_INSERT_TAIL(&migrate_progress, p, p_entry);
 	return (p);
 }
 
 static void
-mig_progress_drop(int64_t id)
+migrate_progress_drop(int64_t id)
 {
-	struct mig_progress	*p;
+	struct migrate_progress	*p;
 
-	if ((p = mig_progress_find(id, 0)) != NULL) {
-		TAILQ_REMOVE(&mig_progress, p, p_entry);
+	if ((p = migrate_progress_find(id, 0)) != NULL) {
+		TAILQ_REMOVE(&migrate_progress, p, p_entry);
 		free(p->p_error);
 		free(p);
 	}
@@ -84,7 +84,7 @@ mig_progress_drop(int64_t id)
 
 /* The VM's name and size, for logs and reports (caller frees). */
 static char *
-mig_vm_text(int64_t vm_id)
+migrate_vm_text(int64_t vm_id)
 {
 	sqlite3_stmt	*st;
 	char		*s = NULL;
@@ -123,7 +123,7 @@ migrate_active(int64_t vm_id)
 json_t *
 migrate_vm_json(int64_t vm_id)
 {
-	struct mig_progress	*p;
+	struct migrate_progress	*p;
 	sqlite3_stmt		*st;
 	json_t			*o = NULL;
 	int64_t			 id;
@@ -141,7 +141,7 @@ migrate_vm_json(int64_t vm_id)
 		    sqlite3_column_text(st, 2), "from",
 		    sqlite3_column_text(st, 3), "to",
 		    sqlite3_column_text(st, 4));
-		p = mig_progress_find(id, 0);
+		p = migrate_progress_find(id, 0);
 		if (strcmp((const char *)sqlite3_column_text(st, 1),
 		    "starting") == 0)
 			json_object_set_new(o, "progress", json_integer(100));
@@ -160,7 +160,7 @@ migrate_vm_json(int64_t vm_id)
 
 /* host:port where node serves disks, or NULL (caller frees). */
 static char *
-mig_disk_server(int64_t node_id)
+migrate_disk_server(int64_t node_id)
 {
 	sqlite3_stmt	*st;
 	const char	*ds, *addr, *colon;
@@ -217,7 +217,7 @@ migrate_desired(int64_t node_id, Opsn__DesiredState *ds)
 		fe->vm_id = xstrdup((const char *)sqlite3_column_text(st, 0));
 		fe->source = xstrdup((const char *)sqlite3_column_text(st, 1));
 		fe->token = xstrdup((const char *)sqlite3_column_text(st, 2));
-		if ((fe->address = mig_disk_server(sqlite3_column_int64(st,
+		if ((fe->address = migrate_disk_server(sqlite3_column_int64(st,
 		    4))) == NULL)
 			fe->address = xstrdup("");
 		fe->image = xcalloc(1, sizeof(*fe->image));
@@ -280,7 +280,7 @@ struct mig {
 };
 
 static void
-mig_row(sqlite3_stmt *st, struct mig *m)
+migrate_row(sqlite3_stmt *st, struct mig *m)
 {
 	m->id = sqlite3_column_int64(st, 0);
 	m->vm = sqlite3_column_int64(st, 1);
@@ -297,7 +297,7 @@ mig_row(sqlite3_stmt *st, struct mig *m)
 	"m.reason, m.state"
 
 static void
-mig_set(int64_t id, const char *state, int64_t wait_gen, const char *error)
+migrate_set(int64_t id, const char *state, int64_t wait_gen, const char *error)
 {
 	sqlite3_stmt	*st;
 	int		 end = strcmp(state, "done") == 0 ||
@@ -320,7 +320,7 @@ mig_set(int64_t id, const char *state, int64_t wait_gen, const char *error)
 }
 
 static void
-mig_audit(const char *action, int64_t vm_id, json_t *sum)
+migrate_audit(const char *action, int64_t vm_id, json_t *sum)
 {
 	sqlite3_stmt	*st;
 	char		 obj[64];
@@ -335,7 +335,7 @@ mig_audit(const char *action, int64_t vm_id, json_t *sum)
 
 /* Stop a drain with a report; the node stays out of placement. */
 static void
-mig_drain_stop(int64_t node_id, const char *report)
+migrate_drain_stop(int64_t node_id, const char *report)
 {
 	sqlite3_stmt	*st;
 
@@ -356,7 +356,7 @@ mig_drain_stop(int64_t node_id, const char *report)
  * drain); -1 with why when the target does not take it.
  */
 static int
-mig_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
+migrate_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
     int64_t queued, char **cause)
 {
 	sqlite3_stmt	*st;
@@ -405,7 +405,7 @@ mig_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
 		return (-1);
 	}
 	sqlite3_finalize(st);
-	mig_audit("vm.migrate", vm_id, json_pack("{s:s,s:s,s:s}", "from",
+	migrate_audit("vm.migrate", vm_id, json_pack("{s:s,s:s,s:s}", "from",
 	    nodes_name(src), "to", nodes_name(dst), "reason", reason));
 	if (store_commit(ctl->db) == -1) {
 		store_rollback(ctl->db);
@@ -421,17 +421,17 @@ mig_start(int64_t vm_id, int64_t src, int64_t dst, const char *reason,
 
 /* The source stopped the VM: the target fetches its disk. */
 static void
-mig_copy(const struct mig *m)
+migrate_copy(const struct mig *m)
 {
 	if (store_begin(ctl->db) == -1)
 		return;
 	vms_bump(m->src);
-	mig_set(m->id, "copying", vms_bump(m->dst), NULL);
+	migrate_set(m->id, "copying", vms_bump(m->dst), NULL);
 	if (store_commit(ctl->db) == -1) {
 		store_rollback(ctl->db);
 		return;
 	}
-	mig_progress_find(m->id, 1);
+	migrate_progress_find(m->id, 1);
 	log_info("migrate: VM %lld: %s fetches its disk from %s",
 	    (long long)m->vm, nodes_name(m->dst), nodes_name(m->src));
 	vms_push(m->src);
@@ -440,7 +440,7 @@ mig_copy(const struct mig *m)
 
 /* The target has the disk: the VM is the target's now. */
 static void
-mig_switch(const struct mig *m)
+migrate_switch(const struct mig *m)
 {
 	sqlite3_stmt	*st;
 	int64_t		 gen;
@@ -457,7 +457,7 @@ mig_switch(const struct mig *m)
 	store_step(st);
 	sqlite3_finalize(st);
 	vms_bump(m->src);
-	mig_set(m->id, "starting", gen, NULL);
+	migrate_set(m->id, "starting", gen, NULL);
 	if (store_commit(ctl->db) == -1) {
 		store_rollback(ctl->db);
 		return;
@@ -470,20 +470,20 @@ mig_switch(const struct mig *m)
 
 /* The target runs the VM: the source deletes its copy. */
 static void
-mig_done(const struct mig *m)
+migrate_done(const struct mig *m)
 {
 	if (store_begin(ctl->db) == -1)
 		return;
 	vms_bump(m->src);
-	mig_set(m->id, "done", m->wait_gen, NULL);
-	mig_audit("vm.migrated", m->vm, json_pack("{s:s,s:s}", "from",
+	migrate_set(m->id, "done", m->wait_gen, NULL);
+	migrate_audit("vm.migrated", m->vm, json_pack("{s:s,s:s}", "from",
 	    nodes_name(m->src), "to", nodes_name(m->dst)));
 	if (store_commit(ctl->db) == -1) {
 		store_rollback(ctl->db);
 		return;
 	}
 	place_migrate_end(sched_engine(), m->vm, 1);
-	mig_progress_drop(m->id);
+	migrate_progress_drop(m->id);
 	log_info("migrate: VM %lld now runs on %s; %s deletes its copy",
 	    (long long)m->vm, nodes_name(m->dst), nodes_name(m->src));
 	vms_push(m->src);
@@ -494,7 +494,7 @@ mig_done(const struct mig *m)
  * again if it should); the drain it was part of stops.
  */
 static void
-mig_fail(const struct mig *m, const char *why)
+migrate_fail(const struct mig *m, const char *why)
 {
 	char	*vm, *report;
 
@@ -502,19 +502,19 @@ mig_fail(const struct mig *m, const char *why)
 		return;
 	vms_bump(m->src);
 	vms_bump(m->dst);
-	mig_set(m->id, "failed", 0, why);
-	vm = mig_vm_text(m->vm);
+	migrate_set(m->id, "failed", 0, why);
+	vm = migrate_vm_text(m->vm);
 	xasprintf(&report, "moving %s to %s failed: %s", vm,
 	    nodes_name(m->dst), why);
 	if (strcmp(m->reason, "drain") == 0)
-		mig_drain_stop(m->src, report);
-	mig_audit("vm.migrate_failed", m->vm, json_pack("{s:s,s:s}", "to",
+		migrate_drain_stop(m->src, report);
+	migrate_audit("vm.migrate_failed", m->vm, json_pack("{s:s,s:s}", "to",
 	    nodes_name(m->dst), "error", why));
 	if (store_commit(ctl->db) == -1)
 		store_rollback(ctl->db);
 	else {
 		place_migrate_end(sched_engine(), m->vm, 0);
-		mig_progress_drop(m->id);
+		migrate_progress_drop(m->id);
 		log_warnx("migrate: %s", report);
 		vms_push(m->src);
 		vms_push(m->dst);
@@ -525,7 +525,7 @@ mig_fail(const struct mig *m, const char *why)
 
 /* Has node applied generation gen? */
 static int
-mig_applied(int64_t node_id, int64_t gen)
+migrate_applied(int64_t node_id, int64_t gen)
 {
 	sqlite3_stmt	*st;
 	int		 rc;
@@ -541,7 +541,7 @@ mig_applied(int64_t node_id, int64_t gen)
 
 /* Collect the migrations in a state (at most max). */
 static size_t
-mig_list(const char *state, struct mig *out, size_t max)
+migrate_list(const char *state, struct mig *out, size_t max)
 {
 	sqlite3_stmt	*st;
 	size_t		 n = 0;
@@ -550,14 +550,14 @@ mig_list(const char *state, struct mig *out, size_t max)
 	    "WHERE m.state = ? ORDER BY m.id");
 	sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	while (n < max && store_step(st) == SQLITE_ROW)
-		mig_row(st, &out[n++]);
+		migrate_row(st, &out[n++]);
 	sqlite3_finalize(st);
 	return (n);
 }
 
 /* The VM's observed state, "" if none. */
 static void
-mig_vm_obs(int64_t vm_id, char *state, size_t len, char *desired,
+migrate_vm_obs(int64_t vm_id, char *state, size_t len, char *desired,
     size_t dlen)
 {
 	sqlite3_stmt	*st;
@@ -576,7 +576,7 @@ mig_vm_obs(int64_t vm_id, char *state, size_t len, char *desired,
 
 /* Move the next VM off a draining node, or end the drain. */
 static void
-mig_drain_next(int64_t node_id)
+migrate_drain_next(int64_t node_id)
 {
 	sqlite3_stmt	*st;
 	int64_t		 vm = 0, to;
@@ -625,12 +625,12 @@ mig_drain_next(int64_t node_id)
 	if (vm == 0)
 		return;
 	if ((to = place_decide_vm(sched_engine(), vm, sched_default_policy(),
-	    &why)) == -1 || mig_start(vm, node_id, to, "drain", 0,
+	    &why)) == -1 || migrate_start(vm, node_id, to, "drain", 0,
 	    &why) == -1) {
-		text = mig_vm_text(vm);
+		text = migrate_vm_text(vm);
 		xasprintf(&report, "%s fits on no other node: %s", text, why);
 		if (store_begin(ctl->db) == 0) {
-			mig_drain_stop(node_id, report);
+			migrate_drain_stop(node_id, report);
 			audit_record(NULL, "node.drain_stopped", "node",
 			    json_pack("{s:s,s:s}", "node", nodes_name(node_id),
 			    "report", report));
@@ -647,7 +647,7 @@ mig_drain_next(int64_t node_id)
 
 /* Start the next queued rebalance move when none is under way. */
 static void
-mig_rebalance_next(void)
+migrate_rebalance_next(void)
 {
 	sqlite3_stmt	*st;
 	struct mig	 m;
@@ -663,16 +663,16 @@ mig_rebalance_next(void)
 	sqlite3_finalize(st);
 	if (found > 0)
 		return;
-	while (mig_list("queued", &m, 1) == 1) {
+	while (migrate_list("queued", &m, 1) == 1) {
 		at = place_vm_node(sched_engine(), m.vm, NULL);
 		if (at == m.src && !migrate_active(m.vm) &&
-		    mig_start(m.vm, m.src, m.dst, "rebalance", m.id,
+		    migrate_start(m.vm, m.src, m.dst, "rebalance", m.id,
 		    &why) == 0)
 			return;
 		/* The cluster changed since the plan: skip this move. */
 		if (store_begin(ctl->db) == -1)
 			return;
-		mig_set(m.id, "cancelled", 0, why ? why :
+		migrate_set(m.id, "cancelled", 0, why ? why :
 		    "the VM is no longer on its source");
 		if (store_commit(ctl->db) == -1) {
 			store_rollback(ctl->db);
@@ -685,7 +685,7 @@ mig_rebalance_next(void)
 
 /* End the migrations whose target went silent before the switch. */
 static void
-mig_lost_targets(void)
+migrate_lost_targets(void)
 {
 	struct mig	 m[64];
 	sqlite3_stmt	*st;
@@ -698,14 +698,14 @@ mig_lost_targets(void)
 	    "'copying') AND d.state = 'unreachable' AND d.state_since < ?");
 	sqlite3_bind_int64(st, 1, util_now() - MIGRATE_LOST_S);
 	while (n < nitems(m) && store_step(st) == SQLITE_ROW)
-		mig_row(st, &m[n++]);
+		migrate_row(st, &m[n++]);
 	sqlite3_finalize(st);
 	for (i = 0; i < n; i++) {
 		if (nodes_is_ready(m[i].dst))
 			continue;
 		xasprintf(&why, "node %s has been unreachable for over %d s",
 		    nodes_name(m[i].dst), MIGRATE_LOST_S);
-		mig_fail(&m[i], why);
+		migrate_fail(&m[i], why);
 		free(why);
 	}
 }
@@ -720,24 +720,26 @@ migrate_tick(void)
 	size_t		 i, n, nn = 0;
 	char		 obs[32], desired[16];
 
-	if (mig_ticking || sched_engine() == NULL)
+	if (migrate_ticking || sched_engine() == NULL)
 		return;
-	mig_ticking = 1;
-	mig_lost_targets();
-	n = mig_list("stopping", m, nitems(m));
+	migrate_ticking = 1;
+	migrate_lost_targets();
+	n = migrate_list("stopping", m, nitems(m));
 	for (i = 0; i < n; i++) {
-		mig_vm_obs(m[i].vm, obs, sizeof(obs), desired, sizeof(desired));
-		if (mig_applied(m[i].src, m[i].wait_gen) &&
+		migrate_vm_obs(m[i].vm, obs, sizeof(obs), desired,
+		    sizeof(desired));
+		if (migrate_applied(m[i].src, m[i].wait_gen) &&
 		    strcmp(obs, "shutoff") == 0)
-			mig_copy(&m[i]);
+			migrate_copy(&m[i]);
 	}
-	n = mig_list("starting", m, nitems(m));
+	n = migrate_list("starting", m, nitems(m));
 	for (i = 0; i < n; i++) {
-		mig_vm_obs(m[i].vm, obs, sizeof(obs), desired, sizeof(desired));
-		if (mig_applied(m[i].dst, m[i].wait_gen) &&
+		migrate_vm_obs(m[i].vm, obs, sizeof(obs), desired,
+		    sizeof(desired));
+		if (migrate_applied(m[i].dst, m[i].wait_gen) &&
 		    strcmp(obs, strcmp(desired, "running") == 0 ? "running" :
 		    "shutoff") == 0)
-			mig_done(&m[i]);
+			migrate_done(&m[i]);
 	}
 	st = store_prepare(ctl->db, "SELECT node_id FROM node_sched WHERE "
 	    "admin = 'draining'");
@@ -747,14 +749,14 @@ migrate_tick(void)
 	}
 	sqlite3_finalize(st);
 	for (i = 0; i < nn; i++)
-		mig_drain_next(nodes[i]);
+		migrate_drain_next(nodes[i]);
 	free(nodes);
-	mig_rebalance_next();
-	mig_ticking = 0;
+	migrate_rebalance_next();
+	migrate_ticking = 0;
 }
 
 static void
-mig_timer_cb(uv_timer_t *t)
+migrate_timer_cb(uv_timer_t *t)
 {
 	migrate_tick();
 }
@@ -770,10 +772,17 @@ migrate_observed(int64_t node_id, const Opsn__ObservedState *os)
 	size_t		 i;
 
 	if (os->full) {
-		/* A moved VM a full report does not list is gone there. */
+		/*
+		 * A moved VM a full report does not list is gone there, once
+		 * the node has applied a desired state that told it so: until
+		 * then (a node back from the dead reports what it found before
+		 * it hears from the controller) its copy may still be on disk.
+		 */
 		st = store_prepare(ctl->db, "SELECT vm_uuid FROM vm_moved "
-		    "WHERE node_id = ?");
+		    "WHERE node_id = ?1 AND ?2 >= (SELECT generation FROM "
+		    "nodes WHERE id = ?1)");
 		sqlite3_bind_int64(st, 1, node_id);
+		sqlite3_bind_int64(st, 2, (int64_t)os->generation);
 		while (store_step(st) == SQLITE_ROW) {
 			u = (const char *)sqlite3_column_text(st, 0);
 			for (i = 0; i < os->n_vms; i++)
@@ -795,7 +804,7 @@ migrate_observed(int64_t node_id, const Opsn__ObservedState *os)
 
 /* The open migration of a VM to node dst, by the VM's uuid. */
 static int
-mig_find_fetch(int64_t dst, const char *uuid, struct mig *m)
+migrate_find_fetch(int64_t dst, const char *uuid, struct mig *m)
 {
 	sqlite3_stmt	*st;
 	int		 rc;
@@ -806,23 +815,23 @@ mig_find_fetch(int64_t dst, const char *uuid, struct mig *m)
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, dst);
 	if ((rc = store_step(st) == SQLITE_ROW))
-		mig_row(st, m);
+		migrate_row(st, m);
 	sqlite3_finalize(st);
 	return (rc ? 0 : -1);
 }
 
 static void
-mig_progress_msg(int64_t node_id, const uint8_t *p, size_t len)
+migrate_progress_msg(int64_t node_id, const uint8_t *p, size_t len)
 {
 	Opsn__MigrateProgress	*mp;
-	struct mig_progress	*pr;
+	struct migrate_progress	*pr;
 	struct mig		 m;
 
 	if ((mp = opsn__migrate_progress__unpack(NULL, len, p)) == NULL)
 		return;
-	if (mig_find_fetch(node_id, mp->vm_id, &m) == -1)
+	if (migrate_find_fetch(node_id, mp->vm_id, &m) == -1)
 		goto out;	/* a late report of an ended migration */
-	pr = mig_progress_find(m.id, 1);
+	pr = migrate_progress_find(m.id, 1);
 	pr->p_have = mp->have;
 	pr->p_total = mp->total;
 	if (*mp->error != '\0') {
@@ -832,15 +841,16 @@ mig_progress_msg(int64_t node_id, const uint8_t *p, size_t len)
 		    nodes_name(node_id), mp->error);
 	}
 	if (mp->failed)
-		mig_fail(&m, *mp->error ? mp->error : "the disk copy failed");
+		migrate_fail(&m,
+		    *mp->error ? mp->error : "the disk copy failed");
 	else if (mp->done)
-		mig_switch(&m);
+		migrate_switch(&m);
 out:
 	opsn__migrate_progress__free_unpacked(mp, NULL);
 }
 
 static void
-mig_disk_server_msg(int64_t node_id, const uint8_t *p, size_t len)
+migrate_disk_server_msg(int64_t node_id, const uint8_t *p, size_t len)
 {
 	Opsn__DiskServer	*m;
 	sqlite3_stmt		*st;
@@ -877,9 +887,9 @@ migrate_agent_msg(int64_t node_id, uint16_t type, const uint8_t *p,
     size_t len)
 {
 	if (type == MSG_DISK_SERVER)
-		mig_disk_server_msg(node_id, p, len);
+		migrate_disk_server_msg(node_id, p, len);
 	else if (type == MSG_MIGRATE_PROGRESS)
-		mig_progress_msg(node_id, p, len);
+		migrate_progress_msg(node_id, p, len);
 }
 
 /* ---- evacuation ---- */
@@ -903,20 +913,21 @@ migrate_node_fenced(int64_t node_id)
 	sqlite3_bind_int64(st, 1, node_id);
 	while (store_step(st) == SQLITE_ROW) {
 		m = xrealloc(m, (n + 1) * sizeof(*m));
-		mig_row(st, &m[n++]);
+		migrate_row(st, &m[n++]);
 	}
 	sqlite3_finalize(st);
 	for (i = 0; i < n; i++) {
 		vms_bump(m[i].src);
 		vms_bump(m[i].dst);
 		if (strcmp(m[i].state, "queued") == 0) {
-			mig_set(m[i].id, "cancelled", 0, "a node was fenced");
+			migrate_set(m[i].id, "cancelled", 0,
+			    "a node was fenced");
 			continue;
 		}
 		if (strcmp(m[i].state, "starting") == 0 &&
 		    m[i].src == node_id) {
 			/* Landed: only the source's stopped copy is lost. */
-			mig_set(m[i].id, "done", m[i].wait_gen, NULL);
+			migrate_set(m[i].id, "done", m[i].wait_gen, NULL);
 			place_migrate_end(sched_engine(), m[i].vm, 1);
 		} else {
 			if (strcmp(m[i].state, "starting") == 0) {
@@ -929,10 +940,10 @@ migrate_node_fenced(int64_t node_id)
 				store_step(st);
 				sqlite3_finalize(st);
 			}
-			mig_set(m[i].id, "failed", 0, "a node was fenced");
+			migrate_set(m[i].id, "failed", 0, "a node was fenced");
 			place_migrate_end(sched_engine(), m[i].vm, 0);
 		}
-		mig_progress_drop(m[i].id);
+		migrate_progress_drop(m[i].id);
 	}
 	free(m);
 }
@@ -942,8 +953,8 @@ migrate_node_fenced(int64_t node_id)
 int
 migrate_init(struct ctl *c, char **cause)
 {
-	uv_timer_init(c->loop, &mig_timer);
-	uv_timer_start(&mig_timer, mig_timer_cb, MIGRATE_TICK_MS,
+	uv_timer_init(c->loop, &migrate_timer);
+	uv_timer_start(&migrate_timer, migrate_timer_cb, MIGRATE_TICK_MS,
 	    MIGRATE_TICK_MS);
 	return (0);
 }
@@ -951,10 +962,10 @@ migrate_init(struct ctl *c, char **cause)
 void
 migrate_stop(void)
 {
-	struct mig_progress	*p;
+	struct migrate_progress	*p;
 
-	uv_timer_stop(&mig_timer);
-	uv_close((uv_handle_t *)&mig_timer, NULL);
-	while ((p = TAILQ_FIRST(&mig_progress)) != NULL)
-		mig_progress_drop(p->p_id);
+	uv_timer_stop(&migrate_timer);
+	uv_close((uv_handle_t *)&migrate_timer, NULL);
+	while ((p = TAILQ_FIRST(&migrate_progress)) != NULL)
+		migrate_progress_drop(p->p_id);
 }

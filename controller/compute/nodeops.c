@@ -22,7 +22,7 @@
 
 /* "4.0", "1.5", "0.125": a ratio in thousandths as text. */
 static json_t *
-ratio_json(int64_t milli)
+nodeops_ratio_json(int64_t milli)
 {
 	char	 buf[32];
 	int	 n;
@@ -39,7 +39,7 @@ ratio_json(int64_t milli)
  * most three decimals; in thousandths. -1 if it is none of these.
  */
 static int
-ratio_parse(json_t *v, int64_t *out)
+nodeops_ratio_parse(json_t *v, int64_t *out)
 {
 	char		 buf[64];
 	const char	*s, *p;
@@ -107,7 +107,7 @@ nodeops_node(struct api_req *r)
 
 /* The placement view of a node (capacity, settings, claims), or NULL. */
 json_t *
-sched_node_json(int64_t node_id)
+nodeops_node_json(int64_t node_id)
 {
 	struct place_node_info	 ni;
 	sqlite3_stmt		*st;
@@ -128,11 +128,11 @@ sched_node_json(int64_t node_id)
 	if (store_step(st) == SQLITE_ROW) {
 		json_object_set_new(o, "admin", json_string((const char *)
 		    sqlite3_column_text(st, 0)));
-		json_object_set_new(o, "cpu_ratio", ratio_json(
+		json_object_set_new(o, "cpu_ratio", nodeops_ratio_json(
 		    sqlite3_column_int64(st, 1)));
-		json_object_set_new(o, "memory_ratio", ratio_json(
+		json_object_set_new(o, "memory_ratio", nodeops_ratio_json(
 		    sqlite3_column_int64(st, 2)));
-		json_object_set_new(o, "disk_ratio", ratio_json(
+		json_object_set_new(o, "disk_ratio", nodeops_ratio_json(
 		    sqlite3_column_int64(st, 3)));
 		json_object_set_new(o, "reserve_cpus", json_integer(
 		    sqlite3_column_int64(st, 4)));
@@ -180,7 +180,7 @@ nodeops_get(struct api_req *r)
 
 	if ((id = nodeops_node(r)) == -1)
 		return;
-	if ((o = sched_node_json(id)) == NULL) {
+	if ((o = nodeops_node_json(id)) == NULL) {
 		api_reply_error(r, 409, "not_ready", "node '%s' has not said "
 		    "hello yet", api_param(r, "node"));
 		return;
@@ -231,7 +231,7 @@ nodeops_set(struct api_req *r)
 	for (i = 0; i < nitems(ratios); i++) {
 		if ((v = json_object_get(body, ratios[i])) == NULL)
 			continue;
-		if (ratio_parse(v, &ratio[i]) == -1 || ratio[i] < 1 ||
+		if (nodeops_ratio_parse(v, &ratio[i]) == -1 || ratio[i] < 1 ||
 		    ratio[i] > PLACE_RATIO_MAX) {
 			api_reply_error(r, 400, "bad_field", "%s must be a "
 			    "ratio from 0.001 to 100, such as \"1.5\"",
@@ -762,7 +762,7 @@ nodeops_rebalance(struct api_req *r)
 		goto out;
 	/* The least gain worth a move, in thousandths of the score. */
 	if ((v = json_object_get(body, "min_gain")) != NULL &&
-	    (ratio_parse(v, &gain) == -1 || gain < 1)) {
+	    (nodeops_ratio_parse(v, &gain) == -1 || gain < 1)) {
 		api_reply_error(r, 400, "bad_field", "min_gain must be a "
 		    "number from 0.001, such as \"0.01\"");
 		goto out;

@@ -469,7 +469,7 @@ vms_new_where(struct api_req *r, json_t *body, struct vms_new *vn)
 	vn->vn_want.vcpus = vn->vn_vcpus;
 	vn->vn_want.memory = vn->vn_mem;
 	vn->vn_want.disk = vn->vn_disk;
-	if (sched_parse_request(r, body, &vn->vn_want, &vn->vn_policy) == -1)
+	if (groups_parse_request(r, body, &vn->vn_want, &vn->vn_policy) == -1)
 		return (-1);
 	if ((v = json_object_get(body, "node")) == NULL)
 		return (0);
@@ -1068,32 +1068,64 @@ vms_push(int64_t node_id)
 
 /*
  * Is the VM a hypervisor reports on placed on that node? A VM placed on
- * another node is refused and counted under kind; one placed nowhere
- * (deleted since), or the copy a migration's source keeps until the VM
- * runs on its target, is skipped quietly.
+ * another node is refused and counted under kind, except the copies a
+ * node was told to let go, which are skipped quietly: the one a
+ * migration's source keeps until the VM runs on its target (and reports
+ * deleted once the migration is done), and those an evacuation left on a
+ * dead node. A VM placed nowhere (deleted since) is skipped quietly too.
  */
 static int
-vms_ours(int64_t node_id, const char *uuid, const char *kind)
+vms_ours(int64_t node_id, const char *uuid, int deleted, const char *kind)
 {
 	sqlite3_stmt	*st;
 	int64_t		 on = -1;
-	int		 source = 0;
+	int		 left = 0, done = 0;
 
 	st = store_prepare(ctl->db, "SELECT v.node_id, EXISTS (SELECT 1 FROM "
 	    "migrations m WHERE m.vm_id = v.id AND m.src_node = ?2 AND "
-	    "m.state IN ('stopping', 'copying', 'starting')) FROM vms v "
-	    "WHERE v.uuid = ?1");
+	    "m.state IN ('stopping', 'copying', 'starting')) OR EXISTS "
+	    "(SELECT 1 FROM vm_moved WHERE vm_uuid = ?1 AND node_id = ?2), "
+	    "?3 AND EXISTS (SELECT 1 FROM migrations m WHERE m.vm_id = v.id "
+	    "AND m.src_node = ?2 AND m.state = 'done') FROM vms v WHERE "
+	    "v.uuid = ?1");
 	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, node_id);
+	sqlite3_bind_int(st, 3, deleted);
 	if (store_step(st) == SQLITE_ROW) {
 		on = sqlite3_column_int64(st, 0);
-		source = sqlite3_column_int(st, 1);
+		left = sqlite3_column_int(st, 1);
+		done = sqlite3_column_int(st, 2);
 	}
 	sqlite3_finalize(st);
-	if (on != -1 && on != node_id && !source)
-		reports_reject(node_id, kind, "VM %.64s is placed on %s", uuid,
-		    nodes_name(on));
+	if (on != -1 && on != node_id && !left) {
+		if (done)
+			log_info("vms: %s: the copy its migration left on %s "
+			    "is gone", uuid, nodes_name(node_id));
+		else
+			reports_reject(node_id, kind, "VM %.64s is placed on "
+			    "%s", uuid, nodes_name(on));
+	}
 	return (on == node_id);
+}
+
+/*
+ * A node reports a VM deleted: a copy an evacuation left there is gone.
+ * Taken whoever the VM is placed on now (or if it is deleted since).
+ */
+static void
+vms_moved_gone(int64_t node_id, const char *uuid)
+{
+	sqlite3_stmt	*st;
+
+	st = store_prepare(ctl->db, "DELETE FROM vm_moved WHERE vm_uuid = ? "
+	    "AND node_id = ?");
+	sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, node_id);
+	store_step(st);
+	if (sqlite3_changes(ctl->db) > 0)
+		log_info("vms: %s: the copy left on %s is gone", uuid,
+		    nodes_name(node_id));
+	sqlite3_finalize(st);
 }
 
 /* Record one VM's observed state; a VM deleted on purpose is forgotten. */
@@ -1101,18 +1133,22 @@ static void
 vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 {
 	sqlite3_stmt	*st;
+	int		 deleted = strcmp(vs->state, "deleted") == 0, ours;
 
 	if (vs->held) {
 		unknown_seen(node_id, vs);
 		return;
 	}
 	/* A VM this node held, now deleted: the controller never placed it. */
-	if (strcmp(vs->state, "deleted") == 0)
+	if (deleted)
 		unknown_gone(node_id, vs->id);
-	if (!vms_ours(node_id, vs->id, "vm_state"))
+	ours = vms_ours(node_id, vs->id, deleted, "vm_state");
+	if (deleted)
+		vms_moved_gone(node_id, vs->id);
+	if (!ours)
 		return;
 
-	if (strcmp(vs->state, "deleted") == 0) {
+	if (deleted) {
 		st = store_prepare(ctl->db, "DELETE FROM vms WHERE uuid = ? AND "
 		    "node_id = ? AND desired = 'deleted' RETURNING id");
 		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
@@ -1123,16 +1159,6 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 			    nodes_name(node_id));
 			vms_console_forget(vs->id);
 		}
-		sqlite3_finalize(st);
-		/* A copy an evacuation left behind is gone too. */
-		st = store_prepare(ctl->db, "DELETE FROM vm_moved WHERE "
-		    "vm_uuid = ? AND node_id = ?");
-		sqlite3_bind_text(st, 1, vs->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, node_id);
-		store_step(st);
-		if (sqlite3_changes(ctl->db) > 0)
-			log_info("vms: %s: the copy left on %s is gone", vs->id,
-			    nodes_name(node_id));
 		sqlite3_finalize(st);
 		return;
 	}
@@ -1253,7 +1279,7 @@ vms_console_data(int64_t node_id, const uint8_t *p, size_t len)
 	if ((m = opsn__console_data__unpack(NULL, len, p)) == NULL)
 		return;
 	/* Only the node that runs the VM may write its console. */
-	if (!vms_ours(node_id, m->vm_id, "console"))
+	if (!vms_ours(node_id, m->vm_id, 0, "console"))
 		goto out;
 	c = vms_console_find(m->vm_id, 1);
 	if (m->reset || m->offset != c->c_start + c->c_len) {

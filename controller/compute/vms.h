@@ -45,11 +45,11 @@ void	groups_create(struct api_req *);
 void	groups_list(struct api_req *);
 void	groups_delete(struct api_req *);
 /* "group", "policy", "require" of a create request; -1 after replying. */
-int	sched_parse_request(struct api_req *, json_t *body,
+int	groups_parse_request(struct api_req *, json_t *body,
 	    struct place_vm *, int *policy);
 
 /* compute/nodeops.c */
-json_t	*sched_node_json(int64_t node_id);
+json_t	*nodeops_node_json(int64_t node_id);
 void	nodeops_get(struct api_req *);
 void	nodeops_set(struct api_req *);
 void	nodeops_cordon(struct api_req *);

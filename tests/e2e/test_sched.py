@@ -1,10 +1,14 @@
 """Scheduling on three real hypervisor agents (libvirt, qemu:///system):
 spread and pack, the filters and their refusals, anti-affinity, tags,
 concurrent creates; then drains that move real guests, and a fenced
-evacuation after an agent dies."""
+evacuation after an agent dies, and the disk server refusing strangers."""
 import concurrent.futures
 import json
 import os
+import re
+import socket
+import ssl
+import struct
 import subprocess
 import time
 
@@ -74,6 +78,18 @@ def test_spread_puts_vms_apart_and_pack_fills_one_node(controller, three):
     for i in range(3):
         dom = "opsn-" + vm(controller, f"p{i}")["id"]
         assert opsn.domain_node(dom) == full
+    # pack as the cluster's policy: a create without --policy fills the
+    # fullest node; --policy spread still overrides it.
+    controller.stop()
+    with open(controller.conf, "a") as f:
+        f.write("[scheduler]\npolicy = pack\n")
+    controller.start()
+    wait_until(lambda: all(controller.nodes()[n]["connected"]
+                           for n in three), 20, what="agents back")
+    create(controller, "q0")
+    assert node_of(controller, "q0") == full
+    create(controller, "q1", "--policy", "spread")
+    assert node_of(controller, "q1") != full
 
 
 def test_refusals_name_each_filter(controller, three):
@@ -198,6 +214,16 @@ def test_capacity_and_rebalance_move_stopped_vms_one_at_a_time(controller,
     assert doc["moves"] == [] and doc["score_after"]["total"] <= before
 
 
+def refused_reports(controller, node):
+    """How many of node's reports the controller refused, of any kind
+    (VM states, console bytes, samples: /metrics)."""
+    st, text, _ = controller.api("GET", "/metrics")
+    assert st == 200
+    line = f'opsn_agent_reports_rejected_total{{node="{node}",'
+    return sum(int(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
+               if ln.startswith(line))
+
+
 def console(controller, ref):
     return controller.opsnctl("vm", "console-log", ref).stdout
 
@@ -216,9 +242,11 @@ def pool_disk(workdir, node, vm_id):
 
 def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
                                                 tiny, workdir):
-    # The source's disk server drops the connection once, mid-copy: the
-    # target resumes where it stopped.
-    a = hypervisor("da", env={"OPSN_TEST_DISK_CUT": "300000"}).name
+    # The source's disk server corrupts one byte and drops the connection
+    # once, mid-copy: the target resumes where it stopped, finds that the
+    # checksum does not match, and starts over.
+    a = hypervisor("da", env={"OPSN_TEST_DISK_CUT": "300000",
+                              "OPSN_TEST_DISK_FLIP": "100000"}).name
     b = hypervisor("db").name
     c = hypervisor("dc").name
     boot(controller, "mover", a)
@@ -256,6 +284,11 @@ def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
     wait_until(lambda: not os.path.exists(old_disk), 30,
                what="the source's copy deleted")
     assert os.path.exists(pool_disk(workdir, v["node"], vid))
+    # The source reports its copy deleted: taken as the migration's end,
+    # never refused as a report about another node's VM.
+    wait_until(lambda: f"{vid}: the copy its migration left on {a} is gone"
+               in controller.output(), 30, what="the source's report")
+    assert [refused_reports(controller, n) for n in (a, b, c)] == [0] * 3
     assert controller.node_state(a) == "cordoned"
     assert placement(controller, a)["allocated"]["vms"] == 0
     agent_log = open(os.path.join(workdir, "agent-" + v["node"],
@@ -263,6 +296,9 @@ def test_drain_moves_a_real_guest_with_its_disk(controller, hypervisor,
     assert "disk from" in agent_log and "complete and checked" in agent_log
     # The resumed copy: the first connection was cut.
     assert "connection to" in agent_log, agent_log[-2000:]
+    # The corrupted byte was caught and the copy made again.
+    assert "SHA-256 does not match the source's (try 1 of 3)" in agent_log
+    assert agent_log.count("complete and checked") == 1
 
 
 def test_a_drain_that_cannot_fit_is_refused_whole(controller, three):
@@ -326,6 +362,11 @@ def test_evacuate_rebuilds_elsewhere_and_the_old_node_never_starts_it(
                what="old node connected")
     wait_until(lambda: not os.path.exists(old_disk), 30,
                what="the old copy removed")
+    # Its report of the copy deleted ends the controller's record of it,
+    # and nothing it said about its old VM was refused.
+    wait_until(lambda: f"{vid}: the copy left on {b} is gone" in
+               controller.output(), 30, what="the old node's report")
+    assert [refused_reports(controller, n) for n in (a, b, c)] == [0] * 3
     log = bh.output()[before:]
     assert "removing its copy here, never starting it" in log
     assert f"hv: VM {vid}: start" not in log and \
@@ -335,3 +376,78 @@ def test_evacuate_rebuilds_elsewhere_and_the_old_node_never_starts_it(
     assert controller.node_state(b) == "fenced"  # out until uncordoned
     controller.opsnctl("node", "uncordon", b)
     assert controller.node_state(b) == "ready"
+
+
+def disk_get(port, vm_id, token, cert=None):
+    """Ask an agent's disk server for a VM's disk (MSG_DISK_GET), as the
+    target of a migration does; returns the first frame's (type, status,
+    payload), or None when the server closes without one. The server's
+    certificate is not checked here (a node certificate is for clients
+    too, which Python's client refuses): this is about what the server
+    accepts."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(*cert)
+
+    def field(n, b):
+        return bytes([n << 3 | 2, len(b)]) + b
+
+    body = field(1, vm_id.encode()) + field(2, token.encode())
+    hdr = struct.pack(">IHHII", len(body), 1, 192, 1, 0)
+    try:
+        with socket.create_connection(("127.0.0.1", port), 5) as raw, \
+                ctx.wrap_socket(raw) as s:
+            s.settimeout(10)
+            s.sendall(hdr + body)
+            got = b""
+            while len(got) < 16 or len(got) < 16 + struct.unpack(
+                    ">I", got[:4])[0]:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return None
+                got += chunk
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return None
+    n, _, typ, _, status = struct.unpack(">IHHII", got[:16])
+    return typ, status, got[16:16 + n]
+
+
+def test_the_disk_server_serves_no_stranger(controller, hypervisor, tiny,
+                                            workdir):
+    ah = hypervisor("ka")
+    bh = hypervisor("kb")
+    create(controller, "kept", "--node", ah.name)
+    vid = vm(controller, "kept")["id"]
+    wait_until(lambda: vm(controller, "kept")["observed"]["state"] ==
+               "shutoff", 60, what="a stopped VM on the source")
+    port = int(wait_until(lambda: re.search(
+        r"migrate: disk server on \S+ \(port (\d+)\)", ah.output()), 20,
+        what="the disk server's port").group(1))
+    mine = (os.path.join(bh.data, "cert.pem"),
+            os.path.join(bh.data, "key.pem"))
+    # No client certificate: no frame, whatever is asked.
+    assert disk_get(port, vid, "x") is None
+    # A certificate of another CA, named as the node: refused too.
+    d = os.path.join(workdir, "stranger")
+    os.makedirs(d)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", f"/CN={bh.name}", "-days", "1",
+                    "-keyout", os.path.join(d, "key.pem"),
+                    "-out", os.path.join(d, "cert.pem")],
+                   check=True, capture_output=True)
+    assert disk_get(port, vid, "x", cert=(
+        os.path.join(d, "cert.pem"), os.path.join(d, "key.pem"))) is None
+    wait_until(lambda: ah.output().count("disk server connection closed: "
+                                         "TLS handshake failed") == 2, 10,
+               what="both handshakes refused by the disk server")
+    # A node of the cluster, with no transfer expected: denied by name.
+    typ, status, body = disk_get(port, vid, "x", cert=mine)
+    assert (typ, status) == (1, 4) and b"not_expected" in body, body
+    wait_until(lambda: f"migrate: {bh.name} asked for {vid}: no transfer"
+               in ah.output(), 10, what="the refusal logged")
+    # The disk is still there and nothing was sent.
+    assert os.path.exists(pool_disk(workdir, ah.name, vid))

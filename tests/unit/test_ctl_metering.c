@@ -543,6 +543,45 @@ late_samples_of_a_deleted_vm_come_from_its_node_only(void **state)
 	assert_int_equal(reports_rejected(43, "sample_vm"), 1);
 }
 
+/*
+ * A VM migrated from hv1 to hv2: hv1's spool may still send samples of
+ * the time the VM ran there, taken until the migration finished; a
+ * sample timed after that is about another node's VM.
+ */
+static void
+samples_of_a_migrated_vm_come_from_its_source_until_it_left(void **state)
+{
+	uint64_t	 refused = reports_rejected(42, "sample_vm");
+	char		*sql;
+
+	assert_int_equal(store_exec(tc.db, "INSERT INTO migrations (id, "
+	    "vm_id, reason, src_node, dst_node, state, token, created_at, "
+	    "updated_at) SELECT 7, id, 'drain', 42, 43, 'starting', 't', 0, 0 "
+	    "FROM vms WHERE uuid = 'vm-a'; UPDATE vms SET node_id = 43 WHERE "
+	    "uuid = 'vm-a'", NULL), 0);
+	/* While it moves, from both nodes. */
+	report(42, 10031, "vm", "vm-a", "", 0, 7);
+	report(43, 10032, "vm", "vm-a", "", 0, 8);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE seq IN "
+	    "(10031, 10032) AND resource = 'vm-a'"), 2);
+	/* Done half a minute ago: hv1's sample of a minute ago is its own. */
+	xasprintf(&sql, "UPDATE migrations SET state = 'done', finished_at = "
+	    "%lld WHERE id = 7", (long long)util_now() - 30);
+	assert_int_equal(store_exec(tc.db, sql, NULL), 0);
+	free(sql);
+	report(42, 10033, "vm", "vm-a", "", 0, 9);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE seq = "
+	    "10033 AND node_id = 42"), 1);
+	assert_int_equal(reports_rejected(42, "sample_vm"), refused);
+	/* One taken now, after it left, is refused and counted. */
+	report(42, 10034, "vm", "vm-a", "", 0, 10);
+	assert_int_equal(count("SELECT count(*) FROM samples WHERE seq = "
+	    "10034"), 0);
+	assert_int_equal(reports_rejected(42, "sample_vm"), refused + 1);
+	assert_int_equal(store_exec(tc.db, "UPDATE vms SET node_id = 42 WHERE "
+	    "uuid = 'vm-a'; DELETE FROM migrations WHERE id = 7", NULL), 0);
+}
+
 static void
 impossible_counters_are_skipped_not_clamped(void **state)
 {
@@ -617,6 +656,8 @@ main(void)
 		cmocka_unit_test(
 		    late_samples_of_a_deleted_vm_come_from_its_node_only),
 		cmocka_unit_test(impossible_counters_are_skipped_not_clamped),
+		cmocka_unit_test(
+		    samples_of_a_migrated_vm_come_from_its_source_until_it_left),
 	};
 	char	*cause = NULL;
 	int	 rc;

@@ -113,6 +113,76 @@ observed_state_of_another_nodes_vm_is_refused(void **state)
 	assert_int_equal(reports_rejected(1, "vm_state"), 0);
 }
 
+/* A full report from node at generation gen that lists no VM. */
+static void
+observe_none(int64_t node, uint64_t gen)
+{
+	Opsn__ObservedState	 m = OPSN__OBSERVED_STATE__INIT;
+
+	m.full = 1;
+	m.generation = gen;
+	deliver(node, MSG_OBSERVED_STATE, &m.base);
+}
+
+/*
+ * The copies a node was told to let go: a migration's source reports on
+ * its stopped copy while the VM moves, and says it is deleted once the
+ * move is done; a node back after an evacuation reports the copies left
+ * there. None of it is recorded, nor refused; anything else still is.
+ */
+static void
+reports_on_copies_let_go_are_skipped_not_refused(void **state)
+{
+	uint64_t	 refused = reports_rejected(2, "vm_state");
+	char		*s;
+
+	/* db1 moves from hv2 to hv1; it is hv1's since 'starting'. */
+	assert_int_equal(store_exec(tctl.db, "INSERT INTO vms (uuid, name, "
+	    "node_id, vcpus, memory_mib, disk_bytes, image_id, obs_state, "
+	    "created_at) VALUES ('u-2', 'db1', 1, 1, 512, 1073741824, 1, "
+	    "'pending', 0);"
+	    "INSERT INTO migrations (id, vm_id, reason, src_node, dst_node, "
+	    "state, token, created_at, updated_at) SELECT 1, id, 'drain', 2, "
+	    "1, 'starting', 't', 0, 0 FROM vms WHERE uuid = 'u-2'", NULL), 0);
+	observe(2, "u-2", "parked", 0);
+	assert_int_equal(reports_rejected(2, "vm_state"), refused);
+	s = db_text("SELECT obs_state FROM vms WHERE uuid = 'u-2'");
+	assert_string_equal(s, "pending");
+	free(s);
+	/* Done: the source's copy going is news; anything else is not. */
+	assert_int_equal(store_exec(tctl.db, "UPDATE migrations SET state = "
+	    "'done' WHERE id = 1", NULL), 0);
+	observe(2, "u-2", "shutoff", 0);
+	assert_int_equal(reports_rejected(2, "vm_state"), refused + 1);
+	observe(2, "u-2", "deleted", 0);
+	assert_int_equal(reports_rejected(2, "vm_state"), refused + 1);
+	assert_int_equal(db_int("SELECT count(*) FROM vms WHERE uuid = "
+	    "'u-2'"), 1);
+
+	/* web1 (on hv1) was rebuilt there from hv2, evacuated at gen 5. */
+	assert_int_equal(store_exec(tctl.db, "INSERT INTO vm_moved (vm_uuid, "
+	    "node_id, moved_at) VALUES ('u-1', 2, 0), ('u-gone', 2, 0);"
+	    "UPDATE nodes SET generation = 5 WHERE id = 2", NULL), 0);
+	observe(2, "u-1", "paused", 1);
+	assert_int_equal(reports_rejected(2, "vm_state"), refused + 1);
+	s = db_text("SELECT obs_state FROM vms WHERE uuid = 'u-1'");
+	assert_string_not_equal(s, "paused");
+	free(s);
+	/* A full report made before hv2 heard of the moves proves nothing. */
+	observe_none(2, 4);
+	assert_int_equal(db_int("SELECT count(*) FROM vm_moved"), 2);
+	/* Its report of the copy deleted ends it. */
+	observe(2, "u-1", "deleted", 0);
+	assert_int_equal(reports_rejected(2, "vm_state"), refused + 1);
+	assert_int_equal(db_int("SELECT count(*) FROM vm_moved WHERE vm_uuid "
+	    "= 'u-1'"), 0);
+	assert_int_equal(db_int("SELECT count(*) FROM vms WHERE uuid = "
+	    "'u-1'"), 1);
+	/* So does a full report at its generation that lists no copy. */
+	observe_none(2, 5);
+	assert_int_equal(db_int("SELECT count(*) FROM vm_moved"), 0);
+}
+
 static void
 console_bytes_of_another_nodes_vm_are_refused(void **state)
 {
@@ -135,6 +205,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(observed_state_of_another_nodes_vm_is_refused),
 		cmocka_unit_test(console_bytes_of_another_nodes_vm_are_refused),
+		cmocka_unit_test(
+		    reports_on_copies_let_go_are_skipped_not_refused),
 	};
 
 	log_init("test_ctl_vms", LOG_LEVEL_ERR, NULL);
