@@ -69,6 +69,10 @@ LIB_SRC	= $(wildcard lib/*.c) $(wildcard proto/*.c)
 LIB_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(PROTO_C:.c=.o)
 MIGRATIONS = $(sort $(wildcard controller/core/migrations/*.sql))
 CTL_SRC	= $(wildcard controller/*.c) $(wildcard controller/*/*.c)
+# Storage that fails on demand (core/faultvfs.c) exists in test builds only.
+ifneq ($(TESTBUILD),1)
+CTL_SRC	:= $(filter-out controller/core/faultvfs.c,$(CTL_SRC))
+endif
 CTL_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(CTL_SRC)) \
 	  $(BUILD)/gen/migrations.o
 AGT_OBJ	= $(patsubst %.c,$(BUILD)/%.o,$(wildcard node-agent/*.c))
@@ -80,8 +84,8 @@ PROGS	= $(BIN)/opsn-controller $(BIN)/opsn-agent $(BIN)/opsnctl
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit-build fuzz fuzz-build bench install run stop \
-	clean image
+.PHONY: all test check unit-build fuzz fuzz-build bench soak install run \
+	stop clean image
 .SECONDARY:
 
 all: $(PROGS)
@@ -211,6 +215,18 @@ fuzz-build: $(FUZZ_BIN)
 fuzz:
 	$(MAKE) FUZZ=1 fuzz-build
 	tests/fuzz/run.sh build/fuzz/obj/fuzz $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+# The soak (not part of make test): 200 simulated agents, API traffic and
+# random kills for 10 minutes, then a check of the whole history.
+SOAK_BIN = build/soak/soakagents
+$(SOAK_BIN): tests/soak/soakagents.c tests/bench/simlink.h $(LIBOPSN) $(PROTO_H)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -Itests/bench -o $@ tests/soak/soakagents.c \
+	    $(LIBOPSN) $(call pc_libs,$(PKG_COMMON)) -lm
+
+soak: all image $(SOAK_BIN)
+	@OPSN_BIN=$(abspath $(BIN)) SOAK_AGENTS_BIN=$(abspath $(SOAK_BIN)) \
+	    $(PYTHON) tests/soak/soak.py
 
 bench: all image
 	@BIN=$(BIN) PYTHON=$(PYTHON) tests/bench/run.sh

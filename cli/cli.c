@@ -52,6 +52,8 @@ struct cli_req {
 	FILE		*r_out;
 	const char	*r_accept;
 	int		 r_werr;	/* writing r_out failed */
+	EVP_MD_CTX	*r_out_md;	/* if not NULL, hashing r_out's bytes */
+	uint64_t	 r_out_size;	/* bytes written to r_out */
 	const char	*r_path;
 	json_t		*r_body;
 	struct cli_http	*r_http;
@@ -156,6 +158,9 @@ cli_download_cb(char *data, size_t size, size_t n, void *arg)
 		d->d_r->r_werr = errno;
 		return (0);
 	}
+	if (d->d_r->r_out_md != NULL)
+		EVP_DigestUpdate(d->d_r->r_out_md, data, n * size);
+	d->d_r->r_out_size += n * size;
 	return (n * size);
 }
 
@@ -764,6 +769,41 @@ cli_download(const char *path, const char *accept, struct cli_http *http,
 	return (cli_perform(&r, NULL));
 }
 
+/*
+ * cli_download with a progress line named name, no time limit but a
+ * stall, and the body's size and SHA-256.
+ */
+int
+cli_download_sum(const char *path, FILE *f, const char *name,
+    uint64_t *size, char sha[65])
+{
+	struct cli_http	 http;
+	struct cli_req	 r;
+	unsigned char	 h[32];
+	unsigned int	 len = sizeof(h);
+	int		 ret;
+
+	memset(&r, 0, sizeof(r));
+	memset(&http, 0, sizeof(http));
+	http.h_long = 1;
+	r.r_method = "GET";
+	r.r_path = path;
+	r.r_http = &http;
+	r.r_fd = -1;
+	r.r_out = f;
+	r.r_name = name;
+	r.r_out_md = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(r.r_out_md, EVP_sha256(), NULL);
+	ret = cli_perform(&r, NULL);
+	cli_status_end(0);
+	EVP_DigestFinal_ex(r.r_out_md, h, &len);
+	EVP_MD_CTX_free(r.r_out_md);
+	util_hex(h, sizeof(h), sha);
+	*size = r.r_out_size;
+	cli_http_clear(&http);
+	return (ret);
+}
+
 int
 cli_save(const char *path, const char *accept, struct cli_http *http,
     const char *file, int binary)
@@ -827,6 +867,20 @@ cli_lookup(const char *path, json_t **out)
 	r.r_quiet404 = 1;
 	r.r_fd = -1;
 	return (cli_perform(&r, out));
+}
+
+/* DELETE collection/ID (ID escaped); 0 or -1 (reason printed). */
+int
+cli_delete(const char *collection, const char *id)
+{
+	char	*path, *e = cli_escape(id);
+	int	 rc;
+
+	xasprintf(&path, "%s/%s", collection, e);
+	rc = cli_request("DELETE", path, NULL, NULL);
+	free(path);
+	free(e);
+	return (rc);
 }
 
 int

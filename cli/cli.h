@@ -139,6 +139,14 @@ int	 cli_lookup(const char *path, json_t **out);
  */
 int	 cli_upload(const char *path, int fd, uint64_t size,
 	    const char *sha256, const char *name, json_t **out);
+/*
+ * cli_download of a long body into f, its size and SHA-256 out; name
+ * labels the progress line. Returns like cli_request.
+ */
+int	 cli_download_sum(const char *path, FILE *f, const char *name,
+	    uint64_t *size, char sha[65]);
+/* DELETE collection/ID ("/v1/backups", name), ID escaped; like cli_request. */
+int	 cli_delete(const char *collection, const char *id);
 /* Show a one-line status on stderr, rewritten in place, if it is a tty. */
 void	 cli_status(const char *fmt, ...)
 	    __attribute__((format(printf, 1, 2)));
@@ -278,6 +286,15 @@ int	 import_tenants(struct cli_call *);
  */
 int	 import_csv_records(const char *name, const char *text, size_t len,
 	    json_t **records, char **cause);
+
+/* backup.c */
+int	 backup_create(struct cli_call *);
+int	 backup_list(struct cli_call *);
+int	 backup_delete(struct cli_call *);
+
+/* vm.c: held VMs unknown to a restored controller */
+int	 vm_unknown_list(struct cli_call *);
+int	 vm_unknown_delete(struct cli_call *);
 
 /* node.c */
 int	 node_list(struct cli_call *);

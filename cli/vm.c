@@ -630,3 +630,32 @@ out:
 	free(base);
 	return (rc);
 }
+
+/* After a restore: VMs nodes hold that the controller does not know. */
+static const struct format_col vm_unknown_cols[] = {
+	{ "ID",		"id",		NULL },
+	{ "NAME",	"name",		NULL },
+	{ "NODE",	"node",		NULL },
+	{ "STATE",	"state",	NULL },
+	{ "SEEN",	"seen_at",	format_time },
+	{ "DELETING",	"deleting",	NULL },
+};
+
+int
+vm_unknown_list(struct cli_call *call)
+{
+	(void)call;
+	return (cli_show_list("/v1/unknown-vms", vm_unknown_cols,
+	    nitems(vm_unknown_cols)));
+}
+
+int
+vm_unknown_delete(struct cli_call *call)
+{
+	if (cli_delete("/v1/unknown-vms", call->ca_argv[0]) == -1)
+		return (CLI_EXIT_ERROR);
+	if (!cli_conf.cc_quiet)
+		fprintf(stderr, "opsnctl: its node deletes %s\n",
+		    call->ca_argv[0]);
+	return (CLI_EXIT_OK);
+}

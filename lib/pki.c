@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -952,4 +953,15 @@ pki_cert_cn(X509 *x)
 	if (x == NULL)
 		return (NULL);
 	return (pki_name_cn(X509_get_subject_name(x), &count));
+}
+
+/* When the certificate expires (unix seconds), -1 if unreadable. */
+int64_t
+pki_not_after(const X509 *x)
+{
+	struct tm	 tm;
+
+	if (x == NULL || ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1)
+		return (-1);
+	return ((int64_t)timegm(&tm));
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,10 +107,89 @@ util_thread_cpu_ms(void)
 	return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
 }
 
+/*
+ * The time opsn goes by: the wall clock when first asked, plus the time
+ * elapsed since on CLOCK_BOOTTIME, which neither NTP nor date(1) steps.
+ * It follows the wall clock as long as the two agree within a second
+ * (NTP's slewing); a step of the wall clock while the process runs is
+ * logged and not followed, so that a clock moved an hour back or forward
+ * expires no token early, extends none, and stamps no sample with a time
+ * it has already used. A restart takes the wall clock as it is then.
+ */
+#define UTIL_CLOCK_SLEW_MS	1000
+#define UTIL_CLOCK_WARN_MS	(600 * 1000)
+
+static pthread_mutex_t	 util_clock_lock = PTHREAD_MUTEX_INITIALIZER;
+static int		 util_clock_set;
+static int64_t		 util_clock_wall0, util_clock_boot0;	/* ms */
+static int64_t		 util_clock_offset;	/* wall - ours, ms */
+static int64_t		 util_clock_warned;	/* boot ms of the last log */
+
+static int64_t
+util_clock_ms(clockid_t id)
+{
+	struct timespec	 ts;
+
+	clock_gettime(id, &ts);
+	return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+/* Milliseconds since the epoch (UTC) on opsn's clock. */
+int64_t
+util_now_ms(void)
+{
+	int64_t	 wall = util_clock_ms(CLOCK_REALTIME);
+	int64_t	 boot = util_clock_ms(CLOCK_BOOTTIME);
+	int64_t	 ours, diff, warn = 0;
+
+	pthread_mutex_lock(&util_clock_lock);
+	if (!util_clock_set) {
+		util_clock_wall0 = wall;
+		util_clock_boot0 = boot;
+		util_clock_set = 1;
+	}
+	ours = util_clock_wall0 + (boot - util_clock_boot0);
+	diff = wall - ours;
+	if (diff >= -UTIL_CLOCK_SLEW_MS && diff <= UTIL_CLOCK_SLEW_MS) {
+		util_clock_wall0 = wall;
+		util_clock_boot0 = boot;
+		ours = wall;
+		diff = 0;
+	} else if (diff - util_clock_offset > UTIL_CLOCK_SLEW_MS ||
+	    util_clock_offset - diff > UTIL_CLOCK_SLEW_MS ||
+	    boot - util_clock_warned >= UTIL_CLOCK_WARN_MS) {
+		/* A new step, or a reminder every ten minutes. */
+		util_clock_warned = boot;
+		warn = 1;
+	}
+	util_clock_offset = diff;
+	pthread_mutex_unlock(&util_clock_lock);
+	if (warn)
+		log_warnx("clock: the wall clock is %+lld s from the time this "
+		    "process goes by (it moved while running); not followed: "
+		    "correct the clock, then restart to adopt it",
+		    (long long)((diff + (diff < 0 ? -500 : 500)) / 1000));
+	return (ours);
+}
+
+/* Seconds since the epoch (UTC) on opsn's clock (see util_now_ms). */
 int64_t
 util_now(void)
 {
-	return ((int64_t)time(NULL));
+	return (util_now_ms() / 1000);
+}
+
+/* The wall clock minus opsn's, in ms: 0 unless the clock was stepped. */
+int64_t
+util_clock_offset_ms(void)
+{
+	int64_t	 v;
+
+	(void)util_now_ms();
+	pthread_mutex_lock(&util_clock_lock);
+	v = util_clock_offset;
+	pthread_mutex_unlock(&util_clock_lock);
+	return (v);
 }
 
 /* v (not negative) as n decimal digits, zero-padded, at p. */

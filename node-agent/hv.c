@@ -72,6 +72,7 @@ struct hv_obs {
 	uint64_t	 o_reboot_seq;	/* applied, from our metadata */
 	int64_t		 o_pid;
 	int		 o_disk;	/* overlay volume: 1, 0, -1 unknown */
+	char		 o_name[64];	/* from our metadata */
 };
 
 enum hv_img {
@@ -91,6 +92,7 @@ struct hv_vm {
 	int		 v_invalid;	/* the spec failed domxml_check */
 	int		 v_moved_said;	/* "moved away" was logged */
 	uint64_t	 v_gen;		/* generation its status reflects */
+	int		 v_held;	/* kept since an epoch change */
 
 	int		 v_known;	/* v_obs was read at least once */
 	struct hv_obs	 v_obs;
@@ -207,13 +209,22 @@ static struct hv_vms	 hv_vms = TAILQ_HEAD_INITIALIZER(hv_vms);
 static Opsn__DesiredState *hv_desired;
 static uint64_t		 hv_applied_gen;
 /*
- * The newest generation this node has accepted, kept across restarts
- * (DATA_DIR/hv-generation): an older desired state is refused, so that a
- * node coming back never acts on stale instructions.
+ * The controller's epoch (docs/protocol.md): the highest this node has
+ * seen, kept in DATA_DIR/hv-state with the VMs held since it changed.
+ * Until the scan that follows a change is merged, a VM of ours that the
+ * desired state does not list is held, never deleted.
  */
-static uint64_t		 hv_gen_floor;
-static uint64_t		 hv_reported_gen;	/* in the last report sent */
-static uint64_t		 hv_gen_saved;
+static uint64_t		 hv_ctl_epoch;
+static int		 hv_epoch_sweep;
+static uint64_t		 hv_reported_gen, hv_reported_epoch;
+/*
+ * The newest (epoch, generation) this node has accepted, kept across
+ * restarts (DATA_DIR/hv-generation): an older desired state is refused,
+ * so that a node coming back never acts on stale instructions. A new
+ * epoch (a restored controller) starts its generations afresh.
+ */
+static uint64_t		 hv_gen_floor, hv_gen_floor_epoch;
+static uint64_t		 hv_gen_saved, hv_gen_saved_epoch;
 static int		 hv_gen_saving;
 static uint64_t		 hv_epoch;
 static unsigned		 hv_inflight;
@@ -255,7 +266,9 @@ static void	hv_scan(void);
 static void	hv_connect(void);
 static void	hv_finish(void);
 static void	hv_report_soon(void);
-static void	hv_gen_save(uint64_t);
+static void	hv_state_save(void);
+static void	hv_epoch_swept(void);
+static void	hv_gen_save(uint64_t, uint64_t);
 static void	hv_op_work_cb(uv_work_t *);
 static void	hv_vm_work_after_cb(uv_work_t *, int);
 
@@ -503,6 +516,8 @@ hv_read_dom(virDomainPtr dom, const struct domxml_meta *m, struct hv_obs *o,
 
 	o->o_exists = 1;
 	o->o_reboot_seq = m->dm_reboot_seq;
+	if (m->dm_name != NULL)
+		strlcpy(o->o_name, m->dm_name, sizeof(o->o_name));
 	if (virDomainGetState(dom, &o->o_state, &o->o_reason, 0) == -1) {
 		hv_err(cause, "reading the domain's state");
 		return (-1);
@@ -1133,6 +1148,9 @@ hv_vm_status(struct hv_vm *vm)
 	if (vm->v_spec == NULL && !ours && !vm->v_busy && !vm->v_disk &&
 	    vm->v_imgreq == NULL)
 		state = "deleted";	/* nothing of it is left here */
+	else if (vm->v_spec != NULL && vm->v_spec->adopt_only && !ours &&
+	    !vm->v_busy && vm->v_known)
+		state = "absent";	/* restored, and not here: not made */
 	else if (ours) {
 		state = hv_state_word(vm->v_obs.o_state);
 		reason = hv_reason_word(vm->v_obs.o_state, vm->v_obs.o_reason);
@@ -1421,6 +1439,18 @@ hv_kick(struct hv_vm *vm)
 		hv_report_soon();
 		return;
 	}
+	if ((s == NULL && (vm->v_held || hv_epoch_sweep)) ||
+	    (s != NULL && s->adopt_only)) {
+		/*
+		 * Held, or not listed before the scan that decides whether to
+		 * hold it; or a restored controller's VM, which it learns from
+		 * our report (absent when it is not here): touch nothing.
+		 */
+		vm->v_gen = hv_desired->generation;
+		hv_vm_status(vm);
+		hv_report_soon();
+		return;
+	}
 	memset(&d, 0, sizeof(d));
 	memset(&o, 0, sizeof(o));
 	if (s == NULL)
@@ -1630,6 +1660,8 @@ hv_report(int full)
 	Opsn__VmStatus		*st, **sts;
 	struct hv_vm		*vm, *next;
 	size_t			 n = 0;
+	uint64_t		 gen;
+	int			 saved = 0;
 
 	sts = NULL;
 	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
@@ -1644,6 +1676,10 @@ hv_report(int full)
 		st->since = vm->v_since;
 		st->error = vm->v_error ? vm->v_error : "";
 		st->generation = vm->v_gen;
+		if (vm->v_held && vm->v_spec == NULL) {
+			st->held = 1;
+			st->name = vm->v_obs.o_name;
+		}
 		if (vm->v_obs.o_exists && !vm->v_obs.o_foreign) {
 			st->vcpus = vm->v_obs.o_vcpus;
 			st->memory_mib = vm->v_obs.o_memory_mib;
@@ -1652,10 +1688,14 @@ hv_report(int full)
 		}
 		sts[n++] = st;
 	}
-	/* A newly applied generation is news even when no VM changed. */
-	os.generation = hv_applied();
-	if (full || n > 0 || os.generation != hv_reported_gen) {
-		hv_reported_gen = os.generation;
+	gen = hv_applied();
+	/* A generation that changed nothing here is still news to report. */
+	if (full || n > 0 || gen != hv_reported_gen ||
+	    hv_ctl_epoch != hv_reported_epoch) {
+		os.generation = gen;
+		os.epoch = hv_ctl_epoch;
+		hv_reported_gen = gen;
+		hv_reported_epoch = hv_ctl_epoch;
 		os.full = full;
 		os.vms = sts;
 		os.n_vms = n;
@@ -1670,9 +1710,14 @@ hv_report(int full)
 		next = TAILQ_NEXT(vm, v_entry);
 		vm->v_changed = 0;
 		if (strcmp(vm->v_state, "deleted") == 0 && vm->v_spec == NULL &&
-		    !vm->v_busy && vm->v_imgreq == NULL)
+		    !vm->v_busy && vm->v_imgreq == NULL) {
+			/* A held VM removed by hand is no longer held. */
+			saved |= vm->v_held;
 			hv_vm_free(vm);
+		}
 	}
+	if (saved)
+		hv_state_save();
 }
 
 static void
@@ -1957,6 +2002,7 @@ hv_scan_after_cb(uv_work_t *req, int status)
 	hv_scanned = 1;
 	if (first)
 		log_info("hv: libvirt scanned");
+	hv_epoch_swept();
 	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
 		/* A resync retries what failed. */
 		vm->v_blocked = 0;
@@ -2049,13 +2095,151 @@ hv_async_cb(uv_async_t *h)
 		hv_scan();
 }
 
+/* ---- the controller's epoch and the held VMs ---------------------------- */
+
+#define HV_STATE_FILE	"hv-state"
+#define HV_STATE_MAX	(1 << 20)
+
+/* Write the epoch and the held VMs (atomically, fsynced). */
+static void
+hv_state_save(void)
+{
+	struct hv_vm	*vm;
+	char		*path = enrol_path(ha, HV_STATE_FILE), *buf, *cause = NULL;
+	size_t		 len = 0, cap = 256;
+	int		 n;
+
+	buf = xmalloc(cap);
+	len = (size_t)snprintf(buf, cap, "# opsn-agent: the controller's epoch "
+	    "and the VMs held since it changed\nepoch %llu\n",
+	    (unsigned long long)hv_ctl_epoch);
+	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
+		if (!vm->v_held)
+			continue;
+		if (len + strlen(vm->v_id) + 8 > cap) {
+			cap = (len + strlen(vm->v_id) + 8) * 2;
+			buf = xrealloc(buf, cap);
+		}
+		n = snprintf(buf + len, cap - len, "held %s\n", vm->v_id);
+		len += (size_t)n;
+	}
+	if (util_write_file(path, buf, len, 0600, &cause) == -1) {
+		log_warnx("hv: saving %s: %s", path, cause);
+		free(cause);
+	}
+	free(buf);
+	free(path);
+}
+
+/* Read the epoch and the held VMs back (none yet: epoch 0). */
+static void
+hv_state_load(void)
+{
+	char		*path = enrol_path(ha, HV_STATE_FILE), *buf = NULL;
+	char		*cause = NULL, *line, *next, id[VIR_UUID_STRING_BUFLEN];
+	unsigned long long v;
+	struct hv_vm	*vm;
+	size_t		 len;
+
+	hv_ctl_epoch = 0;
+	if (access(path, F_OK) == -1) {
+		free(path);
+		return;
+	}
+	if (util_read_file(path, HV_STATE_MAX, &buf, &len, &cause) == -1) {
+		log_warnx("hv: %s", cause);
+		free(cause);
+		free(path);
+		return;
+	}
+	for (line = buf; line != NULL && *line != '\0'; line = next) {
+		if ((next = strchr(line, '\n')) != NULL)
+			*next++ = '\0';
+		if (sscanf(line, "epoch %llu", &v) == 1)
+			hv_ctl_epoch = v;
+		else if (sscanf(line, "held %36s", id) == 1 &&
+		    strlen(id) == VIR_UUID_STRING_BUFLEN - 1) {
+			if ((vm = hv_vm_find(id)) == NULL)
+				vm = hv_vm_new(id);
+			vm->v_held = 1;
+		}
+	}
+	log_info("hv: controller epoch %llu", (unsigned long long)hv_ctl_epoch);
+	free(buf);
+	free(path);
+}
+
+/*
+ * A desired state of a new epoch: a controller restored from a backup.
+ * What it does not list may have been made after the backup: hold it.
+ */
+static void
+hv_epoch_change(const Opsn__DesiredState *ds)
+{
+	struct hv_vm	*vm;
+	size_t		 i, nheld = 0;
+
+	log_notice("hv: controller epoch %llu (was %llu): the controller was "
+	    "restored; VMs it does not list are kept and reported, not "
+	    "deleted", (unsigned long long)ds->epoch,
+	    (unsigned long long)hv_ctl_epoch);
+	hv_ctl_epoch = ds->epoch;
+	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
+		for (i = 0; i < ds->n_vms; i++)
+			if (strcmp(ds->vms[i]->id, vm->v_id) == 0)
+				break;
+		if (i == ds->n_vms && strcmp(vm->v_state, "deleted") != 0 &&
+		    (vm->v_disk || (vm->v_known && vm->v_obs.o_exists &&
+		    !vm->v_obs.o_foreign))) {
+			vm->v_held = 1;
+			vm->v_changed = 1;
+			nheld++;
+		}
+	}
+	if (nheld > 0)
+		log_notice("hv: holding %zu VMs unknown to the controller",
+		    nheld);
+	/* And whatever the next scan finds that it does not list. */
+	hv_epoch_sweep = 1;
+	hv_state_save();
+	hv_scan();
+}
+
+/* The scan after an epoch change is merged: hold what it found unlisted. */
+static void
+hv_epoch_swept(void)
+{
+	struct hv_vm	*vm;
+
+	if (!hv_epoch_sweep)
+		return;
+	hv_epoch_sweep = 0;
+	TAILQ_FOREACH(vm, &hv_vms, v_entry)
+		if (vm->v_spec == NULL && !vm->v_held && (vm->v_disk ||
+		    (vm->v_obs.o_exists && !vm->v_obs.o_foreign))) {
+			log_notice("hv: holding VM %s (%s): unknown to the "
+			    "controller", vm->v_id, vm->v_obs.o_name);
+			vm->v_held = 1;
+			vm->v_changed = 1;
+		}
+	hv_state_save();
+}
+
 /* ---- the generation floor ---------------------------------------------- */
 
 struct hv_genw {
 	uv_work_t	 g_req;
 	uint64_t	 g_gen;
+	uint64_t	 g_epoch;
 	char		*g_cause;
 };
+
+/* Is (e1, g1) newer than (e2, g2)? Epochs first, then generations. */
+static int
+hv_gen_newer(uint64_t e1, uint64_t g1, uint64_t e2, uint64_t g2)
+{
+	return (e1 > e2 || (e1 == e2 && g1 > g2));
+}
 
 static char *
 hv_gen_path(void)
@@ -2067,10 +2251,12 @@ static void
 hv_gen_work_cb(uv_work_t *req)
 {
 	struct hv_genw	*g = req->data;
-	char		*path = hv_gen_path(), buf[32];
+	char		*path = hv_gen_path(), buf[48];
 	int		 n;
 
-	n = snprintf(buf, sizeof(buf), "%llu\n", (unsigned long long)g->g_gen);
+	/* "GENERATION EPOCH": an older agent reads the generation alone. */
+	n = snprintf(buf, sizeof(buf), "%llu %llu\n",
+	    (unsigned long long)g->g_gen, (unsigned long long)g->g_epoch);
 	util_write_file(path, buf, (size_t)n, 0600, &g->g_cause);
 	free(path);
 }
@@ -2085,29 +2271,40 @@ hv_gen_after_cb(uv_work_t *req, int status)
 	/* A failed write is not retried before the next generation. */
 	if (g->g_cause != NULL)
 		log_warnx("hv: saving the generation: %s", g->g_cause);
-	if (g->g_gen > hv_gen_saved)
+	if (hv_gen_newer(g->g_epoch, g->g_gen, hv_gen_saved_epoch,
+	    hv_gen_saved)) {
 		hv_gen_saved = g->g_gen;
+		hv_gen_saved_epoch = g->g_epoch;
+	}
 	free(g->g_cause);
 	free(g);
 	if (hv_stopping)
 		hv_finish();
-	else if (hv_gen_floor > hv_gen_saved)
-		hv_gen_save(hv_gen_floor);
+	else if (hv_gen_newer(hv_gen_floor_epoch, hv_gen_floor,
+	    hv_gen_saved_epoch, hv_gen_saved))
+		hv_gen_save(hv_gen_floor_epoch, hv_gen_floor);
 }
 
-/* Keep the newest generation accepted (one write at a time). */
+/*
+ * Keep the newest (epoch, generation) accepted (one write at a time): a
+ * new epoch's generation replaces the floor even when it is lower.
+ */
 static void
-hv_gen_save(uint64_t gen)
+hv_gen_save(uint64_t epoch, uint64_t gen)
 {
 	struct hv_genw	*g;
 
-	if (gen > hv_gen_floor)
+	if (hv_gen_newer(epoch, gen, hv_gen_floor_epoch, hv_gen_floor)) {
 		hv_gen_floor = gen;
-	if (hv_gen_saving || hv_gen_floor <= hv_gen_saved || hv_stopping)
+		hv_gen_floor_epoch = epoch;
+	}
+	if (hv_gen_saving || hv_stopping || !hv_gen_newer(hv_gen_floor_epoch,
+	    hv_gen_floor, hv_gen_saved_epoch, hv_gen_saved))
 		return;
 	g = xcalloc(1, sizeof(*g));
 	g->g_req.data = g;
 	g->g_gen = hv_gen_floor;
+	g->g_epoch = hv_gen_floor_epoch;
 	hv_gen_saving = 1;
 	hv_inflight++;
 	if (uv_queue_work(ha->loop, &g->g_req, hv_gen_work_cb,
@@ -2118,14 +2315,18 @@ hv_gen_save(uint64_t gen)
 static void
 hv_gen_load(void)
 {
-	char	*path = hv_gen_path(), *buf = NULL, *cause = NULL;
-	size_t	 len;
+	char			*path = hv_gen_path(), *buf = NULL, *cause = NULL;
+	unsigned long long	 gen = 0, epoch = 0;
+	size_t			 len;
 
 	hv_gen_floor = hv_gen_saved = 0;
-	if (util_read_file(path, 64, &buf, &len, &cause) == 0) {
-		hv_gen_floor = hv_gen_saved = strtoull(buf, NULL, 10);
-		log_info("hv: generations older than %llu are refused",
-		    (unsigned long long)hv_gen_floor);
+	hv_gen_floor_epoch = hv_gen_saved_epoch = 0;
+	if (util_read_file(path, 64, &buf, &len, &cause) == 0 &&
+	    sscanf(buf, "%llu %llu", &gen, &epoch) >= 1) {
+		hv_gen_floor = hv_gen_saved = gen;
+		hv_gen_floor_epoch = hv_gen_saved_epoch = epoch;
+		log_info("hv: generations older than %llu (epoch %llu) are "
+		    "refused", gen, epoch);
 	}
 	free(cause);
 	free(buf);
@@ -2188,27 +2389,51 @@ hv_desired_state(const uint8_t *p, size_t len)
 	struct hv_vm		*vm;
 	char			*cause = NULL, *key;
 	size_t			 i;
-	int			 run;
+	int			 run, held;
 
 	if ((ds = opsn__desired_state__unpack(NULL, len, p)) == NULL) {
 		log_warnx("hv: a desired state that does not decode");
 		return;
 	}
-	if (hv_desired != NULL && ds->generation < hv_desired->generation) {
+	if (ds->epoch < hv_ctl_epoch) {
+		log_warnx("hv: refusing desired generation %llu of controller "
+		    "epoch %llu: this node has seen epoch %llu (a controller "
+		    "restored from an older backup than another?)",
+		    (unsigned long long)ds->generation,
+		    (unsigned long long)ds->epoch,
+		    (unsigned long long)hv_ctl_epoch);
+		opsn__desired_state__free_unpacked(ds, NULL);
+		return;
+	}
+	if (ds->epoch == hv_ctl_epoch && hv_desired != NULL &&
+	    ds->generation < hv_desired->generation) {
 		log_info("hv: ignoring desired generation %llu (have %llu)",
 		    (unsigned long long)ds->generation,
 		    (unsigned long long)hv_desired->generation);
 		opsn__desired_state__free_unpacked(ds, NULL);
 		return;
 	}
-	if (ds->generation < hv_gen_floor) {
-		log_warnx("hv: refusing desired generation %llu: this node has "
-		    "seen generation %llu", (unsigned long long)ds->generation,
-		    (unsigned long long)hv_gen_floor);
+	if (hv_gen_newer(hv_gen_floor_epoch, hv_gen_floor, ds->epoch,
+	    ds->generation)) {
+		log_warnx("hv: refusing desired generation %llu (epoch %llu): "
+		    "this node has seen generation %llu (epoch %llu)",
+		    (unsigned long long)ds->generation,
+		    (unsigned long long)ds->epoch,
+		    (unsigned long long)hv_gen_floor,
+		    (unsigned long long)hv_gen_floor_epoch);
 		opsn__desired_state__free_unpacked(ds, NULL);
 		return;
 	}
-
+	held = 0;
+	if (ds->epoch > hv_ctl_epoch)
+		hv_epoch_change(ds);
+	for (i = 0; i < ds->n_release; i++)
+		if ((vm = hv_vm_find(ds->release[i])) != NULL && vm->v_held) {
+			log_notice("hv: VM %s released by the controller: it "
+			    "goes", vm->v_id);
+			vm->v_held = 0;
+			held = 1;
+		}
 	TAILQ_FOREACH(vm, &hv_vms, v_entry)
 		vm->v_spec = NULL;
 	for (i = 0; i < ds->n_vms; i++) {
@@ -2224,6 +2449,11 @@ hv_desired_state(const uint8_t *p, size_t len)
 			continue;
 		}
 		vm->v_spec = s;
+		if (vm->v_held) {
+			/* The controller knows it again. */
+			vm->v_held = 0;
+			held = 1;
+		}
 		run = strcmp(s->power, "running") == 0;
 		if (run && !vm->v_want_run) {
 			/* Started on purpose: no crash hold. */
@@ -2259,12 +2489,15 @@ hv_desired_state(const uint8_t *p, size_t len)
 			vm->v_rounds = 0;
 		}
 	}
+	if (held)
+		hv_state_save();
 	if (hv_desired != NULL)
 		opsn__desired_state__free_unpacked(hv_desired, NULL);
 	hv_desired = ds;
-	log_info("hv: desired generation %llu: %zu VMs",
-	    (unsigned long long)ds->generation, ds->n_vms);
-	hv_gen_save(ds->generation);
+	log_info("hv: desired generation %llu (epoch %llu): %zu VMs",
+	    (unsigned long long)ds->generation, (unsigned long long)ds->epoch,
+	    ds->n_vms);
+	hv_gen_save(ds->epoch, ds->generation);
 	migrate_desired(ds);
 	TAILQ_FOREACH(vm, &hv_vms, v_entry) {
 		hv_vm_status(vm);
@@ -2320,6 +2553,9 @@ hv_init(struct agent *a, char **cause)
 		xasprintf(cause, "cannot start libvirt's event loop");
 		return (-1);
 	}
+	hv_epoch_sweep = 0;
+	hv_reported_gen = hv_reported_epoch = 0;
+	hv_state_load();
 	uv_async_init(a->loop, &hv_async, hv_async_cb);
 	pthread_mutex_lock(&hv_qlock);
 	hv_async_open = 1;

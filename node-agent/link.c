@@ -3,6 +3,8 @@
  * with exponential backoff and jitter, trying each configured controller
  * address in turn.
  */
+#include <sys/statvfs.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,10 +60,15 @@ static void
 link_beat_cb(uv_timer_t *t)
 {
 	Opsn__Heartbeat	 hb = OPSN__HEARTBEAT__INIT;
+	struct statvfs	 vf;
 
 	if (link_conn == NULL || !link_hello_ok)
 		return;
 	hb.sent_ms = util_mono_ms();
+	if (statvfs(la->conf.data_dir, &vf) == 0) {
+		hb.data_avail_bytes = (uint64_t)vf.f_bavail * vf.f_frsize;
+		hb.data_size_bytes = (uint64_t)vf.f_blocks * vf.f_frsize;
+	}
 	conn_send_msg(link_conn, link_version, MSG_HEARTBEAT, ++link_reqid,
 	    ST_OK, &hb.base);
 }

@@ -20,7 +20,6 @@
  * OPSN_TEST_METER_LEDGER=FILE makes it append "seq ts_ms resource" for
  * each of its samples once they are committed to the spool.
  */
-#include <sys/time.h>
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -83,13 +82,11 @@ struct meter_work {
 
 static void	meter_kick(void);
 
+/* Samples are stamped on opsn's clock: a clock step changes no stamp. */
 static int64_t
 meter_now_ms(void)
 {
-	struct timeval	 tv;
-
-	gettimeofday(&tv, NULL);
-	return ((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000);
+	return (util_now_ms());
 }
 
 /* ---- sources ---------------------------------------------------------- */
@@ -279,6 +276,8 @@ meter_send_batch(struct meter_work *w)
 	m.spool_bytes = w->w_bytes;
 	m.spool_oldest_ms = w->w_oldest_ms;
 	m.spool_dropped = w->w_dropped;
+	m.spool_max_samples = meter_spool.sp_max_count;
+	m.spool_max_bytes = meter_spool.sp_max_bytes;
 	if (link_send(MSG_SAMPLES, &m.base) == -1)
 		return (-1);
 	last = b->ml_v[i - 1]->seq;

@@ -241,6 +241,18 @@ fail:
 	sqlite3_exec(sp->sp_db, "ROLLBACK", NULL, NULL, NULL);
 	for (i = 0; i < l->ml_n; i++)
 		l->ml_v[i]->seq = 0;
+	/*
+	 * Not stored, so lost (a full disk, a failing one): counted with the
+	 * samples a full spool refuses, and reported to the controller.
+	 */
+	sp->sp_dropped += l->ml_n;
+	if (*cause != NULL) {
+		char	*why = *cause;
+
+		xasprintf(cause, "%zu samples lost (%llu in all): %s", l->ml_n,
+		    (unsigned long long)sp->sp_dropped, why);
+		free(why);
+	}
 	return (-1);
 }
 

@@ -19,6 +19,7 @@ chromium fonts-dejavu-core
 libxml2-utils libreoffice-calc-nogui
 python3-hypothesis
 ganeti-htools
+prometheus libfaketime nftables util-linux
 "
 
 SUDO=""

@@ -322,6 +322,8 @@ static int
 router_authorize(struct api_req *r, const struct api_principal *p,
     const struct api_route *rt, void *arg)
 {
+	char	*why;
+
 	if (router_decide(r, p, rt) == -1)
 		return (-1);
 #ifdef OPSN_TEST_BUILD
@@ -334,6 +336,13 @@ router_authorize(struct api_req *r, const struct api_principal *p,
 		return (-1);
 	}
 #endif
+	/* A full disk refuses every write before it starts; reads go on. */
+	if (strcmp(rt->ar_method, "GET") != 0 &&
+	    strcmp(rt->ar_method, "HEAD") != 0 && store_space_ok(&why) == -1) {
+		api_reply_error(r, 507, "insufficient_storage", "%s", why);
+		free(why);
+		return (-1);
+	}
 	return (0);
 }
 

@@ -166,4 +166,5 @@ const struct ctl_module agents_module = {
 	.m_stop = nodes_stop,
 	.m_routes = agents_routes,
 	.m_nroutes = nitems(agents_routes),
+	.m_metrics = nodes_metrics,
 };

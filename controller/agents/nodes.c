@@ -39,6 +39,10 @@ struct node {
 	struct session	*n_sess;
 	uint64_t	 n_seen_mono;	/* last frame, monotonic ms */
 	int64_t		 n_seen;	/* last frame, wall clock */
+	uint64_t	 n_beat_mono;	/* last heartbeat (or HELLO), mono ms */
+	int64_t		 n_not_after;	/* certificate expiry, unix s */
+	uint64_t	 n_data_avail;	/* its data folder, at the last beat */
+	uint64_t	 n_data_size;
 };
 TAILQ_HEAD(node_list, node);
 
@@ -272,6 +276,7 @@ nodes_ready_cb(struct conn *c, void *arg)
 		free(msg);
 		return;
 	}
+	n->n_not_after = pki_not_after(peer);
 	conn_set_max_frame(c, FRAME_MAX);
 	conn_set_idle_timeout(c, (uint32_t)nc->conf.unreachable_ms);
 }
@@ -508,6 +513,8 @@ nodes_enrol(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	strlcpy(n->n_fpr, fpr, sizeof(n->n_fpr));
 	n->n_revoked = 0;
 	n->n_seen_mono = util_mono_ms();
+	n->n_beat_mono = 0;
+	n->n_not_after = pki_not_after(cert);
 	log_notice("nodes: enrolled %s from %s", e->name,
 	    conn_peer_addr(s->s_conn));
 	ok.cert_pem = pem;
@@ -571,6 +578,7 @@ nodes_hello(struct session *s, const struct frame_hdr *h, const uint8_t *p)
 	s->s_node = n;
 	s->s_version = hi;
 	n->n_seen_mono = util_mono_ms();
+	n->n_beat_mono = n->n_seen_mono;
 	n->n_seen = util_now();
 
 	for (i = 0; i < m->n_roles; i++) {
@@ -639,7 +647,12 @@ nodes_heartbeat(struct session *s, const struct frame_hdr *h,
 		return;
 	}
 	n->n_seen_mono = util_mono_ms();
+	n->n_beat_mono = n->n_seen_mono;
 	n->n_seen = util_now();
+	if (m->data_size_bytes > 0) {
+		n->n_data_avail = m->data_avail_bytes;
+		n->n_data_size = m->data_size_bytes;
+	}
 	if (strcmp(n->n_state, "unreachable") == 0)
 		nodes_set_state(n, "ready", "heartbeats again");
 	ack.sent_ms = m->sent_ms;
@@ -860,7 +873,7 @@ nodes_load(char **cause)
 	uint64_t	 now = util_mono_ms();
 
 	st = store_prepare(nc->db, "SELECT id, name, state, cert_fpr, revoked, "
-	    "last_seen FROM nodes");
+	    "last_seen, enrolled_at FROM nodes");
 	while (store_step(st) == SQLITE_ROW) {
 		n = xcalloc(1, sizeof(*n));
 		n->n_id = sqlite3_column_int64(st, 0);
@@ -872,6 +885,9 @@ nodes_load(char **cause)
 		    sizeof(n->n_fpr));
 		n->n_revoked = sqlite3_column_int(st, 4);
 		n->n_seen = sqlite3_column_int64(st, 5);
+		/* Until it connects: what enrolment signed, CLIENT_DAYS. */
+		n->n_not_after = sqlite3_column_int64(st, 6) +
+		    CLIENT_DAYS * 86400LL;
 		/* Give every node a full timeout to come back after a restart. */
 		n->n_seen_mono = now;
 		TAILQ_INSERT_TAIL(&nodes, n, n_entry);
@@ -1153,4 +1169,90 @@ nodes_state_counts(void)
 		    json_integer(v ? json_integer_value(v) + 1 : 1));
 	}
 	return (o);
+}
+
+/*
+ * The agents module's families for GET /metrics: nodes by state, and per
+ * node (revoked ones left out) its state, the age of its last heartbeat
+ * on the monotonic clock (a wall-clock step changes nothing), its
+ * certificate's expiry and its data folder's disk.
+ */
+static void
+nodes_prom_rejected(int64_t node, const char *kind, uint64_t count,
+    void *arg)
+{
+	struct prom	*pr = arg;
+	char		*n = prom_label(nodes_name(node)), *k = prom_label(kind);
+
+	prom_add(pr, "opsn_agent_reports_rejected_total{node=\"%s\","
+	    "kind=\"%s\"} %llu\n", n, k, (unsigned long long)count);
+	free(n);
+	free(k);
+}
+
+void
+nodes_metrics(struct prom *pr)
+{
+	struct node	*n;
+	json_t		*counts, *v;
+	const char	*k;
+	uint64_t	 now = util_mono_ms();
+	char		*l, *sl;
+
+	prom_family(pr, "opsn_nodes", "gauge", "Nodes by state.");
+	counts = nodes_state_counts();
+	json_object_foreach(counts, k, v)
+		prom_sample(pr, "opsn_nodes", "state", k,
+		    (double)json_integer_value(v));
+	json_decref(counts);
+	prom_family(pr, "opsn_node_state", "gauge",
+	    "A node's state (1 for the state it is in).");
+	TAILQ_FOREACH(n, &nodes, n_entry) {
+		if (n->n_revoked)
+			continue;
+		l = prom_label(n->n_name);
+		sl = prom_label(n->n_state);
+		prom_add(pr, "opsn_node_state{node=\"%s\",state=\"%s\"} 1\n", l,
+		    sl);
+		free(sl);
+		free(l);
+	}
+	prom_family(pr, "opsn_node_connected", "gauge",
+	    "Whether a node's agent is connected and said HELLO.");
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (!n->n_revoked)
+			prom_sample(pr, "opsn_node_connected", "node", n->n_name,
+			    n->n_sess != NULL);
+	prom_family(pr, "opsn_node_heartbeat_age_seconds", "gauge",
+	    "Time since a node's last heartbeat (since the controller started "
+	    "for a node not heard from since).");
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (!n->n_revoked)
+			prom_sample(pr, "opsn_node_heartbeat_age_seconds", "node",
+			    n->n_name, (double)(now - (n->n_beat_mono != 0 ?
+			    n->n_beat_mono : n->n_seen_mono)) / 1000);
+	prom_family(pr, "opsn_node_certificate_expiry_timestamp_seconds",
+	    "gauge", "When a node's certificate expires (unix seconds).");
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (!n->n_revoked && n->n_not_after > 0)
+			prom_sample(pr,
+			    "opsn_node_certificate_expiry_timestamp_seconds",
+			    "node", n->n_name, (double)n->n_not_after);
+	prom_family(pr, "opsn_node_data_dir_avail_bytes", "gauge",
+	    "Space left in the file system of a node agent's data folder "
+	    "(spool, keys, maps), at its last heartbeat.");
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (!n->n_revoked && n->n_data_size > 0)
+			prom_sample(pr, "opsn_node_data_dir_avail_bytes", "node",
+			    n->n_name, (double)n->n_data_avail);
+	prom_family(pr, "opsn_node_data_dir_size_bytes", "gauge",
+	    "Size of the file system of a node agent's data folder.");
+	TAILQ_FOREACH(n, &nodes, n_entry)
+		if (!n->n_revoked && n->n_data_size > 0)
+			prom_sample(pr, "opsn_node_data_dir_size_bytes", "node",
+			    n->n_name, (double)n->n_data_size);
+	prom_family(pr, "opsn_agent_reports_rejected_total", "counter",
+	    "Reports (samples, states, console bytes) an agent sent about "
+	    "what is not placed on its node or not of its roles.");
+	reports_foreach_rejected(nodes_prom_rejected, pr);
 }

@@ -22,6 +22,10 @@ struct jsonw;
 void	 nodes_list_write(struct jsonw *, const char *after, int limit,
 	    char **next);
 
+/* The module's families for GET /metrics. */
+struct prom;
+void	nodes_metrics(struct prom *);
+
 /* agents/enrol.c */
 /* A new join token valid for ttl seconds (caller frees the token). */
 int	enrol_join_create(struct ctl *, int64_t ttl, char **token,

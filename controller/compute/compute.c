@@ -58,6 +58,12 @@ static const struct api_route compute_routes[] = {
 	{ "GET", "/v1/vms/{vm}/console", "vms.read",
 	  API_MEMBER, VM_OWNER, vms_console,
 	  "The tail of a VM's serial console (offset)" },
+	{ "GET", "/v1/unknown-vms", "vms.read",
+	  API_PLATFORM, NULL, unknown_list,
+	  "VMs nodes hold that the controller does not know (after a restore)" },
+	{ "DELETE", "/v1/unknown-vms/{id}", "vms.write",
+	  API_PLATFORM, NULL, unknown_delete,
+	  "Let a node delete a VM it holds that the controller does not know" },
 	{ "POST", "/v1/plans", "vms.write",
 	  API_PLATFORM, NULL, plans_create, "Add a plan" },
 	{ "GET", "/v1/plans", "vms.read",
@@ -188,6 +194,23 @@ compute_stop(void)
 	sched_stop();
 }
 
+/* VMs by observed state, for GET /metrics. */
+static void
+compute_metrics(struct prom *pr)
+{
+	sqlite3_stmt	*st;
+
+	prom_family(pr, "opsn_vms", "gauge", "VMs by observed state.");
+	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
+	    "GROUP BY obs_state ORDER BY obs_state");
+	while (store_step(st) == SQLITE_ROW)
+		prom_sample(pr, "opsn_vms", "state",
+		    (const char *)sqlite3_column_text(st, 0),
+		    (double)sqlite3_column_int64(st, 1));
+	sqlite3_finalize(st);
+	unknown_metrics(pr);
+}
+
 const struct ctl_module compute_module = {
 	.m_name = "compute",
 	.m_init = compute_init,
@@ -197,6 +220,8 @@ const struct ctl_module compute_module = {
 	.m_msgs = compute_msgs,
 	.m_nmsgs = nitems(compute_msgs),
 	.m_hello = compute_agent_hello,
+	.m_metrics = compute_metrics,
+	.m_restored = unknown_restored,
 	.m_gone = compute_agent_gone,
 	.m_node_json = compute_node_json,
 };

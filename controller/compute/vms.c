@@ -110,7 +110,8 @@ vms_image_url(void)
 	"v.memory_mib, " \
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
-	"v.created_at, v.id, pl.name, v.node_id, g.name, v.require_tags"
+	"v.created_at, v.id, pl.name, v.node_id, g.name, v.require_tags, " \
+	"v.restored"
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
 	"JOIN images i ON i.id = v.image_id " \
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
@@ -183,6 +184,9 @@ vms_row_write(struct jsonw *w, sqlite3_stmt *st)
 	mig = migrate_vm_json(sqlite3_column_int64(st, 18));
 	jsonw_json(w, mig);
 	json_decref(mig);
+	/* Restored from a backup: waiting to learn it from its node. */
+	jsonw_key(w, "restored");
+	jsonw_bool(w, sqlite3_column_int(st, 23));
 	jsonw_obj_end(w);
 }
 
@@ -763,8 +767,9 @@ vms_set(struct api_req *r, const char *desired, int reboot, int status)
 		return;
 	}
 	gen = vms_bump(node_id);
+	/* The operator decided: a restored VM is no longer only adopted. */
 	st = store_prepare(ctl->db, "UPDATE vms SET desired = ?, generation = ?,"
-	    " reboot_seq = reboot_seq + ? WHERE id = ?");
+	    " reboot_seq = reboot_seq + ?, restored = 0 WHERE id = ?");
 	sqlite3_bind_text(st, 1, desired, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, gen);
 	sqlite3_bind_int(st, 3, reboot ? 1 : 0);
@@ -866,7 +871,7 @@ vms_resize(struct api_req *r)
 	resized = 1;
 	gen = vms_bump(node_id);
 	st = store_prepare(ctl->db, "UPDATE vms SET vcpus = ?, memory_mib = ?, "
-	    "generation = ? WHERE id = ?");
+	    "generation = ?, restored = 0 WHERE id = ?");
 	sqlite3_bind_int64(st, 1, vcpus);
 	sqlite3_bind_int64(st, 2, mem);
 	sqlite3_bind_int64(st, 3, gen);
@@ -995,6 +1000,8 @@ vms_push(int64_t node_id)
 		ds.generation = (uint64_t)sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	ds.image_url = vms_image_url();
+	ds.epoch = ctl->epoch;
+	ds.release = unknown_release_list(node_id, &ds.n_release);
 	/*
 	 * The node's VMs, and the copies it keeps of VMs migrating away: a
 	 * VM leaving this node is stopped, then parked (its domain goes, its
@@ -1004,7 +1011,7 @@ vms_push(int64_t node_id)
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
 	    "CASE WHEN m.src_node = ?1 AND m.state = 'stopping' THEN "
 	    "'stopped' WHEN m.src_node = ?1 THEN 'parked' ELSE v.desired END, "
-	    "v.reboot_seq FROM vms v LEFT JOIN tenants t ON t.id = "
+	    "v.reboot_seq, v.restored FROM vms v LEFT JOIN tenants t ON t.id = "
 	    "v.tenant_id LEFT JOIN migrations m ON m.vm_id = v.id AND m.state "
 	    "IN ('stopping', 'copying', 'starting') WHERE (v.node_id = ?1 OR "
 	    "(m.src_node = ?1 AND m.state = 'starting')) AND v.desired != "
@@ -1036,6 +1043,7 @@ vms_push(int64_t node_id)
 		json_decref(nics);
 		s->power = xstrdup((const char *)sqlite3_column_text(st, 8));
 		s->reboot_seq = (uint64_t)sqlite3_column_int64(st, 9);
+		s->adopt_only = sqlite3_column_int(st, 10) != 0;
 		specs = xrealloc(specs, (n + 1) * sizeof(*specs));
 		specs[n++] = s;
 	}
@@ -1064,6 +1072,9 @@ vms_push(int64_t node_id)
 	}
 	free(specs);
 	free(ds.image_url);
+	for (i = 0; i < ds.n_release; i++)
+		free(ds.release[i]);
+	free(ds.release);
 	migrate_desired_free(&ds);
 }
 
@@ -1136,6 +1147,13 @@ vms_observe_one(int64_t node_id, const Opsn__VmStatus *vs)
 	sqlite3_stmt	*st;
 	int		 deleted = strcmp(vs->state, "deleted") == 0, ours;
 
+	if (vs->held) {
+		unknown_seen(node_id, vs);
+		return;
+	}
+	/* A VM this node held, now deleted: the controller never placed it. */
+	if (deleted)
+		unknown_gone(node_id, vs->id);
 	ours = vms_ours(node_id, vs->id, deleted, "vm_state");
 	if (deleted)
 		vms_moved_gone(node_id, vs->id);
@@ -1185,6 +1203,7 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	Opsn__ObservedState	*m;
 	sqlite3_stmt		*st;
 	size_t			 i;
+	int			 push = 0;
 
 	if ((m = opsn__observed_state__unpack(NULL, len, p)) == NULL) {
 		log_warnx("vms: %s sent an observed state that does not "
@@ -1193,8 +1212,14 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	}
 	if (store_begin(ctl->db) == -1)
 		goto out;
-	for (i = 0; i < m->n_vms; i++)
+	for (i = 0; i < m->n_vms; i++) {
 		vms_observe_one(node_id, m->vms[i]);
+		/* Only an agent in our epoch reports as a restore needs. */
+		if (m->epoch == ctl->epoch && unknown_adopt(node_id, m->vms[i]))
+			push = 1;
+	}
+	if (m->full)
+		unknown_full(node_id, m);
 	if (m->full) {
 		/*
 		 * A full report lists every VM the node has: one meant to be
@@ -1224,7 +1249,8 @@ vms_observed(int64_t node_id, const uint8_t *p, size_t len)
 	sqlite3_bind_int64(st, 2, node_id);
 	store_step(st);
 	sqlite3_finalize(st);
-	store_commit(ctl->db);
+	if (store_commit(ctl->db) == 0 && push)
+		vms_push(node_id);
 	/* Migrations wait for what the agents report. */
 	migrate_observed(node_id, m);
 out:

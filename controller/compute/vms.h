@@ -102,5 +102,28 @@ int64_t	vms_bump(int64_t node_id);
 void	vms_observed(int64_t node_id, const uint8_t *, size_t);
 void	vms_image_progress(int64_t node_id, const uint8_t *, size_t);
 void	vms_console_data(int64_t node_id, const uint8_t *, size_t);
+/* Bump a node's generation in the caller's transaction (the new one). */
+int64_t	vms_bump(int64_t node_id);
+
+/*
+ * compute/unknown.c: after a restore from a backup, the VMs its nodes
+ * hold that the controller does not know, and the restored VMs learnt
+ * back from their nodes.
+ */
+void	unknown_list(struct api_req *);
+void	unknown_delete(struct api_req *);
+/* A held VM reported by a node; one reported deleted. */
+void	unknown_seen(int64_t node_id, const Opsn__VmStatus *);
+void	unknown_gone(int64_t node_id, const char *uuid);
+/* A full report: held VMs it no longer lists are gone. */
+void	unknown_full(int64_t node_id, const Opsn__ObservedState *);
+/* A restored VM's report: adopt it as it is; 1 if the node needs a push. */
+int	unknown_adopt(int64_t node_id, const Opsn__VmStatus *);
+/* The ids a node may delete although it holds them (caller frees). */
+char	**unknown_release_list(int64_t node_id, size_t *n);
+/* The module's m_restored hook. */
+int	unknown_restored(struct ctl *, char **cause);
+struct prom;
+void	unknown_metrics(struct prom *);
 
 #endif

@@ -24,6 +24,7 @@ struct ctl_conf {
 	int64_t	 heartbeat_ms;
 	int64_t	 node_token_ttl_ms;	/* default for opsnctl node token */
 	int64_t	 max_agents;
+	int64_t	 min_free_mib;		/* writes refused below it */
 	char	*api_url;		/* what agents use; "" = derived */
 	char	*tz;			/* [operator] tz: the calendar's zone */
 	int64_t	 meter_raw_retention_ms;
@@ -76,6 +77,8 @@ struct ctl {
 	SSL_CTX		*agent_ctx;	/* TLS 1.3, optional client certs */
 	SSL_CTX		*api_ctx;
 	uint32_t	 proto_min, proto_max;
+	uint64_t	 epoch;		/* controller_epoch: 0 until a restore */
+	const char	*conffile;	/* -c, or NULL (backups copy it) */
 	/* The modules main.c lists, NULL-terminated, in start order. */
 	const struct ctl_module *const *modules;
 };
@@ -111,6 +114,14 @@ struct ctl_module {
 					    const char *roles);
 	/* A node's connection is gone, or the node was revoked. */
 	void				(*m_gone)(int64_t node_id);
+	/* Write the module's families for GET /metrics (http/prom.c). */
+	void				(*m_metrics)(struct prom *);
+	/*
+	 * The database was just restored from a backup (opsn-controller
+	 * --restore, before any init, inside the restore's transaction):
+	 * forget what the world may have changed since the backup.
+	 */
+	int				(*m_restored)(struct ctl *, char **cause);
 	/*
 	 * A credential of this module's own on a request that has neither
 	 * a bearer token nor a node certificate (a console session): 0
@@ -159,6 +170,15 @@ struct store_stats {
 void	store_group_stats(struct store_stats *);
 /* A read-only connection (WAL) for work on the thread pool. */
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
+/* The controller's epoch (controller_epoch), 0 until its first restore. */
+int	store_epoch(sqlite3 *, uint64_t *);
+/*
+ * May the controller write? -1 with *why (the caller frees) when its data
+ * folder has less than min_free_mib left, or when a commit found the disk
+ * full and no space came back since: the API answers 507 and metering
+ * acknowledges nothing until then.
+ */
+int	store_space_ok(char **why);
 /* Prepare a statement; a failure here is a programming error: fatal. */
 sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 /* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
@@ -177,6 +197,11 @@ void		 store_done(sqlite3_stmt *);
 int	store_step(sqlite3_stmt *);
 /* How many statements of the write connection failed since start. */
 uint64_t store_write_failures(void);
+
+#ifdef OPSN_TEST_BUILD
+/* core/faultvfs.c: storage that fails on demand (OPSN_TEST_FAULT_FILE). */
+void	faultvfs_install(void);
+#endif
 
 /* core/ca.c */
 int	ca_init(struct ctl *, char **cause);

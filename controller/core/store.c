@@ -4,6 +4,8 @@
  */
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/statvfs.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +24,19 @@ struct ctl	*ctl;
 static int	 store_doomed;
 /* Statements of the write connection that failed. */
 static uint64_t	 store_failures;
+
+/*
+ * A write failed with SQLITE_FULL: writes wait for space (1 MiB more than
+ * then), or ten seconds, before they are tried again.
+ */
+#define STORE_FULL_SLACK	(1 << 20)
+#define STORE_FULL_RETRY_MS	10000	/* or try again after this long */
+static int	 store_full;
+static int64_t	 store_full_avail;
+static uint64_t	 store_full_at;
+
+static int64_t	 store_avail(void);
+static void	 store_note_full(void);
 
 /*
  * Read connections for the thread pool. The prototype belongs in ctl.h,
@@ -97,12 +112,19 @@ store_sql_functions(sqlite3 *db)
 	return (0);
 }
 
+/*
+ * Bring the schema to the latest version. Every pending migration runs in
+ * one transaction with the version bump: a migration that fails rolls
+ * back them all and the file is left as it was (the caller refuses to
+ * start). A database newer than this binary is never touched.
+ */
 static int
 store_migrate(sqlite3 *db, char **cause)
 {
-	int	 have, latest = 0;
-	size_t	 i;
-	char	*sql, *err = NULL;
+	int		 have, latest = 0;
+	size_t		 i;
+	char		*sql, *err = NULL;
+	const char	*step = NULL;
 
 	if (store_pragma_int(db, "PRAGMA user_version", &have) == -1) {
 		xasprintf(cause, "reading the schema version: %s",
@@ -114,30 +136,58 @@ store_migrate(sqlite3 *db, char **cause)
 			latest = migrations[i].m_version;
 	if (have > latest) {
 		xasprintf(cause, "the database has schema version %d, newer "
-		    "than this controller knows (%d): refusing to start", have,
-		    latest);
+		    "than this controller knows (%d): it was upgraded by a "
+		    "newer opsn-controller. Downgrades are refused; run that "
+		    "version again, or restore a backup taken before the "
+		    "upgrade (nothing was changed)", have, latest);
 		return (-1);
 	}
+	if (have == latest)
+		return (0);
+#ifdef OPSN_TEST_BUILD
+	/* The upgrade tests make one migration fail after it ran. */
+	int		 fail = 0;
+
+	if (getenv("OPSN_TEST_MIGRATION_FAIL") != NULL)
+		fail = atoi(getenv("OPSN_TEST_MIGRATION_FAIL"));
+#endif
+	log_notice("store: upgrading the schema from version %d to %d", have,
+	    latest);
+	if (store_exec(db, "BEGIN IMMEDIATE", cause) == -1)
+		return (-1);
 	for (i = 0; i < nmigrations; i++) {
 		const struct migration *m = &migrations[i];
 
 		if (m->m_version <= have)
 			continue;
-		/* Each migration and its version bump commit together. */
-		xasprintf(&sql, "BEGIN IMMEDIATE;\n%s\nPRAGMA user_version = %d;"
-		    "\nCOMMIT;", m->m_sql, m->m_version);
-		if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-			xasprintf(cause, "migration %s: %s", m->m_name,
-			    err ? err : sqlite3_errmsg(db));
-			sqlite3_free(err);
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		step = m->m_name;
+		xasprintf(&sql, "%s\nPRAGMA user_version = %d;", m->m_sql,
+		    m->m_version);
+#ifdef OPSN_TEST_BUILD
+		if (m->m_version == fail) {
 			free(sql);
-			return (-1);
+			xasprintf(&sql, "%s\nSELECT opsn_test_failure();",
+			    m->m_sql);
+		}
+#endif
+		if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+			free(sql);
+			goto fail;
 		}
 		free(sql);
 		log_info("store: applied migration %s", m->m_name);
 	}
+	step = "commit";
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, &err) != SQLITE_OK)
+		goto fail;
 	return (0);
+fail:
+	xasprintf(cause, "migration %s failed: %s; every migration was rolled "
+	    "back, the database is still at schema version %d", step,
+	    err ? err : sqlite3_errmsg(db), have);
+	sqlite3_free(err);
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return (-1);
 }
 
 /* Open (creating) the database, set WAL and apply pending migrations. */
@@ -147,6 +197,9 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 	sqlite3	*db = NULL;
 	char	*err = NULL;
 
+#ifdef OPSN_TEST_BUILD
+	faultvfs_install();
+#endif
 	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
 		xasprintf(cause, "%s: %s", path, db ? sqlite3_errmsg(db) :
@@ -461,6 +514,8 @@ store_begin(sqlite3 *db)
 int
 store_commit(sqlite3 *db)
 {
+	int	 full;
+
 	if (ctl != NULL && db == ctl->db && store_doomed) {
 		log_warnx("store: a statement of this transaction failed: "
 		    "rolled back");
@@ -469,13 +524,18 @@ store_commit(sqlite3 *db)
 	}
 	if (db != store_group.g_db) {
 		if (store_exec(db, "COMMIT", NULL) == -1) {
+			full = (sqlite3_extended_errcode(db) & 0xff) ==
+			    SQLITE_FULL;
 			log_warnx("store: commit failed: %s",
 			    sqlite3_errmsg(db));
 			store_rollback(db);
+			if (full && ctl != NULL && db == ctl->db)
+				store_note_full();
 			return (-1);
 		}
 		return (0);
 	}
+	/* A full disk met here or at the group's COMMIT is noted by store_step. */
 	if (store_group_lost() || store_group.g_depth == 0)
 		return (-1);
 	if (store_step_sql(db, "RELEASE opsn") == -1) {
@@ -485,6 +545,55 @@ store_commit(sqlite3 *db)
 	}
 	store_group.g_depth--;
 	store_group.g_joined++;
+	return (0);
+}
+
+/* Refuse writes until space comes back (store_space_ok). */
+static void
+store_note_full(void)
+{
+	store_full = 1;
+	store_full_avail = store_avail();
+	store_full_at = util_mono_ms();
+}
+
+/* Bytes the controller may still use in its data folder (-1: unknown). */
+static int64_t
+store_avail(void)
+{
+	struct statvfs	 vf;
+
+	if (ctl == NULL || ctl->conf.data_dir == NULL ||
+	    statvfs(ctl->conf.data_dir, &vf) == -1)
+		return (-1);
+	return ((int64_t)vf.f_bavail * (int64_t)vf.f_frsize);
+}
+
+/* May the controller write (see core.h)? */
+int
+store_space_ok(char **why)
+{
+	int64_t	 avail = store_avail(), min = ctl->conf.min_free_mib << 20;
+
+	if (avail < 0)
+		return (0);
+	if (avail < min) {
+		xasprintf(why, "the controller's disk is full: %lld MiB left in "
+		    "%s, under the %lld MiB it keeps free; free some space (or "
+		    "lower min_free_mib)", (long long)(avail >> 20),
+		    ctl->conf.data_dir, (long long)ctl->conf.min_free_mib);
+		return (-1);
+	}
+	if (store_full && avail < store_full_avail + STORE_FULL_SLACK &&
+	    util_mono_ms() - store_full_at < STORE_FULL_RETRY_MS) {
+		xasprintf(why, "the controller's disk is full: its last write "
+		    "failed for want of space in %s", ctl->conf.data_dir);
+		return (-1);
+	}
+	if (store_full)
+		log_notice("store: space is back in %s (%lld MiB)",
+		    ctl->conf.data_dir, (long long)(avail >> 20));
+	store_full = 0;
 	return (0);
 }
 
@@ -689,6 +798,8 @@ store_step(sqlite3_stmt *st)
 	if (!sqlite3_get_autocommit(db) && (db != store_group.g_db ||
 	    store_group.g_depth > 0))
 		store_doomed = 1;
+	if ((rc & 0xff) == SQLITE_FULL)
+		store_note_full();
 	store_failures++;
 	return (rc);
 }
@@ -708,6 +819,25 @@ store_prepare(sqlite3 *db, const char *sql)
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		fatalx("store: preparing '%.60s': %s", sql, sqlite3_errmsg(db));
 	return (st);
+}
+
+/* The controller's epoch (0 until its first restore). */
+int
+store_epoch(sqlite3 *db, uint64_t *epoch)
+{
+	sqlite3_stmt	*st;
+	int		 rv = -1;
+
+	*epoch = 0;
+	if (sqlite3_prepare_v2(db, "SELECT epoch FROM controller_epoch", -1,
+	    &st, NULL) != SQLITE_OK)
+		return (-1);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		*epoch = (uint64_t)sqlite3_column_int64(st, 0);
+		rv = 0;
+	}
+	sqlite3_finalize(st);
+	return (rv);
 }
 
 /* A time column as RFC 3339 UTC text, or JSON null. */

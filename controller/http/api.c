@@ -45,6 +45,24 @@
 #define API_BUFFERED_MIN	(64 * 1024)	/* a connection worth cutting */
 #define API_PRESSURE_BODY	(64 * 1024)	/* h2o's limit under pressure */
 
+/*
+ * Latency buckets of every route's histogram, in seconds: from a cached
+ * read to a statement generated on the pool.
+ */
+static const double api_buckets[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+	2.5, 5, 10, 30,
+};
+#define API_NBUCKETS	(sizeof(api_buckets) / sizeof(api_buckets[0]))
+
+/* One route's counters: replies by status class, and their latency. */
+struct api_stat {
+	uint64_t	 st_class[API_NCLASS];
+	uint64_t	 st_bucket[API_NBUCKETS];	/* not cumulative */
+	uint64_t	 st_timed;			/* replies timed */
+	uint64_t	 st_ns;				/* their sum */
+};
+
 struct api_conn {
 	uv_tcp_t		 c_tcp;	/* first: the close callback casts back */
 	LIST_ENTRY(api_conn)	 c_entry;
@@ -89,7 +107,7 @@ static struct {
 	LIST_HEAD(, api_conn)	 conns;
 	size_t			 nconns;
 	/* nroutes table rows, then the built-in openapi row, then unmatched */
-	uint64_t		(*stats)[API_NCLASS];
+	struct api_stat		*stats;
 	size_t			 nstats;
 	unsigned		 gen;		/* api_start() calls: stats rows */
 	uv_thread_t		 loop_thread;
@@ -138,6 +156,7 @@ static const struct {
 	{ 501, "Not Implemented" },
 	{ 503, "Service Unavailable" },
 	{ 504, "Gateway Timeout" },
+	{ 507, "Insufficient Storage" },
 };
 
 static const char *
@@ -163,19 +182,34 @@ api_route_at(size_t i)
 	return (NULL);
 }
 
+/* Count a reply; t0 is the request's arrival (uv_hrtime), 0 untimed. */
 static void
-api_count(size_t row, int status)
+api_count(size_t row, int status, uint64_t t0)
 {
-	int	 c;
+	struct api_stat	*st;
+	uint64_t	 ns;
+	size_t		 b;
+	int		 c;
 
 	if (api.stats == NULL || row >= api.nstats)
 		return;
+	st = &api.stats[row];
 	c = status / 100 - 1;
 	if (c < 0)
 		c = 0;
 	if (c >= API_NCLASS)
 		c = API_NCLASS - 1;
-	api.stats[row][c]++;
+	st->st_class[c]++;
+	if (t0 == 0)
+		return;
+	ns = uv_hrtime() - t0;
+	for (b = 0; b < API_NBUCKETS; b++)
+		if ((double)ns <= api_buckets[b] * 1e9) {
+			st->st_bucket[b]++;
+			break;
+		}
+	st->st_timed++;
+	st->st_ns += ns;
 }
 
 /*
@@ -625,6 +659,7 @@ api_on_req(h2o_handler_t *self, h2o_req_t *req)
 	ar = h2o_mem_alloc_pool(&req->pool, sizeof(*ar));
 	memset(ar, 0, sizeof(*ar));
 	ar->r_req = req;
+	ar->r_t0 = uv_hrtime();
 	api_make_id(req, ar->r_id);
 	api_dispatch(ar);
 	api_check_replied(ar);
@@ -694,7 +729,7 @@ api_errfilter_setup(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 
 	id = h2o_mem_alloc_pool(&req->pool, API_MAX_ID + 1);
 	api_make_id(req, id);
-	api_count(api.nroutes + 1, status);
+	api_count(api.nroutes + 1, status, 0);
 	log_debug("api: h2o answered %d (request %s)", status, id);
 
 	o = (struct api_errostr *)h2o_add_ostream(req, sizeof(*o), slot);
@@ -1173,24 +1208,57 @@ api_configure(const struct api_limits *l)
 		api.lim.al_max_buffered = 4 * api.lim.al_max_body;
 }
 
-/* Call cb for every non-zero counter: requests by route and status class. */
+/* The API's families for GET /metrics (see http.h). */
 void
-api_foreach_stat(void (*cb)(const char *, const char *, int, uint64_t,
-    void *), void *arg)
+api_metrics(struct prom *pr)
 {
 	const struct api_route	*r;
-	size_t			 i;
+	struct api_stat		*st;
+	char			*m, *p;
+	uint64_t		 cum;
+	size_t			 i, b;
 	int			 c;
 
+	prom_family(pr, "opsn_api_requests_total", "counter",
+	    "API requests by route and status class.");
 	for (i = 0; i < api.nstats; i++) {
 		r = api_route_at(i);
-		for (c = 0; c < API_NCLASS; c++) {
-			if (api.stats[i][c] == 0)
-				continue;
-			cb(r != NULL ? r->ar_method : "*",
-			    r != NULL ? r->ar_pattern : "unmatched",
-			    (c + 1) * 100, api.stats[i][c], arg);
+		m = prom_label(r != NULL ? r->ar_method : "*");
+		p = prom_label(r != NULL ? r->ar_pattern : "unmatched");
+		for (c = 0; c < API_NCLASS; c++)
+			if (api.stats[i].st_class[c] != 0)
+				prom_add(pr, "opsn_api_requests_total{method="
+				    "\"%s\",route=\"%s\",status=\"%dxx\"} %llu\n",
+				    m, p, c + 1, (unsigned long long)
+				    api.stats[i].st_class[c]);
+		free(m);
+		free(p);
+	}
+	prom_family(pr, "opsn_api_request_duration_seconds", "histogram",
+	    "Time from a request's arrival to its reply, by route.");
+	for (i = 0; i < api.nstats; i++) {
+		st = &api.stats[i];
+		if (st->st_timed == 0 || (r = api_route_at(i)) == NULL)
+			continue;
+		m = prom_label(r->ar_method);
+		p = prom_label(r->ar_pattern);
+		for (b = 0, cum = 0; b < API_NBUCKETS; b++) {
+			cum += st->st_bucket[b];
+			prom_add(pr, "opsn_api_request_duration_seconds_bucket{"
+			    "method=\"%s\",route=\"%s\",le=\"%g\"} %llu\n", m, p,
+			    api_buckets[b], (unsigned long long)cum);
 		}
+		prom_add(pr, "opsn_api_request_duration_seconds_bucket{method="
+		    "\"%s\",route=\"%s\",le=\"+Inf\"} %llu\n"
+		    "opsn_api_request_duration_seconds_sum{method=\"%s\","
+		    "route=\"%s\"} %.9f\n"
+		    "opsn_api_request_duration_seconds_count{method=\"%s\","
+		    "route=\"%s\"} %llu\n", m, p,
+		    (unsigned long long)st->st_timed, m, p,
+		    (double)st->st_ns / 1e9, m, p,
+		    (unsigned long long)st->st_timed);
+		free(m);
+		free(p);
 	}
 }
 
@@ -1635,6 +1703,7 @@ struct api_held {
 	h2o_req_t		*h_req;		/* NULL once h2o disposed of it */
 	char			 h_id[API_MAX_ID + 1];
 	size_t			 h_stat;
+	uint64_t		 h_t0;		/* arrival: latency counts the hold */
 	int			 h_status;
 	const char		*h_ctype;	/* in the request pool */
 	h2o_iovec_t		 h_buf;		/* in, or linked to, the pool */
@@ -1693,7 +1762,7 @@ api_release(int ok)
 			h->h_buf = h2o_strdup(&h->h_req->pool, s, SIZE_MAX);
 			free(s);
 		}
-		api_count(h->h_stat, h->h_status);
+		api_count(h->h_stat, h->h_status, h->h_t0);
 		api_emit(h->h_req, h->h_id, h->h_status, h->h_ctype, h->h_buf);
 		free(h);
 	}
@@ -1733,7 +1802,7 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 	} else
 		buf = h2o_strdup(&req->pool, body, len);
 #ifdef OPSN_FUZZ
-	api_count(ar->r_stat, status);
+	api_count(ar->r_stat, status, ar->r_t0);
 	api_fuzz_status = status;
 	(void)buf;
 	(void)h;
@@ -1741,7 +1810,7 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 	return;
 #endif
 	if (!api_holding.on) {
-		api_count(ar->r_stat, status);
+		api_count(ar->r_stat, status, ar->r_t0);
 		api_emit(req, ar->r_id, status, ctype, buf);
 		return;
 	}
@@ -1749,6 +1818,7 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 	h->h_req = req;
 	memcpy(h->h_id, ar->r_id, sizeof(h->h_id));
 	h->h_stat = ar->r_stat;
+	h->h_t0 = ar->r_t0;
 	h->h_status = status;
 	h->h_ctype = h2o_strdup(&req->pool, ctype, SIZE_MAX).base;
 	h->h_buf = buf;
@@ -1885,7 +1955,7 @@ api_reply_file(struct api_req *ar, const char *path, const char *ctype)
 		return (-1);
 	}
 	ar->r_replied = 1;
-	api_count(ar->r_stat, 200);
+	api_count(ar->r_stat, 200, ar->r_t0);
 	log_debug("api: %.*s %.*s -> file %s (request %s)",
 	    (int)req->method.len, req->method.base,
 	    (int)(req->path.len > 256 ? 256 : req->path.len), req->path.base,
@@ -1960,6 +2030,7 @@ api_defer(struct api_req *ar)
 	/* What outlives the request: who asked, the id, the stats row. */
 	d->d_shadow.r_route = ar->r_route;
 	d->d_shadow.r_stat = ar->r_stat;
+	d->d_shadow.r_t0 = ar->r_t0;
 	d->d_shadow.r_authed = ar->r_authed;
 	d->d_shadow.r_principal = ar->r_principal;
 	d->d_shadow.r_qparsed = 1;
@@ -2019,7 +2090,8 @@ api_defer_send(struct api_defer *d, int status, const char *ctype,
 	} else {
 		/* Counted as a synchronous reply to a vanished peer is. */
 		if (d->d_gen == api.gen && api.running)
-			api_count(d->d_shadow.r_stat, status);
+			api_count(d->d_shadow.r_stat, status,
+			    d->d_shadow.r_t0);
 		log_debug("api: request %s: client gone, reply %d dropped",
 		    d->d_shadow.r_id, status);
 		free(body);

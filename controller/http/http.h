@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 #include <jansson.h>
 #include <openssl/ssl.h>
@@ -159,12 +160,13 @@ void	api_configure(const struct api_limits *);
 /* The OpenAPI 3.0.3 document built from the route table (caller owns). */
 json_t	*api_openapi(void);
 /*
- * Call cb for each non-zero counter: requests by route and status class
- * (status is 100, 200, ... 500); calls that matched no route, and errors
- * h2o answered itself, count as method "*", pattern "unmatched".
+ * Write the API's metrics: requests by route and status class, and the
+ * latency of each route's replies (a histogram). Calls that matched no
+ * route, and errors h2o answered itself, count as method "*", route
+ * "unmatched".
  */
-void	api_foreach_stat(void (*cb)(const char *method, const char *pattern,
-	    int status, uint64_t count, void *), void *);
+struct prom;
+void	api_metrics(struct prom *);
 
 /* A path parameter by name ("name" for {name}), or NULL. */
 const char	*api_param(struct api_req *, const char *);
@@ -291,6 +293,32 @@ void	api_defer_reply_error(struct api_defer *, int status, const char *code,
  */
 void	api_defer_reply_raw(struct api_defer *, int status, const char *ctype,
 	    char *body, size_t len);
+
+/*
+ * http/prom.c: the Prometheus text format, written by every module into
+ * one reply of GET /metrics.
+ */
+struct prom {
+	FILE	*pr_f;		/* while writing */
+	char	*pr_b;		/* after prom_close(): the text (malloc) */
+	size_t	 pr_len;
+};
+/* Start a text; prom_close() ends it into pr_b (the caller frees it). */
+void	prom_open(struct prom *);
+void	prom_close(struct prom *);
+void	prom_add(struct prom *, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+/* A family's HELP and TYPE lines (type: counter, gauge, histogram). */
+void	prom_family(struct prom *, const char *name, const char *type,
+	    const char *help);
+/* A label value escaped for the format (caller frees). */
+char	*prom_label(const char *);
+/* metric{label="value"} v, or metric v when label is NULL. */
+void	prom_sample(struct prom *, const char *metric, const char *label,
+	    const char *value, double v);
+/* A family of one unlabelled sample. */
+void	prom_single(struct prom *, const char *name, const char *type,
+	    const char *help, double v);
 
 /*
  * Bodies in parts. h2o 2.2.5 reads a request's whole body before any

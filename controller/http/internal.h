@@ -41,6 +41,7 @@ struct api_req {
 	h2o_req_t		*r_req;		/* NULL: a deferral's stand-in */
 	const struct api_route	*r_route;	/* NULL until routed */
 	size_t			 r_stat;	/* row in api.stats */
+	uint64_t		 r_t0;		/* uv_hrtime() at arrival */
 	int			 r_replied;
 	int			 r_deferred;	/* api_defer() took the reply */
 	int			 r_pending;	/* a part on the thread pool */

@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,11 +56,15 @@ struct meter_node {
 	uint64_t	 mn_spool_bytes;
 	int64_t		 mn_spool_oldest_ms;
 	uint64_t	 mn_spool_dropped;
+	uint64_t	 mn_spool_max_samples;
+	uint64_t	 mn_spool_max_bytes;
 	uint64_t	 mn_ingested;
 	int		 mn_connected;
 };
 TAILQ_HEAD(meter_nodes, meter_node);
 
+#define METER_FULL_WARN_MS	60000
+static uint64_t			 meter_full_warned;
 static struct ctl		*mc;
 static struct meter_batches	 meter_pending =
     TAILQ_HEAD_INITIALIZER(meter_pending);
@@ -146,18 +151,49 @@ meter_node(int64_t id)
 	return (n);
 }
 
-/* Call cb for each node we have heard from (for /metrics). */
+/* Each node's spool as its last batch described it, for /metrics. */
 void
-metering_foreach_node(void (*cb)(int64_t id, uint64_t samples,
-    uint64_t bytes, int64_t oldest_ms, uint64_t dropped, uint64_t ingested,
-    int connected, void *), void *arg)
+metering_node_metrics(struct prom *pr)
 {
+	static const struct {
+		const char	*name, *type, *help;
+		size_t		 off;
+	} fam[] = {
+#define F(n, t, h, m) { n, t, h, offsetof(struct meter_node, m) }
+		F("opsn_meter_spool_samples", "gauge", "Unacknowledged samples "
+		  "in a node's spool (at its last batch).", mn_spool_samples),
+		F("opsn_meter_spool_bytes", "gauge", "Bytes of a node's spool "
+		  "(at its last batch).", mn_spool_bytes),
+		F("opsn_meter_spool_max_samples", "gauge", "The most samples a "
+		  "node's spool holds (0: unknown).", mn_spool_max_samples),
+		F("opsn_meter_spool_max_bytes", "gauge", "The most bytes a "
+		  "node's spool holds (0: unknown).", mn_spool_max_bytes),
+		F("opsn_meter_spool_dropped_total", "counter", "Samples a node "
+		  "refused because its spool was full.", mn_spool_dropped),
+		F("opsn_meter_node_samples_ingested_total", "counter", "Samples "
+		  "of a node committed (new) since start.", mn_ingested),
+#undef F
+	};
 	struct meter_node	*n;
+	double			 lag, now_ms = (double)util_now() * 1000;
+	size_t			 i;
 
-	TAILQ_FOREACH(n, &meter_nodes, mn_entry)
-		cb(n->mn_id, n->mn_spool_samples, n->mn_spool_bytes,
-		    n->mn_spool_oldest_ms, n->mn_spool_dropped,
-		    n->mn_ingested, n->mn_connected, arg);
+	for (i = 0; i < nitems(fam); i++) {
+		prom_family(pr, fam[i].name, fam[i].type, fam[i].help);
+		TAILQ_FOREACH(n, &meter_nodes, mn_entry)
+			prom_sample(pr, fam[i].name, "node", nodes_name(n->mn_id),
+			    (double)*(const uint64_t *)((const char *)n +
+			    fam[i].off));
+	}
+	prom_family(pr, "opsn_meter_spool_lag_seconds", "gauge",
+	    "Age of the oldest unacknowledged sample in a node's spool.");
+	TAILQ_FOREACH(n, &meter_nodes, mn_entry) {
+		lag = 0;
+		if (n->mn_spool_samples > 0 && n->mn_spool_oldest_ms > 0)
+			lag = (now_ms - (double)n->mn_spool_oldest_ms) / 1000;
+		prom_sample(pr, "opsn_meter_spool_lag_seconds", "node",
+		    nodes_name(n->mn_id), lag < 0 ? 0 : lag);
+	}
 }
 
 static int
@@ -573,6 +609,8 @@ meter_ack(struct meter_batch *b, uint64_t fresh)
 	n->mn_spool_bytes = m->spool_bytes;
 	n->mn_spool_oldest_ms = m->spool_oldest_ms;
 	n->mn_spool_dropped = m->spool_dropped;
+	n->mn_spool_max_samples = m->spool_max_samples;
+	n->mn_spool_max_bytes = m->spool_max_bytes;
 	n->mn_ingested += fresh;
 	ack.seq = base;
 	if (nodes_send(b->b_node, MSG_SAMPLES_ACK, &ack.base) == -1)
@@ -594,6 +632,7 @@ meter_flush(void)
 	size_t			 nb = 0, i;
 	int64_t			 now_ms = (int64_t)util_now() * 1000;
 	uint64_t		 t0 = util_mono_ms();
+	char			*why;
 
 	TAILQ_CONCAT(&todo, &meter_pending, b_entry);
 	TAILQ_FOREACH(b, &todo, b_entry)
@@ -601,8 +640,21 @@ meter_flush(void)
 	if (nb == 0)
 		return;
 	fresh = xcalloc(nb, sizeof(*fresh));
+	/* A full disk: nothing is committed, so nothing is acknowledged. */
+	if (store_space_ok(&why) == -1) {
+		if (util_mono_ms() - meter_full_warned >= METER_FULL_WARN_MS ||
+		    meter_full_warned == 0) {
+			log_warnx("metering: %zu batches not acknowledged (agents "
+			    "keep them): %s", nb, why);
+			meter_full_warned = util_mono_ms();
+		}
+		free(why);
+		meter_stats.ms_commit_failures++;
+		goto out;
+	}
 	if (store_begin(mc->db) == -1) {
 		log_warnx("metering: cannot begin: %s", sqlite3_errmsg(mc->db));
+		meter_stats.ms_commit_failures++;
 		goto out;
 	}
 	meter_stmts_open(&q);
@@ -617,6 +669,7 @@ meter_flush(void)
 			free(meter_known);
 			meter_known = NULL;
 			meter_known_cap = meter_known_n = 0;
+			meter_stats.ms_commit_failures++;
 			goto out;
 		}
 	}
@@ -625,6 +678,7 @@ meter_flush(void)
 		free(meter_known);
 		meter_known = NULL;
 		meter_known_cap = meter_known_n = 0;
+		meter_stats.ms_commit_failures++;
 		goto out;
 	}
 	meter_stats.ms_commits++;
@@ -949,6 +1003,7 @@ meter_round_after_cb(uv_work_t *req, int status)
 		    (unsigned long long)w->w_ms,
 		    (unsigned long long)(util_mono_ms() - t0));
 	}
+	meter_stats.ms_last_round = util_now();
 	again = metering_round_samples(w->w_round) >= METER_ROUND_MAX;
 	meter_retain();
 out:

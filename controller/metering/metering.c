@@ -20,4 +20,5 @@ const struct ctl_module metering_module = {
 	.m_nmsgs = nitems(metering_msgs),
 	.m_hello = metering_agent_hello,
 	.m_gone = metering_agent_gone,
+	.m_metrics = metering_prom,
 };

@@ -96,12 +96,13 @@ struct meter_stats {
 	uint64_t	ms_foreign;	/* not placed on the reporting node */
 	uint64_t	ms_batches, ms_bad_batches, ms_commits;
 	uint64_t	ms_rolled, ms_rounds, ms_retained;
+	uint64_t	ms_commit_failures;	/* nothing acknowledged */
+	int64_t		ms_last_round;		/* unix s of the last rollup */
 };
 extern struct meter_stats	meter_stats;
-/* Call cb for each node we have heard from since start. */
-void	 metering_foreach_node(void (*cb)(int64_t id, uint64_t spool_samples,
-	    uint64_t spool_bytes, int64_t oldest_ms, uint64_t dropped,
-	    uint64_t ingested, int connected, void *), void *);
+struct prom;
+/* Each node's spool figures (ingest.c), for metering_prom(). */
+void	 metering_node_metrics(struct prom *);
 
 /* metering_rollup.c: one round over the samples not rolled up yet. */
 struct meter_round;
@@ -131,12 +132,13 @@ char	*metering_usage_sql(enum meter_by, int64_t tenant, int64_t from,
 /* The module (metering.c) and what its files give it. */
 struct ctl;
 extern const struct ctl_module metering_module;
-#define METERING_NROUTES	2
+#define METERING_NROUTES	1
 extern const struct api_route metering_routes[METERING_NROUTES];
 int	metering_init(struct ctl *, char **cause);
 void	metering_agent_msg(int64_t node_id, uint16_t type, const uint8_t *,
 	    size_t);
 void	metering_agent_hello(int64_t node_id, const char *roles);
 void	metering_agent_gone(int64_t node_id);
+void	metering_prom(struct prom *);
 
 #endif

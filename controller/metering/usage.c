@@ -35,16 +35,12 @@
 
 
 static void	usage_get(struct api_req *);
-static void	metrics_get(struct api_req *);
 
 const struct api_route metering_routes[METERING_NROUTES] = {
 	{ "GET", "/v1/usage", "usage.read",
 	  API_MEMBER, "query:tenant", usage_get,
 	  "Usage per tenant, resource and metric (tenant, from, to, group=metric"
 	  "|resource|day|month, format=json|csv|ods, sep, decimal)" },
-	{ "GET", "/metrics", "metrics.read",
-	  API_PLATFORM, NULL, metrics_get,
-	  "Prometheus metrics: nodes, VMs, samples, spool lag, API requests" },
 };
 
 /* ---- units ------------------------------------------------------------ */
@@ -720,192 +716,50 @@ usage_get(struct api_req *r)
 
 /* ---- GET /metrics ------------------------------------------------------ */
 
-struct prom {
-	char	*b;
-	size_t	 len, cap;
-};
-
-static void __attribute__((format(printf, 2, 3)))
-prom_add(struct prom *pr, const char *fmt, ...)
+/* Metering's families for GET /metrics (the monitor module serves it). */
+void
+metering_prom(struct prom *pr)
 {
-	va_list	 ap;
-	char	*s;
-	int	 n;
-
-	va_start(ap, fmt);
-	n = xvasprintf(&s, fmt, ap);
-	va_end(ap);
-	buf_add(&pr->b, &pr->len, &pr->cap, s, (size_t)n);
-	free(s);
-}
-
-/* A label value: backslash, quote and newline escaped. */
-static char *
-prom_label(const char *s)
-{
-	char	*out = xmalloc(2 * strlen(s) + 1), *o = out;
-
-	for (; *s != '\0'; s++) {
-		if (*s == '\\' || *s == '"') {
-			*o++ = '\\';
-			*o++ = *s;
-		} else if (*s == '\n') {
-			*o++ = '\\';
-			*o++ = 'n';
-		} else
-			*o++ = *s;
-	}
-	*o = '\0';
-	return (out);
-}
-
-static void
-prom_node_cb(int64_t id, uint64_t samples, uint64_t bytes, int64_t oldest_ms,
-    uint64_t dropped, uint64_t ingested, int connected, void *arg)
-{
-	struct prom	*pr = arg;
-	char		*n = prom_label(nodes_name(id));
-	double		 lag = 0;
-
-	if (samples > 0 && oldest_ms > 0)
-		lag = ((double)util_now() * 1000 - (double)oldest_ms) / 1000;
-	if (lag < 0)
-		lag = 0;
-	prom_add(pr, "opsn_meter_spool_samples{node=\"%s\"} %llu\n", n,
-	    (unsigned long long)samples);
-	prom_add(pr, "opsn_meter_spool_bytes{node=\"%s\"} %llu\n", n,
-	    (unsigned long long)bytes);
-	prom_add(pr, "opsn_meter_spool_lag_seconds{node=\"%s\"} %.3f\n", n,
-	    lag);
-	prom_add(pr, "opsn_meter_spool_dropped_total{node=\"%s\"} %llu\n", n,
-	    (unsigned long long)dropped);
-	prom_add(pr, "opsn_meter_node_samples_ingested_total{node=\"%s\"} "
-	    "%llu\n", n, (unsigned long long)ingested);
-	free(n);
-}
-
-static void
-prom_reject_cb(int64_t node, const char *kind, uint64_t count, void *arg)
-{
-	struct prom	*pr = arg;
-	char		*n = prom_label(nodes_name(node)), *k = prom_label(kind);
-
-	prom_add(pr, "opsn_agent_reports_rejected_total{node=\"%s\","
-	    "kind=\"%s\"} %llu\n", n, k, (unsigned long long)count);
-	free(n);
-	free(k);
-}
-
-static void
-prom_api_cb(const char *method, const char *pattern, int status,
-    uint64_t count, void *arg)
-{
-	struct prom	*pr = arg;
-	char		*p = prom_label(pattern), *m = prom_label(method);
-
-	prom_add(pr, "opsn_api_requests_total{method=\"%s\",route=\"%s\","
-	    "status=\"%dxx\"} %llu\n", m, p, status / 100,
-	    (unsigned long long)count);
-	free(p);
-	free(m);
-}
-
-static void
-metrics_get(struct api_req *r)
-{
-	struct prom	 pr = { NULL, 0, 0 };
-	struct store_stats ss;
-	json_t		*counts, *v;
-	const char	*k;
-	char		*l;
 	sqlite3_stmt	*st;
+	int64_t		 pending = 0;
+	size_t		 i;
+	static const struct {
+		const char	*name, *help;
+		const uint64_t	*v;
+	} counters[] = {
+		{ "opsn_meter_samples_ingested_total",
+		  "Samples committed (new) since start.",
+		  &meter_stats.ms_ingested },
+		{ "opsn_meter_samples_duplicate_total",
+		  "Resent samples ignored.", &meter_stats.ms_duplicates },
+		{ "opsn_meter_samples_rejected_total",
+		  "Samples with an impossible time or counter.",
+		  &meter_stats.ms_rejected },
+		{ "opsn_meter_batches_total", "Sample batches received.",
+		  &meter_stats.ms_batches },
+		{ "opsn_meter_bad_batches_total",
+		  "Sample batches that did not decode.",
+		  &meter_stats.ms_bad_batches },
+		{ "opsn_meter_commits_total",
+		  "Transactions that committed sample batches.",
+		  &meter_stats.ms_commits },
+		{ "opsn_meter_commit_failures_total",
+		  "Transactions of sample batches that failed (nothing was "
+		  "acknowledged).", &meter_stats.ms_commit_failures },
+	};
 
-	prom_add(&pr, "# HELP opsn_info The controller's version.\n"
-	    "# TYPE opsn_info gauge\nopsn_info{version=\"%s\"} 1\n",
-	    OPSN_VERSION);
-	prom_add(&pr, "# HELP opsn_nodes Nodes by state.\n"
-	    "# TYPE opsn_nodes gauge\n");
-	counts = nodes_state_counts();
-	json_object_foreach(counts, k, v) {
-		l = prom_label(k);
-		prom_add(&pr, "opsn_nodes{state=\"%s\"} %lld\n", l,
-		    (long long)json_integer_value(v));
-		free(l);
-	}
-	json_decref(counts);
-	prom_add(&pr, "# HELP opsn_vms VMs by observed state.\n"
-	    "# TYPE opsn_vms gauge\n");
-	st = store_prepare(ctl->db, "SELECT obs_state, count(*) FROM vms "
-	    "GROUP BY obs_state ORDER BY obs_state");
-	while (store_step(st) == SQLITE_ROW) {
-		l = prom_label(col_text(st, 0));
-		prom_add(&pr, "opsn_vms{state=\"%s\"} %lld\n", l,
-		    (long long)sqlite3_column_int64(st, 1));
-		free(l);
-	}
-	sqlite3_finalize(st);
-
-	prom_add(&pr, "# HELP opsn_meter_samples_ingested_total Samples "
-	    "committed (new) since start.\n# TYPE "
-	    "opsn_meter_samples_ingested_total counter\n"
-	    "opsn_meter_samples_ingested_total %llu\n",
-	    (unsigned long long)meter_stats.ms_ingested);
-	prom_add(&pr, "# HELP opsn_meter_samples_duplicate_total Resent "
-	    "samples ignored.\n# TYPE opsn_meter_samples_duplicate_total "
-	    "counter\nopsn_meter_samples_duplicate_total %llu\n",
-	    (unsigned long long)meter_stats.ms_duplicates);
-	prom_add(&pr, "# HELP opsn_meter_samples_rejected_total Samples "
-	    "with an impossible time or counter.\n# TYPE "
-	    "opsn_meter_samples_rejected_total counter\n"
-	    "opsn_meter_samples_rejected_total %llu\n",
-	    (unsigned long long)meter_stats.ms_rejected);
-	prom_add(&pr, "# TYPE opsn_meter_batches_total counter\n"
-	    "opsn_meter_batches_total %llu\n# TYPE "
-	    "opsn_meter_bad_batches_total counter\n"
-	    "opsn_meter_bad_batches_total %llu\n# TYPE "
-	    "opsn_meter_commits_total counter\nopsn_meter_commits_total %llu\n",
-	    (unsigned long long)meter_stats.ms_batches,
-	    (unsigned long long)meter_stats.ms_bad_batches,
-	    (unsigned long long)meter_stats.ms_commits);
+	for (i = 0; i < nitems(counters); i++)
+		prom_single(pr, counters[i].name, "counter", counters[i].help,
+		    (double)*counters[i].v);
 	st = store_prepare(ctl->db, "SELECT (SELECT coalesce(max(id), 0) FROM "
 	    "samples) - rolled_id FROM meter_state");
-	prom_add(&pr, "# HELP opsn_meter_rollup_pending_samples Samples not "
-	    "rolled up yet.\n# TYPE opsn_meter_rollup_pending_samples gauge\n"
-	    "opsn_meter_rollup_pending_samples %lld\n",
-	    store_step(st) == SQLITE_ROW ? (long long)
-	    sqlite3_column_int64(st, 0) : 0LL);
+	if (store_step(st) == SQLITE_ROW)
+		pending = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
-	prom_add(&pr, "# HELP opsn_meter_spool_samples Unacknowledged "
-	    "samples in a node's spool (at its last batch).\n"
-	    "# TYPE opsn_meter_spool_samples gauge\n"
-	    "# HELP opsn_meter_spool_lag_seconds Age of the oldest "
-	    "unacknowledged sample in a node's spool.\n"
-	    "# TYPE opsn_meter_spool_lag_seconds gauge\n"
-	    "# TYPE opsn_meter_spool_bytes gauge\n"
-	    "# TYPE opsn_meter_spool_dropped_total counter\n"
-	    "# TYPE opsn_meter_node_samples_ingested_total counter\n");
-	metering_foreach_node(prom_node_cb, &pr);
-	prom_add(&pr, "# HELP opsn_agent_reports_rejected_total Reports "
-	    "(samples, states, console bytes) an agent sent about what is "
-	    "not placed on its node or not of its roles.\n"
-	    "# TYPE opsn_agent_reports_rejected_total counter\n");
-	reports_foreach_rejected(prom_reject_cb, &pr);
-	store_group_stats(&ss);
-	prom_add(&pr, "# HELP opsn_store_commits_total Group transactions "
-	    "committed (one fsync each).\n# TYPE opsn_store_commits_total "
-	    "counter\nopsn_store_commits_total %llu\n"
-	    "# HELP opsn_store_writes_total Writes (API calls, sample "
-	    "batches...) those transactions held.\n# TYPE "
-	    "opsn_store_writes_total counter\nopsn_store_writes_total %llu\n"
-	    "# TYPE opsn_store_failed_total counter\n"
-	    "opsn_store_failed_total %llu\n",
-	    (unsigned long long)ss.ss_commits,
-	    (unsigned long long)ss.ss_joined,
-	    (unsigned long long)ss.ss_failed);
-	prom_add(&pr, "# HELP opsn_api_requests_total API requests by route "
-	    "and status class.\n# TYPE opsn_api_requests_total counter\n");
-	api_foreach_stat(prom_api_cb, &pr);
-	api_reply_raw(r, 200, "text/plain; version=0.0.4; charset=utf-8",
-	    pr.b, pr.len);
-	free(pr.b);
+	prom_single(pr, "opsn_meter_rollup_pending_samples", "gauge",
+	    "Samples not rolled up yet.", (double)pending);
+	prom_single(pr, "opsn_meter_last_rollup_timestamp_seconds", "gauge",
+	    "When hourly usage was last brought up to date (unix seconds; 0 "
+	    "before the first round).", (double)meter_stats.ms_last_round);
+	metering_node_metrics(pr);
 }

@@ -1314,6 +1314,105 @@ static const struct ctl_msg_range services_msgs[] = {
 	{ MSG_RANGE_SVC_MIN, MSG_RANGE_SVC_MAX, services_agent_msg },
 };
 
+/*
+ * The certificates backends serve (sites' and mail hosts'), as their
+ * agents last reported them: when each expires, and how many are in each
+ * state (a failed one is a renewal that did not happen).
+ */
+static void
+services_cert_metrics(struct prom *pr)
+{
+	sqlite3_stmt	*st;
+	char		*b, *n;
+
+	prom_family(pr, "opsn_services_certificate_expiry_timestamp_seconds",
+	    "gauge", "When a certificate a backend serves expires (unix "
+	    "seconds), by site or mail host name.");
+	st = store_prepare(sc->db, "SELECT nd.name, c.kind, CASE c.kind WHEN "
+	    "'site' THEN coalesce((SELECT hostname FROM sites WHERE id = "
+	    "c.object_id), c.object_id) ELSE c.object_id END, c.not_after "
+	    "FROM services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
+	    "nd.revoked = 0 AND c.not_after IS NOT NULL ORDER BY 1, 2, 3");
+	while (store_step(st) == SQLITE_ROW) {
+		b = prom_label((const char *)sqlite3_column_text(st, 0));
+		n = prom_label((const char *)sqlite3_column_text(st, 2));
+		prom_add(pr, "opsn_services_certificate_expiry_timestamp_seconds"
+		    "{backend=\"%s\",kind=\"%s\",name=\"%s\"} %lld\n", b,
+		    (const char *)sqlite3_column_text(st, 1), n,
+		    (long long)sqlite3_column_int64(st, 3));
+		free(n);
+		free(b);
+	}
+	sqlite3_finalize(st);
+	prom_family(pr, "opsn_services_certificates", "gauge",
+	    "Certificates backends serve, by state (none, pending, valid, "
+	    "failed).");
+	st = store_prepare(sc->db, "SELECT nd.name, c.state, count(*) FROM "
+	    "services_certs c JOIN nodes nd ON nd.id = c.node_id WHERE "
+	    "nd.revoked = 0 GROUP BY 1, 2 ORDER BY 1, 2");
+	while (store_step(st) == SQLITE_ROW) {
+		b = prom_label((const char *)sqlite3_column_text(st, 0));
+		prom_add(pr, "opsn_services_certificates{backend=\"%s\","
+		    "state=\"%s\"} %lld\n", b,
+		    (const char *)sqlite3_column_text(st, 1),
+		    (long long)sqlite3_column_int64(st, 2));
+		free(b);
+	}
+	sqlite3_finalize(st);
+}
+
+/*
+ * Provisioning for GET /metrics: per backend, the journal's pending and
+ * failed changes, the age of its oldest pending one, and how many
+ * generations its agent is behind.
+ */
+static void
+services_metrics(struct prom *pr)
+{
+	sqlite3_stmt	*st;
+	int64_t		 now = util_now();
+	char		*l;
+
+	prom_family(pr, "opsn_services_changes", "gauge",
+	    "Provisioning changes of a mail or web backend not applied yet "
+	    "(pending) or failing (failed).");
+	st = store_prepare(sc->db, "SELECT n.name, s.state, count(c.id) FROM "
+	    "services_backends b JOIN nodes n ON n.id = b.node_id CROSS JOIN "
+	    "(SELECT 'pending' AS state UNION ALL SELECT 'failed') s LEFT JOIN "
+	    "services_changes c ON c.node_id = b.node_id AND c.state = s.state "
+	    "WHERE n.revoked = 0 GROUP BY n.name, s.state ORDER BY n.name, "
+	    "s.state");
+	while (store_step(st) == SQLITE_ROW) {
+		l = prom_label((const char *)sqlite3_column_text(st, 0));
+		prom_add(pr, "opsn_services_changes{backend=\"%s\",state=\"%s\"} "
+		    "%lld\n", l, (const char *)sqlite3_column_text(st, 1),
+		    (long long)sqlite3_column_int64(st, 2));
+		free(l);
+	}
+	sqlite3_finalize(st);
+	prom_family(pr, "opsn_services_oldest_pending_change_age_seconds",
+	    "gauge", "Age of a backend's oldest pending change (0: none).");
+	prom_family(pr, "opsn_services_generation_lag", "gauge",
+	    "Desired generations a backend's agent has not applied yet.");
+	st = store_prepare(sc->db, "SELECT n.name, (SELECT min(c.at) FROM "
+	    "services_changes c WHERE c.node_id = b.node_id AND c.state = "
+	    "'pending'), b.generation - b.applied_generation FROM "
+	    "services_backends b JOIN nodes n ON n.id = b.node_id WHERE "
+	    "n.revoked = 0 ORDER BY n.name");
+	while (store_step(st) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(st, 0);
+		int64_t oldest = sqlite3_column_type(st, 1) == SQLITE_NULL ?
+		    now : sqlite3_column_int64(st, 1);
+
+		prom_sample(pr, "opsn_services_oldest_pending_change_age_seconds",
+		    "backend", name, (double)(now > oldest ? now - oldest : 0));
+		prom_sample(pr, "opsn_services_generation_lag", "backend", name,
+		    (double)sqlite3_column_int64(st, 2));
+	}
+	sqlite3_finalize(st);
+	services_cert_metrics(pr);
+}
+
 const struct ctl_module services_module = {
 	.m_name = "services",
 	.m_init = services_init,
@@ -1324,4 +1423,5 @@ const struct ctl_module services_module = {
 	.m_nmsgs = nitems(services_msgs),
 	.m_hello = services_agent_hello,
 	.m_gone = services_agent_gone,
+	.m_metrics = services_metrics,
 };

@@ -71,6 +71,8 @@ void	 pki_fingerprint(X509 *, char out[65]);
 char	*pki_serial_hex(X509 *);
 /* The subject CN (caller frees), NULL if none. */
 char	*pki_cert_cn(X509 *);
+/* When it expires, unix seconds (-1 if unreadable). */
+int64_t	 pki_not_after(const X509 *);
 /*
  * Every name a certificate answers to (its CN, its subjectAltName's DNS
  * names and IP addresses as text); the array and each name are the

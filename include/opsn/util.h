@@ -27,8 +27,14 @@ size_t	 strlcpy(char *, const char *, size_t);
 uint64_t	 util_mono_ms(void);
 /* CPU time of the calling thread, ms: what it cost, whatever the load. */
 uint64_t	 util_thread_cpu_ms(void);
-/* Seconds since the epoch (UTC). */
+/*
+ * Seconds and milliseconds since the epoch (UTC) on a clock that follows
+ * the wall clock's slewing but not its steps while the process runs.
+ */
 int64_t		 util_now(void);
+int64_t		 util_now_ms(void);
+/* The wall clock minus that clock, ms: not 0 after a step. */
+int64_t		 util_clock_offset_ms(void);
 /* RFC 3339 UTC time ("2026-11-29T18:38:25Z") into buf (at least 21 bytes). */
 void		 util_time_fmt(int64_t, char *, size_t);
 

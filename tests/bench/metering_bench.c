@@ -35,6 +35,7 @@
 #include "opsn/pki.h"
 #include "opsn/util.h"
 #include "opsn.pb-c.h"
+#include "simlink.h"
 #include "metering.pb-c.h"
 #include "core/core.h"
 #include "core/core.h"
@@ -145,20 +146,8 @@ static void
 sim_ready_cb(struct conn *c, void *arg)
 {
 	struct sim	*s = arg;
-	Opsn__Hello	 h = OPSN__HELLO__INIT;
-	Opsn__Inventory	 inv = OPSN__INVENTORY__INIT;
-	char		*roles[1] = { "web" };
 
-	inv.hostname = s->name;
-	h.name = s->name;
-	h.roles = roles;
-	h.n_roles = 1;
-	h.proto_min = OPSN_PROTO_MIN;
-	h.proto_max = OPSN_PROTO_MAX;
-	h.agent_version = OPSN_VERSION;
-	h.inventory = &inv;
-	conn_set_max_frame(c, FRAME_MAX);
-	conn_send_msg(c, OPSN_PROTO_MIN, MSG_HELLO, 1, ST_OK, &h.base);
+	simlink_hello(c, s->name, "web", 1);
 }
 
 static void

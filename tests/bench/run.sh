@@ -41,10 +41,13 @@
 #  9. (sched) Placement against Ganeti's hail and hspace on the same
 #     synthetic clusters (tests/bench/sched.sh): decisions/s, p99, the
 #     cluster score after the same stream, VMs of one plan that fit.
+# 10. (backup) Backup size and time, and restore time, with every commune
+#     and a month of hourly usage (tests/bench/backup.py; knobs
+#     BENCH_BACKUP_SERVED, BENCH_BACKUP_HOURS).
 #
 # A slow figure never fails the run; only something broken does (exit 1).
 # BENCH_ONLY=tls,agents,boot,scale,api,metering,usage,billing,backend,sim,
-# sched (comma list; default all) picks
+# sched,backup (comma list; default all) picks
 # sections. Knobs: BENCH_TLS_SECONDS (10), BENCH_TLS_CONNS (16),
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
@@ -1026,10 +1029,10 @@ case ",$ONLY," in
 	for s in $(echo "$ONLY" | tr ',' ' '); do
 		case $s in
 		tls | agents | boot | scale | api | metering | usage | billing | \
-		    backend | sim | sched) ;;
+		    backend | sim | sched | backup) ;;
 		*) problem "BENCH_ONLY: unknown section '$s'" \
 		    "(tls, agents, boot, scale, api, metering, usage," \
-		    "billing, backend, sim, sched)" ;;
+		    "billing, backend, sim, sched, backup)" ;;
 		esac
 	done
 	;;
@@ -1089,6 +1092,15 @@ if [ "$broken" -eq 0 ] && build; then
 	if want sched; then
 		BUILD=$BUILD PYTHON=$PYTHON sh tests/bench/sched.sh ||
 		    problem "the placement bench broke"
+	fi
+	# Backup and restore with every commune and a month of usage.
+	if want backup; then
+		if [ -f "$COMMUNES" ]; then
+			OPSN_BIN=$abs_bin "$PYTHON" tests/bench/backup.py \
+			    "$COMMUNES" || problem "the backup bench broke"
+		else
+			say "backup: no $COMMUNES: skipped"
+		fi
 	fi
 elif [ "$broken" -eq 0 ]; then
 	problem "the benchmark programs did not build"

@@ -43,6 +43,7 @@
 #include "metering.pb-c.h"
 #include "services.pb-c.h"
 #include "vmsample.h"
+#include "simlink.h"
 
 #define SIM_AGENTS_MAX		100000
 #define SIM_WINDOW		32
@@ -339,30 +340,14 @@ static void
 sim_link_ready_cb(struct conn *c, void *arg)
 {
 	struct sim_agent	*a = arg;
-	Opsn__Hello		 h = OPSN__HELLO__INIT;
-	Opsn__Inventory		 inv = OPSN__INVENTORY__INIT;
-	char			*roles[1] = { "web" };
+	int			 rv;
 
-	inv.cpus = 8;
-	inv.memory_bytes = 32ULL << 30;
-	inv.disk_bytes = 1ULL << 40;
-	if (sim_scale) {
-		roles[0] = a->a_mail ? "mail" : "hypervisor";
-		inv.cpus = 64;
-		inv.memory_bytes = 512ULL << 30;
-		inv.disk_bytes = 10ULL << 40;
-	}
-	inv.hostname = a->a_name;
-	h.name = a->a_name;
-	h.roles = roles;
-	h.n_roles = 1;
-	h.proto_min = OPSN_PROTO_MIN;
-	h.proto_max = OPSN_PROTO_MAX;
-	h.agent_version = OPSN_VERSION;
-	h.inventory = &inv;
-	conn_set_max_frame(c, FRAME_MAX);
-	if (conn_send_msg(c, OPSN_PROTO_MIN, MSG_HELLO, ++a->a_reqid, ST_OK,
-	    &h.base) == -1)
+	if (!sim_scale)
+		rv = simlink_hello(c, a->a_name, "web", ++a->a_reqid);
+	else
+		rv = simlink_hello_inv(c, a->a_name, a->a_mail ? "mail" :
+		    "hypervisor", ++a->a_reqid, 64, 512ULL << 30, 10ULL << 40);
+	if (rv == -1)
 		conn_close(c, "cannot queue HELLO");
 }
 
@@ -878,26 +863,6 @@ sim_make_keys(void)
 	return (0);
 }
 
-static SSL_CTX *
-sim_ctx_new(const char *ca_file)
-{
-	SSL_CTX	*ctx;
-	char	 err[256];
-
-	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-	if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
-		goto fail;
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	return (ctx);
-fail:
-	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-	log_warnx("TLS context: %s (CA %s)", err, ca_file);
-	SSL_CTX_free(ctx);
-	return (NULL);
-}
-
 static void
 sim_free(void)
 {
@@ -983,7 +948,7 @@ main(int argc, char **argv)
 		a->a_seq = (uint64_t)util_now() * 1000000;
 	}
 	if ((tokens != NULL && sim_load_tokens(tokens) == -1) ||
-	    sim_make_keys() == -1 || (sim_ctx = sim_ctx_new(ca)) == NULL)
+	    sim_make_keys() == -1 || (sim_ctx = simlink_ctx(ca)) == NULL)
 		goto out;
 
 	sim_loop = uv_default_loop();

@@ -36,6 +36,7 @@ NAMES = {
     "/v1/mail/domains/": "a.example.fr", "/v1/tokens/": "tok-a",
     "/v1/nodes/": "n1", "/v1/images/": "img", "/v1/backends/": "n1",
     "/v1/tariffs/": "standard", "/v1/users/": "user-a",
+    "/v1/backups/": "none",
 }
 ADDRESSES = {"/v1/mail/mailboxes/": "x@a.example.fr",
              "/v1/mail/aliases/": "al@a.example.fr"}

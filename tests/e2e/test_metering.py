@@ -87,6 +87,18 @@ def drop_token(a):
         del a.argv[i:i + 2]
 
 
+def drain(agents, timeout=60):
+    """Stop producing, keep delivering: restart each agent without its
+    test source and wait until every spool is empty."""
+    for a in agents:
+        a.stop()
+        drop_token(a)
+        a.env["OPSN_TEST_METER_SYNTHETIC"] = "0"
+        a.start()
+    wait_until(lambda: all(spool_count(a) == 0 for a in agents), timeout,
+               interval=0.5, what="spools drained")
+
+
 def check_one_for_one(controller, agents, may_miss_ledger=()):
     """Every committed sample is in the controller once, none made up."""
     c = db(controller)
@@ -136,14 +148,7 @@ def test_kill9_controller_and_agent_lose_and_double_nothing(
         time.sleep(0.7)
         c.start()
     time.sleep(1.5)
-    # Stop producing, keep delivering: restart each agent without the source.
-    for a in agents:
-        a.stop()
-        drop_token(a)
-        a.env["OPSN_TEST_METER_SYNTHETIC"] = "0"
-        a.start()
-    wait_until(lambda: all(spool_count(a) == 0 for a in agents), 60,
-               interval=0.5, what="spools drained")
+    drain(agents)
     check_one_for_one(c, agents, may_miss_ledger=(agents[1].name,))
     # The rollup saw them all, and the counters say so.
     wait_until(lambda: db(c).execute(
@@ -246,12 +251,7 @@ def test_cut_off_agent_delivers_everything_into_the_right_hours(
         assert spool_count(a) > 10, "samples must pile up in the spool"
         proxy.cut = False
         time.sleep(3)
-        a.stop()
-        drop_token(a)
-        a.env["OPSN_TEST_METER_SYNTHETIC"] = "0"
-        a.start()
-        wait_until(lambda: spool_count(a) == 0, 60, interval=0.5,
-                   what="spool drained")
+        drain([a])
     finally:
         proxy.close()
     check_one_for_one(c, [a])

@@ -159,12 +159,15 @@ struct seen {
 	uint64_t	 memory;
 	uint64_t	 seq;
 	int64_t		 since;
+	int		 held;
+	char		 name[64];
 };
 
 static struct seen	 seen[16];
 static size_t		 nseen;
 static int		 nfull;
 static uint64_t		 applied;
+static uint64_t		 applied_epoch;
 
 /* Console frames, for the one VM of the console test. */
 static char		 con_data[65536];
@@ -216,10 +219,13 @@ cap_send(uint16_t type, const ProtobufCMessage *m)
 			s->memory = v->memory_mib;
 			s->seq = v->reboot_seq;
 			s->since = v->since;
+			s->held = v->held;
+			strlcpy(s->name, v->name, sizeof(s->name));
 		}
 		if (os->full)
 			nfull++;
 		applied = os->generation;
+		applied_epoch = os->epoch;
 	} else if (type == MSG_CONSOLE_DATA) {
 		cd = (const Opsn__ConsoleData *)m;
 		assert_true(cd->data.len <= 32 * 1024);
@@ -446,11 +452,13 @@ struct spec {
 	uint64_t	 seq;
 	const char	*disk_sha;	/* "bad": the fake cache refuses it */
 	int		 kernel;
+	int		 adopt;		/* a restored controller's VM */
 };
 
-/* Pack a desired state and hand it to the role as the link would. */
+/* Pack a desired state of an epoch and hand it to the role. */
 static void
-send_desired(uint64_t gen, const struct spec *specs, size_t n)
+send_desired_epoch(uint64_t epoch, uint64_t gen, const struct spec *specs,
+    size_t n, const char *release)
 {
 	Opsn__DesiredState	 ds = OPSN__DESIRED_STATE__INIT;
 	Opsn__VmSpec		 vm[8], *vms[8];
@@ -485,7 +493,13 @@ send_desired(uint64_t gen, const struct spec *specs, size_t n)
 		vm[i].n_nics = specs[i].kernel ? 2 : 0;
 		vm[i].power = (char *)specs[i].power;
 		vm[i].reboot_seq = specs[i].seq;
+		vm[i].adopt_only = specs[i].adopt;
 		vms[i] = &vm[i];
+	}
+	ds.epoch = epoch;
+	if (release != NULL) {
+		ds.release = (char **)&release;
+		ds.n_release = 1;
 	}
 	ds.generation = gen;
 	ds.vms = vms;
@@ -496,6 +510,13 @@ send_desired(uint64_t gen, const struct spec *specs, size_t n)
 	opsn__desired_state__pack(&ds, buf);
 	hv_role.on_frame(MSG_DESIRED_STATE, buf, len);
 	free(buf);
+}
+
+/* A desired state of the first epoch (a controller never restored). */
+static void
+send_desired(uint64_t gen, const struct spec *specs, size_t n)
+{
+	send_desired_epoch(0, gen, specs, n, NULL);
 }
 
 static int
@@ -749,6 +770,105 @@ hv_reconciles_on_the_test_driver(void **state)
 	env_stop();
 }
 
+/*
+ * A controller restored from a backup (a new epoch, lower generations):
+ * its state is applied; a VM it does not know is held and reported, never
+ * deleted, across an agent restart; one it knows but the node lacks is
+ * not created; an older epoch is refused; a release lets a held VM go.
+ */
+static void
+hv_epoch_holds_what_a_restored_controller_does_not_know(void **state)
+{
+	const struct spec	 before[] = {
+		{ ID_A, "running", 1, 128, 0, "good", 0, 0 },
+		{ ID_B, "running", 1, 128, 0, "good", 0, 0 },
+	};
+	/* The backup knew A (then stopped) and E, not B (made after it). */
+	const struct spec	 restored[] = {
+		{ ID_A, "stopped", 2, 256, 0, "good", 0, 1 },
+		{ ID_E, "running", 1, 128, 0, "good", 0, 1 },
+	};
+	/* Once it learnt A as the node has it. */
+	const struct spec	 adopted[] = {
+		{ ID_A, "running", 1, 128, 0, "good", 0, 0 },
+	};
+	const struct want	 w1[] = { { ID_A, "running" },
+	    { ID_B, "running" }, { NULL, NULL } };
+	const struct want	 w2[] = { { ID_A, "running" },
+	    { ID_B, "running" }, { ID_E, "absent" }, { NULL, NULL } };
+	const struct want	 wgone[] = { { ID_B, "deleted" },
+	    { NULL, NULL } };
+	unsigned		 id_a, id_b;
+	int			 one = 1;
+	char			*path;
+
+	nseen = 0;
+	env_start();
+	assert_true(run_until(cond_nfull, &one, 5000));
+	send_desired(9, before, nitems(before));
+	wait_states(w1, 5000);
+	id_a = dom_id(ID_A);
+	id_b = dom_id(ID_B);
+
+	/* Epoch 5, generation 2: applied although 2 < 9. */
+	send_desired_epoch(5, 2, restored, nitems(restored), NULL);
+	wait_states(w2, 5000);
+	run_until(cond_never, NULL, 300);
+	assert_int_equal(applied, 2);
+	assert_int_equal(applied_epoch, 5);
+	assert_true(seen_get(ID_B)->held);
+	assert_string_equal(seen_get(ID_B)->name, "vm");
+	assert_false(seen_get(ID_A)->held);
+	/* Nothing restarted, resized, created or deleted. */
+	assert_int_equal(dom_id(ID_A), id_a);
+	assert_int_equal(dom_id(ID_B), id_b);
+	assert_int_equal(seen_get(ID_A)->vcpus, 1);
+	assert_false(dom_exists(ID_E));
+	assert_false(vol_exists(ID_E));
+
+	/* Still held after the agent restarts; E is still not made. */
+	env_stop();
+	nseen = 0;
+	env_start();
+	assert_true(run_until(cond_nfull, &one, 5000));
+	/*
+	 * The generation floor is kept per epoch across the restart: an
+	 * older generation of epoch 5 is refused (A is not deleted).
+	 */
+	send_desired_epoch(5, 1, NULL, 0, NULL);
+	run_until(cond_never, NULL, 300);
+	assert_true(dom_exists(ID_A));
+	send_desired_epoch(5, 3, adopted, nitems(adopted), NULL);
+	run_until(cond_never, NULL, 300);
+	assert_string_equal(seen_get(ID_B)->state, "running");
+	assert_true(seen_get(ID_B)->held);
+	assert_int_equal(dom_id(ID_B), id_b);
+	assert_int_equal(dom_id(ID_A), id_a);
+	assert_int_equal(applied, 3);
+
+	/* An older epoch is refused, whatever its generation. */
+	send_desired_epoch(4, 99, NULL, 0, NULL);
+	run_until(cond_never, NULL, 300);
+	assert_true(dom_exists(ID_A));
+	assert_int_equal(applied_epoch, 5);
+
+	/* The operator lets B go. */
+	send_desired_epoch(5, 4, adopted, nitems(adopted), ID_B);
+	wait_states(wgone, 5000);
+	assert_false(dom_exists(ID_B));
+	assert_false(vol_exists(ID_B));
+	assert_int_equal(dom_id(ID_A), id_a);
+
+	/* Clean up for the next test. */
+	send_desired_epoch(5, 5, NULL, 0, NULL);
+	run_until(cond_never, NULL, 300);
+	assert_false(dom_exists(ID_A));
+	env_stop();
+	xasprintf(&path, "%s/hv-state", tmp);
+	assert_int_equal(unlink(path), 0);
+	free(path);
+}
+
 static int
 cond_console(const void *arg)
 {
@@ -830,6 +950,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(reconcile_decides_every_table_case),
 		cmocka_unit_test(hv_reconciles_on_the_test_driver),
+		cmocka_unit_test(
+		    hv_epoch_holds_what_a_restored_controller_does_not_know),
 		cmocka_unit_test(hv_console_follows_the_log),
 	};
 

@@ -816,45 +816,54 @@ openapi_lists_exactly_the_routes(void **state)
 	call_free(&c);
 }
 
-static void
-stat_cb(const char *method, const char *pattern, int status, uint64_t n,
-    void *arg)
+/* The value of the /metrics line that starts with the sample's name and
+ * labels, 0 when there is none. */
+static double
+prom_value_of(const char *sample)
 {
-	uint64_t	*counts = arg;
+	struct prom	 pr;
+	const char	*p;
+	double		 v = 0;
+	size_t		 n = strlen(sample);
 
-	if (strcmp(method, "GET") == 0 && strcmp(pattern, "/v1/health") == 0 &&
-	    status == 200)
-		counts[0] += n;
-	if (strcmp(pattern, "unmatched") == 0 && status == 400)
-		counts[1] += n;
+	prom_open(&pr);
+	api_metrics(&pr);
+	prom_close(&pr);
+	for (p = pr.pr_b; p != NULL && *p != '\0'; p = strchr(p, '\n'),
+	    p = p ? p + 1 : NULL)
+		if (strncmp(p, sample, n) == 0 && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+	free(pr.pr_b);
+	return (v);
 }
+
+#define HEALTH_2XX	"opsn_api_requests_total{method=\"GET\",route=" \
+			"\"/v1/health\",status=\"2xx\"}"
+#define UNMATCHED_4XX	"opsn_api_requests_total{method=\"*\",route=" \
+			"\"unmatched\",status=\"4xx\"}"
+#define LATER(c)	"opsn_api_requests_total{method=\"GET\",route=" \
+			"\"/v1/later\",status=\"" c "\"}"
+#define LATER_LE(le)	"opsn_api_request_duration_seconds_bucket{method=" \
+			"\"GET\",route=\"/v1/later\",le=\"" le "\"}"
 
 static void
 stats_count_by_route_and_class(void **state)
 {
-	uint64_t	 before[2] = { 0, 0 }, after[2] = { 0, 0 };
+	double		 ok0, nf0;
 	struct call	 ok = { .method = "GET", .path = "/v1/health" };
 	struct call	 nf = { .method = "GET", .path = "/v1/nothing" };
 
 	(void)state;
-	api_foreach_stat(stat_cb, before);
+	ok0 = prom_value_of(HEALTH_2XX);
+	nf0 = prom_value_of(UNMATCHED_4XX);
 	call(&ok);
 	call(&nf);
-	api_foreach_stat(stat_cb, after);
-	assert_int_equal(after[0], before[0] + 1);
-	assert_int_equal(after[1], before[1] + 1);
+	assert_true(prom_value_of(HEALTH_2XX) == ok0 + 1);
+	assert_true(prom_value_of(UNMATCHED_4XX) == nf0 + 1);
 	call_free(&ok);
 	call_free(&nf);
-}
-
-static void
-later_stat_cb(const char *method, const char *pattern, int status,
-    uint64_t n, void *arg)
-{
-	uint64_t	*counts = arg;
-
-	if (strcmp(method, "GET") == 0 && strcmp(pattern, "/v1/later") == 0)
-		counts[status / 100] += n;
 }
 
 static void
@@ -868,11 +877,16 @@ deferred_reply_comes_from_a_timer(void **state)
 	struct call	 who = { .method = "GET", .path = "/v1/later-auth",
 			    .token = "weak",
 			    .header = "X-Request-Id: trace-later" };
-	uint64_t	 before[6] = { 0 }, after[6] = { 0 }, t0;
+	double		 ok0, err0, fail0, fast0, slow0;
+	uint64_t	 t0;
 	size_t		 i;
 
 	(void)state;
-	api_foreach_stat(later_stat_cb, before);
+	ok0 = prom_value_of(LATER("2xx"));
+	err0 = prom_value_of(LATER("4xx"));
+	fail0 = prom_value_of(LATER("5xx"));
+	fast0 = prom_value_of(LATER_LE("0.1"));
+	slow0 = prom_value_of(LATER_LE("0.25"));
 	t0 = util_mono_ms();
 	call(&c);
 	assert_true(util_mono_ms() - t0 >= 150);
@@ -914,10 +928,12 @@ deferred_reply_comes_from_a_timer(void **state)
 	assert_string_equal(json_string_value(json_object_get(who.json,
 	    "id")), "trace-later");
 
-	api_foreach_stat(later_stat_cb, after);
-	assert_int_equal(after[2], before[2] + 2);
-	assert_int_equal(after[4], before[4] + 1);
-	assert_int_equal(after[5], before[5]);
+	assert_true(prom_value_of(LATER("2xx")) == ok0 + 2);
+	assert_true(prom_value_of(LATER("4xx")) == err0 + 1);
+	assert_true(prom_value_of(LATER("5xx")) == fail0);
+	/* Latency runs to the deferred reply: 150 ms lands above 0.1 s. */
+	assert_true(prom_value_of(LATER_LE("0.1")) == fast0 + 2);
+	assert_true(prom_value_of(LATER_LE("0.25")) == slow0 + 3);
 	call_free(&c);
 	call_free(&err);
 	call_free(&raw);
