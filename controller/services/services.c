@@ -1413,6 +1413,34 @@ services_metrics(struct prom *pr)
 	services_cert_metrics(pr);
 }
 
+/*
+ * Restored from a backup (opsn-controller --restore): a backend may hold
+ * a newer state than the backup's, under generations this database will
+ * reuse. Every backend's generation jumps past any it can have seen, and
+ * the journal starts there, so each gets its whole state again, never a
+ * delta computed against a state it does not have.
+ */
+#define SERVICES_RESTORE_JUMP	((int64_t)1 << 32)
+
+static int
+services_restored(struct ctl *c, char **cause)
+{
+	sqlite3_stmt	*st;
+	int		 rc;
+
+	st = store_prepare(c->db, "UPDATE services_backends SET generation = "
+	    "generation + ?1, journal_from = generation + ?1");
+	sqlite3_bind_int64(st, 1, SERVICES_RESTORE_JUMP);
+	rc = store_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		xasprintf(cause, "moving the backends' generations: %s",
+		    sqlite3_errmsg(c->db));
+		return (-1);
+	}
+	return (0);
+}
+
 const struct ctl_module services_module = {
 	.m_name = "services",
 	.m_init = services_init,
@@ -1424,4 +1452,5 @@ const struct ctl_module services_module = {
 	.m_hello = services_agent_hello,
 	.m_gone = services_agent_gone,
 	.m_metrics = services_metrics,
+	.m_restored = services_restored,
 };

@@ -187,6 +187,11 @@ def test_restore_drill(workdir, procs, controller, hypervisor):
     assert f'opsn_vms_unknown{{node="{hv.name}"}} 1' in text
     # In step: the hypervisor applied the restored controller's state.
     wait_until(lambda: db_gen(c, hv.name), 20, what="generations in step")
+    # The web backends' generations moved past any they held, and each
+    # applied its whole state again under the new ones.
+    for a in meters:
+        wait_until(lambda: backend_gen(c, a.name, 1 << 32), 30,
+                   what=f"{a.name} in step past the restore's jump")
     # The audit trail says what happened, and still verifies.
     actions = [a["action"] for a in json.loads(c.opsnctl(
         "-o", "json", "audit", "list").stdout)["items"]]
@@ -209,6 +214,14 @@ def db_gen(c, node):
     g, a = db.execute("SELECT generation, applied_generation FROM nodes "
                       "WHERE name = ?", (node,)).fetchone()
     return g == a
+
+
+def backend_gen(c, node, least):
+    db = sqlite3.connect(os.path.join(c.data, "opsn.db"), timeout=30)
+    g, a = db.execute("SELECT b.generation, b.applied_generation FROM "
+                      "services_backends b JOIN nodes n ON n.id = b.node_id "
+                      "WHERE n.name = ?", (node,)).fetchone()
+    return g >= least and g == a
 
 
 def count_samples(c):
