@@ -25,21 +25,21 @@
 #include "billing.h"
 
 static json_t *
-exp_text(sqlite3_stmt *st, int col)
+export_text(sqlite3_stmt *st, int col)
 {
 	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
 	    json_string((const char *)sqlite3_column_text(st, col)));
 }
 
 static json_t *
-exp_int(sqlite3_stmt *st, int col)
+export_int(sqlite3_stmt *st, int col)
 {
 	return (sqlite3_column_type(st, col) == SQLITE_NULL ? json_null() :
 	    json_integer(sqlite3_column_int64(st, col)));
 }
 
 static json_t *
-exp_day(sqlite3_stmt *st, int col, int64_t delta)
+export_day(sqlite3_stmt *st, int col, int64_t delta)
 {
 	char	 buf[16];
 
@@ -50,7 +50,7 @@ exp_day(sqlite3_stmt *st, int col, int64_t delta)
 }
 
 static json_t *
-exp_time(sqlite3_stmt *st, int col)
+export_time(sqlite3_stmt *st, int col)
 {
 	char	 buf[32];
 
@@ -68,53 +68,54 @@ exp_time(sqlite3_stmt *st, int col)
 	"l.corrects_statement, l.adjustment_id, l.reason"
 
 static json_t *
-exp_line_json(sqlite3_stmt *st)
+export_line_json(sqlite3_stmt *st)
 {
 	json_t		*o = json_object();
 	struct money	 price;
 	struct cents	 amount;
 	char		 buf[64];
 
-	json_object_set_new(o, "seq", exp_int(st, 0));
-	json_object_set_new(o, "type", exp_text(st, 1));
-	json_object_set_new(o, "class", exp_text(st, 2));
-	json_object_set_new(o, "metric", exp_text(st, 3));
-	json_object_set_new(o, "label", exp_text(st, 4));
-	json_object_set_new(o, "unit", exp_text(st, 5));
-	json_object_set_new(o, "used_base", exp_int(st, 6));
-	json_object_set_new(o, "allowance_base", exp_int(st, 7));
+	json_object_set_new(o, "seq", export_int(st, 0));
+	json_object_set_new(o, "type", export_text(st, 1));
+	json_object_set_new(o, "class", export_text(st, 2));
+	json_object_set_new(o, "metric", export_text(st, 3));
+	json_object_set_new(o, "label", export_text(st, 4));
+	json_object_set_new(o, "unit", export_text(st, 5));
+	json_object_set_new(o, "used_base", export_int(st, 6));
+	json_object_set_new(o, "allowance_base", export_int(st, 7));
 	money_fmt_quantity(sqlite3_column_int64(st, 8),
 	    sqlite3_column_int64(st, 9), '.', buf, sizeof(buf));
 	json_object_set_new(o, "quantity", json_string(buf));
-	json_object_set_new(o, "quantity_base", exp_int(st, 8));
-	json_object_set_new(o, "divisor", exp_int(st, 9));
+	json_object_set_new(o, "quantity_base", export_int(st, 8));
+	json_object_set_new(o, "divisor", export_int(st, 9));
 	price.micro = sqlite3_column_int64(st, 10);
 	money_fmt_price(price, '.', buf, sizeof(buf));
 	json_object_set_new(o, "unit_price", json_string(buf));
-	json_object_set_new(o, "unit_price_micro", exp_int(st, 10));
+	json_object_set_new(o, "unit_price_micro", export_int(st, 10));
 	amount.c = sqlite3_column_int64(st, 11);
 	money_fmt_cents(amount, '.', buf, sizeof(buf));
 	json_object_set_new(o, "amount", json_string(buf));
-	json_object_set_new(o, "amount_cents", exp_int(st, 11));
+	json_object_set_new(o, "amount_cents", export_int(st, 11));
 	if (sqlite3_column_type(st, 12) != SQLITE_NULL)
-		json_object_set_new(o, "basis_cents", exp_int(st, 12));
+		json_object_set_new(o, "basis_cents", export_int(st, 12));
 	if (sqlite3_column_type(st, 13) != SQLITE_NULL) {
 		json_object_set_new(o, "tariff", json_pack("{s:o,s:o,s:o}",
-		    "id", exp_int(st, 13), "name", exp_text(st, 14),
-		    "version", exp_int(st, 15)));
+		    "id", export_int(st, 13), "name", export_text(st, 14),
+		    "version", export_int(st, 15)));
 		json_object_set_new(o, "deliberation", json_pack("{s:o,s:o}",
-		    "number", exp_text(st, 16), "date", exp_text(st, 17)));
+		    "number", export_text(st, 16), "date", export_text(st,
+		    17)));
 	} else {
 		json_object_set_new(o, "tariff", json_null());
 		json_object_set_new(o, "deliberation", json_null());
 	}
-	json_object_set_new(o, "band", exp_text(st, 18));
-	json_object_set_new(o, "from", exp_day(st, 19, 0));
-	json_object_set_new(o, "to", exp_day(st, 20, -1));
-	json_object_set_new(o, "corrects_period", exp_text(st, 21));
-	json_object_set_new(o, "corrects_statement", exp_int(st, 22));
-	json_object_set_new(o, "adjustment", exp_int(st, 23));
-	json_object_set_new(o, "reason", exp_text(st, 24));
+	json_object_set_new(o, "band", export_text(st, 18));
+	json_object_set_new(o, "from", export_day(st, 19, 0));
+	json_object_set_new(o, "to", export_day(st, 20, -1));
+	json_object_set_new(o, "corrects_period", export_text(st, 21));
+	json_object_set_new(o, "corrects_statement", export_int(st, 22));
+	json_object_set_new(o, "adjustment", export_int(st, 23));
+	json_object_set_new(o, "reason", export_text(st, 24));
 	return (o);
 }
 
@@ -134,26 +135,27 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	sqlite3_bind_int64(st, 1, id);
 	if (store_step(st) == SQLITE_ROW) {
 		o = json_object();
-		json_object_set_new(o, "id", exp_int(st, 0));
-		json_object_set_new(o, "period", exp_text(st, 1));
-		json_object_set_new(o, "from", exp_day(st, 2, 0));
-		json_object_set_new(o, "to", exp_day(st, 3, -1));
-		json_object_set_new(o, "tz", exp_text(st, 4));
-		json_object_set_new(o, "status", exp_text(st, 5));
-		json_object_set_new(o, "revision", exp_int(st, 6));
-		json_object_set_new(o, "generated_at", exp_time(st, 7));
-		json_object_set_new(o, "closed_at", exp_time(st, 8));
+		json_object_set_new(o, "id", export_int(st, 0));
+		json_object_set_new(o, "period", export_text(st, 1));
+		json_object_set_new(o, "from", export_day(st, 2, 0));
+		json_object_set_new(o, "to", export_day(st, 3, -1));
+		json_object_set_new(o, "tz", export_text(st, 4));
+		json_object_set_new(o, "status", export_text(st, 5));
+		json_object_set_new(o, "revision", export_int(st, 6));
+		json_object_set_new(o, "generated_at", export_time(st, 7));
+		json_object_set_new(o, "closed_at", export_time(st, 8));
 		json_object_set_new(o, "currency", json_string("EUR"));
 		json_object_set_new(o, "member", json_pack("{s:o,s:o,s:o,s:o,"
-		    "s:o,s:o}", "id", exp_int(st, 9), "kind", exp_text(st, 10),
-		    "name", exp_text(st, 11), "insee", exp_text(st, 12),
-		    "siren", exp_text(st, 13), "population",
-		    exp_int(st, 14)));
+		    "s:o,s:o}", "id", export_int(st, 9), "kind", export_text(st,
+		    10),
+		    "name", export_text(st, 11), "insee", export_text(st, 12),
+		    "siren", export_text(st, 13), "population",
+		    export_int(st, 14)));
 		total.c = sqlite3_column_int64(st, 15);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		json_object_set_new(o, "total", json_string(buf));
-		json_object_set_new(o, "total_cents", exp_int(st, 15));
-		json_object_set_new(o, "checksum", exp_text(st, 16));
+		json_object_set_new(o, "total_cents", export_int(st, 15));
+		json_object_set_new(o, "checksum", export_text(st, 16));
 	}
 	sqlite3_finalize(st);
 	if (o == NULL)
@@ -164,14 +166,14 @@ billing_statement_json(sqlite3 *db, int64_t id)
 	    "l.statement_id = ? ORDER BY l.seq");
 	sqlite3_bind_int64(st, 1, id);
 	while (store_step(st) == SQLITE_ROW)
-		json_array_append_new(lines, exp_line_json(st));
+		json_array_append_new(lines, export_line_json(st));
 	sqlite3_finalize(st);
 	json_object_set_new(o, "lines", lines);
 	return (o);
 }
 
 static void
-exp_sha256(const void *data, size_t len, char out[72])
+export_sha256(const void *data, size_t len, char out[72])
 {
 	unsigned char	 h[32];
 	unsigned int	 hl = sizeof(h);
@@ -197,7 +199,7 @@ billing_checksum_doc(json_t *doc, char out[72])
 	json_decref(c);
 	if (s == NULL)
 		fatalx("billing: json_dumps");
-	exp_sha256(s, strlen(s), out);
+	export_sha256(s, strlen(s), out);
 	free(s);
 }
 
@@ -235,7 +237,8 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 
 /* One CSV cell; text cells are defused against formulas. */
 static void
-exp_cell(struct obuf *x, const struct export_opts *o, const char *s, int text,
+export_cell(struct obuf *x, const struct export_opts *o, const char *s,
+    int text,
     int last)
 {
 	const char	*p;
@@ -265,7 +268,7 @@ exp_cell(struct obuf *x, const struct export_opts *o, const char *s, int text,
 }
 
 static const char *
-exp_col(sqlite3_stmt *st, int col)
+export_col(sqlite3_stmt *st, int col)
 {
 	return (sqlite3_column_type(st, col) == SQLITE_NULL ? "" :
 	    (const char *)sqlite3_column_text(st, col));
@@ -288,7 +291,7 @@ exp_col(sqlite3_stmt *st, int col)
 
 /* sql over the statements (after, upto] of the period (?1 to ?4). */
 static sqlite3_stmt *
-exp_page(sqlite3 *db, const char *sql, const char *period,
+export_page(sqlite3 *db, const char *sql, const char *period,
     const struct export_opts *o, int64_t after, int64_t upto)
 {
 	sqlite3_stmt	*st = store_prepare(db, sql);
@@ -302,34 +305,35 @@ exp_page(sqlite3 *db, const char *sql, const char *period,
 
 /* "standard v2" of an EXP_LINES_SQL row, or "". */
 static void
-exp_tariff_text(sqlite3_stmt *st, char *buf, size_t len)
+export_tariff_text(sqlite3_stmt *st, char *buf, size_t len)
 {
 	buf[0] = '\0';
 	if (sqlite3_column_type(st, 15) != SQLITE_NULL)
-		snprintf(buf, len, "%s v%lld", exp_col(st, 15),
+		snprintf(buf, len, "%s v%lld", export_col(st, 15),
 		    (long long)sqlite3_column_int64(st, 16));
 }
 
 /* "2026-031 (2026-09-24)" of an EXP_LINES_SQL row, or "". */
 static void
-exp_delib_text(sqlite3_stmt *st, char *buf, size_t len)
+export_delib_text(sqlite3_stmt *st, char *buf, size_t len)
 {
 	buf[0] = '\0';
 	if (sqlite3_column_type(st, 17) != SQLITE_NULL)
-		snprintf(buf, len, "%s (%s)", exp_col(st, 17), exp_col(st, 18));
+		snprintf(buf, len, "%s (%s)", export_col(st, 17), export_col(st,
+		    18));
 }
 
 static void
-exp_header(struct obuf *x, const struct export_opts *o,
+export_header(struct obuf *x, const struct export_opts *o,
     const char *const *cols)
 {
 	for (; *cols != NULL; cols++)
-		exp_cell(x, o, *cols, 0, cols[1] == NULL);
+		export_cell(x, o, *cols, 0, cols[1] == NULL);
 }
 
 /* The CSV rows of statements (after, upto] of the period. */
 static int
-exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
+export_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
     int64_t after, int64_t upto, struct obuf *x)
 {
 	static const char *const cols[] = { "statement", "period", "status",
@@ -343,47 +347,47 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 	char		 buf[160];
 	int		 rc;
 
-	exp_header(x, o, cols);
-	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
+	export_header(x, o, cols);
+	st = export_page(db, EXP_LINES_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
-		exp_cell(x, o, exp_col(st, 0), 0, 0);
-		exp_cell(x, o, exp_col(st, 1), 0, 0);
-		exp_cell(x, o, exp_col(st, 2), 0, 0);
-		exp_cell(x, o, exp_col(st, 3), 1, 0);
-		exp_cell(x, o, exp_col(st, 4), 1, 0);
-		exp_cell(x, o, exp_col(st, 5), 1, 0);
-		exp_cell(x, o, exp_col(st, 6), 0, 0);
-		exp_cell(x, o, exp_col(st, 7), 0, 0);
-		exp_cell(x, o, exp_col(st, 8), 0, 0);
-		exp_cell(x, o, exp_col(st, 9), 1, 0);
+		export_cell(x, o, export_col(st, 0), 0, 0);
+		export_cell(x, o, export_col(st, 1), 0, 0);
+		export_cell(x, o, export_col(st, 2), 0, 0);
+		export_cell(x, o, export_col(st, 3), 1, 0);
+		export_cell(x, o, export_col(st, 4), 1, 0);
+		export_cell(x, o, export_col(st, 5), 1, 0);
+		export_cell(x, o, export_col(st, 6), 0, 0);
+		export_cell(x, o, export_col(st, 7), 0, 0);
+		export_cell(x, o, export_col(st, 8), 0, 0);
+		export_cell(x, o, export_col(st, 9), 1, 0);
 		money_fmt_quantity(sqlite3_column_int64(st, 10),
 		    sqlite3_column_int64(st, 11), o->eo_point, buf,
 		    sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
-		exp_cell(x, o, exp_col(st, 12), 0, 0);
+		export_cell(x, o, buf, 0, 0);
+		export_cell(x, o, export_col(st, 12), 0, 0);
 		price.micro = sqlite3_column_int64(st, 13);
 		money_fmt_price(price, o->eo_point, buf, sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
+		export_cell(x, o, buf, 0, 0);
 		amount.c = sqlite3_column_int64(st, 14);
 		money_fmt_cents(amount, o->eo_point, buf, sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
-		exp_tariff_text(st, buf, sizeof(buf));
-		exp_cell(x, o, buf, 1, 0);
-		exp_delib_text(st, buf, sizeof(buf));
-		exp_cell(x, o, buf, 1, 0);
-		exp_cell(x, o, exp_col(st, 19), 1, 0);
+		export_cell(x, o, buf, 0, 0);
+		export_tariff_text(st, buf, sizeof(buf));
+		export_cell(x, o, buf, 1, 0);
+		export_delib_text(st, buf, sizeof(buf));
+		export_cell(x, o, buf, 1, 0);
+		export_cell(x, o, export_col(st, 19), 1, 0);
 		buf[0] = '\0';
 		if (sqlite3_column_type(st, 20) != SQLITE_NULL)
 			period_fmt_day(sqlite3_column_int64(st, 20), buf,
 			    sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
+		export_cell(x, o, buf, 0, 0);
 		buf[0] = '\0';
 		if (sqlite3_column_type(st, 21) != SQLITE_NULL)
 			period_fmt_day(sqlite3_column_int64(st, 21) - 1, buf,
 			    sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
-		exp_cell(x, o, exp_col(st, 22), 0, 0);
-		exp_cell(x, o, exp_col(st, 23), 1, 1);
+		export_cell(x, o, buf, 0, 0);
+		export_cell(x, o, export_col(st, 22), 0, 0);
+		export_cell(x, o, export_col(st, 23), 1, 1);
 	}
 	sqlite3_finalize(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -396,7 +400,7 @@ exp_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 	"s.tenant_id = ?2) AND s.id > ?3 AND s.id <= ?4 ORDER BY s.id"
 
 static int
-exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
+export_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
     int64_t after, int64_t upto, struct obuf *x)
 {
 	static const char *const cols[] = { "statement", "period", "status",
@@ -407,28 +411,29 @@ exp_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	char		 buf[64];
 	int		 rc;
 
-	exp_header(x, o, cols);
-	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
+	export_header(x, o, cols);
+	st = export_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
-		exp_cell(x, o, exp_col(st, 0), 0, 0);
-		exp_cell(x, o, exp_col(st, 1), 0, 0);
-		exp_cell(x, o, exp_col(st, 2), 0, 0);
-		exp_cell(x, o, exp_col(st, 3), 1, 0);
-		exp_cell(x, o, exp_col(st, 4), 1, 0);
-		exp_cell(x, o, exp_col(st, 5), 1, 0);
-		exp_cell(x, o, exp_col(st, 6), 0, 0);
-		exp_cell(x, o, exp_col(st, 7), 0, 0);
+		export_cell(x, o, export_col(st, 0), 0, 0);
+		export_cell(x, o, export_col(st, 1), 0, 0);
+		export_cell(x, o, export_col(st, 2), 0, 0);
+		export_cell(x, o, export_col(st, 3), 1, 0);
+		export_cell(x, o, export_col(st, 4), 1, 0);
+		export_cell(x, o, export_col(st, 5), 1, 0);
+		export_cell(x, o, export_col(st, 6), 0, 0);
+		export_cell(x, o, export_col(st, 7), 0, 0);
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, o->eo_point, buf, sizeof(buf));
-		exp_cell(x, o, buf, 0, 0);
-		exp_cell(x, o, exp_col(st, 9), 0, 1);
+		export_cell(x, o, buf, 0, 0);
+		export_cell(x, o, export_col(st, 9), 0, 1);
 	}
 	sqlite3_finalize(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
 static int
-exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
+export_json_summary(sqlite3 *db, const char *period,
+    const struct export_opts *o,
     int64_t after, int64_t upto, struct obuf *x)
 {
 	sqlite3_stmt	*st;
@@ -437,17 +442,18 @@ exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	char		 buf[64], *s;
 	int		 rc, n = 0;
 
-	st = exp_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
+	st = export_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		row = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,"
-		    "s:o}", "id", exp_int(st, 0), "period", exp_text(st, 1),
-		    "status", exp_text(st, 2), "insee", exp_text(st, 3),
-		    "siren", exp_text(st, 4), "member", exp_text(st, 5),
-		    "population", exp_int(st, 6), "lines", exp_int(st, 7),
-		    "total", buf, "total_cents", exp_int(st, 8), "checksum",
-		    exp_text(st, 9));
+		    "s:o}", "id", export_int(st, 0), "period", export_text(st,
+		    1),
+		    "status", export_text(st, 2), "insee", export_text(st, 3),
+		    "siren", export_text(st, 4), "member", export_text(st, 5),
+		    "population", export_int(st, 6), "lines", export_int(st, 7),
+		    "total", buf, "total_cents", export_int(st, 8), "checksum",
+		    export_text(st, 9));
 		s = json_dumps(row, JSON_COMPACT);
 		json_decref(row);
 		if (n++ > 0)
@@ -461,7 +467,7 @@ exp_json_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 
 /* The titres issued for a statement: "2026/3, 2026/8", or "". */
 static void
-exp_titres(sqlite3_stmt *tq, int64_t stmt, char *buf, size_t len)
+export_titres(sqlite3_stmt *tq, int64_t stmt, char *buf, size_t len)
 {
 	size_t	 n = 0;
 
@@ -476,7 +482,7 @@ exp_titres(sqlite3_stmt *tq, int64_t stmt, char *buf, size_t len)
 
 /* A day number as an ODS date cell, or an empty cell. */
 static void
-exp_ods_day(struct ods *ods, sqlite3_stmt *st, int col, int64_t delta)
+export_ods_day(struct ods *ods, sqlite3_stmt *st, int col, int64_t delta)
 {
 	char	 buf[16];
 
@@ -495,7 +501,7 @@ exp_ods_day(struct ods *ods, sqlite3_stmt *st, int col, int64_t delta)
  * sheet. Codes are text, quantities numbers, amounts EUR, days dates.
  */
 static int
-exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
+export_ods(sqlite3 *db, const char *period, const struct export_opts *o,
     int64_t after, int64_t upto, struct ods *ods)
 {
 	static const char *const scols[] = { "statement", "period", "status",
@@ -515,7 +521,7 @@ exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
 	ods_header(ods, scols, nitems(scols));
 	tq = store_prepare(db, "SELECT exer, number FROM pes_titres WHERE "
 	    "statement_id = ? ORDER BY exer, number");
-	st = exp_page(db, "SELECT s.id, s.period, s.status, s.insee, "
+	st = export_page(db, "SELECT s.id, s.period, s.status, s.insee, "
 	    "s.siren, t.siret, s.member_name, s.population, (SELECT count(*) "
 	    "FROM statement_lines l WHERE l.statement_id = s.id), "
 	    "s.total_cents, s.checksum FROM statements s JOIN tenants t ON "
@@ -525,13 +531,14 @@ exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
 	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		for (i = 0; i < 7; i++)
-			ods_text(ods, exp_col(st, i));
+			ods_text(ods, export_col(st, i));
 		ods_int(ods, sqlite3_column_int64(st, 7));
 		ods_int(ods, sqlite3_column_int64(st, 8));
 		ods_cents(ods, sqlite3_column_int64(st, 9));
-		exp_titres(tq, sqlite3_column_int64(st, 0), buf, sizeof(buf));
+		export_titres(tq, sqlite3_column_int64(st, 0), buf,
+		    sizeof(buf));
 		ods_text(ods, buf);
-		ods_text(ods, exp_col(st, 10));
+		ods_text(ods, export_col(st, 10));
 	}
 	sqlite3_finalize(st);
 	sqlite3_finalize(tq);
@@ -540,28 +547,28 @@ exp_ods(sqlite3 *db, const char *period, const struct export_opts *o,
 
 	ods_sheet(ods, "lines");
 	ods_header(ods, lcols, nitems(lcols));
-	st = exp_page(db, EXP_LINES_SQL, period, o, after, upto);
+	st = export_page(db, EXP_LINES_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		for (i = 0; i < 10; i++)
-			ods_text(ods, exp_col(st, i));
+			ods_text(ods, export_col(st, i));
 		money_fmt_quantity(sqlite3_column_int64(st, 10),
 		    sqlite3_column_int64(st, 11), '.', buf, sizeof(buf));
 		ods_number(ods, buf);
-		ods_text(ods, exp_col(st, 12));
+		ods_text(ods, export_col(st, 12));
 		price.micro = sqlite3_column_int64(st, 13);
 		money_fmt_price(price, '.', buf, sizeof(buf));
 		ods_number(ods, buf);
 		ods_cents(ods, sqlite3_column_int64(st, 14));
-		exp_tariff_text(st, buf, sizeof(buf));
+		export_tariff_text(st, buf, sizeof(buf));
 		ods_text(ods, buf);
-		exp_delib_text(st, buf, sizeof(buf));
+		export_delib_text(st, buf, sizeof(buf));
 		ods_text(ods, buf);
-		ods_text(ods, exp_col(st, 19));
-		exp_ods_day(ods, st, 20, 0);
-		exp_ods_day(ods, st, 21, -1);
-		ods_text(ods, exp_col(st, 22));
-		ods_text(ods, exp_col(st, 23));
+		ods_text(ods, export_col(st, 19));
+		export_ods_day(ods, st, 20, 0);
+		export_ods_day(ods, st, 21, -1);
+		ods_text(ods, export_col(st, 22));
+		ods_text(ods, export_col(st, 23));
 	}
 	sqlite3_finalize(st);
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -619,7 +626,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 	if (format == EXPORT_ODS) {
 		struct ods *ods = ods_new();
 
-		if (exp_ods(db, period, o, after, upto, ods) == -1) {
+		if (export_ods(db, period, o, after, upto, ods) == -1) {
 			ods_free(ods);
 			goto dberr;
 		}
@@ -633,16 +640,17 @@ billing_export(sqlite3 *db, const char *period, int format,
 		return (0);
 	} else if (format == EXPORT_CSV) {
 		obuf_add(&x, "\xef\xbb\xbf", 3);
-		if (n > 0 && (o->eo_summary ? exp_csv_summary(db, period, o,
-		    after, upto, &x) : exp_csv_lines(db, period, o, after, upto,
+		if (n > 0 && (o->eo_summary ? export_csv_summary(db, period, o,
+		    after, upto, &x) : export_csv_lines(db, period, o, after,
+		    upto,
 		    &x)) == -1)
 			goto dberr;
 		if (n == 0) {
 			/* Headers only: the file still opens. */
 			if (o->eo_summary)
-				exp_csv_summary(db, period, o, 0, 0, &x);
+				export_csv_summary(db, period, o, 0, 0, &x);
 			else
-				exp_csv_lines(db, period, o, 0, 0, &x);
+				export_csv_lines(db, period, o, 0, 0, &x);
 		}
 	} else {
 		money_fmt_cents(info->ei_total, '.', buf, sizeof(buf));
@@ -668,7 +676,7 @@ billing_export(sqlite3 *db, const char *period, int format,
 		obuf_str(&x, o->eo_summary ? ",\"rows\":[" :
 		    ",\"statements\":[");
 		if (o->eo_summary) {
-			if (n > 0 && exp_json_summary(db, period, o, after,
+			if (n > 0 && export_json_summary(db, period, o, after,
 			    upto, &x) == -1)
 				goto dberr;
 		} else {

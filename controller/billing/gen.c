@@ -812,7 +812,7 @@ gen_late_segments(sqlite3 *db, const struct late_cand *c)
 }
 
 static int
-late_sum_cmp(const void *a, const void *b)
+gen_late_sum_cmp(const void *a, const void *b)
 {
 	const struct late_sum *x = a, *y = b;
 
@@ -826,7 +826,7 @@ late_sum_cmp(const void *a, const void *b)
 }
 
 static int
-late_sum_range_cmp(const void *a, const void *b)
+gen_late_sum_range_cmp(const void *a, const void *b)
 {
 	const struct late_sum *x = a, *y = b;
 
@@ -872,7 +872,7 @@ gen_late_sums(sqlite3 *db, const struct late_cand *c, size_t nc,
 		}
 	}
 	if (n > 0)
-		qsort(ls, n, sizeof(*ls), late_sum_range_cmp);
+		qsort(ls, n, sizeof(*ls), gen_late_sum_range_cmp);
 	for (i = 0; i < n; i = j) {
 		for (j = i; j < n && ls[j].ls_start == ls[i].ls_start &&
 		    ls[j].ls_end == ls[i].ls_end; j++)
@@ -899,7 +899,7 @@ gen_late_sums(sqlite3 *db, const struct late_cand *c, size_t nc,
 		all = NULL;
 	}
 	if (n > 0)
-		qsort(ls, n, sizeof(*ls), late_sum_cmp);
+		qsort(ls, n, sizeof(*ls), gen_late_sum_cmp);
 	*out = ls;
 	*nout = n;
 	return (0);
@@ -928,7 +928,7 @@ gen_late_now(struct gen *g, int64_t tenant, int64_t start, int64_t end,
 	key.ls_start = start;
 	key.ls_end = end;
 	if ((ls = bsearch(&key, u->u_late, u->u_nlate, sizeof(*u->u_late),
-	    late_sum_cmp)) == NULL) {
+	    gen_late_sum_cmp)) == NULL) {
 		g->stale = 1;
 		xasprintf(cause, "closed statements changed while the usage of "
 		    "%s was read: generate it again", g->p->p_label);

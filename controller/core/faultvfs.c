@@ -47,23 +47,23 @@ static const char		*fault_path;
 static struct timespec		 fault_mtime;
 static enum fault_mode		 fault_mode;
 
-static enum fault_mode	 fault_read_mode(void);
+static enum fault_mode	 faultvfs_read_mode(void);
 
 /* The mode the control file says, read again when it changed. */
 static enum fault_mode
-fault_now(void)
+faultvfs_now(void)
 {
 	static pthread_mutex_t	 lock = PTHREAD_MUTEX_INITIALIZER;
 	enum fault_mode		 m;
 
 	pthread_mutex_lock(&lock);
-	m = fault_read_mode();
+	m = faultvfs_read_mode();
 	pthread_mutex_unlock(&lock);
 	return (m);
 }
 
 static enum fault_mode
-fault_read_mode(void)
+faultvfs_read_mode(void)
 {
 	struct stat	 sb;
 	char		 buf[16] = "";
@@ -96,21 +96,21 @@ fault_read_mode(void)
 #define REAL(f)	(((struct fault_file *)(f))->real)
 
 static int
-fault_close(sqlite3_file *f)
+faultvfs_close(sqlite3_file *f)
 {
 	return (REAL(f)->pMethods->xClose(REAL(f)));
 }
 
 static int
-fault_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
+faultvfs_read(sqlite3_file *f, void *buf, int n, sqlite3_int64 off)
 {
 	return (REAL(f)->pMethods->xRead(REAL(f), buf, n, off));
 }
 
 static int
-fault_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+faultvfs_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 {
-	switch (fault_now()) {
+	switch (faultvfs_now()) {
 	case FAULT_WRITE:
 		return (SQLITE_IOERR_WRITE);
 	case FAULT_FULL:
@@ -121,100 +121,100 @@ fault_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
 }
 
 static int
-fault_truncate(sqlite3_file *f, sqlite3_int64 size)
+faultvfs_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	return (REAL(f)->pMethods->xTruncate(REAL(f), size));
 }
 
 static int
-fault_sync(sqlite3_file *f, int flags)
+faultvfs_sync(sqlite3_file *f, int flags)
 {
-	if (fault_now() == FAULT_FSYNC)
+	if (faultvfs_now() == FAULT_FSYNC)
 		return (SQLITE_IOERR_FSYNC);
 	return (REAL(f)->pMethods->xSync(REAL(f), flags));
 }
 
 static int
-fault_file_size(sqlite3_file *f, sqlite3_int64 *size)
+faultvfs_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
 	return (REAL(f)->pMethods->xFileSize(REAL(f), size));
 }
 
 static int
-fault_lock(sqlite3_file *f, int lock)
+faultvfs_lock(sqlite3_file *f, int lock)
 {
 	return (REAL(f)->pMethods->xLock(REAL(f), lock));
 }
 
 static int
-fault_unlock(sqlite3_file *f, int lock)
+faultvfs_unlock(sqlite3_file *f, int lock)
 {
 	return (REAL(f)->pMethods->xUnlock(REAL(f), lock));
 }
 
 static int
-fault_check_reserved(sqlite3_file *f, int *out)
+faultvfs_check_reserved(sqlite3_file *f, int *out)
 {
 	return (REAL(f)->pMethods->xCheckReservedLock(REAL(f), out));
 }
 
 static int
-fault_file_control(sqlite3_file *f, int op, void *arg)
+faultvfs_file_control(sqlite3_file *f, int op, void *arg)
 {
 	return (REAL(f)->pMethods->xFileControl(REAL(f), op, arg));
 }
 
 static int
-fault_sector_size(sqlite3_file *f)
+faultvfs_sector_size(sqlite3_file *f)
 {
 	return (REAL(f)->pMethods->xSectorSize(REAL(f)));
 }
 
 static int
-fault_device(sqlite3_file *f)
+faultvfs_device(sqlite3_file *f)
 {
 	return (REAL(f)->pMethods->xDeviceCharacteristics(REAL(f)));
 }
 
 static int
-fault_shm_map(sqlite3_file *f, int page, int size, int extend,
+faultvfs_shm_map(sqlite3_file *f, int page, int size, int extend,
     void volatile **p)
 {
 	return (REAL(f)->pMethods->xShmMap(REAL(f), page, size, extend, p));
 }
 
 static int
-fault_shm_lock(sqlite3_file *f, int off, int n, int flags)
+faultvfs_shm_lock(sqlite3_file *f, int off, int n, int flags)
 {
 	return (REAL(f)->pMethods->xShmLock(REAL(f), off, n, flags));
 }
 
 static void
-fault_shm_barrier(sqlite3_file *f)
+faultvfs_shm_barrier(sqlite3_file *f)
 {
 	REAL(f)->pMethods->xShmBarrier(REAL(f));
 }
 
 static int
-fault_shm_unmap(sqlite3_file *f, int del)
+faultvfs_shm_unmap(sqlite3_file *f, int del)
 {
 	return (REAL(f)->pMethods->xShmUnmap(REAL(f), del));
 }
 
 static int
-fault_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **p)
+faultvfs_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **p)
 {
 	return (REAL(f)->pMethods->xFetch(REAL(f), off, n, p));
 }
 
 static int
-fault_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+faultvfs_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
 	return (REAL(f)->pMethods->xUnfetch(REAL(f), off, p));
 }
 
 static int
-fault_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
+faultvfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags,
     int *out)
 {
 	struct fault_file	*ff = (struct fault_file *)f;
@@ -233,11 +233,12 @@ void
 faultvfs_install(void)
 {
 	static const sqlite3_io_methods io = {
-		3, fault_close, fault_read, fault_write, fault_truncate,
-		fault_sync, fault_file_size, fault_lock, fault_unlock,
-		fault_check_reserved, fault_file_control, fault_sector_size,
-		fault_device, fault_shm_map, fault_shm_lock, fault_shm_barrier,
-		fault_shm_unmap, fault_fetch, fault_unfetch,
+		3, faultvfs_close, faultvfs_read, faultvfs_write,
+		faultvfs_truncate, faultvfs_sync, faultvfs_file_size,
+		faultvfs_lock, faultvfs_unlock, faultvfs_check_reserved,
+		faultvfs_file_control, faultvfs_sector_size, faultvfs_device,
+		faultvfs_shm_map, faultvfs_shm_lock, faultvfs_shm_barrier,
+		faultvfs_shm_unmap, faultvfs_fetch, faultvfs_unfetch,
 	};
 
 	if (fault_real != NULL || (fault_path = getenv(
@@ -250,7 +251,7 @@ faultvfs_install(void)
 	fault_vfs.zName = "opsn-fault";
 	fault_vfs.szOsFile = (int)sizeof(struct fault_file) +
 	    fault_real->szOsFile;
-	fault_vfs.xOpen = fault_open;
+	fault_vfs.xOpen = faultvfs_open;
 	fault_vfs.pNext = NULL;
 	if (sqlite3_vfs_register(&fault_vfs, 1) != SQLITE_OK)
 		fatalx("faultvfs: cannot register the VFS");

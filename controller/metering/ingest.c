@@ -86,7 +86,7 @@ static uint64_t		*meter_known;
 static size_t		 meter_known_cap, meter_known_n;
 
 static uint64_t
-meter_hash(const char *kind, const char *res)
+ingest_hash(const char *kind, const char *res)
 {
 	uint64_t	 h = 1469598103934665603ULL;
 	const unsigned char *p;
@@ -100,7 +100,7 @@ meter_hash(const char *kind, const char *res)
 }
 
 static int
-meter_known_has(uint64_t h)
+ingest_known_has(uint64_t h)
 {
 	size_t	 i;
 
@@ -114,12 +114,12 @@ meter_known_has(uint64_t h)
 }
 
 static void
-meter_known_add(uint64_t h)
+ingest_known_add(uint64_t h)
 {
 	uint64_t	*old = meter_known;
 	size_t		 i, oldcap = meter_known_cap;
 
-	if (meter_known_has(h))
+	if (ingest_known_has(h))
 		return;
 	if (2 * (meter_known_n + 1) > meter_known_cap) {
 		meter_known_cap = oldcap ? 2 * oldcap : 1024;
@@ -127,7 +127,7 @@ meter_known_add(uint64_t h)
 		meter_known_n = 0;
 		for (i = 0; i < oldcap; i++)
 			if (old[i] != 0)
-				meter_known_add(old[i]);
+				ingest_known_add(old[i]);
 		free(old);
 	}
 	for (i = h % meter_known_cap; meter_known[i] != 0;
@@ -138,7 +138,7 @@ meter_known_add(uint64_t h)
 }
 
 static struct meter_node *
-meter_node(int64_t id)
+ingest_node(int64_t id)
 {
 	struct meter_node	*n;
 
@@ -197,7 +197,7 @@ metering_node_metrics(struct prom *pr)
 }
 
 static int
-meter_kind_ok(const char *k)
+ingest_kind_ok(const char *k)
 {
 	size_t	 i, n = strlen(k);
 
@@ -215,7 +215,7 @@ meter_kind_ok(const char *k)
  * skipped, not refused: refusing would wedge the agent's spool forever.
  */
 static int
-meter_batch_check(const Opsn__Samples *m, char **cause)
+ingest_batch_check(const Opsn__Samples *m, char **cause)
 {
 	size_t	 i;
 	const Opsn__Sample *s;
@@ -233,7 +233,7 @@ meter_batch_check(const Opsn__Samples *m, char **cause)
 			    "consecutive", i);
 			return (-1);
 		}
-		if (!meter_kind_ok(s->kind) || strlen(s->resource) == 0 ||
+		if (!ingest_kind_ok(s->kind) || strlen(s->resource) == 0 ||
 		    strlen(s->resource) > METER_RESOURCE_MAX ||
 		    strlen(s->boot) > METER_BOOT_MAX) {
 			xasprintf(cause, "sample %llu: bad kind, resource or "
@@ -308,7 +308,7 @@ struct meter_place {
 #define METER_BYTES_MAX		((uint64_t)1 << 60)
 
 static int
-meter_sample_ok(const Opsn__Sample *s, int64_t now_ms, const char **why)
+ingest_sample_ok(const Opsn__Sample *s, int64_t now_ms, const char **why)
 {
 	if (s->ts_ms < METER_TS_MIN_MS || s->ts_ms > now_ms +
 	    METER_TS_AHEAD_MS)
@@ -337,7 +337,7 @@ meter_sample_ok(const Opsn__Sample *s, int64_t now_ms, const char **why)
  * still taken from the node it was on when its first sample arrived.
  */
 static int
-meter_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
+ingest_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
     struct meter_place *p)
 {
 	const struct meter_kind	*k = NULL;
@@ -423,7 +423,7 @@ meter_place(struct meter_stmts *q, int64_t node, const Opsn__Sample *s,
 
 /* The latest storage figure of a live mailbox or site, for listings. */
 static int
-meter_used_bytes(struct meter_stmts *q, const Opsn__Sample *s,
+ingest_used_bytes(struct meter_stmts *q, const Opsn__Sample *s,
     const struct meter_place *p, int64_t now_ms)
 {
 	sqlite3_stmt	*st = q->q_used[p->mp_kind - meter_kinds];
@@ -441,7 +441,7 @@ meter_used_bytes(struct meter_stmts *q, const Opsn__Sample *s,
 
 /* Insert one batch inside the open transaction; -1 on a database error. */
 static int
-meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
+ingest_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
     uint64_t *fresh)
 {
 	sqlite3_stmt		*ins = q->q_ins, *res = q->q_res;
@@ -454,14 +454,14 @@ meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
 	*fresh = 0;
 	for (i = 0; i < b->b_msg->n_samples; i++) {
 		s = b->b_msg->samples[i];
-		if (!meter_sample_ok(s, now_ms, &why)) {
+		if (!ingest_sample_ok(s, now_ms, &why)) {
 			meter_stats.ms_rejected++;
 			log_warnx("metering: %s: sample %llu has %s: skipped",
 			    nodes_name(b->b_node), (unsigned long long)s->seq,
 			    why);
 			continue;
 		}
-		if (meter_place(q, b->b_node, s, &p) == -1) {
+		if (ingest_place(q, b->b_node, s, &p) == -1) {
 			meter_stats.ms_foreign++;
 			continue;
 		}
@@ -504,10 +504,10 @@ meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
 			continue;
 		}
 		(*fresh)++;
-		if (meter_used_bytes(q, s, &p, now_ms) == -1)
+		if (ingest_used_bytes(q, s, &p, now_ms) == -1)
 			return (-1);
-		h = meter_hash(s->kind, p.mp_name);
-		if (meter_known_has(h))
+		h = ingest_hash(s->kind, p.mp_name);
+		if (ingest_known_has(h))
 			continue;
 		sqlite3_reset(res);
 		sqlite3_bind_text(res, 1, s->kind, -1, SQLITE_STATIC);
@@ -521,13 +521,13 @@ meter_insert(struct meter_stmts *q, struct meter_batch *b, int64_t now_ms,
 		sqlite3_bind_text(res, 6, s->resource, -1, SQLITE_STATIC);
 		if (store_step(res) != SQLITE_DONE)
 			return (-1);
-		meter_known_add(h);
+		ingest_known_add(h);
 	}
 	return (0);
 }
 
 static void
-meter_stmts_open(struct meter_stmts *q)
+ingest_stmts_open(struct meter_stmts *q)
 {
 	size_t	 i;
 
@@ -553,7 +553,7 @@ meter_stmts_open(struct meter_stmts *q)
 }
 
 static void
-meter_stmts_close(struct meter_stmts *q)
+ingest_stmts_close(struct meter_stmts *q)
 {
 	size_t	 i;
 
@@ -568,7 +568,7 @@ meter_stmts_close(struct meter_stmts *q)
 }
 
 static void
-meter_batch_free(struct meter_batch *b)
+ingest_batch_free(struct meter_batch *b)
 {
 	if (b == NULL)
 		return;
@@ -578,10 +578,10 @@ meter_batch_free(struct meter_batch *b)
 
 /* Acknowledge a committed batch: the highest contiguous seq we have. */
 static void
-meter_ack(struct meter_batch *b, uint64_t fresh)
+ingest_ack(struct meter_batch *b, uint64_t fresh)
 {
 	Opsn__SamplesAck	 ack = OPSN__SAMPLES_ACK__INIT;
-	struct meter_node	*n = meter_node(b->b_node);
+	struct meter_node	*n = ingest_node(b->b_node);
 	const Opsn__Samples	*m = b->b_msg;
 	uint64_t		 base, first, last;
 
@@ -623,7 +623,7 @@ meter_ack(struct meter_batch *b, uint64_t fresh)
  * failed commit acknowledges nothing: the agents resend.
  */
 static void
-meter_flush(void)
+ingest_flush(void)
 {
 	struct meter_batches	 todo = TAILQ_HEAD_INITIALIZER(todo);
 	struct meter_batch	*b;
@@ -657,13 +657,13 @@ meter_flush(void)
 		meter_stats.ms_commit_failures++;
 		goto out;
 	}
-	meter_stmts_open(&q);
+	ingest_stmts_open(&q);
 	i = 0;
 	TAILQ_FOREACH(b, &todo, b_entry) {
-		if (meter_insert(&q, b, now_ms, &fresh[i++]) == -1) {
+		if (ingest_insert(&q, b, now_ms, &fresh[i++]) == -1) {
 			log_warnx("metering: inserting samples of %s: %s",
 			    nodes_name(b->b_node), sqlite3_errmsg(mc->db));
-			meter_stmts_close(&q);
+			ingest_stmts_close(&q);
 			store_rollback(mc->db);
 			/* The known-resource cache may name rolled-back rows. */
 			free(meter_known);
@@ -673,7 +673,7 @@ meter_flush(void)
 			goto out;
 		}
 	}
-	meter_stmts_close(&q);
+	ingest_stmts_close(&q);
 	if (store_commit(mc->db) == -1) {
 		free(meter_known);
 		meter_known = NULL;
@@ -687,7 +687,7 @@ meter_flush(void)
 		meter_stats.ms_batches++;
 		meter_stats.ms_ingested += fresh[i];
 		total += fresh[i];
-		meter_ack(b, fresh[i++]);
+		ingest_ack(b, fresh[i++]);
 	}
 	log_debug("metering: committed %zu batches, %llu new samples in %llu "
 	    "ms", nb, (unsigned long long)total,
@@ -695,14 +695,14 @@ meter_flush(void)
 out:
 	while ((b = TAILQ_FIRST(&todo)) != NULL) {
 		TAILQ_REMOVE(&todo, b, b_entry);
-		meter_batch_free(b);
+		ingest_batch_free(b);
 	}
 	free(fresh);
 }
 
 /* A group that failed took new meter_resources rows with it. */
 static void
-meter_group_cb(int ok, void *arg)
+ingest_group_cb(int ok, void *arg)
 {
 	if (ok)
 		return;
@@ -713,14 +713,14 @@ meter_group_cb(int ok, void *arg)
 
 /* After the loop has read every socket that was ready: commit. */
 static void
-meter_check_cb(uv_check_t *h)
+ingest_check_cb(uv_check_t *h)
 {
 	uv_check_stop(h);
-	meter_flush();
+	ingest_flush();
 }
 
 static void
-meter_samples(int64_t node, const uint8_t *p, size_t len)
+ingest_samples(int64_t node, const uint8_t *p, size_t len)
 {
 	struct meter_batch	*b;
 	Opsn__Samples		*m;
@@ -732,7 +732,7 @@ meter_samples(int64_t node, const uint8_t *p, size_t len)
 		meter_stats.ms_bad_batches++;
 		return;
 	}
-	if (meter_batch_check(m, &cause) == -1) {
+	if (ingest_batch_check(m, &cause) == -1) {
 		log_warnx("metering: %s: batch refused: %s", nodes_name(node),
 		    cause);
 		free(cause);
@@ -745,7 +745,7 @@ meter_samples(int64_t node, const uint8_t *p, size_t len)
 	b->b_msg = m;
 	TAILQ_INSERT_TAIL(&meter_pending, b, b_entry);
 	if (!uv_is_active((uv_handle_t *)&meter_check))
-		uv_check_start(&meter_check, meter_check_cb);
+		uv_check_start(&meter_check, ingest_check_cb);
 }
 
 /* A frame of the metering range from a node (after HELLO). */
@@ -754,7 +754,7 @@ metering_agent_msg(int64_t node, uint16_t type, const uint8_t *p, size_t len)
 {
 	switch (type) {
 	case MSG_SAMPLES:
-		meter_samples(node, p, len);
+		ingest_samples(node, p, len);
 		break;
 	default:
 		log_debug("metering: %s: ignoring message type %u",
@@ -767,7 +767,7 @@ metering_agent_msg(int64_t node, uint16_t type, const uint8_t *p, size_t len)
 void
 metering_agent_hello(int64_t node, const char *roles)
 {
-	struct meter_node	*n = meter_node(node);
+	struct meter_node	*n = ingest_node(node);
 
 	n->mn_acked = 0;
 	n->mn_connected = 1;
@@ -776,7 +776,7 @@ metering_agent_hello(int64_t node, const char *roles)
 void
 metering_agent_gone(int64_t node)
 {
-	meter_node(node)->mn_connected = 0;
+	ingest_node(node)->mn_connected = 0;
 }
 
 /* ---- rollup rounds and retention ----------------------------------- */
@@ -788,11 +788,11 @@ struct meter_work {
 	uint64_t		 w_ms;
 };
 
-static void	meter_round_start(void);
-static void	meter_timer_cb(uv_timer_t *);
+static void	ingest_round_start(void);
+static void	ingest_timer_cb(uv_timer_t *);
 
 static void
-meter_round_work_cb(uv_work_t *req)
+ingest_round_work_cb(uv_work_t *req)
 {
 	struct meter_work	*w = req->data;
 	sqlite3			*db = NULL;
@@ -812,7 +812,7 @@ meter_round_work_cb(uv_work_t *req)
  * retention froze, are never recomputed.
  */
 static void
-meter_retain_hours(void)
+ingest_retain_hours(void)
 {
 	sqlite3_stmt	*st;
 	int64_t		 oldest = -1, cutoff, end;
@@ -859,7 +859,7 @@ meter_retain_hours(void)
  * totals are summed again.
  */
 static int
-meter_calendar_sync(char **cause)
+ingest_calendar_sync(char **cause)
 {
 	sqlite3_stmt	*st;
 	char		 tz[80] = "";
@@ -918,7 +918,7 @@ fail:
 
 /* One retention step: raw samples older than the retention, rolled up. */
 static void
-meter_retain(void)
+ingest_retain(void)
 {
 	sqlite3_stmt	*st;
 	int64_t		 rolled, retained, frozen, hi, left = -1;
@@ -970,11 +970,11 @@ meter_retain(void)
 		    "days", deleted, (long long)(meter_retention_ms /
 		    86400000));
 	}
-	meter_retain_hours();
+	ingest_retain_hours();
 }
 
 static void
-meter_round_after_cb(uv_work_t *req, int status)
+ingest_round_after_cb(uv_work_t *req, int status)
 {
 	struct meter_work	*w = req->data;
 	char			*cause = NULL;
@@ -1005,7 +1005,7 @@ meter_round_after_cb(uv_work_t *req, int status)
 	}
 	meter_stats.ms_last_round = util_now();
 	again = metering_round_samples(w->w_round) >= METER_ROUND_MAX;
-	meter_retain();
+	ingest_retain();
 out:
 	metering_round_free(w->w_round);
 	free(w->w_cause);
@@ -1016,12 +1016,12 @@ out:
 	 * zero timer runs in the next iteration.
 	 */
 	if (again)
-		uv_timer_start(&meter_timer, meter_timer_cb, 0,
+		uv_timer_start(&meter_timer, ingest_timer_cb, 0,
 		    (uint64_t)meter_rollup_ms);
 }
 
 static void
-meter_round_start(void)
+ingest_round_start(void)
 {
 	struct meter_work	*w;
 
@@ -1029,8 +1029,8 @@ meter_round_start(void)
 		return;
 	w = xcalloc(1, sizeof(*w));
 	w->w_req.data = w;
-	if (uv_queue_work(mc->loop, &w->w_req, meter_round_work_cb,
-	    meter_round_after_cb) != 0) {
+	if (uv_queue_work(mc->loop, &w->w_req, ingest_round_work_cb,
+	    ingest_round_after_cb) != 0) {
 		free(w);
 		return;
 	}
@@ -1038,15 +1038,15 @@ meter_round_start(void)
 }
 
 static void
-meter_timer_cb(uv_timer_t *t)
+ingest_timer_cb(uv_timer_t *t)
 {
-	meter_round_start();
+	ingest_round_start();
 }
 
 #ifdef OPSN_TEST_BUILD
 /* A test-only setting (test builds only: a release never reads them). */
 static int64_t
-meter_env_ms(const char *name, int64_t def)
+ingest_env_ms(const char *name, int64_t def)
 {
 	const char	*s = getenv(name);
 	char		*end;
@@ -1076,9 +1076,9 @@ metering_init(struct ctl *c, char **cause)
 	if (c->conf.meter_raw_retention_ms > 0)
 		meter_retention_ms = c->conf.meter_raw_retention_ms;
 #ifdef OPSN_TEST_BUILD
-	meter_rollup_ms = meter_env_ms("OPSN_TEST_METER_ROLLUP_MS",
+	meter_rollup_ms = ingest_env_ms("OPSN_TEST_METER_ROLLUP_MS",
 	    meter_rollup_ms);
-	meter_retention_ms = meter_env_ms("OPSN_TEST_METER_RETENTION_MS",
+	meter_retention_ms = ingest_env_ms("OPSN_TEST_METER_RETENTION_MS",
 	    meter_retention_ms);
 #endif
 	meter_hourly_ms = c->conf.meter_hourly_retention_ms;
@@ -1091,12 +1091,12 @@ metering_init(struct ctl *c, char **cause)
 		    86400000));
 		meter_hourly_ms = meter_retention_ms + METER_FROZEN_MARGIN_MS;
 	}
-	if (meter_calendar_sync(cause) == -1)
+	if (ingest_calendar_sync(cause) == -1)
 		return (-1);
-	store_group_watch(meter_group_cb, NULL);
+	store_group_watch(ingest_group_cb, NULL);
 	uv_check_init(c->loop, &meter_check);
 	uv_timer_init(c->loop, &meter_timer);
-	uv_timer_start(&meter_timer, meter_timer_cb, (uint64_t)meter_rollup_ms,
+	uv_timer_start(&meter_timer, ingest_timer_cb, (uint64_t)meter_rollup_ms,
 	    (uint64_t)meter_rollup_ms);
 	/* Neither handle keeps the loop alive at shutdown. */
 	uv_unref((uv_handle_t *)&meter_check);

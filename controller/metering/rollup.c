@@ -60,7 +60,7 @@ metering_metrics(const char *kind)
 }
 
 static int64_t
-hour_of(int64_t ms)
+rollup_hour_of(int64_t ms)
 {
 	int64_t	 s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
 
@@ -297,7 +297,7 @@ struct meter_round {
 	"used_bytes, interval_ms"
 
 static void
-round_read_sample(sqlite3_stmt *st, struct meter_sample *m)
+rollup_round_read_sample(sqlite3_stmt *st, struct meter_sample *m)
 {
 	const unsigned char	*b;
 
@@ -330,7 +330,7 @@ struct sample_vec {
 };
 
 static struct meter_sample *
-vec_push(struct sample_vec *v)
+rollup_vec_push(struct sample_vec *v)
 {
 	if (v->n == v->cap) {
 		v->cap = v->cap ? v->cap * 2 : 256;
@@ -340,7 +340,7 @@ vec_push(struct sample_vec *v)
 }
 
 static int
-sample_cmp(const void *a, const void *b)
+rollup_sample_cmp(const void *a, const void *b)
 {
 	const struct meter_sample *x = a, *y = b;
 
@@ -353,17 +353,18 @@ sample_cmp(const void *a, const void *b)
 
 /* Run st (bound by the caller) and append every row. */
 static int
-round_collect(sqlite3_stmt *st, struct sample_vec *v)
+rollup_round_collect(sqlite3_stmt *st, struct sample_vec *v)
 {
 	int	 rc;
 
 	while ((rc = store_step(st)) == SQLITE_ROW)
-		round_read_sample(st, vec_push(v));
+		rollup_round_read_sample(st, rollup_vec_push(v));
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
 static int
-round_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, char **cause)
+rollup_round_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st,
+    char **cause)
 {
 	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
 		xasprintf(cause, "preparing '%.40s': %s", sql,
@@ -398,7 +399,7 @@ static const char *const round_sql[Q_N] = {
 };
 
 static void
-round_bind_res(sqlite3_stmt *st, const char *kind, const char *res,
+rollup_round_bind_res(sqlite3_stmt *st, const char *kind, const char *res,
     int64_t upto)
 {
 	sqlite3_reset(st);
@@ -411,12 +412,12 @@ round_bind_res(sqlite3_stmt *st, const char *kind, const char *res,
 
 /* One sample or none from a LIMIT 1 query; 1 found, 0 none, -1 error. */
 static int
-round_one(sqlite3_stmt *st, struct meter_sample *m)
+rollup_round_one(sqlite3_stmt *st, struct meter_sample *m)
 {
 	int	 rc = store_step(st);
 
 	if (rc == SQLITE_ROW) {
-		round_read_sample(st, m);
+		rollup_round_read_sample(st, m);
 		return (1);
 	}
 	return (rc == SQLITE_DONE ? 0 : -1);
@@ -429,29 +430,30 @@ round_one(sqlite3_stmt *st, struct meter_sample *m)
  * are left out. 1 with the window, 0 if it is all frozen, -1 on error.
  */
 static int
-round_window(sqlite3_stmt **q, const char *kind, const char *res,
+rollup_round_window(sqlite3_stmt **q, const char *kind, const char *res,
     int64_t tmin, int64_t tmax, int64_t upto, int64_t frozen_ms,
     int64_t *lop, int64_t *hip)
 {
 	struct meter_sample	 m;
-	int64_t			 lo = hour_of(tmin), hi = hour_of(tmax);
+	int64_t			 lo = rollup_hour_of(tmin),
+	    hi = rollup_hour_of(tmax);
 	int64_t			 frozen_h;
 	int			 rc;
 
-	round_bind_res(q[Q_PREV], kind, res, upto);
+	rollup_round_bind_res(q[Q_PREV], kind, res, upto);
 	sqlite3_bind_int64(q[Q_PREV], 3, lo * 1000);
-	if ((rc = round_one(q[Q_PREV], &m)) == -1)
+	if ((rc = rollup_round_one(q[Q_PREV], &m)) == -1)
 		return (-1);
 	if (rc == 1)
-		lo = hour_of(m.ms_ts);
-	round_bind_res(q[Q_NEXT], kind, res, upto);
+		lo = rollup_hour_of(m.ms_ts);
+	rollup_round_bind_res(q[Q_NEXT], kind, res, upto);
 	sqlite3_bind_int64(q[Q_NEXT], 3, (hi + METER_HOUR) * 1000);
-	if ((rc = round_one(q[Q_NEXT], &m)) == -1)
+	if ((rc = rollup_round_one(q[Q_NEXT], &m)) == -1)
 		return (-1);
 	if (rc == 1)
-		hi = hour_of(m.ms_ts);
+		hi = rollup_hour_of(m.ms_ts);
 	if (frozen_ms > 0) {
-		frozen_h = hour_of(frozen_ms + METER_FROZEN_MARGIN_MS +
+		frozen_h = rollup_hour_of(frozen_ms + METER_FROZEN_MARGIN_MS +
 		    METER_HOUR_MS - 1);
 		if (lo < frozen_h)
 			lo = frozen_h;
@@ -468,7 +470,7 @@ round_window(sqlite3_stmt **q, const char *kind, const char *res,
  * -1 on error.
  */
 static int
-round_hours(sqlite3_stmt **q, const char *kind, const char *res,
+rollup_round_hours(sqlite3_stmt **q, const char *kind, const char *res,
     int64_t lo, int64_t hi, int64_t upto, struct meter_row **rows,
     size_t *nrows)
 {
@@ -477,24 +479,24 @@ round_hours(sqlite3_stmt **q, const char *kind, const char *res,
 	size_t			 i, j, nwin;
 	int			 rc;
 
-	round_bind_res(q[Q_RANGE], kind, res, upto);
+	rollup_round_bind_res(q[Q_RANGE], kind, res, upto);
 	sqlite3_bind_int64(q[Q_RANGE], 3, lo * 1000);
 	sqlite3_bind_int64(q[Q_RANGE], 4, (hi + METER_HOUR) * 1000);
-	if (round_collect(q[Q_RANGE], &v) == -1)
+	if (rollup_round_collect(q[Q_RANGE], &v) == -1)
 		goto fail;
 	nwin = v.n;
-	round_bind_res(q[Q_PREV], kind, res, upto);
+	rollup_round_bind_res(q[Q_PREV], kind, res, upto);
 	sqlite3_bind_int64(q[Q_PREV], 3, lo * 1000);
-	if ((rc = round_one(q[Q_PREV], &m)) == -1)
+	if ((rc = rollup_round_one(q[Q_PREV], &m)) == -1)
 		goto fail;
 	if (rc == 1)
-		*vec_push(&v) = m;
-	round_bind_res(q[Q_NEXT], kind, res, upto);
+		*rollup_vec_push(&v) = m;
+	rollup_round_bind_res(q[Q_NEXT], kind, res, upto);
 	sqlite3_bind_int64(q[Q_NEXT], 3, (hi + METER_HOUR) * 1000);
-	if ((rc = round_one(q[Q_NEXT], &m)) == -1)
+	if ((rc = rollup_round_one(q[Q_NEXT], &m)) == -1)
 		goto fail;
 	if (rc == 1)
-		*vec_push(&v) = m;
+		*rollup_vec_push(&v) = m;
 	for (i = 0; i < nwin; i++) {
 		/* First sample of its (node, boot) in the window? */
 		for (j = 0; j < i; j++)
@@ -503,18 +505,18 @@ round_hours(sqlite3_stmt **q, const char *kind, const char *res,
 				break;
 		if (j < i)
 			continue;
-		round_bind_res(q[Q_LINEAGE], kind, res, upto);
+		rollup_round_bind_res(q[Q_LINEAGE], kind, res, upto);
 		sqlite3_bind_int64(q[Q_LINEAGE], 3, lo * 1000);
 		sqlite3_bind_int64(q[Q_LINEAGE], 4, v.v[i].ms_node);
 		sqlite3_bind_text(q[Q_LINEAGE], 5, v.v[i].ms_boot, -1,
 		    SQLITE_TRANSIENT);
-		if ((rc = round_one(q[Q_LINEAGE], &m)) == -1)
+		if ((rc = rollup_round_one(q[Q_LINEAGE], &m)) == -1)
 			goto fail;
 		if (rc == 1)
-			*vec_push(&v) = m;
+			*rollup_vec_push(&v) = m;
 	}
 	/* Sort, and drop a sample fetched twice (an anchor of both kinds). */
-	qsort(v.v, v.n, sizeof(*v.v), sample_cmp);
+	qsort(v.v, v.n, sizeof(*v.v), rollup_sample_cmp);
 	for (i = j = 0; i < v.n; i++) {
 		if (j > 0 && v.v[j - 1].ms_id == v.v[i].ms_id)
 			continue;
@@ -532,7 +534,7 @@ fail:
 
 /* Add q to the (day, metric) row of rows, or append one. */
 static void
-round_day_add(struct meter_row **rows, size_t *n, int64_t day,
+rollup_round_day_add(struct meter_row **rows, size_t *n, int64_t day,
     const char *metric, int64_t q)
 {
 	size_t	 i;
@@ -557,7 +559,7 @@ round_day_add(struct meter_row **rows, size_t *n, int64_t day,
  * day. Exact: a gauge's hours outside the window do not move.
  */
 static int
-round_days(sqlite3_stmt **q, const char *kind, const char *res,
+rollup_round_days(sqlite3_stmt **q, const char *kind, const char *res,
     int64_t lo, int64_t hi, int64_t from, int64_t to, struct meter_row **out,
     size_t *nout)
 {
@@ -565,16 +567,18 @@ round_days(sqlite3_stmt **q, const char *kind, const char *res,
 	size_t			 nnow = 0, nwas = 0, n = 0, i, k;
 	int			 rc;
 
-	if ((rc = round_hours(q, kind, res, lo, hi, to, &now, &nnow)) != 0 ||
-	    (rc = round_hours(q, kind, res, lo, hi, from, &was, &nwas)) != 0) {
+	if ((rc = rollup_round_hours(q, kind, res, lo, hi, to, &now,
+	    &nnow)) != 0 ||
+	    (rc = rollup_round_hours(q, kind, res, lo, hi, from, &was,
+	    &nwas)) != 0) {
 		free(now);
 		return (rc);
 	}
 	for (i = 0; i < nnow; i++)
-		round_day_add(&rows, &n, calendar_day(now[i].mr_hour),
+		rollup_round_day_add(&rows, &n, calendar_day(now[i].mr_hour),
 		    now[i].mr_metric, now[i].mr_quantity);
 	for (i = 0; i < nwas; i++)
-		round_day_add(&rows, &n, calendar_day(was[i].mr_hour),
+		rollup_round_day_add(&rows, &n, calendar_day(was[i].mr_hour),
 		    was[i].mr_metric, -was[i].mr_quantity);
 	for (i = k = 0; i < n; i++)
 		if (rows[i].mr_quantity != 0)
@@ -588,7 +592,7 @@ round_days(sqlite3_stmt **q, const char *kind, const char *res,
 
 /* Recompute one resource whose new samples span [tmin, tmax] ms. */
 static int
-round_resource(sqlite3_stmt **q, const char *kind, const char *res,
+rollup_round_resource(sqlite3_stmt **q, const char *kind, const char *res,
     int64_t tmin, int64_t tmax, int64_t frozen_ms, int64_t from, int64_t to,
     struct round_res *out)
 {
@@ -598,19 +602,21 @@ round_resource(sqlite3_stmt **q, const char *kind, const char *res,
 	memset(out, 0, sizeof(*out));
 	if (metering_metrics(kind) == NULL)
 		return (0);		/* an unknown kind: stored, not rolled */
-	if ((rc = round_window(q, kind, res, tmin, tmax, to, frozen_ms, &lo,
+	if ((rc = rollup_round_window(q, kind, res, tmin, tmax, to, frozen_ms,
+	    &lo,
 	    &hi)) <= 0)
 		return (rc);		/* only frozen hours: nothing to do */
 	out->rr_daily = strcmp(kind, "vm") != 0;
 	if (out->rr_daily)
-		rc = round_days(q, kind, res, lo, hi, from, to, &out->rr_rows,
+		rc = rollup_round_days(q, kind, res, lo, hi, from, to,
+		    &out->rr_rows,
 		    &out->rr_nrows);
 	else
-		rc = round_hours(q, kind, res, lo, hi, to, &out->rr_rows,
+		rc = rollup_round_hours(q, kind, res, lo, hi, to, &out->rr_rows,
 		    &out->rr_nrows);
 	if (rc != 0)
 		return (rc == 1 ? 0 : -1);
-	round_bind_res(q[Q_TENANT], kind, res, to);
+	rollup_round_bind_res(q[Q_TENANT], kind, res, to);
 	if (store_step(q[Q_TENANT]) == SQLITE_ROW)
 		out->rr_tenant = sqlite3_column_int64(q[Q_TENANT], 0);
 	out->rr_kind = xstrdup(kind);
@@ -636,7 +642,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 		free(r);
 		return (NULL);
 	}
-	if (round_prepare(db, "SELECT rolled_id, frozen_ms, (SELECT "
+	if (rollup_round_prepare(db, "SELECT rolled_id, frozen_ms, (SELECT "
 	    "coalesce(max(id), 0) FROM samples) FROM meter_state", &st,
 	    cause) == -1)
 		goto fail;
@@ -656,7 +662,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 		goto done;
 
 	for (i = 0; i < Q_N; i++)
-		if (round_prepare(db, round_sql[i], &q[i], cause) == -1)
+		if (rollup_round_prepare(db, round_sql[i], &q[i], cause) == -1)
 			goto fail;
 	sqlite3_bind_int64(q[Q_GROUPS], 1, r->r_from_id);
 	sqlite3_bind_int64(q[Q_GROUPS], 2, r->r_to_id);
@@ -670,7 +676,7 @@ metering_round_compute(sqlite3 *db, int64_t max, char **cause)
 			cap = cap ? cap * 2 : 64;
 			r->r_res = xrealloc(r->r_res, cap * sizeof(*r->r_res));
 		}
-		if (round_resource(q, kind, res, sqlite3_column_int64(
+		if (rollup_round_resource(q, kind, res, sqlite3_column_int64(
 		    q[Q_GROUPS], 2), sqlite3_column_int64(q[Q_GROUPS], 3),
 		    frozen, r->r_from_id, r->r_to_id,
 		    &r->r_res[r->r_nres]) == -1) {
@@ -745,7 +751,7 @@ struct month_acc {
 };
 
 static uint64_t
-month_hash(int64_t tenant, int64_t month, const char *kind,
+rollup_month_hash(int64_t tenant, int64_t month, const char *kind,
     const char *metric)
 {
 	uint64_t	 h = (uint64_t)tenant * 1000003 ^ (uint64_t)month;
@@ -758,13 +764,14 @@ month_hash(int64_t tenant, int64_t month, const char *kind,
 }
 
 static struct month_delta *
-month_slot(struct month_acc *a, int64_t tenant, int64_t month,
+rollup_month_slot(struct month_acc *a, int64_t tenant, int64_t month,
     const char *kind, const char *metric)
 {
 	struct month_delta	*d;
 	size_t			 i;
 
-	for (i = month_hash(tenant, month, kind, metric) & (a->ma_cap - 1);;
+	for (i = rollup_month_hash(tenant, month, kind,
+	    metric) & (a->ma_cap - 1);;
 	    i = (i + 1) & (a->ma_cap - 1)) {
 		d = &a->ma_v[i];
 		if (d->md_kind == NULL || (d->md_tenant == tenant &&
@@ -776,7 +783,8 @@ month_slot(struct month_acc *a, int64_t tenant, int64_t month,
 
 /* Add q to the total of (tenant, month of t, kind, metric). */
 static void
-month_add(struct month_acc *a, int64_t tenant, int64_t t, const char *kind,
+rollup_month_add(struct month_acc *a, int64_t tenant, int64_t t,
+    const char *kind,
     const char *metric, int64_t q)
 {
 	struct month_delta	*d, *old;
@@ -792,12 +800,12 @@ month_add(struct month_acc *a, int64_t tenant, int64_t t, const char *kind,
 		a->ma_v = xcalloc(a->ma_cap, sizeof(*a->ma_v));
 		for (i = 0; i < oldcap; i++)
 			if (old[i].md_kind != NULL)
-				*month_slot(a, old[i].md_tenant,
+				*rollup_month_slot(a, old[i].md_tenant,
 				    old[i].md_month, old[i].md_kind,
 				    old[i].md_metric) = old[i];
 		free(old);
 	}
-	d = month_slot(a, tenant, month, kind, metric);
+	d = rollup_month_slot(a, tenant, month, kind, metric);
 	if (d->md_kind == NULL) {
 		d->md_tenant = tenant;
 		d->md_month = month;
@@ -810,7 +818,7 @@ month_add(struct month_acc *a, int64_t tenant, int64_t t, const char *kind,
 
 /* Write the round's changes to the monthly totals. */
 static int
-month_write(sqlite3_stmt *st, const struct month_acc *a)
+rollup_month_write(sqlite3_stmt *st, const struct month_acc *a)
 {
 	const struct month_delta	*d;
 	size_t				 i;
@@ -832,7 +840,7 @@ month_write(sqlite3_stmt *st, const struct month_acc *a)
 }
 
 static void
-round_bind_tenant(sqlite3_stmt *st, int i, int64_t tenant)
+rollup_round_bind_tenant(sqlite3_stmt *st, int i, int64_t tenant)
 {
 	if (tenant > 0)
 		sqlite3_bind_int64(st, i, tenant);
@@ -842,7 +850,8 @@ round_bind_tenant(sqlite3_stmt *st, int i, int64_t tenant)
 
 /* Bind (hour, kind, resource, metric) of a usage_hourly row. */
 static void
-round_bind_hour(sqlite3_stmt *st, const struct round_res *rr, int64_t hour,
+rollup_round_bind_hour(sqlite3_stmt *st, const struct round_res *rr,
+    int64_t hour,
     const char *metric)
 {
 	sqlite3_reset(st);
@@ -865,7 +874,7 @@ struct round_old {
  * written (the monthly totals' triggers then have nothing to do).
  */
 static int
-round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
+rollup_round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
     struct month_acc *ma)
 {
 	const struct meter_row	*nr;
@@ -910,19 +919,21 @@ round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
 		if (nr != NULL && nr->mr_quantity == o->ro_quantity &&
 		    o->ro_tenant == rr->rr_tenant)
 			continue;
-		month_add(ma, o->ro_tenant, o->ro_hour, rr->rr_kind,
+		rollup_month_add(ma, o->ro_tenant, o->ro_hour, rr->rr_kind,
 		    o->ro_metric, -o->ro_quantity);
 		if (nr != NULL) {
-			month_add(ma, rr->rr_tenant, o->ro_hour, rr->rr_kind,
+			rollup_month_add(ma, rr->rr_tenant, o->ro_hour,
+			    rr->rr_kind,
 			    o->ro_metric, nr->mr_quantity);
-			round_bind_hour(w[W_HOUR_SET], rr, o->ro_hour,
+			rollup_round_bind_hour(w[W_HOUR_SET], rr, o->ro_hour,
 			    o->ro_metric);
 			sqlite3_bind_int64(w[W_HOUR_SET], 5, nr->mr_quantity);
-			round_bind_tenant(w[W_HOUR_SET], 6, rr->rr_tenant);
+			rollup_round_bind_tenant(w[W_HOUR_SET], 6,
+			    rr->rr_tenant);
 			if (store_step(w[W_HOUR_SET]) != SQLITE_DONE)
 				goto out;
 		} else {
-			round_bind_hour(w[W_HOUR_DEL], rr, o->ro_hour,
+			rollup_round_bind_hour(w[W_HOUR_DEL], rr, o->ro_hour,
 			    o->ro_metric);
 			if (store_step(w[W_HOUR_DEL]) != SQLITE_DONE)
 				goto out;
@@ -932,11 +943,12 @@ round_write_hours(sqlite3_stmt **w, const struct round_res *rr,
 		if (seen[i])
 			continue;
 		nr = &rr->rr_rows[i];
-		month_add(ma, rr->rr_tenant, nr->mr_hour, rr->rr_kind,
+		rollup_month_add(ma, rr->rr_tenant, nr->mr_hour, rr->rr_kind,
 		    nr->mr_metric, nr->mr_quantity);
-		round_bind_hour(w[W_HOUR_ADD], rr, nr->mr_hour, nr->mr_metric);
+		rollup_round_bind_hour(w[W_HOUR_ADD], rr, nr->mr_hour,
+		    nr->mr_metric);
 		sqlite3_bind_int64(w[W_HOUR_ADD], 5, nr->mr_quantity);
-		round_bind_tenant(w[W_HOUR_ADD], 6, rr->rr_tenant);
+		rollup_round_bind_tenant(w[W_HOUR_ADD], 6, rr->rr_tenant);
 		if (store_step(w[W_HOUR_ADD]) != SQLITE_DONE)
 			goto out;
 	}
@@ -949,7 +961,7 @@ out:
 
 /* A mailbox's or site's days move by rr_rows. */
 static int
-round_write_days(sqlite3_stmt **w, const struct round_res *rr,
+rollup_round_write_days(sqlite3_stmt **w, const struct round_res *rr,
     struct month_acc *ma)
 {
 	sqlite3_stmt	*st = w[W_DAY_ADD];
@@ -962,13 +974,13 @@ round_write_days(sqlite3_stmt **w, const struct round_res *rr,
 		sqlite3_bind_text(st, 3, rr->rr_resource, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 4, rr->rr_rows[i].mr_metric, -1,
 		    SQLITE_STATIC);
-		round_bind_tenant(st, 5, rr->rr_tenant);
+		rollup_round_bind_tenant(st, 5, rr->rr_tenant);
 		sqlite3_bind_int64(st, 6, calendar_month(
 		    rr->rr_rows[i].mr_hour));
 		sqlite3_bind_int64(st, 7, rr->rr_rows[i].mr_quantity);
 		if (store_step(st) != SQLITE_DONE)
 			return (-1);
-		month_add(ma, rr->rr_tenant, rr->rr_rows[i].mr_hour,
+		rollup_month_add(ma, rr->rr_tenant, rr->rr_rows[i].mr_hour,
 		    rr->rr_kind, rr->rr_rows[i].mr_metric,
 		    rr->rr_rows[i].mr_quantity);
 	}
@@ -1011,12 +1023,13 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	if (store_step(w[W_QUIET]) != SQLITE_DONE)
 		goto sqlerr;
 	for (i = 0; i < r->r_nres; i++) {
-		rc = r->r_res[i].rr_daily ? round_write_days(w, &r->r_res[i],
-		    &ma) : round_write_hours(w, &r->r_res[i], &ma);
+		rc = r->r_res[i].rr_daily ? rollup_round_write_days(w,
+		    &r->r_res[i],
+		    &ma) : rollup_round_write_hours(w, &r->r_res[i], &ma);
 		if (rc == -1)
 			goto sqlerr;
 	}
-	if (month_write(w[W_MONTH_ADD], &ma) == -1)
+	if (rollup_month_write(w[W_MONTH_ADD], &ma) == -1)
 		goto sqlerr;
 	sqlite3_reset(w[W_QUIET]);
 	sqlite3_bind_int(w[W_QUIET], 1, 0);

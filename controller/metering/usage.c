@@ -96,7 +96,7 @@ metering_decimal(int64_t q, int64_t div, int dec, char mark, char *buf,
 /* ---- CSV ------------------------------------------------------------- */
 
 static void
-buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
+usage_buf_add(char **buf, size_t *len, size_t *cap, const char *s, size_t n)
 {
 	if (*len + n + 1 > *cap) {
 		while (*len + n + 1 > *cap)
@@ -122,16 +122,16 @@ metering_csv_cell(char **buf, size_t *len, size_t *cap, const char *cell,
 	const char *p;
 
 	if (quote)
-		buf_add(buf, len, cap, "\"", 1);
+		usage_buf_add(buf, len, cap, "\"", 1);
 	if (text && strchr("=+-@\t\r", cell[0]) != NULL && cell[0] != '\0')
-		buf_add(buf, len, cap, "'", 1);
+		usage_buf_add(buf, len, cap, "'", 1);
 	for (p = cell; *p != '\0'; p++) {
 		if (*p == '"')
-			buf_add(buf, len, cap, "\"", 1);
-		buf_add(buf, len, cap, p, 1);
+			usage_buf_add(buf, len, cap, "\"", 1);
+		usage_buf_add(buf, len, cap, p, 1);
 	}
 	if (quote)
-		buf_add(buf, len, cap, "\"", 1);
+		usage_buf_add(buf, len, cap, "\"", 1);
 }
 
 /* ---- GET /v1/usage ---------------------------------------------------- */
@@ -311,7 +311,7 @@ usage_prepare(sqlite3 *db, const struct usage_q *q)
 }
 
 static const char *
-col_text(sqlite3_stmt *st, int i)
+usage_col_text(sqlite3_stmt *st, int i)
 {
 	const unsigned char	*s = sqlite3_column_text(st, i);
 
@@ -336,20 +336,22 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 		    json_integer(sqlite3_column_int64(st, 0)));
 		json_object_set_new(it, "tenant_name", sqlite3_column_type(st,
 		    1) == SQLITE_NULL ? json_null() :
-		    json_string(col_text(st, 1)));
+		    json_string(usage_col_text(st, 1)));
 		if (q->g == G_DAY || q->g == G_MONTH) {
 			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
 			json_object_set_new(it, "period", json_string(per));
 		}
-		json_object_set_new(it, "kind", json_string(col_text(st, 5)));
+		json_object_set_new(it, "kind", json_string(usage_col_text(st,
+		    5)));
 		if (q->g == G_RESOURCE)
 			json_object_set_new(it, "resource",
-			    json_string(col_text(st, 6)));
-		json_object_set_new(it, "metric", json_string(col_text(st, 7)));
+			    json_string(usage_col_text(st, 6)));
+		json_object_set_new(it, "metric", json_string(usage_col_text(st,
+		    7)));
 		qty = sqlite3_column_int64(st, 8);
 		json_object_set_new(it, "quantity", json_integer(qty));
-		if ((u = metering_unit(col_text(st, 7))) != NULL) {
+		if ((u = metering_unit(usage_col_text(st, 7))) != NULL) {
 			json_object_set_new(it, "unit", json_string(u->mu_base));
 			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
 			    '.', num, sizeof(num));
@@ -418,51 +420,54 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	sep[0] = q->sep;
 	sep[1] = '\0';
 	/* The BOM tells LibreOffice and Excel the file is UTF-8. */
-	buf_add(&b, &len, &cap, "\xef\xbb\xbf", 3);
+	usage_buf_add(&b, &len, &cap, "\xef\xbb\xbf", 3);
 	nh = usage_header(q, hdr);
 	for (i = 0; i < nh; i++) {
 		if (i > 0)
-			buf_add(&b, &len, &cap, sep, 1);
-		buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
+			usage_buf_add(&b, &len, &cap, sep, 1);
+		usage_buf_add(&b, &len, &cap, hdr[i], strlen(hdr[i]));
 	}
-	buf_add(&b, &len, &cap, "\r\n", 2);
+	usage_buf_add(&b, &len, &cap, "\r\n", 2);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
 		metering_csv_cell(&b, &len, &cap, sqlite3_column_type(st, 0) ==
-		    SQLITE_NULL ? "platform" : col_text(st, 0), q->sep, 0);
+		    SQLITE_NULL ? "platform" : usage_col_text(st, 0), q->sep,
+		    0);
 		for (i = 2; i <= 4; i++) {
-			buf_add(&b, &len, &cap, sep, 1);
+			usage_buf_add(&b, &len, &cap, sep, 1);
 			/* Text: an INSEE code keeps its leading zero. */
-			metering_csv_cell(&b, &len, &cap, col_text(st,
+			metering_csv_cell(&b, &len, &cap, usage_col_text(st,
 			    i == 4 ? 1 : (int)i), q->sep, 1);
 		}
 		if (q->g == G_DAY || q->g == G_MONTH) {
 			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
-			buf_add(&b, &len, &cap, sep, 1);
+			usage_buf_add(&b, &len, &cap, sep, 1);
 			metering_csv_cell(&b, &len, &cap, per, q->sep, 0);
 		}
-		buf_add(&b, &len, &cap, sep, 1);
-		metering_csv_cell(&b, &len, &cap, col_text(st, 5), q->sep, 1);
+		usage_buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, usage_col_text(st, 5), q->sep,
+		    1);
 		if (q->g == G_RESOURCE) {
-			buf_add(&b, &len, &cap, sep, 1);
-			metering_csv_cell(&b, &len, &cap, col_text(st, 6),
+			usage_buf_add(&b, &len, &cap, sep, 1);
+			metering_csv_cell(&b, &len, &cap, usage_col_text(st, 6),
 			    q->sep, 1);
 		}
-		buf_add(&b, &len, &cap, sep, 1);
-		metering_csv_cell(&b, &len, &cap, col_text(st, 7), q->sep, 1);
+		usage_buf_add(&b, &len, &cap, sep, 1);
+		metering_csv_cell(&b, &len, &cap, usage_col_text(st, 7), q->sep,
+		    1);
 		qty = sqlite3_column_int64(st, 8);
-		u = metering_unit(col_text(st, 7));
+		u = metering_unit(usage_col_text(st, 7));
 		if (u != NULL)
 			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
 			    q->mark, num, sizeof(num));
 		else
 			snprintf(num, sizeof(num), "%lld", (long long)qty);
-		buf_add(&b, &len, &cap, sep, 1);
+		usage_buf_add(&b, &len, &cap, sep, 1);
 		metering_csv_cell(&b, &len, &cap, num, q->sep, 0);
-		buf_add(&b, &len, &cap, sep, 1);
+		usage_buf_add(&b, &len, &cap, sep, 1);
 		metering_csv_cell(&b, &len, &cap, u ? u->mu_display : "",
 		    q->sep, 1);
-		buf_add(&b, &len, &cap, "\r\n", 2);
+		usage_buf_add(&b, &len, &cap, "\r\n", 2);
 	}
 	if (rc != SQLITE_DONE) {
 		free(b);
@@ -493,9 +498,9 @@ usage_build_ods(const struct usage_q *q, sqlite3_stmt *st, char **out,
 	while ((rc = store_step(st)) == SQLITE_ROW) {
 		ods_row(ods);
 		ods_text(ods, sqlite3_column_type(st, 0) == SQLITE_NULL ?
-		    "platform" : col_text(st, 0));
+		    "platform" : usage_col_text(st, 0));
 		for (i = 2; i <= 4; i++)
-			ods_text(ods, col_text(st, i == 4 ? 1 : i));
+			ods_text(ods, usage_col_text(st, i == 4 ? 1 : i));
 		if (q->g == G_DAY || q->g == G_MONTH) {
 			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
@@ -504,12 +509,12 @@ usage_build_ods(const struct usage_q *q, sqlite3_stmt *st, char **out,
 			else
 				ods_text(ods, per);
 		}
-		ods_text(ods, col_text(st, 5));
+		ods_text(ods, usage_col_text(st, 5));
 		if (q->g == G_RESOURCE)
-			ods_text(ods, col_text(st, 6));
-		ods_text(ods, col_text(st, 7));
+			ods_text(ods, usage_col_text(st, 6));
+		ods_text(ods, usage_col_text(st, 7));
 		qty = sqlite3_column_int64(st, 8);
-		if ((u = metering_unit(col_text(st, 7))) != NULL) {
+		if ((u = metering_unit(usage_col_text(st, 7))) != NULL) {
 			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
 			    '.', num, sizeof(num));
 			ods_number(ods, num);
