@@ -103,8 +103,8 @@ export_line_json(sqlite3_stmt *st)
 		    "id", export_int(st, 13), "name", export_text(st, 14),
 		    "version", export_int(st, 15)));
 		json_object_set_new(o, "deliberation", json_pack("{s:o,s:o}",
-		    "number", export_text(st, 16), "date", export_text(st,
-		    17)));
+		    "number", export_text(st, 16), "date",
+		    export_text(st, 17)));
 	} else {
 		json_object_set_new(o, "tariff", json_null());
 		json_object_set_new(o, "deliberation", json_null());
@@ -146,9 +146,9 @@ billing_statement_json(sqlite3 *db, int64_t id)
 		json_object_set_new(o, "closed_at", export_time(st, 8));
 		json_object_set_new(o, "currency", json_string("EUR"));
 		json_object_set_new(o, "member", json_pack("{s:o,s:o,s:o,s:o,"
-		    "s:o,s:o}", "id", export_int(st, 9), "kind", export_text(st,
-		    10),
-		    "name", export_text(st, 11), "insee", export_text(st, 12),
+		    "s:o,s:o}", "id", export_int(st, 9), "kind",
+		    export_text(st, 10), "name", export_text(st, 11), "insee",
+		    export_text(st, 12),
 		    "siren", export_text(st, 13), "population",
 		    export_int(st, 14)));
 		total.c = sqlite3_column_int64(st, 15);
@@ -238,8 +238,7 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 /* One CSV cell; text cells are defused against formulas. */
 static void
 export_cell(struct obuf *x, const struct export_opts *o, const char *s,
-    int text,
-    int last)
+    int text, int last)
 {
 	const char	*p;
 	int		 quote;
@@ -272,6 +271,17 @@ export_col(sqlite3_stmt *st, int col)
 {
 	return (sqlite3_column_type(st, col) == SQLITE_NULL ? "" :
 	    (const char *)sqlite3_column_text(st, col));
+}
+
+/* The row's first cells, one per character of kinds ('t': as text). */
+static void
+export_cells(struct obuf *x, const struct export_opts *o, sqlite3_stmt *st,
+    const char *kinds)
+{
+	int	 i;
+
+	for (i = 0; kinds[i] != '\0'; i++)
+		export_cell(x, o, export_col(st, i), kinds[i] == 't', 0);
 }
 
 /*
@@ -319,8 +329,8 @@ export_delib_text(sqlite3_stmt *st, char *buf, size_t len)
 {
 	buf[0] = '\0';
 	if (sqlite3_column_type(st, 17) != SQLITE_NULL)
-		snprintf(buf, len, "%s (%s)", export_col(st, 17), export_col(st,
-		    18));
+		snprintf(buf, len, "%s (%s)", export_col(st, 17),
+		    export_col(st, 18));
 }
 
 static void
@@ -350,16 +360,7 @@ export_csv_lines(sqlite3 *db, const char *period, const struct export_opts *o,
 	export_header(x, o, cols);
 	st = export_page(db, EXP_LINES_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
-		export_cell(x, o, export_col(st, 0), 0, 0);
-		export_cell(x, o, export_col(st, 1), 0, 0);
-		export_cell(x, o, export_col(st, 2), 0, 0);
-		export_cell(x, o, export_col(st, 3), 1, 0);
-		export_cell(x, o, export_col(st, 4), 1, 0);
-		export_cell(x, o, export_col(st, 5), 1, 0);
-		export_cell(x, o, export_col(st, 6), 0, 0);
-		export_cell(x, o, export_col(st, 7), 0, 0);
-		export_cell(x, o, export_col(st, 8), 0, 0);
-		export_cell(x, o, export_col(st, 9), 1, 0);
+		export_cells(x, o, st, "...ttt...t");
 		money_fmt_quantity(sqlite3_column_int64(st, 10),
 		    sqlite3_column_int64(st, 11), o->eo_point, buf,
 		    sizeof(buf));
@@ -414,14 +415,7 @@ export_csv_summary(sqlite3 *db, const char *period, const struct export_opts *o,
 	export_header(x, o, cols);
 	st = export_page(db, EXP_SUMMARY_SQL, period, o, after, upto);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
-		export_cell(x, o, export_col(st, 0), 0, 0);
-		export_cell(x, o, export_col(st, 1), 0, 0);
-		export_cell(x, o, export_col(st, 2), 0, 0);
-		export_cell(x, o, export_col(st, 3), 1, 0);
-		export_cell(x, o, export_col(st, 4), 1, 0);
-		export_cell(x, o, export_col(st, 5), 1, 0);
-		export_cell(x, o, export_col(st, 6), 0, 0);
-		export_cell(x, o, export_col(st, 7), 0, 0);
+		export_cells(x, o, st, "...ttt..");
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, o->eo_point, buf, sizeof(buf));
 		export_cell(x, o, buf, 0, 0);
@@ -447,9 +441,9 @@ export_json_summary(sqlite3 *db, const char *period,
 		total.c = sqlite3_column_int64(st, 8);
 		money_fmt_cents(total, '.', buf, sizeof(buf));
 		row = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:o,"
-		    "s:o}", "id", export_int(st, 0), "period", export_text(st,
-		    1),
-		    "status", export_text(st, 2), "insee", export_text(st, 3),
+		    "s:o}", "id", export_int(st, 0), "period",
+		    export_text(st, 1), "status", export_text(st, 2), "insee",
+		    export_text(st, 3),
 		    "siren", export_text(st, 4), "member", export_text(st, 5),
 		    "population", export_int(st, 6), "lines", export_int(st, 7),
 		    "total", buf, "total_cents", export_int(st, 8), "checksum",

@@ -1023,9 +1023,9 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 	if (store_step(w[W_QUIET]) != SQLITE_DONE)
 		goto sqlerr;
 	for (i = 0; i < r->r_nres; i++) {
-		rc = r->r_res[i].rr_daily ? rollup_round_write_days(w,
-		    &r->r_res[i],
-		    &ma) : rollup_round_write_hours(w, &r->r_res[i], &ma);
+		rc = r->r_res[i].rr_daily ?
+		    rollup_round_write_days(w, &r->r_res[i], &ma) :
+		    rollup_round_write_hours(w, &r->r_res[i], &ma);
 		if (rc == -1)
 			goto sqlerr;
 	}

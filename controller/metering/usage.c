@@ -342,13 +342,13 @@ usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
 			    q->g == G_MONTH, per, sizeof(per));
 			json_object_set_new(it, "period", json_string(per));
 		}
-		json_object_set_new(it, "kind", json_string(usage_col_text(st,
-		    5)));
+		json_object_set_new(it, "kind",
+		    json_string(usage_col_text(st, 5)));
 		if (q->g == G_RESOURCE)
 			json_object_set_new(it, "resource",
 			    json_string(usage_col_text(st, 6)));
-		json_object_set_new(it, "metric", json_string(usage_col_text(st,
-		    7)));
+		json_object_set_new(it, "metric",
+		    json_string(usage_col_text(st, 7)));
 		qty = sqlite3_column_int64(st, 8);
 		json_object_set_new(it, "quantity", json_integer(qty));
 		if ((u = metering_unit(usage_col_text(st, 7))) != NULL) {
@@ -435,8 +435,8 @@ usage_build_csv(const struct usage_q *q, sqlite3_stmt *st, char **out,
 		for (i = 2; i <= 4; i++) {
 			usage_buf_add(&b, &len, &cap, sep, 1);
 			/* Text: an INSEE code keeps its leading zero. */
-			metering_csv_cell(&b, &len, &cap, usage_col_text(st,
-			    i == 4 ? 1 : (int)i), q->sep, 1);
+			metering_csv_cell(&b, &len, &cap,
+			    usage_col_text(st, i == 4 ? 1 : (int)i), q->sep, 1);
 		}
 		if (q->g == G_DAY || q->g == G_MONTH) {
 			usage_fmt_period(sqlite3_column_int64(st, 4),
