@@ -241,7 +241,8 @@ gen_after_cb(uv_work_t *w, int wstatus)
 		    api_request_id(r));
 		goto out;
 	}
-	if (store_begin(ctl->db) == -1) {
+	/* Its own transaction: see store_begin_alone(). */
+	if (store_begin_alone(ctl->db) == -1) {
 		api_defer_reply_error(d, 503, "busy", "the database is busy");
 		goto out;
 	}

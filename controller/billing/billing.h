@@ -259,8 +259,14 @@ int	billing_have_usage(sqlite3 *);
  * generated_at, closed_at and checksum.
  */
 json_t	*billing_statement_json(sqlite3 *, int64_t id);
-/* SHA-256 of the canonical content of a statement document, "sha256:HEX". */
-void	billing_checksum_doc(json_t *doc, char out[72]);
+/*
+ * The checksum of a statement, "sha256:HEX" (the SHA-256 of its document
+ * from billing_statement_json() without those keys, compact, keys
+ * sorted), with the total of its lines (the document's total is taken
+ * from them). -1 if there is no such statement.
+ */
+int	billing_statement_sum(sqlite3 *, int64_t id, struct cents *total,
+	    char out[72]);
 
 /* How an export is written. */
 struct export_opts {

@@ -1220,7 +1220,7 @@ gen_adjustments(struct gen *g, int64_t tenant, int64_t stmt)
 	struct gen_line	*l;
 	int		 n = 0;
 
-	st = store_prepare(g->db, "SELECT id, amount_cents, reason, "
+	st = store_stmt(g->db, "SELECT id, amount_cents, reason, "
 	    "corrects_period FROM adjustments WHERE tenant_id = ? AND "
 	    "(statement_id IS NULL OR statement_id = ?) ORDER BY id");
 	sqlite3_bind_int64(st, 1, tenant);
@@ -1244,14 +1244,14 @@ gen_adjustments(struct gen *g, int64_t tenant, int64_t stmt)
 			    sqlite3_column_text(st, 3), sizeof(l->l_corrects));
 		n++;
 	}
-	sqlite3_finalize(st);
-	st = store_prepare(g->db, "UPDATE adjustments SET statement_id = ?1 "
+	store_done(st);
+	st = store_stmt(g->db, "UPDATE adjustments SET statement_id = ?1 "
 	    "WHERE tenant_id = ?2 AND (statement_id IS NULL OR statement_id "
 	    "= ?1)");
 	sqlite3_bind_int64(st, 1, stmt);
 	sqlite3_bind_int64(st, 2, tenant);
 	store_step(st);
-	sqlite3_finalize(st);
+	store_done(st);
 	return (n);
 }
 
@@ -1327,11 +1327,11 @@ gen_member_write(struct gen *g, size_t mi, char **cause)
 		g->res->g_adjustments += gen_adjustments(g, m->id, stmt);
 	} else {
 		/* Its adjustments belong on the earlier open statement. */
-		st = store_prepare(g->db, "UPDATE adjustments SET "
+		st = store_stmt(g->db, "UPDATE adjustments SET "
 		    "statement_id = NULL WHERE statement_id = ?");
 		sqlite3_bind_int64(st, 1, stmt);
 		store_step(st);
-		sqlite3_finalize(st);
+		store_done(st);
 	}
 	for (i = 0, seq = 1; i < g->nlines; i++, seq++)
 		if (gen_write_line(g, stmt, seq, &g->lines[i]) == -1)
@@ -1765,37 +1765,26 @@ int
 billing_seal(sqlite3 *db, int64_t id, char **cause)
 {
 	sqlite3_stmt	*st;
-	json_t		*doc;
+	struct cents	 total;
 	char		 sum[72];
 	int		 rv = -1;
 
-	st = store_prepare(db, "UPDATE statements SET total_cents = (SELECT "
-	    "coalesce(sum(amount_cents), 0) FROM statement_lines WHERE "
-	    "statement_id = ?1) WHERE id = ?1");
-	sqlite3_bind_int64(st, 1, id);
-	if (store_step(st) != SQLITE_DONE) {
-		xasprintf(cause, "statement %lld: %s", (long long)id,
-		    sqlite3_errmsg(db));
-		sqlite3_finalize(st);
-		return (-1);
-	}
-	sqlite3_finalize(st);
-	if ((doc = billing_statement_json(db, id)) == NULL) {
+	if (billing_statement_sum(db, id, &total, sum) == -1) {
 		xasprintf(cause, "statement %lld vanished", (long long)id);
 		return (-1);
 	}
-	billing_checksum_doc(doc, sum);
-	json_decref(doc);
-	st = store_prepare(db, "UPDATE statements SET checksum = ? WHERE "
-	    "id = ?");
-	sqlite3_bind_text(st, 1, sum, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, id);
+	/* One UPDATE: each costs a statement journal (the triggers). */
+	st = store_stmt(db, "UPDATE statements SET total_cents = ?, "
+	    "checksum = ? WHERE id = ?");
+	sqlite3_bind_int64(st, 1, total.c);
+	sqlite3_bind_text(st, 2, sum, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, id);
 	if (store_step(st) == SQLITE_DONE)
 		rv = 0;
 	else
 		xasprintf(cause, "statement %lld: %s", (long long)id,
 		    sqlite3_errmsg(db));
-	sqlite3_finalize(st);
+	store_done(st);
 	return (rv);
 }
 

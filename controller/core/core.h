@@ -147,6 +147,12 @@ int	store_open(const char *path, sqlite3 **, char **cause);
 void	store_close(sqlite3 *);
 int	store_exec(sqlite3 *, const char *sql, char **cause);
 int	store_begin(sqlite3 *);
+/*
+ * A write transaction of its own, outside the group (whose open writes
+ * commit first), for one long write such as a statement generation;
+ * store_commit/rollback end it.
+ */
+int	store_begin_alone(sqlite3 *);
 int	store_commit(sqlite3 *);
 void	store_rollback(sqlite3 *);
 /*
@@ -184,8 +190,10 @@ sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 /* A time column (unix seconds) as RFC 3339 UTC text, or JSON null. */
 json_t		*store_json_time(sqlite3_stmt *, int col);
 /*
- * A statement prepared once per connection and kept (loop thread only):
- * reset and unbound when handed out; give it back with store_done().
+ * A statement prepared once per connection and kept: reset and unbound
+ * when handed out; give it back with store_done(). The cache is the
+ * thread's that opened the write connection (the loop's); on any other
+ * thread these prepare and finalize a fresh statement.
  */
 sqlite3_stmt	*store_stmt(sqlite3 *, const char *sql);
 void		 store_done(sqlite3_stmt *);

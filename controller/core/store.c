@@ -22,6 +22,7 @@ struct ctl	*ctl;
 
 /* A statement of the write connection's open transaction failed. */
 static int	 store_doomed;
+static int	 store_alone;	/* a store_begin_alone() transaction is open */
 /* Statements of the write connection that failed. */
 static uint64_t	 store_failures;
 
@@ -46,6 +47,7 @@ int	store_open_reader(const char *path, sqlite3 **, char **cause);
 
 static void	store_cache_drop(sqlite3 *);
 static int	store_cache_owned(void);
+static void	store_cache_claim(void);
 static int	store_grouped(sqlite3 *);
 
 static int
@@ -222,6 +224,8 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 		sqlite3_close(db);
 		return (-1);
 	}
+	/* The cache of statements belongs to the thread of the writer. */
+	store_cache_claim();
 	if (store_migrate(db, cause) == -1) {
 		char *why = *cause;
 
@@ -484,6 +488,8 @@ store_group_stats(struct store_stats *out)
 int
 store_begin(sqlite3 *db)
 {
+	if (store_alone && db == store_group.g_db)
+		return (-1);
 	if (db != store_group.g_db) {
 		if (store_exec(db, "BEGIN IMMEDIATE", NULL) == -1)
 			return (-1);
@@ -507,6 +513,33 @@ store_begin(sqlite3 *db)
 }
 
 /*
+ * A transaction of its own on the grouped connection. Inside the group's
+ * savepoint SQLite copies each page a statement changes into the
+ * statement journal (every statement here may abort: the triggers that
+ * keep closed statements closed), and the copies pile up until the
+ * savepoint ends: 470,000 page writes to a temporary file for a national
+ * statement generation. With no savepoint open, each statement's copies
+ * stay in memory and go when the statement ends.
+ */
+int
+store_begin_alone(sqlite3 *db)
+{
+	if (db != store_group.g_db)
+		return (store_begin(db));
+	if (store_group.g_depth > 0 || store_alone) {
+		log_warnx("store: a transaction of its own inside another");
+		return (-1);
+	}
+	if (!store_group_lost())
+		store_group_end(1);
+	if (store_step_sql(db, "BEGIN IMMEDIATE") == -1)
+		return (-1);
+	store_alone = 1;
+	store_doomed = 0;
+	return (0);
+}
+
+/*
  * Commit; on failure the transaction is rolled back. A transaction in
  * which a statement failed (store_step) is rolled back, never committed
  * in part: the caller answers 500 as for a failed commit.
@@ -522,7 +555,8 @@ store_commit(sqlite3 *db)
 		store_rollback(db);
 		return (-1);
 	}
-	if (db != store_group.g_db) {
+	if (db != store_group.g_db || store_alone) {
+		store_alone = 0;
 		if (store_exec(db, "COMMIT", NULL) == -1) {
 			full = (sqlite3_extended_errcode(db) & 0xff) ==
 			    SQLITE_FULL;
@@ -603,7 +637,8 @@ store_rollback(sqlite3 *db)
 {
 	if (ctl != NULL && db == ctl->db)
 		store_doomed = 0;
-	if (db != store_group.g_db) {
+	if (db != store_group.g_db || store_alone) {
+		store_alone = 0;
 		if (!sqlite3_get_autocommit(db))
 			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 		return;
@@ -640,6 +675,16 @@ store_cache_owned(void)
 {
 	return (!store_cache.sc_used ||
 	    pthread_equal(store_cache.sc_thread, pthread_self()));
+}
+
+/* The first thread to open the writer (or to cache) owns the cache. */
+static void
+store_cache_claim(void)
+{
+	if (!store_cache.sc_used) {
+		store_cache.sc_thread = pthread_self();
+		store_cache.sc_used = 1;
+	}
 }
 
 static uint64_t
@@ -725,12 +770,13 @@ store_stmt(sqlite3 *db, const char *sql)
 {
 	struct store_slot	*s;
 	sqlite3_stmt		*st;
-	uint64_t		 h = store_hash(db, sql);
+	uint64_t		 h;
 
-	if (!store_cache.sc_used) {
-		store_cache.sc_thread = pthread_self();
-		store_cache.sc_used = 1;
-	}
+	/* Another thread (the pool's readers) prepares its own. */
+	if (!store_cache_owned())
+		return (store_prepare(db, sql));
+	h = store_hash(db, sql);
+	store_cache_claim();
 	if (2 * (store_cache.sc_n + 1) > store_cache.sc_cap)
 		store_cache_grow();
 	s = store_slot(db, sql, h);
@@ -764,6 +810,10 @@ store_done(sqlite3_stmt *st)
 
 	if (st == NULL)
 		return;
+	if (!store_cache_owned()) {
+		sqlite3_finalize(st);
+		return;
+	}
 	db = sqlite3_db_handle(st);
 	sql = sqlite3_sql(st);
 	if (store_cache.sc_cap > 0 && sql != NULL) {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 #include <uv.h>
 
 #include "opsn/log.h"
@@ -1068,6 +1069,82 @@ an_adjustment_appears_on_the_next_statement(void **state)
 	    "?", nov), before + 500);
 }
 
+/*
+ * A statement's checksum is written straight from its rows: it must be the
+ * SHA-256 of jansson's sorted compact dump of its document, whatever its
+ * texts hold (quotes, backslashes, control characters, accents, emoji).
+ */
+static void
+jansson_checksum(int64_t id, char out[72])
+{
+	static const char *const volatile_keys[] = { "status", "revision",
+	    "generated_at", "closed_at", "checksum" };
+	json_t		*doc = billing_statement_json(tc.db, id);
+	unsigned char	 h[32];
+	unsigned int	 hl = sizeof(h);
+	char		*s;
+	size_t		 i;
+
+	assert_non_null(doc);
+	for (i = 0; i < sizeof(volatile_keys) / sizeof(*volatile_keys); i++)
+		json_object_del(doc, volatile_keys[i]);
+	s = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+	assert_non_null(s);
+	EVP_Digest(s, strlen(s), h, &hl, EVP_sha256(), NULL);
+	memcpy(out, "sha256:", 7);
+	util_hex(h, sizeof(h), out + 7);
+	free(s);
+	json_decref(doc);
+}
+
+static void
+a_checksum_is_the_sorted_dump_of_the_document(void **state)
+{
+	static const char *const reasons[] = { "quote \" and \\ backslash",
+	    "line\nbreak\ttab\r\x01\x1f", "Saint-\xc3\x89tienne \xe2\x82\xac "
+	    "\xf0\x9f\x98\x80", "=SUM(A1)", "", NULL };
+	struct billing_gen_result res;
+	struct golden	 g;
+	struct cents	 total;
+	sqlite3_stmt	*st;
+	int64_t		 odd;
+	char		 sum[72], want[72], *cause = NULL;
+	size_t		 i, n = 0;
+
+	golden_fixture(&g);
+	odd = add_tenant("L'\xc3\x8ele \"Verte\"\\\x7f", "31997", 7,
+	    "2015-01-01", NULL);
+	for (i = 0; reasons[i] != NULL; i++) {
+		st = store_prepare(tc.db, "INSERT INTO adjustments (tenant_id, "
+		    "amount_cents, reason, created_at, created_by) VALUES (?, "
+		    "?, ?, 0, 'test')");
+		sqlite3_bind_int64(st, 1, i % 2 ? odd : g.b);
+		sqlite3_bind_int64(st, 2, (int64_t)i * 137 - 300);
+		sqlite3_bind_text(st, 3, reasons[i], -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_finalize(st);
+	}
+	must_generate("2026-10", &res);
+	assert_int_equal(res.g_adjustments, (int64_t)i);
+	st = store_prepare(tc.db, "SELECT id, checksum, total_cents FROM "
+	    "statements");
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		jansson_checksum(sqlite3_column_int64(st, 0), want);
+		assert_string_equal((const char *)sqlite3_column_text(st, 1),
+		    want);
+		assert_int_equal(billing_statement_sum(tc.db,
+		    sqlite3_column_int64(st, 0), &total, sum), 0);
+		assert_string_equal(sum, want);
+		assert_int_equal(total.c, sqlite3_column_int64(st, 2));
+		n++;
+	}
+	sqlite3_finalize(st);
+	assert_true(n >= 5);
+	assert_int_equal(billing_statement_sum(tc.db, 999999, &total, sum),
+	    -1);
+	(void)cause;
+}
+
 /* ---- 10,000 random lines through the generator ---- */
 
 static void
@@ -1266,6 +1343,7 @@ main(void)
 		DB(late_usage_goes_on_the_next_statement_once),
 		DB(late_usage_is_found_by_the_change_marker),
 		DB(an_adjustment_appears_on_the_next_statement),
+		DB(a_checksum_is_the_sorted_dump_of_the_document),
 		DB(random_lines_totals_are_sums_of_rounded_lines),
 		DB(csv_export_opens_in_french_libreoffice),
 	};

@@ -4,6 +4,7 @@
  * failure undoes its own work only, nothing is visible to another
  * connection before the commit, and watchers learn how the group ended.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -169,6 +170,70 @@ cached_statements_are_reused_but_never_shared_while_busy(void **state)
 	store_done(c);
 }
 
+/*
+ * A long write of its own: what the group holds commits first, the write
+ * is durable at its own commit, and no grouped write joins it meanwhile.
+ */
+static void
+a_long_write_commits_the_group_then_runs_alone(void **state)
+{
+	int	 before = ended;
+
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("e"), 0);
+	assert_int_equal(store_commit(db), 0);
+	assert_int_equal(durable_plans(), 3);
+	assert_int_equal(store_begin_alone(db), 0);
+	assert_false(store_group_open());
+	assert_int_equal(ended, before + 1);
+	assert_int_equal(durable_plans(), 4);
+	assert_int_equal(store_begin(db), -1);
+	assert_int_equal(store_begin_alone(db), -1);
+	assert_int_equal(insert_plan("f"), 0);
+	store_rollback(db);
+	assert_int_equal(durable_plans(), 4);
+	assert_int_equal(store_begin_alone(db), 0);
+	assert_int_equal(insert_plan("g"), 0);
+	assert_int_equal(store_commit(db), 0);
+	assert_int_equal(durable_plans(), 5);
+	/* Grouping goes on after it. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("h"), 0);
+	assert_int_equal(store_commit(db), 0);
+	assert_true(store_group_open());
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(durable_plans(), 6);
+}
+
+static void *
+other_thread(void *arg)
+{
+	sqlite3_stmt	**out = arg;
+
+	out[0] = store_stmt(db, "SELECT count(*) FROM plans");
+	out[1] = store_stmt(db, "SELECT count(*) FROM plans");
+	store_done(out[1]);
+	store_done(out[0]);
+	return (NULL);
+}
+
+/* The cache is the writer's thread's: another prepares its own. */
+static void
+another_thread_gets_fresh_statements(void **state)
+{
+	sqlite3_stmt	*mine, *theirs[2];
+	pthread_t	 t;
+
+	mine = store_stmt(db, "SELECT count(*) FROM plans");
+	store_done(mine);
+	assert_int_equal(pthread_create(&t, NULL, other_thread, theirs), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_ptr_not_equal(theirs[0], mine);
+	assert_ptr_not_equal(theirs[1], mine);
+	assert_ptr_equal(store_stmt(db, "SELECT count(*) FROM plans"), mine);
+	store_done(mine);
+}
+
 int
 main(void)
 {
@@ -176,6 +241,8 @@ main(void)
 		cmocka_unit_test(callers_share_one_commit_and_a_failure_stays_its_own),
 		cmocka_unit_test(a_stray_rollback_leaves_the_group_alone),
 		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
+		cmocka_unit_test(a_long_write_commits_the_group_then_runs_alone),
+		cmocka_unit_test(another_thread_gets_fresh_statements),
 	};
 
 	log_init("test", LOG_LEVEL_WARN, NULL);
