@@ -202,10 +202,10 @@ gen_work_cb(uv_work_t *w)
 	sqlite3		*db;
 
 	j->g_rv = -1;
-	if (store_open_reader(j->g_path, &db, &j->g_cause) == -1)
+	if (store_reader(j->g_path, &db, &j->g_cause) == -1)
 		return;
 	j->g_rv = billing_usage_read(j->g_usage, db, &j->g_cause);
-	store_close(db);
+	store_reader_done(db);
 }
 
 /*
@@ -474,16 +474,16 @@ export_work_cb(uv_work_t *w)
 	char			 buf[48];
 
 	x->x_rv = -1;
-	if (store_open_reader(x->x_path, &db, &x->x_cause) == -1)
+	if (store_reader(x->x_path, &db, &x->x_cause) == -1)
 		return;
 	if (store_exec(db, "BEGIN", &x->x_cause) == -1) {
-		store_close(db);
+		store_reader_done(db);
 		return;
 	}
 	x->x_rv = billing_export(db, x->x_p.p_label, x->x_fmt, &x->x_o,
 	    &x->x_out, &x->x_len, info, &x->x_cause);
 	store_exec(db, "COMMIT", NULL);
-	store_close(db);
+	store_reader_done(db);
 	if (x->x_rv == -1 || !x->x_envelope || info->ei_period_count == 0)
 		return;
 	money_fmt_cents(info->ei_total, '.', buf, sizeof(buf));

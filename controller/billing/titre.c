@@ -1351,14 +1351,14 @@ titre_work_cb(uv_work_t *w)
 
 	r->r_rv = -1;
 	r->r_status = BILLING_EINTERNAL;
-	if (store_open_reader(r->r_path, &db, &r->r_cause) == -1)
+	if (store_reader(r->r_path, &db, &r->r_cause) == -1)
 		return;
 	if (store_exec(db, "BEGIN", &r->r_cause) == 0) {
 		r->r_rv = titre_prepare(db, &r->r_conf, &r->r_p, r->r_now,
 		    &r->r_f, &r->r_job, &r->r_status, &r->r_cause);
 		store_exec(db, "COMMIT", NULL);
 	}
-	store_close(db);
+	store_reader_done(db);
 	r->r_ms = util_mono_ms() - t0;
 }
 

@@ -546,7 +546,7 @@ audit_job_work_cb(uv_work_t *w)
 	json_t			*cps;
 
 	j->j_anchor = audit_anchor_read(audit_anchor_path);
-	if (store_open_reader(audit_db_path, &db, &j->j_cause) == -1)
+	if (store_reader(audit_db_path, &db, &j->j_cause) == -1)
 		return;
 	/* One snapshot: records, head and checkpoints agree. */
 	if (store_exec(db, "BEGIN", &j->j_cause) == 0) {
@@ -558,7 +558,7 @@ audit_job_work_cb(uv_work_t *w)
 		json_decref(cps);
 		store_exec(db, "COMMIT", NULL);
 	}
-	store_close(db);
+	store_reader_done(db);
 }
 
 static void

@@ -176,6 +176,15 @@ struct store_stats {
 void	store_group_stats(struct store_stats *);
 /* A read-only connection (WAL) for work on the thread pool. */
 int	store_open_reader(const char *path, sqlite3 **, char **cause);
+/*
+ * The calling thread's read connection to path, kept open from job to
+ * job (its statements from store_stmt() cached with it); give it back at
+ * the end of each job with store_reader_done(), which resets what is
+ * still running and ends an open read transaction.
+ */
+int	store_reader(const char *path, sqlite3 **, char **cause);
+void	store_reader_done(sqlite3 *);
+void	store_reader_drop(void);
 /* The controller's epoch (controller_epoch), 0 until its first restore. */
 int	store_epoch(sqlite3 *, uint64_t *);
 /*
@@ -191,9 +200,8 @@ sqlite3_stmt	*store_prepare(sqlite3 *, const char *sql);
 json_t		*store_json_time(sqlite3_stmt *, int col);
 /*
  * A statement prepared once per connection and kept: reset and unbound
- * when handed out; give it back with store_done(). The cache is the
- * thread's that opened the write connection (the loop's); on any other
- * thread these prepare and finalize a fresh statement.
+ * when handed out; give it back with store_done(). Each thread has its
+ * own cache: use a connection's statements on the thread that closes it.
  */
 sqlite3_stmt	*store_stmt(sqlite3 *, const char *sql);
 void		 store_done(sqlite3_stmt *);

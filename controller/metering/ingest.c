@@ -798,10 +798,10 @@ ingest_round_work_cb(uv_work_t *req)
 	sqlite3			*db = NULL;
 	uint64_t		 t0 = util_mono_ms();
 
-	if (store_open_reader(meter_dbpath, &db, &w->w_cause) == -1)
+	if (store_reader(meter_dbpath, &db, &w->w_cause) == -1)
 		return;
 	w->w_round = metering_round_compute(db, METER_ROUND_MAX, &w->w_cause);
-	sqlite3_close(db);
+	store_reader_done(db);
 	w->w_ms = util_mono_ms() - t0;
 }
 

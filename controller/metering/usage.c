@@ -299,7 +299,7 @@ usage_prepare(sqlite3 *db, const struct usage_q *q)
 	    "tenants t ON t.id = s.tid GROUP BY s.tid, s.period, s.kind, "
 	    "s.res, s.metric HAVING sum(s.q) != 0 ORDER BY s.tid, s.period, "
 	    "s.kind, s.res, s.metric", src);
-	st = store_prepare(db, sql);
+	st = store_stmt(db, sql);
 	free(src);
 	free(sql);
 	sqlite3_bind_int64(st, 1, q->from);
@@ -541,7 +541,7 @@ usage_work_cb(uv_work_t *w)
 	uint64_t		 t0 = util_mono_ms();
 	int			 rv;
 
-	if (store_open_reader(j->j_path, &db, &j->j_cause) == -1)
+	if (store_reader(j->j_path, &db, &j->j_cause) == -1)
 		return;
 	st = usage_prepare(db, &j->j_q);
 	if (j->j_q.ods)
@@ -554,8 +554,8 @@ usage_work_cb(uv_work_t *w)
 	if (rv == -1 && j->j_cause == NULL)
 		xasprintf(&j->j_cause, "reading usage: %s",
 		    sqlite3_errmsg(db));
-	sqlite3_finalize(st);
-	store_close(db);
+	store_done(st);
+	store_reader_done(db);
 	j->j_ms = util_mono_ms() - t0;
 }
 

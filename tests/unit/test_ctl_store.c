@@ -205,31 +205,56 @@ a_long_write_commits_the_group_then_runs_alone(void **state)
 	assert_int_equal(durable_plans(), 6);
 }
 
-static void *
-other_thread(void *arg)
-{
-	sqlite3_stmt	**out = arg;
+struct reader_run {
+	sqlite3		*db[2];
+	sqlite3_stmt	*st[3];
+	int		 n[2];
+};
 
-	out[0] = store_stmt(db, "SELECT count(*) FROM plans");
-	out[1] = store_stmt(db, "SELECT count(*) FROM plans");
-	store_done(out[1]);
-	store_done(out[0]);
+/* A pool job, twice: the thread's reader and its statements are kept. */
+static void *
+reader_thread(void *arg)
+{
+	struct reader_run *r = arg;
+	char		*cause = NULL;
+	int		 i;
+
+	for (i = 0; i < 2; i++) {
+		if (store_reader(path, &r->db[i], &cause) == -1)
+			return (NULL);
+		r->st[i] = store_stmt(r->db[i], "SELECT count(*) FROM plans");
+		if (sqlite3_step(r->st[i]) == SQLITE_ROW)
+			r->n[i] = sqlite3_column_int(r->st[i], 0);
+		/* Left running: store_reader_done() ends its read. */
+		store_reader_done(r->db[i]);
+	}
+	r->st[2] = store_stmt(r->db[1], "SELECT count(*) FROM plans");
+	store_done(r->st[2]);
+	store_reader_drop();
 	return (NULL);
 }
 
-/* The cache is the writer's thread's: another prepares its own. */
+/* Each thread has its own cache and its own kept reader. */
 static void
-another_thread_gets_fresh_statements(void **state)
+a_pool_thread_keeps_its_reader_and_statements(void **state)
 {
-	sqlite3_stmt	*mine, *theirs[2];
+	struct reader_run r;
+	sqlite3_stmt	*mine;
 	pthread_t	 t;
 
+	memset(&r, 0, sizeof(r));
 	mine = store_stmt(db, "SELECT count(*) FROM plans");
 	store_done(mine);
-	assert_int_equal(pthread_create(&t, NULL, other_thread, theirs), 0);
+	assert_int_equal(pthread_create(&t, NULL, reader_thread, &r), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
-	assert_ptr_not_equal(theirs[0], mine);
-	assert_ptr_not_equal(theirs[1], mine);
+	assert_non_null(r.db[0]);
+	assert_ptr_equal(r.db[0], r.db[1]);
+	assert_ptr_not_equal(r.db[0], db);
+	assert_ptr_equal(r.st[0], r.st[1]);
+	assert_ptr_equal(r.st[1], r.st[2]);
+	assert_ptr_not_equal(r.st[0], mine);
+	assert_int_equal(r.n[0], durable_plans());
+	assert_int_equal(r.n[1], r.n[0]);
 	assert_ptr_equal(store_stmt(db, "SELECT count(*) FROM plans"), mine);
 	store_done(mine);
 }
@@ -242,7 +267,7 @@ main(void)
 		cmocka_unit_test(a_stray_rollback_leaves_the_group_alone),
 		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
 		cmocka_unit_test(a_long_write_commits_the_group_then_runs_alone),
-		cmocka_unit_test(another_thread_gets_fresh_statements),
+		cmocka_unit_test(a_pool_thread_keeps_its_reader_and_statements),
 	};
 
 	log_init("test", LOG_LEVEL_WARN, NULL);
