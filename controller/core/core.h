@@ -168,6 +168,15 @@ void	store_group_start(sqlite3 *, uv_loop_t *);
 void	store_group_stop(void);
 int	store_group_open(void);
 void	store_group_watch(void (*fn)(int ok, void *), void *);
+/*
+ * Count the changes to table on db (the loop's writer): *counter grows
+ * at every row inserted, updated or deleted there, and at every rollback
+ * (of a savepoint too), so that what was built from the table can be
+ * kept for as long as the counter stays the same.
+ */
+void	store_table_watch(sqlite3 *db, const char *table, uint64_t *counter);
+/* PRAGMA data_version: it changes when another connection commits. */
+int64_t	store_data_version(sqlite3 *);
 struct store_stats {
 	uint64_t	ss_commits;	/* group transactions committed */
 	uint64_t	ss_joined;	/* savepoints they held */

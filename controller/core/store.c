@@ -23,6 +23,13 @@ struct ctl	*ctl;
 /* A statement of the write connection's open transaction failed. */
 static int	 store_doomed;
 static int	 store_alone;	/* a store_begin_alone() transaction is open */
+/* Tables whose changes are counted (store_table_watch). */
+#define STORE_TABLES_MAX	8
+static struct {
+	const char	*tw_table;
+	uint64_t	*tw_counter;
+}		 store_tw[STORE_TABLES_MAX];
+static size_t	 store_ntw;
 /* The thread's own read connection (store_reader). */
 static __thread struct {
 	char		*sr_path;
@@ -528,6 +535,56 @@ store_group_watch(void (*fn)(int ok, void *), void *arg)
 	store_group.g_nwatch++;
 }
 
+static void
+store_update_cb(void *arg, int op, const char *dbname, const char *table,
+    sqlite3_int64 rowid)
+{
+	size_t	 i;
+
+	for (i = 0; i < store_ntw; i++)
+		if (strcmp(table, store_tw[i].tw_table) == 0)
+			(*store_tw[i].tw_counter)++;
+}
+
+/* Whatever a rollback undid, every watched table may have changed. */
+static void
+store_rollback_cb(void *arg)
+{
+	size_t	 i;
+
+	for (i = 0; i < store_ntw; i++)
+		(*store_tw[i].tw_counter)++;
+}
+
+/*
+ * Count a table's changes (see core.h) with SQLite's update hook. The
+ * hook misses the truncate optimization of a DELETE without WHERE, which
+ * SQLite does not use on a table other tables reference (foreign keys).
+ */
+void
+store_table_watch(sqlite3 *db, const char *table, uint64_t *counter)
+{
+	if (store_ntw == STORE_TABLES_MAX)
+		fatalx("store: more than %d watched tables", STORE_TABLES_MAX);
+	store_tw[store_ntw].tw_table = table;
+	store_tw[store_ntw].tw_counter = counter;
+	store_ntw++;
+	sqlite3_update_hook(db, store_update_cb, NULL);
+	sqlite3_rollback_hook(db, store_rollback_cb, NULL);
+}
+
+int64_t
+store_data_version(sqlite3 *db)
+{
+	sqlite3_stmt	*st = store_stmt(db, "PRAGMA data_version");
+	int64_t		 v = -1;
+
+	if (store_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	store_done(st);
+	return (v);
+}
+
 /* Counters since start, for /metrics. */
 void
 store_group_stats(struct store_stats *out)
@@ -696,6 +753,8 @@ store_rollback(sqlite3 *db)
 	}
 	if (store_group_lost() || store_group.g_depth == 0)
 		return;
+	/* SQLite's rollback hook misses a savepoint's. */
+	store_rollback_cb(NULL);
 	store_step_sql(db, "ROLLBACK TO opsn");
 	store_step_sql(db, "RELEASE opsn");
 	store_group.g_depth--;

@@ -519,5 +519,7 @@ json_t	*jsonw_load(struct jsonw *);
  * items array's elements written between params_page_open() and this. */
 void	 params_page_open(struct jsonw *);
 void	 params_page_reply(struct api_req *, struct jsonw *, const char *next);
+/* The same page's text (malloc()ed), for a caller that keeps it. */
+char	*params_page_end(struct jsonw *, const char *next, size_t *len);
 
 #endif

@@ -133,6 +133,17 @@ params_page_open(struct jsonw *w)
 	jsonw_arr(w);
 }
 
+/* End the page with its next cursor (NULL: none): its text. */
+char *
+params_page_end(struct jsonw *w, const char *next, size_t *len)
+{
+	jsonw_arr_end(w);
+	jsonw_key(w, "next_cursor");
+	jsonw_str(w, next);
+	jsonw_obj_end(w);
+	return (jsonw_take(w, len));
+}
+
 /* End the page with its next cursor (NULL: none) and send it. */
 void
 params_page_reply(struct api_req *r, struct jsonw *w, const char *next)
@@ -140,10 +151,6 @@ params_page_reply(struct api_req *r, struct jsonw *w, const char *next)
 	char	*s;
 	size_t	 len;
 
-	jsonw_arr_end(w);
-	jsonw_key(w, "next_cursor");
-	jsonw_str(w, next);
-	jsonw_obj_end(w);
-	s = jsonw_take(w, &len);
+	s = params_page_end(w, next, &len);
 	api_reply_take(r, 200, "application/json", s, len);
 }

@@ -552,6 +552,14 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	wrk_run "GET /tenants.json (nginx)" "$nginx_pid" \
 	    "https://127.0.0.1:$nginx_port/tenants.json" &&
 	    n_get="$w_rps $w_p50 $w_p99 $w_cpu"
+	# The same page again is served from the controller's kept pages; a
+	# page at a random cursor each time is written from its rows.
+	WRK_PATH="/v1/tenants?limit=100&cursor="
+	WRK_TENANTS=34800
+	export WRK_PATH WRK_TENANTS
+	wrk_run "GET /v1/tenants?limit=100&cursor=random (opsn)" \
+	    "$ctl_pid" "$ctl_url/" usage && a_rnd="$w_rps $w_p50 $w_p99 $w_cpu"
+	unset WRK_PATH WRK_TENANTS
 	wrk_run "POST /v1/plans (opsn)" "$ctl_pid" "$ctl_url/v1/plans" post &&
 	    a_post="$w_rps $w_p50 $w_p99 $w_cpu"
 	wrk_run "GET /plan.json (nginx)" "$nginx_pid" \
@@ -944,6 +952,7 @@ summary_api() {
 	    "server CPU %"
 	api_row "GET /v1/tenants?limit=100 (opsn)" "${a_get:-}"
 	api_row "nginx: static file, $api_page B" "${n_get:-}"
+	api_row "GET a random page (not kept)" "${a_rnd:-}"
 	api_row "POST /v1/plans, a new plan (opsn)" "${a_post:-}"
 	api_row "nginx: static file, $api_small B" "${n_small:-}"
 	api_row "SQLite: a row a transaction, FULL" "${s_ref:-}"
@@ -952,6 +961,9 @@ summary_api() {
 	    "$(ratio 3 "${a_get:-}" "${n_get:-}")" \
 	    "$(ratio 1 "${a_post:-}" "${n_small:-}")" \
 	    "$(ratio 3 "${a_post:-}" "${n_small:-}")"
+	printf '  a random page (written from its rows)/nginx: %s x requests/s, %s x p99\n' \
+	    "$(ratio 1 "${a_rnd:-}" "${n_get:-}")" \
+	    "$(ratio 3 "${a_rnd:-}" "${n_get:-}")"
 	printf '  POST/SQLite commits: %s x the rate (same database file, same run); %s\n' \
 	    "$(ratio 1 "${a_post:-}" "${s_ref:-}")" "${api_commits:-}"
 	printf '  (%s tenants/page; nginx: 1 worker, TLS 1.3, the controller'"'"'s key and certificate,\n' \

@@ -153,6 +153,39 @@ def test_stale_etag_gets_412(controller):
     assert dump(controller) == before
 
 
+def test_a_listed_page_follows_every_change(controller):
+    """Pages of GET /v1/tenants are kept while nothing changes: a change
+    through the API, a refused one, and one made by another connection
+    (an operator's sqlite3) all show on the next listing."""
+    add_commune(controller)
+
+    def names():
+        st, doc, _ = controller.api("GET", "/v1/tenants?limit=10")
+        assert st == 200
+        return [t["name"] for t in doc["items"]]
+
+    first = names()
+    assert names() == first
+    st, doc, _ = controller.api("GET", "/v1/tenants/31001")
+    st, _, _ = controller.api("PATCH", "/v1/tenants/31001",
+                              body={"name": "Agassac-le-Neuf"})
+    assert st == 200
+    assert "Agassac-le-Neuf" in names()
+    st, _, _ = controller.api("PATCH", "/v1/tenants/31001",
+                              body={"quota_vcpus": -5})
+    assert st == 400
+    assert "Agassac-le-Neuf" in names()
+    db = os.path.join(controller.data, "opsn.db")
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE tenants SET name = 'Agassac-sur-Louge' "
+                  "WHERE insee = '31001'")
+    assert "Agassac-sur-Louge" in names()
+    st, _, _ = controller.api("POST", "/v1/tenants",
+                              body={"kind": "other", "name": "Syndicat X"})
+    assert st == 201
+    assert "Syndicat X" in names()
+
+
 # (method, path, body, permission group)
 ROUTES = [
     ("GET", "/v1/tenants", None, "read"),

@@ -205,6 +205,37 @@ a_long_write_commits_the_group_then_runs_alone(void **state)
 	assert_int_equal(durable_plans(), 6);
 }
 
+/* A watched table's counter moves with its rows and with rollbacks. */
+static void
+a_watched_table_counts_its_changes_and_rollbacks(void **state)
+{
+	static uint64_t	 plans;
+	uint64_t	 c;
+
+	store_table_watch(db, "plans", &plans);
+	c = plans;
+	/* A write to another table leaves it alone. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(store_exec(db, "CREATE TABLE scratch (x); INSERT "
+	    "INTO scratch VALUES (1)", NULL), 0);
+	assert_int_equal(store_commit(db), 0);
+	assert_int_equal(plans, c);
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("w1"), 0);
+	assert_int_equal(store_commit(db), 0);
+	assert_true(plans > c);
+	c = plans;
+	/* A savepoint rolled back: what was built meanwhile is stale. */
+	assert_int_equal(store_begin(db), 0);
+	store_rollback(db);
+	assert_true(plans > c);
+	c = plans;
+	assert_int_equal(store_exec(db, "UPDATE plans SET vcpus = 2 WHERE "
+	    "name = 'w1'", NULL), 0);
+	assert_true(plans > c);
+	uv_run(&loop, UV_RUN_NOWAIT);
+}
+
 struct reader_run {
 	sqlite3		*db[2];
 	sqlite3_stmt	*st[3];
@@ -268,6 +299,7 @@ main(void)
 		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
 		cmocka_unit_test(a_long_write_commits_the_group_then_runs_alone),
 		cmocka_unit_test(a_pool_thread_keeps_its_reader_and_statements),
+		cmocka_unit_test(a_watched_table_counts_its_changes_and_rollbacks),
 	};
 
 	log_init("test", LOG_LEVEL_WARN, NULL);
