@@ -1005,17 +1005,20 @@ vms_push(int64_t node_id)
 	/*
 	 * The node's VMs, and the copies it keeps of VMs migrating away: a
 	 * VM leaving this node is stopped, then parked (its domain goes, its
-	 * disk stays) until it runs on its target.
+	 * disk stays) until it runs on its target. The node's index finds
+	 * them (an OR across the join read all 50,000 VMs of a national
+	 * platform at each agent's hello: 40 ms).
 	 */
-	st = store_prepare(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
+	st = store_stmt(ctl->db, "SELECT v.uuid, v.name, " VMS_TENANT ", "
 	    "v.vcpus, v.memory_mib, v.disk_bytes, v.image_id, v.nics, "
 	    "CASE WHEN m.src_node = ?1 AND m.state = 'stopping' THEN "
 	    "'stopped' WHEN m.src_node = ?1 THEN 'parked' ELSE v.desired END, "
 	    "v.reboot_seq, v.restored FROM vms v LEFT JOIN tenants t ON t.id = "
 	    "v.tenant_id LEFT JOIN migrations m ON m.vm_id = v.id AND m.state "
-	    "IN ('stopping', 'copying', 'starting') WHERE (v.node_id = ?1 OR "
-	    "(m.src_node = ?1 AND m.state = 'starting')) AND v.desired != "
-	    "'deleted' ORDER BY v.id");
+	    "IN ('stopping', 'copying', 'starting') WHERE v.id IN (SELECT id "
+	    "FROM vms WHERE node_id = ?1 UNION ALL SELECT vm_id FROM "
+	    "migrations WHERE src_node = ?1 AND state = 'starting') AND "
+	    "v.desired != 'deleted' ORDER BY v.id");
 	sqlite3_bind_int64(st, 1, node_id);
 	while (store_step(st) == SQLITE_ROW) {
 		s = xcalloc(1, sizeof(*s));
@@ -1047,7 +1050,7 @@ vms_push(int64_t node_id)
 		specs = xrealloc(specs, (n + 1) * sizeof(*specs));
 		specs[n++] = s;
 	}
-	sqlite3_finalize(st);
+	store_done(st);
 	ds.vms = specs;
 	ds.n_vms = n;
 	migrate_desired(node_id, &ds);

@@ -30,9 +30,20 @@
 /*
  * Samples one rollup round reads: its writes run on the loop, which
  * answers nothing meanwhile, so a round is kept short and rounds follow
- * each other while there is more.
+ * each other while there is more. How many fit in METER_ROUND_WRITE_MS
+ * of writing depends on the database (a VM's hourly rows cost 190 us a
+ * sample at 50,000 VMs, a mailbox's daily ones 15 us): the size of the
+ * next round follows the time the last one took to write.
  */
 #define METER_ROUND_MAX		5000
+/*
+ * The loop time one flush of received samples may take: four mail
+ * backends each sending their 25,000 mailboxes at once held it 600 ms.
+ * What is left waits for the next iteration, unacknowledged.
+ */
+#define METER_FLUSH_MS		20
+#define METER_ROUND_MIN		50
+#define METER_ROUND_WRITE_MS	20
 #define METER_RETAIN_STEP	20000	/* sample ids one retention step spans */
 #define METER_ROLLUP_MS		60000
 #define METER_RETENTION_MS	(35 * 86400 * 1000LL)
@@ -71,8 +82,10 @@ static struct meter_batches	 meter_pending =
 static struct meter_nodes	 meter_nodes =
     TAILQ_HEAD_INITIALIZER(meter_nodes);
 static uv_check_t		 meter_check;
+static uv_idle_t		 meter_idle;	/* more to flush: no waiting */
 static uv_timer_t		 meter_timer;
 static int			 meter_round_busy;
+static int64_t			 meter_round_max = METER_ROUND_MAX;
 static char			*meter_dbpath;
 static int64_t			 meter_rollup_ms = METER_ROLLUP_MS;
 static int64_t			 meter_retention_ms = METER_RETENTION_MS;
@@ -619,8 +632,9 @@ ingest_ack(struct meter_batch *b, uint64_t fresh)
 }
 
 /*
- * Commit every pending batch in one transaction, then acknowledge. A
- * failed commit acknowledges nothing: the agents resend.
+ * Commit pending batches in one transaction, then acknowledge them: as
+ * many as METER_FLUSH_MS allows (one at least). A failed commit
+ * acknowledges nothing: the agents resend.
  */
 static void
 ingest_flush(void)
@@ -629,23 +643,23 @@ ingest_flush(void)
 	struct meter_batch	*b;
 	struct meter_stmts	 q;
 	uint64_t		*fresh = NULL, total = 0;
-	size_t			 nb = 0, i;
+	size_t			 nb = 0, npend = 0, i;
 	int64_t			 now_ms = (int64_t)util_now() * 1000;
 	uint64_t		 t0 = util_mono_ms();
 	char			*why;
 
-	TAILQ_CONCAT(&todo, &meter_pending, b_entry);
-	TAILQ_FOREACH(b, &todo, b_entry)
-		nb++;
-	if (nb == 0)
+	if (TAILQ_EMPTY(&meter_pending))
 		return;
-	fresh = xcalloc(nb, sizeof(*fresh));
+	TAILQ_FOREACH(b, &meter_pending, b_entry)
+		npend++;
+	fresh = xcalloc(npend, sizeof(*fresh));
 	/* A full disk: nothing is committed, so nothing is acknowledged. */
 	if (store_space_ok(&why) == -1) {
+		TAILQ_CONCAT(&todo, &meter_pending, b_entry);
 		if (util_mono_ms() - meter_full_warned >= METER_FULL_WARN_MS ||
 		    meter_full_warned == 0) {
 			log_warnx("metering: %zu batches not acknowledged (agents "
-			    "keep them): %s", nb, why);
+			    "keep them): %s", npend, why);
 			meter_full_warned = util_mono_ms();
 		}
 		free(why);
@@ -655,11 +669,16 @@ ingest_flush(void)
 	if (store_begin(mc->db) == -1) {
 		log_warnx("metering: cannot begin: %s", sqlite3_errmsg(mc->db));
 		meter_stats.ms_commit_failures++;
+		TAILQ_CONCAT(&todo, &meter_pending, b_entry);
 		goto out;
 	}
 	ingest_stmts_open(&q);
 	i = 0;
-	TAILQ_FOREACH(b, &todo, b_entry) {
+	while ((b = TAILQ_FIRST(&meter_pending)) != NULL &&
+	    (nb == 0 || util_mono_ms() - t0 < METER_FLUSH_MS)) {
+		TAILQ_REMOVE(&meter_pending, b, b_entry);
+		TAILQ_INSERT_TAIL(&todo, b, b_entry);
+		nb++;
 		if (ingest_insert(&q, b, now_ms, &fresh[i++]) == -1) {
 			log_warnx("metering: inserting samples of %s: %s",
 			    nodes_name(b->b_node), sqlite3_errmsg(mc->db));
@@ -711,12 +730,25 @@ ingest_group_cb(int ok, void *arg)
 	meter_known_cap = meter_known_n = 0;
 }
 
-/* After the loop has read every socket that was ready: commit. */
+static void
+ingest_idle_cb(uv_idle_t *h)
+{
+}
+
+/*
+ * After the loop has read every socket that was ready: commit. Batches
+ * left over are committed at the next iteration, which does not wait.
+ */
 static void
 ingest_check_cb(uv_check_t *h)
 {
-	uv_check_stop(h);
 	ingest_flush();
+	if (!TAILQ_EMPTY(&meter_pending)) {
+		uv_idle_start(&meter_idle, ingest_idle_cb);
+		return;
+	}
+	uv_check_stop(h);
+	uv_idle_stop(&meter_idle);
 }
 
 static void
@@ -786,9 +818,11 @@ struct meter_work {
 	struct meter_round	*w_round;
 	char			*w_cause;
 	uint64_t		 w_ms;
+	int64_t			 w_max;		/* samples it may read */
 };
 
 static void	ingest_round_start(void);
+static void	ingest_round_size(int64_t, uint64_t);
 static void	ingest_timer_cb(uv_timer_t *);
 
 static void
@@ -800,7 +834,7 @@ ingest_round_work_cb(uv_work_t *req)
 
 	if (store_reader(meter_dbpath, &db, &w->w_cause) == -1)
 		return;
-	w->w_round = metering_round_compute(db, METER_ROUND_MAX, &w->w_cause);
+	w->w_round = metering_round_compute(db, w->w_max, &w->w_cause);
 	store_reader_done(db);
 	w->w_ms = util_mono_ms() - t0;
 }
@@ -1004,7 +1038,9 @@ ingest_round_after_cb(uv_work_t *req, int status)
 		    (unsigned long long)(util_mono_ms() - t0));
 	}
 	meter_stats.ms_last_round = util_now();
-	again = metering_round_samples(w->w_round) >= METER_ROUND_MAX;
+	again = metering_round_samples(w->w_round) >= w->w_max;
+	ingest_round_size(metering_round_samples(w->w_round),
+	    util_mono_ms() - t0);
 	ingest_retain();
 out:
 	metering_round_free(w->w_round);
@@ -1020,6 +1056,22 @@ out:
 		    (uint64_t)meter_rollup_ms);
 }
 
+/* The size of the next round, from the time n samples took to write. */
+static void
+ingest_round_size(int64_t n, uint64_t ms)
+{
+	int64_t	 fit;
+
+	if (n < meter_round_max && ms <= METER_ROUND_WRITE_MS)
+		return;
+	fit = ms > 0 ? n * METER_ROUND_WRITE_MS / (int64_t)ms : n * 2;
+	/* Down at once, up by at most a half. */
+	if (fit > meter_round_max + meter_round_max / 2)
+		fit = meter_round_max + meter_round_max / 2;
+	meter_round_max = fit < METER_ROUND_MIN ? METER_ROUND_MIN :
+	    fit > METER_ROUND_MAX ? METER_ROUND_MAX : fit;
+}
+
 static void
 ingest_round_start(void)
 {
@@ -1029,6 +1081,7 @@ ingest_round_start(void)
 		return;
 	w = xcalloc(1, sizeof(*w));
 	w->w_req.data = w;
+	w->w_max = meter_round_max;
 	if (uv_queue_work(mc->loop, &w->w_req, ingest_round_work_cb,
 	    ingest_round_after_cb) != 0) {
 		free(w);
@@ -1095,11 +1148,13 @@ metering_init(struct ctl *c, char **cause)
 		return (-1);
 	store_group_watch(ingest_group_cb, NULL);
 	uv_check_init(c->loop, &meter_check);
+	uv_idle_init(c->loop, &meter_idle);
 	uv_timer_init(c->loop, &meter_timer);
 	uv_timer_start(&meter_timer, ingest_timer_cb, (uint64_t)meter_rollup_ms,
 	    (uint64_t)meter_rollup_ms);
 	/* Neither handle keeps the loop alive at shutdown. */
 	uv_unref((uv_handle_t *)&meter_check);
+	uv_unref((uv_handle_t *)&meter_idle);
 	uv_unref((uv_handle_t *)&meter_timer);
 	log_info("metering: rollups every %lld ms, raw samples kept %lld days, "
 	    "hourly rows %s%lld%s", (long long)meter_rollup_ms,

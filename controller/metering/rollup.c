@@ -1002,7 +1002,12 @@ metering_round_write(sqlite3 *db, struct meter_round *r, char **cause)
 
 	if (r->r_to_id <= r->r_from_id)
 		return (0);
-	if (store_begin(db) == -1) {
+	/*
+	 * Its own transaction (store_begin_alone): thousands of upserts
+	 * under triggers, whose statement journals would pile up in the
+	 * group's savepoint.
+	 */
+	if (store_begin_alone(db) == -1) {
 		xasprintf(cause, "BEGIN: %s", sqlite3_errmsg(db));
 		return (-1);
 	}
