@@ -86,6 +86,7 @@ static uv_idle_t		 meter_idle;	/* more to flush: no waiting */
 static uv_timer_t		 meter_timer;
 static int			 meter_round_busy;
 static int64_t			 meter_round_max = METER_ROUND_MAX;
+static uint64_t			 meter_round_us;	/* a sample's write */
 static char			*meter_dbpath;
 static int64_t			 meter_rollup_ms = METER_ROLLUP_MS;
 static int64_t			 meter_retention_ms = METER_RETENTION_MS;
@@ -1056,18 +1057,24 @@ out:
 		    (uint64_t)meter_rollup_ms);
 }
 
-/* The size of the next round, from the time n samples took to write. */
+/*
+ * The size of the next round, from the time n samples took to write: the
+ * recent worst cost of a sample (rounds of VMs' hourly rows cost several
+ * times those of mailboxes' daily ones), forgotten an eighth a round.
+ */
 static void
 ingest_round_size(int64_t n, uint64_t ms)
 {
-	int64_t	 fit;
+	uint64_t	 us;
+	int64_t		 fit;
 
-	if (n < meter_round_max && ms <= METER_ROUND_WRITE_MS)
+	if (n <= 0)
 		return;
-	fit = ms > 0 ? n * METER_ROUND_WRITE_MS / (int64_t)ms : n * 2;
-	/* Down at once, up by at most a half. */
-	if (fit > meter_round_max + meter_round_max / 2)
-		fit = meter_round_max + meter_round_max / 2;
+	us = ms * 1000 / (uint64_t)n;
+	meter_round_us = us >= meter_round_us ? us :
+	    meter_round_us - (meter_round_us - us) / 8;
+	fit = meter_round_us > 0 ? (int64_t)(METER_ROUND_WRITE_MS * 1000 /
+	    meter_round_us) : METER_ROUND_MAX;
 	meter_round_max = fit < METER_ROUND_MIN ? METER_ROUND_MIN :
 	    fit > METER_ROUND_MAX ? METER_ROUND_MAX : fit;
 }
