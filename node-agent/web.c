@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <search.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,188 @@ web_nginx(const char *sig, char **msg)
 		return (-1);
 	}
 	free(out);
+	return (0);
+}
+
+/*
+ * `nginx -s reload` only signals the master. It reads the files, starts
+ * new workers and only then tells the old ones to stop accepting; for
+ * some tens of milliseconds a new connection may still reach a worker
+ * serving the configuration before. An apply waits until none of the
+ * workers that ran before the reload still accepts, so that "applied"
+ * means served. The master is the one the configuration's pid file
+ * names; when it cannot be found the apply does not wait.
+ */
+#define WEB_RELOAD_WAIT_MS	10000
+#define WEB_WORKER_TITLE	"nginx: worker process"
+#define WEB_PID_DEFAULT		"/run/nginx.pid"	/* Debian's build */
+#define WEB_PREFIX_DEFAULT	"/usr/share/nginx"
+
+/* The pid file the configuration names at its top level, or the default. */
+static char *
+web_nginx_pidfile(void)
+{
+	char	*text = NULL, *cause = NULL, *p, *q, *path = NULL;
+	size_t	 len;
+	int	 depth = 0, bol = 1;
+
+	if (util_read_file(web_nginx_conf, WEB_CONF_MAX * 16, &text, &len,
+	    &cause) == -1) {
+		free(cause);
+		return (xstrdup(WEB_PID_DEFAULT));
+	}
+	for (p = text; *p != '\0' && path == NULL; p++) {
+		if (*p == '#') {
+			while (p[1] != '\0' && p[1] != '\n')
+				p++;
+		} else if (*p == '{')
+			depth++;
+		else if (*p == '}')
+			depth--;
+		else if (depth == 0 && bol && strncmp(p, "pid", 3) == 0 &&
+		    (p[3] == ' ' || p[3] == '\t')) {
+			p += 3 + strspn(p + 3, " \t");
+			q = p + strcspn(p, "; \t\n");
+			if (*q == ';' || *q == ' ' || *q == '\t')
+				path = xstrndup(p, q - p);
+		}
+		if (*p == '\n' || *p == ';' || *p == '{' || *p == '}')
+			bol = 1;
+		else if (*p != ' ' && *p != '\t')
+			bol = 0;
+	}
+	free(text);
+	if (path == NULL)
+		return (xstrdup(WEB_PID_DEFAULT));
+	if (*path != '/') {
+		p = path;
+		xasprintf(&path, "%s/%s", *web_nginx_prefix != '\0' ?
+		    web_nginx_prefix : WEB_PREFIX_DEFAULT, p);
+		free(p);
+	}
+	return (path);
+}
+
+/* The running master's pid, or 0. */
+static pid_t
+web_nginx_master(void)
+{
+	char	*path, *text = NULL, *cause = NULL, *end;
+	size_t	 len;
+	long	 pid = 0;
+
+	path = web_nginx_pidfile();
+	if (util_read_file(path, 64, &text, &len, &cause) == 0) {
+		pid = strtol(text, &end, 10);
+		if (end == text || pid <= 1 || kill((pid_t)pid, 0) == -1)
+			pid = 0;
+	} else
+		free(cause);
+	free(text);
+	free(path);
+	return ((pid_t)pid);
+}
+
+/* A small file of /proc, NUL-terminated; its length or -1. */
+static ssize_t
+web_proc_read(const char *pid, const char *what, char *buf, size_t size)
+{
+	char	 path[64];
+	ssize_t	 n;
+	int	 fd;
+
+	snprintf(path, sizeof(path), "/proc/%s/%s", pid, what);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return (-1);
+	n = read(fd, buf, size - 1);
+	close(fd);
+	if (n < 0)
+		return (-1);
+	buf[n] = '\0';
+	return (n);
+}
+
+/* The master's children that still accept connections. */
+static size_t
+web_nginx_workers(pid_t master, pid_t **out)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		 buf[512], *p;
+	pid_t		*v = NULL;
+	size_t		 n = 0;
+	long		 ppid;
+
+	if ((d = opendir("/proc")) == NULL)
+		return (0);
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] < '1' || de->d_name[0] > '9')
+			continue;
+		/* stat: pid (comm) state ppid ...; comm may hold ')'. */
+		if (web_proc_read(de->d_name, "stat", buf, sizeof(buf)) <= 0 ||
+		    (p = strrchr(buf, ')')) == NULL ||
+		    sscanf(p + 1, " %*c %ld", &ppid) != 1 || ppid != master)
+			continue;
+		/* nginx writes its title over argv, padded with NULs. */
+		if (web_proc_read(de->d_name, "cmdline", buf, sizeof(buf)) <= 0 ||
+		    strcmp(buf, WEB_WORKER_TITLE) != 0)
+			continue;
+		v = xrealloc(v, (n + 1) * sizeof(*v));
+		v[n++] = (pid_t)strtol(de->d_name, NULL, 10);
+	}
+	closedir(d);
+	*out = v;
+	return (n);
+}
+
+/* Whether one of old (the workers before a reload) still accepts. */
+static int
+web_nginx_old_accepts(pid_t master, const pid_t *old, size_t nold)
+{
+	pid_t	*now;
+	size_t	 n, i, k;
+	int	 found = 0;
+
+	n = web_nginx_workers(master, &now);
+	for (i = 0; i < n && !found; i++)
+		for (k = 0; k < nold && !found; k++)
+			found = now[i] == old[k];
+	free(now);
+	return (found);
+}
+
+/* Reload, and wait until what runs is what was written. */
+static int
+web_nginx_reload(char **msg)
+{
+	pid_t		 master, *old = NULL;
+	size_t		 nold = 0;
+	uint64_t	 deadline;
+
+	if ((master = web_nginx_master()) != 0)
+		nold = web_nginx_workers(master, &old);
+	if (web_nginx("reload", msg) == -1) {
+		free(old);
+		return (-1);
+	}
+	deadline = util_mono_ms() + WEB_RELOAD_WAIT_MS;
+	while (nold > 0 && web_nginx_old_accepts(master, old, nold)) {
+		if (kill(master, 0) == -1) {
+			xasprintf(msg, "nginx (pid %ld) exited during its "
+			    "reload", (long)master);
+			free(old);
+			return (-1);
+		}
+		if (util_mono_ms() > deadline) {
+			xasprintf(msg, "nginx reloaded but its workers still "
+			    "serve the configuration before after %d s (its "
+			    "error log says why)", WEB_RELOAD_WAIT_MS / 1000);
+			free(old);
+			return (-1);
+		}
+		usleep(5000);
+	}
+	free(old);
 	return (0);
 }
 
@@ -839,7 +1022,7 @@ web_load(struct web_gen *g)
 	if (kept == 0 && web_loaded && !g->g_reload)
 		return (0);
 	web_loaded = 0;
-	if (web_nginx("reload", &msg) == -1) {
+	if (web_nginx_reload(&msg) == -1) {
 		/* The files are good; the next try only has to reload. */
 		for (i = 0; i < g->g_nch; i++)
 			if (g->g_ch[i].c_state == WEB_KEPT)
