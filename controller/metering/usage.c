@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <jansson.h>
 
 #include "opsn/log.h"
 #include "opsn/util.h"
@@ -318,66 +317,80 @@ usage_col_text(sqlite3_stmt *st, int i)
 	return (s != NULL ? (const char *)s : "");
 }
 
-/* The JSON reply text into *out; -1 if reading failed. Any thread. */
+/*
+ * The JSON reply text into *out; -1 if reading failed. Any thread.
+ * Written straight from the rows: a day of every VM by resource is some
+ * hundreds of kilobytes, which a document tree would hold several times
+ * over.
+ */
 static int
 usage_build_json(const struct usage_q *q, sqlite3_stmt *st, char **out,
     size_t *len)
 {
-	json_t			*o, *items = json_array(), *it;
+	struct jsonw		 w = { 0 };
 	const struct meter_unit	*u;
 	char			 num[64], per[16], buf[32];
 	int64_t			 qty;
 	int			 rc;
 
+	jsonw_obj(&w);
+	util_time_fmt(q->from, buf, sizeof(buf));
+	jsonw_key(&w, "from");
+	jsonw_str(&w, buf);
+	util_time_fmt(q->to, buf, sizeof(buf));
+	jsonw_key(&w, "to");
+	jsonw_str(&w, buf);
+	jsonw_key(&w, "group");
+	jsonw_str(&w, usage_groups[q->g]);
+	jsonw_key(&w, "timezone");
+	jsonw_str(&w, q->tz);
+	jsonw_key(&w, "items");
+	jsonw_arr(&w);
 	while ((rc = store_step(st)) == SQLITE_ROW) {
-		it = json_object();
-		json_object_set_new(it, "tenant", sqlite3_column_type(st, 0) ==
-		    SQLITE_NULL ? json_null() :
-		    json_integer(sqlite3_column_int64(st, 0)));
-		json_object_set_new(it, "tenant_name", sqlite3_column_type(st,
-		    1) == SQLITE_NULL ? json_null() :
-		    json_string(usage_col_text(st, 1)));
+		jsonw_obj(&w);
+		jsonw_key(&w, "tenant");
+		if (sqlite3_column_type(st, 0) == SQLITE_NULL)
+			jsonw_null(&w);
+		else
+			jsonw_int(&w, sqlite3_column_int64(st, 0));
+		jsonw_key(&w, "tenant_name");
+		jsonw_col_text(&w, st, 1);
 		if (q->g == G_DAY || q->g == G_MONTH) {
 			usage_fmt_period(sqlite3_column_int64(st, 4),
 			    q->g == G_MONTH, per, sizeof(per));
-			json_object_set_new(it, "period", json_string(per));
+			jsonw_key(&w, "period");
+			jsonw_str(&w, per);
 		}
-		json_object_set_new(it, "kind",
-		    json_string(usage_col_text(st, 5)));
-		if (q->g == G_RESOURCE)
-			json_object_set_new(it, "resource",
-			    json_string(usage_col_text(st, 6)));
-		json_object_set_new(it, "metric",
-		    json_string(usage_col_text(st, 7)));
+		jsonw_key(&w, "kind");
+		jsonw_str(&w, usage_col_text(st, 5));
+		if (q->g == G_RESOURCE) {
+			jsonw_key(&w, "resource");
+			jsonw_str(&w, usage_col_text(st, 6));
+		}
+		jsonw_key(&w, "metric");
+		jsonw_str(&w, usage_col_text(st, 7));
 		qty = sqlite3_column_int64(st, 8);
-		json_object_set_new(it, "quantity", json_integer(qty));
+		jsonw_key(&w, "quantity");
+		jsonw_int(&w, qty);
 		if ((u = metering_unit(usage_col_text(st, 7))) != NULL) {
-			json_object_set_new(it, "unit", json_string(u->mu_base));
+			jsonw_key(&w, "unit");
+			jsonw_str(&w, u->mu_base);
 			metering_decimal(qty, u->mu_divisor, u->mu_decimals,
 			    '.', num, sizeof(num));
-			json_object_set_new(it, "display_quantity",
-			    json_string(num));
-			json_object_set_new(it, "display_unit",
-			    json_string(u->mu_display));
+			jsonw_key(&w, "display_quantity");
+			jsonw_str(&w, num);
+			jsonw_key(&w, "display_unit");
+			jsonw_str(&w, u->mu_display);
 		}
-		json_array_append_new(items, it);
+		jsonw_obj_end(&w);
 	}
 	if (rc != SQLITE_DONE) {
-		json_decref(items);
+		jsonw_free(&w);
 		return (-1);
 	}
-	o = json_object();
-	util_time_fmt(q->from, buf, sizeof(buf));
-	json_object_set_new(o, "from", json_string(buf));
-	util_time_fmt(q->to, buf, sizeof(buf));
-	json_object_set_new(o, "to", json_string(buf));
-	json_object_set_new(o, "group", json_string(usage_groups[q->g]));
-	json_object_set_new(o, "timezone", json_string(q->tz));
-	json_object_set_new(o, "items", items);
-	if ((*out = json_dumps(o, JSON_COMPACT)) == NULL)
-		fatalx("metering: json_dumps");
-	json_decref(o);
-	*len = strlen(*out);
+	jsonw_arr_end(&w);
+	jsonw_obj_end(&w);
+	*out = jsonw_take(&w, len);
 	return (0);
 }
 
