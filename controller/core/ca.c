@@ -207,6 +207,14 @@ ca_init(struct ctl *c, char **cause)
 	if ((c->agent_ctx = ca_ssl_ctx(c, scert, skey, TLS1_3_VERSION,
 	    cause)) == NULL)
 		goto out;
+	/*
+	 * An agent's connection idles between messages: OpenSSL takes its
+	 * read and write buffers (17 KiB each) for a record and gives them
+	 * back after, rather than holding them for the connection's life
+	 * (6.4 MiB of heap for 200 agents, 85 MiB for 2,500, placed anew
+	 * wherever the heap has room at each reconnection).
+	 */
+	SSL_CTX_set_mode(c->agent_ctx, SSL_MODE_RELEASE_BUFFERS);
 	if ((c->api_ctx = ca_ssl_ctx(c, scert, skey, TLS1_2_VERSION,
 	    cause)) == NULL)
 		goto out;
