@@ -327,6 +327,12 @@ def main():
         born = last[0][0]
         second = [k for t, k in last if 60 <= t - born < 120]
         final = [k for t, k in last if t >= last[-1][0] - 60]
+        by_minute = {}
+        for t, k in last:
+            m = int((t - born) // 60) + 1
+            by_minute[m] = max(by_minute.get(m, 0), k)
+        say("soak: controller RSS by minute (MiB, highest): " + ", ".join(
+            f"{m}: {k / 1024:.1f}" for m, k in sorted(by_minute.items())))
         if second and final:
             base = sum(second) / len(second)
             growth = (max(final) - base) / base * 100
