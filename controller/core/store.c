@@ -247,6 +247,21 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 }
 
 /*
+ * The page cache of a read connection, KiB (SQLite's default: 2,000). The
+ * writer commits at nearly every loop iteration, so a reader finds its
+ * pages stale and drops them at the start of each job: its cache serves
+ * only what one job reads twice (the upper pages of the b-trees it
+ * searches). A rollup round or a whole-platform usage query fills the
+ * default 2 MiB, and four pool threads up to 8 MiB of heap, touched
+ * afresh after every malloc_trim (ctl_trim_cb): in the soak the pool's
+ * arena grew from 4.3 to 5.8 MiB and RSS swung by 2 MiB each minute.
+ * At 512 KiB the swing is 0.5 MiB and the rollup read (155-175 ms) and
+ * the usage query (13 ms) take the time they took. (A sort spills to a
+ * temporary file past the larger of this and 250 pages.)
+ */
+#define STORE_READER_CACHE_KIB	512
+
+/*
  * Open a read-only connection to the database at path, for work on the
  * thread pool: the write connection belongs to the loop thread. Open one
  * per job and use it from one thread at a time (SQLITE_OPEN_NOMUTEX). The
@@ -257,6 +272,7 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
 int
 store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 {
+	char		 sql[64];
 	sqlite3		*db = NULL;
 	sqlite3_stmt	*st = NULL;
 	const char	*mode;
@@ -276,6 +292,10 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 		return (-1);
 	}
 	sqlite3_busy_timeout(db, 5000);
+	/* Before the first page is read: its cache's block is sized then. */
+	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d",
+	    STORE_READER_CACHE_KIB);
+	sqlite3_exec(db, sql, NULL, NULL, NULL);
 	if (store_sql_functions(db) == -1) {
 		xasprintf(cause, "%s: SQL functions: %s", path,
 		    sqlite3_errmsg(db));
@@ -298,21 +318,6 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 }
 
 /*
- * The page cache of a kept reader, KiB (SQLite's default: 2,000). The
- * writer commits at nearly every loop iteration, so a reader finds its
- * pages stale and drops them at the start of each job: its cache serves
- * only what one job reads twice (the upper pages of the b-trees it
- * searches). A rollup round or a whole-platform usage query fills the
- * default 2 MiB, and four pool threads up to 8 MiB of heap, touched
- * afresh after every malloc_trim (ctl_trim_cb): in the soak the pool's
- * arena grew from 4.3 to 5.8 MiB and RSS swung by 2 MiB each minute.
- * At 512 KiB the swing is 0.5 MiB and the rollup read (155-175 ms) and
- * the usage query (13 ms) take the time they took. (A sort spills to a
- * temporary file past the larger of this and 250 pages.)
- */
-#define STORE_READER_CACHE_KIB	512
-
-/*
  * The calling thread's read connection to path, opened at its first job
  * and kept: opening one parses the whole schema, two thirds of the time
  * of a small usage query. Statements from store_stmt() on it stay cached
@@ -323,8 +328,6 @@ store_open_reader(const char *path, sqlite3 **dbp, char **cause)
 int
 store_reader(const char *path, sqlite3 **dbp, char **cause)
 {
-	char	 sql[64];
-
 	if (store_rd.sr_db != NULL && path != NULL &&
 	    strcmp(store_rd.sr_path, path) == 0) {
 		*dbp = store_rd.sr_db;
@@ -333,9 +336,6 @@ store_reader(const char *path, sqlite3 **dbp, char **cause)
 	store_reader_drop();
 	if (store_open_reader(path, dbp, cause) == -1)
 		return (-1);
-	snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%d",
-	    STORE_READER_CACHE_KIB);
-	sqlite3_exec(*dbp, sql, NULL, NULL, NULL);
 	store_rd.sr_db = *dbp;
 	store_rd.sr_path = xstrdup(path);
 	return (0);
