@@ -302,32 +302,33 @@ web_nginx_reload(char **msg)
 	pid_t		 master, *old = NULL;
 	size_t		 nold = 0;
 	uint64_t	 deadline;
+	int		 rv = 0;
 
 	if ((master = web_nginx_master()) != 0)
 		nold = web_nginx_workers(master, &old);
 	if (web_nginx("reload", msg) == -1) {
-		free(old);
-		return (-1);
+		nold = 0;
+		rv = -1;
 	}
 	deadline = util_mono_ms() + WEB_RELOAD_WAIT_MS;
 	while (nold > 0 && web_nginx_old_accepts(master, old, nold)) {
 		if (kill(master, 0) == -1) {
 			xasprintf(msg, "nginx (pid %ld) exited during its "
 			    "reload", (long)master);
-			free(old);
-			return (-1);
+			rv = -1;
+			break;
 		}
 		if (util_mono_ms() > deadline) {
 			xasprintf(msg, "nginx reloaded but its workers still "
 			    "serve the configuration before after %d s (its "
 			    "error log says why)", WEB_RELOAD_WAIT_MS / 1000);
-			free(old);
-			return (-1);
+			rv = -1;
+			break;
 		}
 		usleep(5000);
 	}
 	free(old);
-	return (0);
+	return (rv);
 }
 
 /* ---- files ----------------------------------------------------------------- */

@@ -252,12 +252,11 @@ store_open(const char *path, sqlite3 **dbp, char **cause)
  * pages stale and drops them at the start of each job: its cache serves
  * only what one job reads twice (the upper pages of the b-trees it
  * searches). A rollup round or a whole-platform usage query fills the
- * default 2 MiB, and four pool threads up to 8 MiB of heap, touched
- * afresh after every malloc_trim (ctl_trim_cb): in the soak the pool's
- * arena grew from 4.3 to 5.8 MiB and RSS swung by 2 MiB each minute.
- * At 512 KiB the swing is 0.5 MiB and the rollup read (155-175 ms) and
- * the usage query (13 ms) take the time they took. (A sort spills to a
- * temporary file past the larger of this and 250 pages.)
+ * default 2 MiB: four pool threads would hold 8 MiB. At 512 KiB, one
+ * block each (SQLITE_CONFIG_PAGECACHE in main.c), the rollup read
+ * (155-175 ms) and the usage query (13 ms) take the time they took. (A
+ * sort spills to a temporary file past the larger of this and 250
+ * pages.)
  */
 #define STORE_READER_CACHE_KIB	512
 

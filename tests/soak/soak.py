@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -340,8 +341,8 @@ def main():
             # that swing as growth.
             base = max(second)
             growth = (max(final) - base) / base * 100
-            mean = (sum(final) / len(final) - sum(second) / len(second)) \
-                / (sum(second) / len(second)) * 100
+            mean = (statistics.mean(final) / statistics.mean(second)
+                    - 1) * 100
             say(f"soak: controller RSS at most {base / 1024:.1f} MiB in its "
                 f"second minute, {max(final) / 1024:.1f} MiB in its last "
                 f"({growth:+.1f} %; means {mean:+.1f} %), incarnation of "
