@@ -586,7 +586,7 @@ cli_sha256(const void *p, size_t len, char hex[65])
 	unsigned char	 md[32];
 	unsigned int	 mdlen = sizeof(md);
 
-	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+	if (EVP_Digest(p, len, md, &mdlen, util_sha256(), NULL) != 1) {
 		fprintf(stderr, "opsnctl: SHA-256 failed\n");
 		exit(CLI_EXIT_ERROR);
 	}
@@ -793,7 +793,7 @@ cli_download_sum(const char *path, FILE *f, const char *name,
 	r.r_out = f;
 	r.r_name = name;
 	r.r_out_md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(r.r_out_md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(r.r_out_md, util_sha256(), NULL);
 	ret = cli_perform(&r, NULL);
 	cli_status_end(0);
 	EVP_DigestFinal_ex(r.r_out_md, h, &len);

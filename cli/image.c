@@ -153,7 +153,7 @@ image_hash(struct image_part *p, char **cause)
 	p->ip_size = (uint64_t)st.st_size;
 	buf = xmalloc(IMAGE_BUF);
 	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+	    EVP_DigestInit_ex(md, util_sha256(), NULL) != 1) {
 		xasprintf(cause, "cannot start SHA-256");
 		goto out;
 	}

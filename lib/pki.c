@@ -322,7 +322,7 @@ pki_cert_build(EVP_PKEY *pubkey, const char *cn, int with_org, X509 *issuer,
 		goto fail;
 	}
 
-	if (X509_sign(x, signkey, EVP_sha256()) <= 0) {
+	if (X509_sign(x, signkey, util_sha256()) <= 0) {
 		pki_cause(cause, "signing the certificate");
 		goto fail;
 	}
@@ -541,7 +541,7 @@ pki_sign_b64(EVP_PKEY *key, const void *data, size_t len, char **cause)
 
 	ERR_clear_error();
 	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+	    EVP_DigestSignInit(md, NULL, util_sha256(), NULL, key) != 1 ||
 	    EVP_DigestSign(md, NULL, &slen, data, len) != 1) {
 		pki_cause(cause, "signing");
 		goto out;
@@ -578,7 +578,7 @@ pki_verify_b64(EVP_PKEY *key, const void *data, size_t len,
 	    (int)blen)) < 0 || (size_t)n < pad)
 		goto out;
 	if ((md = EVP_MD_CTX_new()) != NULL &&
-	    EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1)
+	    EVP_DigestVerifyInit(md, NULL, util_sha256(), NULL, key) == 1)
 		ok = EVP_DigestVerify(md, sig, (size_t)n - pad, data,
 		    len) == 1;
 out:
@@ -616,7 +616,7 @@ pki_csr_new(EVP_PKEY *key, const char *cn, char **cause)
 		pki_cause(cause, "CSR public key");
 		goto out;
 	}
-	if (X509_REQ_sign(req, key, EVP_sha256()) <= 0) {
+	if (X509_REQ_sign(req, key, util_sha256()) <= 0) {
 		pki_cause(cause, "signing the CSR");
 		goto out;
 	}
@@ -867,7 +867,7 @@ pki_fingerprint(X509 *x, char out[65])
 	unsigned char	 md[EVP_MAX_MD_SIZE];
 	unsigned int	 n = 0;
 
-	if (x == NULL || !X509_digest(x, EVP_sha256(), md, &n) || n != 32) {
+	if (x == NULL || !X509_digest(x, util_sha256(), md, &n) || n != 32) {
 		ERR_clear_error();
 		out[0] = '\0';
 		return;

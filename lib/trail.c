@@ -52,7 +52,7 @@ trail_hash(const struct trail_record *r, char out[65])
 		fatalx("trail: out of memory");
 	snprintf(head, sizeof(head), "%lld\x1f%lld", (long long)r->tr_id,
 	    (long long)r->tr_at);
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, util_sha256(), NULL);
 	EVP_DigestUpdate(md, head, strlen(head));
 	for (i = 0; i < nitems(fields); i++) {
 		EVP_DigestUpdate(md, "\x1f", 1);

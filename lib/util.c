@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "opsn/log.h"
@@ -465,6 +466,23 @@ util_random(void *buf, size_t len)
 {
 	if (RAND_bytes(buf, (int)len) != 1)
 		fatalx("RAND_bytes failed");
+}
+
+static EVP_MD		*util_sha256_md;
+static pthread_once_t	 util_sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+util_sha256_fetch(void)
+{
+	if ((util_sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("EVP_MD_fetch SHA256 failed");
+}
+
+const EVP_MD *
+util_sha256(void)
+{
+	pthread_once(&util_sha256_once, util_sha256_fetch);
+	return (util_sha256_md);
 }
 
 size_t

@@ -150,7 +150,7 @@ tar_create(struct tar *t, const char *path, char **cause)
 	}
 	t->t_path = xstrdup(path);
 	t->t_md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(t->t_md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(t->t_md, util_sha256(), NULL);
 	return (0);
 }
 
@@ -165,7 +165,7 @@ tar_put_mem(struct tar *t, const char *name, int mode, const void *data,
 	    tar_write(t, data, len, cause) == -1 || tar_pad(t, cause) == -1)
 		return (-1);
 	md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, util_sha256(), NULL);
 	EVP_DigestUpdate(md, data, len);
 	tar_hex(md, sha);
 	EVP_MD_CTX_free(md);
@@ -193,7 +193,7 @@ tar_put_file(struct tar *t, const char *name, int mode, const char *path,
 	if (tar_header(t, name, mode, *size, cause) == -1)
 		goto out;
 	md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, util_sha256(), NULL);
 	buf = xmalloc(TAR_CHUNK);
 	for (left = *size; left > 0; left -= (uint64_t)n) {
 		n = read(fd, buf, left < TAR_CHUNK ? (size_t)left : TAR_CHUNK);
@@ -247,7 +247,7 @@ tar_open(struct tar *t, const char *path, char **cause)
 	}
 	t->t_path = xstrdup(path);
 	t->t_md = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(t->t_md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(t->t_md, util_sha256(), NULL);
 	return (0);
 }
 
@@ -368,7 +368,7 @@ tar_extract(struct tar *t, const char *dest, int mode, char sha[65],
 	ssize_t		 w;
 	int		 fd, rv = -1;
 
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, util_sha256(), NULL);
 	if ((fd = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
 	    mode)) == -1) {
 		xasprintf(cause, "%s: %s", dest, strerror(errno));

@@ -179,7 +179,7 @@ export_sha256(const void *data, size_t len, char out[72])
 	unsigned char	 h[32];
 	unsigned int	 hl = sizeof(h);
 
-	EVP_Digest(data, len, h, &hl, EVP_sha256(), NULL);
+	EVP_Digest(data, len, h, &hl, util_sha256(), NULL);
 	memcpy(out, "sha256:", 7);
 	util_hex(h, sizeof(h), out + 7);
 }
@@ -376,7 +376,7 @@ billing_period_checksum(sqlite3 *db, const char *period, int64_t tenant,
 	int		 rc;
 
 	*count = 0;
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	EVP_DigestInit_ex(md, util_sha256(), NULL);
 	st = store_prepare(db, "SELECT id, checksum FROM statements WHERE "
 	    "period = ?1 AND (?2 = 0 OR tenant_id = ?2) ORDER BY id");
 	sqlite3_bind_text(st, 1, period, -1, SQLITE_STATIC);

@@ -807,7 +807,7 @@ titre_sha256(const char *data, size_t len, char out[65])
 	unsigned char	 md[32];
 	unsigned int	 mdlen = sizeof(md);
 
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+	EVP_Digest(data, len, md, &mdlen, util_sha256(), NULL);
 	util_hex(md, 32, out);
 }
 

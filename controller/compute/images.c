@@ -337,7 +337,7 @@ images_work_cb(uv_work_t *w)
 	if (util_mkdirs(j->j_dir, 0750, &j->j_cause) == -1)
 		return;
 	if (j->j_data != NULL) {
-		if (EVP_Digest(j->j_data, j->j_len, md, &mdlen, EVP_sha256(),
+		if (EVP_Digest(j->j_data, j->j_len, md, &mdlen, util_sha256(),
 		    NULL) != 1)
 			fatalx("images: SHA-256");
 		util_hex(md, sizeof(md), j->j_got);

@@ -16,7 +16,7 @@ secret_hash(const char *token, char out[65])
 	unsigned char	 md[32];
 	unsigned int	 len = sizeof(md);
 
-	EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
+	EVP_Digest(token, strlen(token), md, &len, util_sha256(), NULL);
 	util_hex(md, sizeof(md), out);
 }
 

@@ -140,7 +140,7 @@ parts_sha256(const void *p, size_t len, unsigned char md[32])
 {
 	unsigned int	 mdlen = 32;
 
-	if (EVP_Digest(p, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+	if (EVP_Digest(p, len, md, &mdlen, util_sha256(), NULL) != 1)
 		fatalx("parts: SHA-256");
 }
 
@@ -266,7 +266,7 @@ parts_finish(struct parts_job *j, int fd)
 	else
 		buf = xmalloc(PARTS_READ_BUF);
 	if ((md = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+	    EVP_DigestInit_ex(md, util_sha256(), NULL) != 1)
 		fatalx("parts: SHA-256");
 	while (off < j->j_total) {
 		want = j->j_total - off < PARTS_READ_BUF ?

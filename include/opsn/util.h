@@ -61,5 +61,11 @@ int	 util_mkdirs(const char *, int mode, char **cause);
 void	 util_hex(const unsigned char *, size_t, char *);
 /* Fill buf with cryptographically strong random bytes; fatal on failure. */
 void	 util_random(void *, size_t);
+/*
+ * SHA-256 fetched once from the default provider and shared by every
+ * thread (EVP_sha256() is fetched anew at each EVP_DigestInit_ex()).
+ */
+struct evp_md_st;
+const struct evp_md_st	*util_sha256(void);
 
 #endif
