@@ -119,41 +119,49 @@ migrate_active(int64_t vm_id)
 	return (rc);
 }
 
+/*
+ * A migration as a VM shows it, from five columns from col on: its id,
+ * state, reason, source and target names (a NULL id: none, NULL back).
+ */
+json_t *
+migrate_json_cols(sqlite3_stmt *st, int col)
+{
+	struct migrate_progress	*p;
+	json_t			*o;
+	const char		*state;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return (NULL);
+	state = (const char *)sqlite3_column_text(st, col + 1);
+	o = json_pack("{s:s,s:s,s:s,s:s}", "state", state, "reason",
+	    sqlite3_column_text(st, col + 2), "from",
+	    sqlite3_column_text(st, col + 3), "to",
+	    sqlite3_column_text(st, col + 4));
+	p = migrate_progress_find(sqlite3_column_int64(st, col), 0);
+	if (strcmp(state, "starting") == 0)
+		json_object_set_new(o, "progress", json_integer(100));
+	else if (p != NULL && p->p_total > 0)
+		json_object_set_new(o, "progress", json_integer(
+		    (json_int_t)(p->p_have * 100 / p->p_total)));
+	else
+		json_object_set_new(o, "progress", json_integer(0));
+	if (p != NULL && p->p_error != NULL)
+		json_object_set_new(o, "last_error", json_string(p->p_error));
+	return (o);
+}
+
 /* A VM's migration for its JSON, or null: "migrating 43 % to hv-b". */
 json_t *
 migrate_vm_json(int64_t vm_id)
 {
-	struct migrate_progress	*p;
-	sqlite3_stmt		*st;
-	json_t			*o = NULL;
-	int64_t			 id;
+	sqlite3_stmt	*st;
+	json_t		*o = NULL;
 
-	st = store_stmt(ctl->db, "SELECT m.id, m.state, m.reason, s.name, "
-	    "d.name FROM migrations m JOIN nodes s ON s.id = m.src_node JOIN "
-	    "nodes d ON d.id = m.dst_node WHERE m.vm_id = ? AND m.state IN "
-	    "('queued', 'stopping', 'copying', 'starting') ORDER BY m.id DESC "
-	    "LIMIT 1");
+	st = store_stmt(ctl->db, "SELECT " MIGRATE_COLS " FROM vms v "
+	    MIGRATE_FROM "WHERE v.id = ?");
 	sqlite3_bind_int64(st, 1, vm_id);
-	if (store_step(st) == SQLITE_ROW) {
-		id = sqlite3_column_int64(st, 0);
-		o = json_pack("{s:s,s:s,s:s,s:s}", "state",
-		    sqlite3_column_text(st, 1), "reason",
-		    sqlite3_column_text(st, 2), "from",
-		    sqlite3_column_text(st, 3), "to",
-		    sqlite3_column_text(st, 4));
-		p = migrate_progress_find(id, 0);
-		if (strcmp((const char *)sqlite3_column_text(st, 1),
-		    "starting") == 0)
-			json_object_set_new(o, "progress", json_integer(100));
-		else if (p != NULL && p->p_total > 0)
-			json_object_set_new(o, "progress", json_integer(
-			    (json_int_t)(p->p_have * 100 / p->p_total)));
-		else
-			json_object_set_new(o, "progress", json_integer(0));
-		if (p != NULL && p->p_error != NULL)
-			json_object_set_new(o, "last_error",
-			    json_string(p->p_error));
-	}
+	if (store_step(st) == SQLITE_ROW)
+		o = migrate_json_cols(st, 0);
 	store_done(st);
 	return (o != NULL ? o : json_null());
 }

@@ -111,12 +111,13 @@ vms_image_url(void)
 	"v.disk_bytes, i.name, v.nics, v.desired, v.generation, v.obs_state, " \
 	"v.obs_reason, v.obs_since, v.obs_error, v.obs_generation, v.obs_pid, " \
 	"v.created_at, v.id, pl.name, v.node_id, g.name, v.require_tags, " \
-	"v.restored"
+	"v.restored, " MIGRATE_COLS
 #define VMS_FROM " FROM vms v JOIN nodes n ON n.id = v.node_id " \
 	"JOIN images i ON i.id = v.image_id " \
 	"LEFT JOIN tenants t ON t.id = v.tenant_id " \
 	"LEFT JOIN plans pl ON pl.id = v.plan_id " \
-	"LEFT JOIN vm_groups g ON g.id = v.group_id "
+	"LEFT JOIN vm_groups g ON g.id = v.group_id " MIGRATE_FROM
+#define VMS_COL_MIGRATION 24
 
 /* A VM as JSON, from the columns of VMS_COLS. */
 static const struct jsonw_field vms_fields[] = {
@@ -181,9 +182,11 @@ vms_row_write(struct jsonw *w, sqlite3_stmt *st)
 	}
 	jsonw_row(w, st, vms_fields_observed, nitems(vms_fields_observed));
 	jsonw_key(w, "migration");
-	mig = migrate_vm_json(sqlite3_column_int64(st, 18));
-	jsonw_json(w, mig);
-	json_decref(mig);
+	if ((mig = migrate_json_cols(st, VMS_COL_MIGRATION)) != NULL) {
+		jsonw_json(w, mig);
+		json_decref(mig);
+	} else
+		jsonw_null(w);
 	/* Restored from a backup: waiting to learn it from its node. */
 	jsonw_key(w, "restored");
 	jsonw_bool(w, sqlite3_column_int(st, 23));

@@ -65,6 +65,17 @@ void	migrate_stop(void);
 void	migrate_tick(void);
 int	migrate_active(int64_t vm_id);
 json_t	*migrate_vm_json(int64_t vm_id);
+/*
+ * The columns and joins of a VM's unfinished migration, for a query on
+ * vms v: MIGRATE_COLS are read by migrate_json_cols() (NULL: none).
+ */
+#define MIGRATE_COLS "m.id, m.state, m.reason, ms.name, md.name"
+#define MIGRATE_FROM "LEFT JOIN migrations m ON m.id = (SELECT max(id) " \
+	"FROM migrations WHERE vm_id = v.id AND state IN ('queued', " \
+	"'stopping', 'copying', 'starting')) " \
+	"LEFT JOIN nodes ms ON ms.id = m.src_node " \
+	"LEFT JOIN nodes md ON md.id = m.dst_node "
+json_t	*migrate_json_cols(sqlite3_stmt *, int col);
 void	migrate_desired(int64_t node_id, Opsn__DesiredState *);
 void	migrate_desired_free(Opsn__DesiredState *);
 void	migrate_observed(int64_t node_id, const Opsn__ObservedState *);
