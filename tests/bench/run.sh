@@ -431,11 +431,23 @@ tree_ticks() {
 	echo "$tt"
 }
 
+# children_cpu: sets k_cpu, the CPU seconds (user + system) of this
+# shell's children that ended, from times, in this shell (not in $(...),
+# whose children would be counted instead).
+children_cpu() {
+	times >"$tmp/times"
+	k_cpu=$(awk 'NR == 2 { gsub(/[ms]/, " ")
+	    print 60 * $1 + $2 + 60 * $3 + $4 }' "$tmp/times")
+}
+
 # wrk_run LABEL PID URL [MODE]: wrk against URL (tests/bench/wrk.lua in
 # MODE get or post); PID (and its children) is the server. Sets w_rps,
-# w_p50 and w_p99 (ms), w_cpu (server CPU %), w_n (requests).
+# w_p50 and w_p99 (ms), w_cpu (server CPU %), w_n (requests), and the
+# CPU a request cost the server and wrk (w_srv_us, w_cli_us).
 wrk_run() {
-	w_rps='' w_p99='' w_p50='' w_cpu='' w_n=''
+	w_rps='' w_p99='' w_p50='' w_cpu='' w_n='' w_srv_us='' w_cli_us=''
+	children_cpu
+	k0=$k_cpu
 	c0=$(tree_ticks "$2")
 	t0=$(now)
 	# shellcheck disable=SC2086 # WRK_ARGS is split on purpose
@@ -456,8 +468,13 @@ wrk_run() {
 	w_p99=$(calc "$(kv p99_us "$line") / 1000")
 	w_p50=$(calc "$(kv p50_us "$line") / 1000")
 	w_cpu=$(calc "100 * ($c1 - $c0) / $HZ / ($t1 - $t0)")
+	w_srv_us=$(calc "1000000 * ($c1 - $c0) / $HZ / $w_n")
+	children_cpu
+	w_cli_us=$(calc "1000000 * ($k_cpu - $k0) / $w_n")
 	say "  $1: $(printf '%.0f' "$w_rps") requests/s, p50 $w_p50 ms," \
-	    "p99 $w_p99 ms, server CPU $(printf '%.0f' "$w_cpu") %"
+	    "p99 $w_p99 ms, server CPU $(printf '%.0f' "$w_cpu") %;" \
+	    "CPU a request: server $(printf '%.0f' "$w_srv_us") us," \
+	    "wrk $(printf '%.0f' "$w_cli_us") us"
 	if [ "$(kv errors "$line")" != 0 ] || [ "$(kv status "$line")" != 0 ] ||
 	    [ "$(kv timeouts "$line")" != 0 ]; then
 		problem "$1: errors in wrk's answers: $line"
@@ -562,7 +579,8 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	    "$ctl_pid" "$ctl_url/" usage && a_rnd="$w_rps $w_p50 $w_p99 $w_cpu"
 	unset WRK_PATH WRK_TENANTS
 	wrk_run "POST /v1/plans (opsn)" "$ctl_pid" "$ctl_url/v1/plans" post &&
-	    a_post="$w_rps $w_p50 $w_p99 $w_cpu"
+	    a_post="$w_rps $w_p50 $w_p99 $w_cpu" &&
+	    a_post_cpu="$w_srv_us $w_cli_us"
 	wrk_run "GET /plan.json (nginx)" "$nginx_pid" \
 	    "https://127.0.0.1:$nginx_port/plan.json" &&
 	    n_small="$w_rps $w_p50 $w_p99 $w_cpu"
@@ -979,6 +997,17 @@ summary_api() {
 	    "$(ratio 3 "${a_rnd:-}" "${n_get:-}")"
 	printf '  POST/SQLite commits: %s x the rate (same database file, same run); %s\n' \
 	    "$(ratio 1 "${a_post:-}" "${s_ref:-}")" "${api_commits:-}"
+	# What the CPUs allow: wrk runs on the same ones as the server.
+	if [ -n "${a_post_cpu:-}" ]; then
+		# shellcheck disable=SC2086 # two figures
+		set -- $a_post_cpu
+		printf '  CPU a POST: server %.0f us, wrk %.0f us; %s CPUs shared by both\n' \
+		    "$1" "$2" "$(nproc)"
+		printf '  allow at most %.0f POSTs/s at these costs (%s x the SQLite reference)\n' \
+		    "$(calc "$(nproc) * 1000000 / ($1 + $2)")" \
+		    "$(ratio 1 "$(calc "$(nproc) * 1000000 / ($1 + $2)") 0 0 0" \
+		    "${s_ref:-}")"
+	fi
 	printf '  (%s tenants/page; nginx: 1 worker, TLS 1.3, the controller'"'"'s key and certificate,\n' \
 	    "$api_items"
 	printf '  the same bytes as the API'"'"'s answers; the POST row is compared with the small file)\n'
