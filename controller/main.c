@@ -226,6 +226,10 @@ ctl_modules_stop(void)
  * statements took 83 s instead of 4.
  */
 #define CTL_PCACHE_PAGES	32
+#define CTL_MMAP_THRESHOLD	(256 * 1024)
+/* A 4 KiB page and its header (SQLITE_CONFIG_PCACHE_HDRSZ: 264 B). */
+_Static_assert(CTL_PCACHE_PAGES * 5120 < CTL_MMAP_THRESHOLD,
+    "a page cache's block must come from the heap, not a mapping");
 static uv_timer_t	 trim_timer;
 
 static void
@@ -400,7 +404,7 @@ main(int argc, char **argv)
 	 * heap memory the next flood of bodies fragments (glibc raises its
 	 * threshold after each such free otherwise).
 	 */
-	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	mallopt(M_MMAP_THRESHOLD, CTL_MMAP_THRESHOLD);
 	/*
 	 * Nor is the top of the heap given back at every free past 128 KiB:
 	 * SQLite's statement journals (64 KiB chunks, one or two a write)
