@@ -319,6 +319,13 @@ void	prom_sample(struct prom *, const char *metric, const char *label,
 /* A family of one unlabelled sample. */
 void	prom_single(struct prom *, const char *name, const char *type,
 	    const char *help, double v);
+/*
+ * A family of one unlabelled histogram: counts[0..n-1] (not cumulative)
+ * within bounds[0..n-1] seconds, counts[n] past the last bound.
+ */
+void	prom_histogram(struct prom *, const char *name, const char *help,
+	    const double *bounds, const uint64_t *counts, size_t n,
+	    double sum);
 
 /*
  * Bodies in parts. h2o 2.2.5 reads a request's whole body before any

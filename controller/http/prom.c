@@ -107,3 +107,26 @@ prom_single(struct prom *pr, const char *name, const char *type,
 	prom_family(pr, name, type, help);
 	prom_sample(pr, name, NULL, NULL, v);
 }
+
+/*
+ * A whole family of one unlabelled histogram: counts[i] (not cumulative)
+ * for the bounds, in seconds, and counts[n] past the last one.
+ */
+void
+prom_histogram(struct prom *pr, const char *name, const char *help,
+    const double *bounds, const uint64_t *counts, size_t n, double sum)
+{
+	uint64_t	 cum = 0;
+	size_t		 i;
+
+	prom_family(pr, name, "histogram", help);
+	for (i = 0; i < n; i++) {
+		cum += counts[i];
+		prom_add(pr, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i],
+		    (unsigned long long)cum);
+	}
+	cum += counts[n];
+	prom_add(pr, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n"
+	    "%s_count %llu\n", name, (unsigned long long)cum, name, sum, name,
+	    (unsigned long long)cum);
+}

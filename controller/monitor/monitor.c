@@ -192,6 +192,73 @@ monitor_store(struct prom *pr)
 	    "an error).", (double)ss.ss_failed);
 }
 
+/*
+ * The loop's turns: how long each ran, outside its wait for events
+ * (libuv's idle time). A long turn holds every API call and agent
+ * message behind it, whatever their own cost: one over a second is
+ * logged, and the histogram shows how often shorter ones happen.
+ */
+#define MONITOR_TURN_WARN_NS	1000000000ULL
+static const double	 monitor_turn_bounds[] = { 0.001, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 1, 5 };
+static struct {
+	uv_prepare_t	 t_prepare;
+	uint64_t	 t_at;		/* the last turn's start (ns) */
+	uint64_t	 t_idle;	/* the loop's idle time then */
+	uint64_t	 t_count[nitems(monitor_turn_bounds) + 1];
+	double		 t_sum;
+} monitor_turn;
+
+/* Before the loop waits for events: the turn before ends here. */
+static void
+monitor_turn_cb(uv_prepare_t *h)
+{
+	uint64_t	 now = uv_hrtime(), idle = uv_metrics_idle_time(h->loop);
+	uint64_t	 busy;
+	size_t		 b;
+
+	if (monitor_turn.t_at != 0) {
+		busy = now - monitor_turn.t_at;
+		if (idle - monitor_turn.t_idle < busy)
+			busy -= idle - monitor_turn.t_idle;
+		else
+			busy = 0;
+		for (b = 0; b < nitems(monitor_turn_bounds); b++)
+			if ((double)busy <= monitor_turn_bounds[b] * 1e9)
+				break;
+		monitor_turn.t_count[b]++;
+		monitor_turn.t_sum += (double)busy / 1e9;
+		if (busy >= MONITOR_TURN_WARN_NS)
+			log_warnx("monitor: one turn of the loop ran %.1f s: "
+			    "API calls and agents waited that long",
+			    (double)busy / 1e9);
+	}
+	monitor_turn.t_at = now;
+	monitor_turn.t_idle = idle;
+}
+
+static int
+monitor_init(struct ctl *c, char **cause)
+{
+	int	 rc;
+
+	if ((rc = uv_loop_configure(c->loop, UV_METRICS_IDLE_TIME)) != 0) {
+		xasprintf(cause, "measuring the loop's idle time: %s",
+		    uv_strerror(rc));
+		return (-1);
+	}
+	uv_prepare_init(c->loop, &monitor_turn.t_prepare);
+	uv_prepare_start(&monitor_turn.t_prepare, monitor_turn_cb);
+	uv_unref((uv_handle_t *)&monitor_turn.t_prepare);
+	return (0);
+}
+
+static void
+monitor_stop(void)
+{
+	uv_close((uv_handle_t *)&monitor_turn.t_prepare, NULL);
+}
+
 /* The whole exposition (caller frees pr_b). */
 void
 monitor_write(struct ctl *c, struct prom *pr)
@@ -208,6 +275,11 @@ monitor_write(struct ctl *c, struct prom *pr)
 	monitor_disk(pr, c->conf.data_dir);
 	monitor_certs(pr, c);
 	monitor_store(pr);
+	prom_histogram(pr, "opsn_loop_busy_seconds", "Each turn of the "
+	    "controller's loop, outside its wait for events: API calls and "
+	    "agent messages wait behind a long one.", monitor_turn_bounds,
+	    monitor_turn.t_count, nitems(monitor_turn_bounds),
+	    monitor_turn.t_sum);
 	api_metrics(pr);
 	for (mp = c->modules; mp != NULL && *mp != NULL; mp++)
 		if ((*mp)->m_metrics != NULL)
@@ -229,6 +301,8 @@ monitor_metrics_get(struct api_req *r)
 
 const struct ctl_module monitor_module = {
 	.m_name = "monitor",
+	.m_init = monitor_init,
+	.m_stop = monitor_stop,
 	.m_routes = monitor_routes,
 	.m_nroutes = nitems(monitor_routes),
 };

@@ -109,6 +109,17 @@ def test_metrics_cover_process_nodes_api_certificates(scraped):
                  method="GET", route="/v1/usage") == 1
     assert value(s, "opsn_api_requests_total", method="*",
                  route="unmatched", status="4xx") == 1
+    # The loop's turns: every one counted once, in cumulative buckets.
+    turns = value(s, "opsn_loop_busy_seconds_count")
+    assert turns > 10
+    assert value(s, "opsn_loop_busy_seconds_bucket", le="+Inf") == turns
+    les = sorted(float(dict(ls)["le"]) for (n, ls) in s
+                 if n == "opsn_loop_busy_seconds_bucket")
+    counts = [value(s, "opsn_loop_busy_seconds_bucket", le=f"{b:g}")
+              for b in les if b != float("inf")]
+    assert counts == sorted(counts) and counts[-1] <= turns
+    assert 0 < value(s, "opsn_loop_busy_seconds_sum") < \
+        time.time() - value(s, "process_start_time_seconds") + 1
     # Heartbeats on the monotonic clock: fresh for a connected node.
     assert value(s, "opsn_node_heartbeat_age_seconds", node="w1") < 3
     assert value(s, "opsn_node_connected", node="w1") == 1
