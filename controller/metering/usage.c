@@ -13,7 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-
 #include "opsn/log.h"
 #include "opsn/util.h"
 #include "core/core.h"

@@ -1003,10 +1003,9 @@ summary_api() {
 		set -- $a_post_cpu
 		printf '  CPU a POST: server %.0f us, wrk %.0f us; %s CPUs shared by both\n' \
 		    "$1" "$2" "$(nproc)"
+		cap=$(calc "$(nproc) * 1000000 / ($1 + $2)")
 		printf '  allow at most %.0f POSTs/s at these costs (%s x the SQLite reference)\n' \
-		    "$(calc "$(nproc) * 1000000 / ($1 + $2)")" \
-		    "$(ratio 1 "$(calc "$(nproc) * 1000000 / ($1 + $2)") 0 0 0" \
-		    "${s_ref:-}")"
+		    "$cap" "$(ratio 1 "$cap 0 0 0" "${s_ref:-}")"
 	fi
 	printf '  (%s tenants/page; nginx: 1 worker, TLS 1.3, the controller'"'"'s key and certificate,\n' \
 	    "$api_items"
