@@ -12,7 +12,7 @@ python3 python3-pytest
 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 linux-image-amd64 busybox-static cpio e2fsprogs kmod iproute2 bridge-utils
 postfix postfix-sqlite dovecot-core dovecot-sqlite dovecot-imapd dovecot-lmtpd
-nginx-light swaks procps wrk tzdata time
+nginx-light swaks procps wrk tzdata time strace
 uacme opendkim opendkim-tools pebble knot knot-dnsutils sslscan python3-dkim
 libnet-ssleay-perl python3-cryptography curl
 chromium fonts-dejavu-core

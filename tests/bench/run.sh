@@ -18,7 +18,8 @@
 #     and small POST /v1/plans, against a private nginx serving static
 #     files of the same sizes with the same certificate; the POSTs also
 #     against one-row-per-transaction inserts with synchronous=FULL into
-#     the same database file (tests/bench/sqlref.c).
+#     the same database file (tests/bench/sqlref.c), and both again on a
+#     disk whose flush is BENCH_FLUSH_MS slower (strace delays the fsyncs).
 #  6. (usage, billing) National scale through the API: every commune,
 #     2,000 VMs, 100,000 mailboxes, 1,000 sites, October and November 2026
 #     of usage (built once into build/bench/national-v2, ~6 GiB; October
@@ -53,6 +54,8 @@
 # BENCH_AGENTS (1000), BENCH_STEADY_SECONDS (60), BENCH_SETTLE_SECONDS (5),
 # BENCH_BOOT_RUNS (3), BENCH_VMS (200), BENCH_VM_STEADY_SECONDS (30),
 # BENCH_RESYNC_SECONDS (10), BENCH_WRK_ARGS ("-t2 -c16 -d10s"),
+# BENCH_FLUSH_MS (2: the POSTs and their reference again with every
+# fsync and fdatasync that much slower, through strace; 0: not),
 # BENCH_COMMUNES (default: ../shared/data/communes.json beside the
 # repository).
 set -u
@@ -75,6 +78,7 @@ case $BIN in
 *) abs_bin=$top/$BIN ;;
 esac
 WRK_ARGS=${BENCH_WRK_ARGS:--t2 -c16 -d10s}
+FLUSH_MS=${BENCH_FLUSH_MS:-2}
 COMMUNES=${BENCH_COMMUNES:-$top/../shared/data/communes.json}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/opsn-bench.XXXXXX") || exit 1
@@ -119,6 +123,7 @@ cleanup() {
 	stop_pid "$sim_pid"
 	stop_pid "$srv_pid"
 	stop_pid "$ctl_pid"
+	stop_pid "${ctl_wrap_pid:-}"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -186,12 +191,30 @@ start_controller() {
 	ctl_url=https://127.0.0.1:$ctl_api_port
 	# Absolute: nginx, started elsewhere, reads its certificate there.
 	ctl_data=$(cd "$dir" && pwd)/data
-	"$BIN/opsn-controller" -c "$2" --data-dir "$ctl_data" \
+	# shellcheck disable=SC2086 # CTL_WRAP is a command line: split it
+	${CTL_WRAP:-} "$BIN/opsn-controller" -c "$2" --data-dir "$ctl_data" \
 	    --api-listen "127.0.0.1:$ctl_api_port" \
 	    --agent-listen "127.0.0.1:$ctl_agent_port" \
 	    --log-file "$dir/controller.log" </dev/null >"$dir/stderr.log" 2>&1 &
 	ctl_pid=$!
+	ctl_wrap_pid=
 	i=0
+	if [ -n "${CTL_WRAP:-}" ]; then
+		# The controller under the wrapper: its CPU is the server's,
+		# and stopping it ends the wrapper.
+		ctl_wrap_pid=$ctl_pid
+		until ctl_pid=$(pgrep -x -P "$ctl_wrap_pid" opsn-controller); do
+			i=$((i + 1))
+			if [ "$i" -gt 100 ] || ! alive "$ctl_wrap_pid"; then
+				problem "the controller did not start under" \
+				    "$CTL_WRAP"
+				tail_log "$dir/stderr.log"
+				return 1
+			fi
+			sleep 0.1
+		done
+		i=0
+	fi
 	until "$PYTHON" tests/bench/api.py "$ctl_url" "$ctl_data/ca.pem" \
 	    health >/dev/null 2>&1; do
 		i=$((i + 1))
@@ -207,7 +230,8 @@ start_controller() {
 
 stop_controller() {
 	stop_pid "$ctl_pid"
-	ctl_pid=
+	stop_pid "${ctl_wrap_pid:-}"
+	ctl_pid= ctl_wrap_pid=
 }
 
 ready_nodes() {
@@ -452,7 +476,7 @@ wrk_run() {
 	t0=$(now)
 	# shellcheck disable=SC2086 # WRK_ARGS is split on purpose
 	bg "$tmp/wrk.out" env WRK_MODE="${4:-get}" \
-	    WRK_TOKEN="$(cat "$ctl_data/admin.token")" WRK_TAG="p$$" \
+	    WRK_TOKEN="$(cat "$ctl_data/admin.token")" WRK_TAG="p$$-$(date +%s%N)" \
 	    wrk $WRK_ARGS --latency -s tests/bench/wrk.lua "$3"
 	rc=$?
 	t1=$(now)
@@ -584,11 +608,7 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	wrk_run "GET /plan.json (nginx)" "$nginx_pid" \
 	    "https://127.0.0.1:$nginx_port/plan.json" &&
 	    n_small="$w_rps $w_p50 $w_p99 $w_cpu"
-	api_commits=$(curl_api /metrics - | awk '
-	    /^opsn_store_commits_total / { c = $2 }
-	    /^opsn_store_writes_total / { w = $2 }
-	    END { if (c > 0) printf "%d writes in %d commits (%.1f a commit)",
-	    w, c, w / c }')
+	api_commits=$(api_commits)
 	stop_pid "$nginx_pid"
 	nginx_pid=
 	stop_controller
@@ -605,6 +625,50 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	else
 		problem "the SQLite reference failed"
 	fi
+	[ "$FLUSH_MS" -gt 0 ] && api_slow_flush "$dir"
+}
+
+# api_slow_flush DIR: the POSTs and their reference again on a disk whose
+# flush takes FLUSH_MS more (a SATA disk without a write cache, a network
+# volume): strace delays every fsync and fdatasync of either side by the
+# same amount, in the same database file.
+api_slow_flush() {
+	if ! command -v strace >/dev/null; then
+		problem "strace is missing (ops/deps.sh installs it)"
+		return 1
+	fi
+	slow="strace -f --seccomp-bpf -qq -o /dev/null -e trace=fsync,fdatasync
+	    -e inject=fsync,fdatasync:delay_exit=$((FLUSH_MS * 1000))"
+	say "  again with $FLUSH_MS ms more a flush (strace delays every fsync" \
+	    "and fdatasync, both sides)"
+	# A configuration of its own: start_controller adds to it.
+	CTL_WRAP=$slow start_controller "$1" "$1/slow.conf" || return 1
+	wrk_run "POST /v1/plans, slow flush (opsn)" "$ctl_pid" \
+	    "$ctl_url/v1/plans" post && a_spost="$w_rps $w_p50 $w_p99 $w_cpu"
+	api_scommits=$(api_commits)
+	stop_controller
+	# shellcheck disable=SC2086 # $slow is a command line
+	if bg "$tmp/sqlref.out" $slow "$OUT/sqlref" -d \
+	    "$(echo "$WRK_ARGS" | sed -n 's/.*-d *\([0-9]*\)s.*/\1/p')" \
+	    "$ctl_data/opsn.db"; then
+		line=$(cat "$tmp/sqlref.out")
+		s_sref="$(kv commits_per_s "$line") 0 $(calc \
+		    "$(kv p99_us "$line") / 1000") 0"
+		say "  reference with the slow flush: $(kv commits_per_s \
+		    "$line") commits/s, p99 $(calc "$(kv p99_us "$line") / \
+		    1000") ms"
+	else
+		problem "the SQLite reference with the slow flush failed"
+	fi
+}
+
+# api_commits: the store's writes and commits so far, from /metrics.
+api_commits() {
+	curl_api /metrics - | awk '
+	    /^opsn_store_commits_total / { c = $2 }
+	    /^opsn_store_writes_total / { w = $2 }
+	    END { if (c > 0) printf "%d writes in %d commits (%.1f a commit)",
+	    w, c, w / c }'
 }
 
 # The national data set, built once: the communes through the API, a
@@ -997,6 +1061,15 @@ summary_api() {
 	    "$(ratio 3 "${a_rnd:-}" "${n_get:-}")"
 	printf '  POST/SQLite commits: %s x the rate (same database file, same run); %s\n' \
 	    "$(ratio 1 "${a_post:-}" "${s_ref:-}")" "${api_commits:-}"
+	if [ "$FLUSH_MS" -gt 0 ]; then
+		printf '  with %s ms more a flush (every fsync and fdatasync of both sides):\n' \
+		    "$FLUSH_MS"
+		api_row "POST /v1/plans, a new plan (opsn)" "${a_spost:-}"
+		api_row "SQLite: a row a transaction, FULL" "${s_sref:-}"
+		printf '  POST/SQLite commits: %s x the rate; %s\n' \
+		    "$(ratio 1 "${a_spost:-}" "${s_sref:-}")" \
+		    "${api_scommits:-}"
+	fi
 	# What the CPUs allow: wrk runs on the same ones as the server.
 	if [ -n "${a_post_cpu:-}" ]; then
 		# shellcheck disable=SC2086 # two figures
