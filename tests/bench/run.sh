@@ -231,7 +231,7 @@ start_controller() {
 stop_controller() {
 	stop_pid "$ctl_pid"
 	stop_pid "${ctl_wrap_pid:-}"
-	ctl_pid= ctl_wrap_pid=
+	ctl_pid='' ctl_wrap_pid=''
 }
 
 ready_nodes() {
