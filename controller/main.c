@@ -445,7 +445,7 @@ main(int argc, char **argv)
 	for (mp = ctl_modules; *mp != NULL; mp++)
 		if ((*mp)->m_init != NULL && (*mp)->m_init(&c, &cause) == -1)
 			fatalx("%s: %s", (*mp)->m_name, cause);
-	/* From here on, writes on the loop share one commit per iteration. */
+	/* From here on, writes on the loop share commits (store_begin). */
 	store_group_start(c.db, c.loop);
 	if (router_start(&c, &cause) == -1)
 		fatalx("api: %s", cause);

@@ -158,8 +158,9 @@ void	store_rollback(sqlite3 *);
 /*
  * Group commit on the loop's connection (core/store.c): from
  * store_group_start() on, store_begin/commit/rollback on db are a
- * savepoint each inside one transaction per loop iteration, committed
- * (one fsync) in the iteration's check phase. Replies wait for it (the
+ * savepoint each inside one transaction, committed (one fsync) in the
+ * check phase of the first loop iteration that brings it no write (of
+ * the fourth at the latest, or at 256 writes). Replies wait for it (the
  * API holds them); store_group_open() says whether a change made now is
  * not durable yet (hold what would announce it), store_group_watch()
  * calls fn(ok) once each group has ended.

@@ -407,16 +407,19 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
 
 /*
  * Group commit. Once store_group_start() names the loop's connection,
- * store_begin() on it opens (or joins) one transaction per loop
- * iteration and a savepoint per caller; store_commit() releases the
- * savepoint, store_rollback() undoes that caller's work only. The
- * transaction commits (one fsync) in the iteration's check phase, after
+ * store_begin() on it opens (or joins) one transaction and a savepoint
+ * per caller; store_commit() releases the savepoint, store_rollback()
+ * undoes that caller's work only. The transaction commits (one fsync) in
+ * the check phase of the first iteration that brings it no write, after
  * every request the iteration read has been handled; until then the
  * API holds every reply (api_hold) and modules hold what they would
  * tell agents (store_group_open()), so that no one hears of a change
  * before it is durable. Watchers learn how each group ended.
  */
 #define STORE_WATCH_MAX		8
+/* A group commits at the first iteration that brings no write, or at: */
+#define STORE_GROUP_MAX_WRITES	256
+#define STORE_GROUP_MAX_TURNS	4	/* check phases it stayed open */
 
 static struct {
 	sqlite3		*g_db;		/* the grouped connection; NULL: off */
@@ -425,6 +428,8 @@ static struct {
 	int		 g_open;
 	int		 g_depth;	/* savepoints open in the group */
 	uint64_t	 g_joined;	/* savepoints released into it */
+	uint64_t	 g_seen;	/* g_joined at the last check phase */
+	int		 g_turns;	/* check phases it stayed open */
 	struct store_stats g_stats;
 	struct {
 		void	(*w_fn)(int ok, void *);
@@ -473,6 +478,8 @@ store_group_end(int ok)
 	store_group.g_open = 0;
 	store_group.g_depth = 0;
 	store_group.g_joined = 0;
+	store_group.g_seen = 0;
+	store_group.g_turns = 0;
 	uv_idle_stop(&store_group.g_idle);
 	api_release(ok);
 	for (i = 0; i < store_group.g_nwatch; i++)
@@ -498,8 +505,22 @@ store_group_lost(void)
 static void
 store_group_check_cb(uv_check_t *h)
 {
-	if (!store_group_lost())
-		store_group_end(1);
+	if (store_group_lost() || !store_group.g_open)
+		return;
+	/*
+	 * Writes joined in this iteration: one more (the idle handle keeps
+	 * it from waiting) may bring the writes of the clients whose replies
+	 * the last commit released, and which arrived while this iteration
+	 * ran. Commit once an iteration brings none, or the group has waited
+	 * enough iterations or holds enough writes.
+	 */
+	if (store_group.g_joined > store_group.g_seen &&
+	    store_group.g_joined < STORE_GROUP_MAX_WRITES &&
+	    ++store_group.g_turns < STORE_GROUP_MAX_TURNS) {
+		store_group.g_seen = store_group.g_joined;
+		return;
+	}
+	store_group_end(1);
 }
 
 static void

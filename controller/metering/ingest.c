@@ -1049,8 +1049,8 @@ out:
 	free(w);
 	/*
 	 * More to roll up: the next round reads a snapshot, which must hold
-	 * this round's mark, committed in this iteration's check phase; a
-	 * zero timer runs in the next iteration.
+	 * this round's mark, committed above in the round's own transaction;
+	 * a zero timer runs in the next iteration.
 	 */
 	if (again)
 		uv_timer_start(&meter_timer, ingest_timer_cb, 0,

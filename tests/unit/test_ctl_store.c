@@ -101,6 +101,18 @@ insert_plan(const char *name)
 	return (rc == SQLITE_DONE ? 0 : -1);
 }
 
+/*
+ * Loop iterations until the group commits: the first check phase after
+ * writes keeps it open for one more iteration, which brings none.
+ */
+static void
+group_commits(void)
+{
+	uv_run(&loop, UV_RUN_NOWAIT);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_false(store_group_open());
+}
+
 static void
 callers_share_one_commit_and_a_failure_stays_its_own(void **state)
 {
@@ -126,6 +138,13 @@ callers_share_one_commit_and_a_failure_stays_its_own(void **state)
 	assert_int_equal(durable_plans(), 0);
 	assert_int_equal(ended, 0);
 
+	/*
+	 * Writes joined since the last check phase: the group waits one
+	 * iteration more for others, and commits at one that brings none.
+	 */
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(store_group_open());
+	assert_int_equal(durable_plans(), 0);
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_false(store_group_open());
 	assert_int_equal(ended, 1);
@@ -144,8 +163,35 @@ a_stray_rollback_leaves_the_group_alone(void **state)
 	assert_int_equal(store_commit(db), 0);
 	/* A caller's error path rolling back after its own commit. */
 	store_rollback(db);
-	uv_run(&loop, UV_RUN_NOWAIT);
+	group_commits();
 	assert_int_equal(durable_plans(), 3);
+}
+
+/* Writes at every iteration: the group still commits (at its caps). */
+static void
+a_group_that_keeps_growing_commits_anyway(void **state)
+{
+	char	 name[32];
+	int	 i, before = durable_plans();
+
+	for (i = 0; i < 1000 && (i == 0 || store_group_open()); i++) {
+		snprintf(name, sizeof(name), "grow-%d", i);
+		assert_int_equal(store_begin(db), 0);
+		assert_int_equal(insert_plan(name), 0);
+		assert_int_equal(store_commit(db), 0);
+		uv_run(&loop, UV_RUN_NOWAIT);
+	}
+	/* Four iterations at most, however many bring writes. */
+	assert_int_equal(i, 4);
+	assert_false(store_group_open());
+	assert_int_equal(durable_plans(), before + i);
+	/* Remove them: the tests below count the plans. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(store_exec(db, "DELETE FROM plans WHERE name LIKE "
+	    "'grow-%'", NULL), 0);
+	assert_int_equal(store_commit(db), 0);
+	group_commits();
+	assert_int_equal(durable_plans(), before);
 }
 
 static void
@@ -201,7 +247,7 @@ a_long_write_commits_the_group_then_runs_alone(void **state)
 	assert_int_equal(insert_plan("h"), 0);
 	assert_int_equal(store_commit(db), 0);
 	assert_true(store_group_open());
-	uv_run(&loop, UV_RUN_NOWAIT);
+	group_commits();
 	assert_int_equal(durable_plans(), 6);
 }
 
@@ -296,6 +342,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(callers_share_one_commit_and_a_failure_stays_its_own),
 		cmocka_unit_test(a_stray_rollback_leaves_the_group_alone),
+		cmocka_unit_test(a_group_that_keeps_growing_commits_anyway),
 		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
 		cmocka_unit_test(a_long_write_commits_the_group_then_runs_alone),
 		cmocka_unit_test(a_pool_thread_keeps_its_reader_and_statements),
