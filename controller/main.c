@@ -447,6 +447,9 @@ main(int argc, char **argv)
 			fatalx("%s: %s", (*mp)->m_name, cause);
 	/* From here on, writes on the loop share commits (store_begin). */
 	store_group_start(c.db, c.loop);
+	/* A group waits for more writes where API clients wait for it. */
+	store_group_wait(STORE_GROUP_TURNS, STORE_GROUP_YOUNG_NS,
+	    api_held_writes);
 	if (router_start(&c, &cause) == -1)
 		fatalx("api: %s", cause);
 

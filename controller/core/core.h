@@ -159,13 +159,18 @@ void	store_rollback(sqlite3 *);
  * Group commit on the loop's connection (core/store.c): from
  * store_group_start() on, store_begin/commit/rollback on db are a
  * savepoint each inside one transaction, committed (one fsync) in the
- * check phase of the first loop iteration that brings it no write (of
- * the fourth at the latest, or at 256 writes). Replies wait for it (the
+ * check phase of the first loop iteration that brings it no write (from
+ * a caller waiting for it, store_group_wait()), or once it is 1 ms old,
+ * has waited 4 check phases or holds 256 writes. Replies wait for it (the
  * API holds them); store_group_open() says whether a change made now is
  * not durable yet (hold what would announce it), store_group_watch()
  * calls fn(ok) once each group has ended.
  */
 void	store_group_start(sqlite3 *, uv_loop_t *);
+#define STORE_GROUP_TURNS	4		/* check phases */
+#define STORE_GROUP_YOUNG_NS	(1000 * 1000)	/* 1 ms */
+void	store_group_wait(int turns, uint64_t young_ns,
+	    uint64_t (*waiting)(void));
 void	store_group_stop(void);
 int	store_group_open(void);
 void	store_group_watch(void (*fn)(int ok, void *), void *);

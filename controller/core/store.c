@@ -417,9 +417,11 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
  * before it is durable. Watchers learn how each group ended.
  */
 #define STORE_WATCH_MAX		8
-/* A group commits at the first iteration that brings no write, or at: */
+/*
+ * A group commits at the first iteration that brings no write, or once it
+ * holds this many writes (or the limits of store_group_wait()).
+ */
 #define STORE_GROUP_MAX_WRITES	256
-#define STORE_GROUP_MAX_TURNS	4	/* check phases it stayed open */
 
 static struct {
 	sqlite3		*g_db;		/* the grouped connection; NULL: off */
@@ -430,6 +432,11 @@ static struct {
 	uint64_t	 g_joined;	/* savepoints released into it */
 	uint64_t	 g_seen;	/* g_joined at the last check phase */
 	int		 g_turns;	/* check phases it stayed open */
+	uint64_t	 g_t0;		/* uv_hrtime() when it opened */
+	int		 g_max_turns;
+	uint64_t	 g_young_ns;
+	uint64_t	(*g_waiting)(void);
+	uint64_t	 g_wseen;	/* g_waiting() at the last check */
 	struct store_stats g_stats;
 	struct {
 		void	(*w_fn)(int ok, void *);
@@ -505,18 +512,30 @@ store_group_lost(void)
 static void
 store_group_check_cb(uv_check_t *h)
 {
+	uint64_t	 waiting = 0;
+	int		 more;
+
 	if (store_group_lost() || !store_group.g_open)
 		return;
 	/*
-	 * Writes joined in this iteration: one more (the idle handle keeps
-	 * it from waiting) may bring the writes of the clients whose replies
-	 * the last commit released, and which arrived while this iteration
-	 * ran. Commit once an iteration brings none, or the group has waited
-	 * enough iterations or holds enough writes.
+	 * Writes joined in this iteration, and callers wait for the commit
+	 * to send more (the API's clients): one more iteration (the idle
+	 * handle keeps it from waiting) may bring the writes of the clients
+	 * whose replies the last commit released, and which arrived while
+	 * this one ran. Commit once an iteration brings none, or the group
+	 * is large, old or has waited enough (store_group_wait). Agents' writes
+	 * do not come that way: waiting for them would hold every reply for
+	 * one more iteration, however long it is.
 	 */
-	if (store_group.g_joined > store_group.g_seen &&
+	if (store_group.g_waiting != NULL)
+		waiting = store_group.g_waiting();
+	more = store_group.g_waiting == NULL ||
+	    waiting > store_group.g_wseen;
+	store_group.g_wseen = waiting;
+	if (more && store_group.g_joined > store_group.g_seen &&
 	    store_group.g_joined < STORE_GROUP_MAX_WRITES &&
-	    ++store_group.g_turns < STORE_GROUP_MAX_TURNS) {
+	    ++store_group.g_turns < store_group.g_max_turns &&
+	    uv_hrtime() - store_group.g_t0 < store_group.g_young_ns) {
 		store_group.g_seen = store_group.g_joined;
 		return;
 	}
@@ -533,11 +552,25 @@ void
 store_group_start(sqlite3 *db, uv_loop_t *loop)
 {
 	store_group.g_db = db;
+	store_group_wait(STORE_GROUP_TURNS, STORE_GROUP_YOUNG_NS, NULL);
 	uv_check_init(loop, &store_group.g_check);
 	uv_idle_init(loop, &store_group.g_idle);
 	uv_check_start(&store_group.g_check, store_group_check_cb);
 	/* An open group (its idle handle active) keeps the loop alive. */
 	uv_unref((uv_handle_t *)&store_group.g_check);
+}
+
+/*
+ * How long a group may wait for more writes (core.h), and when:
+ * waiting() counts the writes whose callers wait for a commit before they
+ * send more (NULL: every write).
+ */
+void
+store_group_wait(int turns, uint64_t young_ns, uint64_t (*waiting)(void))
+{
+	store_group.g_max_turns = turns;
+	store_group.g_young_ns = young_ns;
+	store_group.g_waiting = waiting;
 }
 
 /* Commit what is open and stop grouping (at shutdown). */
@@ -657,6 +690,9 @@ store_begin(sqlite3 *db)
 		if (store_step_sql(db, "BEGIN IMMEDIATE") == -1)
 			return (-1);
 		store_group.g_open = 1;
+		store_group.g_t0 = uv_hrtime();
+		if (store_group.g_waiting != NULL)
+			store_group.g_wseen = store_group.g_waiting();
 		uv_idle_start(&store_group.g_idle, store_group_idle_cb);
 		api_hold();
 	}

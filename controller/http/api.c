@@ -1730,7 +1730,8 @@ TAILQ_HEAD(api_helds, api_held);
 static struct {
 	int			 on;
 	struct api_helds	 list;
-} api_holding = { 0, TAILQ_HEAD_INITIALIZER(api_holding.list) };
+	uint64_t		 writes;	/* api_held_writes() */
+} api_holding = { 0, TAILQ_HEAD_INITIALIZER(api_holding.list), 0 };
 
 static void
 api_held_dispose(void *p)
@@ -1739,6 +1740,13 @@ api_held_dispose(void *p)
 
 	if (*slot != NULL)
 		(*slot)->h_req = NULL;
+}
+
+/* Replies to writes held so far (see http.h). */
+uint64_t
+api_held_writes(void)
+{
+	return (api_holding.writes);
 }
 
 /* Hold every reply from now until api_release() (see http.h). */
@@ -1843,6 +1851,8 @@ api_send(struct api_req *ar, int status, const char *ctype, const void *body,
 	*link = h;
 	h->h_link = link;
 	TAILQ_INSERT_TAIL(&api_holding.list, h, h_entry);
+	if (!api_method_is(req, "GET") && !api_method_is(req, "HEAD"))
+		api_holding.writes++;
 }
 
 /* Is a synchronous reply still allowed? Logs why not. */

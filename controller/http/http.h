@@ -245,6 +245,8 @@ void	api_reply_take(struct api_req *, int status, const char *ctype,
  */
 void	api_hold(void);
 void	api_release(int ok);
+/* Replies to writes (not GET or HEAD) held so far: a count that grows. */
+uint64_t api_held_writes(void);
 
 /*
  * Deferred replies, for a handler whose answer comes later (work on the

@@ -48,6 +48,8 @@ setup(void **state)
 	}
 	uv_loop_init(&loop);
 	store_group_start(db, &loop);
+	/* Counted in iterations only: the machine's speed cannot matter. */
+	store_group_wait(4, UINT64_MAX, NULL);
 	store_group_watch(watch_cb, NULL);
 	return (0);
 }
@@ -167,9 +169,21 @@ a_stray_rollback_leaves_the_group_alone(void **state)
 	assert_int_equal(durable_plans(), 3);
 }
 
-/* Writes at every iteration: the group still commits (at its caps). */
+/* What the API's api_held_writes() would say. */
+static uint64_t	 waiting;
+
+static uint64_t
+waiting_now(void)
+{
+	return (waiting);
+}
+
+/*
+ * How long a group waits for more: at most four iterations that bring
+ * writes, only for callers that wait on it, only while it is young.
+ */
 static void
-a_group_that_keeps_growing_commits_anyway(void **state)
+a_group_waits_for_waiting_callers_and_no_longer(void **state)
 {
 	char	 name[32];
 	int	 i, before = durable_plans();
@@ -185,10 +199,34 @@ a_group_that_keeps_growing_commits_anyway(void **state)
 	assert_int_equal(i, 4);
 	assert_false(store_group_open());
 	assert_int_equal(durable_plans(), before + i);
+	/* Writes no caller waits on (an agent's) do not make it wait. */
+	store_group_wait(4, UINT64_MAX, waiting_now);
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("agent"), 0);
+	assert_int_equal(store_commit(db), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_false(store_group_open());
+	/* Those of a client that waits (a held reply to a write) do. */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("client"), 0);
+	assert_int_equal(store_commit(db), 0);
+	waiting++;
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(store_group_open());
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_false(store_group_open());
+	/* A group older than the limit commits at once. */
+	store_group_wait(4, 0, NULL);
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("old"), 0);
+	assert_int_equal(store_commit(db), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_false(store_group_open());
+	store_group_wait(4, UINT64_MAX, NULL);
 	/* Remove them: the tests below count the plans. */
 	assert_int_equal(store_begin(db), 0);
 	assert_int_equal(store_exec(db, "DELETE FROM plans WHERE name LIKE "
-	    "'grow-%'", NULL), 0);
+	    "'grow-%' OR name IN ('old', 'agent', 'client')", NULL), 0);
 	assert_int_equal(store_commit(db), 0);
 	group_commits();
 	assert_int_equal(durable_plans(), before);
@@ -342,7 +380,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(callers_share_one_commit_and_a_failure_stays_its_own),
 		cmocka_unit_test(a_stray_rollback_leaves_the_group_alone),
-		cmocka_unit_test(a_group_that_keeps_growing_commits_anyway),
+		cmocka_unit_test(a_group_waits_for_waiting_callers_and_no_longer),
 		cmocka_unit_test(cached_statements_are_reused_but_never_shared_while_busy),
 		cmocka_unit_test(a_long_write_commits_the_group_then_runs_alone),
 		cmocka_unit_test(a_pool_thread_keeps_its_reader_and_statements),
