@@ -410,8 +410,9 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
  * store_begin() on it opens (or joins) one transaction and a savepoint
  * per caller; store_commit() releases the savepoint, store_rollback()
  * undoes that caller's work only. The transaction commits (one fsync) in
- * the check phase of the first iteration that brings it no write, after
- * every request the iteration read has been handled; until then the
+ * the check phase of the first iteration that brings it no write from an
+ * API client (see store_group_check_cb), after every request the
+ * iteration read has been handled; until then the
  * API holds every reply (api_hold) and modules hold what they would
  * tell agents (store_group_open()), so that no one hears of a change
  * before it is durable. Watchers learn how each group ended.
@@ -523,9 +524,9 @@ store_group_check_cb(uv_check_t *h)
 	 * handle keeps it from waiting) may bring the writes of the clients
 	 * whose replies the last commit released, and which arrived while
 	 * this one ran. Commit once an iteration brings none, or the group
-	 * is large, old or has waited enough (store_group_wait). Agents' writes
-	 * do not come that way: waiting for them would hold every reply for
-	 * one more iteration, however long it is.
+	 * is large, old or has waited enough (store_group_wait). Agents'
+	 * writes do not come that way: waiting for them would hold every
+	 * reply for one more iteration, however long it is.
 	 */
 	if (store_group.g_waiting != NULL)
 		waiting = store_group.g_waiting();
