@@ -625,7 +625,9 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	else
 		problem "the SQLite reference failed"
 	fi
-	[ "$FLUSH_MS" -gt 0 ] && api_slow_flush "$dir"
+	if [ "$FLUSH_MS" -gt 0 ]; then
+		api_slow_flush "$dir"
+	fi
 }
 
 # api_slow_flush DIR: the POSTs and their reference again on a disk whose
