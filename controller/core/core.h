@@ -160,8 +160,9 @@ void	store_rollback(sqlite3 *);
  * store_group_start() on, store_begin/commit/rollback on db are a
  * savepoint each inside one transaction, committed (one fsync) in the
  * check phase of the first loop iteration that brings it no write (from
- * a caller waiting for it, store_group_wait()), or once it is 1 ms old,
- * has waited 4 check phases or holds 256 writes. Replies wait for it (the
+ * a caller waiting for it, store_group_wait(); it waits a little for
+ * those the last group answered), or once it is 1 ms old, has waited 4
+ * check phases or holds 256 writes. Replies wait for it (the
  * API holds them); store_group_open() says whether a change made now is
  * not durable yet (hold what would announce it), store_group_watch()
  * calls fn(ok) once each group has ended.

@@ -66,6 +66,8 @@ int	store_open_reader(const char *path, sqlite3 **, char **cause);
 
 static void	store_cache_drop(sqlite3 *);
 static int	store_grouped(sqlite3 *);
+static void	store_group_idle_cb(uv_idle_t *);
+static void	store_group_wait_cb(uv_timer_t *);
 
 static int
 store_pragma_int(sqlite3 *db, const char *sql, int *out)
@@ -423,11 +425,14 @@ store_exec(sqlite3 *db, const char *sql, char **cause)
  * holds this many writes (or the limits of store_group_wait()).
  */
 #define STORE_GROUP_MAX_WRITES	256
+#define STORE_GROUP_WAIT_MS	1	/* for clients that did not come */
 
 static struct {
 	sqlite3		*g_db;		/* the grouped connection; NULL: off */
 	uv_check_t	 g_check;
 	uv_idle_t	 g_idle;	/* no poll wait while a group is open */
+	uv_timer_t	 g_timer;	/* or a short one (store_group_wait_cb) */
+	int		 g_waited;	/* that wait is over */
 	int		 g_open;
 	int		 g_depth;	/* savepoints open in the group */
 	uint64_t	 g_joined;	/* savepoints released into it */
@@ -438,6 +443,8 @@ static struct {
 	uint64_t	 g_young_ns;
 	uint64_t	(*g_waiting)(void);
 	uint64_t	 g_wseen;	/* g_waiting() at the last check */
+	uint64_t	 g_wopen;	/* g_waiting() when it opened */
+	uint64_t	 g_answered;	/* clients the last group answered */
 	struct store_stats g_stats;
 	struct {
 		void	(*w_fn)(int ok, void *);
@@ -488,7 +495,12 @@ store_group_end(int ok)
 	store_group.g_joined = 0;
 	store_group.g_seen = 0;
 	store_group.g_turns = 0;
+	store_group.g_waited = 0;
+	/* They will write again once their replies are out. */
+	store_group.g_answered = store_group.g_waiting != NULL ?
+	    store_group.g_waiting() - store_group.g_wopen : 0;
 	uv_idle_stop(&store_group.g_idle);
+	uv_timer_stop(&store_group.g_timer);
 	api_release(ok);
 	for (i = 0; i < store_group.g_nwatch; i++)
 		store_group.g_watch[i].w_fn(ok, store_group.g_watch[i].w_arg);
@@ -514,38 +526,63 @@ static void
 store_group_check_cb(uv_check_t *h)
 {
 	uint64_t	 waiting = 0;
-	int		 more;
+	int		 more, fresh, young;
 
 	if (store_group_lost() || !store_group.g_open)
 		return;
+	if (store_group.g_waiting != NULL)
+		waiting = store_group.g_waiting();
+	more = store_group.g_waiting == NULL ||
+	    waiting > store_group.g_wseen;
+	fresh = store_group.g_joined > store_group.g_seen;
+	store_group.g_wseen = waiting;
+	store_group.g_seen = store_group.g_joined;
+	young = store_group.g_joined < STORE_GROUP_MAX_WRITES &&
+	    store_group.g_turns + 1 < store_group.g_max_turns &&
+	    uv_hrtime() - store_group.g_t0 < store_group.g_young_ns;
 	/*
 	 * Writes joined in this iteration, and callers wait for the commit
 	 * to send more (the API's clients): one more iteration (the idle
 	 * handle keeps it from waiting) may bring the writes of the clients
 	 * whose replies the last commit released, and which arrived while
-	 * this one ran. Commit once an iteration brings none, or the group
-	 * is large, old or has waited enough (store_group_wait). Agents'
-	 * writes do not come that way: waiting for them would hold every
-	 * reply for one more iteration, however long it is.
+	 * this one ran. Agents' writes do not come that way: waiting for
+	 * them would hold every reply for one more iteration, however long.
 	 */
-	if (store_group.g_waiting != NULL)
-		waiting = store_group.g_waiting();
-	more = store_group.g_waiting == NULL ||
-	    waiting > store_group.g_wseen;
-	store_group.g_wseen = waiting;
-	if (more && store_group.g_joined > store_group.g_seen &&
-	    store_group.g_joined < STORE_GROUP_MAX_WRITES &&
-	    ++store_group.g_turns < store_group.g_max_turns &&
-	    uv_hrtime() - store_group.g_t0 < store_group.g_young_ns) {
-		store_group.g_seen = store_group.g_joined;
+	if (young && fresh && more) {
+		store_group.g_turns++;
+		uv_timer_stop(&store_group.g_timer);
+		uv_idle_start(&store_group.g_idle, store_group_idle_cb);
 		return;
 	}
+	/*
+	 * None came, but not every client the last group answered has
+	 * written again (a slow disk: their replies went out just now):
+	 * wait for them a little, in the poll (store_group_wait_cb).
+	 */
+	if (young && store_group.g_waiting != NULL && !store_group.g_waited &&
+	    waiting - store_group.g_wopen < store_group.g_answered) {
+		store_group.g_turns++;
+		uv_idle_stop(&store_group.g_idle);
+		if (!uv_is_active((uv_handle_t *)&store_group.g_timer))
+			uv_timer_start(&store_group.g_timer,
+			    store_group_wait_cb, STORE_GROUP_WAIT_MS, 0);
+		return;
+	}
+	/* The group is old, large, has waited enough, or no one comes. */
 	store_group_end(1);
 }
 
 static void
 store_group_idle_cb(uv_idle_t *h)
 {
+}
+
+/* The short wait for the clients that did not come is over: commit. */
+static void
+store_group_wait_cb(uv_timer_t *t)
+{
+	store_group.g_waited = 1;
+	uv_idle_start(&store_group.g_idle, store_group_idle_cb);
 }
 
 /* Group the writes of db (the loop's connection) from now on. */
@@ -556,6 +593,8 @@ store_group_start(sqlite3 *db, uv_loop_t *loop)
 	store_group_wait(STORE_GROUP_TURNS, STORE_GROUP_YOUNG_NS, NULL);
 	uv_check_init(loop, &store_group.g_check);
 	uv_idle_init(loop, &store_group.g_idle);
+	/* Like the idle handle, it keeps the loop alive while it runs. */
+	uv_timer_init(loop, &store_group.g_timer);
 	uv_check_start(&store_group.g_check, store_group_check_cb);
 	/* An open group (its idle handle active) keeps the loop alive. */
 	uv_unref((uv_handle_t *)&store_group.g_check);
@@ -583,6 +622,7 @@ store_group_stop(void)
 	store_group_check_cb(&store_group.g_check);
 	uv_close((uv_handle_t *)&store_group.g_check, NULL);
 	uv_close((uv_handle_t *)&store_group.g_idle, NULL);
+	uv_close((uv_handle_t *)&store_group.g_timer, NULL);
 	store_group.g_db = NULL;
 }
 
@@ -693,7 +733,8 @@ store_begin(sqlite3 *db)
 		store_group.g_open = 1;
 		store_group.g_t0 = uv_hrtime();
 		if (store_group.g_waiting != NULL)
-			store_group.g_wseen = store_group.g_waiting();
+			store_group.g_wseen = store_group.g_wopen =
+			    store_group.g_waiting();
 		uv_idle_start(&store_group.g_idle, store_group_idle_cb);
 		api_hold();
 	}

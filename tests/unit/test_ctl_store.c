@@ -180,7 +180,8 @@ waiting_now(void)
 
 /*
  * How long a group waits for more: at most four iterations that bring
- * writes, only for callers that wait on it, only while it is young.
+ * writes, only for callers that wait on it, a little for those the last
+ * commit answered, only while it is young.
  */
 static void
 a_group_waits_for_waiting_callers_and_no_longer(void **state)
@@ -215,6 +216,18 @@ a_group_waits_for_waiting_callers_and_no_longer(void **state)
 	assert_true(store_group_open());
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_false(store_group_open());
+	/*
+	 * That group answered one client. The next holds no write from it
+	 * yet: it waits for it a little (a blocking poll), then commits.
+	 */
+	assert_int_equal(store_begin(db), 0);
+	assert_int_equal(insert_plan("late"), 0);
+	assert_int_equal(store_commit(db), 0);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	assert_true(store_group_open());
+	for (i = 0; i < 100 && store_group_open(); i++)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_false(store_group_open());
 	/* A group older than the limit commits at once. */
 	store_group_wait(4, 0, NULL);
 	assert_int_equal(store_begin(db), 0);
@@ -226,7 +239,8 @@ a_group_waits_for_waiting_callers_and_no_longer(void **state)
 	/* Remove them: the tests below count the plans. */
 	assert_int_equal(store_begin(db), 0);
 	assert_int_equal(store_exec(db, "DELETE FROM plans WHERE name LIKE "
-	    "'grow-%' OR name IN ('old', 'agent', 'client')", NULL), 0);
+	    "'grow-%' OR name IN ('old', 'agent', 'client', 'late')", NULL),
+	    0);
 	assert_int_equal(store_commit(db), 0);
 	group_commits();
 	assert_int_equal(durable_plans(), before);
