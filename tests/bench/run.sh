@@ -613,15 +613,10 @@ print(len(json.load(open(sys.argv[1]))["items"]))' "$www/tenants.json")
 	nginx_pid=
 	stop_controller
 	# The same file, one row a transaction, synchronous=FULL.
-	if bg "$tmp/sqlref.out" "$OUT/sqlref" -d \
-	    "$(echo "$WRK_ARGS" | sed -n 's/.*-d *\([0-9]*\)s.*/\1/p')" \
-	    "$ctl_data/opsn.db"; then
-		line=$(cat "$tmp/sqlref.out")
-		s_ref="$(kv commits_per_s "$line") 0 $(calc \
-		    "$(kv p99_us "$line") / 1000") 0"
+	if sqlref_run; then
+		s_ref=$r_ref
 		say "  reference, one row a transaction (FULL) into the same" \
-		    "file: $(kv commits_per_s "$line") commits/s, p99" \
-		    "$(calc "$(kv p99_us "$line") / 1000") ms"
+		    "file: $r_rate commits/s, p99 $r_p99 ms"
 	else
 		problem "the SQLite reference failed"
 	fi
@@ -650,18 +645,26 @@ api_slow_flush() {
 	api_scommits=$(api_commits)
 	stop_controller
 	# shellcheck disable=SC2086 # $slow is a command line
-	if bg "$tmp/sqlref.out" $slow "$OUT/sqlref" -d \
-	    "$(echo "$WRK_ARGS" | sed -n 's/.*-d *\([0-9]*\)s.*/\1/p')" \
-	    "$ctl_data/opsn.db"; then
-		line=$(cat "$tmp/sqlref.out")
-		s_sref="$(kv commits_per_s "$line") 0 $(calc \
-		    "$(kv p99_us "$line") / 1000") 0"
-		say "  reference with the slow flush: $(kv commits_per_s \
-		    "$line") commits/s, p99 $(calc "$(kv p99_us "$line") / \
-		    1000") ms"
+	if sqlref_run $slow; then
+		s_sref=$r_ref
+		say "  reference with the slow flush: $r_rate commits/s, p99" \
+		    "$r_p99 ms"
 	else
 		problem "the SQLite reference with the slow flush failed"
 	fi
+}
+
+# sqlref_run [WRAPPER...]: the SQLite reference into the controller's
+# database file for as long as wrk runs, under WRAPPER if given. Sets
+# r_rate (commits/s), r_p99 (ms) and r_ref (a summary row's figures).
+sqlref_run() {
+	bg "$tmp/sqlref.out" "$@" "$OUT/sqlref" -d \
+	    "$(echo "$WRK_ARGS" | sed -n 's/.*-d *\([0-9]*\)s.*/\1/p')" \
+	    "$ctl_data/opsn.db" || return 1
+	line=$(cat "$tmp/sqlref.out")
+	r_rate=$(kv commits_per_s "$line")
+	r_p99=$(calc "$(kv p99_us "$line") / 1000")
+	r_ref="$r_rate 0 $r_p99 0"
 }
 
 # api_commits: the store's writes and commits so far, from /metrics.
