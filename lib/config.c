@@ -18,7 +18,6 @@ struct cfg_load_ctx {
 	char			*cause;
 	int			 lineno;
 	int			 indented;	/* the line starts with a blank */
-	int			 midline;	/* the last read ended no line */
 };
 
 static const struct cfg_option *
@@ -231,6 +230,10 @@ cfg_ini_cb(void *arg, const char *section, const char *name,
 /*
  * inih reports the line of a handler failure through its return value only
  * for the first error; keep our own line count by reading line by line.
+ * Two kinds of line inih would misread are refused here: one with a NUL
+ * byte (inih stops at it, and what follows on the next line could pass for
+ * more of the option above) and one longer than inih's buffer (the rest
+ * would be read as a line of its own).
  */
 static char *
 cfg_reader(char *str, int num, void *stream)
@@ -239,16 +242,34 @@ cfg_reader(char *str, int num, void *stream)
 		FILE			*f;
 		struct cfg_load_ctx	*ctx;
 	} *s = stream;
-	char	*r;
+	struct cfg_load_ctx	*ctx = s->ctx;
+	int			 c = EOF, len = 0;
 
-	r = fgets(str, num, s->f);
-	if (r != NULL && !s->ctx->midline) {
-		s->ctx->lineno++;
-		s->ctx->indented = str[0] == ' ' || str[0] == '\t';
+	if (ctx->cause != NULL)
+		return (NULL);
+	while (len < num - 1 && (c = getc(s->f)) != EOF) {
+		if (c == '\0') {
+			xasprintf(&ctx->cause, "%s:%d: the line holds a NUL "
+			    "byte", ctx->path, ctx->lineno + 1);
+			return (NULL);
+		}
+		str[len++] = (char)c;
+		if (c == '\n')
+			break;
 	}
-	if (r != NULL)
-		s->ctx->midline = strchr(str, '\n') == NULL;
-	return (r);
+	if (len == 0)
+		return (NULL);
+	str[len] = '\0';
+	ctx->lineno++;
+	/* A full buffer: the line must end here. */
+	if (len == num - 1 && c != '\n' && (c = getc(s->f)) != EOF &&
+	    c != '\n') {
+		xasprintf(&ctx->cause, "%s:%d: the line is longer than %d "
+		    "characters", ctx->path, ctx->lineno, num - 1);
+		return (NULL);
+	}
+	ctx->indented = str[0] == ' ' || str[0] == '\t';
+	return (str);
 }
 
 /* Read an INI file into conf; errors name file:line. */
@@ -256,7 +277,7 @@ int
 cfg_load(const struct cfg_table *t, void *conf, const char *path,
     char **cause)
 {
-	struct cfg_load_ctx	 ctx = { t, conf, path, NULL, 0, 0, 0 };
+	struct cfg_load_ctx	 ctx = { t, conf, path, NULL, 0, 0 };
 	struct {
 		FILE			*f;
 		struct cfg_load_ctx	*ctx;

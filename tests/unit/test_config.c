@@ -38,21 +38,22 @@ static const struct cfg_option opts[] = {
 static const struct cfg_table table = { opts, nitems(opts) };
 
 static char *
-write_tmp(const char *text)
+write_tmp(const char *text, size_t len)
 {
 	char	*path = xstrdup("/tmp/opsn-test-config-XXXXXX");
 	int	 fd = mkstemp(path);
 
 	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
 	close(fd);
 	return (path);
 }
 
 static int
-load_text(const char *text, struct conf *c, char **cause, char **pathp)
+load_bytes(const char *text, size_t len, struct conf *c, char **cause,
+    char **pathp)
 {
-	char	*path = write_tmp(text);
+	char	*path = write_tmp(text, len);
 	int	 rv;
 
 	cfg_defaults(&table, c);
@@ -60,6 +61,12 @@ load_text(const char *text, struct conf *c, char **cause, char **pathp)
 	unlink(path);
 	*pathp = path;
 	return (rv);
+}
+
+static int
+load_text(const char *text, struct conf *c, char **cause, char **pathp)
+{
+	return (load_bytes(text, strlen(text), c, cause, pathp));
 }
 
 static void
@@ -95,12 +102,12 @@ config_file_sets_every_type(void **state)
 }
 
 static void
-expect_error(const char *text, int line, const char *what)
+expect_error_bytes(const char *text, size_t len, int line, const char *what)
 {
 	struct conf	 c = { 0 };
 	char		*cause = NULL, *path, *want;
 
-	assert_int_equal(load_text(text, &c, &cause, &path), -1);
+	assert_int_equal(load_bytes(text, len, &c, &cause, &path), -1);
 	assert_non_null(cause);
 	xasprintf(&want, "%s:%d: ", path, line);
 	if (strncmp(cause, want, strlen(want)) != 0)
@@ -111,6 +118,12 @@ expect_error(const char *text, int line, const char *what)
 	free(cause);
 	free(path);
 	cfg_free(&table, &c);
+}
+
+static void
+expect_error(const char *text, int line, const char *what)
+{
+	expect_error_bytes(text, strlen(text), line, what);
 }
 
 static void
@@ -134,6 +147,36 @@ config_errors_name_file_and_line(void **state)
 	    "starts with a blank");
 	expect_error("[main]\nlisten = a:1\n\tworkers = 2\n", 3,
 	    "continue option 'listen'");
+}
+
+/*
+ * fuzz_config: inih stops a line at a NUL byte, and an indented line after
+ * it was taken as more of the option above; a line longer than inih's
+ * buffer was read as two.
+ */
+static void
+config_refuses_what_inih_would_misread(void **state)
+{
+	static const char nul[] = "[main]\nlisten = a:1\n\0=\n  b:2\n";
+	struct conf	 c = { 0 };
+	char		 text[512], *cause = NULL, *path;
+	int		 n;
+
+	(void)state;
+	expect_error_bytes(nul, sizeof(nul) - 1, 3, "NUL byte");
+	/* 199 characters and a newline fit; 200 do not. */
+	n = snprintf(text, sizeof(text), "[main]\nlisten = %0190d\n", 7);
+	assert_int_equal(n, 7 + 199 + 1);
+	assert_int_equal(load_text(text, &c, &cause, &path), 0);
+	assert_int_equal(strlen(c.listen), 190);
+	free(path);
+	cfg_free(&table, &c);
+	snprintf(text, sizeof(text), "[main]\nlisten = %0191d\n", 7);
+	expect_error(text, 2, "longer than 199 characters");
+	snprintf(text, sizeof(text), "[main]\nlisten = %0191d", 7);
+	expect_error(text, 2, "longer than 199 characters");
+	snprintf(text, sizeof(text), "[main]\nlisten = %0300d\n", 7);
+	expect_error(text, 2, "longer than 199 characters");
 }
 
 static void
@@ -225,6 +268,7 @@ main(void)
 		cmocka_unit_test(config_defaults_apply),
 		cmocka_unit_test(config_file_sets_every_type),
 		cmocka_unit_test(config_errors_name_file_and_line),
+		cmocka_unit_test(config_refuses_what_inih_would_misread),
 		cmocka_unit_test(config_missing_file_is_an_error),
 		cmocka_unit_test(config_flag_overrides_file),
 		cmocka_unit_test(config_print_masks_secrets),
