@@ -199,8 +199,9 @@ fuzz_objs_fuzz_etalab = $(CLI_NOIMPORT)
 # controller's (import_tenants, audit_verify).
 fuzz_objs_fuzz_tariff = $(CTL_LIBOBJ) $(filter-out $(BUILD)/cli/tariff.o \
 	$(BUILD)/cli/audit.o,$(CLI_NOIMPORT))
-# The placement engine is pure: it links alone.
+# The placement engine is pure: it links alone; so does the tar reader.
 fuzz_objs_fuzz_place = $(BUILD)/controller/compute/place.o
+fuzz_objs_fuzz_tar = $(BUILD)/controller/backup/tar.o
 FUZZ_LIBS = $(call pc_libs,$(PKG_CONTROLLER) libcurl) -lresolv -lm
 
 .SECONDEXPANSION:

@@ -310,6 +310,29 @@ tar_end(struct tar *t, char sha[65], char **cause)
 }
 
 /*
+ * An octal number field: leading blanks, digits, then a NUL, a blank or the
+ * field's end (strtoul would read on past the field).
+ */
+static int
+tar_octal_read(const char *f, size_t len, uint64_t *out)
+{
+	uint64_t	 v = 0;
+	size_t		 i = 0;
+
+	while (i < len && f[i] == ' ')
+		i++;
+	for (; i < len && f[i] >= '0' && f[i] <= '7'; i++) {
+		if (v > UINT64_MAX >> 3)
+			return (-1);
+		v = v << 3 | (uint64_t)(f[i] - '0');
+	}
+	if (i < len && f[i] != '\0' && f[i] != ' ')
+		return (-1);
+	*out = v;
+	return (0);
+}
+
+/*
  * The next member's header: 1 with its name (NUL-terminated), size and
  * mode; 0 at the end of the archive; -1 on a damaged or unsupported one.
  */
@@ -319,7 +342,7 @@ tar_next(struct tar *t, char name[TAR_NAME_MAX], uint64_t *size, int *mode,
 {
 	struct tar_hdr	 h;
 	unsigned char	*b = (unsigned char *)&h;
-	unsigned	 sum = 0, want;
+	uint64_t	 sum = 0, want, m = 0;
 	size_t		 i;
 
 	if (tar_skip(t, cause) == -1 ||
@@ -329,11 +352,15 @@ tar_next(struct tar *t, char name[TAR_NAME_MAX], uint64_t *size, int *mode,
 		;
 	if (i == sizeof(h))
 		return (0);
-	want = (unsigned)strtoul(h.chksum, NULL, 8);
+	if (tar_octal_read(h.chksum, sizeof(h.chksum), &want) == -1)
+		want = UINT64_MAX;
 	memset(h.chksum, ' ', sizeof(h.chksum));
 	for (i = 0; i < sizeof(h); i++)
 		sum += b[i];
-	if (sum != want || memcmp(h.magic, "ustar", 5) != 0) {
+	if (sum != want || memcmp(h.magic, "ustar", 5) != 0 ||
+	    tar_octal_read(h.mode, sizeof(h.mode), &m) == -1 ||
+	    (!((unsigned char)h.size[0] & 0x80) &&
+	    tar_octal_read(h.size, sizeof(h.size), size) == -1)) {
 		xasprintf(cause, "%s: not a tar file, or damaged at byte %llu",
 		    t->t_path, (unsigned long long)(t->t_off - sizeof(h)));
 		return (-1);
@@ -348,9 +375,14 @@ tar_next(struct tar *t, char name[TAR_NAME_MAX], uint64_t *size, int *mode,
 	if ((unsigned char)h.size[0] & 0x80) {
 		for (*size = 0, i = 4; i < 12; i++)
 			*size = (*size << 8) | (unsigned char)h.size[i];
-	} else
-		*size = strtoull(h.size, NULL, 8);
-	*mode = (int)strtol(h.mode, NULL, 8);
+	}
+	/* Past that, the block count below would wrap around. */
+	if (*size > UINT64_MAX / 2) {
+		xasprintf(cause, "%s: member '%s' claims %llu bytes",
+		    t->t_path, name, (unsigned long long)*size);
+		return (-1);
+	}
+	*mode = (int)(m & 07777);
 	t->t_left = *size;
 	t->t_skip = (*size + TAR_BLOCK - 1) / TAR_BLOCK * TAR_BLOCK;
 	return (1);
