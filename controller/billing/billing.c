@@ -575,7 +575,7 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 	const char	*format = api_query(r, "format");
 	const char	*sep = api_query(r, "sep");
 	const char	*dec = api_query(r, "decimal");
-	const char	*cursor;
+	int64_t		 after;
 	struct period	 p;
 	char		*cause = NULL;
 	int		 fmt, limit, summary, rv;
@@ -631,10 +631,10 @@ billing_export_route(struct api_req *r, const char *period, int64_t tenant)
 		log_debug("billing: export with the same separator and decimal "
 		    "mark: numbers get quoted");
 	if (api_query(r, "limit") != NULL || api_query(r, "cursor") != NULL) {
-		if (params_page(r, &limit, &cursor) == -1)
+		if (params_page_id(r, &limit, &after) == -1)
 			return;
 		o.eo_limit = limit;
-		o.eo_after = cursor != NULL ? strtoll(cursor, NULL, 10) : 0;
+		o.eo_after = after;
 	}
 	if (export_jobs >= EXPORT_MAX_JOBS) {
 		api_set_header(r, "Retry-After", "2");
@@ -666,7 +666,7 @@ billing_route_statements(struct api_req *r)
 {
 	const char	*period = api_query(r, "period");
 	const char	*status = api_query(r, "status");
-	const char	*cursor;
+	int64_t		 after;
 	sqlite3_stmt	*st;
 	struct cents	 total;
 	int64_t		 tenant;
@@ -691,7 +691,7 @@ billing_route_statements(struct api_req *r)
 		    "or closed");
 		return;
 	}
-	if (params_page(r, &limit, &cursor) == -1)
+	if (params_page_id(r, &limit, &after) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT s.id, s.period, s.status, "
@@ -700,7 +700,7 @@ billing_route_statements(struct api_req *r)
 	    "l.statement_id = s.id) FROM statements s WHERE s.id > ?1 AND "
 	    "(?2 IS NULL OR s.period = ?2) AND (?3 = 0 OR s.tenant_id = ?3) "
 	    "AND (?4 IS NULL OR s.status = ?4) ORDER BY s.id LIMIT ?5");
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	if (period != NULL)
 		sqlite3_bind_text(st, 2, period, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, tenant);
@@ -954,7 +954,7 @@ static void
 billing_route_adjustments(struct api_req *r)
 {
 	sqlite3_stmt	*st;
-	const char	*cursor;
+	int64_t		 after;
 	int64_t		 tenant;
 	int		 limit, n = 0, pending;
 	char		*next = NULL;
@@ -962,13 +962,13 @@ billing_route_adjustments(struct api_req *r)
 
 	if (billing_query_tenant(r, &tenant) == -1 ||
 	    (pending = billing_query_bool(r, "pending")) == -1 ||
-	    params_page(r, &limit, &cursor) == -1)
+	    params_page_id(r, &limit, &after) == -1)
 		return;
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " ADJ_COLS ADJ_FROM "WHERE a.id > "
 	    "?1 AND (?2 = 0 OR a.tenant_id = ?2) AND (?3 = 0 OR "
 	    "a.statement_id IS NULL) ORDER BY a.id LIMIT ?4");
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, tenant);
 	sqlite3_bind_int(st, 3, pending);
 	sqlite3_bind_int(st, 4, limit + 1);

@@ -638,18 +638,18 @@ void
 tariff_route_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
-	const char	*cursor;
+	int64_t		 after;
 	char		*next = NULL, *dflt;
 	int		 limit, n = 0;
 	json_t		*items, *o;
 
-	if (params_page(r, &limit, &cursor) == -1)
+	if (params_page_id(r, &limit, &after) == -1)
 		return;
 	dflt = tariff_default_name();
 	items = json_array();
 	st = store_prepare(ctl->db, "SELECT " TARIFF_COLS " FROM tariffs t "
 	    "WHERE t.id > ? ORDER BY t.id LIMIT ?");
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int(st, 2, limit + 1);
 	while (store_step(st) == SQLITE_ROW) {
 		if (n++ == limit) {

@@ -668,15 +668,15 @@ vms_list(struct api_req *r)
 {
 	const struct api_principal *p = api_principal(r);
 	sqlite3_stmt	*st;
-	const char	*cursor, *node = api_query(r, "node");
+	const char	*node = api_query(r, "node");
 	const char	*tenant = api_query(r, "tenant");
 	const char	*state = api_query(r, "state");
 	char		*sql, next[24];
 	int		 limit, n = 0, usable;
-	int64_t		 tid = 0, nid = 0, last = 0;
+	int64_t		 tid = 0, nid = 0, last = 0, after;
 	struct jsonw	 w;
 
-	if (params_page(r, &limit, &cursor) == -1)
+	if (params_page_id(r, &limit, &after) == -1)
 		return;
 	if (tenant != NULL && (tid = tenants_resolve(tenant)) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "tenant: no tenant "
@@ -698,7 +698,7 @@ vms_list(struct api_req *r)
 	    "?5 OR v.desired = ?5)" : "");
 	st = store_stmt(ctl->db, sql);
 	free(sql);
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, nid);
 	sqlite3_bind_int(st, 3, limit + 1);
 	sqlite3_bind_int64(st, 4, tid);

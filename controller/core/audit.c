@@ -116,14 +116,14 @@ static void
 audit_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
-	const char	*cursor, *object = api_query(r, "object");
+	const char	*object = api_query(r, "object");
 	const char	*since = api_query(r, "since");
-	int64_t		 t = 0;
+	int64_t		 t = 0, after;
 	char		*next = NULL, buf[32];
 	int		 limit, n = 0;
 	json_t		*items, *o, *sum;
 
-	if (params_page(r, &limit, &cursor) == -1)
+	if (params_page_id(r, &limit, &after) == -1)
 		return;
 	if (since != NULL && params_parse_time(since, &t) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "since must be a date "
@@ -135,7 +135,7 @@ audit_list(struct api_req *r)
 	    "object, summary, request_id, hash FROM audit WHERE id > ?1 AND "
 	    "at >= ?2 AND (?3 IS NULL OR object = ?3 OR object LIKE ?3 || "
 	    "'/%') ORDER BY id LIMIT ?4");
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, t);
 	if (object != NULL)
 		sqlite3_bind_text(st, 3, object, -1, SQLITE_STATIC);

@@ -1,4 +1,6 @@
 /* Request parameters shared by every module: pages, fields, times. */
+#include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -99,6 +101,35 @@ params_page(struct api_req *r, int *limit, const char **cursor)
 		return (-1);
 	}
 	*limit = (int)n;
+	return (0);
+}
+
+/*
+ * limit, and a cursor that is the id of the last item seen (a next_cursor
+ * of a list ordered by id; 0 when there is none); -1 after replying 400.
+ */
+int
+params_page_id(struct api_req *r, int *limit, int64_t *after)
+{
+	const char	*cursor, *c;
+	char		*end;
+	long long	 n;
+
+	*after = 0;
+	if (params_page(r, limit, &cursor) == -1)
+		return (-1);
+	if (cursor == NULL || *cursor == '\0')
+		return (0);
+	for (c = cursor; isdigit((unsigned char)*c); c++)
+		continue;
+	errno = 0;
+	n = strtoll(cursor, &end, 10);
+	if (*c != '\0' || *end != '\0' || errno != 0) {
+		api_reply_error(r, 400, "bad_parameter", "cursor must be the "
+		    "next_cursor of a page of this list");
+		return (-1);
+	}
+	*after = n;
 	return (0);
 }
 

@@ -903,18 +903,18 @@ tenants_list(struct api_req *r)
 	int64_t		 dv;
 	int		 rc;
 	sqlite3_stmt	*st;
-	const char	*cursor, *kind = api_query(r, "kind");
+	const char	*kind = api_query(r, "kind");
 	const char	*status = api_query(r, "status");
 	const char	*parent = api_query(r, "parent");
 	const char	*one = api_query(r, "tenant");
 	const char	*q = api_query(r, "q");
-	int64_t		 pid = 0, id = 0;
+	int64_t		 pid = 0, id = 0, after;
 	char		*sql, next[24], code[16] = "", name[256] = "", *o;
 	const char	*c;
 	int		 limit, n = 0;
 	struct jsonw	 w;
 
-	if (params_page(r, &limit, &cursor) == -1)
+	if (params_page_id(r, &limit, &after) == -1)
 		return;
 	if (kind != NULL && !tenants_kind_ok(kind)) {
 		api_reply_error(r, 400, "bad_parameter", "kind must be commune, "
@@ -986,7 +986,7 @@ tenants_list(struct api_req *r)
 	    "ESCAPE '\\'" : "");
 	st = store_stmt(ctl->db, sql);
 	free(sql);
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	if (kind != NULL)
 		sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
 	if (status != NULL)

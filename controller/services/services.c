@@ -1244,15 +1244,16 @@ static void
 services_changes_list(struct api_req *r)
 {
 	sqlite3_stmt	*st;
-	const char	*cursor, *node = api_query(r, "node");
+	const char	*node = api_query(r, "node");
 	const char	*pending = api_query(r, "pending");
 	const char	*failed = api_query(r, "failed");
 	int		 want_p, want_f, limit, n = 0;
+	int64_t		 after;
 	char		*next = NULL, buf[32];
 	json_t		*items, *o;
 
 	if (services_platform_wide(r) == -1 ||
-	    params_page(r, &limit, &cursor) == -1)
+	    params_page_id(r, &limit, &after) == -1)
 		return;
 	want_p = pending != NULL && strcmp(pending, "0") != 0;
 	want_f = failed != NULL && strcmp(failed, "0") != 0;
@@ -1264,7 +1265,7 @@ services_changes_list(struct api_req *r)
 	    "n.name = ?2) AND ((?3 = 0 AND ?4 = 0) OR (?3 AND c.state = "
 	    "'pending') OR (?4 AND c.state = 'failed')) ORDER BY c.id DESC "
 	    "LIMIT ?5");
-	sqlite3_bind_int64(st, 1, cursor ? strtoll(cursor, NULL, 10) : 0);
+	sqlite3_bind_int64(st, 1, after);
 	if (node != NULL)
 		sqlite3_bind_text(st, 2, node, -1, SQLITE_STATIC);
 	sqlite3_bind_int(st, 3, want_p);

@@ -7,6 +7,7 @@ import ssl
 import stat
 import subprocess
 import time
+import urllib.parse
 
 import opsn
 from opsn import wait_until
@@ -337,6 +338,39 @@ def test_api_errors_are_json(controller):
     st, doc, hdrs = controller.api("GET", "/v1/health", token=None)
     assert st == 200 and doc["status"] == "ok"
     assert hdrs.get("X-Request-Id")
+
+
+# The lists in id order: their cursor is the id of the last item seen.
+ID_LISTS = ("/v1/tenants", "/v1/vms", "/v1/changes", "/v1/statements",
+            "/v1/statements?period=2026-11&format=csv", "/v1/adjustments",
+            "/v1/tariffs", "/v1/audit")
+
+
+def test_a_cursor_no_page_gave_is_refused(controller):
+    """A mistyped cursor was read as no cursor (the first page again) or
+    as a number that matched nothing (an empty page): now a 400."""
+    for name in ("cur-a", "cur-b", "cur-c"):
+        st, doc, _ = controller.api("POST", "/v1/tenants", body={
+            "kind": "other", "name": name})
+        assert st == 201, doc
+    st, doc, _ = controller.api("GET", "/v1/tenants?limit=2")
+    assert st == 200 and len(doc["items"]) == 2 and doc["next_cursor"]
+    st, doc, _ = controller.api(
+        "GET", "/v1/tenants?limit=2&cursor=" + doc["next_cursor"])
+    assert st == 200 and [t["name"] for t in doc["items"]] == ["cur-c"]
+    for path in ID_LISTS:
+        sep = "&" if "?" in path else "?"
+        for good in ("", "0", "1", "12"):
+            st, doc, _ = controller.api("GET", f"{path}{sep}cursor={good}")
+            # No statements yet: the export has nothing to give.
+            assert st == (404 if "format" in path else 200), (path, doc)
+        for bad in ("abc", "5x", "-3", "+4", " 7", "1.5",
+                    "99999999999999999999"):
+            st, doc, _ = controller.api(
+                "GET", f"{path}{sep}cursor={urllib.parse.quote(bad)}")
+            assert st == 400, (path, bad, st, doc)
+            assert doc["error"]["code"] == "bad_parameter"
+            assert "cursor" in doc["error"]["message"]
 
 
 def test_opsnctl_reports_server_errors(controller):
