@@ -161,7 +161,7 @@ static const struct {
 static const char *const titre_months[] = { "janvier",
     "f\xc3\xa9vrier", "mars", "avril", "mai", "juin", "juillet",
     "ao\xc3\xbbt", "septembre", "octobre", "novembre",
-    "d\xc3\xa9" "cembre" };
+    ("d\xc3\xa9" "cembre") };
 
 static char *
 titre_col(sqlite3_stmt *st, int col)
