@@ -629,15 +629,6 @@ out:
 	json_decref(body);
 }
 
-/* Reads a size from the query string (whole number), or def. */
-static int64_t
-nodeops_query_int(struct api_req *r, const char *name, int64_t def)
-{
-	const char	*q = api_query(r, name);
-
-	return (q != NULL ? strtoll(q, NULL, 10) : def);
-}
-
 static json_t *
 nodeops_score_json(const struct place_score *s)
 {
@@ -693,9 +684,15 @@ nodeops_capacity(struct api_req *r)
 	/* A size given outright (vcpus, memory_mib, disk_bytes). */
 	if (api_query(r, "memory_mib") != NULL) {
 		memset(&vm, 0, sizeof(vm));
-		vm.vcpus = nodeops_query_int(r, "vcpus", 1);
-		vm.memory = nodeops_query_int(r, "memory_mib", 1);
-		vm.disk = nodeops_query_int(r, "disk_bytes", 0);
+		if (params_query_int(r, "vcpus", 1, PLAN_VCPUS_MAX, 1,
+		    &vm.vcpus) == -1 || params_query_int(r, "memory_mib",
+		    PLAN_MEMORY_MIN, PLAN_MEMORY_MAX, 0, &vm.memory) == -1 ||
+		    params_query_int(r, "disk_bytes", 0, PLAN_DISK_MAX, 0,
+		    &vm.disk) == -1) {
+			json_decref(plans);
+			json_decref(o);
+			return;
+		}
 		json_array_append_new(plans, json_pack("{s:n,s:I,s:I,s:I,s:I}",
 		    "plan", "vcpus", (json_int_t)vm.vcpus, "memory_mib",
 		    (json_int_t)vm.memory, "disk_bytes", (json_int_t)vm.disk,

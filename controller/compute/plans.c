@@ -74,10 +74,10 @@ plans_create(struct api_req *r)
 		    "letters, digits, '-', '_' or '.'");
 		goto out;
 	}
-	if (params_int_field(r, body, "vcpus", 1, 256, &vcpus) == -1 ||
-	    params_int_field(r, body, "memory_mib", 16, 4194304, &mem) == -1 ||
-	    params_int_field(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44,
-	    &disk) == -1)
+	if (params_int_field(r, body, "vcpus", 1, PLAN_VCPUS_MAX, &vcpus) ==
+	    -1 || params_int_field(r, body, "memory_mib", PLAN_MEMORY_MIN,
+	    PLAN_MEMORY_MAX, &mem) == -1 || params_int_field(r, body,
+	    "disk_bytes", PLAN_DISK_MIN, PLAN_DISK_MAX, &disk) == -1)
 		goto out;
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");

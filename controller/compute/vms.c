@@ -433,10 +433,10 @@ vms_new_shape(struct api_req *r, json_t *body, struct vms_new *vn)
 			return (-1);
 		}
 	}
-	if (vms_size(r, body, "vcpus", 1, 256, pv, &vn->vn_vcpus) == -1 ||
-	    vms_size(r, body, "memory_mib", 16, 4194304, pm,
-	    &vn->vn_mem) == -1 ||
-	    vms_size(r, body, "disk_bytes", 1 << 20, (int64_t)1 << 44, pd,
+	if (vms_size(r, body, "vcpus", 1, PLAN_VCPUS_MAX, pv,
+	    &vn->vn_vcpus) == -1 || vms_size(r, body, "memory_mib",
+	    PLAN_MEMORY_MIN, PLAN_MEMORY_MAX, pm, &vn->vn_mem) == -1 ||
+	    vms_size(r, body, "disk_bytes", PLAN_DISK_MIN, PLAN_DISK_MAX, pd,
 	    &vn->vn_disk) == -1)
 		return (-1);
 	vn->vn_power = "running";
@@ -854,9 +854,9 @@ vms_resize(struct api_req *r)
 	vcpus = ov;
 	mem = om;
 	if ((json_object_get(body, "vcpus") != NULL && params_int_field(r,
-	    body, "vcpus", 1, 256, &vcpus) == -1) ||
+	    body, "vcpus", 1, PLAN_VCPUS_MAX, &vcpus) == -1) ||
 	    (json_object_get(body, "memory_mib") != NULL && params_int_field(r,
-	    body, "memory_mib", 16, 4194304, &mem) == -1))
+	    body, "memory_mib", PLAN_MEMORY_MIN, PLAN_MEMORY_MAX, &mem) == -1))
 		goto out;
 	if (store_begin(ctl->db) == -1) {
 		api_reply_error(r, 503, "busy", "the database is busy");
@@ -939,15 +939,16 @@ vms_console(struct api_req *r)
 {
 	sqlite3_stmt	*st;
 	struct console	*c;
-	const char	*q = api_query(r, "offset");
-	uint64_t	 off = q ? strtoull(q, NULL, 10) : 0, end;
-	int64_t		 id;
+	uint64_t	 off, end;
+	int64_t		 id, q;
 	char		 uuid[37], *text;
 	size_t		 i, n = 0, from;
 	json_t		*o;
 
-	if ((id = vms_find(r, api_param(r, "vm"))) == -1)
+	if (params_query_int(r, "offset", 0, INT64_MAX, 0, &q) == -1 ||
+	    (id = vms_find(r, api_param(r, "vm"))) == -1)
 		return;
+	off = (uint64_t)q;
 	st = store_prepare(ctl->db, "SELECT uuid FROM vms WHERE id = ?");
 	sqlite3_bind_int64(st, 1, id);
 	store_step(st);

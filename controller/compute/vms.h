@@ -13,7 +13,12 @@
 
 struct api_req;
 
-/* compute/plans.c */
+/* compute/plans.c; a plan's size, and a size asked about, within these. */
+#define PLAN_VCPUS_MAX		256
+#define PLAN_MEMORY_MIN		16		/* MiB */
+#define PLAN_MEMORY_MAX		4194304
+#define PLAN_DISK_MIN		((int64_t)1 << 20)	/* bytes */
+#define PLAN_DISK_MAX		((int64_t)1 << 44)
 int	compute_name_ok(const char *);
 /* Reply a page of a list ordered by name (sql: cursor ?1, limit ?2). */
 void	compute_page_by_name(struct api_req *, const char *sql,

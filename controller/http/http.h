@@ -362,6 +362,8 @@ int	api_fuzz_call(const char *method, const char *path, const char *auth,
 /* limit and cursor query parameters; -1 after replying 400. */
 int	params_page(struct api_req *, int *limit, const char **cursor);
 int	params_page_id(struct api_req *, int *limit, int64_t *after);
+int	params_query_int(struct api_req *, const char *name, int64_t min,
+	    int64_t max, int64_t def, int64_t *out);
 /* The next page's cursor: the key of the last item of this page (copy). */
 char	*params_last_key(json_t *items, const char *key);
 /* Reply {"items": items, "next_cursor": next}; consumes both. */

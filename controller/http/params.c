@@ -105,6 +105,35 @@ params_page(struct api_req *r, int *limit, const char **cursor)
 }
 
 /*
+ * A whole number from the query string within [min, max], def when it is
+ * absent; -1 after replying 400.
+ */
+int
+params_query_int(struct api_req *r, const char *name, int64_t min,
+    int64_t max, int64_t def, int64_t *out)
+{
+	const char	*q = api_query(r, name);
+	char		*end;
+	long long	 n;
+
+	*out = def;
+	if (q == NULL)
+		return (0);
+	errno = 0;
+	n = strtoll(q, &end, 10);
+	if (!(isdigit((unsigned char)q[0]) || (q[0] == '-' &&
+	    isdigit((unsigned char)q[1]))) || *end != '\0' || errno != 0 ||
+	    n < min || n > max) {
+		api_reply_error(r, 400, "bad_parameter", "%s must be a whole "
+		    "number from %lld to %lld", name, (long long)min,
+		    (long long)max);
+		return (-1);
+	}
+	*out = n;
+	return (0);
+}
+
+/*
  * limit, and a cursor that is the id of the last item seen (a next_cursor
  * of a list ordered by id; 0 when there is none); -1 after replying 400.
  */

@@ -373,6 +373,26 @@ def test_a_cursor_no_page_gave_is_refused(controller):
             assert "cursor" in doc["error"]["message"]
 
 
+def test_numbers_in_the_query_are_checked(controller):
+    """A size or an offset that is not a whole number in range was read
+    as 0 (a capacity question about a VM of no size)."""
+    cap = "/v1/cluster/capacity?memory_mib="
+    st, doc, _ = controller.api("GET", cap + "64&vcpus=2&disk_bytes=0")
+    assert st == 200, doc
+    asked = [p for p in doc["plans"] if p["plan"] is None]
+    assert asked and asked[0]["vcpus"] == 2 and \
+        asked[0]["memory_mib"] == 64, doc
+    for q, what in (("abc", "memory_mib"), ("8", "memory_mib"),
+                    ("64&vcpus=0", "vcpus"), ("64&vcpus=2x", "vcpus"),
+                    ("64&disk_bytes=-1", "disk_bytes")):
+        st, doc, _ = controller.api("GET", cap + q)
+        assert st == 400 and what in doc["error"]["message"], (q, doc)
+    st, doc, _ = controller.api("GET", "/v1/vms/nosuch/console?offset=x")
+    assert st == 400 and "offset" in doc["error"]["message"], doc
+    st, doc, _ = controller.api("GET", "/v1/vms/nosuch/console?offset=5")
+    assert st == 404, doc
+
+
 def test_opsnctl_reports_server_errors(controller):
     r = controller.opsnctl("node", "show", "nosuch", check=False)
     assert r.returncode != 0
