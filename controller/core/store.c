@@ -992,6 +992,12 @@ store_cache_drop(sqlite3 *db)
 		store_cache.sc_n++;
 	}
 	free(old);
+	/* The thread's last connection: nothing is left to keep. */
+	if (store_cache.sc_n == 0) {
+		free(store_cache.sc_slots);
+		store_cache.sc_slots = NULL;
+		store_cache.sc_cap = 0;
+	}
 }
 
 /*
