@@ -1422,7 +1422,8 @@ fail:
 done:
 	for (i = 0; i < MP_N; i++)
 		sqlite3_finalize(st[i]);
-	qsort(o->v, o->n, sizeof(*o->v), mail_old_cmp);
+	if (o->n > 1)
+		qsort(o->v, o->n, sizeof(*o->v), mail_old_cmp);
 	return (rc);
 }
 
