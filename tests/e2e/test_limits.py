@@ -23,7 +23,7 @@ import opsn
 MIB = 1 << 20
 # Under `make check` the controller carries ASan: its memory is not the
 # figure a user sees.
-SANITIZED = os.sep + "san" + os.sep in opsn.BIN
+SANITIZED = opsn.SANITIZED
 
 
 def tls(controller, timeout=10):

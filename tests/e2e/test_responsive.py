@@ -119,10 +119,13 @@ def test_nodes_stay_ready_during_a_10000_mailbox_import(workdir, procs):
     print("\n".join(line for line in log.splitlines()
                     if "mailboxes into" in line or "import into" in line))
     check(controller, mon, "the import", 10.0)
-    # The loop's own CPU for the import, whatever the machine's load.
+    # The loop's own CPU for the import, whatever the machine's load
+    # (hashing on the loop took half a minute); ASan's checks cost about
+    # three times the CPU of the code they watch (3.4 s seen).
     cpu = sum(int(m) for m in re.findall(
         r"(?:checked in \d+ ms \(|stored in \d+ ms, )(\d+) ms", log))
-    assert 0 < cpu < 3000, f"the import held the loop {cpu} ms of CPU"
+    assert 0 < cpu < (10000 if opsn.SANITIZED else 3000), \
+        f"the import held the loop {cpu} ms of CPU"
     with sqlite3.connect(os.path.join(controller.data, "opsn.db")) as db:
         n, bad = db.execute("SELECT count(*), sum(password_hash NOT LIKE "
                             "'{SHA512-CRYPT}$6$%') FROM mailboxes"
