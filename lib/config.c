@@ -1,4 +1,5 @@
 /* Table-driven configuration over inih. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -268,7 +269,8 @@ cfg_reader(char *str, int num, void *stream)
 		    "characters", ctx->path, ctx->lineno, num - 1);
 		return (NULL);
 	}
-	ctx->indented = str[0] == ' ' || str[0] == '\t';
+	/* Any blank inih skips: a form feed or a CR continues too. */
+	ctx->indented = isspace((unsigned char)str[0]);
 	return (str);
 }
 

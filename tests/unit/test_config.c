@@ -147,6 +147,13 @@ config_errors_name_file_and_line(void **state)
 	    "starts with a blank");
 	expect_error("[main]\nlisten = a:1\n\tworkers = 2\n", 3,
 	    "continue option 'listen'");
+	/* Every blank inih skips, not only space and tab (fuzz_config). */
+	expect_error("[main]\nlisten = a:1\n\f\fworkers ;= 2\n", 3,
+	    "starts with a blank");
+	expect_error("[main]\nlisten = a:1\n\vworkers = 2\n", 3,
+	    "starts with a blank");
+	expect_error("[main]\nlisten = a:1\n\rworkers = 2\n", 3,
+	    "starts with a blank");
 }
 
 /*
