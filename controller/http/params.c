@@ -105,6 +105,27 @@ params_page(struct api_req *r, int *limit, const char **cursor)
 }
 
 /*
+ * s as a whole number within [min, max]: digits, a '-' first only where
+ * min is below zero; -1 if it is anything else.
+ */
+static int
+params_whole(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	const char	*d = s + (*s == '-' && min < 0);
+	char		*end;
+	long long	 n;
+
+	if (!isdigit((unsigned char)*d))
+		return (-1);
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (*end != '\0' || errno != 0 || n < min || n > max)
+		return (-1);
+	*out = n;
+	return (0);
+}
+
+/*
  * A whole number from the query string within [min, max], def when it is
  * absent; -1 after replying 400.
  */
@@ -113,23 +134,14 @@ params_query_int(struct api_req *r, const char *name, int64_t min,
     int64_t max, int64_t def, int64_t *out)
 {
 	const char	*q = api_query(r, name);
-	char		*end;
-	long long	 n;
 
 	*out = def;
-	if (q == NULL)
-		return (0);
-	errno = 0;
-	n = strtoll(q, &end, 10);
-	if (!(isdigit((unsigned char)q[0]) || (q[0] == '-' &&
-	    isdigit((unsigned char)q[1]))) || *end != '\0' || errno != 0 ||
-	    n < min || n > max) {
+	if (q != NULL && params_whole(q, min, max, out) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "%s must be a whole "
 		    "number from %lld to %lld", name, (long long)min,
 		    (long long)max);
 		return (-1);
 	}
-	*out = n;
 	return (0);
 }
 
@@ -140,25 +152,17 @@ params_query_int(struct api_req *r, const char *name, int64_t min,
 int
 params_page_id(struct api_req *r, int *limit, int64_t *after)
 {
-	const char	*cursor, *c;
-	char		*end;
-	long long	 n;
+	const char	*cursor;
 
 	*after = 0;
 	if (params_page(r, limit, &cursor) == -1)
 		return (-1);
-	if (cursor == NULL || *cursor == '\0')
-		return (0);
-	for (c = cursor; isdigit((unsigned char)*c); c++)
-		continue;
-	errno = 0;
-	n = strtoll(cursor, &end, 10);
-	if (*c != '\0' || *end != '\0' || errno != 0) {
+	if (cursor != NULL && *cursor != '\0' &&
+	    params_whole(cursor, 0, INT64_MAX, after) == -1) {
 		api_reply_error(r, 400, "bad_parameter", "cursor must be the "
 		    "next_cursor of a page of this list");
 		return (-1);
 	}
-	*after = n;
 	return (0);
 }
 
